@@ -1,0 +1,127 @@
+//! Tuning knobs of one node. Every bound carries its unit in its name.
+
+use crate::types::NodeId;
+
+/// Configuration of one Raft node. Start from [`Config::new`] and adjust.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's id; never `0`.
+    pub id: NodeId,
+    /// A follower that hears nothing from a leader for a randomized timeout in
+    /// `[election_ticks, 2 * election_ticks)` starts an election (§5.2).
+    pub election_ticks: u32,
+    /// A leader sends heartbeats every `heartbeat_ticks`. Must be well below
+    /// `election_ticks` so that followers do not time out between beats.
+    pub heartbeat_ticks: u32,
+    /// Ask whether an election could be won before bumping the term (§9.6),
+    /// so a node rejoining from a partition cannot inflate terms.
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a quorum for
+    /// `election_ticks`; followers then ignore vote requests while they
+    /// believe a leader is alive (§6.2, "leader stickiness").
+    pub check_quorum: bool,
+    /// AppendEntries messages a leader may have outstanding to one follower
+    /// in the `Replicate` state (pipelining).
+    pub max_inflight_msgs: usize,
+    /// Upper bound on the entry bytes in one AppendEntries message. A single
+    /// entry larger than this is still sent, alone.
+    pub max_msg_bytes: u64,
+    /// Ticks subtracted from `election_ticks` to bound the leader lease,
+    /// allowing for clocks that run at different rates (§6.4.1).
+    pub lease_drift_ticks: u32,
+    /// Seeds the node's random election timeouts; fixing it makes runs
+    /// reproducible.
+    pub seed: u64,
+}
+
+/// Why a [`Config`] cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("node id 0 is reserved; give every node an id of 1 or more")]
+    ZeroId,
+    #[error(
+        "heartbeat_ticks ({heartbeat_ticks}) must be at least 1 and less than election_ticks ({election_ticks})"
+    )]
+    HeartbeatNotBelowElection {
+        heartbeat_ticks: u32,
+        election_ticks: u32,
+    },
+    #[error("max_inflight_msgs must be at least 1")]
+    ZeroInflight,
+    #[error("max_msg_bytes must be at least 1")]
+    ZeroMsgBytes,
+    #[error(
+        "lease_drift_ticks ({lease_drift_ticks}) must be less than election_ticks ({election_ticks}) or no lease could ever be held"
+    )]
+    DriftTooLarge {
+        lease_drift_ticks: u32,
+        election_ticks: u32,
+    },
+}
+
+impl Config {
+    /// Defaults for node `id`: a 10-tick election timeout, a heartbeat every
+    /// tick, pre-vote and check-quorum on.
+    pub fn new(id: NodeId) -> Config {
+        Config {
+            id,
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            pre_vote: true,
+            check_quorum: true,
+            max_inflight_msgs: 256,
+            max_msg_bytes: 1024 * 1024,
+            lease_drift_ticks: 1,
+            seed: id.0,
+        }
+    }
+
+    /// Checks the relations between fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id.0 == 0 {
+            return Err(ConfigError::ZeroId);
+        }
+        if self.heartbeat_ticks == 0 || self.heartbeat_ticks >= self.election_ticks {
+            return Err(ConfigError::HeartbeatNotBelowElection {
+                heartbeat_ticks: self.heartbeat_ticks,
+                election_ticks: self.election_ticks,
+            });
+        }
+        if self.max_inflight_msgs == 0 {
+            return Err(ConfigError::ZeroInflight);
+        }
+        if self.max_msg_bytes == 0 {
+            return Err(ConfigError::ZeroMsgBytes);
+        }
+        if self.lease_drift_ticks >= self.election_ticks {
+            return Err(ConfigError::DriftTooLarge {
+                lease_drift_ticks: self.lease_drift_ticks,
+                election_ticks: self.election_ticks,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::new(NodeId(1)).validate(), Ok(()));
+    }
+
+    #[test]
+    fn heartbeat_must_be_below_election() {
+        let config = Config {
+            heartbeat_ticks: 10,
+            ..Config::new(NodeId(1))
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::HeartbeatNotBelowElection { .. })
+        ));
+        assert_eq!(Config::new(NodeId(0)).validate(), Err(ConfigError::ZeroId));
+    }
+}

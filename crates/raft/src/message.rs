@@ -1,0 +1,98 @@
+//! Messages exchanged between nodes. The core produces and consumes them as
+//! plain values; encoding them for a wire is the transport's job.
+
+use crate::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
+
+/// A message from one node to another, stamped with the sender's term.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// The sender's term (for a pre-vote request: the term it would campaign
+    /// in, which it has not adopted).
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+/// Identifies a read request; chosen by the caller, unique per node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReadId(pub u64);
+
+/// What a message says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageBody {
+    /// RequestVote (§5.2), or a pre-vote probe (§9.6) that changes no state.
+    VoteRequest {
+        pre_vote: bool,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+        /// Set during a leadership transfer (§3.10): voters skip leader
+        /// stickiness for this campaign.
+        transfer: bool,
+    },
+    VoteResponse {
+        pre_vote: bool,
+        granted: bool,
+    },
+    /// AppendEntries (§5.3). `prev_log_*` name the entry the new ones follow.
+    AppendEntries {
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+    },
+    AppendResponse(AppendResult),
+    /// Keeps followers from campaigning and carries the commit index up to
+    /// what the follower is known to hold. `round` confirms leadership for
+    /// reads and leases (§6.4).
+    Heartbeat { commit: LogIndex, round: u64 },
+    HeartbeatResponse { round: u64 },
+    /// The leader asks the caller to ship the snapshot described by `meta`;
+    /// on the receiving side the caller steps this message in once the
+    /// snapshot's data is stored (§7).
+    InstallSnapshot { meta: SnapshotMeta },
+    /// Start an election now, skipping pre-vote (§3.10).
+    TimeoutNow,
+    /// A follower asks the leader to confirm a read index (§6.4).
+    ReadIndexRequest { id: ReadId },
+    /// The index the follower must apply before serving read `id`, or `None`
+    /// when the leader could not serve it.
+    ReadIndexResponse { id: ReadId, index: Option<LogIndex> },
+}
+
+/// A follower's answer to AppendEntries or InstallSnapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendResult {
+    /// The follower's log matches the leader's up to `match_index`.
+    Success { match_index: LogIndex },
+    /// The follower has no entry matching `(prev_log_index, prev_log_term)` at
+    /// `rejected`. The hint lets the leader skip a whole term at a time
+    /// (§5.3): `hint_term` is the follower's term at `rejected` (`None` if
+    /// its log is shorter) and `hint_index` the first index of that term in
+    /// its log (or its last index + 1).
+    Conflict {
+        rejected: LogIndex,
+        hint_index: LogIndex,
+        hint_term: Option<Term>,
+    },
+}
+
+impl MessageBody {
+    /// A short name for traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MessageBody::VoteRequest { pre_vote: true, .. } => "PreVote",
+            MessageBody::VoteRequest { .. } => "Vote",
+            MessageBody::VoteResponse { pre_vote: true, .. } => "PreVoteResp",
+            MessageBody::VoteResponse { .. } => "VoteResp",
+            MessageBody::AppendEntries { .. } => "App",
+            MessageBody::AppendResponse(_) => "AppResp",
+            MessageBody::Heartbeat { .. } => "Heartbeat",
+            MessageBody::HeartbeatResponse { .. } => "HeartbeatResp",
+            MessageBody::InstallSnapshot { .. } => "Snapshot",
+            MessageBody::TimeoutNow => "TimeoutNow",
+            MessageBody::ReadIndexRequest { .. } => "ReadIndex",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResp",
+        }
+    }
+}
