@@ -156,6 +156,12 @@ impl Membership {
         incoming.min(outgoing)
     }
 
+    /// The largest `v` that a majority of each voter set has reached.
+    pub fn majority_value(&self, value_of: impl Fn(NodeId) -> u64) -> u64 {
+        let incoming = quorum::majority_value(&self.voters, &value_of);
+        incoming.min(quorum::majority_value(&self.outgoing, &value_of))
+    }
+
     /// The election outcome given each voter's answer: a joint configuration
     /// needs both halves (§4.3).
     pub fn vote_result(&self, vote_of: impl Fn(NodeId) -> Option<bool>) -> VoteResult {
@@ -192,7 +198,11 @@ impl Membership {
                 }
                 let mut learners = self.learners.clone();
                 learners.insert(*id);
-                single(Self::validated(self.voters.clone(), BTreeSet::new(), learners)?)
+                single(Self::validated(
+                    self.voters.clone(),
+                    BTreeSet::new(),
+                    learners,
+                )?)
             }
             MembershipChange::AddVoter(id) => {
                 if self.contains(*id) {
@@ -200,7 +210,11 @@ impl Membership {
                 }
                 let mut voters = self.voters.clone();
                 voters.insert(*id);
-                single(Self::validated(voters, BTreeSet::new(), self.learners.clone())?)
+                single(Self::validated(
+                    voters,
+                    BTreeSet::new(),
+                    self.learners.clone(),
+                )?)
             }
             MembershipChange::Promote(id) => {
                 if !self.learners.contains(id) {
@@ -279,11 +293,13 @@ mod tests {
     fn single_server_change_rejects_two_voter_changes() {
         let m = Membership::new(set(&[1, 2, 3]), set(&[4])).unwrap();
         assert_eq!(
-            m.apply(&MembershipChange::Promote(4)).unwrap().voters(),
+            m.apply(&MembershipChange::Promote(NodeId(4)))
+                .unwrap()
+                .voters(),
             &set(&[1, 2, 3, 4])
         );
         assert_eq!(
-            m.apply(&MembershipChange::Promote(3)),
+            m.apply(&MembershipChange::Promote(NodeId(3))),
             Err(MembershipError::NotALearner(NodeId(3)))
         );
         let joint = m
@@ -297,13 +313,19 @@ mod tests {
             joint.apply(&MembershipChange::AddLearner(NodeId(9))),
             Err(MembershipError::InJointConfiguration)
         );
-        assert_eq!(joint.apply(&MembershipChange::LeaveJoint).unwrap().voters(), &set(&[4, 5]));
+        assert_eq!(
+            joint.apply(&MembershipChange::LeaveJoint).unwrap().voters(),
+            &set(&[4, 5])
+        );
     }
 
     #[test]
     fn removing_the_last_voter_is_refused() {
         let m = Membership::new(set(&[1]), set(&[])).unwrap();
-        assert_eq!(m.apply(&MembershipChange::Remove(NodeId(1))), Err(MembershipError::NoVoters));
+        assert_eq!(
+            m.apply(&MembershipChange::Remove(NodeId(1))),
+            Err(MembershipError::NoVoters)
+        );
     }
 
     proptest! {

@@ -45,19 +45,31 @@ pub enum MessageBody {
     /// Keeps followers from campaigning and carries the commit index up to
     /// what the follower is known to hold. `round` confirms leadership for
     /// reads and leases (§6.4).
-    Heartbeat { commit: LogIndex, round: u64 },
-    HeartbeatResponse { round: u64 },
+    Heartbeat {
+        commit: LogIndex,
+        round: u64,
+    },
+    HeartbeatResponse {
+        round: u64,
+    },
     /// The leader asks the caller to ship the snapshot described by `meta`;
     /// on the receiving side the caller steps this message in once the
     /// snapshot's data is stored (§7).
-    InstallSnapshot { meta: SnapshotMeta },
+    InstallSnapshot {
+        meta: SnapshotMeta,
+    },
     /// Start an election now, skipping pre-vote (§3.10).
     TimeoutNow,
     /// A follower asks the leader to confirm a read index (§6.4).
-    ReadIndexRequest { id: ReadId },
+    ReadIndexRequest {
+        id: ReadId,
+    },
     /// The index the follower must apply before serving read `id`, or `None`
     /// when the leader could not serve it.
-    ReadIndexResponse { id: ReadId, index: Option<LogIndex> },
+    ReadIndexResponse {
+        id: ReadId,
+        index: Option<LogIndex>,
+    },
 }
 
 /// A follower's answer to AppendEntries or InstallSnapshot.

@@ -30,15 +30,18 @@ pub fn committed_index(
     voters: &BTreeSet<NodeId>,
     match_of: impl Fn(NodeId) -> Option<LogIndex>,
 ) -> LogIndex {
+    LogIndex(majority_value(voters, |id| match_of(id).map_or(0, |i| i.0)))
+}
+
+/// The largest `v` such that a majority of `voters` have a value of at least
+/// `v`: the quorum's "low water mark" of any monotonic per-node counter.
+pub fn majority_value(voters: &BTreeSet<NodeId>, value_of: impl Fn(NodeId) -> u64) -> u64 {
     if voters.is_empty() {
-        return LogIndex(u64::MAX);
+        return u64::MAX;
     }
-    let mut matched: Vec<LogIndex> = voters
-        .iter()
-        .map(|&id| match_of(id).unwrap_or_default())
-        .collect();
-    matched.sort_unstable_by(|a, b| b.cmp(a));
-    matched[majority(voters.len()) - 1]
+    let mut values: Vec<u64> = voters.iter().map(|&id| value_of(id)).collect();
+    values.sort_unstable_by(|a, b| b.cmp(a));
+    values[majority(voters.len()) - 1]
 }
 
 /// Counts `vote_of` over `voters`: `Some(true)` granted, `Some(false)`

@@ -1,0 +1,159 @@
+//! Leader election (§5.2), the election restriction (§5.4.1) and pre-vote
+//! (§9.6).
+
+use crate::message::MessageBody;
+use crate::quorum::VoteResult;
+use crate::types::{LogIndex, NodeId, Payload, Role, Term};
+
+use super::Raft;
+
+impl Raft {
+    /// Follower and candidate clock: campaign when no leader was heard
+    /// from for the randomized election timeout.
+    pub(super) fn tick_election(&mut self) {
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.election_timeout && self.is_promotable() {
+            self.start_campaign(self.config.pre_vote);
+        }
+    }
+
+    /// Campaigns for leadership: with `pre_vote`, first asks whether a
+    /// majority would vote, without touching the term (§9.6).
+    pub(super) fn start_campaign(&mut self, pre_vote: bool) {
+        self.start_campaign_with(pre_vote, false);
+    }
+
+    /// `transfer` marks the campaign that a leadership transfer asked for;
+    /// voters then skip leader stickiness (§3.10).
+    pub(super) fn start_campaign_with(&mut self, pre_vote: bool, transfer: bool) {
+        let campaign_term = if pre_vote {
+            self.role = Role::PreCandidate;
+            self.leader = None;
+            self.term.next()
+        } else {
+            self.term = self.term.next();
+            self.vote = Some(self.id());
+            self.role = Role::Candidate;
+            self.leader = None;
+            self.term
+        };
+        self.reset_election_timer();
+        self.votes.clear();
+        self.votes.insert(self.id(), true);
+        if self.tally(pre_vote) {
+            return;
+        }
+        let me = self.id();
+        let membership = &self.membership;
+        let voters: Vec<NodeId> = membership
+            .nodes()
+            .into_iter()
+            .filter(|&id| id != me && membership.is_voter(id))
+            .collect();
+        for to in voters {
+            let body = MessageBody::VoteRequest {
+                pre_vote,
+                last_log_index: self.log.last_index(),
+                last_log_term: self.log.last_term(),
+                transfer,
+            };
+            self.send_in_term(to, campaign_term, body);
+        }
+    }
+
+    /// Grants a vote at most once per term, and only to a candidate whose
+    /// log is at least as up to date as ours (§5.4.1).
+    pub(super) fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        pre_vote: bool,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    ) {
+        let can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre_vote && term > self.term);
+        let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
+        if granted && !pre_vote {
+            self.vote = Some(from);
+            self.election_elapsed = 0;
+        }
+        // A granted pre-vote answers in the term the candidate asked about,
+        // so that it does not read the answer as news of a newer term.
+        let answer_term = if granted { term } else { self.term };
+        self.send_in_term(
+            from,
+            answer_term,
+            MessageBody::VoteResponse { pre_vote, granted },
+        );
+    }
+
+    pub(super) fn handle_vote_response(&mut self, from: NodeId, pre_vote: bool, granted: bool) {
+        let expected = if pre_vote {
+            Role::PreCandidate
+        } else {
+            Role::Candidate
+        };
+        if self.role != expected || !self.membership.is_voter(from) {
+            return;
+        }
+        self.votes.insert(from, granted);
+        self.tally(pre_vote);
+    }
+
+    /// Counts votes; acts on a decided election. Returns whether it was
+    /// decided.
+    fn tally(&mut self, pre_vote: bool) -> bool {
+        let votes = &self.votes;
+        match self.membership.vote_result(|id| votes.get(&id).copied()) {
+            VoteResult::Won if pre_vote => {
+                self.start_campaign(false);
+                true
+            }
+            VoteResult::Won => {
+                self.become_leader();
+                true
+            }
+            VoteResult::Lost => {
+                self.become_follower(self.term, None);
+                true
+            }
+            VoteResult::Pending => false,
+        }
+    }
+
+    /// A leadership transfer chose this node: campaign at once (§3.10).
+    pub(super) fn handle_timeout_now(&mut self) {
+        if self.role != Role::Leader && self.is_promotable() {
+            self.start_campaign_with(false, true);
+        }
+    }
+
+    /// Takes office: every follower starts in probe, and a blank entry of the
+    /// new term lets entries of earlier terms commit (§5.4.2, §8).
+    fn become_leader(&mut self) {
+        assert_eq!(
+            self.role,
+            Role::Candidate,
+            "only a candidate becomes leader"
+        );
+        self.role = Role::Leader;
+        self.leader = Some(self.id());
+        self.reset_election_timer();
+        self.timeout_now_sent = false;
+        self.transfer = None;
+        self.reads.reset_rounds();
+        let next = self.log.last_index().next();
+        let me = self.id();
+        self.progress = self
+            .membership
+            .nodes()
+            .into_iter()
+            .filter(|&id| id != me)
+            .map(|id| (id, crate::progress::Progress::new(next)))
+            .collect();
+        self.log.push(self.term, Payload::Blank);
+        self.after_leader_append();
+    }
+}

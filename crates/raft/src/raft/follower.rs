@@ -1,0 +1,111 @@
+//! The follower's side of replication (§5.3) and snapshot installation (§7).
+
+use crate::message::{AppendResult, MessageBody};
+use crate::types::{Entry, LogIndex, NodeId, Payload, SnapshotMeta, Term};
+
+use super::Raft;
+
+impl Raft {
+    /// AppendEntries: accept entries that follow a matching entry, replacing
+    /// any conflicting suffix; otherwise tell the leader where to retry.
+    pub(super) fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: &[Entry],
+        leader_commit: LogIndex,
+    ) {
+        let committed = self.log.committed();
+        if prev_log_index < committed {
+            // Everything up to our commit index matches any leader's log
+            // (Leader Completeness); say where we stand instead.
+            self.reply_append(
+                from,
+                AppendResult::Success {
+                    match_index: committed,
+                },
+            );
+            return;
+        }
+        if !self.log.matches(prev_log_index, prev_log_term) {
+            let result = self.conflict_hint(prev_log_index);
+            self.reply_append(from, result);
+            return;
+        }
+        let (vouched, written_from) = self.log.append_after(prev_log_index, entries);
+        let touches_membership = written_from.is_some_and(|first| {
+            first <= self.membership_index
+                || entries
+                    .iter()
+                    .any(|e| matches!(e.payload, Payload::Membership(_)))
+        });
+        if touches_membership {
+            self.refresh_membership();
+        }
+        self.log.commit_to(leader_commit.min(vouched));
+        self.reply_append(
+            from,
+            AppendResult::Success {
+                match_index: vouched,
+            },
+        );
+    }
+
+    /// The hint of §5.3: our term at the rejected index and the first index
+    /// we hold of that term, or our log's end if it is shorter.
+    fn conflict_hint(&self, rejected: LogIndex) -> AppendResult {
+        if rejected > self.log.last_index() {
+            return AppendResult::Conflict {
+                rejected,
+                hint_index: self.log.last_index().next(),
+                hint_term: None,
+            };
+        }
+        AppendResult::Conflict {
+            rejected,
+            hint_index: self.log.first_index_of_term_at(rejected),
+            hint_term: self.log.term(rejected),
+        }
+    }
+
+    fn reply_append(&mut self, to: NodeId, result: AppendResult) {
+        self.send(to, MessageBody::AppendResponse(result));
+    }
+
+    pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex, round: u64) {
+        self.log.commit_to(commit.min(self.log.last_index()));
+        self.send(from, MessageBody::HeartbeatResponse { round });
+    }
+
+    /// The caller has stored the snapshot's data and steps this in. An older
+    /// snapshot is acknowledged and ignored; one whose last entry we already
+    /// hold just moves the commit index, keeping the log after it (§7).
+    pub(super) fn handle_snapshot(&mut self, from: NodeId, meta: SnapshotMeta) {
+        let committed = self.log.committed();
+        if meta.index <= committed {
+            self.reply_append(
+                from,
+                AppendResult::Success {
+                    match_index: committed,
+                },
+            );
+            return;
+        }
+        if self.log.matches(meta.index, meta.term) {
+            self.log.commit_to(meta.index);
+            self.reply_append(
+                from,
+                AppendResult::Success {
+                    match_index: meta.index,
+                },
+            );
+            return;
+        }
+        let index = meta.index;
+        self.log.install_snapshot(meta.clone());
+        self.out.snapshot = Some(meta);
+        self.refresh_membership();
+        self.reply_append(from, AppendResult::Success { match_index: index });
+    }
+}

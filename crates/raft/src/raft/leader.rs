@@ -1,0 +1,230 @@
+//! The leader's side of replication (§5.3), commitment (§5.4.2),
+//! heartbeats and check-quorum (§6.2).
+
+use crate::message::{AppendResult, MessageBody};
+use crate::progress::ProgressState;
+use crate::types::{LogIndex, NodeId, Role};
+
+use super::Raft;
+
+impl Raft {
+    /// Leader clock: heartbeats, check-quorum, and abandoning a leadership
+    /// transfer that did not happen within an election timeout.
+    pub(super) fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.config.election_ticks {
+            self.election_elapsed = 0;
+            if self.config.check_quorum && !self.quorum_recently_active() {
+                self.become_follower(self.term, None);
+                return;
+            }
+            self.transfer = None;
+        }
+        if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.broadcast_heartbeat();
+        }
+    }
+
+    /// Whether a quorum was heard from since the last check; clears the
+    /// marks for the next round.
+    fn quorum_recently_active(&mut self) -> bool {
+        let me = self.id();
+        let progress = &self.progress;
+        let active = self
+            .membership
+            .has_quorum(|id| id == me || progress.get(&id).is_some_and(|p| p.recent_active));
+        for pr in self.progress.values_mut() {
+            pr.recent_active = false;
+        }
+        active
+    }
+
+    /// After the leader appended to its log: replicate, and commit at once
+    /// if this node alone is a quorum.
+    pub(super) fn after_leader_append(&mut self) {
+        self.refresh_membership();
+        self.broadcast_append(false);
+    }
+
+    /// Sends new entries to every follower that can take them; with
+    /// `even_if_empty`, also an empty AppendEntries so followers learn the
+    /// commit index.
+    pub(super) fn broadcast_append(&mut self, even_if_empty: bool) {
+        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        for to in peers {
+            self.send_append(to, even_if_empty);
+        }
+    }
+
+    /// Sends `to` the entries from its `next_index`, or a snapshot when they
+    /// were compacted. Returns whether anything was sent.
+    pub(super) fn send_append(&mut self, to: NodeId, even_if_empty: bool) -> bool {
+        let max_inflight = self.config.max_inflight_msgs;
+        let Some(pr) = self.progress.get(&to) else {
+            return false;
+        };
+        if pr.is_paused(max_inflight) {
+            return false;
+        }
+        let prev_log_index = pr.next_index.prev();
+        let Some(prev_log_term) = self.log.term(prev_log_index) else {
+            self.send_snapshot(to);
+            return true;
+        };
+        let entries = if pr.next_index <= self.log.last_index() {
+            self.log
+                .entries_from(pr.next_index, self.config.max_msg_bytes)
+        } else {
+            Vec::new()
+        };
+        if entries.is_empty()
+            && !even_if_empty
+            && matches!(pr.state, ProgressState::Replicate { .. })
+        {
+            return false;
+        }
+        let last = entries.last().map_or(prev_log_index, |e| e.index);
+        self.progress
+            .get_mut(&to)
+            .expect("checked above")
+            .sent(last);
+        let body = MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit: self.log.committed(),
+        };
+        self.send(to, body);
+        true
+    }
+
+    fn send_snapshot(&mut self, to: NodeId) {
+        let meta = self.log.snapshot().clone();
+        let pr = self.progress.get_mut(&to).expect("caller checked the peer");
+        pr.become_snapshot(meta.index);
+        self.send(to, MessageBody::InstallSnapshot { meta });
+    }
+
+    /// Heartbeats carry the commit index only up to what each follower is
+    /// known to hold, so a follower never commits an entry it may lack.
+    pub(super) fn broadcast_heartbeat(&mut self) {
+        let round = self.reads.start_round(self.ticks);
+        let committed = self.log.committed();
+        let beats: Vec<_> = self
+            .progress
+            .iter()
+            .map(|(&id, pr)| (id, pr.match_index.min(committed)))
+            .collect();
+        for (to, commit) in beats {
+            self.send(to, MessageBody::Heartbeat { commit, round });
+        }
+    }
+
+    pub(super) fn handle_append_response(&mut self, from: NodeId, result: AppendResult) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        match result {
+            AppendResult::Success { match_index } => {
+                let news = pr.matched(match_index);
+                if news && self.maybe_commit() {
+                    self.broadcast_append(true);
+                }
+                while self.send_append(from, false) {}
+                self.maybe_finish_transfer(from);
+            }
+            AppendResult::Conflict {
+                rejected,
+                hint_index,
+                hint_term,
+            } => {
+                // §5.3's optimisation: skip every entry of the conflicting
+                // term at once instead of one entry per round trip.
+                let retry_at = hint_term
+                    .and_then(|t| self.log.last_index_of_term(t, rejected))
+                    .map_or(hint_index, LogIndex::next);
+                let pr = self.progress.get_mut(&from).expect("looked up above");
+                if pr.rejected(rejected, retry_at) {
+                    self.send_append(from, true);
+                }
+            }
+        }
+    }
+
+    pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let Some(pr) = self.progress.get_mut(&from) else {
+            return;
+        };
+        pr.recent_active = true;
+        pr.acked_round = pr.acked_round.max(round);
+        pr.resume();
+        if pr.match_index < self.log.last_index() {
+            self.send_append(from, false);
+        }
+        self.confirm_reads();
+    }
+
+    /// The caller reports whether a snapshot reached `to`.
+    pub fn report_snapshot(&mut self, to: NodeId, success: bool) {
+        if let Some(pr) = self.progress.get_mut(&to) {
+            pr.snapshot_done(success);
+        }
+    }
+
+    /// The caller could not reach `to`; stop streaming to it and probe.
+    pub fn report_unreachable(&mut self, to: NodeId) {
+        if let Some(pr) = self.progress.get_mut(&to)
+            && matches!(pr.state, ProgressState::Replicate { .. })
+        {
+            pr.state = ProgressState::Probe { paused: false };
+            pr.next_index = pr.match_index.next();
+        }
+    }
+
+    /// Advances the commit index to the highest index stored on a quorum,
+    /// but only if that entry is from the current term: counting replicas of
+    /// an older term's entry is unsafe (§5.4.2, Figure 8).
+    pub(super) fn maybe_commit(&mut self) -> bool {
+        let me = self.id();
+        let persisted = self.log.persisted();
+        let progress = &self.progress;
+        let quorum_index = self.membership.committed_index(|id| {
+            if id == me {
+                Some(persisted)
+            } else {
+                progress.get(&id).map(|p| p.match_index)
+            }
+        });
+        let quorum_index = quorum_index.min(self.log.last_index());
+        if quorum_index <= self.log.committed() || self.log.term(quorum_index) != Some(self.term) {
+            return false;
+        }
+        self.log.commit_to(quorum_index);
+        self.after_commit();
+        true
+    }
+
+    /// Reacts to a newly committed configuration: leave a joint one (§4.3),
+    /// or step down if this leader is no longer a voter (§4.2.2). Also frees
+    /// reads that waited for the first commit of the term.
+    fn after_commit(&mut self) {
+        self.release_reads_awaiting_commit();
+        if self.membership_index > self.log.committed() {
+            return;
+        }
+        if self.membership.is_joint() {
+            self.leave_joint();
+        } else if !self.membership.is_voter(self.id()) {
+            self.hand_off_after_removal();
+        }
+    }
+}

@@ -1,0 +1,603 @@
+//! The Raft state machine of one node: its public inputs, the term rules
+//! every message passes through, and role transitions. Each role's handling
+//! lives in a sibling module.
+
+mod changes;
+mod election;
+mod follower;
+mod leader;
+mod read;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::config::{Config, ConfigError};
+use crate::log::RaftLog;
+use crate::membership::{Membership, MembershipError};
+use crate::message::{Message, MessageBody};
+use crate::progress::Progress;
+use crate::ready::{ReadOutcome, Ready, SoftState};
+use crate::rng::Rng;
+use crate::types::{Entry, HardState, LogIndex, NodeId, Payload, Role, SnapshotMeta, Term};
+
+pub use read::ReadMode;
+use read::Reads;
+
+/// The durable state a node starts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredState {
+    pub hard_state: HardState,
+    /// The newest snapshot; for a node that never took one, an empty
+    /// snapshot at index 0 carrying the initial configuration.
+    pub snapshot: SnapshotMeta,
+    /// The durable entries after the snapshot, in order.
+    pub entries: Vec<Entry>,
+}
+
+impl RestoredState {
+    /// The state of a brand-new member of a brand-new cluster.
+    pub fn bootstrap(membership: Membership) -> RestoredState {
+        RestoredState {
+            hard_state: HardState::default(),
+            snapshot: SnapshotMeta {
+                index: LogIndex(0),
+                term: Term(0),
+                membership,
+            },
+            entries: Vec::new(),
+        }
+    }
+
+    /// The state of a node that will join an existing cluster: it knows no
+    /// configuration and waits to hear from a leader.
+    pub fn joining() -> RestoredState {
+        RestoredState::bootstrap(Membership::default())
+    }
+}
+
+/// Why a node could not be created from its configuration and state.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error(
+        "restored entries are not contiguous after the snapshot at {snapshot_index}: \
+         expected index {expected}, found {found}; the log store is corrupt"
+    )]
+    Gap {
+        snapshot_index: LogIndex,
+        expected: LogIndex,
+        found: LogIndex,
+    },
+    #[error(
+        "restored entry {index} has term {term}, below the entry before it; the log store is corrupt"
+    )]
+    TermDecreases { index: LogIndex, term: Term },
+}
+
+/// Why a proposal was refused. Nothing was appended.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("this node is not the leader (leader hint: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<NodeId> },
+    #[error("leadership is being transferred to node {target}; retry on the new leader")]
+    TransferInProgress { target: NodeId },
+    #[error("a membership change is already in progress (entry {pending_index})")]
+    ChangePending { pending_index: LogIndex },
+    #[error("the leader has not committed an entry in its term yet; retry shortly")]
+    LeaderNotReady,
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+}
+
+/// Why a message was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error("message for node {to} was delivered to node {me}")]
+    WrongRecipient { to: NodeId, me: NodeId },
+}
+
+/// Where a proposal landed; if the entry committed at `index` has this
+/// `term` the proposal committed, otherwise another leader superseded it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    pub term: Term,
+    pub index: LogIndex,
+}
+
+/// A snapshot of the node's state for monitoring and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub vote: Option<NodeId>,
+    pub leader: Option<NodeId>,
+    pub commit: LogIndex,
+    pub applied: LogIndex,
+    pub persisted: LogIndex,
+    pub first_index: LogIndex,
+    pub last_index: LogIndex,
+    pub membership: Membership,
+    /// Per-follower replication state; empty unless leader.
+    pub progress: BTreeMap<NodeId, Progress>,
+}
+
+/// Messages and results accumulated until the caller takes a [`Ready`].
+#[derive(Debug, Default)]
+struct Outbox {
+    messages: Vec<Message>,
+    persisted_messages: Vec<Message>,
+    snapshot: Option<SnapshotMeta>,
+    reads: Vec<ReadOutcome>,
+    last_hard_state: HardState,
+    last_soft_state: Option<SoftState>,
+}
+
+/// One Raft node: a deterministic state machine without IO.
+///
+/// Feed it [`tick`](Raft::tick), [`step`](Raft::step) and proposals; take
+/// its output with [`ready`](Raft::ready) and follow [`Ready`]'s contract.
+#[derive(Debug)]
+pub struct Raft {
+    config: Config,
+    rng: Rng,
+    term: Term,
+    vote: Option<NodeId>,
+    role: Role,
+    leader: Option<NodeId>,
+    log: RaftLog,
+    /// The configuration in force: the latest one in the log (§4.1).
+    membership: Membership,
+    /// The index of the entry that set `membership`.
+    membership_index: LogIndex,
+    /// Leader only: every other member's replication state.
+    progress: BTreeMap<NodeId, Progress>,
+    /// Candidate only: answers received, this node's own included.
+    votes: BTreeMap<NodeId, bool>,
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    /// This term's randomized election timeout, in
+    /// `[election_ticks, 2 * election_ticks)` (§5.2).
+    election_timeout: u32,
+    /// Ticks since the node started; measures leases.
+    ticks: u64,
+    /// Whether the node restarted with durable state: it then assumes a
+    /// leader may hold a lease and votes only after an election timeout.
+    restarted: bool,
+    /// Leader only: the node leadership is being handed to (§3.10).
+    transfer: Option<NodeId>,
+    /// Leader only: TimeoutNow went out this term, so some voter may elect
+    /// another leader at any moment and no lease can be trusted.
+    timeout_now_sent: bool,
+    reads: Reads,
+    out: Outbox,
+}
+
+impl Raft {
+    /// A node with `config` resuming from `state`.
+    pub fn new(config: Config, state: RestoredState) -> Result<Raft, RestoreError> {
+        config.validate()?;
+        let mut expected = state.snapshot.index.next();
+        let mut last_term = state.snapshot.term;
+        for entry in &state.entries {
+            if entry.index != expected {
+                return Err(RestoreError::Gap {
+                    snapshot_index: state.snapshot.index,
+                    expected,
+                    found: entry.index,
+                });
+            }
+            if entry.term < last_term {
+                return Err(RestoreError::TermDecreases {
+                    index: entry.index,
+                    term: entry.term,
+                });
+            }
+            last_term = entry.term;
+            expected = expected.next();
+        }
+        let log = RaftLog::restore(state.snapshot, state.entries, state.hard_state.commit);
+        let (membership_index, membership) = log.latest_membership();
+        let hard_state = HardState {
+            commit: log.committed(),
+            ..state.hard_state
+        };
+        let mut raft = Raft {
+            rng: Rng::new(config.seed),
+            term: hard_state.term,
+            vote: hard_state.vote,
+            role: Role::Follower,
+            leader: None,
+            log,
+            membership,
+            membership_index,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            election_timeout: config.election_ticks,
+            ticks: 0,
+            restarted: hard_state.term > Term(0),
+            transfer: None,
+            timeout_now_sent: false,
+            reads: Reads::default(),
+            out: Outbox {
+                last_hard_state: hard_state,
+                ..Outbox::default()
+            },
+            config,
+        };
+        raft.reset_election_timer();
+        Ok(raft)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The node's state, for monitoring and tests.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id(),
+            role: self.role,
+            term: self.term,
+            vote: self.vote,
+            leader: self.leader,
+            commit: self.log.committed(),
+            applied: self.log.applied(),
+            persisted: self.log.persisted(),
+            first_index: self.log.first_index(),
+            last_index: self.log.last_index(),
+            membership: self.membership.clone(),
+            progress: self.progress.clone(),
+        }
+    }
+
+    /// The entry at `index`, if still held (tests and debugging).
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        self.ticks += 1;
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else {
+            self.tick_election();
+        }
+    }
+
+    /// Starts an election now, as if the election timeout had passed.
+    pub fn campaign(&mut self) {
+        if self.role != Role::Leader && self.is_promotable() {
+            self.start_campaign(false);
+        }
+    }
+
+    /// Appends `data` to the log if this node leads.
+    pub fn propose(&mut self, data: Bytes) -> Result<Proposal, ProposeError> {
+        self.check_can_propose()?;
+        let index = self.log.push(self.term, Payload::Command(data));
+        self.after_leader_append();
+        Ok(Proposal {
+            term: self.term,
+            index,
+        })
+    }
+
+    /// Processes a message from another node.
+    pub fn step(&mut self, m: Message) -> Result<(), StepError> {
+        if m.to != self.id() {
+            return Err(StepError::WrongRecipient {
+                to: m.to,
+                me: self.id(),
+            });
+        }
+        if m.term > self.term {
+            if !self.accept_higher_term(&m) {
+                return Ok(());
+            }
+        } else if m.term < self.term {
+            self.answer_stale_term(&m);
+            return Ok(());
+        }
+        self.dispatch(m);
+        Ok(())
+    }
+
+    /// The caller made this node's log durable up to `(index, term)`.
+    pub fn persisted(&mut self, index: LogIndex, term: Term) {
+        if self.log.persisted_to(index, term) && self.role == Role::Leader && self.maybe_commit() {
+            self.broadcast_append(true);
+        }
+    }
+
+    /// The caller's state machine applied every entry up to `index`.
+    pub fn applied(&mut self, index: LogIndex) {
+        self.log.applied_to(index);
+    }
+
+    /// A snapshot covering the log up to `meta.index` is durable; entries it
+    /// covers may be forgotten (§7).
+    pub fn snapshot_created(&mut self, meta: SnapshotMeta) {
+        self.log.compact(meta);
+    }
+
+    /// Whether [`ready`](Raft::ready) has anything for the caller.
+    pub fn has_ready(&self) -> bool {
+        let out = &self.out;
+        !out.messages.is_empty()
+            || !out.persisted_messages.is_empty()
+            || out.snapshot.is_some()
+            || !out.reads.is_empty()
+            || self.log.has_unpersisted()
+            || self.log.has_committed_to_apply()
+            || self.hard_state() != out.last_hard_state
+            || Some(self.soft_state()) != out.last_soft_state
+            || self.reads.has_work(self.log.applied())
+    }
+
+    /// Takes the work accumulated since the last call.
+    pub fn ready(&mut self) -> Ready {
+        self.flush_reads();
+        let hard_state = self.hard_state();
+        let soft_state = self.soft_state();
+        let out = &mut self.out;
+        let ready = Ready {
+            soft_state: (out.last_soft_state.as_ref() != Some(&soft_state))
+                .then(|| soft_state.clone()),
+            messages: std::mem::take(&mut out.messages),
+            snapshot: out.snapshot.take(),
+            entries: self.log.take_unpersisted(),
+            hard_state: (hard_state != out.last_hard_state).then(|| hard_state.clone()),
+            persisted_messages: std::mem::take(&mut out.persisted_messages),
+            committed_entries: self.log.take_committed(),
+            reads: std::mem::take(&mut out.reads),
+        };
+        out.last_hard_state = hard_state;
+        out.last_soft_state = Some(soft_state);
+        ready
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed(),
+        }
+    }
+
+    fn soft_state(&self) -> SoftState {
+        SoftState {
+            role: self.role,
+            term: self.term,
+            leader: self.leader,
+        }
+    }
+
+    /// Rules for a message from a higher term (Figure 2, "all servers").
+    /// Returns whether to go on processing it.
+    fn accept_higher_term(&mut self, m: &Message) -> bool {
+        match m.body {
+            MessageBody::VoteRequest {
+                transfer, pre_vote, ..
+            } => {
+                // Leader stickiness (§4.2.3, §9.6): while a leader is believed
+                // alive, a vote request is most likely from a node that was
+                // partitioned away or removed; ignoring it keeps it from
+                // deposing a healthy leader.
+                if !transfer && self.in_leader_lease() {
+                    return false;
+                }
+                if !pre_vote {
+                    self.become_follower(m.term, None);
+                }
+            }
+            // Our own pre-vote granted in the term we would campaign in.
+            MessageBody::VoteResponse {
+                pre_vote: true,
+                granted: true,
+            } => {}
+            MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. } => self.become_follower(m.term, Some(m.from)),
+            _ => self.become_follower(m.term, None),
+        }
+        true
+    }
+
+    /// A message from an older term is dropped, but a stale leader is told
+    /// the current term so it steps down, and a stale pre-candidate learns
+    /// it lost.
+    fn answer_stale_term(&mut self, m: &Message) {
+        match m.body {
+            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                self.send(m.from, MessageBody::HeartbeatResponse { round: 0 });
+            }
+            MessageBody::VoteRequest { pre_vote: true, .. } => {
+                self.send(
+                    m.from,
+                    MessageBody::VoteResponse {
+                        pre_vote: true,
+                        granted: false,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, m: Message) {
+        let from = m.from;
+        match m.body {
+            MessageBody::VoteRequest {
+                pre_vote,
+                last_log_index,
+                last_log_term,
+                ..
+            } => self.handle_vote_request(from, m.term, pre_vote, last_log_index, last_log_term),
+            MessageBody::VoteResponse { pre_vote, granted } => {
+                self.handle_vote_response(from, pre_vote, granted);
+            }
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                self.follow(from);
+                self.handle_append(from, prev_log_index, prev_log_term, &entries, leader_commit);
+            }
+            MessageBody::Heartbeat { commit, round } => {
+                self.follow(from);
+                self.handle_heartbeat(from, commit, round);
+            }
+            MessageBody::InstallSnapshot { meta } => {
+                self.follow(from);
+                self.handle_snapshot(from, meta);
+            }
+            MessageBody::AppendResponse(result) => self.handle_append_response(from, result),
+            MessageBody::HeartbeatResponse { round } => self.handle_heartbeat_response(from, round),
+            MessageBody::TimeoutNow => self.handle_timeout_now(),
+            MessageBody::ReadIndexRequest { id } => self.handle_read_index_request(from, id),
+            MessageBody::ReadIndexResponse { id, index } => {
+                self.handle_read_index_response(id, index);
+            }
+        }
+    }
+
+    /// A message from the leader of the current term arrived.
+    fn follow(&mut self, leader: NodeId) {
+        if self.role != Role::Follower {
+            self.become_follower(self.term, Some(leader));
+        }
+        self.leader = Some(leader);
+        self.election_elapsed = 0;
+    }
+
+    /// Queues a message in our current term.
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.send_in_term(to, self.term, body);
+    }
+
+    /// Queues a message. Only what changes durable state waits for
+    /// persistence: real votes (the vote and term must be on disk, §5.2) and
+    /// acknowledgements of entries (the leader counts them toward commit).
+    fn send_in_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        let after_persist = matches!(
+            body,
+            MessageBody::VoteRequest {
+                pre_vote: false,
+                ..
+            } | MessageBody::VoteResponse {
+                pre_vote: false,
+                ..
+            } | MessageBody::AppendResponse(_)
+        );
+        let m = Message {
+            from: self.id(),
+            to,
+            term,
+            body,
+        };
+        if after_persist {
+            self.out.persisted_messages.push(m);
+        } else {
+            self.out.messages.push(m);
+        }
+    }
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        let base = self.config.election_ticks;
+        self.election_timeout = self.rng.in_range(base, 2 * base);
+    }
+
+    /// Whether this node may campaign: only voters may (§4.2.1).
+    fn is_promotable(&self) -> bool {
+        self.membership.is_voter(self.id())
+    }
+
+    /// Whether this node believes a leader is alive and should be left
+    /// alone (requires check-quorum, which makes leaders that lost their
+    /// quorum step down).
+    fn in_leader_lease(&self) -> bool {
+        self.config.check_quorum
+            && self.election_elapsed < self.config.election_ticks
+            && (self.leader.is_some()
+                || (self.restarted && self.ticks < u64::from(self.config.election_ticks)))
+    }
+
+    pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        let was_leader = self.role == Role::Leader;
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.progress.clear();
+        self.votes.clear();
+        self.transfer = None;
+        self.reset_election_timer();
+        self.fail_pending_reads(was_leader);
+    }
+
+    /// Re-reads the configuration after the log changed; a leader tracks
+    /// progress for exactly the configuration's members.
+    fn refresh_membership(&mut self) {
+        let (index, membership) = self.log.latest_membership();
+        self.membership_index = index;
+        if membership == self.membership {
+            return;
+        }
+        self.membership = membership;
+        if self.role == Role::Leader {
+            let me = self.id();
+            let next = self.log.last_index().next();
+            let nodes = self.membership.nodes();
+            self.progress.retain(|id, _| nodes.contains(id));
+            for id in nodes.into_iter().filter(|&id| id != me) {
+                self.progress
+                    .entry(id)
+                    .or_insert_with(|| Progress::new(next));
+            }
+        }
+    }
+
+    fn check_can_propose(&self) -> Result<(), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if let Some(target) = self.transfer {
+            return Err(ProposeError::TransferInProgress { target });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,276 @@
+//! Linearizable reads without writing to the log: ReadIndex (thesis §6.4),
+//! leader leases (§6.4.1) and follower reads.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::message::{MessageBody, ReadId};
+use crate::ready::{ReadError, ReadOutcome};
+use crate::types::{LogIndex, NodeId, Role};
+
+use super::Raft;
+
+/// How a read is to be confirmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Confirm leadership with a heartbeat round to a quorum (§6.4).
+    ReadIndex,
+    /// Trust the leader lease if it holds (§6.4.1); otherwise fall back to
+    /// a heartbeat round. Requires check-quorum.
+    Lease,
+}
+
+/// Heartbeat rounds whose send time is kept while unconfirmed; bounds memory
+/// when no follower answers.
+const ROUNDS_REMEMBERED_MAX: usize = 1024;
+
+/// Who asked for a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Requester {
+    Local(ReadId),
+    /// A follower forwarded its read (§6.4, "reads from followers").
+    Remote(NodeId, ReadId),
+}
+
+/// A read waiting for a quorum to confirm a heartbeat round.
+#[derive(Clone, Copy, Debug)]
+struct PendingRead {
+    requester: Requester,
+    index: LogIndex,
+    round: u64,
+}
+
+/// Read requests at their various stages.
+///
+/// Invariant: rounds in `round_sent_at` increase; `pending` reads wait for a
+/// round not yet confirmed.
+#[derive(Debug, Default)]
+pub(super) struct Reads {
+    /// Leader: reads that arrived before the first commit of the term.
+    awaiting_commit: Vec<(Requester, ReadMode)>,
+    /// Leader: reads waiting for a heartbeat round to be confirmed.
+    pending: VecDeque<PendingRead>,
+    /// Confirmed reads waiting for the state machine to reach their index.
+    confirmed: VecDeque<(ReadId, LogIndex)>,
+    /// Follower: reads forwarded to the leader, awaiting its answer.
+    forwarded: BTreeMap<ReadId, NodeId>,
+    /// Leader: the last heartbeat round started this term.
+    round: u64,
+    /// Leader: the tick each not-yet-confirmed round was sent at (and the
+    /// newest confirmed one), to measure the lease from.
+    round_sent_at: VecDeque<(u64, u64)>,
+}
+
+impl Reads {
+    pub(super) fn reset_rounds(&mut self) {
+        self.round = 0;
+        self.round_sent_at.clear();
+    }
+
+    pub(super) fn start_round(&mut self, now: u64) -> u64 {
+        self.round += 1;
+        if self.round_sent_at.len() >= ROUNDS_REMEMBERED_MAX {
+            // Forgetting a round only makes a lease look expired.
+            self.round_sent_at.pop_front();
+        }
+        self.round_sent_at.push_back((self.round, now));
+        self.round
+    }
+
+    /// Whether confirmed reads can be released.
+    pub(super) fn has_work(&self, applied: LogIndex) -> bool {
+        self.confirmed.iter().any(|&(_, index)| index <= applied)
+            || self.pending.iter().any(|p| p.round > self.round)
+    }
+
+    /// The tick at which `round` was sent, forgetting older rounds.
+    fn sent_at(&mut self, round: u64) -> Option<u64> {
+        while self.round_sent_at.len() > 1 && self.round_sent_at[1].0 <= round {
+            self.round_sent_at.pop_front();
+        }
+        self.round_sent_at
+            .front()
+            .filter(|(r, _)| *r == round)
+            .map(|&(_, tick)| tick)
+    }
+}
+
+impl Raft {
+    /// Asks for a linearizable read. The outcome arrives in
+    /// [`crate::Ready::reads`] once the state machine has applied every
+    /// write the read must observe.
+    pub fn read(&mut self, id: ReadId, mode: ReadMode) {
+        match (self.role, self.leader) {
+            (Role::Leader, _) => self.leader_read(Requester::Local(id), mode),
+            (_, Some(leader)) => {
+                self.reads.forwarded.insert(id, leader);
+                self.send(leader, MessageBody::ReadIndexRequest { id });
+            }
+            (_, None) => self.out.reads.push(ReadOutcome {
+                id,
+                result: Err(ReadError::NotLeader { leader_hint: None }),
+            }),
+        }
+    }
+
+    fn leader_read(&mut self, requester: Requester, mode: ReadMode) {
+        // Until the leader commits an entry of its term its commit index may
+        // lag entries its predecessor committed (§6.4 step 1).
+        if !self.log.committed_in_term(self.term) {
+            self.reads.awaiting_commit.push((requester, mode));
+            return;
+        }
+        let index = self.log.committed();
+        let sole_voter = self.membership.has_quorum(|id| id == self.id());
+        if sole_voter || (mode == ReadMode::Lease && self.lease_valid()) {
+            self.read_confirmed(requester, index);
+            return;
+        }
+        // Wait for a heartbeat round that starts after this request; rounds
+        // are started in batches when the caller takes a Ready.
+        let round = self.reads.round + 1;
+        self.reads.pending.push_back(PendingRead {
+            requester,
+            index,
+            round,
+        });
+    }
+
+    /// The lease holds while no other leader can have been elected: voters
+    /// ignore vote requests for an election timeout after hearing from us,
+    /// measured from when the confirming heartbeat was *sent* (§6.4.1).
+    fn lease_valid(&mut self) -> bool {
+        if !self.config.check_quorum || self.timeout_now_sent || self.transfer.is_some() {
+            return false;
+        }
+        let confirmed = self.confirmed_round();
+        let Some(sent_at) = self.reads.sent_at(confirmed) else {
+            return false;
+        };
+        let lease_ticks = u64::from(self.config.election_ticks - self.config.lease_drift_ticks);
+        self.ticks < sent_at + lease_ticks
+    }
+
+    /// The newest heartbeat round a quorum has answered.
+    fn confirmed_round(&self) -> u64 {
+        let me = self.id();
+        let own_round = self.reads.round;
+        let progress = &self.progress;
+        self.membership.majority_value(|id| {
+            if id == me {
+                own_round
+            } else {
+                progress.get(&id).map_or(0, |p| p.acked_round)
+            }
+        })
+    }
+
+    pub(super) fn handle_read_index_request(&mut self, from: NodeId, id: ReadId) {
+        if self.role == Role::Leader {
+            self.leader_read(Requester::Remote(from, id), ReadMode::ReadIndex);
+        } else {
+            self.send(from, MessageBody::ReadIndexResponse { id, index: None });
+        }
+    }
+
+    pub(super) fn handle_read_index_response(&mut self, id: ReadId, index: Option<LogIndex>) {
+        if self.reads.forwarded.remove(&id).is_none() {
+            return;
+        }
+        match index {
+            Some(index) => self.reads.confirmed.push_back((id, index)),
+            None => self.out.reads.push(ReadOutcome {
+                id,
+                result: Err(ReadError::NotLeader {
+                    leader_hint: self.leader,
+                }),
+            }),
+        }
+    }
+
+    fn read_confirmed(&mut self, requester: Requester, index: LogIndex) {
+        match requester {
+            Requester::Local(id) => self.reads.confirmed.push_back((id, index)),
+            Requester::Remote(to, id) => self.send(
+                to,
+                MessageBody::ReadIndexResponse {
+                    id,
+                    index: Some(index),
+                },
+            ),
+        }
+    }
+
+    /// Frees reads whose heartbeat round a quorum has answered.
+    pub(super) fn confirm_reads(&mut self) {
+        let confirmed = self.confirmed_round();
+        self.reads.sent_at(confirmed);
+        while self
+            .reads
+            .pending
+            .front()
+            .is_some_and(|p| p.round <= confirmed)
+        {
+            let read = self.reads.pending.pop_front().expect("front exists");
+            self.read_confirmed(read.requester, read.index);
+        }
+    }
+
+    pub(super) fn release_reads_awaiting_commit(&mut self) {
+        for (requester, mode) in std::mem::take(&mut self.reads.awaiting_commit) {
+            self.leader_read(requester, mode);
+        }
+    }
+
+    /// Called when taking a Ready: starts one heartbeat round for all reads
+    /// that arrived since the last, and releases reads the state machine
+    /// has caught up with.
+    pub(super) fn flush_reads(&mut self) {
+        if self.role == Role::Leader
+            && self
+                .reads
+                .pending
+                .iter()
+                .any(|p| p.round > self.reads.round)
+        {
+            self.broadcast_heartbeat();
+        }
+        let applied = self.log.applied();
+        let (ready, waiting): (VecDeque<_>, VecDeque<_>) =
+            std::mem::take(&mut self.reads.confirmed)
+                .into_iter()
+                .partition(|&(_, index)| index <= applied);
+        self.reads.confirmed = waiting;
+        self.out
+            .reads
+            .extend(ready.into_iter().map(|(id, index)| ReadOutcome {
+                id,
+                result: Ok(index),
+            }));
+    }
+
+    /// Leadership or the known leader changed: reads that depended on it
+    /// fail and may be retried.
+    pub(super) fn fail_pending_reads(&mut self, was_leader: bool) {
+        let mut failed: Vec<Requester> = Vec::new();
+        if was_leader {
+            failed.extend(self.reads.awaiting_commit.drain(..).map(|(r, _)| r));
+            failed.extend(self.reads.pending.drain(..).map(|p| p.requester));
+        }
+        failed.extend(
+            std::mem::take(&mut self.reads.forwarded)
+                .into_keys()
+                .map(Requester::Local),
+        );
+        for requester in failed {
+            match requester {
+                Requester::Local(id) => self.out.reads.push(ReadOutcome {
+                    id,
+                    result: Err(ReadError::LeadershipLost),
+                }),
+                Requester::Remote(to, id) => {
+                    self.send(to, MessageBody::ReadIndexResponse { id, index: None });
+                }
+            }
+        }
+    }
+}
