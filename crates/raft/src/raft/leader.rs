@@ -132,9 +132,8 @@ impl Raft {
         pr.recent_active = true;
         match result {
             AppendResult::Success { match_index } => {
-                let news = pr.matched(match_index);
-                if news && self.maybe_commit() {
-                    self.broadcast_append(true);
+                if pr.matched(match_index) {
+                    self.maybe_commit();
                 }
                 while self.send_append(from, false) {}
                 self.maybe_finish_transfer(from);
@@ -209,6 +208,7 @@ impl Raft {
             return false;
         }
         self.log.commit_to(quorum_index);
+        self.commit_unannounced = true;
         self.after_commit();
         true
     }

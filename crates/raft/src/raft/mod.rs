@@ -172,6 +172,10 @@ pub struct Raft {
     /// another leader at any moment and no lease can be trusted.
     timeout_now_sent: bool,
     reads: Reads,
+    /// Leader only: the commit index advanced since followers were last
+    /// told; one empty AppendEntries round goes out with the next Ready
+    /// rather than one per acknowledgement.
+    commit_unannounced: bool,
     out: Outbox,
 }
 
@@ -223,6 +227,7 @@ impl Raft {
             transfer: None,
             timeout_now_sent: false,
             reads: Reads::default(),
+            commit_unannounced: false,
             out: Outbox {
                 last_hard_state: hard_state,
                 ..Outbox::default()
@@ -290,10 +295,11 @@ impl Raft {
         }
     }
 
-    /// Starts an election now, as if the election timeout had passed.
+    /// Starts an election now, as if the election timeout had passed
+    /// (with a pre-vote first when configured).
     pub fn campaign(&mut self) {
         if self.role != Role::Leader && self.is_promotable() {
-            self.start_campaign(false);
+            self.start_campaign(self.config.pre_vote);
         }
     }
 
@@ -330,8 +336,8 @@ impl Raft {
 
     /// The caller made this node's log durable up to `(index, term)`.
     pub fn persisted(&mut self, index: LogIndex, term: Term) {
-        if self.log.persisted_to(index, term) && self.role == Role::Leader && self.maybe_commit() {
-            self.broadcast_append(true);
+        if self.log.persisted_to(index, term) && self.role == Role::Leader {
+            self.maybe_commit();
         }
     }
 
@@ -358,10 +364,14 @@ impl Raft {
             || self.hard_state() != out.last_hard_state
             || Some(self.soft_state()) != out.last_soft_state
             || self.reads.has_work(self.log.applied())
+            || self.commit_unannounced
     }
 
     /// Takes the work accumulated since the last call.
     pub fn ready(&mut self) -> Ready {
+        if std::mem::take(&mut self.commit_unannounced) && self.role == Role::Leader {
+            self.broadcast_append(true);
+        }
         self.flush_reads();
         let hard_state = self.hard_state();
         let soft_state = self.soft_state();

@@ -1,0 +1,5 @@
+//! Test support for scenario scripts.
+
+pub mod cluster;
+pub mod format;
+pub mod script;
