@@ -107,10 +107,16 @@ impl Progress {
         }
     }
 
-    /// A heartbeat answer lets a paused probe try again.
-    pub(crate) fn resume(&mut self) {
-        if let ProgressState::Probe { paused } = &mut self.state {
-            *paused = false;
+    /// A heartbeat answer lets a paused probe try again, and frees one slot
+    /// of a full pipeline: if those messages were lost, only sending again
+    /// (and being rejected) reveals it.
+    pub(crate) fn resume(&mut self, max_inflight: usize) {
+        match &mut self.state {
+            ProgressState::Probe { paused } => *paused = false,
+            ProgressState::Replicate { inflight } if inflight.len() >= max_inflight => {
+                inflight.last_indexes.pop_front();
+            }
+            _ => {}
         }
     }
 
@@ -191,7 +197,7 @@ mod tests {
         assert!(!pr.is_paused(4));
         pr.sent(LogIndex(6));
         assert!(pr.is_paused(4));
-        pr.resume();
+        pr.resume(4);
         assert!(!pr.is_paused(4));
     }
 

@@ -8,7 +8,7 @@
 //!   stabilizing after each; heartbeat traffic is shown only on request)
 //! - `propose ID DATA [count=N]`, `change ID add-learner|add-voter|promote|remove ID`,
 //!   `change ID joint voters=1,2 [learners=3]`, `transfer ID TARGET`
-//! - `read ID READ-ID [mode=lease]`, `snapshot ID`, `restart ID`
+//! - `read ID READ-ID [mode=lease]`, `snapshot ID [index=N]`, `send-snapshot FROM TO`, `restart ID`
 //! - `set-log ID terms=1,1,2 term=T` (replace a node's durable log and restart it)
 //! - `process-ready ID`, `deliver [from=ID] [to=ID]`, `stabilize`
 //! - `partition 1,2 3`, `isolate ID`, `cut FROM TO` (one way), `heal`
@@ -164,7 +164,25 @@ fn run(c: &mut Cluster, cmd: &Command) -> String {
             c.node(node_arg(0)).raft.read(ReadId(node_arg(1)), mode);
             String::new()
         }
-        "snapshot" => format!("snapshot at {}", c.snapshot(node_arg(0))),
+        "snapshot" => {
+            let at = cmd.option("index").map(|i| i.parse().unwrap());
+            format!("snapshot at {}", c.snapshot(node_arg(0), at))
+        }
+        "send-snapshot" => {
+            // As if the leader had decided that the follower needs it.
+            let (from, to) = (node_arg(0), node_arg(1));
+            let leader = c.node(from);
+            let m = keel_raft::Message {
+                from: NodeId(from),
+                to: NodeId(to),
+                term: leader.raft.term(),
+                body: keel_raft::MessageBody::InstallSnapshot {
+                    meta: leader.disk.snapshot.clone(),
+                },
+            };
+            c.network.push(m);
+            String::new()
+        }
         "restart" => {
             c.restart(node_arg(0));
             String::new()

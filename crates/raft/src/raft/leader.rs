@@ -165,9 +165,11 @@ impl Raft {
         };
         pr.recent_active = true;
         pr.acked_round = pr.acked_round.max(round);
-        pr.resume();
+        pr.resume(self.config.max_inflight_msgs);
         if pr.match_index < self.log.last_index() {
-            self.send_append(from, false);
+            // Even with nothing new to send: if earlier messages were lost,
+            // the follower rejects this one and probing starts over.
+            self.send_append(from, true);
         }
         self.confirm_reads();
     }

@@ -223,11 +223,13 @@ impl Cluster {
         panic!("cluster did not stabilize");
     }
 
-    /// Takes an id's snapshot at its applied index and compacts its log.
-    pub fn snapshot(&mut self, id: u64) -> LogIndex {
+    /// Takes an id's snapshot at `at` (default: its applied index) and
+    /// compacts its log.
+    pub fn snapshot(&mut self, id: u64, at: Option<u64>) -> LogIndex {
         let node = self.node(id);
         let status = node.raft.status();
-        let index = status.applied;
+        let index = at.map_or(status.applied, LogIndex);
+        assert!(index <= status.applied, "snapshot beyond the applied index");
         let term = node
             .raft
             .entry(index)
@@ -249,8 +251,15 @@ impl Cluster {
             term,
             membership,
         };
+        let commands = node.disk.entries.iter().filter(|e| e.index <= index);
+        let data: Vec<Bytes> = commands
+            .filter_map(|e| match &e.payload {
+                Payload::Command(data) => Some(data.clone()),
+                _ => None,
+            })
+            .collect();
         node.disk.snapshot = meta.clone();
-        node.disk.snapshot_data = node.applied.clone();
+        node.disk.snapshot_data.extend(data);
         node.disk.entries.retain(|e| e.index > index);
         node.raft.snapshot_created(meta);
         index
