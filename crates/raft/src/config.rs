@@ -32,6 +32,22 @@ pub struct Config {
     /// Seeds the node's random election timeouts; fixing it makes runs
     /// reproducible.
     pub seed: u64,
+    /// Deliberate protocol bugs, for proving that tests catch them.
+    #[cfg(feature = "fault-injection")]
+    pub bugs: Bugs,
+}
+
+/// Protocol rules that can be switched off to check that the simulator
+/// notices. Each field names the rule it breaks.
+#[cfg(feature = "fault-injection")]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// Grant votes without the election restriction (§5.4.1).
+    pub vote_without_log_check: bool,
+    /// Commit entries of earlier terms by counting replicas (Figure 8).
+    pub commit_previous_term_by_counting: bool,
+    /// Serve ReadIndex reads without confirming leadership (§6.4).
+    pub read_index_without_heartbeat: bool,
 }
 
 /// Why a [`Config`] cannot be used.
@@ -73,6 +89,8 @@ impl Config {
             max_msg_bytes: 1024 * 1024,
             lease_drift_ticks: 1,
             seed: id.0,
+            #[cfg(feature = "fault-injection")]
+            bugs: Bugs::default(),
         }
     }
 

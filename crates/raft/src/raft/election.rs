@@ -74,7 +74,10 @@ impl Raft {
         let can_vote = self.vote == Some(from)
             || (self.vote.is_none() && self.leader.is_none())
             || (pre_vote && term > self.term);
-        let granted = can_vote && self.log.is_up_to_date(last_log_index, last_log_term);
+        let up_to_date = self.log.is_up_to_date(last_log_index, last_log_term);
+        #[cfg(feature = "fault-injection")]
+        let up_to_date = up_to_date || self.config.bugs.vote_without_log_check;
+        let granted = can_vote && up_to_date;
         if granted && !pre_vote {
             self.vote = Some(from);
             self.election_elapsed = 0;

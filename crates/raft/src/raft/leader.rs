@@ -206,7 +206,10 @@ impl Raft {
             }
         });
         let quorum_index = quorum_index.min(self.log.last_index());
-        if quorum_index <= self.log.committed() || self.log.term(quorum_index) != Some(self.term) {
+        let own_term = self.log.term(quorum_index) == Some(self.term);
+        #[cfg(feature = "fault-injection")]
+        let own_term = own_term || self.config.bugs.commit_previous_term_by_counting;
+        if quorum_index <= self.log.committed() || !own_term {
             return false;
         }
         self.log.commit_to(quorum_index);

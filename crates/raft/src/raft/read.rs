@@ -121,6 +121,8 @@ impl Raft {
         }
         let index = self.log.committed();
         let sole_voter = self.membership.has_quorum(|id| id == self.id());
+        #[cfg(feature = "fault-injection")]
+        let sole_voter = sole_voter || self.config.bugs.read_index_without_heartbeat;
         if sole_voter || (mode == ReadMode::Lease && self.lease_valid()) {
             self.read_confirmed(requester, index);
             return;
