@@ -80,9 +80,9 @@ mod ready;
 mod rng;
 mod types;
 
-pub use config::{Config, ConfigError};
 #[cfg(feature = "fault-injection")]
 pub use config::Bugs;
+pub use config::{Config, ConfigError};
 pub use invariants::InvariantViolation;
 pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{AppendResult, Message, MessageBody, ReadId};

@@ -1,0 +1,266 @@
+//! Unit tests of single rules, each named after the section of the Raft
+//! paper or Ongaro's thesis it checks.
+
+use bytes::Bytes;
+use keel_raft::{
+    Config, Entry, HardState, LogIndex, Membership, Message, MessageBody, NodeId, Payload,
+    ProposeError, Raft, RestoreError, RestoredState, Role, StepError, Term,
+};
+
+fn three() -> Membership {
+    Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).unwrap()
+}
+
+fn node(id: u64, pre_vote: bool) -> Raft {
+    let mut config = Config::new(NodeId(id));
+    config.pre_vote = pre_vote;
+    config.check_quorum = false;
+    Raft::new(config, RestoredState::bootstrap(three())).unwrap()
+}
+
+fn vote_request(from: u64, to: u64, term: u64, last: (u64, u64)) -> Message {
+    Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(term),
+        body: MessageBody::VoteRequest {
+            pre_vote: false,
+            last_log_index: LogIndex(last.0),
+            last_log_term: Term(last.1),
+            transfer: false,
+        },
+    }
+}
+
+fn granted(msgs: &[Message]) -> Vec<(u64, bool)> {
+    msgs.iter()
+        .filter_map(|m| match m.body {
+            MessageBody::VoteResponse { granted, .. } => Some((m.to.0, granted)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn section_5_2_one_vote_per_term() {
+    let mut n = node(1, false);
+    n.step(vote_request(2, 1, 1, (0, 0))).unwrap();
+    n.step(vote_request(3, 1, 1, (0, 0))).unwrap();
+    let ready = n.ready();
+    assert_eq!(
+        granted(&ready.persisted_messages),
+        vec![(2, true), (3, false)]
+    );
+}
+
+#[test]
+fn section_5_2_vote_is_durable_before_the_response_leaves() {
+    let mut n = node(1, false);
+    n.step(vote_request(2, 1, 1, (0, 0))).unwrap();
+    let ready = n.ready();
+    assert!(
+        granted(&ready.messages).is_empty(),
+        "a vote must not leave before persisting"
+    );
+    assert_eq!(granted(&ready.persisted_messages), vec![(2, true)]);
+    assert_eq!(
+        ready.hard_state,
+        Some(HardState {
+            term: Term(1),
+            vote: Some(NodeId(2)),
+            commit: LogIndex(0),
+        })
+    );
+}
+
+#[test]
+fn section_5_2_election_timeout_is_randomized_in_one_to_two_timeouts() {
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..200 {
+        let mut config = Config::new(NodeId(1));
+        config.seed = seed;
+        config.pre_vote = false;
+        let mut n = Raft::new(config, RestoredState::bootstrap(three())).unwrap();
+        let mut ticks = 0;
+        while n.role() == Role::Follower {
+            n.tick();
+            ticks += 1;
+            assert!(ticks < 20, "no campaign within two election timeouts");
+        }
+        assert!(
+            ticks >= 10,
+            "campaigned after {ticks} ticks, before one election timeout"
+        );
+        seen.insert(ticks);
+    }
+    assert!(seen.len() > 5, "timeouts are not spread out: {seen:?}");
+}
+
+#[test]
+fn section_5_4_1_stale_candidate_is_refused() {
+    let entries = vec![Entry {
+        term: Term(2),
+        index: LogIndex(1),
+        payload: Payload::Blank,
+    }];
+    let state = RestoredState {
+        hard_state: HardState {
+            term: Term(2),
+            vote: None,
+            commit: LogIndex(0),
+        },
+        entries,
+        ..RestoredState::bootstrap(three())
+    };
+    let mut config = Config::new(NodeId(1));
+    config.check_quorum = false;
+    let mut n = Raft::new(config, state).unwrap();
+    // Longer log, older last term: less up to date.
+    n.step(vote_request(2, 1, 3, (5, 1))).unwrap();
+    let ready = n.ready();
+    assert_eq!(granted(&ready.persisted_messages), vec![(2, false)]);
+}
+
+#[test]
+fn section_9_6_pre_vote_does_not_change_the_term() {
+    let mut n = node(1, true);
+    n.campaign();
+    assert_eq!(n.role(), Role::PreCandidate);
+    assert_eq!(n.term(), Term(0));
+    let ready = n.ready();
+    assert!(
+        ready.hard_state.is_none(),
+        "pre-vote must not touch durable state"
+    );
+    let asks: Vec<Term> = ready.messages.iter().map(|m| m.term).collect();
+    assert_eq!(asks, vec![Term(1), Term(1)], "pre-votes name the next term");
+}
+
+/// Elects node 1 of three by hand and returns it with a follower.
+fn elected() -> (Raft, Raft) {
+    let mut leader = node(1, false);
+    let mut follower = node(2, false);
+    leader.campaign();
+    let ready = leader.ready();
+    let request = ready
+        .persisted_messages
+        .into_iter()
+        .find(|m| m.to == NodeId(2))
+        .unwrap();
+    follower.step(request).unwrap();
+    let answer = follower.ready().persisted_messages.pop().unwrap();
+    leader.step(answer).unwrap();
+    assert_eq!(leader.role(), Role::Leader);
+    (leader, follower)
+}
+
+#[test]
+fn section_10_2_1_leader_sends_entries_before_its_own_write() {
+    let (mut leader, _) = elected();
+    let _ = leader.ready();
+    leader.propose(Bytes::from_static(b"x")).unwrap();
+    let ready = leader.ready();
+    assert_eq!(
+        ready.entries.len(),
+        1,
+        "the entry still has to be persisted"
+    );
+    let appends = ready
+        .messages
+        .iter()
+        .filter(|m| matches!(&m.body, MessageBody::AppendEntries { entries, .. } if !entries.is_empty()))
+        .count();
+    assert_eq!(
+        appends, 2,
+        "followers get the entry while the leader writes it"
+    );
+}
+
+#[test]
+fn section_5_4_2_leader_counts_itself_only_once_persisted() {
+    let (mut leader, mut follower) = elected();
+    let ready = leader.ready();
+    let durable = ready.persisted_up_to().unwrap();
+    let to_follower: Vec<Message> = ready
+        .messages
+        .into_iter()
+        .filter(|m| m.to == NodeId(2))
+        .collect();
+    for m in to_follower {
+        follower.step(m).unwrap();
+    }
+    let follower_ready = follower.ready();
+    for m in follower_ready.persisted_messages {
+        leader.step(m).unwrap();
+    }
+    assert_eq!(
+        leader.status().commit,
+        LogIndex(0),
+        "one of three durable is no majority"
+    );
+    leader.persisted(durable.0, durable.1);
+    assert_eq!(leader.status().commit, LogIndex(1));
+}
+
+#[test]
+fn section_5_1_followers_redirect_proposals_to_the_leader() {
+    let (_, mut follower) = elected();
+    let err = follower.propose(Bytes::from_static(b"x")).unwrap_err();
+    assert_eq!(err, ProposeError::NotLeader { leader_hint: None });
+}
+
+#[test]
+fn message_for_another_node_is_refused() {
+    let mut n = node(1, false);
+    let err = n.step(vote_request(2, 3, 1, (0, 0))).unwrap_err();
+    assert_eq!(
+        err,
+        StepError::WrongRecipient {
+            to: NodeId(3),
+            me: NodeId(1)
+        }
+    );
+}
+
+#[test]
+fn restore_refuses_a_log_with_a_gap() {
+    let entries = vec![Entry {
+        term: Term(1),
+        index: LogIndex(2),
+        payload: Payload::Blank,
+    }];
+    let state = RestoredState {
+        entries,
+        ..RestoredState::bootstrap(three())
+    };
+    let err = Raft::new(Config::new(NodeId(1)), state).unwrap_err();
+    assert!(matches!(err, RestoreError::Gap { .. }), "{err}");
+}
+
+#[test]
+fn restart_keeps_term_vote_and_log() {
+    let entries = vec![Entry {
+        term: Term(3),
+        index: LogIndex(1),
+        payload: Payload::Command(Bytes::from_static(b"x")),
+    }];
+    let hard_state = HardState {
+        term: Term(4),
+        vote: Some(NodeId(2)),
+        commit: LogIndex(9),
+    };
+    let state = RestoredState {
+        hard_state,
+        entries,
+        ..RestoredState::bootstrap(three())
+    };
+    let n = Raft::new(Config::new(NodeId(1)), state).unwrap();
+    let s = n.status();
+    assert_eq!((s.term, s.vote), (Term(4), Some(NodeId(2))));
+    assert_eq!(
+        s.commit,
+        LogIndex(1),
+        "a stored commit beyond the log is clamped"
+    );
+    assert_eq!(s.last_index, LogIndex(1));
+}
