@@ -157,13 +157,12 @@ fn elected() -> (Raft, Raft) {
 #[test]
 fn section_10_2_1_leader_sends_entries_before_its_own_write() {
     let (mut leader, _) = elected();
-    let _ = leader.ready();
     leader.propose(Bytes::from_static(b"x")).unwrap();
     let ready = leader.ready();
     assert_eq!(
         ready.entries.len(),
-        1,
-        "the entry still has to be persisted"
+        2,
+        "blank and proposal still have to be persisted"
     );
     let appends = ready
         .messages
@@ -172,7 +171,7 @@ fn section_10_2_1_leader_sends_entries_before_its_own_write() {
         .count();
     assert_eq!(
         appends, 2,
-        "followers get the entry while the leader writes it"
+        "followers get entries while the leader writes them"
     );
 }
 
