@@ -27,6 +27,7 @@ impl Raft {
         }
         let next = self.membership.apply(&change)?;
         let index = self.log.push(self.term, Payload::Membership(next));
+        self.refresh_membership();
         self.after_leader_append();
         Ok(Proposal {
             term: self.term,
@@ -38,6 +39,7 @@ impl Raft {
     pub(super) fn leave_joint(&mut self) {
         let next = self.membership.left_joint();
         self.log.push(self.term, Payload::Membership(next));
+        self.refresh_membership();
         self.after_leader_append();
     }
 

@@ -44,7 +44,6 @@ impl Raft {
     /// After the leader appended to its log: replicate, and commit at once
     /// if this node alone is a quorum.
     pub(super) fn after_leader_append(&mut self) {
-        self.refresh_membership();
         self.broadcast_append(false);
     }
 
