@@ -155,7 +155,7 @@ impl fmt::Display for Output {
 }
 
 /// A single-key operation over an arbitrary value type `V`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Command<V> {
     Put(V),
     Get,
@@ -189,10 +189,20 @@ impl<V: Clone + PartialEq> Command<V> {
         }
     }
 
+    /// Whether the command overwrites the value without looking at it, so
+    /// that whatever happened just before it is invisible afterwards.
+    pub(crate) fn is_blind_write(&self) -> bool {
+        matches!(self, Command::Put(_) | Command::Delete)
+    }
+
     /// Applies the command if doing so is consistent with `observed`
     /// (`None` = unconstrained, used for indeterminate operations) and
     /// returns the new state, or `None` if the observation rules it out.
-    pub(crate) fn step(&self, state: &Option<V>, observed: Option<&Response<V>>) -> Option<Option<V>> {
+    pub(crate) fn step(
+        &self,
+        state: &Option<V>,
+        observed: Option<&Response<V>>,
+    ) -> Option<Option<V>> {
         let (next, output) = self.apply(state);
         match observed {
             Some(expected) if *expected != output => None,
@@ -226,7 +236,10 @@ mod tests {
         let (s, out) = apply(None, &OpKind::put("k", "a"));
         assert_eq!((s.as_deref(), out), (Some("a"), Output::Unit));
         let (s, out) = apply(Some("a"), &OpKind::get("k"));
-        assert_eq!((s.as_deref(), out), (Some("a"), Output::Read(Some("a".into()))));
+        assert_eq!(
+            (s.as_deref(), out),
+            (Some("a"), Output::Read(Some("a".into())))
+        );
         let (s, out) = apply(Some("a"), &OpKind::delete("k"));
         assert_eq!((s, out), (None, Output::Unit));
         let (s, out) = apply(None, &OpKind::get("k"));
@@ -250,7 +263,10 @@ mod tests {
     #[test]
     fn step_rejects_outputs_the_model_would_not_produce() {
         let get: Command<u32> = Command::Get;
-        assert_eq!(get.step(&Some(1), Some(&Response::Read(Some(1)))), Some(Some(1)));
+        assert_eq!(
+            get.step(&Some(1), Some(&Response::Read(Some(1)))),
+            Some(Some(1))
+        );
         assert_eq!(get.step(&Some(1), Some(&Response::Read(Some(2)))), None);
         assert_eq!(get.step(&Some(1), None), Some(Some(1)));
         let cas = Command::Cas {
@@ -258,7 +274,10 @@ mod tests {
             new: Some(2),
         };
         assert_eq!(cas.step(&Some(1), Some(&Response::Cas(false))), None);
-        assert_eq!(cas.step(&Some(3), Some(&Response::Cas(false))), Some(Some(3)));
+        assert_eq!(
+            cas.step(&Some(3), Some(&Response::Cas(false))),
+            Some(Some(3))
+        );
     }
 
     #[test]
