@@ -41,10 +41,9 @@ impl Raft {
         active
     }
 
-    /// After the leader appended to its log: replicate, and commit at once
-    /// if this node alone is a quorum.
+    /// After the leader appended to its log: replicate with the next Ready.
     pub(super) fn after_leader_append(&mut self) {
-        self.broadcast_append(false);
+        self.entries_unsent = true;
     }
 
     /// Sends new entries to every follower that can take them; with
@@ -53,7 +52,11 @@ impl Raft {
     pub(super) fn broadcast_append(&mut self, even_if_empty: bool) {
         let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for to in peers {
-            self.send_append(to, even_if_empty);
+            // A pipelined follower gets as many messages as its window
+            // allows; a probing one stops after the first.
+            if self.send_append(to, even_if_empty) {
+                while self.send_append(to, false) {}
+            }
         }
     }
 

@@ -173,9 +173,13 @@ pub struct Raft {
     timeout_now_sent: bool,
     reads: Reads,
     /// Leader only: the commit index advanced since followers were last
-    /// told; one empty AppendEntries round goes out with the next Ready
-    /// rather than one per acknowledgement.
+    /// told; one AppendEntries round goes out with the next Ready rather
+    /// than one per acknowledgement.
     commit_unannounced: bool,
+    /// Leader only: entries were appended since the last broadcast. All
+    /// proposals made between two Readies share one AppendEntries per
+    /// follower (batching).
+    entries_unsent: bool,
     out: Outbox,
 }
 
@@ -228,6 +232,7 @@ impl Raft {
             timeout_now_sent: false,
             reads: Reads::default(),
             commit_unannounced: false,
+            entries_unsent: false,
             out: Outbox {
                 last_hard_state: hard_state,
                 ..Outbox::default()
@@ -365,12 +370,15 @@ impl Raft {
             || Some(self.soft_state()) != out.last_soft_state
             || self.reads.has_work(self.log.applied())
             || self.commit_unannounced
+            || self.entries_unsent
     }
 
     /// Takes the work accumulated since the last call.
     pub fn ready(&mut self) -> Ready {
-        if std::mem::take(&mut self.commit_unannounced) && self.role == Role::Leader {
-            self.broadcast_append(true);
+        let announce_commit = std::mem::take(&mut self.commit_unannounced);
+        let send_entries = std::mem::take(&mut self.entries_unsent);
+        if self.role == Role::Leader && (announce_commit || send_entries) {
+            self.broadcast_append(announce_commit);
         }
         self.flush_reads();
         let hard_state = self.hard_state();
