@@ -1,0 +1,18 @@
+//! Compiles etcd's v3 API (our own copy of its public .proto files) and
+//! Keel's command envelope with protox, so building needs no `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/mvccpb/kv.proto",
+        "proto/etcdserverpb/rpc.proto",
+        "proto/keel/command.proto",
+    ];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .bytes(".")
+        .compile_fds(descriptors)?;
+    Ok(())
+}

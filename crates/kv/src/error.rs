@@ -1,0 +1,177 @@
+//! Errors of the KV store, and how each one reaches an etcd client.
+//!
+//! etcd clients match on the gRPC code and the exact message text (clientv3
+//! turns known messages back into typed errors), so each variant carries the
+//! message etcd uses.
+
+use tonic::{Code, Status};
+
+/// Everything the KV store can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: {0} is not supported by this server")]
+    Unsupported(&'static str),
+    #[error("etcdserver: invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// A stored or replicated record that does not decode: the node must stop.
+    #[error("keel-kv: corrupt {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    /// The embedded database failed: the node must stop.
+    #[error("keel-kv: storage: {0}")]
+    Storage(#[from] redb::Error),
+    #[error("keel-kv: snapshot io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl KvError {
+    /// Wraps any redb error (they all convert into `redb::Error`).
+    pub fn storage(e: impl Into<redb::Error>) -> KvError {
+        KvError::Storage(e.into())
+    }
+
+    /// The stable code of an error that apply can return: every replica
+    /// reaches the same one, so it travels in the apply result.
+    pub(crate) fn apply_code(&self) -> Option<u32> {
+        Some(match self {
+            KvError::Compacted => 1,
+            KvError::FutureRevision => 2,
+            KvError::KeyNotFound => 3,
+            KvError::LeaseNotFound => 4,
+            KvError::LeaseExists => 5,
+            KvError::MemberNotFound => 6,
+            KvError::PeerUrlExists => 7,
+            KvError::MemberNotLearner => 8,
+            KvError::DuplicateKey => 9,
+            KvError::TooManyOps => 10,
+            KvError::EmptyKey => 11,
+            _ => return None,
+        })
+    }
+
+    /// The inverse of [`KvError::apply_code`].
+    pub(crate) fn from_apply_code(code: u32) -> KvError {
+        match code {
+            1 => KvError::Compacted,
+            2 => KvError::FutureRevision,
+            3 => KvError::KeyNotFound,
+            4 => KvError::LeaseNotFound,
+            5 => KvError::LeaseExists,
+            6 => KvError::MemberNotFound,
+            7 => KvError::PeerUrlExists,
+            8 => KvError::MemberNotLearner,
+            9 => KvError::DuplicateKey,
+            10 => KvError::TooManyOps,
+            11 => KvError::EmptyKey,
+            _ => KvError::Corrupt {
+                what: "apply result",
+                detail: format!("unknown error code {code}"),
+            },
+        }
+    }
+
+    fn code(&self) -> Code {
+        match self {
+            KvError::Compacted | KvError::FutureRevision | KvError::LeaseTtlTooLarge => {
+                Code::OutOfRange
+            }
+            KvError::EmptyKey
+            | KvError::KeyNotFound
+            | KvError::TooManyOps
+            | KvError::DuplicateKey
+            | KvError::InvalidRequest(_) => Code::InvalidArgument,
+            KvError::LeaseNotFound | KvError::MemberNotFound => Code::NotFound,
+            KvError::LeaseExists | KvError::PeerUrlExists | KvError::MemberNotLearner => {
+                Code::FailedPrecondition
+            }
+            KvError::NotLeader | KvError::NoLeader | KvError::Timeout | KvError::Stopped => {
+                Code::Unavailable
+            }
+            KvError::Unsupported(_) => Code::Unimplemented,
+            KvError::Corrupt { .. } | KvError::Storage(_) | KvError::Io(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<KvError> for Status {
+    fn from(e: KvError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+/// Decodes a protobuf record, naming what it was on failure.
+pub(crate) fn decode<M: prost::Message + Default>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<M, KvError> {
+    M::decode(bytes).map_err(|e| KvError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_codes_round_trip() {
+        for e in [
+            KvError::Compacted,
+            KvError::FutureRevision,
+            KvError::KeyNotFound,
+            KvError::LeaseNotFound,
+            KvError::LeaseExists,
+            KvError::MemberNotFound,
+            KvError::PeerUrlExists,
+            KvError::MemberNotLearner,
+            KvError::DuplicateKey,
+            KvError::TooManyOps,
+            KvError::EmptyKey,
+        ] {
+            let code = e.apply_code().unwrap();
+            assert_eq!(KvError::from_apply_code(code).to_string(), e.to_string());
+        }
+    }
+
+    #[test]
+    fn compacted_maps_to_out_of_range_with_etcd_text() {
+        let status = Status::from(KvError::Compacted);
+        assert_eq!(status.code(), Code::OutOfRange);
+        assert_eq!(
+            status.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+    }
+}

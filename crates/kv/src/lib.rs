@@ -1,0 +1,26 @@
+//! Keel's product: a replicated key-value store that speaks etcd's v3 gRPC
+//! API, so that existing etcd clients work unchanged.
+//!
+//! - [`mvcc`]: etcd's data model (revisions, history, leases) persisted in
+//!   redb, with the applied Raft index in the same transaction as the data.
+//! - [`KvStateMachine`]: applies committed commands and feeds watchers.
+//! - [`Consensus`]: what the services need from Raft; [`LocalConsensus`] is
+//!   a single-node stand-in for tests.
+//! - [`service`]: the etcd gRPC services over a `Consensus`.
+
+pub mod command;
+pub mod consensus;
+pub mod error;
+pub mod lessor;
+pub mod local;
+pub mod mvcc;
+pub mod proto;
+pub mod server;
+pub mod service;
+pub mod state_machine;
+pub mod watch;
+
+pub use consensus::{Consensus, RaftInfo};
+pub use error::KvError;
+pub use local::LocalConsensus;
+pub use state_machine::KvStateMachine;

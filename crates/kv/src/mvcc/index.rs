@@ -1,0 +1,219 @@
+//! The in-memory key index: for every key, the revisions at which it was
+//! written or deleted, oldest first.
+//!
+//! Values live in redb under their revision; the index answers "which
+//! revision of key K is visible at revision R" without touching disk. It is
+//! rebuilt from the `kv` table on open, so it is never persisted itself.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+/// A point in the store's history: `main` is the store revision (one per
+/// write transaction), `sub` orders the changes inside that transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Revision {
+    pub main: i64,
+    pub sub: i64,
+}
+
+impl Revision {
+    /// The redb key of this revision. Revisions are never negative.
+    pub fn to_db(self) -> (u64, u64) {
+        debug_assert!(self.main >= 0 && self.sub >= 0);
+        (self.main as u64, self.sub as u64)
+    }
+
+    pub fn from_db((main, sub): (u64, u64)) -> Revision {
+        Revision {
+            main: main as i64,
+            sub: sub as i64,
+        }
+    }
+}
+
+/// One change of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Change {
+    rev: Revision,
+    tombstone: bool,
+}
+
+/// A key range `[start, end)` in etcd's encoding: an empty `end` means the
+/// single key `start`, and `end == [0]` means "every key >= start".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRange {
+    pub start: Bytes,
+    pub end: Bytes,
+}
+
+impl KeyRange {
+    pub fn new(start: impl Into<Bytes>, end: impl Into<Bytes>) -> KeyRange {
+        KeyRange {
+            start: start.into(),
+            end: end.into(),
+        }
+    }
+
+    /// Whether `key` falls in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        if self.end.is_empty() {
+            key == self.start.as_ref()
+        } else if self.end.as_ref() == [0] {
+            key >= self.start.as_ref()
+        } else {
+            key >= self.start.as_ref() && key < self.end.as_ref()
+        }
+    }
+
+    fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        let start = Bound::Included(self.start.as_ref());
+        if self.end.is_empty() {
+            (start, Bound::Included(self.start.as_ref()))
+        } else if self.end.as_ref() == [0] {
+            (start, Bound::Unbounded)
+        } else if self.end.as_ref() <= self.start.as_ref() {
+            // An empty range; callers filter it out, but BTreeMap panics on
+            // inverted bounds, so never hand it one.
+            (start, Bound::Excluded(self.start.as_ref()))
+        } else {
+            (start, Bound::Excluded(self.end.as_ref()))
+        }
+    }
+}
+
+/// Every key's change history.
+#[derive(Default, Debug)]
+pub struct KeyIndex {
+    keys: BTreeMap<Bytes, Vec<Change>>,
+}
+
+impl KeyIndex {
+    /// Records a put of `key` at `rev`.
+    /// Invariant: `rev` is greater than every revision recorded for `key`.
+    pub fn put(&mut self, key: Bytes, rev: Revision) {
+        self.push(key, rev, false);
+    }
+
+    /// Records a deletion of `key` at `rev`.
+    pub fn tombstone(&mut self, key: Bytes, rev: Revision) {
+        self.push(key, rev, true);
+    }
+
+    fn push(&mut self, key: Bytes, rev: Revision, tombstone: bool) {
+        let changes = self.keys.entry(key).or_default();
+        assert!(
+            changes.last().is_none_or(|last| last.rev < rev),
+            "key index revisions must grow"
+        );
+        changes.push(Change { rev, tombstone });
+    }
+
+    /// The revision of `key` visible at store revision `at`, if the key was
+    /// alive then.
+    pub fn get(&self, key: &[u8], at: i64) -> Option<Revision> {
+        visible(self.keys.get(key)?, at)
+    }
+
+    /// The keys in `range` alive at revision `at`, in key order, with the
+    /// revision of each that is visible then.
+    pub fn range<'a>(
+        &'a self,
+        range: &'a KeyRange,
+        at: i64,
+    ) -> impl Iterator<Item = (&'a Bytes, Revision)> + 'a {
+        let empty = !range.end.is_empty()
+            && range.end.as_ref() != [0]
+            && range.end.as_ref() <= range.start.as_ref();
+        let iter = (!empty).then(|| {
+            self.keys
+                .range::<[u8], _>(range.bounds())
+                .filter_map(move |(k, changes)| visible(changes, at).map(|rev| (k, rev)))
+        });
+        iter.into_iter().flatten()
+    }
+
+    /// Forgets history at or before `at` that no read at a revision `>= at`
+    /// can see, and returns the revisions whose rows may now be deleted.
+    pub fn compact(&mut self, at: i64) -> Vec<Revision> {
+        let mut dropped = Vec::new();
+        self.keys.retain(|_, changes| {
+            // The last change at or before `at` stays visible unless it is a
+            // deletion; everything before it is unreachable.
+            let keep_from = changes.partition_point(|c| c.rev.main <= at);
+            let mut cut = keep_from.saturating_sub(1);
+            if keep_from > 0 && changes[cut].tombstone {
+                cut = keep_from;
+            }
+            dropped.extend(changes.drain(..cut).map(|c| c.rev));
+            !changes.is_empty()
+        });
+        dropped
+    }
+
+    /// Number of keys with any recorded history (live or not).
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+fn visible(changes: &[Change], at: i64) -> Option<Revision> {
+    let n = changes.partition_point(|c| c.rev.main <= at);
+    let last = changes.get(n.checked_sub(1)?)?;
+    (!last.tombstone).then_some(last.rev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(main: i64) -> Revision {
+        Revision { main, sub: 0 }
+    }
+
+    #[test]
+    fn deleted_key_is_invisible_after_and_visible_before() {
+        let mut index = KeyIndex::default();
+        index.put(Bytes::from("a"), rev(2));
+        index.tombstone(Bytes::from("a"), rev(4));
+        index.put(Bytes::from("a"), rev(6));
+        assert_eq!(index.get(b"a", 1), None);
+        assert_eq!(index.get(b"a", 3), Some(rev(2)));
+        assert_eq!(index.get(b"a", 5), None);
+        assert_eq!(index.get(b"a", 9), Some(rev(6)));
+    }
+
+    #[test]
+    fn compaction_keeps_what_later_reads_see() {
+        let mut index = KeyIndex::default();
+        index.put(Bytes::from("a"), rev(1));
+        index.put(Bytes::from("a"), rev(2));
+        index.put(Bytes::from("b"), rev(3));
+        index.tombstone(Bytes::from("b"), rev(4));
+        let mut dropped = index.compact(4);
+        dropped.sort();
+        assert_eq!(dropped, vec![rev(1), rev(3), rev(4)]);
+        assert_eq!(index.get(b"a", 4), Some(rev(2)));
+        assert_eq!(index.key_count(), 1);
+    }
+
+    #[test]
+    fn range_encodings_follow_etcd() {
+        let mut index = KeyIndex::default();
+        for (i, k) in ["a", "ab", "b", "c"].iter().enumerate() {
+            index.put(Bytes::from(*k), rev(i as i64 + 1));
+        }
+        let keys = |r: KeyRange| -> Vec<String> {
+            index
+                .range(&r, 10)
+                .map(|(k, _)| String::from_utf8(k.to_vec()).unwrap())
+                .collect()
+        };
+        assert_eq!(keys(KeyRange::new("a", "")), vec!["a"]);
+        assert_eq!(keys(KeyRange::new("a", "b")), vec!["a", "ab"]);
+        assert_eq!(keys(KeyRange::new("b", vec![0u8])), vec!["b", "c"]);
+        assert_eq!(keys(KeyRange::new(vec![0u8], vec![0u8])).len(), 4);
+        assert!(keys(KeyRange::new("c", "a")).is_empty());
+    }
+}

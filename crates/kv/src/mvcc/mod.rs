@@ -1,0 +1,217 @@
+//! The MVCC store: etcd's data model over redb.
+//!
+//! Every write transaction gets the next store revision; every key carries
+//! `create_revision`, `mod_revision` and `version`; old revisions stay
+//! readable until compacted. Rows live in redb keyed by revision, and the
+//! [`KeyIndex`] maps keys to revisions in memory.
+//!
+//! **Architecture Invariant:** the applied Raft index is written in the same
+//! redb transaction as the data it reflects, so a crash can never leave the
+//! recorded applied index ahead of (or behind) the data.
+
+mod apply;
+mod history;
+mod index;
+mod read;
+mod snapshot;
+mod tables;
+mod write;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{RwLock, RwLockReadGuard};
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+pub use apply::{Applied, EntryPayload};
+pub use index::{KeyIndex, KeyRange, Revision};
+
+use crate::error::{KvError, decode};
+use crate::proto::command::{LeaseRecord, Revisioned};
+use crate::proto::etcdserverpb::Member;
+use tables::{KV, LEASES, MEMBERS, META, meta_keys};
+
+/// What the store holds in memory, rebuilt from redb on open.
+#[derive(Default, Debug)]
+pub(crate) struct State {
+    pub index: KeyIndex,
+    /// Invariant: `compacted_revision <= current_revision`.
+    pub current_revision: i64,
+    pub compacted_revision: i64,
+    /// The last Raft index whose effects are in the store.
+    pub applied_index: u64,
+    pub applied_term: u64,
+    pub leases: BTreeMap<i64, LeaseState>,
+    pub members: BTreeMap<u64, Member>,
+}
+
+/// A lease as the state machine knows it: its granted TTL and the keys
+/// attached to it. Expiry deadlines are leader-local (see `lessor`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseState {
+    pub ttl_seconds: i64,
+    pub keys: BTreeSet<Bytes>,
+}
+
+/// The persistent MVCC key-value store.
+pub struct Store {
+    db: Database,
+    state: RwLock<State>,
+    /// Whether apply transactions fsync. A Raft-backed store does not need
+    /// to, because the Raft log is the durability source and replays what
+    /// a crash lost; a store without a log underneath does.
+    durable_apply: bool,
+}
+
+/// Positions a store has reached, for status reports and the runtime.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorePosition {
+    pub applied_index: u64,
+    pub applied_term: u64,
+    pub revision: i64,
+    pub compacted_revision: i64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path` and rebuilds the in-memory
+    /// index from its rows.
+    pub fn open(path: &Path, durable_apply: bool) -> Result<Store, KvError> {
+        let db = Database::create(path).map_err(KvError::storage)?;
+        let txn = db.begin_write().map_err(KvError::storage)?;
+        for_each_table_created(&txn)?;
+        txn.commit().map_err(KvError::storage)?;
+        let state = load_state(&db)?;
+        tracing::info!(
+            applied_index = state.applied_index,
+            revision = state.current_revision,
+            keys = state.index.key_count(),
+            "opened kv store"
+        );
+        Ok(Store {
+            db,
+            state: RwLock::new(state),
+            durable_apply,
+        })
+    }
+
+    pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().expect("store lock poisoned by a panic")
+    }
+
+    /// Where the store is: applied index, current and compacted revision.
+    pub fn position(&self) -> StorePosition {
+        let s = self.read_state();
+        StorePosition {
+            applied_index: s.applied_index,
+            applied_term: s.applied_term,
+            revision: s.current_revision,
+            compacted_revision: s.compacted_revision,
+        }
+    }
+
+    /// The leases and their attached keys.
+    pub fn leases(&self) -> BTreeMap<i64, LeaseState> {
+        self.read_state().leases.clone()
+    }
+
+    /// One lease, if it exists.
+    pub fn lease(&self, id: i64) -> Option<LeaseState> {
+        self.read_state().leases.get(&id).cloned()
+    }
+
+    /// The registered members, by ID.
+    pub fn members(&self) -> BTreeMap<u64, Member> {
+        self.read_state().members.clone()
+    }
+
+    /// Makes every committed apply transaction durable. The runtime calls
+    /// this before it discards log entries up to the applied index, since
+    /// apply commits do not fsync.
+    pub fn flush(&self) -> Result<(), KvError> {
+        let mut txn = self.db.begin_write().map_err(KvError::storage)?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(KvError::storage)?;
+        txn.commit().map_err(KvError::storage)
+    }
+
+    /// The database file's size in bytes, for `endpoint status`.
+    pub fn db_size_bytes(&self, path: &Path) -> i64 {
+        std::fs::metadata(path).map_or(0, |m| m.len() as i64)
+    }
+}
+
+fn for_each_table_created(txn: &redb::WriteTransaction) -> Result<(), KvError> {
+    txn.open_table(KV).map_err(KvError::storage)?;
+    txn.open_table(META).map_err(KvError::storage)?;
+    txn.open_table(LEASES).map_err(KvError::storage)?;
+    txn.open_table(MEMBERS).map_err(KvError::storage)?;
+    Ok(())
+}
+
+/// Reads every table once, in revision order, to rebuild [`State`].
+fn load_state(db: &Database) -> Result<State, KvError> {
+    let txn = db.begin_read().map_err(KvError::storage)?;
+    let mut state = State::default();
+    let meta = txn.open_table(META).map_err(KvError::storage)?;
+    let meta_get = |key: &str| -> Result<u64, KvError> {
+        Ok(meta
+            .get(key)
+            .map_err(KvError::storage)?
+            .map_or(0, |v| v.value()))
+    };
+    state.applied_index = meta_get(meta_keys::APPLIED_INDEX)?;
+    state.applied_term = meta_get(meta_keys::APPLIED_TERM)?;
+    // etcd's revisions start at 1: an empty store is at revision 1 and its
+    // first write makes revision 2. Clients see these numbers, so match.
+    state.current_revision = (meta_get(meta_keys::CURRENT_REVISION)? as i64).max(1);
+    state.compacted_revision = meta_get(meta_keys::COMPACTED_REVISION)? as i64;
+
+    let leases = txn.open_table(LEASES).map_err(KvError::storage)?;
+    for row in leases.iter().map_err(KvError::storage)? {
+        let (_, value) = row.map_err(KvError::storage)?;
+        let record: LeaseRecord = decode("lease record", value.value())?;
+        state.leases.insert(
+            record.id,
+            LeaseState {
+                ttl_seconds: record.ttl_seconds,
+                keys: BTreeSet::new(),
+            },
+        );
+    }
+
+    // Rows come in revision order, so the last row seen for a key is its
+    // latest change: that decides which lease the key is attached to.
+    let mut key_lease: BTreeMap<Bytes, i64> = BTreeMap::new();
+    let kv = txn.open_table(KV).map_err(KvError::storage)?;
+    for row in kv.iter().map_err(KvError::storage)? {
+        let (rev, value) = row.map_err(KvError::storage)?;
+        let rev = Revision::from_db(rev.value());
+        let row: Revisioned = decode("kv row", value.value())?;
+        let kv = row.kv.unwrap_or_default();
+        if row.tombstone {
+            state.index.tombstone(kv.key.clone(), rev);
+            key_lease.remove(&kv.key);
+        } else {
+            state.index.put(kv.key.clone(), rev);
+            key_lease.insert(kv.key, kv.lease);
+        }
+    }
+    for (key, lease) in key_lease {
+        if let Some(l) = state.leases.get_mut(&lease) {
+            l.keys.insert(key);
+        }
+    }
+
+    let members = txn.open_table(MEMBERS).map_err(KvError::storage)?;
+    for row in members.iter().map_err(KvError::storage)? {
+        let (id, value) = row.map_err(KvError::storage)?;
+        state
+            .members
+            .insert(id.value(), decode("member", value.value())?);
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! Streaming the whole store out for a Raft snapshot, and back in.
+//!
+//! The stream is a sequence of frames `tag: u8, len: u32 LE, body`, read
+//! from one redb read transaction (a consistent point in time) and written
+//! as it is read, so no copy of the whole state is ever held in memory.
+
+use std::io::{Read, Write};
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::apply::write_meta;
+use super::tables::{KV, LEASES, MEMBERS, META, meta_keys};
+use super::{Revision, State, Store, StorePosition, load_state};
+use crate::error::KvError;
+
+const TAG_META: u8 = 1;
+const TAG_KV: u8 = 2;
+const TAG_LEASE: u8 = 3;
+const TAG_MEMBER: u8 = 4;
+const TAG_END: u8 = 0xff;
+/// Bounds a frame so that a corrupt length cannot make us allocate wildly.
+const FRAME_BYTES_MAX: usize = 64 << 20;
+
+fn frame(w: &mut impl Write, tag: u8, parts: &[&[u8]]) -> Result<(), KvError> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(len).map_err(|_| KvError::Corrupt {
+        what: "snapshot frame",
+        detail: format!("{len} bytes is too large"),
+    })?;
+    w.write_all(&[tag])?;
+    w.write_all(&len.to_le_bytes())?;
+    for p in parts {
+        w.write_all(p)?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Writes the store's state as of now to `w` and returns the position
+    /// it reflects (the snapshot's applied index and term).
+    pub fn write_snapshot(&self, w: &mut impl Write) -> Result<StorePosition, KvError> {
+        let txn = self.db.begin_read().map_err(KvError::storage)?;
+        let meta = txn.open_table(META).map_err(KvError::storage)?;
+        let get = |k: &str| -> Result<u64, KvError> {
+            Ok(meta
+                .get(k)
+                .map_err(KvError::storage)?
+                .map_or(0, |v| v.value()))
+        };
+        let position = StorePosition {
+            applied_index: get(meta_keys::APPLIED_INDEX)?,
+            applied_term: get(meta_keys::APPLIED_TERM)?,
+            revision: get(meta_keys::CURRENT_REVISION)? as i64,
+            compacted_revision: get(meta_keys::COMPACTED_REVISION)? as i64,
+        };
+        let mut body = Vec::with_capacity(32);
+        for v in [
+            position.applied_index,
+            position.applied_term,
+            position.revision as u64,
+            position.compacted_revision as u64,
+        ] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        frame(w, TAG_META, &[&body])?;
+        let kv = txn.open_table(KV).map_err(KvError::storage)?;
+        for row in kv.iter().map_err(KvError::storage)? {
+            let (rev, value) = row.map_err(KvError::storage)?;
+            let (main, sub) = rev.value();
+            frame(
+                w,
+                TAG_KV,
+                &[&main.to_le_bytes(), &sub.to_le_bytes(), value.value()],
+            )?;
+        }
+        let leases = txn.open_table(LEASES).map_err(KvError::storage)?;
+        for row in leases.iter().map_err(KvError::storage)? {
+            let (id, value) = row.map_err(KvError::storage)?;
+            frame(w, TAG_LEASE, &[&id.value().to_le_bytes(), value.value()])?;
+        }
+        let members = txn.open_table(MEMBERS).map_err(KvError::storage)?;
+        for row in members.iter().map_err(KvError::storage)? {
+            let (id, value) = row.map_err(KvError::storage)?;
+            frame(w, TAG_MEMBER, &[&id.value().to_le_bytes(), value.value()])?;
+        }
+        frame(w, TAG_END, &[])?;
+        Ok(position)
+    }
+
+    /// Replaces the whole store with the snapshot read from `r`. The
+    /// replacement is one durable transaction: the log it replaces is gone.
+    pub fn restore_snapshot(&self, r: &mut impl Read) -> Result<StorePosition, KvError> {
+        let mut state = self.state.write().expect("store lock poisoned by a panic");
+        let txn = self.db.begin_write().map_err(KvError::storage)?;
+        {
+            let mut kv = txn.open_table(KV).map_err(KvError::storage)?;
+            let mut leases = txn.open_table(LEASES).map_err(KvError::storage)?;
+            let mut members = txn.open_table(MEMBERS).map_err(KvError::storage)?;
+            let mut meta = txn.open_table(META).map_err(KvError::storage)?;
+            kv.retain(|_, _| false).map_err(KvError::storage)?;
+            leases.retain(|_, _| false).map_err(KvError::storage)?;
+            members.retain(|_, _| false).map_err(KvError::storage)?;
+            let mut restored = State::default();
+            let mut body = Vec::new();
+            loop {
+                let tag = read_frame(r, &mut body)?;
+                match tag {
+                    TAG_META => {
+                        let word = |i: usize| u64_at(&body, i * 8);
+                        restored.applied_index = word(0)?;
+                        restored.applied_term = word(1)?;
+                        restored.current_revision = word(2)? as i64;
+                        restored.compacted_revision = word(3)? as i64;
+                    }
+                    TAG_KV => {
+                        let rev = Revision::from_db((u64_at(&body, 0)?, u64_at(&body, 8)?));
+                        kv.insert(rev.to_db(), &body[16..])
+                            .map_err(KvError::storage)?;
+                    }
+                    TAG_LEASE => {
+                        let id = u64_at(&body, 0)? as i64;
+                        leases.insert(id, &body[8..]).map_err(KvError::storage)?;
+                    }
+                    TAG_MEMBER => {
+                        let id = u64_at(&body, 0)?;
+                        members.insert(id, &body[8..]).map_err(KvError::storage)?;
+                    }
+                    TAG_END => break,
+                    other => {
+                        return Err(KvError::Corrupt {
+                            what: "snapshot",
+                            detail: format!("unknown frame tag {other}"),
+                        });
+                    }
+                }
+            }
+            write_meta(&mut meta, &restored)?;
+        }
+        txn.commit().map_err(KvError::storage)?;
+        *state = load_state(&self.db)?;
+        Ok(StorePosition {
+            applied_index: state.applied_index,
+            applied_term: state.applied_term,
+            revision: state.current_revision,
+            compacted_revision: state.compacted_revision,
+        })
+    }
+}
+
+fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<u8, KvError> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head)?;
+    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > FRAME_BYTES_MAX {
+        return Err(KvError::Corrupt {
+            what: "snapshot",
+            detail: format!("frame of {len} bytes"),
+        });
+    }
+    body.resize(len, 0);
+    r.read_exact(body)?;
+    Ok(head[0])
+}
+
+fn u64_at(body: &[u8], at: usize) -> Result<u64, KvError> {
+    body.get(at..at + 8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("slice of 8")))
+        .ok_or_else(|| KvError::Corrupt {
+            what: "snapshot",
+            detail: "short frame".into(),
+        })
+}

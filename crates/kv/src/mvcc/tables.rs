@@ -1,0 +1,19 @@
+//! redb table layouts.
+
+use redb::TableDefinition;
+
+/// `(revision main, revision sub)` → a `Revisioned` row (a put or a deletion).
+pub const KV: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("kv");
+/// Store positions, see [`meta_keys`].
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// lease ID → `LeaseRecord`.
+pub const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
+/// member ID → etcd `Member` (name and URLs).
+pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
+
+pub mod meta_keys {
+    pub const APPLIED_INDEX: &str = "applied_index";
+    pub const APPLIED_TERM: &str = "applied_term";
+    pub const CURRENT_REVISION: &str = "current_revision";
+    pub const COMPACTED_REVISION: &str = "compacted_revision";
+}

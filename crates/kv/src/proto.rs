@@ -1,0 +1,26 @@
+//! Generated protobuf and gRPC code: etcd's v3 API and Keel's command envelope.
+
+#![allow(clippy::all, missing_docs)]
+
+/// etcd's data model: `KeyValue` and `Event`.
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+/// etcd's v3 RPC messages and services.
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+/// Keel's own messages, nested as their proto package so that generated
+/// paths to `etcdserverpb` resolve.
+pub mod keel {
+    pub mod kv {
+        pub mod v1 {
+            tonic::include_proto!("keel.kv.v1");
+        }
+    }
+}
+
+/// Keel's replicated commands and apply results.
+pub use keel::kv::v1 as command;

@@ -1,0 +1,181 @@
+//! `etcdserverpb.Cluster`: members, mapped onto Raft membership changes.
+//!
+//! Raft knows members by ID only; names and URLs live in the replicated
+//! member registry (`MemberSet`/`MemberRemove` commands), which the list
+//! joins with Raft's voters and learners.
+
+use std::sync::Arc;
+
+use rand::Rng;
+use tonic::{Request, Response, Status};
+
+use super::Shared;
+use crate::consensus::Consensus;
+use crate::error::KvError;
+use crate::proto::command::command::Op;
+use crate::proto::etcdserverpb::cluster_server::Cluster;
+use crate::proto::etcdserverpb::{
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse,
+};
+
+pub struct ClusterService<C> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> ClusterService<C> {
+    pub fn new(shared: Arc<Shared<C>>) -> Self {
+        ClusterService { shared }
+    }
+}
+
+impl<C: Consensus> Shared<C> {
+    /// Every member Raft knows, with the registry's names and URLs.
+    pub fn member_list(&self) -> Vec<Member> {
+        let info = self.consensus.info();
+        let mut registry = self.sm.store().members();
+        let mut members: Vec<Member> = info
+            .voters
+            .iter()
+            .map(|id| (id, false))
+            .chain(info.learners.iter().map(|id| (id, true)))
+            .map(|(&id, is_learner)| {
+                let mut m = registry.remove(&id).unwrap_or(Member {
+                    id,
+                    ..Default::default()
+                });
+                m.is_learner = is_learner;
+                m
+            })
+            .collect();
+        members.sort_by_key(|m| m.id);
+        members
+    }
+
+    fn revision(&self) -> i64 {
+        self.sm.store().position().revision
+    }
+
+    async fn register(&self, member: Member) -> Result<(), KvError> {
+        self.propose(Op::MemberSet(member)).await.map(|_| ())
+    }
+}
+
+#[tonic::async_trait]
+impl<C: Consensus> Cluster for ClusterService<C> {
+    async fn member_add(
+        &self,
+        request: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        let req = request.into_inner();
+        if req.peer_ur_ls.is_empty() {
+            return Err(KvError::InvalidRequest("peer URLs are required").into());
+        }
+        let taken = self
+            .shared
+            .sm
+            .store()
+            .members()
+            .into_values()
+            .any(|m| m.peer_ur_ls.iter().any(|u| req.peer_ur_ls.contains(u)));
+        if taken {
+            return Err(KvError::PeerUrlExists.into());
+        }
+        let member = Member {
+            id: rand::rng().random_range(1..u64::MAX),
+            peer_ur_ls: req.peer_ur_ls,
+            is_learner: req.is_learner,
+            ..Default::default()
+        };
+        // Registry first, so that the new member finds its own record.
+        self.shared.register(member.clone()).await?;
+        self.shared
+            .consensus
+            .add_member(member.id, req.is_learner)
+            .await?;
+        Ok(Response::new(MemberAddResponse {
+            header: Some(self.shared.header(self.shared.revision())),
+            member: Some(member),
+            members: self.shared.member_list(),
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let req = request.into_inner();
+        if !self.shared.member_list().iter().any(|m| m.id == req.id) {
+            return Err(KvError::MemberNotFound.into());
+        }
+        self.shared.consensus.remove_member(req.id).await?;
+        match self.shared.propose(Op::MemberRemove(req)).await {
+            Ok(_) | Err(KvError::MemberNotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(self.shared.header(self.shared.revision())),
+            members: self.shared.member_list(),
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        let req = request.into_inner();
+        let mut member = self
+            .shared
+            .member_list()
+            .into_iter()
+            .find(|m| m.id == req.id)
+            .ok_or(KvError::MemberNotFound)?;
+        member.peer_ur_ls = req.peer_ur_ls;
+        self.shared.register(member).await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(self.shared.header(self.shared.revision())),
+            members: self.shared.member_list(),
+        }))
+    }
+
+    async fn member_list(
+        &self,
+        request: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
+        if request.into_inner().linearizable {
+            self.shared.consensus.read_barrier().await?;
+        }
+        Ok(Response::new(MemberListResponse {
+            header: Some(self.shared.header(self.shared.revision())),
+            members: self.shared.member_list(),
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let req = request.into_inner();
+        let member = self
+            .shared
+            .member_list()
+            .into_iter()
+            .find(|m| m.id == req.id)
+            .ok_or(KvError::MemberNotFound)?;
+        if !member.is_learner {
+            return Err(KvError::MemberNotLearner.into());
+        }
+        self.shared.consensus.promote_member(req.id).await?;
+        self.shared
+            .register(Member {
+                is_learner: false,
+                ..member
+            })
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(self.shared.header(self.shared.revision())),
+            members: self.shared.member_list(),
+        }))
+    }
+}

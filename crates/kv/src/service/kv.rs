@@ -1,0 +1,89 @@
+//! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{Shared, mismatch, validate};
+use crate::consensus::Consensus;
+use crate::proto::command::command::Op;
+use crate::proto::command::command_result::Result as Outcome;
+use crate::proto::etcdserverpb::kv_server::Kv;
+use crate::proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+
+pub struct KvService<C> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> KvService<C> {
+    pub fn new(shared: Arc<Shared<C>>) -> Self {
+        KvService { shared }
+    }
+}
+
+#[tonic::async_trait]
+impl<C: Consensus> Kv for KvService<C> {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::key_present(&req.key)?;
+        if !req.serializable {
+            self.shared.consensus.read_barrier().await?;
+        }
+        let mut resp = self.shared.sm.store().range(&req)?;
+        resp.header = self.shared.fill(resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = request.into_inner();
+        validate::key_present(&req.key)?;
+        let Outcome::Put(mut resp) = self.shared.propose(Op::Put(req)).await?.1 else {
+            return Err(mismatch("put").into());
+        };
+        resp.header = self.shared.fill(resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        validate::key_present(&req.key)?;
+        let Outcome::DeleteRange(mut resp) = self.shared.propose(Op::DeleteRange(req)).await?.1
+        else {
+            return Err(mismatch("delete range").into());
+        };
+        resp.header = self.shared.fill(resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let req = request.into_inner();
+        validate::txn(&req)?;
+        let Outcome::Txn(mut resp) = self.shared.propose(Op::Txn(req)).await?.1 else {
+            return Err(mismatch("txn").into());
+        };
+        resp.header = self.shared.fill(resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let req = request.into_inner();
+        let Outcome::Compaction(mut resp) = self.shared.propose(Op::Compaction(req)).await?.1
+        else {
+            return Err(mismatch("compaction").into());
+        };
+        resp.header = self.shared.fill(resp.header);
+        Ok(Response::new(resp))
+    }
+}

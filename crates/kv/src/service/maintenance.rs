@@ -1,0 +1,174 @@
+//! `etcdserverpb.Maintenance`: status, hashes, alarms, defragment,
+//! snapshot download and leader transfer.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::Shared;
+use crate::consensus::Consensus;
+use crate::error::KvError;
+use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+
+/// The etcd API version we implement, as `endpoint status` shows it.
+pub const API_VERSION: &str = "3.4.0";
+/// Snapshot download chunk size.
+const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
+
+pub struct MaintenanceService<C> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> MaintenanceService<C> {
+    pub fn new(shared: Arc<Shared<C>>) -> Self {
+        MaintenanceService { shared }
+    }
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<C: Consensus> Maintenance for MaintenanceService<C> {
+    async fn alarm(
+        &self,
+        _request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        // Keel raises no alarms (no space quota, no corruption checker yet).
+        let revision = self.shared.sm.store().position().revision;
+        Ok(Response::new(AlarmResponse {
+            header: Some(self.shared.header(revision)),
+            alarms: Vec::new(),
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let info = self.shared.consensus.info();
+        let position = self.shared.sm.store().position();
+        let db_size = self.shared.sm.db_size_bytes();
+        Ok(Response::new(StatusResponse {
+            header: Some(self.shared.header(position.revision)),
+            version: API_VERSION.into(),
+            db_size,
+            leader: info.leader_id.unwrap_or(0),
+            raft_index: info.commit_index,
+            raft_term: info.term,
+            raft_applied_index: info.applied_index,
+            errors: Vec::new(),
+            db_size_in_use: db_size,
+            is_learner: info.is_learner(),
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        // redb reuses freed pages itself; there is nothing to rewrite.
+        let revision = self.shared.sm.store().position().revision;
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.shared.header(revision)),
+        }))
+    }
+
+    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let (hash, _, revision) = self.shared.sm.store().hash_kv(0)?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.shared.header(revision)),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let req = request.into_inner();
+        let (hash, compact_revision, _) = self.shared.sm.store().hash_kv(req.revision)?;
+        let revision = self.shared.sm.store().position().revision;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.shared.header(revision)),
+            hash,
+            compact_revision,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        // Staged in a file so that the stream can say how many bytes remain
+        // without holding the state in memory.
+        let mut file =
+            tempfile::tempfile_in(&self.shared.config.scratch_dir).map_err(KvError::from)?;
+        let sm = self.shared.sm.clone();
+        let (file, position) = tokio::task::spawn_blocking(move || {
+            let mut writer = std::io::BufWriter::new(&mut file);
+            let position = sm.write_snapshot(&mut writer)?;
+            drop(writer);
+            Ok::<_, KvError>((file, position))
+        })
+        .await
+        .map_err(|_| KvError::Stopped)??;
+        let header = self.shared.header(position.revision);
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = stream_file(file, header, &tx) {
+                let _ = tx.blocking_send(Err(e.into()));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = request.into_inner().target_id;
+        self.shared.consensus.transfer_leadership(target).await?;
+        let revision = self.shared.sm.store().position().revision;
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.shared.header(revision)),
+        }))
+    }
+}
+
+fn stream_file(
+    mut file: std::fs::File,
+    header: crate::proto::etcdserverpb::ResponseHeader,
+    tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
+) -> Result<(), KvError> {
+    let total = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        sent += n as u64;
+        let chunk = SnapshotResponse {
+            header: Some(header),
+            remaining_bytes: total - sent,
+            blob: bytes::Bytes::copy_from_slice(&buf[..n]),
+        };
+        if tx.blocking_send(Ok(chunk)).is_err() {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The etcd v3 gRPC services, over any [`Consensus`].
+//!
+//! Writes become commands that go through consensus and come back as apply
+//! results; reads are served from the local store after a read barrier
+//! (linearizable) or at once (serializable).
+
+mod cluster;
+mod forward;
+mod kv;
+mod lease;
+mod maintenance;
+mod validate;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::command::{decode_result, encode};
+use crate::consensus::Consensus;
+use crate::error::KvError;
+use crate::lessor::Lessor;
+use crate::proto::command::command::Op;
+use crate::proto::command::command_result::Result as Outcome;
+use crate::proto::etcdserverpb::ResponseHeader;
+use crate::state_machine::KvStateMachine;
+
+pub use cluster::ClusterService;
+pub use kv::KvService;
+pub use lease::{LeaseService, run_expiry_loop};
+pub use maintenance::MaintenanceService;
+pub use watch::WatchService;
+
+/// Settings the services need.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// The smallest TTL a lease gets: shorter ones could expire during a
+    /// routine leader election.
+    pub lease_ttl_min_seconds: i64,
+    /// How often watchers that asked for progress notifications get one
+    /// when idle.
+    pub watch_progress_every: Duration,
+    /// How often the leader checks lease deadlines.
+    pub lease_check_every: Duration,
+    /// Where `Maintenance/Snapshot` stages its file.
+    pub scratch_dir: std::path::PathBuf,
+}
+
+/// State shared by all services of one member.
+pub struct Shared<C> {
+    pub sm: Arc<KvStateMachine>,
+    pub consensus: Arc<C>,
+    pub lessor: Lessor,
+    pub config: ServiceConfig,
+    forwarder: forward::LeaderForwarder,
+}
+
+impl<C: Consensus> Shared<C> {
+    pub fn new(sm: Arc<KvStateMachine>, consensus: Arc<C>, config: ServiceConfig) -> Arc<Self> {
+        Arc::new(Shared {
+            sm,
+            consensus,
+            lessor: Lessor::default(),
+            config,
+            forwarder: forward::LeaderForwarder::default(),
+        })
+    }
+
+    /// A response header for `revision`, with this member's identity.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        let info = self.consensus.info();
+        ResponseHeader {
+            cluster_id: info.cluster_id,
+            member_id: info.member_id,
+            revision,
+            raft_term: info.term,
+        }
+    }
+
+    /// Completes a header that apply or a read filled with a revision.
+    fn fill(&self, header: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        let revision = header.map_or(self.sm.store().position().revision, |h| h.revision);
+        Some(self.header(revision))
+    }
+
+    /// Proposes a command and decodes its apply result.
+    async fn propose(&self, op: Op) -> Result<(i64, Outcome), KvError> {
+        let result = self.consensus.propose(encode(op)).await?;
+        decode_result(&result)
+    }
+}
+
+/// Turns an unexpected outcome kind into an error instead of a panic.
+fn mismatch(what: &'static str) -> KvError {
+    KvError::Corrupt {
+        what,
+        detail: "apply returned a different kind of result".into(),
+    }
+}

@@ -1,0 +1,201 @@
+//! `etcdserverpb.Watch`: one bidirectional stream carries many watchers.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Shared;
+use crate::consensus::Consensus;
+use crate::mvcc::KeyRange;
+use crate::proto::etcdserverpb::watch_create_request::FilterType;
+use crate::proto::etcdserverpb::watch_request::RequestUnion;
+use crate::proto::etcdserverpb::watch_server::Watch;
+use crate::proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
+use crate::watch::{WatchSpec, Watcher, WatcherEnd};
+
+/// Responses queued per stream before watchers wait for the client.
+const STREAM_QUEUE_RESPONSES: usize = 128;
+/// etcd's `clientv3.InvalidWatchID`: marks a stream-wide progress response.
+const PROGRESS_WATCH_ID: i64 = -1;
+
+pub struct WatchService<C> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> WatchService<C> {
+    pub fn new(shared: Arc<Shared<C>>) -> Self {
+        WatchService { shared }
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<C: Consensus> Watch for WatchService<C> {
+    type WatchStream = ResponseStream;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE_RESPONSES);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let mut stream = WatchStream {
+                shared,
+                out: tx,
+                watchers: HashMap::new(),
+                next_id: 0,
+            };
+            stream.serve(inbound).await;
+            stream.stop_all();
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
+    }
+}
+
+/// One client stream and its watchers.
+struct WatchStream<C> {
+    shared: Arc<Shared<C>>,
+    out: mpsc::Sender<WatchResponse>,
+    watchers: HashMap<i64, (JoinHandle<()>, Arc<AtomicI64>)>,
+    next_id: i64,
+}
+
+impl<C: Consensus> WatchStream<C> {
+    async fn serve(&mut self, mut inbound: Streaming<WatchRequest>) {
+        while let Some(Ok(req)) = inbound.next().await {
+            self.watchers.retain(|_, (task, _)| !task.is_finished());
+            let sent = match req.request_union {
+                Some(RequestUnion::CreateRequest(create)) => self.create(create).await,
+                Some(RequestUnion::CancelRequest(cancel)) => self.cancel(cancel.watch_id).await,
+                Some(RequestUnion::ProgressRequest(_)) => self.progress().await,
+                None => true,
+            };
+            if !sent {
+                return;
+            }
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for (task, _) in self.watchers.values() {
+            task.abort();
+        }
+        self.watchers.clear();
+    }
+
+    async fn send(&self, response: WatchResponse) -> bool {
+        self.out.send(response).await.is_ok()
+    }
+
+    async fn create(&mut self, req: WatchCreateRequest) -> bool {
+        let current = self.shared.sm.store().position().revision;
+        let header = Some(self.shared.header(current));
+        let id = if req.watch_id != 0 {
+            req.watch_id
+        } else {
+            while self.watchers.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id
+        };
+        if req.key.is_empty() || self.watchers.contains_key(&id) || id < 0 {
+            // etcd reports a refused create as created-and-canceled.
+            return self
+                .send(WatchResponse {
+                    header,
+                    watch_id: -1,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: "etcdserver: invalid watch request".into(),
+                    ..Default::default()
+                })
+                .await;
+        }
+        let start = if req.start_revision > 0 {
+            req.start_revision
+        } else {
+            current + 1
+        };
+        let spec = WatchSpec {
+            id,
+            range: KeyRange::new(req.key.clone(), req.range_end.clone()),
+            prev_kv: req.prev_kv,
+            no_put: req.filters.contains(&(FilterType::Noput as i32)),
+            no_delete: req.filters.contains(&(FilterType::Nodelete as i32)),
+            fragment: req.fragment,
+            progress_every: req
+                .progress_notify
+                .then_some(self.shared.config.watch_progress_every),
+        };
+        // "created" must reach the client before any event of this watcher.
+        if !self
+            .send(WatchResponse {
+                header,
+                watch_id: id,
+                created: true,
+                ..Default::default()
+            })
+            .await
+        {
+            return false;
+        }
+        let watcher = Watcher::new(spec, start);
+        let progress = watcher.progress();
+        let shared = self.shared.clone();
+        let out = self.out.clone();
+        let task = tokio::spawn(async move {
+            let header_shared = shared.clone();
+            let end = watcher
+                .run(shared.sm.clone(), out, move |rev| header_shared.header(rev))
+                .await;
+            if let WatcherEnd::Failed(e) = end {
+                tracing::error!(error = %e, watch_id = id, "watcher failed");
+            }
+        });
+        self.watchers.insert(id, (task, progress));
+        true
+    }
+
+    async fn cancel(&mut self, id: i64) -> bool {
+        let Some((task, _)) = self.watchers.remove(&id) else {
+            return true;
+        };
+        task.abort();
+        let revision = self.shared.sm.store().position().revision;
+        self.send(WatchResponse {
+            header: Some(self.shared.header(revision)),
+            watch_id: id,
+            canceled: true,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Reports the revision every watcher of the stream has caught up to.
+    async fn progress(&mut self) -> bool {
+        let current = self.shared.sm.store().position().revision;
+        let caught_up = self
+            .watchers
+            .values()
+            .map(|(_, next)| next.load(Ordering::Acquire) - 1)
+            .min()
+            .unwrap_or(current)
+            .min(current);
+        self.send(WatchResponse {
+            header: Some(self.shared.header(caught_up)),
+            watch_id: PROGRESS_WATCH_ID,
+            ..Default::default()
+        })
+        .await
+    }
+}
