@@ -1,0 +1,577 @@
+//! The contract of [`LogStore`], as executable checks any implementation
+//! can run, so the simulator's in-memory store and the file store are held
+//! to the same behaviour.
+//!
+//! Implement [`Harness`] for your store and call [`run_all`] from a test, and
+//! feed [`check_against_model`] random operation sequences (the crate's own
+//! tests generate them with proptest). Every check panics with a message
+//! naming what differed.
+//!
+//! ```
+//! use keel_storage::{MemLogStore, conformance::{self, Harness}};
+//!
+//! struct Mem;
+//! impl Harness for Mem {
+//!     type Store = MemLogStore;
+//!     fn create(&mut self) -> MemLogStore { MemLogStore::new() }
+//!     fn crash_and_recover(&mut self, mut store: MemLogStore) -> MemLogStore {
+//!         store.crash();
+//!         store
+//!     }
+//! }
+//! conformance::run_all(|| Mem);
+//! ```
+
+use bytes::Bytes;
+use keel_raft::{Entry, HardState, LogIndex, Membership, NodeId, Payload, Term};
+
+use crate::error::StorageError;
+use crate::store::LogStore;
+
+/// Creates stores and crashes them.
+pub trait Harness {
+    type Store: LogStore;
+    /// A new, empty store.
+    fn create(&mut self) -> Self::Store;
+    /// Loses every write since the last successful sync, as a power loss
+    /// does, and returns the store recovered from what was durable.
+    fn crash_and_recover(&mut self, store: Self::Store) -> Self::Store;
+}
+
+/// One named check of the suite.
+pub type Case<H> = (&'static str, fn(&mut H));
+
+/// Every named check, for callers that want to run them one by one.
+pub fn cases<H: Harness>() -> Vec<Case<H>> {
+    vec![
+        ("new_store_is_empty", new_store_is_empty),
+        (
+            "appends_are_visible_at_once_and_durable_after_sync",
+            appends_are_visible_at_once_and_durable_after_sync,
+        ),
+        (
+            "unsynced_writes_are_lost_in_a_crash",
+            unsynced_writes_are_lost_in_a_crash,
+        ),
+        (
+            "overwrite_discards_the_conflicting_suffix_durably",
+            overwrite_discards_the_conflicting_suffix_durably,
+        ),
+        (
+            "unsynced_overwrite_is_undone_by_a_crash",
+            unsynced_overwrite_is_undone_by_a_crash,
+        ),
+        (
+            "hard_state_is_durable_only_after_sync",
+            hard_state_is_durable_only_after_sync,
+        ),
+        (
+            "compaction_keeps_the_suffix_and_the_snapshot_term",
+            compaction_keeps_the_suffix_and_the_snapshot_term,
+        ),
+        (
+            "compaction_at_a_conflicting_term_discards_the_log",
+            compaction_at_a_conflicting_term_discards_the_log,
+        ),
+        (
+            "compaction_beyond_the_log_empties_it",
+            compaction_beyond_the_log_empties_it,
+        ),
+        (
+            "entries_respect_max_bytes_but_return_one",
+            entries_respect_max_bytes_but_return_one,
+        ),
+        (
+            "entries_outside_the_log_are_typed_errors",
+            entries_outside_the_log_are_typed_errors,
+        ),
+        (
+            "every_payload_kind_survives_a_crash",
+            every_payload_kind_survives_a_crash,
+        ),
+        (
+            "long_log_with_compactions_survives_crashes",
+            long_log_with_compactions_survives_crashes,
+        ),
+    ]
+}
+
+/// Runs every check, each on a fresh harness from `make`.
+pub fn run_all<H: Harness>(mut make: impl FnMut() -> H) {
+    for (name, case) in cases::<H>() {
+        eprintln!("conformance: {name}");
+        case(&mut make());
+    }
+}
+
+/// A command entry whose payload names its index and term, so an
+/// overwritten entry and its replacement never compare equal.
+pub fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        term: Term(term),
+        index: LogIndex(index),
+        payload: Payload::Command(Bytes::from(format!("{index}@{term}"))),
+    }
+}
+
+/// Entries `from ..= to`, all with `term`.
+pub fn entries(from: u64, to: u64, term: u64) -> Vec<Entry> {
+    (from..=to).map(|i| entry(i, term)).collect()
+}
+
+/// The whole log as the store reports it.
+pub fn read_all<S: LogStore>(store: &S) -> Vec<Entry> {
+    store
+        .entries(store.first_index(), store.last_index().next(), u64::MAX)
+        .expect("the whole log is readable")
+}
+
+/// Syncs `store`, for checks that need durability but not the proof.
+pub fn persist<S: LogStore>(store: &mut S) {
+    let _proof = store.sync().expect("sync succeeds");
+}
+
+fn hard_state(term: u64, vote: Option<u64>, commit: u64) -> HardState {
+    HardState {
+        term: Term(term),
+        vote: vote.map(NodeId),
+        commit: LogIndex(commit),
+    }
+}
+
+pub fn new_store_is_empty<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    assert_eq!(s.first_index(), LogIndex(1));
+    assert_eq!(s.last_index(), LogIndex(0));
+    assert_eq!(s.term(LogIndex(0)), Some(Term(0)));
+    assert_eq!(s.term(LogIndex(1)), None);
+    assert_eq!(s.last_term(), Term(0));
+    assert_eq!(s.hard_state(), &HardState::default());
+    assert!(
+        s.entries(LogIndex(1), LogIndex(1), u64::MAX)
+            .unwrap()
+            .is_empty()
+    );
+    let durable = s.sync().unwrap();
+    assert_eq!(
+        (durable.last_index(), durable.last_term()),
+        (LogIndex(0), Term(0))
+    );
+}
+
+pub fn appends_are_visible_at_once_and_durable_after_sync<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    s.append(&entries(1, 3, 1));
+    s.append(&entries(4, 5, 2));
+    assert_eq!(
+        read_all(&s),
+        entries(1, 3, 1)
+            .into_iter()
+            .chain(entries(4, 5, 2))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!((s.last_index(), s.last_term()), (LogIndex(5), Term(2)));
+    let durable = s.sync().unwrap();
+    assert_eq!(
+        (durable.last_index(), durable.last_term()),
+        (LogIndex(5), Term(2))
+    );
+    let s = h.crash_and_recover(s);
+    assert_eq!(read_all(&s).len(), 5);
+    assert_eq!(s.term(LogIndex(3)), Some(Term(1)));
+    assert_eq!(
+        s.entries(LogIndex(4), LogIndex(5), u64::MAX).unwrap(),
+        vec![entry(4, 2)]
+    );
+}
+
+pub fn unsynced_writes_are_lost_in_a_crash<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    s.append(&entries(1, 2, 1));
+    persist(&mut s);
+    s.append(&entries(3, 4, 1));
+    s.set_hard_state(hard_state(5, Some(2), 1));
+    let s = h.crash_and_recover(s);
+    assert_eq!(read_all(&s), entries(1, 2, 1));
+    assert_eq!(s.hard_state(), &HardState::default());
+}
+
+pub fn overwrite_discards_the_conflicting_suffix_durably<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    s.append(&entries(1, 6, 1));
+    persist(&mut s);
+    s.append(&entries(4, 4, 2));
+    assert_eq!(s.last_index(), LogIndex(4));
+    assert_eq!(s.term(LogIndex(5)), None);
+    let durable = s.sync().unwrap();
+    assert_eq!(
+        (durable.last_index(), durable.last_term()),
+        (LogIndex(4), Term(2))
+    );
+    let mut s = h.crash_and_recover(s);
+    let expected: Vec<_> = entries(1, 3, 1).into_iter().chain([entry(4, 2)]).collect();
+    assert_eq!(read_all(&s), expected);
+    // Appending right after the overwrite continues the new suffix.
+    s.append(&entries(5, 5, 2));
+    persist(&mut s);
+    let s = h.crash_and_recover(s);
+    assert_eq!(
+        s.entries(LogIndex(4), LogIndex(6), u64::MAX).unwrap(),
+        vec![entry(4, 2), entry(5, 2)]
+    );
+}
+
+pub fn unsynced_overwrite_is_undone_by_a_crash<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    s.append(&entries(1, 6, 1));
+    persist(&mut s);
+    s.append(&entries(2, 2, 3));
+    assert_eq!(s.last_index(), LogIndex(2));
+    let s = h.crash_and_recover(s);
+    assert_eq!(read_all(&s), entries(1, 6, 1));
+}
+
+pub fn hard_state_is_durable_only_after_sync<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    let voted = hard_state(3, Some(2), 0);
+    s.set_hard_state(voted.clone());
+    assert_eq!(s.hard_state(), &voted, "visible at once");
+    let durable = s.sync().unwrap();
+    assert_eq!(durable.hard_state(), &voted);
+    s.set_hard_state(hard_state(4, None, 0));
+    let mut s = h.crash_and_recover(s);
+    assert_eq!(s.hard_state(), &voted, "the unsynced term-4 state was lost");
+    s.set_hard_state(hard_state(4, Some(3), 0));
+    persist(&mut s);
+    let s = h.crash_and_recover(s);
+    assert_eq!(s.hard_state(), &hard_state(4, Some(3), 0));
+}
+
+pub fn compaction_keeps_the_suffix_and_the_snapshot_term<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    s.append(&entries(1, 5, 1));
+    s.append(&entries(6, 10, 2));
+    persist(&mut s);
+    s.compact(LogIndex(7), Term(2));
+    assert_eq!(s.first_index(), LogIndex(8));
+    assert_eq!(s.term(LogIndex(7)), Some(Term(2)));
+    assert_eq!(s.term(LogIndex(6)), None);
+    s.compact(LogIndex(3), Term(1)); // behind the compaction point: a no-op
+    assert_eq!(s.first_index(), LogIndex(8));
+    persist(&mut s);
+    let mut s = h.crash_and_recover(s);
+    assert_eq!(s.first_index(), LogIndex(8));
+    assert_eq!(s.term(LogIndex(7)), Some(Term(2)));
+    assert_eq!(read_all(&s), entries(8, 10, 2));
+    // The first entry after the snapshot may still be overwritten.
+    s.append(&entries(8, 8, 3));
+    persist(&mut s);
+    let s = h.crash_and_recover(s);
+    assert_eq!(read_all(&s), vec![entry(8, 3)]);
+    assert_eq!(s.term(LogIndex(7)), Some(Term(2)));
+}
+
+pub fn compaction_at_a_conflicting_term_discards_the_log<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    s.append(&entries(1, 10, 1));
+    persist(&mut s);
+    s.compact(LogIndex(5), Term(4));
+    assert_eq!(
+        (s.first_index(), s.last_index()),
+        (LogIndex(6), LogIndex(5))
+    );
+    assert_eq!(s.last_term(), Term(4));
+    persist(&mut s);
+    let mut s = h.crash_and_recover(s);
+    assert_eq!(
+        (s.first_index(), s.last_index(), s.last_term()),
+        (LogIndex(6), LogIndex(5), Term(4))
+    );
+    s.append(&entries(6, 7, 4));
+    persist(&mut s);
+    let s = h.crash_and_recover(s);
+    assert_eq!(read_all(&s), entries(6, 7, 4));
+}
+
+pub fn compaction_beyond_the_log_empties_it<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    s.append(&entries(1, 3, 1));
+    s.compact(LogIndex(100), Term(7));
+    assert_eq!(
+        (s.first_index(), s.last_index(), s.last_term()),
+        (LogIndex(101), LogIndex(100), Term(7))
+    );
+    let durable = s.sync().unwrap();
+    assert_eq!(
+        (durable.last_index(), durable.last_term()),
+        (LogIndex(100), Term(7))
+    );
+    let s = h.crash_and_recover(s);
+    assert_eq!(
+        (s.first_index(), s.last_index(), s.last_term()),
+        (LogIndex(101), LogIndex(100), Term(7))
+    );
+    assert!(read_all(&s).is_empty());
+}
+
+pub fn entries_respect_max_bytes_but_return_one<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    s.append(&entries(1, 20, 1));
+    persist(&mut s);
+    let s = h.crash_and_recover(s);
+    for (lo, hi) in [(1, 21), (5, 21)] {
+        let one = entry(lo, 1).size_bytes();
+        let got = s.entries(LogIndex(lo), LogIndex(hi), 0).unwrap();
+        assert_eq!(
+            got,
+            vec![entry(lo, 1)],
+            "a zero budget still returns one entry"
+        );
+        let got = s
+            .entries(LogIndex(lo), LogIndex(hi), 3 * one + one / 2)
+            .unwrap();
+        assert_eq!(got, entries(lo, lo + 2, 1), "three entries fit the budget");
+    }
+}
+
+pub fn entries_outside_the_log_are_typed_errors<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    s.append(&entries(1, 10, 1));
+    s.compact(LogIndex(4), Term(1));
+    persist(&mut s);
+    assert!(matches!(
+        s.entries(LogIndex(4), LogIndex(6), u64::MAX),
+        Err(StorageError::Compacted {
+            requested: LogIndex(4),
+            first_index: LogIndex(5)
+        })
+    ));
+    assert!(matches!(
+        s.entries(LogIndex(9), LogIndex(12), u64::MAX),
+        Err(StorageError::Unavailable {
+            last_index: LogIndex(10),
+            ..
+        })
+    ));
+    assert_eq!(
+        s.entries(LogIndex(10), LogIndex(11), u64::MAX).unwrap(),
+        vec![entry(10, 1)]
+    );
+}
+
+pub fn every_payload_kind_survives_a_crash<H: Harness>(h: &mut H) {
+    let membership = Membership::from_parts(
+        [NodeId(4), NodeId(5)].into(),
+        [NodeId(1), NodeId(2), NodeId(3)].into(),
+        [NodeId(9)].into(),
+    )
+    .expect("a valid joint configuration");
+    let log = vec![
+        Entry {
+            term: Term(1),
+            index: LogIndex(1),
+            payload: Payload::Blank,
+        },
+        Entry {
+            term: Term(1),
+            index: LogIndex(2),
+            payload: Payload::Command(Bytes::new()),
+        },
+        Entry {
+            term: Term(1),
+            index: LogIndex(3),
+            payload: Payload::Membership(membership),
+        },
+        Entry {
+            term: Term(1),
+            index: LogIndex(4),
+            payload: Payload::Command(Bytes::from(vec![0xA5; 5000])),
+        },
+    ];
+    let mut s = h.create();
+    s.append(&log);
+    persist(&mut s);
+    let s = h.crash_and_recover(s);
+    assert_eq!(read_all(&s), log);
+}
+
+pub fn long_log_with_compactions_survives_crashes<H: Harness>(h: &mut H) {
+    let mut s = h.create();
+    // Set once, early: compaction must never lose it with old log segments.
+    let voted = hard_state(2, Some(1), 0);
+    s.set_hard_state(voted.clone());
+    let mut expected: Vec<Entry> = Vec::new();
+    for round in 0..30u64 {
+        let from = expected.len() as u64 + 1;
+        let batch: Vec<_> = (from..from + 20)
+            .map(|i| Entry {
+                term: Term(1),
+                index: LogIndex(i),
+                payload: Payload::Command(Bytes::from(vec![i as u8; 50 + (i as usize * 37) % 400])),
+            })
+            .collect();
+        s.append(&batch);
+        expected.extend(batch);
+        persist(&mut s);
+        if round % 7 == 6 {
+            let upto = expected.len() as u64 - 30;
+            s.compact(LogIndex(upto), Term(1));
+            persist(&mut s);
+            s = h.crash_and_recover(s);
+            assert_eq!(s.first_index(), LogIndex(upto + 1));
+        }
+    }
+    let s = h.crash_and_recover(s);
+    let first = s.first_index().0 as usize;
+    assert_eq!(read_all(&s), expected[first - 1..]);
+    assert_eq!(s.hard_state(), &voted);
+}
+
+/// One step of a random workload; each is interpreted relative to the
+/// current log, so every sequence is valid.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Append `count` entries starting `back` entries before the end
+    /// (clamped to the first index), overwriting what is there.
+    Append {
+        back: u64,
+        count: u64,
+    },
+    SetHardState {
+        term: u64,
+        vote: Option<u64>,
+        commit: u64,
+    },
+    /// Compact to `back` entries before the last one, with its real term or,
+    /// if `conflict`, a different one (which discards the whole log).
+    Compact {
+        back: u64,
+        conflict: bool,
+    },
+    /// Install a snapshot `ahead` entries past the end of the log.
+    CompactBeyond {
+        ahead: u64,
+    },
+    Sync,
+    Crash,
+}
+
+/// The obvious implementation of the contract, for comparison.
+#[derive(Clone, Debug, Default)]
+struct Model {
+    base: (u64, u64),
+    entries: Vec<Entry>,
+    hard_state: HardState,
+}
+
+impl Model {
+    fn last(&self) -> u64 {
+        self.base.0 + self.entries.len() as u64
+    }
+
+    fn term(&self, index: u64) -> Option<u64> {
+        if index == self.base.0 {
+            return Some(self.base.1);
+        }
+        let k = index.checked_sub(self.base.0 + 1)?;
+        self.entries.get(k as usize).map(|e| e.term.0)
+    }
+
+    fn compact(&mut self, upto: u64, term: u64) {
+        if upto <= self.base.0 {
+            return;
+        }
+        if self.term(upto) == Some(term) {
+            self.entries.drain(..(upto - self.base.0) as usize);
+        } else {
+            self.entries.clear();
+        }
+        self.base = (upto, term);
+    }
+}
+
+/// Runs `ops` against a store from `h` and against a model, checking after
+/// every step that the store reports the model's state, after every sync
+/// that the proof matches, and after every crash that exactly the durable
+/// state survived.
+pub fn check_against_model<H: Harness>(h: &mut H, ops: &[Op]) {
+    let mut store = h.create();
+    let (mut view, mut durable) = (Model::default(), Model::default());
+    let mut next_term = 1;
+    for (step, op) in ops.iter().enumerate() {
+        match *op {
+            Op::Append { back, count } => {
+                let start = (view.last() + 1).saturating_sub(back).max(view.base.0 + 1);
+                let batch = entries(start, start + count.max(1) - 1, next_term);
+                next_term += 1;
+                store.append(&batch);
+                view.entries.truncate((start - view.base.0 - 1) as usize);
+                view.entries.extend(batch);
+            }
+            Op::SetHardState { term, vote, commit } => {
+                let hs = hard_state(term, vote.filter(|&v| v != 0), commit);
+                store.set_hard_state(hs.clone());
+                view.hard_state = hs;
+            }
+            Op::Compact { back, conflict } => {
+                let upto = view.last().saturating_sub(back);
+                let term = view.term(upto).unwrap_or(0) + u64::from(conflict) * 1000;
+                store.compact(LogIndex(upto), Term(term));
+                view.compact(upto, term);
+            }
+            Op::CompactBeyond { ahead } => {
+                let upto = view.last() + ahead;
+                store.compact(LogIndex(upto), Term(next_term));
+                view.compact(upto, next_term);
+            }
+            Op::Sync => {
+                let proof = store.sync().expect("sync succeeds");
+                durable = view.clone();
+                assert_eq!(
+                    proof.last_index(),
+                    LogIndex(durable.last()),
+                    "step {step}: proof index"
+                );
+                assert_eq!(
+                    Some(proof.last_term().0),
+                    durable.term(durable.last()),
+                    "step {step}: proof term"
+                );
+                assert_eq!(
+                    proof.hard_state(),
+                    &durable.hard_state,
+                    "step {step}: proof hard state"
+                );
+            }
+            Op::Crash => {
+                store = h.crash_and_recover(store);
+                view = durable.clone();
+            }
+        }
+        assert_matches_model(&store, &view, step, op);
+    }
+}
+
+fn assert_matches_model<S: LogStore>(store: &S, model: &Model, step: usize, op: &Op) {
+    let at = || format!("after step {step} ({op:?})");
+    assert_eq!(
+        store.first_index(),
+        LogIndex(model.base.0 + 1),
+        "first index {}",
+        at()
+    );
+    assert_eq!(
+        store.last_index(),
+        LogIndex(model.last()),
+        "last index {}",
+        at()
+    );
+    assert_eq!(
+        store.term(LogIndex(model.base.0)),
+        Some(Term(model.base.1)),
+        "snapshot term {}",
+        at()
+    );
+    assert_eq!(store.hard_state(), &model.hard_state, "hard state {}", at());
+    assert_eq!(read_all(store), model.entries, "entries {}", at());
+}

@@ -1,0 +1,420 @@
+//! [`FileLogStore`]: the durable log on segment files.
+//!
+//! Writes only change memory; [`LogStore::sync`] frames everything written
+//! since the last sync as one batch, writes it with one `pwrite` and makes it
+//! durable with one `fdatasync`. Architecture invariant: `sync` (and `open`)
+//! are the only methods that write to disk, so nothing is on disk that a
+//! later sync did not cover, and a crash before a sync loses exactly the
+//! writes since the previous one.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use keel_raft::{Entry, HardState, LogIndex, Term};
+
+use crate::cache::RecentEntries;
+use crate::codec::{CompactPoint, Record};
+use crate::config::LogConfig;
+use crate::error::StorageError;
+use crate::frame::{self, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::fsutil;
+use crate::index::{DurableIndex, Loc};
+use crate::lock::DirLock;
+use crate::mem::{assert_contiguous, check_range};
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::Segment;
+use crate::store::{Durable, LogStore};
+
+/// The durable Raft log and hard state in a directory of segment files.
+/// See `ARCHITECTURE-storage.md` for the format and the crash-safety argument.
+#[derive(Debug)]
+pub struct FileLogStore {
+    dir: PathBuf,
+    config: LogConfig,
+    _lock: DirLock,
+    /// Live segments by sequence number; the last one is written to.
+    segments: BTreeMap<u64, Segment>,
+    /// Where the next batch goes in the last segment.
+    write_offset: u64,
+    next_batch: u64,
+    /// What is on disk.
+    durable: DurableIndex,
+    /// The log as callers see it: `durable` plus the unsynced writes.
+    /// Invariant: entries `base.0 + 1 .. unsynced_from` are current in
+    /// `durable`, and entries `unsynced_from ..= last_index` are in `recent`.
+    base: (LogIndex, Term),
+    last_index: LogIndex,
+    unsynced_from: LogIndex,
+    hard_state: HardState,
+    recent: RecentEntries,
+    /// Writes since the last sync, in order.
+    pending: Vec<Record>,
+    /// Reused for framing batches.
+    buf: Vec<u8>,
+    /// Set when a write or sync failed; see [`LogStore::sync`].
+    poisoned: Option<(&'static str, PathBuf, io::ErrorKind)>,
+    report: RecoveryReport,
+}
+
+impl FileLogStore {
+    /// Opens (or creates) the log in `dir`, recovering it as
+    /// `recovery.rs` describes.
+    ///
+    /// # Errors
+    /// `Locked` if another store has `dir` open, `Corrupt` or
+    /// `UnsupportedVersion` if the log cannot be trusted, `Io` otherwise.
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<FileLogStore, StorageError> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        fsutil::ensure_dir(&dir)?;
+        let lock = DirLock::acquire(&dir)?;
+        let recovered = recovery::recover(&dir)?;
+        let durable = recovered.index;
+        let last_index = durable.last_index();
+        Ok(FileLogStore {
+            base: durable.base(),
+            last_index,
+            unsynced_from: last_index.next(),
+            hard_state: durable.hard_state().clone(),
+            recent: RecentEntries::new(config.cache_bytes_max),
+            segments: recovered.segments.into_iter().map(|s| (s.seq, s)).collect(),
+            write_offset: recovered.write_offset,
+            next_batch: recovered.next_batch,
+            durable,
+            pending: Vec::new(),
+            buf: Vec::new(),
+            poisoned: None,
+            report: recovered.report,
+            dir,
+            config,
+            _lock: lock,
+        })
+    }
+
+    /// What opening found and repaired.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The segment file and offset where durable data ends and the next
+    /// batch will be written (`None` before the first sync).
+    pub fn durable_end(&self) -> Option<(&Path, u64)> {
+        let (_, segment) = self.segments.last_key_value()?;
+        Some((&segment.path, self.write_offset))
+    }
+
+    /// How many segment files the log occupies.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn proof(&self) -> Durable {
+        let last = self.durable.last_index();
+        let term = self
+            .durable
+            .term(last)
+            .expect("the durable last index has a term");
+        Durable::new(last, term, self.durable.hard_state().clone())
+    }
+
+    /// Remembers a failed write: see [`LogStore::sync`] for why it is final.
+    fn poison(&mut self, error: &StorageError) {
+        let (op, path, kind) = match error {
+            StorageError::Io { op, path, source } => (*op, path.clone(), source.kind()),
+            _ => ("write", self.dir.clone(), io::ErrorKind::Other),
+        };
+        self.poisoned = Some((op, path, kind));
+    }
+
+    /// Frames `head` and the pending records as batch `self.next_batch` into
+    /// `self.buf`, starting at file offset `start`. Returns each record's
+    /// frame offset and payload length.
+    fn frame_batch(&mut self, head: &[Record], start: u64) -> Vec<(u64, u32)> {
+        let batch = self.next_batch;
+        let count = head.len() + self.pending.len();
+        let mut frames = Vec::with_capacity(count);
+        for (k, record) in head.iter().chain(&self.pending).enumerate() {
+            let offset = start + self.buf.len() as u64;
+            let len = frame::encode_frame(&mut self.buf, batch, k + 1 == count, |out| {
+                record.encode(out)
+            });
+            frames.push((offset, len));
+        }
+        frames
+    }
+
+    /// Writes and syncs the framed batch, first creating segment `new_seq`
+    /// if set. Returns the sequence number of the segment written.
+    fn write_batch(&mut self, new_seq: Option<u64>, start: u64) -> Result<u64, StorageError> {
+        if let Some(seq) = new_seq {
+            let segment = Segment::create(&self.dir, seq, self.config.segment_bytes)?;
+            self.segments.insert(seq, segment);
+        }
+        let (&seq, segment) = self
+            .segments
+            .last_key_value()
+            .expect("a segment exists or was created");
+        segment
+            .file
+            .write_all_at(&self.buf, start)
+            .map_err(StorageError::io("write", &segment.path))?;
+        segment
+            .file
+            .sync_data()
+            .map_err(StorageError::io("fdatasync", &segment.path))?;
+        if new_seq.is_some() {
+            // The new file's name must be durable before its batch counts.
+            fsutil::sync_dir(&self.dir)?;
+        }
+        Ok(seq)
+    }
+
+    /// The records every new segment starts with: the durable hard state and
+    /// compaction point, restated so that deleting older segments can never
+    /// lose them.
+    fn segment_head(&self) -> Vec<Record> {
+        let (index, term) = self.durable.base();
+        vec![
+            Record::HardState(self.durable.hard_state().clone()),
+            Record::Compact(CompactPoint {
+                index,
+                term,
+                discard_suffix: false,
+            }),
+        ]
+    }
+
+    /// Applies a synced batch (`head` and the pending records, framed at
+    /// `frames` in segment `seq`) to the durable index: the same replay that
+    /// recovery performs.
+    fn apply_synced(&mut self, seq: u64, head: Vec<Record>, frames: Vec<(u64, u32)>) {
+        let records = head.into_iter().chain(self.pending.drain(..));
+        for (record, (offset, payload_len)) in records.zip(frames) {
+            match record {
+                Record::Entry(e) => {
+                    let loc = Loc {
+                        seq,
+                        offset,
+                        payload_len,
+                        term: e.term,
+                    };
+                    self.durable
+                        .apply_entry(e.index, loc)
+                        .expect("a batch the live store accepted replays cleanly");
+                }
+                Record::HardState(hs) => self.durable.apply_hard_state(hs),
+                Record::Compact(c) => self.durable.apply_compact(c),
+            }
+        }
+    }
+
+    /// Deletes segments no live entry points into, oldest first, each
+    /// removal durable before the next so that the survivors always form a
+    /// contiguous run. The last segment is never deleted: it holds (or
+    /// starts with) the newest hard state and compaction point.
+    fn remove_compacted_segments(&mut self) -> Result<(), StorageError> {
+        let Some(&active) = self.segments.keys().next_back() else {
+            return Ok(());
+        };
+        let keep_from = self.durable.first_live_seq().unwrap_or(active).min(active);
+        while let Some(entry) = self.segments.first_entry() {
+            if *entry.key() >= keep_from {
+                break;
+            }
+            let path = entry.get().path.clone();
+            fsutil::remove_durably(&path)?;
+            entry.remove();
+        }
+        Ok(())
+    }
+}
+
+impl LogStore for FileLogStore {
+    fn append(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        assert_contiguous(entries);
+        assert!(
+            first.index > self.base.0 && first.index <= self.last_index.next(),
+            "append at {} outside {}..={}",
+            first.index,
+            self.base.0.next(),
+            self.last_index.next()
+        );
+        for entry in entries {
+            self.recent.push(entry.clone());
+            self.pending.push(Record::Entry(entry.clone()));
+        }
+        self.last_index = entries[entries.len() - 1].index;
+        self.unsynced_from = self.unsynced_from.min(first.index);
+    }
+
+    fn set_hard_state(&mut self, hs: HardState) {
+        assert_ne!(
+            hs.vote,
+            Some(keel_raft::NodeId(0)),
+            "node id 0 cannot receive a vote"
+        );
+        if hs != self.hard_state {
+            self.hard_state = hs.clone();
+            self.pending.push(Record::HardState(hs));
+        }
+    }
+
+    fn compact(&mut self, upto: LogIndex, term: Term) {
+        if upto <= self.base.0 {
+            return;
+        }
+        let keep_suffix = self.term(upto) == Some(term);
+        if keep_suffix {
+            self.recent.drop_through(upto);
+            self.unsynced_from = self.unsynced_from.max(upto.next());
+        } else {
+            self.recent.clear();
+            self.last_index = upto;
+            self.unsynced_from = upto.next();
+        }
+        self.base = (upto, term);
+        self.pending.push(Record::Compact(CompactPoint {
+            index: upto,
+            term,
+            discard_suffix: !keep_suffix,
+        }));
+    }
+
+    fn sync(&mut self) -> Result<Durable, StorageError> {
+        if let Some((op, path, kind)) = &self.poisoned {
+            return Err(StorageError::Poisoned {
+                op,
+                path: path.clone(),
+                kind: *kind,
+            });
+        }
+        if self.pending.is_empty() {
+            return Ok(self.proof());
+        }
+        let body: u64 = self
+            .pending
+            .iter()
+            .map(|r| (FRAME_HEADER_BYTES + r.encoded_len()) as u64)
+            .sum();
+        let active = self.segments.keys().next_back().copied();
+        let roll = active.is_none()
+            || (self.write_offset > SEGMENT_HEADER_BYTES as u64
+                && self.write_offset + body > self.config.segment_bytes);
+        self.buf.clear();
+        let (new_seq, start, head) = if roll {
+            let seq = active.map_or(1, |s| s + 1);
+            self.buf
+                .extend_from_slice(&frame::encode_segment_header(seq));
+            (Some(seq), 0, self.segment_head())
+        } else {
+            (None, self.write_offset, Vec::new())
+        };
+        let frames = self.frame_batch(&head, start);
+        let seq = self
+            .write_batch(new_seq, start)
+            .inspect_err(|e| self.poison(e))?;
+        self.apply_synced(seq, head, frames);
+        self.write_offset = start + self.buf.len() as u64;
+        self.next_batch += 1;
+        self.unsynced_from = self.last_index.next();
+        self.recent.evict(self.unsynced_from);
+        debug_assert_eq!(self.durable.last_index(), self.last_index);
+        debug_assert_eq!(self.durable.base(), self.base);
+        self.remove_compacted_segments()?;
+        Ok(self.proof())
+    }
+
+    fn entries(
+        &self,
+        lo: LogIndex,
+        hi: LogIndex,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        check_range(lo, hi, self.base.0.next(), self.last_index)?;
+        let mut out: Vec<Entry> = Vec::new();
+        let mut bytes = 0u64;
+        let mut index = lo;
+        while index < hi {
+            if let Some(entry) = self.recent.get(index) {
+                bytes += entry.size_bytes();
+                if !out.is_empty() && bytes > max_bytes {
+                    break;
+                }
+                out.push(entry.clone());
+                index = index.next();
+                continue;
+            }
+            // A run of entries adjacent in one segment, read with one pread.
+            let disk_end = self.recent.first_index().map_or(hi, |f| f.min(hi));
+            let first = *self
+                .durable
+                .loc(index)
+                .expect("the view's synced entries are indexed");
+            let mut run = vec![first];
+            let mut estimate = bytes + u64::from(first.payload_len);
+            let mut next = index.next();
+            while next < disk_end {
+                let loc = *self
+                    .durable
+                    .loc(next)
+                    .expect("the view's synced entries are indexed");
+                let prev = run[run.len() - 1];
+                let adjacent = loc.seq == prev.seq
+                    && loc.offset
+                        == prev.offset + (FRAME_HEADER_BYTES as u64) + u64::from(prev.payload_len);
+                estimate += u64::from(loc.payload_len);
+                if !adjacent || estimate > max_bytes {
+                    break;
+                }
+                run.push(loc);
+                next = next.next();
+            }
+            let segment = &self.segments[&first.seq];
+            let mut read = Vec::with_capacity(run.len());
+            segment.read_entries(index, &run, &mut read)?;
+            for entry in read {
+                bytes += entry.size_bytes();
+                if !out.is_empty() && bytes > max_bytes {
+                    return Ok(out);
+                }
+                out.push(entry);
+            }
+            index = next;
+        }
+        Ok(out)
+    }
+
+    fn term(&self, index: LogIndex) -> Option<Term> {
+        if index == self.base.0 {
+            return Some(self.base.1);
+        }
+        if index < self.base.0 || index > self.last_index {
+            return None;
+        }
+        match self.recent.get(index) {
+            Some(entry) => Some(entry.term),
+            None => self.durable.term(index),
+        }
+    }
+
+    fn first_index(&self) -> LogIndex {
+        self.base.0.next()
+    }
+
+    fn last_index(&self) -> LogIndex {
+        self.last_index
+    }
+
+    fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+}

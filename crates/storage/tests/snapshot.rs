@@ -1,0 +1,228 @@
+//! The snapshot store: chunked writes and reads, verification, atomic
+//! publication, retention and crash leftovers.
+
+use std::fs;
+use std::path::Path;
+
+use keel_raft::{LogIndex, Membership, NodeId, SnapshotMeta, Term};
+use keel_storage::{Corruption, SnapshotStore, StorageError};
+
+fn meta(index: u64, term: u64) -> SnapshotMeta {
+    let membership = Membership::from_parts(
+        [NodeId(1), NodeId(2), NodeId(3)].into(),
+        [].into(),
+        [NodeId(7)].into(),
+    )
+    .unwrap();
+    SnapshotMeta {
+        index: LogIndex(index),
+        term: Term(term),
+        membership,
+    }
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|k| (k as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Writes and publishes a snapshot from `bytes` in `chunk`-sized pieces.
+fn publish(store: &SnapshotStore, m: SnapshotMeta, bytes: &[u8], chunk: usize) {
+    let mut writer = store.begin(m).unwrap();
+    for piece in bytes.chunks(chunk) {
+        writer.write_chunk(writer.next_offset(), piece).unwrap();
+    }
+    writer.finish(Some(crc32c::crc32c(bytes))).unwrap();
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "LOCK")
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn snapshot_written_in_chunks_streams_back_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    assert_eq!(store.latest().unwrap(), None);
+    let bytes = data(100_000, 1);
+    publish(&store, meta(50, 3), &bytes, 7_000);
+
+    let latest = store.latest().unwrap().unwrap();
+    assert_eq!((latest.meta, latest.data_bytes), (meta(50, 3), 100_000));
+    assert_eq!(latest.checksum, crc32c::crc32c(&bytes));
+    let reader = store.open_reader(LogIndex(50)).unwrap();
+    reader.verify().unwrap();
+    let mut streamed = Vec::new();
+    loop {
+        let chunk = reader.read_chunk(streamed.len() as u64, 4096).unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        streamed.extend_from_slice(&chunk);
+    }
+    assert_eq!(streamed, bytes);
+    assert!(matches!(
+        store.open_reader(LogIndex(49)),
+        Err(StorageError::SnapshotNotFound {
+            index: LogIndex(49)
+        })
+    ));
+}
+
+#[test]
+fn chunk_at_a_wrong_offset_is_refused_and_the_install_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    let bytes = data(10_000, 2);
+    let mut writer = store.begin(meta(9, 1)).unwrap();
+    writer.write_chunk(0, &bytes[..4000]).unwrap();
+    // A duplicate and a skipped chunk are both refused, naming the offset to resume from.
+    for wrong in [0, 8000] {
+        match writer.write_chunk(wrong, &bytes[4000..6000]) {
+            Err(StorageError::SnapshotOffset {
+                expected: 4000,
+                got,
+            }) => assert_eq!(got, wrong),
+            other => panic!("expected an offset error, got {other:?}"),
+        }
+    }
+    writer.write_chunk(4000, &bytes[4000..]).unwrap();
+    let info = writer.finish(Some(crc32c::crc32c(&bytes))).unwrap();
+    assert_eq!(info.data_bytes, 10_000);
+    store.open_reader(LogIndex(9)).unwrap().verify().unwrap();
+}
+
+#[test]
+fn checksum_mismatch_discards_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    publish(&store, meta(5, 1), &data(1000, 3), 1000);
+    let mut writer = store.begin(meta(10, 2)).unwrap();
+    writer.write_chunk(0, &data(1000, 4)).unwrap();
+    assert!(matches!(
+        writer.finish(Some(0xDEAD_BEEF)),
+        Err(StorageError::SnapshotChecksum {
+            expected: 0xDEAD_BEEF,
+            ..
+        })
+    ));
+    assert_eq!(store.latest().unwrap().unwrap().meta.index, LogIndex(5));
+    assert_eq!(names(dir.path()).len(), 1, "{:?}", names(dir.path()));
+}
+
+#[test]
+fn only_the_newest_snapshots_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    // A reader opened before pruning still streams its snapshot afterwards.
+    publish(&store, meta(10, 1), &data(500, 10), 100);
+    let old = store.open_reader(LogIndex(10)).unwrap();
+    for (index, seed) in [(20, 20), (30, 30), (40, 40)] {
+        publish(&store, meta(index, 2), &data(500, seed), 100);
+    }
+    let kept: Vec<_> = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.meta.index)
+        .collect();
+    assert_eq!(kept, vec![LogIndex(30), LogIndex(40)]);
+    old.verify().unwrap();
+    assert_eq!(old.read_chunk(0, 500).unwrap(), data(500, 10));
+}
+
+#[test]
+fn partial_snapshots_never_survive_an_abort_or_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    let mut writer = store.begin(meta(7, 1)).unwrap();
+    writer.write_chunk(0, b"half").unwrap();
+    assert_eq!(
+        names(dir.path()).len(),
+        1,
+        "the partial file exists while writing"
+    );
+    assert_eq!(
+        store.latest().unwrap(),
+        None,
+        "a partial snapshot is not published"
+    );
+    drop(writer);
+    assert!(names(dir.path()).is_empty());
+
+    // A crash leaves a partial file behind; the next open removes it.
+    let leftover = dir
+        .path()
+        .join("00000000000000000007-00000000000000000001.snap.partial");
+    fs::write(&leftover, b"leftover").unwrap();
+    drop(store);
+    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    assert!(!leftover.exists());
+    assert_eq!(store.latest().unwrap(), None);
+}
+
+#[test]
+fn damaged_snapshot_header_and_data_are_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    publish(&store, meta(3, 1), &data(2000, 5), 500);
+    drop(store);
+    let path = dir.path().join(&names(dir.path())[0]);
+    let original = fs::read(&path).unwrap();
+
+    let mut damaged = original.clone();
+    damaged[1500] ^= 1; // in the data
+    fs::write(&path, &damaged).unwrap();
+    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    match store.open_reader(LogIndex(3)).unwrap().verify() {
+        Err(StorageError::Corrupt {
+            kind: Corruption::DataChecksum { .. },
+            ..
+        }) => {}
+        other => panic!("expected a data checksum error, got {other:?}"),
+    }
+    drop(store);
+
+    let mut damaged = original.clone();
+    damaged[20] ^= 1; // in the header
+    fs::write(&path, &damaged).unwrap();
+    match SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP) {
+        Err(StorageError::Corrupt {
+            file,
+            kind: Corruption::BadFileHeader,
+            ..
+        }) => assert_eq!(file, path),
+        other => panic!("expected a header error, got {other:?}"),
+    }
+
+    fs::write(&path, &original[..original.len() - 1]).unwrap();
+    assert!(matches!(
+        SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP),
+        Err(StorageError::Corrupt {
+            kind: Corruption::Truncated { .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn snapshot_directory_is_locked_and_keep_must_be_positive() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    assert!(matches!(
+        SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP),
+        Err(StorageError::Locked { .. })
+    ));
+    let other = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        SnapshotStore::open(other.path(), 0),
+        Err(StorageError::InvalidConfig { field: "keep", .. })
+    ));
+}
