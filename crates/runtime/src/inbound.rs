@@ -1,0 +1,101 @@
+//! What the transport hands to this node: messages go to the driver's
+//! inbox; snapshot chunks are written to the snapshot store, and a complete
+//! snapshot is published before its InstallSnapshot message reaches the core.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use keel_raft::{Message, MessageBody, SnapshotMeta};
+use keel_storage::{SnapshotStore, SnapshotWriter, StorageError};
+use keel_transport::{Handler, Overloaded, SnapshotRejected};
+use tokio::sync::mpsc;
+
+/// Input from peers, in the order it arrived.
+pub(crate) enum Inbound {
+    Messages(Vec<Message>),
+    /// The snapshot the message describes is published: step it in.
+    SnapshotReady(Message),
+}
+
+pub(crate) struct InboundHandler {
+    pub(crate) inbox: mpsc::Sender<Inbound>,
+    pub(crate) snapshots: Arc<SnapshotStore>,
+    /// The snapshot being received, at most one: a leader sends one at a time.
+    pub(crate) partial: Arc<Mutex<Option<SnapshotWriter>>>,
+}
+
+fn meta_of(message: &Message) -> &SnapshotMeta {
+    match &message.body {
+        MessageBody::InstallSnapshot { meta } => meta,
+        _ => unreachable!("the transport only passes InstallSnapshot to snapshot calls"),
+    }
+}
+
+fn rejected(e: StorageError) -> SnapshotRejected {
+    match e {
+        StorageError::SnapshotOffset { expected, got } => SnapshotRejected::OffsetMismatch {
+            held: expected,
+            got,
+        },
+        e => SnapshotRejected::Storage(Box::new(e)),
+    }
+}
+
+impl Handler for InboundHandler {
+    fn deliver(&self, messages: Vec<Message>) -> Result<(), Overloaded> {
+        self.inbox
+            .try_send(Inbound::Messages(messages))
+            .map_err(|_| Overloaded)
+    }
+
+    async fn snapshot_offset(&self, message: &Message) -> Result<u64, SnapshotRejected> {
+        let meta = meta_of(message);
+        let partial = self.partial.lock().expect("snapshot writer lock poisoned");
+        Ok(partial
+            .as_ref()
+            .filter(|w| w.meta() == meta)
+            .map_or(0, SnapshotWriter::next_offset))
+    }
+
+    async fn snapshot_chunk(
+        &self,
+        message: &Message,
+        offset: u64,
+        data: Bytes,
+        last_checksum: Option<u32>,
+    ) -> Result<(), SnapshotRejected> {
+        let meta = meta_of(message).clone();
+        let partial = self.partial.clone();
+        let store = self.snapshots.clone();
+        let write = move || -> Result<bool, SnapshotRejected> {
+            let mut slot = partial.lock().expect("snapshot writer lock poisoned");
+            if slot.as_ref().is_none_or(|w| *w.meta() != meta) {
+                if offset != 0 {
+                    return Err(SnapshotRejected::OffsetMismatch {
+                        held: 0,
+                        got: offset,
+                    });
+                }
+                *slot = Some(store.begin(meta).map_err(rejected)?);
+            }
+            let writer = slot.as_mut().expect("set above");
+            writer.write_chunk(offset, &data).map_err(rejected)?;
+            let Some(checksum) = last_checksum else {
+                return Ok(false);
+            };
+            let writer = slot.take().expect("set above");
+            writer.finish(Some(checksum)).map_err(rejected)?;
+            Ok(true)
+        };
+        let published = tokio::task::spawn_blocking(write)
+            .await
+            .map_err(|e| SnapshotRejected::Storage(Box::new(e)))??;
+        if published {
+            self.inbox
+                .send(Inbound::SnapshotReady(message.clone()))
+                .await
+                .map_err(|_| SnapshotRejected::ShuttingDown)?;
+        }
+        Ok(())
+    }
+}

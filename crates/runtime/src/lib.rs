@@ -1,0 +1,107 @@
+//! Keel: an embeddable Raft node.
+//!
+//! Implement [`StateMachine`] for your state, start a [`Node`] on each
+//! machine, and call [`Node::propose`] on the leader. Keel replicates each
+//! command through the Raft log, makes it durable on a majority, applies it
+//! to every node's state machine in the same order, and hands the
+//! proposer your state machine's response.
+//!
+//! # Getting started
+//!
+//! A replicated counter on a single-node cluster (add peers to the map
+//! for more):
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use std::io::Read;
+//!
+//! use bytes::Bytes;
+//! use keel::{Command, Config, LogIndex, Node, NodeId, ReadConsistency, StateMachine, StateMachineError};
+//!
+//! #[derive(Default)]
+//! struct Counter {
+//!     value: u64,
+//!     applied: LogIndex,
+//! }
+//!
+//! impl StateMachine for Counter {
+//!     fn apply(&mut self, commands: &[Command], through: LogIndex) -> Result<Vec<Bytes>, StateMachineError> {
+//!         self.applied = through;
+//!         Ok(commands
+//!             .iter()
+//!             .map(|c| {
+//!                 self.value += u64::from(c.data[0]);
+//!                 Bytes::copy_from_slice(&self.value.to_le_bytes())
+//!             })
+//!             .collect())
+//!     }
+//!     fn applied_index(&self) -> LogIndex {
+//!         self.applied
+//!     }
+//!     fn snapshot(&mut self) -> Result<Box<dyn Read + Send>, StateMachineError> {
+//!         Ok(Box::new(std::io::Cursor::new(self.value.to_le_bytes())))
+//!     }
+//!     fn restore(&mut self, index: LogIndex, data: &mut dyn Read) -> Result<(), StateMachineError> {
+//!         let mut bytes = [0; 8];
+//!         data.read_exact(&mut bytes)?;
+//!         (self.value, self.applied) = (u64::from_le_bytes(bytes), index);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let config = Config::new(NodeId(1), 42, "127.0.0.1:0".parse()?);
+//! let node = Node::start(config, Counter::default(), dir.path(), BTreeMap::new()).await?;
+//!
+//! // Wait for the election, then propose.
+//! node.wait_for(std::time::Duration::from_secs(5), |m| m.leader == Some(NodeId(1))).await?;
+//! let response = node.propose(vec![5u8]).await?;
+//! assert_eq!(response.as_ref(), 5u64.to_le_bytes());
+//!
+//! let value = node.read(ReadConsistency::Linearizable, |c: &Counter| c.value).await?;
+//! assert_eq!(value, 5);
+//! node.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What runs where
+//!
+//! Each node runs one tokio task (the *driver*) that owns the Raft core,
+//! one thread that writes the log (group commit: one fsync per batch of
+//! writes), one thread that applies committed entries to the state
+//! machine, and a gRPC server for its peers. `ARCHITECTURE-runtime.md`
+//! walks through the write path step by step.
+//!
+//! # Errors
+//!
+//! [`Error`] says what to do next: `NotLeader` (retry on the leader, whose
+//! address [`Node::peer_addr`] knows), `Overloaded` (back off),
+//! `ProposalDropped` (did not commit; safe to retry), `OutcomeUnknown`
+//! (leadership was lost; may or may not have committed), `Stopped` (the
+//! node is gone).
+
+mod apply;
+mod config;
+mod driver;
+mod error;
+mod inbound;
+mod metrics;
+mod node;
+mod peers;
+mod proposals;
+mod restore;
+mod snapshot;
+mod state_machine;
+mod storage;
+
+pub use config::{Config, ConfigError, TransportTuning};
+pub use error::{Error, StartError, StateMachineError, StopReason};
+pub use keel_raft::{LogIndex, Membership, MembershipChange, MembershipError, NodeId, Role, Term};
+pub use keel_storage::LogConfig;
+pub use metrics::{Metrics, PeerMetrics};
+pub use node::{Node, ReadConsistency};
+pub use restore::Storage;
+pub use state_machine::{Command, StateMachine};

@@ -1,0 +1,79 @@
+//! What a node publishes about itself, through a `tokio::sync::watch`.
+
+use std::collections::BTreeMap;
+
+use keel_raft::{LogIndex, Membership, NodeId, Role, Status, Term};
+use keel_transport::TransportMetrics;
+
+/// A node's state at one moment. Published at least once per tick and on
+/// every change of role, term or leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metrics {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+    /// The highest index known to be committed.
+    pub commit_index: LogIndex,
+    /// The highest index the state machine has applied.
+    pub applied_index: LogIndex,
+    /// The highest index durable in this node's log.
+    pub persisted_index: LogIndex,
+    pub last_index: LogIndex,
+    /// The log's first index; entries before it are in the snapshot.
+    pub first_index: LogIndex,
+    pub membership: Membership,
+    /// Leader only: each follower's replication state.
+    pub peers: BTreeMap<NodeId, PeerMetrics>,
+    /// Proposals appended and not yet answered.
+    pub pending_proposals: usize,
+    /// Snapshots this node created from its state machine.
+    pub snapshots_created: u64,
+    /// Snapshots this node installed from a leader.
+    pub snapshots_installed: u64,
+    pub transport: TransportMetrics,
+    /// Set when the node has stopped, with the reason.
+    pub stopped: Option<String>,
+}
+
+/// The leader's view of one follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerMetrics {
+    /// The highest index known to be replicated on the follower.
+    pub match_index: LogIndex,
+    /// The next index the leader will send.
+    pub next_index: LogIndex,
+}
+
+impl Metrics {
+    pub(crate) fn from_status(status: Status) -> Metrics {
+        Metrics {
+            id: status.id,
+            role: status.role,
+            term: status.term,
+            leader: status.leader,
+            commit_index: status.commit,
+            applied_index: status.applied,
+            persisted_index: status.persisted,
+            last_index: status.last_index,
+            first_index: status.first_index,
+            membership: status.membership,
+            peers: status
+                .progress
+                .iter()
+                .map(|(&id, p)| {
+                    let peer = PeerMetrics {
+                        match_index: p.match_index(),
+                        next_index: p.next_index(),
+                    };
+                    (id, peer)
+                })
+                .collect(),
+            pending_proposals: 0,
+            snapshots_created: 0,
+            snapshots_installed: 0,
+            transport: TransportMetrics::default(),
+            stopped: None,
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! [`Node`]: starting a node, and the handle an application calls.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use keel_raft::{MembershipChange, NodeId, Raft};
+use keel_transport::Transport;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::apply::{Applier, ReadFn};
+use crate::config::Config;
+use crate::driver::{Driver, Request, Wiring};
+use crate::error::{Error, StartError, StopReason};
+use crate::inbound::InboundHandler;
+use crate::metrics::Metrics;
+use crate::restore::{Storage, restore};
+use crate::state_machine::StateMachine;
+use crate::storage;
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Sees every write acknowledged before the read began: the leader
+    /// confirms it still leads with a heartbeat round (ReadIndex, §6.4).
+    /// Works on followers too, which ask the leader for the index.
+    Linearizable,
+    /// Like `Linearizable`, but the leader skips the heartbeat round while
+    /// its lease holds (§6.4.1). Relies on bounded clock drift.
+    Lease,
+    /// This node's state as it is, possibly behind the cluster.
+    Stale,
+}
+
+/// A handle to a running node. Cheap to clone; the node stops when
+/// [`Node::shutdown`] is called or every handle is dropped.
+pub struct Node<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Node<S> {
+    fn clone(&self) -> Self {
+        Node {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<S> {
+    id: NodeId,
+    addr: SocketAddr,
+    requests: mpsc::Sender<Request<S>>,
+    metrics: watch::Receiver<Metrics>,
+    transport: Transport,
+    request_timeout: Duration,
+    stop_reason: Arc<OnceLock<StopReason>>,
+    tasks: Mutex<Option<Tasks>>,
+}
+
+struct Tasks {
+    driver: JoinHandle<StopReason>,
+    server: JoinHandle<()>,
+}
+
+/// How long a stopping server may take to close its connections.
+const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl<S: StateMachine> Node<S> {
+    /// Starts a node keeping its state under `data_dir`, listening on
+    /// `config.listen_addr`.
+    ///
+    /// `peers` maps the ids of the other members to their addresses
+    /// ("host:port"). On first start, unless `config.join` is set, the node
+    /// bootstraps a new cluster whose voters are `peers` and this node;
+    /// every founding member must be started with the same set. Later
+    /// starts resume from `data_dir` and use `peers` only as addresses.
+    pub async fn start(
+        config: Config,
+        state_machine: S,
+        data_dir: impl AsRef<Path>,
+        peers: BTreeMap<NodeId, String>,
+    ) -> Result<Node<S>, StartError> {
+        config.validate()?;
+        let storage = Storage::open(data_dir, &config)?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen_addr,
+                source,
+            })?;
+        Node::start_with(config, state_machine, storage, peers, listener).await
+    }
+
+    /// Like [`Node::start`], with storage opened by the caller (e.g. an
+    /// in-memory log) and a listener already bound.
+    pub async fn start_with(
+        config: Config,
+        mut state_machine: S,
+        mut storage: Storage,
+        peers: BTreeMap<NodeId, String>,
+        listener: TcpListener,
+    ) -> Result<Node<S>, StartError> {
+        config.validate()?;
+        let addr = listener.local_addr()?;
+        let restored = restore(&mut storage, &config, &peers, &mut state_machine)?;
+        let snapshot = restored.state.snapshot.clone();
+        let raft = Raft::new(config.raft(), restored.state)?;
+        let advertise = config
+            .advertise_addr
+            .clone()
+            .unwrap_or_else(|| addr.to_string());
+        let transport = Transport::new(config.transport(advertise));
+        for (&id, peer_addr) in &restored.peers {
+            transport.set_peer(id, peer_addr.clone());
+        }
+
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (storage_tx, storage_rx) = mpsc::channel(config.storage_queue_max);
+        let (apply_tx, apply_rx) = mpsc::channel(config.apply_queue_max);
+        let (requests_tx, requests) = mpsc::channel(config.request_queue_max);
+        let (inbox_tx, inbox) = mpsc::channel(config.inbox_batches_max);
+        let (stop_server, stop_server_rx) = oneshot::channel::<()>();
+        let (metrics_tx, metrics) = watch::channel(Metrics::from_status(raft.status()));
+        let snapshots = Arc::new(storage.snapshots);
+
+        let id = config.id;
+        let log = storage.log;
+        let peers_file = storage.peers_file;
+        let storage_events = events_tx.clone();
+        let storage_thread = std::thread::Builder::new()
+            .name(format!("keel-storage-{id}"))
+            .spawn(move || storage::run(log, storage_rx, storage_events, peers_file))?;
+        let applier = Applier {
+            sm: state_machine,
+            snapshots: snapshots.clone(),
+            events: events_tx.clone(),
+            skip_through: restored.applied_through,
+            last_index: snapshot.index,
+            last_term: snapshot.term,
+            membership: snapshot.membership,
+            last_snapshot_index: snapshot.index,
+            snapshot_entries: config.snapshot_entries,
+            snapshot_running: Arc::new(AtomicBool::new(false)),
+        };
+        let apply_thread = std::thread::Builder::new()
+            .name(format!("keel-apply-{id}"))
+            .spawn(move || applier.run(apply_rx))?;
+
+        let handler = InboundHandler {
+            inbox: inbox_tx,
+            snapshots: snapshots.clone(),
+            partial: Arc::default(),
+        };
+        let server_transport = transport.clone();
+        let server = tokio::spawn(async move {
+            let stop = async {
+                let _ = stop_server_rx.await;
+            };
+            if let Err(e) = server_transport.serve(listener, handler, stop).await {
+                tracing::error!(error = %e, "the peer server failed");
+            }
+        });
+
+        let stop_reason = Arc::new(OnceLock::new());
+        let wiring = Wiring {
+            transport: transport.clone(),
+            snapshots,
+            requests,
+            inbox,
+            events,
+            events_tx,
+            storage: storage_tx,
+            apply: apply_tx,
+            threads: vec![storage_thread, apply_thread],
+            metrics: metrics_tx,
+            stop_server,
+            stop_reason: stop_reason.clone(),
+        };
+        let request_timeout = config.request_timeout;
+        let driver = tokio::spawn(Driver::new(raft, config, wiring).run());
+        Ok(Node {
+            inner: Arc::new(Inner {
+                id,
+                addr,
+                requests: requests_tx,
+                metrics,
+                transport,
+                request_timeout,
+                stop_reason,
+                tasks: Mutex::new(Some(Tasks { driver, server })),
+            }),
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The address the node listens on (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The address known for member `id`, e.g. to redirect a client to the
+    /// leader named by [`Error::NotLeader`].
+    pub fn peer_addr(&self, id: NodeId) -> Option<String> {
+        self.inner.transport.peers().get(&id).cloned()
+    }
+
+    /// Replicates `command` and returns the state machine's response to it
+    /// once applied. Only the leader accepts proposals.
+    pub async fn propose(&self, command: impl Into<Bytes>) -> Result<Bytes, Error> {
+        let (responder, answer) = oneshot::channel();
+        self.request(Request::Propose {
+            data: command.into(),
+            responder,
+        })?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// Runs `f` against the state machine once it is fresh enough for
+    /// `consistency`, and returns its result.
+    pub async fn read<R, F>(&self, consistency: ReadConsistency, f: F) -> Result<R, Error>
+    where
+        F: FnOnce(&S) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let read: ReadFn<S> = Box::new(move |sm: Result<&S, Error>| {
+            let _ = tx.send(sm.map(f));
+        });
+        self.request(Request::Read { consistency, read })?;
+        match tokio::time::timeout(self.inner.request_timeout, rx).await {
+            Ok(answer) => answer.map_err(|_| self.stopped())?,
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// Adds node `id`, reachable at `addr`, as a learner: it receives the
+    /// log but does not vote. Promote it with
+    /// [`MembershipChange::Promote`] once it has caught up.
+    pub async fn add_learner(&self, id: NodeId, addr: impl Into<String>) -> Result<(), Error> {
+        self.inner.transport.set_peer(id, addr);
+        self.change_membership(MembershipChange::AddLearner(id))
+            .await
+    }
+
+    /// Changes the configuration, one server at a time or through a joint
+    /// configuration; returns once the change is applied here. A joint
+    /// configuration is left automatically once it commits.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<(), Error> {
+        let (responder, answer) = oneshot::channel();
+        self.request(Request::ChangeMembership { change, responder })?;
+        answer.await.map_err(|_| self.stopped())?.map(|_| ())
+    }
+
+    /// Hands leadership to `target` and waits until it leads.
+    pub async fn transfer_leader(&self, target: NodeId) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::TransferLeader { target, reply })?;
+        answer.await.map_err(|_| self.stopped())??;
+        self.wait_for(self.inner.request_timeout, |m| m.leader == Some(target))
+            .await
+            .map(|_| ())
+    }
+
+    /// The node's latest metrics.
+    pub fn status(&self) -> Metrics {
+        self.inner.metrics.borrow().clone()
+    }
+
+    /// A watch of the node's metrics, updated every tick and on changes.
+    pub fn metrics(&self) -> watch::Receiver<Metrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// Waits until the metrics satisfy `condition`, for at most `timeout`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        mut condition: impl FnMut(&Metrics) -> bool,
+    ) -> Result<Metrics, Error> {
+        let mut metrics = self.metrics();
+        let wait = metrics.wait_for(|m| condition(m) || m.stopped.is_some());
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(m)) if m.stopped.is_none() => Ok(m.clone()),
+            Ok(_) => Err(self.stopped()),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// Stops the node gracefully: peers are refused, writes already handed
+    /// to storage complete, committed entries are applied and answered,
+    /// and other pending requests fail with [`Error::Stopped`]. Returns an
+    /// error if the node had already stopped because of a failure.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        // A full queue must not keep the node from stopping.
+        let _ = self.inner.requests.send(Request::Shutdown).await;
+        let tasks = self.inner.tasks.lock().expect("task lock poisoned").take();
+        if let Some(Tasks { driver, mut server }) = tasks {
+            let _ = driver.await;
+            if tokio::time::timeout(SERVER_STOP_TIMEOUT, &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+            }
+        }
+        match self.inner.stop_reason.get() {
+            None | Some(StopReason::Shutdown) => Ok(()),
+            Some(reason) => Err(Error::Stopped(reason.clone())),
+        }
+    }
+
+    fn request(&self, request: Request<S>) -> Result<(), Error> {
+        self.inner.requests.try_send(request).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => self.stopped(),
+        })
+    }
+
+    fn stopped(&self) -> Error {
+        let reason = self.inner.stop_reason.get().cloned();
+        Error::Stopped(reason.unwrap_or(StopReason::Shutdown))
+    }
+}

@@ -1,0 +1,159 @@
+//! Opening a node's storage at start: the durable state the core resumes
+//! from, and the state machine brought level with the newest snapshot.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use keel_raft::{HardState, LogIndex, Membership, NodeId, RestoredState, SnapshotMeta, Term};
+use keel_storage::{FileLogStore, LogStore, MemLogStore, SnapshotStore};
+use tracing::info;
+
+use crate::config::Config;
+use crate::error::StartError;
+use crate::snapshot::SnapshotBytes;
+use crate::state_machine::StateMachine;
+
+/// Where a node keeps its log, snapshots and address book.
+pub struct Storage {
+    pub(crate) log: Box<dyn LogStore + Send>,
+    pub(crate) snapshots: SnapshotStore,
+    pub(crate) peers_file: Option<PathBuf>,
+}
+
+impl Storage {
+    /// The durable layout under `data_dir`: `log/` (the WAL), `snapshots/`
+    /// and the `peers` address book.
+    pub fn open(data_dir: impl AsRef<Path>, config: &Config) -> Result<Storage, StartError> {
+        let dir = data_dir.as_ref();
+        std::fs::create_dir_all(dir)?;
+        Ok(Storage {
+            log: Box::new(FileLogStore::open(dir.join("log"), config.log.clone())?),
+            snapshots: SnapshotStore::open(dir.join("snapshots"), config.snapshots_kept)?,
+            peers_file: Some(dir.join("peers")),
+        })
+    }
+
+    /// A log kept in memory (lost at exit; for benchmarks and tests), with
+    /// snapshots still under `data_dir`.
+    pub fn in_memory_log(
+        data_dir: impl AsRef<Path>,
+        config: &Config,
+    ) -> Result<Storage, StartError> {
+        let dir = data_dir.as_ref();
+        std::fs::create_dir_all(dir)?;
+        Ok(Storage {
+            log: Box::new(MemLogStore::new()),
+            snapshots: SnapshotStore::open(dir.join("snapshots"), config.snapshots_kept)?,
+            peers_file: None,
+        })
+    }
+}
+
+/// What the node starts from.
+pub(crate) struct Restored {
+    pub(crate) state: RestoredState,
+    /// Entries through this index are already in the state machine.
+    pub(crate) applied_through: LogIndex,
+    /// The address book: the file's, overridden by the addresses given.
+    pub(crate) peers: BTreeMap<NodeId, String>,
+}
+
+/// Reads the durable state, bootstrapping a new cluster on first start,
+/// and restores the state machine from the newest snapshot if it is behind.
+pub(crate) fn restore<S: StateMachine>(
+    storage: &mut Storage,
+    config: &Config,
+    given_peers: &BTreeMap<NodeId, String>,
+    sm: &mut S,
+) -> Result<Restored, StartError> {
+    let mut peers = match &storage.peers_file {
+        Some(path) => crate::peers::load(path)?,
+        None => BTreeMap::new(),
+    };
+    peers.extend(given_peers.iter().map(|(&id, addr)| (id, addr.clone())));
+    peers.remove(&config.id);
+
+    let log = storage.log.as_mut();
+    let latest = storage.snapshots.latest()?;
+    let fresh = latest.is_none()
+        && log.last_index() == LogIndex(0)
+        && *log.hard_state() == HardState::default();
+    if fresh {
+        let state = if config.join {
+            info!(id = %config.id, "starting empty, waiting to be added to a cluster");
+            RestoredState::joining()
+        } else {
+            let voters: BTreeSet<NodeId> = given_peers.keys().copied().chain([config.id]).collect();
+            let membership = Membership::new(voters, [])?;
+            info!(id = %config.id, ?membership, "bootstrapping a new cluster");
+            // The initial configuration is stored as an empty snapshot at
+            // index 0, so a restart finds it like any other snapshot.
+            let meta = SnapshotMeta {
+                index: LogIndex(0),
+                term: Term(0),
+                membership: membership.clone(),
+            };
+            storage.snapshots.begin(meta)?.finish(None)?;
+            RestoredState::bootstrap(membership)
+        };
+        return Ok(Restored {
+            state,
+            applied_through: sm.applied_index(),
+            peers,
+        });
+    }
+
+    let snapshot = latest.map_or(
+        SnapshotMeta {
+            index: LogIndex(0),
+            term: Term(0),
+            membership: Membership::default(),
+        },
+        |info| info.meta,
+    );
+    // A snapshot installed from a leader is published before the log is
+    // compacted to it; a crash in between leaves the log behind.
+    if log.first_index() <= snapshot.index {
+        log.compact(snapshot.index, snapshot.term);
+        let _durable = log.sync()?;
+    }
+    if log.first_index() != snapshot.index.next() {
+        return Err(StartError::MissingSnapshot {
+            log_first_index: log.first_index(),
+            snapshot_index: snapshot.index,
+        });
+    }
+    let entries = if log.last_index() > snapshot.index {
+        log.entries(snapshot.index.next(), log.last_index().next(), u64::MAX)?
+    } else {
+        Vec::new()
+    };
+    let hard_state = log.hard_state().clone();
+
+    let mut applied_through = sm.applied_index();
+    if applied_through < snapshot.index {
+        info!(index = %snapshot.index, "restoring the state machine from the newest snapshot");
+        let reader = storage.snapshots.open_reader(snapshot.index)?;
+        let mut data = SnapshotBytes::new(reader, 0);
+        sm.restore(snapshot.index, &mut data)
+            .map_err(StartError::StateMachine)?;
+        applied_through = snapshot.index;
+    }
+    info!(
+        id = %config.id,
+        term = %hard_state.term,
+        snapshot = %snapshot.index,
+        last_index = %log.last_index(),
+        %applied_through,
+        "restarting from disk"
+    );
+    Ok(Restored {
+        state: RestoredState {
+            hard_state,
+            snapshot,
+            entries,
+        },
+        applied_through,
+        peers,
+    })
+}

@@ -1,0 +1,61 @@
+//! The one trait a user implements: the replicated state machine.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use keel_raft::{LogIndex, Term};
+
+use crate::error::StateMachineError;
+
+/// A committed command, handed to [`StateMachine::apply`] in log order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub index: LogIndex,
+    pub term: Term,
+    /// What was passed to [`crate::Node::propose`].
+    pub data: Bytes,
+}
+
+/// The application's state, replicated by applying the same commands in the
+/// same order on every node.
+///
+/// All methods run on one dedicated thread, in order, so an implementation
+/// needs no locking; blocking IO is fine. `apply` must be deterministic: the
+/// same commands from the same state give the same state and responses.
+pub trait StateMachine: Send + 'static {
+    /// Applies committed commands in order and returns one response per
+    /// command, which the proposer receives.
+    ///
+    /// `applied_through` is the index the machine has applied through after
+    /// this call. It may exceed the last command's index, because entries
+    /// Raft uses internally (leader no-ops, configuration changes) count as
+    /// applied without reaching the machine. A machine that persists its
+    /// state should store it atomically with the data and report it from
+    /// [`StateMachine::applied_index`].
+    ///
+    /// An error stops the node: after a failed apply, state and log no
+    /// longer agree.
+    fn apply(
+        &mut self,
+        commands: &[Command],
+        applied_through: LogIndex,
+    ) -> Result<Vec<Bytes>, StateMachineError>;
+
+    /// The index the machine has applied through. Called once at start: the
+    /// node replays only the log after it. An in-memory machine returns the
+    /// index of the snapshot it was restored from (0 when fresh), and is
+    /// restored from the newest snapshot on start.
+    fn applied_index(&self) -> LogIndex;
+
+    /// A consistent copy of the current state, as a stream of bytes that
+    /// [`StateMachine::restore`] can read back.
+    ///
+    /// The reader is consumed on another thread while later commands are
+    /// applied, so it must not observe them: serialize up front, or hold a
+    /// point-in-time view such as a read transaction.
+    fn snapshot(&mut self) -> Result<Box<dyn Read + Send>, StateMachineError>;
+
+    /// Replaces the whole state with a snapshot's contents, which cover
+    /// every entry through `index`.
+    fn restore(&mut self, index: LogIndex, data: &mut dyn Read) -> Result<(), StateMachineError>;
+}

@@ -1,0 +1,99 @@
+//! The storage thread: the only writer of the log. It takes write batches
+//! in the order the driver produced them, applies every batch waiting, and
+//! makes them durable with one fsync (group commit); only then does it
+//! release the messages that waited for that durability.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use keel_raft::{Entry, HardState, LogIndex, Message, NodeId, SnapshotMeta, Term};
+use keel_storage::LogStore;
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use crate::driver::Event;
+use crate::error::StopReason;
+use crate::peers;
+
+/// One Ready's durable part.
+pub(crate) struct WriteBatch {
+    /// Its position in the driver's sequence of writes.
+    pub(crate) seq: u64,
+    /// A snapshot received from the leader (already published in the
+    /// snapshot store): the log is compacted to it before `entries`.
+    pub(crate) snapshot: Option<SnapshotMeta>,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) hard_state: Option<HardState>,
+    /// What to report to the core once durable.
+    pub(crate) persisted_up_to: Option<(LogIndex, Term)>,
+    /// Messages that may leave only once this batch is durable.
+    pub(crate) messages: Vec<Message>,
+}
+
+pub(crate) enum StorageOp {
+    Write(WriteBatch),
+    /// A snapshot through `(index, term)` is published: drop the log it covers.
+    Compact {
+        index: LogIndex,
+        term: Term,
+    },
+    /// Persist the address book.
+    SavePeers(BTreeMap<NodeId, String>),
+}
+
+/// Runs until the driver drops its sender or the log fails.
+pub(crate) fn run(
+    mut log: Box<dyn LogStore + Send>,
+    mut ops: mpsc::Receiver<StorageOp>,
+    events: mpsc::UnboundedSender<Event>,
+    peers_file: Option<PathBuf>,
+) {
+    let mut done = Vec::new();
+    while let Some(first) = ops.blocking_recv() {
+        // Group commit: everything queued meanwhile shares this fsync.
+        let mut op = Some(first);
+        while let Some(next) = op.take().or_else(|| ops.try_recv().ok()) {
+            match next {
+                StorageOp::Write(batch) => {
+                    if let Some(meta) = &batch.snapshot {
+                        log.compact(meta.index, meta.term);
+                    }
+                    if !batch.entries.is_empty() {
+                        log.append(&batch.entries);
+                    }
+                    if let Some(hs) = &batch.hard_state {
+                        log.set_hard_state(hs.clone());
+                    }
+                    done.push(batch);
+                }
+                StorageOp::Compact { index, term } => log.compact(index, term),
+                StorageOp::SavePeers(book) => {
+                    if let Some(path) = &peers_file
+                        && let Err(e) = peers::save(path, &book)
+                    {
+                        warn!(path = %path.display(), error = %e, "could not save the peer address book");
+                    }
+                }
+            }
+        }
+        // The proof of durability is all that matters here; what it covers
+        // is what the batches say (a later batch may have replaced an
+        // earlier one's entries, which the core then ignores).
+        if let Err(e) = log.sync() {
+            error!(error = %e, "log sync failed; stopping the node");
+            let _ = events.send(Event::Fatal(StopReason::Storage(Arc::new(e))));
+            return;
+        }
+        for batch in done.drain(..) {
+            let persisted = Event::Persisted {
+                seq: batch.seq,
+                up_to: batch.persisted_up_to,
+                messages: batch.messages,
+            };
+            if events.send(persisted).is_err() {
+                return;
+            }
+        }
+    }
+}

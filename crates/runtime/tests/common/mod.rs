@@ -1,0 +1,259 @@
+//! A cluster of real nodes in one process: loopback sockets, temporary
+//! data directories, short timeouts.
+
+#![allow(dead_code)] // each test file uses part of the harness
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+use bytes::Bytes;
+use keel::{
+    Command, Config, Error, LogIndex, Metrics, Node, NodeId, ReadConsistency, Role, StateMachine,
+    StateMachineError,
+};
+use tokio::net::TcpListener;
+
+/// A key-value map. Commands are `key=value`; the response is the previous
+/// value. The snapshot is the map, one `key=value` line per entry.
+#[derive(Default)]
+pub struct Kv {
+    pub map: BTreeMap<String, String>,
+    pub applied: LogIndex,
+}
+
+impl Kv {
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.map.get(key).cloned()
+    }
+}
+
+impl StateMachine for Kv {
+    fn apply(
+        &mut self,
+        commands: &[Command],
+        applied_through: LogIndex,
+    ) -> Result<Vec<Bytes>, StateMachineError> {
+        self.applied = applied_through;
+        commands
+            .iter()
+            .map(|c| {
+                let text = std::str::from_utf8(&c.data)?;
+                let (k, v) = text.split_once('=').ok_or("command is not key=value")?;
+                let old = self.map.insert(k.to_owned(), v.to_owned());
+                Ok(Bytes::from(old.unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    fn snapshot(&mut self) -> Result<Box<dyn Read + Send>, StateMachineError> {
+        let text: String = self.map.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        Ok(Box::new(std::io::Cursor::new(text.into_bytes())))
+    }
+
+    fn restore(&mut self, index: LogIndex, data: &mut dyn Read) -> Result<(), StateMachineError> {
+        let mut text = String::new();
+        data.read_to_string(&mut text)?;
+        self.map = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        self.applied = index;
+        Ok(())
+    }
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Short timeouts so tests run fast: 5 ms ticks, elections after 50-100 ms.
+pub fn config(id: u64, addr: &str) -> Config {
+    let mut config = Config::new(NodeId(id), 7, addr.parse().unwrap());
+    config.tick_interval = Duration::from_millis(5);
+    config.election_ticks = 10;
+    config.heartbeat_ticks = 2;
+    config.unknown_outcome_timeout = Duration::from_millis(500);
+    config.request_timeout = Duration::from_secs(5);
+    config.transport.reconnect_backoff_max = Duration::from_millis(100);
+    config
+}
+
+pub struct Cluster {
+    pub nodes: BTreeMap<NodeId, Node<Kv>>,
+    pub addrs: BTreeMap<NodeId, String>,
+    pub dirs: BTreeMap<NodeId, tempfile::TempDir>,
+    /// Applied to every node's config before it starts.
+    pub tweak: fn(&mut Config),
+}
+
+fn no_tweak(_: &mut Config) {}
+
+impl Cluster {
+    pub async fn start(size: u64) -> Cluster {
+        Cluster::start_with(size, no_tweak).await
+    }
+
+    /// Starts `size` founding members, each with `tweak` applied.
+    pub async fn start_with(size: u64, tweak: fn(&mut Config)) -> Cluster {
+        let mut listeners = BTreeMap::new();
+        let mut addrs = BTreeMap::new();
+        for id in 1..=size {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.insert(NodeId(id), listener.local_addr().unwrap().to_string());
+            listeners.insert(NodeId(id), listener);
+        }
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            addrs,
+            dirs: BTreeMap::new(),
+            tweak,
+        };
+        for (id, listener) in listeners {
+            cluster.dirs.insert(id, tempfile::tempdir().unwrap());
+            cluster.launch(id, Some(listener), false).await;
+        }
+        cluster
+    }
+
+    /// Starts node `id` from its data directory (new nodes get one).
+    async fn launch(&mut self, id: NodeId, listener: Option<TcpListener>, join: bool) {
+        let addr = self.addrs[&id].clone();
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(&addr).await.unwrap(),
+        };
+        let mut config = config(id.0, &addr);
+        config.join = join;
+        (self.tweak)(&mut config);
+        let peers: BTreeMap<NodeId, String> = self
+            .addrs
+            .iter()
+            .filter(|&(&p, _)| p != id && (!join || self.nodes.contains_key(&p)))
+            .map(|(&p, a)| (p, a.clone()))
+            .collect();
+        let dir = self
+            .dirs
+            .entry(id)
+            .or_insert_with(|| tempfile::tempdir().unwrap());
+        let storage = keel::Storage::open(dir.path(), &config).unwrap();
+        let node = Node::start_with(config, Kv::default(), storage, peers, listener)
+            .await
+            .unwrap();
+        self.nodes.insert(id, node);
+    }
+
+    /// Starts a new, empty node that waits to be added; returns its address.
+    pub async fn start_joining(&mut self, id: u64) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        self.addrs.insert(NodeId(id), addr.clone());
+        self.launch(NodeId(id), Some(listener), true).await;
+        addr
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node<Kv> {
+        &self.nodes[&id]
+    }
+
+    /// Shuts node `id` down (its data directory stays).
+    pub async fn stop(&mut self, id: NodeId) {
+        let node = self.nodes.remove(&id).expect("node is running");
+        node.shutdown().await.unwrap();
+    }
+
+    pub async fn restart(&mut self, id: NodeId) {
+        self.launch(id, None, false).await;
+    }
+
+    /// Waits until one running node leads and every running voter agrees.
+    pub async fn leader(&self) -> NodeId {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let metrics: Vec<Metrics> = self.nodes.values().map(Node::status).collect();
+            let leaders: Vec<&Metrics> =
+                metrics.iter().filter(|m| m.role == Role::Leader).collect();
+            if let [leader] = leaders.as_slice() {
+                let id = leader.id;
+                let agreed = metrics
+                    .iter()
+                    .filter(|m| m.membership.is_voter(m.id))
+                    .all(|m| m.leader == Some(id) && m.term == leader.term);
+                if agreed {
+                    return id;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no agreed leader within {WAIT:?}: {metrics:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Proposes on whichever node leads, retrying while leadership settles.
+    pub async fn propose(&self, command: &str) -> Bytes {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let leader = self.leader().await;
+            match self.node(leader).propose(command.to_owned()).await {
+                Ok(response) => return response,
+                Err(
+                    e @ (Error::NotLeader { .. }
+                    | Error::LeaderNotReady
+                    | Error::ProposalDropped { .. }),
+                ) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "proposal kept failing: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("proposal {command} failed: {e}"),
+            }
+        }
+    }
+
+    /// A linearizable read on node `id`, retried while the node does not
+    /// know a leader yet (just restarted, or an election is under way).
+    pub async fn read<R, F>(&self, id: NodeId, f: F) -> R
+    where
+        F: Fn(&Kv) -> R + Clone + Send + 'static,
+        R: Send + 'static,
+    {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match self
+                .node(id)
+                .read(ReadConsistency::Linearizable, f.clone())
+                .await
+            {
+                Ok(r) => return r,
+                Err(e @ (Error::NotLeader { .. } | Error::LeadershipLost)) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "read on {id} kept failing: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("read on {id} failed: {e}"),
+            }
+        }
+    }
+
+    pub async fn shutdown(self) {
+        for node in self.nodes.values() {
+            node.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// Runs a test body with a deadline, so a hang fails instead of blocking CI.
+pub async fn within<F: std::future::Future<Output = ()>>(limit: Duration, body: F) {
+    tokio::time::timeout(limit, body)
+        .await
+        .expect("test exceeded its time limit");
+}

@@ -1,0 +1,57 @@
+//! Snapshots: taken by policy, the log compacted after, and shipped to a
+//! follower that fell behind the compaction point.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cluster, Kv, WAIT, within};
+use keel::{Config, LogIndex};
+
+fn snapshot_often(config: &mut Config) {
+    config.snapshot_entries = 40;
+    // Small chunks, so the transfer takes several.
+    config.transport.snapshot_chunk_bytes = 256;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_behind_compaction_catches_up_through_a_snapshot() {
+    within(Duration::from_secs(60), async {
+        let mut cluster = Cluster::start_with(3, snapshot_often).await;
+        let leader = cluster.leader().await;
+        let lagging = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+        cluster.stop(lagging).await;
+        for i in 0..200 {
+            cluster.propose(&format!("k{i}={i}")).await;
+        }
+        // The leader snapshotted and compacted its log past what the
+        // stopped follower holds.
+        let status = cluster
+            .node(leader)
+            .wait_for(WAIT, |m| {
+                m.snapshots_created >= 1 && m.first_index > LogIndex(40)
+            })
+            .await
+            .unwrap();
+        assert!(status.first_index > LogIndex(1), "{status:#?}");
+
+        cluster.restart(lagging).await;
+        let k199 = cluster
+            .read(lagging, |kv: &Kv| (kv.get("k0"), kv.get("k199")))
+            .await;
+        assert_eq!(k199, (Some("0".into()), Some("199".into())));
+        let follower = cluster.node(lagging).status();
+        assert!(follower.snapshots_installed >= 1, "{follower:#?}");
+
+        // Restarting after the install resumes from the installed snapshot.
+        cluster.stop(lagging).await;
+        cluster.restart(lagging).await;
+        cluster.propose("after=restart").await;
+        let after = cluster
+            .read(lagging, |kv: &Kv| (kv.get("k5"), kv.get("after")))
+            .await;
+        assert_eq!(after, (Some("5".into()), Some("restart".into())));
+        cluster.shutdown().await;
+    })
+    .await;
+}

@@ -1,0 +1,64 @@
+//! The transport's knobs. Every bound carries its unit in its name.
+
+use std::time::Duration;
+
+use keel_raft::NodeId;
+
+/// The wire protocol version this build speaks; a peer sending another is
+/// refused before anything it sent is decoded.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Configuration of one node's transport. Start from
+/// [`TransportConfig::new`] and adjust.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// Traffic stamped with another cluster id is refused.
+    pub cluster_id: u64,
+    pub node_id: NodeId,
+    /// Where peers reach this node ("host:port"); sent in every header so a
+    /// receiver can answer a node it was never told about.
+    pub advertise_addr: String,
+    /// Messages waiting for one peer's stream. A full queue drops new
+    /// messages (Raft retries), so a slow or dead peer costs bounded memory.
+    pub peer_queue_msgs_max: usize,
+    /// Messages gathered into one stream write.
+    pub batch_msgs_max: usize,
+    /// Encoded bytes gathered into one stream write; a single larger
+    /// message still goes, alone.
+    pub batch_bytes_max: usize,
+    /// The largest gRPC message accepted or sent.
+    pub grpc_message_bytes_max: usize,
+    pub connect_timeout: Duration,
+    /// Deadline of a unary call (votes, snapshot offset queries).
+    pub rpc_timeout: Duration,
+    /// Wait before reconnecting after a failure; doubles up to
+    /// `reconnect_backoff_max`.
+    pub reconnect_backoff_min: Duration,
+    pub reconnect_backoff_max: Duration,
+    /// Bytes of snapshot data per chunk.
+    pub snapshot_chunk_bytes: usize,
+    /// Vote calls in flight to one peer; more are dropped (elections retry).
+    pub votes_inflight_max: usize,
+}
+
+impl TransportConfig {
+    /// Defaults for node `node_id` of cluster `cluster_id`, reachable at
+    /// `advertise_addr`.
+    pub fn new(cluster_id: u64, node_id: NodeId, advertise_addr: impl Into<String>) -> Self {
+        TransportConfig {
+            cluster_id,
+            node_id,
+            advertise_addr: advertise_addr.into(),
+            peer_queue_msgs_max: 4096,
+            batch_msgs_max: 256,
+            batch_bytes_max: 4 * 1024 * 1024,
+            grpc_message_bytes_max: 64 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(1),
+            rpc_timeout: Duration::from_secs(2),
+            reconnect_backoff_min: Duration::from_millis(20),
+            reconnect_backoff_max: Duration::from_secs(1),
+            snapshot_chunk_bytes: 1024 * 1024,
+            votes_inflight_max: 16,
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Keel's transport between Raft peers, over gRPC (tonic + prost).
+//!
+//! - Replication traffic (AppendEntries, heartbeats, responses, read-index
+//!   messages) travels on one client-streaming `Send` call per peer, several
+//!   messages per stream write.
+//! - Elections (votes, pre-votes, TimeoutNow) each take a unary `Vote` call,
+//!   so they never queue behind replication.
+//! - Snapshots stream in chunks on `InstallSnapshot`, resuming at the offset
+//!   the receiver reports through `SnapshotOffset`.
+//!
+//! Every call carries a header with the cluster id and protocol version;
+//! traffic from another cluster or version is refused with a log line and a
+//! metric, and malformed messages are dropped the same way. Nothing a peer
+//! sends can panic the receiver.
+//!
+//! Memory is bounded per peer: a full queue, or a peer in reconnect
+//! backoff, drops messages at once ([`SendError`]) and Raft resends.
+
+mod config;
+mod convert;
+mod metrics;
+mod peer;
+mod server;
+mod transport;
+
+/// The generated protobuf types and gRPC stubs (`keel.raft.v1`).
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("keel.raft.v1");
+}
+
+pub use config::{PROTOCOL_VERSION, TransportConfig};
+pub use convert::{
+    DecodeError, decode_membership, decode_message, decode_snapshot_meta, encode_membership,
+    encode_message, encode_snapshot_meta,
+};
+pub use metrics::TransportMetrics;
+pub use server::{Handler, Overloaded, SnapshotRejected};
+pub use transport::{SendError, ServeError, SnapshotSendError, Transport};

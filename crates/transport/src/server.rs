@@ -1,0 +1,268 @@
+//! The receiving side: checks each call's header, decodes and validates
+//! messages, and hands them to the node through a [`Handler`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use keel_raft::{Message, MessageBody, NodeId};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::warn;
+
+use crate::config::PROTOCOL_VERSION;
+use crate::convert::decode_message;
+use crate::metrics::{add, bump};
+use crate::pb;
+use crate::transport::Shared;
+
+/// The node's inbox was full; the messages were dropped and Raft will
+/// resend what matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the node's inbox is full")]
+pub struct Overloaded;
+
+/// Why a snapshot chunk or offset query was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotRejected {
+    #[error("chunk starts at byte {got} but {held} bytes are held; query the offset and resume")]
+    OffsetMismatch { held: u64, got: u64 },
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error("storing the snapshot failed: {0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What the node does with what the transport receives.
+///
+/// Messages arrive already validated: from a node of this cluster,
+/// addressed to this node, and decodable into the core's types.
+pub trait Handler: Send + Sync + 'static {
+    /// Hands over messages without blocking; a full inbox refuses them.
+    fn deliver(&self, messages: Vec<Message>) -> Result<(), Overloaded>;
+
+    /// How many bytes of the snapshot that `message` (an InstallSnapshot)
+    /// describes are already stored here, so the sender resumes after them.
+    fn snapshot_offset(
+        &self,
+        message: &Message,
+    ) -> impl Future<Output = Result<u64, SnapshotRejected>> + Send;
+
+    /// Stores `data` at `offset` of the snapshot `message` describes. The
+    /// last chunk carries `Some(checksum)` of the whole data: the handler
+    /// verifies it, publishes the snapshot and steps `message` into the node.
+    fn snapshot_chunk(
+        &self,
+        message: &Message,
+        offset: u64,
+        data: Bytes,
+        last_checksum: Option<u32>,
+    ) -> impl Future<Output = Result<(), SnapshotRejected>> + Send;
+}
+
+/// The gRPC service; one per node.
+pub(crate) struct Service<H> {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) handler: H,
+    /// Flips to `true` at shutdown, ending the long-lived inbound streams so
+    /// that a graceful shutdown does not wait for peers to hang up.
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl<H: Handler> Service<H> {
+    /// Refuses calls from another cluster or protocol version; learns the
+    /// sender's address. Returns the sender.
+    fn check_header(&self, header: Option<&pb::Header>) -> Result<NodeId, Status> {
+        let counters = &self.shared.counters;
+        let config = &self.shared.config;
+        let Some(header) = header else {
+            bump(&counters.rejected_malformed);
+            warn!("refused a call without a header");
+            return Err(Status::invalid_argument("missing header"));
+        };
+        if header.cluster_id != config.cluster_id {
+            bump(&counters.rejected_wrong_cluster);
+            warn!(
+                their_cluster = header.cluster_id,
+                our_cluster = config.cluster_id,
+                from = header.from,
+                from_addr = %header.from_addr,
+                "refused traffic from another cluster"
+            );
+            return Err(Status::failed_precondition(format!(
+                "this node belongs to cluster {}, not {}",
+                config.cluster_id, header.cluster_id
+            )));
+        }
+        if header.protocol_version != PROTOCOL_VERSION {
+            bump(&counters.rejected_wrong_version);
+            warn!(
+                their_version = header.protocol_version,
+                our_version = PROTOCOL_VERSION,
+                from = header.from,
+                "refused traffic speaking another protocol version"
+            );
+            return Err(Status::failed_precondition(format!(
+                "this node speaks protocol version {PROTOCOL_VERSION}, not {}",
+                header.protocol_version
+            )));
+        }
+        if header.from == 0 {
+            bump(&counters.rejected_malformed);
+            warn!(from_addr = %header.from_addr, "refused a call from node id 0");
+            return Err(Status::invalid_argument("header.from is 0"));
+        }
+        let from = NodeId(header.from);
+        if !header.from_addr.is_empty() {
+            self.shared.learn_peer(from, &header.from_addr);
+        }
+        Ok(from)
+    }
+
+    /// Decodes one message and checks it is from `from` and for this node.
+    fn check_message(&self, from: NodeId, m: pb::RaftMessage) -> Result<Message, Status> {
+        let counters = &self.shared.counters;
+        let m = decode_message(m).map_err(|e| {
+            bump(&counters.rejected_malformed);
+            warn!(%from, error = %e, "refused a malformed message");
+            Status::invalid_argument(e.to_string())
+        })?;
+        if m.from != from {
+            bump(&counters.rejected_malformed);
+            warn!(%from, claimed = %m.from, "refused a message whose sender differs from its call's");
+            return Err(Status::invalid_argument(
+                "message.from differs from header.from",
+            ));
+        }
+        let me = self.shared.config.node_id;
+        if m.to != me {
+            bump(&counters.rejected_wrong_node);
+            warn!(%from, to = %m.to, %me, "refused a message addressed to another node");
+            return Err(Status::invalid_argument(format!(
+                "message for node {} delivered to node {me}",
+                m.to
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Validates a batch and delivers the good messages; a bad one is
+    /// dropped (and counted) without spoiling the rest.
+    fn deliver_batch(&self, batch: pb::MessageBatch) -> Result<(), Status> {
+        let from = self.check_header(batch.header.as_ref())?;
+        let messages: Vec<Message> = batch
+            .messages
+            .into_iter()
+            .filter_map(|m| self.check_message(from, m).ok())
+            .collect();
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let n = messages.len() as u64;
+        let counters = &self.shared.counters;
+        match self.handler.deliver(messages) {
+            Ok(()) => add(&counters.received_msgs, n),
+            Err(Overloaded) => add(&counters.dropped_inbox_full, n),
+        }
+        Ok(())
+    }
+
+    fn snapshot_message(
+        &self,
+        from: NodeId,
+        m: Option<pb::RaftMessage>,
+    ) -> Result<Message, Status> {
+        let m = m.ok_or_else(|| {
+            bump(&self.shared.counters.rejected_malformed);
+            Status::invalid_argument("snapshot call without its InstallSnapshot message")
+        })?;
+        let m = self.check_message(from, m)?;
+        if !matches!(m.body, MessageBody::InstallSnapshot { .. }) {
+            bump(&self.shared.counters.rejected_malformed);
+            warn!(%from, kind = m.body.kind(), "refused a snapshot call carrying another message kind");
+            return Err(Status::invalid_argument(
+                "snapshot call must carry InstallSnapshot",
+            ));
+        }
+        Ok(m)
+    }
+}
+
+fn snapshot_status(e: SnapshotRejected) -> Status {
+    match e {
+        SnapshotRejected::OffsetMismatch { .. } => Status::out_of_range(e.to_string()),
+        SnapshotRejected::ShuttingDown => Status::unavailable(e.to_string()),
+        SnapshotRejected::Storage(_) => Status::internal(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl<H: Handler> pb::raft_server::Raft for Service<H> {
+    async fn send(
+        &self,
+        request: Request<Streaming<pb::MessageBatch>>,
+    ) -> Result<Response<pb::Ack>, Status> {
+        let mut stream = request.into_inner();
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                batch = stream.message() => match batch? {
+                    Some(batch) => self.deliver_batch(batch)?,
+                    None => return Ok(Response::new(pb::Ack {})),
+                },
+                _ = shutdown.wait_for(|&stop| stop) => {
+                    return Err(Status::unavailable("node is shutting down"));
+                }
+            }
+        }
+    }
+
+    async fn vote(&self, request: Request<pb::MessageBatch>) -> Result<Response<pb::Ack>, Status> {
+        self.deliver_batch(request.into_inner())?;
+        Ok(Response::new(pb::Ack {}))
+    }
+
+    async fn snapshot_offset(
+        &self,
+        request: Request<pb::SnapshotQuery>,
+    ) -> Result<Response<pb::SnapshotResume>, Status> {
+        let query = request.into_inner();
+        let from = self.check_header(query.header.as_ref())?;
+        let message = self.snapshot_message(from, query.message)?;
+        let offset = self
+            .handler
+            .snapshot_offset(&message)
+            .await
+            .map_err(snapshot_status)?;
+        Ok(Response::new(pb::SnapshotResume { offset }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SnapshotAck>, Status> {
+        let mut stream = request.into_inner();
+        let mut chunk = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let from = self.check_header(chunk.header.as_ref())?;
+        let message = self.snapshot_message(from, chunk.message.take())?;
+        loop {
+            let last = chunk.last;
+            let checksum = last.then_some(chunk.checksum);
+            self.handler
+                .snapshot_chunk(&message, chunk.offset, chunk.data, checksum)
+                .await
+                .map_err(snapshot_status)?;
+            if last {
+                bump(&self.shared.counters.snapshots_received);
+                return Ok(Response::new(pb::SnapshotAck {}));
+            }
+            chunk = stream
+                .message()
+                .await?
+                .ok_or_else(|| Status::aborted("snapshot stream ended before its last chunk"))?;
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! [`Transport`]: the node's handle for sending to peers and serving them.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use keel_raft::{Message, MessageBody, NodeId};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tracing::{debug, info, warn};
+
+use crate::config::{PROTOCOL_VERSION, TransportConfig};
+use crate::convert::encode_message;
+use crate::metrics::{Counters, TransportMetrics, bump};
+use crate::pb;
+use crate::peer::Peer;
+use crate::server::{Handler, Service};
+
+/// Why a message was not handed to a peer. The message is dropped; Raft
+/// retries what matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("no address is known for node {0}")]
+    UnknownPeer(NodeId),
+    #[error("node {0} is unreachable (reconnecting)")]
+    Unreachable(NodeId),
+    #[error("the queue to node {0} is full")]
+    QueueFull(NodeId),
+}
+
+/// Why a snapshot transfer failed; the leader's core is told and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotSendError {
+    #[error("no address is known for node {0}")]
+    UnknownPeer(NodeId),
+    #[error("the snapshot call failed: {0}")]
+    Rpc(#[from] tonic::Status),
+    #[error("the snapshot offset query timed out")]
+    Timeout,
+    #[error("reading the local snapshot failed: {0}")]
+    Read(#[from] io::Error),
+}
+
+/// Why the server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the gRPC server failed: {0}")]
+    Server(#[from] tonic::transport::Error),
+}
+
+/// State shared by the handle, the peer tasks and the server.
+pub(crate) struct Shared {
+    pub(crate) config: TransportConfig,
+    pub(crate) counters: Arc<Counters>,
+    peers: RwLock<BTreeMap<NodeId, Peer>>,
+    /// Bumped whenever the address book changes, so the owner knows when to
+    /// persist it.
+    peers_version: AtomicU64,
+}
+
+impl Shared {
+    fn header(&self) -> pb::Header {
+        pb::Header {
+            cluster_id: self.config.cluster_id,
+            protocol_version: PROTOCOL_VERSION,
+            from: self.config.node_id.0,
+            from_addr: self.config.advertise_addr.clone(),
+        }
+    }
+
+    /// Records the address a peer announced, unless one is already known:
+    /// addresses given by the operator take precedence.
+    pub(crate) fn learn_peer(&self, id: NodeId, addr: &str) {
+        let known = self
+            .peers
+            .read()
+            .expect("peer map lock poisoned")
+            .contains_key(&id);
+        if !known && id != self.config.node_id {
+            info!(peer = %id, addr, "learned a peer's address from its traffic");
+            self.set_peer(id, addr.to_owned());
+        }
+    }
+
+    fn set_peer(&self, id: NodeId, addr: String) {
+        let mut peers = self.peers.write().expect("peer map lock poisoned");
+        if peers.get(&id).is_some_and(|p| p.addr == addr) {
+            return;
+        }
+        match Peer::spawn(
+            id,
+            addr.clone(),
+            &self.config,
+            self.header(),
+            self.counters.clone(),
+        ) {
+            Ok(peer) => {
+                peers.insert(id, peer);
+                self.peers_version.fetch_add(1, Ordering::Release);
+            }
+            Err(e) => warn!(peer = %id, addr, error = %e, "ignored an unusable peer address"),
+        }
+    }
+}
+
+/// Sends the core's messages to peers and serves their calls.
+///
+/// Cheap to clone; every clone drives the same peer streams.
+#[derive(Clone)]
+pub struct Transport {
+    shared: Arc<Shared>,
+}
+
+/// Elections go over unary calls so they never wait behind replication.
+fn is_election(body: &MessageBody) -> bool {
+    matches!(
+        body,
+        MessageBody::VoteRequest { .. }
+            | MessageBody::VoteResponse { .. }
+            | MessageBody::TimeoutNow
+    )
+}
+
+impl Transport {
+    pub fn new(config: TransportConfig) -> Transport {
+        Transport {
+            shared: Arc::new(Shared {
+                config,
+                counters: Arc::new(Counters::default()),
+                peers: RwLock::new(BTreeMap::new()),
+                peers_version: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &TransportConfig {
+        &self.shared.config
+    }
+
+    /// Sets the address of peer `id` ("host:port"), replacing any other.
+    /// Must be called inside a tokio runtime: it starts the peer's task.
+    pub fn set_peer(&self, id: NodeId, addr: impl Into<String>) {
+        self.shared.set_peer(id, addr.into());
+    }
+
+    /// Forgets peer `id` and stops its stream.
+    pub fn remove_peer(&self, id: NodeId) {
+        let removed = self
+            .shared
+            .peers
+            .write()
+            .expect("peer map lock poisoned")
+            .remove(&id);
+        if removed.is_some() {
+            self.shared.peers_version.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Forgets every peer and stops their streams, e.g. when the node stops.
+    pub fn clear_peers(&self) {
+        let removed =
+            std::mem::take(&mut *self.shared.peers.write().expect("peer map lock poisoned"));
+        if !removed.is_empty() {
+            self.shared.peers_version.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Every known peer and its address.
+    pub fn peers(&self) -> BTreeMap<NodeId, String> {
+        let peers = self.shared.peers.read().expect("peer map lock poisoned");
+        peers.iter().map(|(&id, p)| (id, p.addr.clone())).collect()
+    }
+
+    /// Changes whenever [`Transport::peers`] does.
+    pub fn peers_version(&self) -> u64 {
+        self.shared.peers_version.load(Ordering::Acquire)
+    }
+
+    pub fn metrics(&self) -> TransportMetrics {
+        self.shared.counters.snapshot()
+    }
+
+    /// Queues `m` for its recipient without waiting. Replication messages go
+    /// down the peer's stream; election messages each get a unary call.
+    pub fn send(&self, m: Message) -> Result<(), SendError> {
+        let to = m.to;
+        let counters = &self.shared.counters;
+        let peers = self.shared.peers.read().expect("peer map lock poisoned");
+        let Some(peer) = peers.get(&to) else {
+            bump(&counters.dropped_unknown_peer);
+            return Err(SendError::UnknownPeer(to));
+        };
+        if is_election(&m.body) {
+            self.send_vote(peer, m);
+            return Ok(());
+        }
+        if !peer.reachable.load(Ordering::Acquire) {
+            bump(&counters.dropped_unreachable);
+            return Err(SendError::Unreachable(to));
+        }
+        peer.queue.try_send(m).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                bump(&counters.dropped_queue_full);
+                SendError::QueueFull(to)
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                bump(&counters.dropped_unreachable);
+                SendError::Unreachable(to)
+            }
+        })
+    }
+
+    fn send_vote(&self, peer: &Peer, m: Message) {
+        let Ok(permit) = peer.votes.clone().try_acquire_owned() else {
+            bump(&self.shared.counters.dropped_queue_full);
+            return;
+        };
+        let mut client = peer.client.clone();
+        let batch = pb::MessageBatch {
+            header: Some(self.shared.header()),
+            messages: vec![encode_message(&m)],
+        };
+        let timeout = self.shared.config.rpc_timeout;
+        let counters = self.shared.counters.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(timeout, client.vote(batch)).await {
+                Ok(Ok(_)) => bump(&counters.sent_msgs),
+                Ok(Err(status)) => {
+                    bump(&counters.dropped_unreachable);
+                    debug!(to = %m.to, kind = m.body.kind(), %status, "election message not delivered");
+                }
+                Err(_) => {
+                    bump(&counters.dropped_unreachable);
+                    debug!(to = %m.to, kind = m.body.kind(), "election message timed out");
+                }
+            }
+        });
+    }
+
+    /// Streams the snapshot that `message` (an InstallSnapshot) describes.
+    ///
+    /// Asks the receiver how much it already holds, then calls `open` with
+    /// that offset (on a blocking thread) for a reader positioned there, and
+    /// streams the rest in chunks, the last one carrying `checksum` (of the
+    /// whole data). Returns once the receiver stored and verified all of it
+    /// and stepped the message into its core.
+    pub async fn send_snapshot<F>(
+        &self,
+        message: Message,
+        checksum: u32,
+        open: F,
+    ) -> Result<(), SnapshotSendError>
+    where
+        F: FnOnce(u64) -> io::Result<Box<dyn Read + Send>> + Send + 'static,
+    {
+        let to = message.to;
+        let mut client = {
+            let peers = self.shared.peers.read().expect("peer map lock poisoned");
+            peers
+                .get(&to)
+                .ok_or(SnapshotSendError::UnknownPeer(to))?
+                .client
+                .clone()
+        };
+        let header = self.shared.header();
+        let message = encode_message(&message);
+        let query = pb::SnapshotQuery {
+            header: Some(header.clone()),
+            message: Some(message.clone()),
+        };
+        let offset = tokio::time::timeout(
+            self.shared.config.rpc_timeout,
+            client.snapshot_offset(query),
+        )
+        .await
+        .map_err(|_| SnapshotSendError::Timeout)??
+        .into_inner()
+        .offset;
+        debug!(%to, offset, "streaming snapshot");
+        let (tx, rx) = mpsc::channel(2);
+        let chunk_bytes = self.shared.config.snapshot_chunk_bytes;
+        let reader = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let mut source = open(offset)?;
+            let mut offset = offset;
+            let mut first = Some((header, message));
+            loop {
+                let data = read_up_to(&mut source, chunk_bytes)?;
+                let n = data.len();
+                let last = n < chunk_bytes;
+                let (header, message) = first.take().unzip();
+                let chunk = pb::SnapshotChunk {
+                    header,
+                    message,
+                    offset,
+                    data: data.into(),
+                    last,
+                    checksum: if last { checksum } else { 0 },
+                };
+                // A closed channel means the call failed; it reports why.
+                if tx.blocking_send(chunk).is_err() || last {
+                    return Ok(());
+                }
+                offset += n as u64;
+            }
+        });
+        let call = client.install_snapshot(ReceiverStream::new(rx)).await;
+        let read = reader.await.map_err(io::Error::other)?;
+        read?;
+        call?;
+        bump(&self.shared.counters.snapshots_sent);
+        Ok(())
+    }
+
+    /// Serves peers on `listener` until `shutdown` resolves; inbound
+    /// streams are then ended so the server stops promptly.
+    pub async fn serve<H: Handler>(
+        &self,
+        listener: TcpListener,
+        handler: H,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let config = &self.shared.config;
+        let service = pb::raft_server::RaftServer::new(Service {
+            shared: self.shared.clone(),
+            handler,
+            shutdown: stop_rx,
+        })
+        .max_decoding_message_size(config.grpc_message_bytes_max)
+        .max_encoding_message_size(config.grpc_message_bytes_max);
+        let signal = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Reads until `limit` bytes or the end of the source.
+fn read_up_to(source: &mut dyn Read, limit: usize) -> io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(limit);
+    source.take(limit as u64).read_to_end(&mut data)?;
+    Ok(data)
+}
