@@ -42,6 +42,9 @@ pub struct Report {
     pub elapsed_s: f64,
     pub requests_per_s: f64,
     pub latency: Latency,
+    /// The longest time in which no request succeeded (including the wait
+    /// for the first answer): the unavailability a failover caused.
+    pub max_stall_ms: f64,
     pub timeline: Vec<Second>,
     /// `(percentile, latency_us)` points of the latency distribution.
     pub percentiles: Vec<(f64, u64)>,
@@ -108,6 +111,11 @@ impl fmt::Display for Report {
             ms(l.p999_us),
             ms(l.max_us),
             l.mean_us / 1000.0
+        )?;
+        writeln!(
+            f,
+            "  longest stall without an answer: {:.1} ms",
+            self.max_stall_ms
         )?;
         if self.errors.is_empty() {
             write!(f, "  errors: none")

@@ -28,6 +28,11 @@ const LATENCY_US_MAX: u64 = 60_000_000;
 struct Plan {
     next_seq: AtomicU64,
     done: AtomicU64,
+    /// Microseconds since `started` of the latest successful response.
+    last_ok_us: AtomicU64,
+    /// The longest time without any successful response, in microseconds:
+    /// during a failover, how long writes were unavailable.
+    max_stall_us: AtomicU64,
     total: Option<u64>,
     deadline: Option<Instant>,
     started: Instant,
@@ -36,6 +41,14 @@ struct Plan {
 }
 
 impl Plan {
+    /// Notes a successful response, measuring the stall it ends.
+    fn acknowledged(&self) {
+        let now = self.started.elapsed().as_micros() as u64;
+        let previous = self.last_ok_us.fetch_max(now, Ordering::Relaxed);
+        self.max_stall_us
+            .fetch_max(now.saturating_sub(previous), Ordering::Relaxed);
+    }
+
     /// The next request number, or `None` when the run is over.
     fn take(&self) -> Option<u64> {
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -170,7 +183,10 @@ async fn client_loop(mut requester: Requester, plan: Arc<Plan>, client: usize) -
         }
         let sent = Instant::now();
         match requester.send(seq).await {
-            Ok(()) => tally.record(sent - plan.started, sent.elapsed()),
+            Ok(()) => {
+                tally.record(sent - plan.started, sent.elapsed());
+                plan.acknowledged();
+            }
             Err(status) => {
                 *tally
                     .errors
@@ -201,6 +217,8 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     let plan = Arc::new(Plan {
         next_seq: AtomicU64::new(0),
         done: AtomicU64::new(0),
+        last_ok_us: AtomicU64::new(0),
+        max_stall_us: AtomicU64::new(0),
         total: args.duration.is_none().then_some(args.total),
         deadline: args.duration.map(|d| started + d),
         started,
@@ -268,6 +286,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         elapsed_s: elapsed.as_secs_f64(),
         requests_per_s: ok as f64 / elapsed.as_secs_f64().max(1e-9),
         latency: Latency::from_histogram(&tally.latency),
+        max_stall_ms: plan.max_stall_us.load(Ordering::Relaxed) as f64 / 1000.0,
         timeline,
         percentiles: percentile_curve(&tally.latency),
     };
