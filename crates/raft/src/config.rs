@@ -48,6 +48,10 @@ pub struct Bugs {
     pub commit_previous_term_by_counting: bool,
     /// Serve ReadIndex reads without confirming leadership (§6.4).
     pub read_index_without_heartbeat: bool,
+    /// Treat the leader lease as valid forever (§6.4.1).
+    pub lease_never_expires: bool,
+    /// Send a granted vote before the vote is durable (§5.2).
+    pub vote_before_persist: bool,
 }
 
 /// Why a [`Config`] cannot be used.

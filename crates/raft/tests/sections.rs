@@ -263,3 +263,29 @@ fn restart_keeps_term_vote_and_log() {
     );
     assert_eq!(s.last_index, LogIndex(1));
 }
+
+/// Found by the simulator (seed 583): a crash between persisting a Ready's
+/// entries and its hard state leaves entries of a newer term than the
+/// stored one. The node must adopt that term (with no vote) rather than
+/// run with a term below its own log's.
+#[test]
+fn restart_with_entries_ahead_of_the_hard_state_adopts_their_term() {
+    let entries = vec![Entry {
+        term: Term(6),
+        index: LogIndex(1),
+        payload: Payload::Blank,
+    }];
+    let hard_state = HardState {
+        term: Term(5),
+        vote: Some(NodeId(2)),
+        commit: LogIndex(0),
+    };
+    let state = RestoredState {
+        hard_state,
+        entries,
+        ..RestoredState::bootstrap(three())
+    };
+    let n = Raft::new(Config::new(NodeId(1)), state).unwrap();
+    assert_eq!((n.term(), n.status().vote), (Term(6), None));
+    n.check_invariants().unwrap();
+}

@@ -208,10 +208,18 @@ impl Raft {
         }
         let log = RaftLog::restore(state.snapshot, state.entries, state.hard_state.commit);
         let (membership_index, membership) = log.latest_membership();
-        let hard_state = HardState {
+        let mut hard_state = HardState {
             commit: log.committed(),
             ..state.hard_state
         };
+        // A crash between writing a Ready's entries and its hard state can
+        // leave entries of a term the hard state never reached. Taking that
+        // term is safe with no vote: a vote in it would have been made
+        // durable before anyone heard of it, so none was given.
+        if log.last_term() > hard_state.term {
+            hard_state.term = log.last_term();
+            hard_state.vote = None;
+        }
         let mut raft = Raft {
             rng: Rng::new(config.seed),
             term: hard_state.term,
@@ -464,6 +472,11 @@ impl Raft {
                     },
                 );
             }
+            // The follower forwarded a read to a leader that has moved on;
+            // tell it, or the read would wait forever.
+            MessageBody::ReadIndexRequest { id } => {
+                self.send(m.from, MessageBody::ReadIndexResponse { id, index: None });
+            }
             _ => {}
         }
     }
@@ -525,16 +538,22 @@ impl Raft {
     /// persistence: real votes (the vote and term must be on disk, §5.2) and
     /// acknowledgements of entries (the leader counts them toward commit).
     fn send_in_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
-        let after_persist = matches!(
-            body,
-            MessageBody::VoteRequest {
-                pre_vote: false,
-                ..
-            } | MessageBody::VoteResponse {
-                pre_vote: false,
-                ..
-            } | MessageBody::AppendResponse(_)
-        );
+        #[cfg(feature = "fault-injection")]
+        let body_is_early_vote = self.config.bugs.vote_before_persist
+            && matches!(body, MessageBody::VoteResponse { granted: true, .. });
+        #[cfg(not(feature = "fault-injection"))]
+        let body_is_early_vote = false;
+        let after_persist = !body_is_early_vote
+            && matches!(
+                body,
+                MessageBody::VoteRequest {
+                    pre_vote: false,
+                    ..
+                } | MessageBody::VoteResponse {
+                    pre_vote: false,
+                    ..
+                } | MessageBody::AppendResponse(_)
+            );
         let m = Message {
             from: self.id(),
             to,

@@ -144,6 +144,10 @@ impl Raft {
         if !self.config.check_quorum || self.timeout_now_sent || self.transfer.is_some() {
             return false;
         }
+        #[cfg(feature = "fault-injection")]
+        if self.config.bugs.lease_never_expires {
+            return true;
+        }
         let confirmed = self.confirmed_round();
         let Some(sent_at) = self.reads.sent_at(confirmed) else {
             return false;

@@ -1,0 +1,30 @@
+//! Election Safety (§5.2): at most one leader can be elected in a term.
+
+use std::collections::BTreeMap;
+
+use keel_raft::{NodeId, Term};
+
+use super::{Invariant, Violation};
+
+#[derive(Debug, Default)]
+pub struct ElectionSafety {
+    leader_of: BTreeMap<Term, NodeId>,
+}
+
+impl ElectionSafety {
+    /// Records that `node` leads `term`. Returns whether this is the first
+    /// time it is seen leading it (it was just elected).
+    pub fn observe_leader(&mut self, node: NodeId, term: Term) -> Result<bool, Violation> {
+        match self.leader_of.get(&term) {
+            Some(&leader) if leader == node => Ok(false),
+            Some(&leader) => Err(Violation::new(
+                Invariant::ElectionSafety,
+                format!("nodes {leader} and {node} both lead term {term}"),
+            )),
+            None => {
+                self.leader_of.insert(term, node);
+                Ok(true)
+            }
+        }
+    }
+}
