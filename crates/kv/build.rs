@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/mvccpb/kv.proto",
         "proto/etcdserverpb/rpc.proto",
         "proto/keel/command.proto",
+        "proto/keel/forward.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

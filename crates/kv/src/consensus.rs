@@ -50,17 +50,19 @@ pub trait Consensus: Send + Sync + 'static {
     /// The member's current view.
     fn info(&self) -> RaftInfo;
 
-    /// Adds a member, as a learner (non-voting) or a voter.
+    /// Adds a member reachable at `peer_urls`, as a learner (non-voting)
+    /// or a voter. Only the leader can.
     fn add_member(
         &self,
         id: u64,
+        peer_urls: &[String],
         learner: bool,
     ) -> impl Future<Output = Result<(), KvError>> + Send;
 
-    /// Removes a member from the configuration.
+    /// Removes a member from the configuration. Only the leader can.
     fn remove_member(&self, id: u64) -> impl Future<Output = Result<(), KvError>> + Send;
 
-    /// Makes a learner a voter.
+    /// Makes a learner a voter once it has caught up. Only the leader can.
     fn promote_member(&self, id: u64) -> impl Future<Output = Result<(), KvError>> + Send;
 
     /// Asks the leader to hand leadership to `to`.

@@ -33,6 +33,21 @@ pub enum KvError {
     PeerUrlExists,
     #[error("etcdserver: can only promote a learner member")]
     MemberNotLearner,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: a membership change is already in progress; retry")]
+    ChangePending,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    /// A write whose outcome is unknown: it may or may not have committed.
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    LeaderFailed,
     #[error("etcdserver: not leader")]
     NotLeader,
     #[error("etcdserver: no leader")]
@@ -45,6 +60,10 @@ pub enum KvError {
     Unsupported(&'static str),
     #[error("etcdserver: invalid request: {0}")]
     InvalidRequest(&'static str),
+    /// The leader's answer to a request this member forwarded to it,
+    /// passed on to the client as it is.
+    #[error("{}", .0.message())]
+    Remote(Status),
     /// A stored or replicated record that does not decode: the node must stop.
     #[error("keel-kv: corrupt {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
@@ -112,12 +131,21 @@ impl KvError {
             | KvError::DuplicateKey
             | KvError::InvalidRequest(_) => Code::InvalidArgument,
             KvError::LeaseNotFound | KvError::MemberNotFound => Code::NotFound,
-            KvError::LeaseExists | KvError::PeerUrlExists | KvError::MemberNotLearner => {
-                Code::FailedPrecondition
-            }
-            KvError::NotLeader | KvError::NoLeader | KvError::Timeout | KvError::Stopped => {
-                Code::Unavailable
-            }
+            KvError::RequestTooLarge => Code::InvalidArgument,
+            KvError::LeaseExists
+            | KvError::PeerUrlExists
+            | KvError::MemberNotLearner
+            | KvError::MemberExists
+            | KvError::LearnerNotReady => Code::FailedPrecondition,
+            KvError::TooManyRequests => Code::ResourceExhausted,
+            KvError::NotLeader
+            | KvError::NoLeader
+            | KvError::Timeout
+            | KvError::Stopped
+            | KvError::ChangePending
+            | KvError::LeaderChanged
+            | KvError::LeaderFailed => Code::Unavailable,
+            KvError::Remote(status) => status.code(),
             KvError::Unsupported(_) => Code::Unimplemented,
             KvError::Corrupt { .. } | KvError::Storage(_) | KvError::Io(_) => Code::Internal,
         }
@@ -126,7 +154,10 @@ impl KvError {
 
 impl From<KvError> for Status {
     fn from(e: KvError) -> Status {
-        Status::new(e.code(), e.to_string())
+        match e {
+            KvError::Remote(status) => status,
+            e => Status::new(e.code(), e.to_string()),
+        }
     }
 }
 

@@ -4,17 +4,22 @@
 //! - [`mvcc`]: etcd's data model (revisions, history, leases) persisted in
 //!   redb, with the applied Raft index in the same transaction as the data.
 //! - [`KvStateMachine`]: applies committed commands and feeds watchers.
-//! - [`Consensus`]: what the services need from Raft; [`LocalConsensus`] is
-//!   a single-node stand-in for tests.
+//! - [`Consensus`]: what the services need from Raft; [`replica`] runs them
+//!   on the `keel` Raft runtime, and [`LocalConsensus`] is a single-node
+//!   stand-in for tests.
 //! - [`service`]: the etcd gRPC services over a `Consensus`.
+//! - [`server`]: starting a member ([`server::MemberConfig`],
+//!   [`server::run`]), used by the `keel-kv` binary and `keel serve`.
 
 pub mod command;
 pub mod consensus;
 pub mod error;
+pub mod leader;
 pub mod lessor;
 pub mod local;
 pub mod mvcc;
 pub mod proto;
+pub mod replica;
 pub mod server;
 pub mod service;
 pub mod state_machine;

@@ -77,7 +77,7 @@ impl Consensus for LocalConsensus {
         }
     }
 
-    async fn add_member(&self, _id: u64, _learner: bool) -> Result<(), KvError> {
+    async fn add_member(&self, _id: u64, _urls: &[String], _learner: bool) -> Result<(), KvError> {
         Err(KvError::Unsupported(
             "membership change on a single-node server",
         ))

@@ -76,9 +76,14 @@ impl KvStateMachine {
         self.store.write_snapshot(w)
     }
 
-    /// Replaces the state with a snapshot; watchers catch up from the store.
-    pub fn restore_snapshot(&self, r: &mut impl Read) -> Result<StorePosition, KvError> {
-        let position = self.store.restore_snapshot(r)?;
+    /// Replaces the state with a snapshot that stands for the log through
+    /// `covers_index`; watchers catch up from the store.
+    pub fn restore_snapshot(
+        &self,
+        r: &mut impl Read,
+        covers_index: u64,
+    ) -> Result<StorePosition, KvError> {
+        let position = self.store.restore_snapshot(r, covers_index)?;
         self.hub.reset(position.revision);
         Ok(position)
     }

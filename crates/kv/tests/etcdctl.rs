@@ -96,13 +96,15 @@ fn wait_healthy(endpoint: &str) {
 }
 
 fn start_keel(dir: &Path) -> (Killed, String) {
-    let port = free_port();
+    let (port, peer_port) = (free_port(), free_port());
     let url = format!("http://127.0.0.1:{port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
     let child = Command::new(env!("CARGO_BIN_EXE_keel-kv"))
         .args(["--name", "k1", "--data-dir"])
         .arg(dir)
         .args(["--listen-client-urls", &url])
-        .args(["--initial-cluster", "k1=http://127.0.0.1:1"])
+        .args(["--listen-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("k1={peer_url}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

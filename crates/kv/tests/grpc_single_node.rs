@@ -36,7 +36,7 @@ async fn start() -> Server {
         lease_ttl_min_seconds: 1,
         watch_progress_every: Duration::from_millis(200),
         lease_check_every: Duration::from_millis(100),
-        scratch_dir: dir.path().to_path_buf(),
+        ..ServiceConfig::new(dir.path())
     };
     let shared = Shared::new(sm, consensus, config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -351,9 +351,14 @@ async fn snapshot_download_streams_the_store() {
             remaining = chunk.remaining_bytes;
         }
         assert_eq!(remaining, 0);
+        assert_eq!(
+            blob.len() % 512,
+            32,
+            "etcd's layout: 512-byte blocks + sha256"
+        );
         let dir = tempfile::tempdir().unwrap();
         let restored = KvStateMachine::open(dir.path(), true).unwrap();
-        restored.restore_snapshot(&mut blob.as_slice()).unwrap();
+        restored.restore_snapshot(&mut blob.as_slice(), 0).unwrap();
         assert_eq!(restored.position().revision, 2);
     })
     .await

@@ -213,6 +213,18 @@ impl<S: StateMachine> Node<S> {
         self.inner.transport.peers().get(&id).cloned()
     }
 
+    /// Records (or changes) the address of member `id`. Members learn each
+    /// other's addresses from the peers given at start, from
+    /// [`Node::add_learner`] and from inbound traffic; an application that
+    /// replicates its own registry of addresses (e.g. etcd's member list)
+    /// uses this so that every node can reach members added elsewhere, and
+    /// before proposing [`MembershipChange::AddVoter`].
+    pub fn set_peer_addr(&self, id: NodeId, addr: impl Into<String>) {
+        if id != self.inner.id {
+            self.inner.transport.set_peer(id, addr);
+        }
+    }
+
     /// Replicates `command` and returns the state machine's response to it
     /// once applied. Only the leader accepts proposals.
     pub async fn propose(&self, command: impl Into<Bytes>) -> Result<Bytes, Error> {

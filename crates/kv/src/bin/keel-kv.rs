@@ -1,15 +1,11 @@
-//! `keel-kv`: starts one member of a Keel KV store that speaks etcd's v3
-//! API. Until the Raft runtime adapter lands, it runs a single-member
-//! cluster (`--initial-cluster` with one entry).
+//! `keel-kv`: one member of a Keel KV cluster, speaking etcd's v3 API.
+//! A thin wrapper over [`keel_kv::server::run`]; the flags are etcd's.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use keel_kv::proto::etcdserverpb::Member;
-use keel_kv::service::{ServiceConfig, Shared};
-use keel_kv::{KvStateMachine, LocalConsensus};
-use tokio::net::TcpListener;
+use keel_kv::server::{ClusterState, MemberConfig, run};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,32 +19,49 @@ struct Args {
     /// Where the member keeps its state.
     #[arg(long, default_value = "default.keel")]
     data_dir: PathBuf,
-    /// Where clients connect, e.g. http://127.0.0.1:2379.
-    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    /// Where clients connect, comma separated (e.g. http://127.0.0.1:2379).
+    #[arg(long, default_value = "http://localhost:2379")]
     listen_client_urls: String,
-    /// Where peers connect.
-    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    /// Client URLs to tell others; default: the bound listen addresses.
+    #[arg(long, default_value = "")]
+    advertise_client_urls: String,
+    /// Where peers connect (one URL).
+    #[arg(long, default_value = "http://localhost:2380")]
     listen_peer_urls: String,
-    /// Every initial member as name=peer-url, comma separated.
-    #[arg(long, default_value = "default=http://127.0.0.1:2380")]
+    /// Peer URLs to tell others; they also determine this member's ID.
+    #[arg(long, default_value = "")]
+    initial_advertise_peer_urls: String,
+    /// Every founding member as name=peer-url, comma separated.
+    #[arg(long, default_value = "default=http://localhost:2380")]
     initial_cluster: String,
-    /// `new` to bootstrap, `existing` to join.
+    /// `new` to bootstrap, `existing` to join a cluster that added this member.
     #[arg(long, default_value = "new")]
-    initial_cluster_state: String,
+    initial_cluster_state: ClusterStateArg,
+    /// Names the cluster; members of another cluster are refused.
+    #[arg(long, default_value = "etcd-cluster")]
+    initial_cluster_token: String,
+    /// Milliseconds between leader heartbeats.
+    #[arg(long, default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Milliseconds without a leader before an election.
+    #[arg(long, default_value_t = 1000)]
+    election_timeout: u64,
+    /// Committed entries between Raft snapshots.
+    #[arg(long, default_value_t = 100_000)]
+    snapshot_count: u64,
+    /// The largest request accepted, in bytes.
+    #[arg(long, default_value_t = keel_kv::service::MAX_REQUEST_BYTES_DEFAULT)]
+    max_request_bytes: usize,
 }
 
-/// A stable member ID from the member's name and peer URL, so that every
-/// member derives the same IDs from the same `--initial-cluster`.
-fn member_id(name: &str, peer_url: &str) -> u64 {
-    let id = crc32c::crc32c(format!("{name}|{peer_url}").as_bytes()) as u64
-        | (crc32c::crc32c(format!("{peer_url}|{name}").as_bytes()) as u64) << 32;
-    id.max(1)
-}
+#[derive(Clone, Debug)]
+struct ClusterStateArg(ClusterState);
 
-fn host_port(url: &str) -> &str {
-    url.trim_start_matches("http://")
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
+impl std::str::FromStr for ClusterStateArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse().map(ClusterStateArg).map_err(|e| format!("{e}"))
+    }
 }
 
 #[tokio::main]
@@ -59,44 +72,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
-    let peers: Vec<(&str, &str)> = args
-        .initial_cluster
-        .split(',')
-        .filter_map(|p| p.split_once('='))
-        .collect();
-    if peers.len() != 1 || peers[0].0 != args.name {
-        return Err(format!(
-            "--initial-cluster must name exactly this member ({}) until the Raft runtime is wired in",
-            args.name
-        )
-        .into());
-    }
-    if args.initial_cluster_state != "new" {
-        return Err("--initial-cluster-state existing needs the Raft runtime".into());
-    }
-    let id = member_id(&args.name, peers[0].1);
-    let cluster_id = crc32c::crc32c(args.initial_cluster.as_bytes()) as u64;
-    let sm = KvStateMachine::open(&args.data_dir, true)?;
-    let consensus = std::sync::Arc::new(LocalConsensus::new(sm.clone(), cluster_id, id));
-    let config = ServiceConfig {
-        lease_ttl_min_seconds: 2,
-        watch_progress_every: Duration::from_secs(600),
-        lease_check_every: Duration::from_millis(500),
-        scratch_dir: args.data_dir.clone(),
-    };
-    let shared = Shared::new(sm, consensus, config);
-    let listener = TcpListener::bind(host_port(&args.listen_client_urls)).await?;
-    tracing::info!(name = %args.name, id = format!("{id:x}"), url = %args.listen_client_urls, "serving etcd v3 API");
-    let me = Member {
-        id,
-        name: args.name.clone(),
-        peer_ur_ls: vec![args.listen_peer_urls.clone()],
-        client_ur_ls: vec![args.listen_client_urls.clone()],
-        is_learner: false,
+    let config = MemberConfig {
+        listen_client_urls: MemberConfig::parse_urls(&args.listen_client_urls),
+        advertise_client_urls: MemberConfig::parse_urls(&args.advertise_client_urls),
+        listen_peer_urls: MemberConfig::parse_urls(&args.listen_peer_urls),
+        initial_advertise_peer_urls: MemberConfig::parse_urls(&args.initial_advertise_peer_urls),
+        initial_cluster: MemberConfig::parse_initial_cluster(&args.initial_cluster)?,
+        initial_cluster_state: args.initial_cluster_state.0,
+        initial_cluster_token: args.initial_cluster_token,
+        heartbeat_interval: Duration::from_millis(args.heartbeat_interval),
+        election_timeout: Duration::from_millis(args.election_timeout),
+        snapshot_count: args.snapshot_count,
+        max_request_bytes: args.max_request_bytes,
+        ..MemberConfig::new(args.name, args.data_dir)
     };
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler at startup");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
     };
-    keel_kv::server::serve(shared, listener, me, shutdown).await?;
+    run(config, shutdown).await?;
     Ok(())
 }

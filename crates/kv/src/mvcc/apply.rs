@@ -68,7 +68,8 @@ impl Store {
                 let (result, events) = match payload {
                     EntryPayload::Command(bytes) => {
                         let command: Command = decode("command", bytes)?;
-                        let (result, events) = apply_one(&mut state, &mut tables, command)?;
+                        let (mut result, events) = apply_one(&mut state, &mut tables, command)?;
+                        result.index = index;
                         (Some(Bytes::from(result.encode_to_vec())), events)
                     }
                     EntryPayload::Other => (None, Vec::new()),
@@ -138,6 +139,7 @@ fn result_of(state: &State, outcome: Outcome) -> CommandResult {
     CommandResult {
         revision: state.current_revision,
         result: Some(outcome),
+        index: 0,
     }
 }
 

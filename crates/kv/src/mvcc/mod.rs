@@ -26,6 +26,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 pub use apply::{Applied, EntryPayload};
 pub use index::{KeyIndex, KeyRange, Revision};
+pub use snapshot::SnapshotSource;
 
 use crate::error::{KvError, decode};
 use crate::proto::command::{LeaseRecord, Revisioned};

@@ -35,11 +35,30 @@ fn frame(w: &mut impl Write, tag: u8, parts: &[&[u8]]) -> Result<(), KvError> {
     Ok(())
 }
 
+/// The store frozen at one point in time (a redb read transaction), to be
+/// streamed out while later entries are applied.
+pub struct SnapshotSource {
+    txn: redb::ReadTransaction,
+}
+
 impl Store {
+    /// Freezes the store as it is now; see [`SnapshotSource::write`].
+    pub fn begin_snapshot(&self) -> Result<SnapshotSource, KvError> {
+        let txn = self.db.begin_read().map_err(KvError::storage)?;
+        Ok(SnapshotSource { txn })
+    }
+
     /// Writes the store's state as of now to `w` and returns the position
     /// it reflects (the snapshot's applied index and term).
     pub fn write_snapshot(&self, w: &mut impl Write) -> Result<StorePosition, KvError> {
-        let txn = self.db.begin_read().map_err(KvError::storage)?;
+        self.begin_snapshot()?.write(w)
+    }
+}
+
+impl SnapshotSource {
+    /// Writes the frozen state to `w` and returns the position it reflects.
+    pub fn write(self, w: &mut impl Write) -> Result<StorePosition, KvError> {
+        let txn = self.txn;
         let meta = txn.open_table(META).map_err(KvError::storage)?;
         let get = |k: &str| -> Result<u64, KvError> {
             Ok(meta
@@ -86,10 +105,22 @@ impl Store {
         frame(w, TAG_END, &[])?;
         Ok(position)
     }
+}
 
+impl Store {
     /// Replaces the whole store with the snapshot read from `r`. The
     /// replacement is one durable transaction: the log it replaces is gone.
-    pub fn restore_snapshot(&self, r: &mut impl Read) -> Result<StorePosition, KvError> {
+    ///
+    /// `covers_index` is the Raft index the snapshot stands for, which can
+    /// be past the applied index recorded inside it (entries that carry no
+    /// command, such as leader no-ops, do not reach the store); the store
+    /// records the larger of the two so that a restart does not restore the
+    /// same snapshot again.
+    pub fn restore_snapshot(
+        &self,
+        r: &mut impl Read,
+        covers_index: u64,
+    ) -> Result<StorePosition, KvError> {
         let mut state = self.state.write().expect("store lock poisoned by a panic");
         let txn = self.db.begin_write().map_err(KvError::storage)?;
         {
@@ -134,6 +165,7 @@ impl Store {
                     }
                 }
             }
+            restored.applied_index = restored.applied_index.max(covers_index);
             write_meta(&mut meta, &restored)?;
         }
         txn.commit().map_err(KvError::storage)?;

@@ -373,11 +373,14 @@ fn snapshot_round_trips_into_another_store() {
     let pos = h.store.write_snapshot(&mut buf).unwrap();
     assert_eq!(pos.applied_index, 3);
     let other = Harness::new();
-    let restored = other.store.restore_snapshot(&mut buf.as_slice()).unwrap();
+    let restored = other
+        .store
+        .restore_snapshot(&mut buf.as_slice(), 0)
+        .unwrap();
     assert_eq!(restored, pos);
     assert_eq!(other.get("a", "", 2).unwrap().kvs[0].value, "1");
     assert_eq!(other.store.lease(3).unwrap().ttl_seconds, 5);
-    let truncated = other.store.restore_snapshot(&mut &buf[..buf.len() - 3]);
+    let truncated = other.store.restore_snapshot(&mut &buf[..buf.len() - 3], 0);
     assert!(truncated.is_err());
 }
 

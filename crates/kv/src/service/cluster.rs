@@ -2,23 +2,30 @@
 //!
 //! Raft knows members by ID only; names and URLs live in the replicated
 //! member registry (`MemberSet`/`MemberRemove` commands), which the list
-//! joins with Raft's voters and learners.
+//! joins with Raft's voters and learners. Only the leader changes the
+//! configuration, so other members forward Add, Remove and Promote to it
+//! (its client URL is in the registry). A new member's ID is derived from
+//! its peer URLs and the cluster token (`server::ids`), so the member,
+//! started later with the same URLs and token, knows its own ID.
 
 use std::sync::Arc;
 
-use rand::Rng;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::Shared;
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::proto::command::command::Op;
+use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 use crate::proto::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
+use crate::server::ids::member_id;
+use crate::server::urls::host_port;
 
 pub struct ClusterService<C> {
     shared: Arc<Shared<C>>,
@@ -60,6 +67,29 @@ impl<C: Consensus> Shared<C> {
     async fn register(&self, member: Member) -> Result<(), KvError> {
         self.propose(Op::MemberSet(member)).await.map(|_| ())
     }
+
+    async fn unregister(&self, id: u64) -> Result<(), KvError> {
+        match self
+            .propose(Op::MemberRemove(MemberRemoveRequest { id }))
+            .await
+        {
+            Ok(_) | Err(KvError::MemberNotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A client of the leader's Cluster service when this member does not
+    /// lead, `None` when it does.
+    fn cluster_leader(&self) -> Result<Option<ClusterClient<Channel>>, KvError> {
+        let info = self.consensus.info();
+        if info.is_leader() {
+            return Ok(None);
+        }
+        let channel = self
+            .leaders
+            .lazy(info.leader_id, |id| self.sm.store().members().remove(&id))?;
+        Ok(Some(ClusterClient::new(channel)))
+    }
 }
 
 #[tonic::async_trait]
@@ -72,18 +102,25 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         if req.peer_ur_ls.is_empty() {
             return Err(KvError::InvalidRequest("peer URLs are required").into());
         }
-        let taken = self
-            .shared
-            .sm
-            .store()
-            .members()
-            .into_values()
+        if req.peer_ur_ls.iter().any(|u| host_port(u).is_none()) {
+            return Err(KvError::InvalidRequest("a peer URL must be http://host:port").into());
+        }
+        if let Some(mut leader) = self.shared.cluster_leader()? {
+            return leader.member_add(req).await;
+        }
+        let current = self.shared.member_list();
+        let taken = current
+            .iter()
             .any(|m| m.peer_ur_ls.iter().any(|u| req.peer_ur_ls.contains(u)));
         if taken {
             return Err(KvError::PeerUrlExists.into());
         }
+        let id = member_id(&self.shared.config.cluster_token, &req.peer_ur_ls);
+        if current.iter().any(|m| m.id == id) {
+            return Err(KvError::MemberExists.into());
+        }
         let member = Member {
-            id: rand::rng().random_range(1..u64::MAX),
+            id,
             peer_ur_ls: req.peer_ur_ls,
             is_learner: req.is_learner,
             ..Default::default()
@@ -92,7 +129,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         self.shared.register(member.clone()).await?;
         self.shared
             .consensus
-            .add_member(member.id, req.is_learner)
+            .add_member(member.id, &member.peer_ur_ls, req.is_learner)
             .await?;
         Ok(Response::new(MemberAddResponse {
             header: Some(self.shared.header(self.shared.revision())),
@@ -109,10 +146,19 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         if !self.shared.member_list().iter().any(|m| m.id == req.id) {
             return Err(KvError::MemberNotFound.into());
         }
+        if let Some(mut leader) = self.shared.cluster_leader()? {
+            return leader.member_remove(req).await;
+        }
+        // The registry entry goes second, so that a refused removal leaves
+        // the member listed as it was; but a leader removing itself can
+        // propose nothing afterwards, so it drops its entry first.
+        let removing_self = req.id == self.shared.consensus.info().member_id;
+        if removing_self {
+            self.shared.unregister(req.id).await?;
+        }
         self.shared.consensus.remove_member(req.id).await?;
-        match self.shared.propose(Op::MemberRemove(req)).await {
-            Ok(_) | Err(KvError::MemberNotFound) => {}
-            Err(e) => return Err(e.into()),
+        if !removing_self {
+            self.shared.unregister(req.id).await?;
         }
         Ok(Response::new(MemberRemoveResponse {
             header: Some(self.shared.header(self.shared.revision())),
@@ -165,6 +211,9 @@ impl<C: Consensus> Cluster for ClusterService<C> {
             .ok_or(KvError::MemberNotFound)?;
         if !member.is_learner {
             return Err(KvError::MemberNotLearner.into());
+        }
+        if let Some(mut leader) = self.shared.cluster_leader()? {
+            return leader.member_promote(req).await;
         }
         self.shared.consensus.promote_member(req.id).await?;
         self.shared

@@ -48,8 +48,12 @@ impl<C: Consensus> Shared<C> {
         KvError,
     > {
         let leader = self.consensus.info().leader_id;
-        self.forwarder
-            .lease_client(leader, |id| self.sm.store().members().remove(&id))
+        let channel = self
+            .leaders
+            .lazy(leader, |id| self.sm.store().members().remove(&id))?;
+        Ok(crate::proto::etcdserverpb::lease_client::LeaseClient::new(
+            channel,
+        ))
     }
 
     /// Keep-alive on the leader: renew if the lease exists. TTL 0 tells the

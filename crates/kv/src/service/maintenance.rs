@@ -5,6 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,6 +25,9 @@ use crate::proto::etcdserverpb::{
 pub const API_VERSION: &str = "3.4.0";
 /// Snapshot download chunk size.
 const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
+/// etcd's snapshot downloads are whole 512-byte blocks plus a checksum.
+const SNAPSHOT_ALIGN_BYTES: u64 = 512;
+const SHA256_BYTES: u64 = 32;
 
 pub struct MaintenanceService<C> {
     shared: Arc<Shared<C>>,
@@ -147,27 +151,39 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
     }
 }
 
+/// Streams the staged snapshot in etcd's download layout: the data padded
+/// with zeros to a multiple of 512 bytes (the end frame makes the padding
+/// invisible to a restore), then the SHA-256 of everything before it.
+/// `etcdctl snapshot save` refuses a download whose size is not
+/// `512 * n + 32`, which is how it recognizes the trailing checksum.
 fn stream_file(
     mut file: std::fs::File,
     header: crate::proto::etcdserverpb::ResponseHeader,
     tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) -> Result<(), KvError> {
-    let total = file.seek(SeekFrom::End(0))?;
+    let data_bytes = file.seek(SeekFrom::End(0))?;
+    let padded_bytes = data_bytes.div_ceil(SNAPSHOT_ALIGN_BYTES) * SNAPSHOT_ALIGN_BYTES;
+    file.set_len(padded_bytes)?;
     file.seek(SeekFrom::Start(0))?;
+    let total = padded_bytes + SHA256_BYTES;
+    let mut digest = Sha256::new();
     let mut sent = 0u64;
     let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
     loop {
         let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        sent += n as u64;
+        let blob = if n == 0 {
+            bytes::Bytes::copy_from_slice(&std::mem::take(&mut digest).finalize())
+        } else {
+            digest.update(&buf[..n]);
+            bytes::Bytes::copy_from_slice(&buf[..n])
+        };
+        sent += blob.len() as u64;
         let chunk = SnapshotResponse {
             header: Some(header),
             remaining_bytes: total - sent,
-            blob: bytes::Bytes::copy_from_slice(&buf[..n]),
+            blob,
         };
-        if tx.blocking_send(Ok(chunk)).is_err() {
+        if tx.blocking_send(Ok(chunk)).is_err() || n == 0 {
             return Ok(());
         }
     }

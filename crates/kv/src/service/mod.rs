@@ -5,7 +5,6 @@
 //! (linearizable) or at once (serializable).
 
 mod cluster;
-mod forward;
 mod kv;
 mod lease;
 mod maintenance;
@@ -18,6 +17,7 @@ use std::time::Duration;
 use crate::command::{decode_result, encode};
 use crate::consensus::Consensus;
 use crate::error::KvError;
+use crate::leader::LeaderChannels;
 use crate::lessor::Lessor;
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
@@ -43,7 +43,30 @@ pub struct ServiceConfig {
     pub lease_check_every: Duration,
     /// Where `Maintenance/Snapshot` stages its file.
     pub scratch_dir: std::path::PathBuf,
+    /// The largest command a write may become (etcd's `--max-request-bytes`);
+    /// larger ones get `etcdserver: request is too large`.
+    pub max_request_bytes: usize,
+    /// Seeds the IDs `MemberAdd` gives new members (see `server::ids`), so
+    /// that the new member derives the same ID from its peer URLs.
+    pub cluster_token: String,
 }
+
+impl ServiceConfig {
+    /// etcd's defaults, staging snapshots in `scratch_dir`.
+    pub fn new(scratch_dir: impl Into<std::path::PathBuf>) -> ServiceConfig {
+        ServiceConfig {
+            lease_ttl_min_seconds: 2,
+            watch_progress_every: Duration::from_secs(600),
+            lease_check_every: Duration::from_millis(500),
+            scratch_dir: scratch_dir.into(),
+            max_request_bytes: MAX_REQUEST_BYTES_DEFAULT,
+            cluster_token: String::from("etcd-cluster"),
+        }
+    }
+}
+
+/// etcd's default `--max-request-bytes`: 1.5 MiB.
+pub const MAX_REQUEST_BYTES_DEFAULT: usize = 3 * 512 * 1024;
 
 /// State shared by all services of one member.
 pub struct Shared<C> {
@@ -51,7 +74,7 @@ pub struct Shared<C> {
     pub consensus: Arc<C>,
     pub lessor: Lessor,
     pub config: ServiceConfig,
-    forwarder: forward::LeaderForwarder,
+    leaders: LeaderChannels,
 }
 
 impl<C: Consensus> Shared<C> {
@@ -61,7 +84,7 @@ impl<C: Consensus> Shared<C> {
             consensus,
             lessor: Lessor::default(),
             config,
-            forwarder: forward::LeaderForwarder::default(),
+            leaders: LeaderChannels::default(),
         })
     }
 
@@ -84,7 +107,11 @@ impl<C: Consensus> Shared<C> {
 
     /// Proposes a command and decodes its apply result.
     async fn propose(&self, op: Op) -> Result<(i64, Outcome), KvError> {
-        let result = self.consensus.propose(encode(op)).await?;
+        let command = encode(op);
+        if command.len() > self.config.max_request_bytes {
+            return Err(KvError::RequestTooLarge);
+        }
+        let result = self.consensus.propose(command).await?;
         decode_result(&result)
     }
 }

@@ -1,26 +1,34 @@
 //! Assembling a member's gRPC server: the etcd services over one
-//! `Consensus`, plus the background tasks a member runs.
+//! `Consensus`, plus the background tasks every member runs.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+use tokio_stream::StreamMap;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::proto::command::command::Op;
+use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::etcdserverpb::Member;
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
+use crate::replica::ForwardService;
 use crate::service::{
     ClusterService, KvService, LeaseService, MaintenanceService, Shared, WatchService,
     run_expiry_loop,
 };
+
+/// Room for the gRPC framing around the largest request, as etcd allows
+/// (`grpcOverheadBytes`): the size limit proper is checked on the command.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Serves the etcd API on `listener` until `shutdown` resolves, and runs
 /// the member's background tasks (lease expiry, self-registration).
@@ -30,15 +38,45 @@ pub async fn serve<C: Consensus>(
     me: Member,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_on(shared, vec![listener], me, None, shutdown).await
+}
+
+/// Like [`serve`], on several listeners, with the service followers use
+/// to forward writes to this member when it leads.
+pub(crate) async fn serve_on<C: Consensus>(
+    shared: Arc<Shared<C>>,
+    listeners: Vec<TcpListener>,
+    me: Member,
+    forward: Option<ForwardService>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let expiry = tokio::spawn(run_expiry_loop(shared.clone()));
     let publish = tokio::spawn(publish_self(shared.clone(), me));
+    let limit = shared.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let mut incoming = StreamMap::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        incoming.insert(i, TcpListenerStream::new(listener));
+    }
     let result = Server::builder()
-        .add_service(KvServer::new(KvService::new(shared.clone())))
-        .add_service(WatchServer::new(WatchService::new(shared.clone())))
-        .add_service(LeaseServer::new(LeaseService::new(shared.clone())))
-        .add_service(ClusterServer::new(ClusterService::new(shared.clone())))
-        .add_service(MaintenanceServer::new(MaintenanceService::new(shared)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .add_service(KvServer::new(KvService::new(shared.clone())).max_decoding_message_size(limit))
+        .add_service(
+            WatchServer::new(WatchService::new(shared.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            LeaseServer::new(LeaseService::new(shared.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(
+            ClusterServer::new(ClusterService::new(shared.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            MaintenanceServer::new(MaintenanceService::new(shared))
+                .max_decoding_message_size(limit),
+        )
+        .add_optional_service(
+            forward.map(|f| ForwardServer::new(f).max_decoding_message_size(limit)),
+        )
+        .serve_with_incoming_shutdown(incoming.map(|(_, conn)| conn), shutdown)
         .await;
     expiry.abort();
     publish.abort();
@@ -62,7 +100,13 @@ async fn publish_self<C: Consensus>(shared: Arc<Shared<C>>, me: Member) {
         let command = crate::command::encode(Op::MemberSet(wanted));
         match shared.consensus.propose(command).await {
             Ok(_) => return,
-            Err(e @ (KvError::NotLeader | KvError::NoLeader | KvError::Timeout)) => {
+            Err(
+                e @ (KvError::NotLeader
+                | KvError::NoLeader
+                | KvError::Timeout
+                | KvError::LeaderChanged
+                | KvError::LeaderFailed),
+            ) => {
                 tracing::debug!(error = %e, "member registration waits for a leader");
             }
             Err(e) => {

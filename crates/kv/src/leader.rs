@@ -1,0 +1,88 @@
+//! Reaching the leader's client URL, for calls only the leader can answer
+//! (lease keep-alives, membership changes) and for writes a follower
+//! forwards. The leader's URL comes from the member registry, which every
+//! member publishes into when it starts.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::KvError;
+use crate::proto::etcdserverpb::Member;
+
+/// How long connecting to the leader may take before the call gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One channel per leader seen, reused across calls.
+#[derive(Default)]
+pub struct LeaderChannels {
+    channels: Mutex<HashMap<u64, Channel>>,
+}
+
+impl LeaderChannels {
+    /// A lazily connected channel to `leader`'s first client URL, found with
+    /// `member`. `NoLeader` if there is no leader or its URL is not
+    /// registered yet (it publishes it right after it starts).
+    pub fn lazy(
+        &self,
+        leader: Option<u64>,
+        member: impl FnOnce(u64) -> Option<Member>,
+    ) -> Result<Channel, KvError> {
+        let leader = leader.ok_or(KvError::NoLeader)?;
+        let mut channels = self.channels.lock().expect("channel map lock poisoned");
+        if let Some(channel) = channels.get(&leader) {
+            return Ok(channel.clone());
+        }
+        let endpoint = endpoint(member(leader))?;
+        let channel = endpoint.connect_lazy();
+        channels.insert(leader, channel.clone());
+        Ok(channel)
+    }
+
+    /// Like [`LeaderChannels::lazy`], but connected before returning, so
+    /// that a failure to connect is known to have sent nothing (the caller
+    /// may retry a write elsewhere).
+    pub async fn connected(
+        &self,
+        leader: u64,
+        member: impl FnOnce(u64) -> Option<Member>,
+    ) -> Result<Channel, KvError> {
+        let cached = self
+            .channels
+            .lock()
+            .expect("channel map lock poisoned")
+            .get(&leader)
+            .cloned();
+        if let Some(channel) = cached {
+            return Ok(channel);
+        }
+        let channel = endpoint(member(leader))?
+            .connect()
+            .await
+            .map_err(|_| KvError::NoLeader)?;
+        self.channels
+            .lock()
+            .expect("channel map lock poisoned")
+            .insert(leader, channel.clone());
+        Ok(channel)
+    }
+
+    /// Forgets the channel to `leader`, e.g. after it failed.
+    pub fn forget(&self, leader: u64) {
+        self.channels
+            .lock()
+            .expect("channel map lock poisoned")
+            .remove(&leader);
+    }
+}
+
+fn endpoint(member: Option<Member>) -> Result<Endpoint, KvError> {
+    let url = member
+        .and_then(|m| m.client_ur_ls.into_iter().next())
+        .ok_or(KvError::NoLeader)?;
+    Ok(Endpoint::from_shared(url)
+        .map_err(|_| KvError::NoLeader)?
+        .connect_timeout(CONNECT_TIMEOUT))
+}

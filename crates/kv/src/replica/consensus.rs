@@ -1,0 +1,252 @@
+//! [`RaftConsensus`]: the etcd services' [`Consensus`] over a `keel` node.
+//!
+//! Writes go to the leader. A follower does not redirect the client (etcd
+//! clients expect any member to take writes): it forwards the encoded
+//! command to the leader's client URL (`forward.rs`) and answers once it
+//! has applied the command itself, as etcd's followers do. Forwarding over
+//! the client URL needs nothing from the runtime and uses the member
+//! registry every member publishes into; its one cost is that a follower
+//! can forward only once the leader has published its URLs, which the
+//! leader does right after it is elected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use keel::{MembershipChange, Metrics, Node, NodeId, ReadConsistency};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::errors::{is_retryable, to_kv};
+use super::machine::RaftMachine;
+use crate::consensus::{Consensus, RaftInfo};
+use crate::error::{KvError, decode};
+use crate::leader::LeaderChannels;
+use crate::proto::command::forward_client::ForwardClient;
+use crate::proto::command::{CommandResult, ProposeRequest};
+use crate::server::urls::host_port;
+use crate::state_machine::KvStateMachine;
+
+/// First and largest pause between attempts of a request that can succeed
+/// once an election or a membership change finishes.
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(200);
+/// etcd promotes a learner only once it holds this share of the leader's log.
+const LEARNER_READY_RATIO: f64 = 0.9;
+
+/// Replication through a [`keel::Node`].
+pub struct RaftConsensus {
+    node: Node<RaftMachine>,
+    metrics: watch::Receiver<Metrics>,
+    sm: Arc<KvStateMachine>,
+    cluster_id: u64,
+    /// How long a request may take, retries included.
+    request_timeout: Duration,
+    leaders: LeaderChannels,
+}
+
+impl RaftConsensus {
+    pub fn new(
+        node: Node<RaftMachine>,
+        sm: Arc<KvStateMachine>,
+        cluster_id: u64,
+        request_timeout: Duration,
+    ) -> RaftConsensus {
+        RaftConsensus {
+            metrics: node.metrics(),
+            node,
+            sm,
+            cluster_id,
+            request_timeout,
+            leaders: LeaderChannels::default(),
+        }
+    }
+
+    pub fn node(&self) -> &Node<RaftMachine> {
+        &self.node
+    }
+
+    /// Sends `command` to `leader`. `Ok(None)`: the leader refused it
+    /// before appending (it no longer leads), so it may be retried.
+    async fn forward(
+        &self,
+        leader: u64,
+        command: &Bytes,
+        deadline: Instant,
+    ) -> Result<Option<Bytes>, KvError> {
+        // A failure to connect sent nothing: `NoLeader`, retried.
+        let channel = self
+            .leaders
+            .connected(leader, |id| self.sm.store().members().remove(&id))
+            .await?;
+        let request = ProposeRequest {
+            command: command.clone(),
+        };
+        let mut client = ForwardClient::new(channel);
+        let reply = match tokio::time::timeout_at(deadline, client.propose(request)).await {
+            Ok(Ok(reply)) => reply.into_inner(),
+            // The leader's own verdict, in etcd's words: pass it on.
+            Ok(Err(status)) if status.message().starts_with("etcdserver:") => {
+                return Err(KvError::Remote(status));
+            }
+            // The call broke or took too long after it may have reached the
+            // leader: whether the write happened is unknown.
+            Ok(Err(_)) | Err(_) => {
+                self.leaders.forget(leader);
+                return Err(KvError::LeaderFailed);
+            }
+        };
+        if reply.refused {
+            return Ok(None);
+        }
+        let result: CommandResult = decode("forwarded command result", &reply.result)?;
+        // Answer after applying it here too, so that this member's own
+        // (serializable) reads and watches already reflect the write.
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let _ = self
+            .node
+            .wait_for(wait, |m| m.applied_index.0 >= result.index)
+            .await;
+        Ok(Some(reply.result))
+    }
+
+    async fn change(&self, change: MembershipChange) -> Result<(), KvError> {
+        let mut backoff = Backoff::until(Instant::now() + self.request_timeout);
+        loop {
+            match self.node.change_membership(change.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_retryable(&e) && backoff.wait().await => {}
+                Err(e) => return Err(to_kv(e)),
+            }
+        }
+    }
+}
+
+impl Consensus for RaftConsensus {
+    async fn propose(&self, command: Bytes) -> Result<Bytes, KvError> {
+        let mut backoff = Backoff::until(Instant::now() + self.request_timeout);
+        loop {
+            let failure = match self.node.propose(command.clone()).await {
+                Ok(result) => return Ok(result),
+                Err(keel::Error::NotLeader {
+                    leader: Some(leader),
+                }) => match self.forward(leader.0, &command, backoff.deadline).await {
+                    Ok(Some(result)) => return Ok(result),
+                    Ok(None) => KvError::NotLeader,
+                    Err(KvError::NoLeader) => KvError::NoLeader,
+                    Err(e) => return Err(e),
+                },
+                Err(e) if is_retryable(&e) => to_kv(e),
+                Err(e) => return Err(to_kv(e)),
+            };
+            if !backoff.wait().await {
+                return Err(failure);
+            }
+        }
+    }
+
+    async fn read_barrier(&self) -> Result<(), KvError> {
+        let mut backoff = Backoff::until(Instant::now() + self.request_timeout);
+        loop {
+            let failure = match self.node.read(ReadConsistency::Linearizable, |_| ()).await {
+                Ok(()) => return Ok(()),
+                Err(e @ keel::Error::NotLeader { .. }) => to_kv(e),
+                Err(e) if is_retryable(&e) => to_kv(e),
+                Err(e) => return Err(to_kv(e)),
+            };
+            if !backoff.wait().await {
+                return Err(failure);
+            }
+        }
+    }
+
+    fn info(&self) -> RaftInfo {
+        let m = self.metrics.borrow();
+        let membership = &m.membership;
+        RaftInfo {
+            cluster_id: self.cluster_id,
+            member_id: m.id.0,
+            leader_id: m.leader.map(|l| l.0),
+            term: m.term.0,
+            commit_index: m.commit_index.0,
+            applied_index: m.applied_index.0,
+            voters: membership
+                .voters()
+                .union(membership.outgoing())
+                .map(|id| id.0)
+                .collect(),
+            learners: membership.learners().iter().map(|id| id.0).collect(),
+        }
+    }
+
+    async fn add_member(
+        &self,
+        id: u64,
+        peer_urls: &[String],
+        learner: bool,
+    ) -> Result<(), KvError> {
+        let addr =
+            peer_urls
+                .first()
+                .and_then(|url| host_port(url))
+                .ok_or(KvError::InvalidRequest(
+                    "a peer URL must be http://host:port",
+                ))?;
+        self.node.set_peer_addr(NodeId(id), addr);
+        let change = if learner {
+            MembershipChange::AddLearner(NodeId(id))
+        } else {
+            MembershipChange::AddVoter(NodeId(id))
+        };
+        self.change(change).await
+    }
+
+    async fn remove_member(&self, id: u64) -> Result<(), KvError> {
+        self.change(MembershipChange::Remove(NodeId(id))).await
+    }
+
+    async fn promote_member(&self, id: u64) -> Result<(), KvError> {
+        let status = self.node.status();
+        if status.leader != Some(status.id) {
+            return Err(KvError::NotLeader);
+        }
+        let matched = status.peers.get(&NodeId(id)).map_or(0, |p| p.match_index.0);
+        if (matched as f64) < status.last_index.0 as f64 * LEARNER_READY_RATIO {
+            return Err(KvError::LearnerNotReady);
+        }
+        self.change(MembershipChange::Promote(NodeId(id))).await
+    }
+
+    async fn transfer_leadership(&self, to: u64) -> Result<(), KvError> {
+        if !self.info().voters.contains(&to) {
+            return Err(KvError::MemberNotFound);
+        }
+        self.node.transfer_leader(NodeId(to)).await.map_err(to_kv)
+    }
+}
+
+/// Exponential pauses between retries, up to a deadline.
+struct Backoff {
+    deadline: Instant,
+    next: Duration,
+}
+
+impl Backoff {
+    fn until(deadline: Instant) -> Backoff {
+        Backoff {
+            deadline,
+            next: RETRY_BACKOFF_MIN,
+        }
+    }
+
+    /// Pauses before the next attempt; `false` once the deadline is near.
+    async fn wait(&mut self) -> bool {
+        let wake = Instant::now() + self.next;
+        if wake >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep_until(wake).await;
+        self.next = (self.next * 2).min(RETRY_BACKOFF_MAX);
+        true
+    }
+}

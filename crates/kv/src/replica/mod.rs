@@ -1,0 +1,23 @@
+//! Keel KV on the `keel` Raft runtime: the state machine adapter, the
+//! [`crate::Consensus`] implementation over a [`keel::Node`], and the
+//! member-to-member call that carries a follower's writes to the leader.
+//!
+//! - [`RaftMachine`] (`machine.rs`) is what the runtime's apply thread
+//!   drives: one redb transaction per batch of committed entries, the
+//!   durable applied index as `applied_index()`, snapshots streamed from a
+//!   redb read transaction through a bounded pipe (`pipe.rs`).
+//! - [`RaftConsensus`] (`consensus.rs`) serves the etcd services: proposals
+//!   (forwarded to the leader from followers, `forward.rs`), ReadIndex read
+//!   barriers (which work on followers), the member's view for response
+//!   headers, and membership changes.
+//! - `errors.rs` maps the runtime's errors to etcd's.
+
+mod consensus;
+mod errors;
+mod forward;
+mod machine;
+mod pipe;
+
+pub use consensus::RaftConsensus;
+pub use forward::ForwardService;
+pub use machine::RaftMachine;

@@ -1,0 +1,70 @@
+//! Running a Keel KV member: the library behind `keel-kv` and `keel serve`.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), keel_kv::server::ServerError> {
+//! use keel_kv::server::{MemberConfig, run};
+//!
+//! let mut config = MemberConfig::new("n1", "/var/lib/keel/n1");
+//! config.initial_cluster = MemberConfig::parse_initial_cluster(
+//!     "n1=http://10.0.0.1:2380,n2=http://10.0.0.2:2380,n3=http://10.0.0.3:2380",
+//! )?;
+//! config.listen_peer_urls = vec!["http://10.0.0.1:2380".into()];
+//! config.initial_advertise_peer_urls = vec!["http://10.0.0.1:2380".into()];
+//! config.listen_client_urls = vec!["http://10.0.0.1:2379".into()];
+//! run(config, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+//!
+//! [`start`] does the same but returns a [`RunningMember`] at once, which
+//! knows its bound addresses (useful with port 0) and IDs.
+//!
+//! - `config.rs`: [`MemberConfig`], etcd's flags and defaults.
+//! - `ids.rs`: member and cluster IDs derived from URLs and the token.
+//! - `identity.rs`: the IDs stored in the data directory.
+//! - `run.rs`: start, supervise, stop.
+//! - `serve.rs`: the gRPC server and the member's background tasks.
+//! - `urls.rs`: `http://host:port` handling.
+
+mod config;
+mod identity;
+pub mod ids;
+mod run;
+mod serve;
+pub mod urls;
+
+pub use config::{ClusterState, MemberConfig};
+pub use identity::Identity;
+pub use run::{RunningMember, run, start};
+pub use serve::serve;
+
+/// Why a member could not start, or how it stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("could not listen on {url}: {source}")]
+    Listen {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the key-value store failed: {0}")]
+    Kv(#[from] crate::error::KvError),
+    #[error("the Raft node could not start: {0}")]
+    Start(#[from] keel::StartError),
+    #[error("the Raft node stopped: {0}")]
+    Stopped(String),
+    #[error("the Raft node failed while stopping: {0}")]
+    Node(keel::Error),
+    #[error("the client server failed: {0}")]
+    Serve(tonic::transport::Error),
+    #[error("this member was removed from the cluster")]
+    Removed,
+    #[error("a member task panicked")]
+    Panicked,
+}

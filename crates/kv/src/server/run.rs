@@ -1,0 +1,325 @@
+//! Starting and stopping a member: the Raft node, the KV state machine it
+//! drives, and the client-facing gRPC server, wired together.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel::{Config, Node, NodeId, Storage};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::ServerError;
+use super::config::{ClusterState, MemberConfig};
+use super::identity::{self, Identity};
+use super::ids::{cluster_id, member_id};
+use super::serve::serve_on;
+use super::urls::host_port;
+use crate::proto::etcdserverpb::Member;
+use crate::replica::{ForwardService, RaftConsensus, RaftMachine};
+use crate::service::{ServiceConfig, Shared};
+use crate::state_machine::KvStateMachine;
+
+/// How often peer addresses are copied from the member registry into the
+/// node's address book (for members added or updated through another member).
+const PEER_SYNC_EVERY: Duration = Duration::from_millis(500);
+/// How long open client streams (watches) may delay a stop.
+const CLIENT_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A running member. Stop it with [`RunningMember::shutdown`]; dropping it
+/// leaves it running until the runtime ends.
+pub struct RunningMember {
+    identity: Identity,
+    client_addrs: Vec<SocketAddr>,
+    peer_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningMember {
+    pub fn member_id(&self) -> u64 {
+        self.identity.member_id
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.identity.cluster_id
+    }
+
+    /// The bound client addresses, in `listen_client_urls` order (useful
+    /// with port 0).
+    pub fn client_addrs(&self) -> &[SocketAddr] {
+        &self.client_addrs
+    }
+
+    /// The bound peer address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// Runs until `shutdown` resolves (then stops gracefully) or the
+    /// member stops by itself: a fatal storage or state machine error, or
+    /// its removal from the cluster ([`ServerError::Removed`]).
+    pub async fn run_until(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        tokio::select! {
+            () = shutdown => self.shutdown().await,
+            ended = &mut self.task => ended.map_err(|_| ServerError::Panicked)?,
+        }
+    }
+
+    /// Stops serving clients, stops the Raft node (writes in flight
+    /// complete), flushes the store, and returns how the member ended.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.map_err(|_| ServerError::Panicked)?
+    }
+}
+
+/// Runs a member until `shutdown` resolves; see [`start`].
+pub async fn run(
+    config: MemberConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    start(config).await?.run_until(shutdown).await
+}
+
+/// Starts a member: binds its client and peer listeners, opens (or
+/// creates) its state under `data_dir`, starts its Raft node, and serves
+/// etcd's v3 API. Returns once everything listens.
+pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)?;
+
+    let mut client_listeners = Vec::new();
+    for url in &config.listen_client_urls {
+        client_listeners.push(bind(url).await?);
+    }
+    let client_addrs: Vec<SocketAddr> = client_listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<Result<_, _>>()?;
+    let peer_listener = bind(&config.listen_peer_urls[0]).await?;
+    let peer_addr = peer_listener.local_addr()?;
+
+    let advertise_client = if config.advertise_client_urls.is_empty() {
+        client_addrs.iter().map(|a| format!("http://{a}")).collect()
+    } else {
+        config.advertise_client_urls.clone()
+    };
+    let advertise_peer = if config.initial_advertise_peer_urls.is_empty() {
+        vec![format!("http://{peer_addr}")]
+    } else {
+        config.initial_advertise_peer_urls.clone()
+    };
+
+    let token = &config.initial_cluster_token;
+    let identity = match identity::load(&config.data_dir)? {
+        Some(stored) => stored,
+        None => {
+            let fresh = Identity {
+                member_id: member_id(token, &advertise_peer),
+                cluster_id: cluster_id(token),
+            };
+            identity::save(&config.data_dir, fresh)?;
+            fresh
+        }
+    };
+    let peers: BTreeMap<NodeId, String> = config
+        .founders()
+        .into_iter()
+        .filter(|(name, _)| *name != config.name)
+        .filter_map(|(_, urls)| {
+            let addr = host_port(&urls[0])?.to_owned();
+            Some((NodeId(member_id(token, &urls)), addr))
+        })
+        .collect();
+
+    let sm = KvStateMachine::open(&config.data_dir.join("kv"), false)?;
+    let raft_config = raft_config(&config, identity, peer_addr, &advertise_peer)?;
+    let storage = Storage::open(config.data_dir.join("raft"), &raft_config)?;
+    let node = Node::start_with(
+        raft_config,
+        RaftMachine::new(sm.clone()),
+        storage,
+        peers,
+        peer_listener,
+    )
+    .await?;
+    info!(
+        name = %config.name,
+        member = format!("{:x}", identity.member_id),
+        cluster = format!("{:x}", identity.cluster_id),
+        clients = ?advertise_client,
+        peers = ?advertise_peer,
+        "serving etcd v3 API"
+    );
+
+    let consensus = RaftConsensus::new(
+        node.clone(),
+        sm.clone(),
+        identity.cluster_id,
+        config.request_timeout,
+    );
+    let service_config = ServiceConfig {
+        lease_ttl_min_seconds: config.lease_ttl_min_seconds,
+        max_request_bytes: config.max_request_bytes,
+        cluster_token: config.initial_cluster_token.clone(),
+        ..ServiceConfig::new(&config.data_dir)
+    };
+    let shared = Shared::new(sm.clone(), Arc::new(consensus), service_config);
+    let me = Member {
+        id: identity.member_id,
+        name: config.name.clone(),
+        peer_ur_ls: advertise_peer,
+        client_ur_ls: advertise_client,
+        is_learner: false,
+    };
+    let (stop, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(supervise(node, shared, client_listeners, me, stop_rx));
+    Ok(RunningMember {
+        identity,
+        client_addrs,
+        peer_addr,
+        stop: Some(stop),
+        task,
+    })
+}
+
+async fn bind(url: &str) -> Result<TcpListener, ServerError> {
+    let addr = host_port(url).ok_or_else(|| ServerError::Config(format!("bad URL {url:?}")))?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Listen {
+            url: url.to_owned(),
+            source,
+        })
+}
+
+/// The runtime's configuration in etcd's terms: one Raft tick per
+/// heartbeat interval, elections after `election_timeout`.
+fn raft_config(
+    config: &MemberConfig,
+    identity: Identity,
+    peer_addr: SocketAddr,
+    advertise_peer: &[String],
+) -> Result<Config, ServerError> {
+    let advertise = host_port(&advertise_peer[0])
+        .ok_or_else(|| ServerError::Config(format!("bad peer URL {:?}", advertise_peer[0])))?;
+    let election_ticks = (config.election_timeout.as_millis()
+        / config.heartbeat_interval.as_millis().max(1))
+    .min(u128::from(u32::MAX)) as u32;
+    let raft = Config {
+        advertise_addr: Some(advertise.to_owned()),
+        join: config.initial_cluster_state == ClusterState::Existing,
+        tick_interval: config.heartbeat_interval,
+        heartbeat_ticks: 1,
+        election_ticks,
+        snapshot_entries: config.snapshot_count,
+        request_timeout: config.request_timeout,
+        ..Config::new(NodeId(identity.member_id), identity.cluster_id, peer_addr)
+    };
+    raft.validate()
+        .map_err(|e| ServerError::Config(format!("raft settings: {e}")))?;
+    Ok(raft)
+}
+
+/// Serves until asked to stop, the node fails, or the member is removed;
+/// then stops everything in order.
+async fn supervise(
+    node: Node<RaftMachine>,
+    shared: Arc<Shared<RaftConsensus>>,
+    listeners: Vec<TcpListener>,
+    me: Member,
+    stop: oneshot::Receiver<()>,
+) -> Result<(), ServerError> {
+    let (stop_clients, clients_stopped) = oneshot::channel::<()>();
+    let forward = ForwardService::new(node.clone());
+    let mut server = tokio::spawn(serve_on(
+        shared.clone(),
+        listeners,
+        me,
+        Some(forward),
+        async {
+            let _ = clients_stopped.await;
+        },
+    ));
+    let sync = tokio::spawn(sync_peer_addrs(node.clone(), shared.clone()));
+    let outcome = tokio::select! {
+        _ = stop => Ok(()),
+        ended = wait_stopped_or_removed(&node) => ended,
+        served = &mut server => match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ServerError::Serve(e)),
+            Err(_) => Err(ServerError::Panicked),
+        },
+    };
+    sync.abort();
+    let _ = stop_clients.send(());
+    if tokio::time::timeout(CLIENT_STOP_TIMEOUT, &mut server)
+        .await
+        .is_err()
+    {
+        server.abort();
+    }
+    let stopped = node.shutdown().await;
+    shared.sm.flush()?;
+    info!("member stopped");
+    outcome?;
+    stopped.map_err(ServerError::Node)
+}
+
+/// Resolves when the node stops by itself (with why), or when a
+/// configuration without this member applies: like etcd, a removed member
+/// stops rather than serve a cluster it no longer belongs to.
+async fn wait_stopped_or_removed(node: &Node<RaftMachine>) -> Result<(), ServerError> {
+    let mut metrics = node.metrics();
+    let mut was_member = false;
+    loop {
+        {
+            let m = metrics.borrow_and_update();
+            if let Some(reason) = &m.stopped {
+                return Err(ServerError::Stopped(reason.clone()));
+            }
+            let member = m.membership.contains(m.id);
+            if was_member && !member && m.membership.node_count() > 0 {
+                warn!("this member was removed from the cluster; stopping");
+                return Err(ServerError::Removed);
+            }
+            was_member |= member;
+        }
+        if metrics.changed().await.is_err() {
+            return Err(ServerError::Stopped("the node's metrics ended".into()));
+        }
+    }
+}
+
+/// Copies peer URLs from the replicated member registry into the node's
+/// address book, so that every member can reach members added (or moved
+/// with `MemberUpdate`) through another one.
+async fn sync_peer_addrs(node: Node<RaftMachine>, shared: Arc<Shared<RaftConsensus>>) {
+    let mut tick = tokio::time::interval(PEER_SYNC_EVERY);
+    loop {
+        tick.tick().await;
+        let membership = node.status().membership;
+        for (id, member) in shared.sm.store().members() {
+            if !membership.contains(NodeId(id)) {
+                continue;
+            }
+            let addr = member.peer_ur_ls.first().and_then(|u| host_port(u));
+            if let Some(addr) = addr
+                && node.peer_addr(NodeId(id)).as_deref() != Some(addr)
+                && id != node.id().0
+            {
+                node.set_peer_addr(NodeId(id), addr);
+            }
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! A real Keel KV cluster for end-to-end tests: one `keel-kv` process per
+//! member on loopback ports, in a temporary directory. Every wait is
+//! bounded, and every process is killed when the cluster is dropped.
+
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use keel_kv::proto::etcdserverpb::kv_client::KvClient;
+use keel_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use keel_kv::proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long a cluster may take to elect a leader, or a member to come up.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+const HEARTBEAT_MS: &str = "50";
+const ELECTION_MS: &str = "500";
+
+/// A port that was free a moment ago. Another process may take it before
+/// the member binds it; `Cluster::start` retries with new ports then.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Member {
+    pub name: String,
+    pub dir: PathBuf,
+    pub client_port: u16,
+    pub peer_port: u16,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.with_extension("log")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+pub struct Cluster {
+    root: tempfile::TempDir,
+    pub members: Vec<Member>,
+    pub token: String,
+    /// Extra flags every member gets.
+    flags: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` members with `flags` and waits until they agree on a
+    /// leader and every one of them serves a linearizable read.
+    pub async fn start(n: usize, flags: &[&str]) -> Cluster {
+        for _attempt in 0..3 {
+            let root = tempfile::tempdir().unwrap();
+            let mut cluster = Cluster {
+                members: (0..n)
+                    .map(|i| Member {
+                        name: format!("m{i}"),
+                        dir: root.path().join(format!("m{i}")),
+                        client_port: free_port(),
+                        peer_port: free_port(),
+                        child: None,
+                    })
+                    .collect(),
+                root,
+                token: "keel-e2e".into(),
+                flags: flags.iter().map(|f| f.to_string()).collect(),
+            };
+            for i in 0..n {
+                cluster.spawn(i, "new");
+            }
+            if cluster.wait_ready().await {
+                return cluster;
+            }
+            // A port was taken meanwhile (or worse): show why, try afresh.
+            cluster.dump_logs();
+        }
+        panic!("the cluster did not start in three attempts");
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts member `i`'s process (again), with `state` new or existing.
+    pub fn spawn(&mut self, i: usize, state: &str) {
+        let initial_cluster = self.initial_cluster();
+        let m = &self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(m.log_path())
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_keel-kv"))
+            .args(["--name", &m.name, "--data-dir"])
+            .arg(&m.dir)
+            .args(["--listen-client-urls", &m.client_url()])
+            .args(["--listen-peer-urls", &m.peer_url()])
+            .args(["--initial-advertise-peer-urls", &m.peer_url()])
+            .args(["--initial-cluster", &initial_cluster])
+            .args(["--initial-cluster-state", state])
+            .args(["--initial-cluster-token", &self.token])
+            .args(["--heartbeat-interval", HEARTBEAT_MS])
+            .args(["--election-timeout", ELECTION_MS])
+            .args(&self.flags)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.members[i].child = Some(child);
+    }
+
+    /// Adds a member to the list (not to the cluster): its process starts
+    /// with [`Cluster::spawn`] once `MemberAdd` made room for it.
+    pub fn reserve_member(&mut self) -> usize {
+        let i = self.members.len();
+        self.members.push(Member {
+            name: format!("m{i}"),
+            dir: self.root.path().join(format!("m{i}")),
+            client_port: free_port(),
+            peer_port: free_port(),
+            child: None,
+        });
+        i
+    }
+
+    /// Kills member `i` with SIGKILL: no chance to flush anything.
+    pub async fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// Stops member `i` with SIGTERM and waits for it to exit.
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let pid = child.id().expect("a running child has a pid");
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                child.kill().await.unwrap();
+                panic!("member {i} did not stop within 10 s of SIGTERM");
+            }
+        }
+    }
+
+    pub fn endpoints(&self) -> String {
+        self.running_endpoints().join(",")
+    }
+
+    /// Endpoints of members whose process is running.
+    pub fn running_endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(Member::endpoint)
+            .collect()
+    }
+
+    pub async fn channel(&self, i: usize) -> Channel {
+        channel(&self.members[i].client_url()).await
+    }
+
+    /// `(member id, leader id)` as member `i` reports them, if it answers.
+    pub async fn status(&self, i: usize) -> Option<(u64, u64)> {
+        let channel = Endpoint::from_shared(self.members[i].client_url())
+            .unwrap()
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .ok()?;
+        let status = MaintenanceClient::new(channel)
+            .status(StatusRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        Some((status.header?.member_id, status.leader))
+    }
+
+    /// The index of the member that leads according to every running
+    /// member, once they agree.
+    pub async fn wait_leader(&self) -> usize {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(leader) = self.agreed_leader().await {
+                return leader;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader within {START_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn agreed_leader(&self) -> Option<usize> {
+        let mut ids = Vec::new();
+        let mut leaders = Vec::new();
+        for (i, m) in self.members.iter().enumerate() {
+            if m.child.is_none() {
+                continue;
+            }
+            let (id, leader) = self.status(i).await?;
+            ids.push((i, id));
+            leaders.push(leader);
+        }
+        let leader = *leaders.first()?;
+        if leader == 0 || leaders.iter().any(|&l| l != leader) {
+            return None;
+        }
+        ids.iter().find(|(_, id)| *id == leader).map(|(i, _)| *i)
+    }
+
+    /// Waits for a leader and for a linearizable read on every member.
+    async fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let exited = self
+                .members
+                .iter_mut()
+                .any(|m| m.child.is_some() && !m.is_running());
+            if exited || Instant::now() > deadline {
+                return false;
+            }
+            if self.agreed_leader().await.is_some() && self.all_read().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn all_read(&self) -> bool {
+        for (i, m) in self.members.iter().enumerate() {
+            if m.child.is_none() {
+                continue;
+            }
+            let mut kv = KvClient::new(self.channel(i).await);
+            if kv.range(range("health")).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits until member `i` answers a linearizable read (it is up and
+    /// has caught up with the commit index at the time of the read).
+    pub async fn wait_serving(&self, i: usize) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let ok = async {
+                let ch = Endpoint::from_shared(self.members[i].client_url())
+                    .ok()?
+                    .connect_timeout(Duration::from_millis(500))
+                    .timeout(Duration::from_secs(3))
+                    .connect()
+                    .await
+                    .ok()?;
+                KvClient::new(ch).range(range("health")).await.ok()
+            }
+            .await
+            .is_some();
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {i} did not serve within {START_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn dump_logs(&self) {
+        for m in &self.members {
+            let log = std::fs::read_to_string(m.log_path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("---- {} ({}) ----", m.name, m.log_path().display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+    }
+}
+
+/// A channel to `url` that fails fast when the member is down.
+pub async fn channel(url: &str) -> Channel {
+    Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy()
+}
+
+pub fn put(key: &str, value: &str) -> PutRequest {
+    PutRequest {
+        key: key.to_owned().into(),
+        value: value.to_owned().into(),
+        ..Default::default()
+    }
+}
+
+pub fn range(key: &str) -> RangeRequest {
+    RangeRequest {
+        key: key.to_owned().into(),
+        ..Default::default()
+    }
+}
+
+pub fn prefix(key: &str) -> RangeRequest {
+    let mut end = key.as_bytes().to_vec();
+    *end.last_mut().unwrap() += 1;
+    RangeRequest {
+        key: key.to_owned().into(),
+        range_end: end.into(),
+        ..Default::default()
+    }
+}
