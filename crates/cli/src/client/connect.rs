@@ -1,0 +1,182 @@
+//! Reaching a cluster through a list of endpoints.
+//!
+//! A call goes to the endpoints in order and moves on when one is down or
+//! answers `Unavailable` (no leader yet, not the leader, timed out), until
+//! `--command-timeout` runs out; any other answer is final. That is enough
+//! to ride out a leader election without the caller noticing.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::duration;
+
+/// Pause between two passes over every endpoint, so that an election can
+/// finish.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Where and how patiently to reach the cluster.
+#[derive(Args, Clone, Debug)]
+pub struct ConnArgs {
+    /// Comma-separated client URLs (or HOST:PORT) of the cluster's
+    /// members, tried in order.
+    #[arg(
+        long,
+        env = "KEEL_ENDPOINTS",
+        default_value = "127.0.0.1:2379",
+        value_delimiter = ',',
+        value_name = "URLS"
+    )]
+    pub endpoints: Vec<String>,
+
+    /// How long to wait for a connection to one endpoint (e.g. 500ms, 2s).
+    #[arg(long, default_value = "2s", value_parser = duration::parse, value_name = "DURATION")]
+    pub dial_timeout: Duration,
+
+    /// How long a command may take in all, retries on other endpoints
+    /// included (e.g. 5s, 1m).
+    #[arg(long, default_value = "5s", value_parser = duration::parse, value_name = "DURATION")]
+    pub command_timeout: Duration,
+}
+
+/// A cluster reached through its endpoints, with one lazily opened
+/// connection per endpoint.
+pub struct Cluster {
+    endpoints: Vec<String>,
+    dial_timeout: Duration,
+    command_timeout: Duration,
+    channels: HashMap<String, Channel>,
+}
+
+/// `HOST:PORT` → `http://HOST:PORT`; Keel serves no TLS yet.
+pub fn endpoint_url(text: &str) -> anyhow::Result<String> {
+    let text = text.trim().trim_end_matches('/');
+    if text.starts_with("https://") {
+        bail!("--endpoints {text}: keel serves no TLS yet; use http://");
+    }
+    if text.starts_with("http://") {
+        Ok(text.to_string())
+    } else if text.contains("://") {
+        bail!("--endpoints {text}: only http:// endpoints are served")
+    } else {
+        Ok(format!("http://{text}"))
+    }
+}
+
+/// Whether another endpoint, or a later try, may answer differently.
+fn retryable(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
+}
+
+impl Cluster {
+    pub fn new(args: &ConnArgs) -> anyhow::Result<Cluster> {
+        let endpoints = args
+            .endpoints
+            .iter()
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| endpoint_url(e))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if endpoints.is_empty() {
+            bail!("--endpoints is empty; give at least one HOST:PORT");
+        }
+        Ok(Cluster {
+            endpoints,
+            dial_timeout: args.dial_timeout,
+            command_timeout: args.command_timeout,
+            channels: HashMap::new(),
+        })
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// A connection to `url`, opened on first use.
+    pub async fn channel(&mut self, url: &str) -> anyhow::Result<Channel> {
+        if let Some(channel) = self.channels.get(url) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(url.to_string())
+            .with_context(|| format!("--endpoints: `{url}` is not a URL"))?
+            .connect_timeout(self.dial_timeout)
+            .timeout(self.command_timeout)
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
+        self.channels.insert(url.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Runs `call` on the first endpoint that gives a final answer.
+    pub async fn call<T, F, Fut>(&mut self, what: &str, mut call: F) -> anyhow::Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline = Instant::now() + self.command_timeout;
+        let mut last_error = anyhow!("no endpoint was tried");
+        loop {
+            for url in self.endpoints.clone() {
+                let channel = match self.channel(&url).await {
+                    Ok(channel) => channel,
+                    Err(e) => {
+                        last_error = e;
+                        continue;
+                    }
+                };
+                match tokio::time::timeout_at(deadline, call(channel)).await {
+                    Ok(Ok(answer)) => return Ok(answer),
+                    Ok(Err(status)) if retryable(&status) => {
+                        last_error = anyhow!("{url}: {}", status.message());
+                    }
+                    Ok(Err(status)) => bail!("{what} failed: {}", status.message()),
+                    Err(_) => break,
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            if Instant::now() + RETRY_PAUSE >= deadline {
+                return Err(last_error.context(format!(
+                    "{what}: no endpoint answered within --command-timeout {:?}",
+                    self.command_timeout
+                )));
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// The first endpoint that accepts a connection, for streams that stay
+    /// on one member (watch, snapshot).
+    pub async fn any_channel(&mut self) -> anyhow::Result<(String, Channel)> {
+        let mut last_error = anyhow!("no endpoint was tried");
+        for url in self.endpoints.clone() {
+            match self.channel(&url).await {
+                Ok(channel) => return Ok((url, channel)),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error.context("no endpoint accepted a connection"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_host_port_becomes_an_http_url() {
+        assert_eq!(
+            endpoint_url("127.0.0.1:2379").unwrap(),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(endpoint_url("http://a:1/").unwrap(), "http://a:1");
+        assert!(endpoint_url("https://a:1").is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! `keel`: run a Keel KV member (`serve`), a whole cluster on this machine
+//! (`cluster up|down|status`), and talk to any of them over etcd's v3 API
+//! (`put`, `get`, `del`, `watch`, `member`, `endpoint`, `transfer-leader`,
+//! `snapshot`).
+//!
+//! This file only parses the command line and dispatches; each command
+//! lives in its own module and returns `anyhow::Result`, so that every
+//! failure reaches the user as one message with its chain of causes.
+
+mod client;
+mod cluster;
+mod duration;
+mod logging;
+mod metrics;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Keel: a Raft-replicated key-value store that speaks etcd's v3 API.
+///
+/// Start a local three-member cluster with `keel cluster up`, then use
+/// `keel put`, `keel get` or any etcd v3 client against the endpoints it
+/// prints.
+#[derive(Parser, Debug)]
+#[command(name = "keel", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one cluster member in the foreground.
+    ///
+    /// With no flags, starts a single-member cluster serving clients on
+    /// http://127.0.0.1:2379 with its data in ./default.keel. Every flag can
+    /// also be set as a KEEL_* environment variable or in a TOML file given
+    /// with --config; a flag beats its variable, which beats the file.
+    Serve(Box<serve::ServeArgs>),
+    /// Run a whole cluster of member processes on this machine.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Write a key.
+    Put(client::kv::PutArgs),
+    /// Read a key or a range of keys.
+    Get(client::kv::GetArgs),
+    /// Delete a key or a range of keys.
+    Del(client::kv::DelArgs),
+    /// Print changes to a key or a range of keys as they happen (Ctrl-C
+    /// stops).
+    Watch(client::watch::WatchArgs),
+    /// List and change the cluster's members.
+    #[command(subcommand)]
+    Member(client::member::MemberCommand),
+    /// Ask the leader to hand leadership to another member.
+    TransferLeader(client::leader::TransferLeaderArgs),
+    /// Check endpoints: their Raft status or their health.
+    #[command(subcommand)]
+    Endpoint(client::endpoint::EndpointCommand),
+    /// Download a snapshot of the key-value state.
+    #[command(subcommand)]
+    Snapshot(client::snapshot::SnapshotCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    // A member configures its own logging, from flags that may come from
+    // its config file, and needs every core. The other commands log
+    // warnings to stderr and run on this thread alone: `cluster up` must
+    // spawn its members from the main thread, because their parent-death
+    // signal fires when the spawning *thread* exits.
+    let runtime = if matches!(command, Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    } else {
+        logging::init_for_tools();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(async move {
+        match command {
+            Command::Serve(a) => serve::run(*a).await,
+            Command::Cluster(c) => cluster::run(c).await,
+            Command::Put(a) => client::kv::put(a).await,
+            Command::Get(a) => client::kv::get(a).await,
+            Command::Del(a) => client::kv::del(a).await,
+            Command::Watch(a) => client::watch::run(a).await,
+            Command::Member(c) => client::member::run(c).await,
+            Command::TransferLeader(a) => client::leader::run(a).await,
+            Command::Endpoint(c) => client::endpoint::run(c).await,
+            Command::Snapshot(c) => client::snapshot::run(c).await,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    /// Every subcommand says what it does and every flag or argument what
+    /// it means, so `--help` is complete at every level.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(path.clone());
+                }
+                for arg in sub.get_arguments() {
+                    let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                    if !builtin && arg.get_help().is_none() {
+                        missing.push(format!("{path} {}", arg.get_id()));
+                    }
+                }
+                check(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&super::Cli::command(), "keel", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+}

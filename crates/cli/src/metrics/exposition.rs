@@ -1,0 +1,179 @@
+//! Renders a [`Sample`] in Prometheus' text format. Series are named
+//! `keel_*`, with units last (`_seconds`, `_bytes`) and `_total` on
+//! counters, as Prometheus' naming guide asks.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use super::sample::{Histogram, Role, Sample};
+
+/// Encodes one sample: the registry is built per scrape around it.
+#[derive(Debug)]
+struct SampleCollector(Arc<Sample>);
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    let metric = ConstGauge::new(v);
+    metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let metric = ConstCounter::new(v);
+    metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn histogram(e: &mut DescriptorEncoder, name: &str, help: &str, h: &Histogram) -> std::fmt::Result {
+    let mut metric = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    // The encoder adds the `+Inf` bucket from `count`.
+    metric.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None)
+}
+
+/// Converts an index or count to a gauge value; they never reach 2^63.
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn encode(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
+    {
+        // Ids are 64-bit: as values they would lose digits in a float, so
+        // they travel as a label, like etcd's `etcd_server_id`.
+        let mut family = e.encode_descriptor(
+            "keel_member_id",
+            "This member's id (hex), as a label; the value is always 1.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let labels = [("member_id", format!("{:x}", s.member_id))];
+        ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+    }
+    gauge(e, "keel_raft_term", "The current Raft term.", int(s.term))?;
+    {
+        let mut family = e.encode_descriptor(
+            "keel_raft_role",
+            "1 for this member's current role, 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for role in Role::ALL {
+            let labels = [("role", role.name())];
+            let value = ConstGauge::new(i64::from(role == s.role));
+            value.encode(family.encode_family(&labels)?)?;
+        }
+    }
+    gauge(
+        e,
+        "keel_raft_has_leader",
+        "1 if this member knows a leader.",
+        i64::from(s.leader_id.is_some()),
+    )?;
+    gauge(
+        e,
+        "keel_raft_commit_index",
+        "The highest log index known to be committed.",
+        int(s.commit_index),
+    )?;
+    gauge(
+        e,
+        "keel_raft_applied_index",
+        "The highest log index applied to the key-value store.",
+        int(s.applied_index),
+    )?;
+    gauge(
+        e,
+        "keel_db_size_bytes",
+        "Size of the key-value database file.",
+        s.db_size_bytes,
+    )?;
+    if let Some(log) = &s.log {
+        gauge(
+            e,
+            "keel_raft_log_first_index",
+            "The first index still in the log (earlier ones are in a snapshot).",
+            int(log.first_index),
+        )?;
+        gauge(
+            e,
+            "keel_raft_log_last_index",
+            "The last index in this member's log.",
+            int(log.last_index),
+        )?;
+        gauge(
+            e,
+            "keel_raft_log_entries",
+            "Entries in the log on disk, not yet compacted.",
+            int(log.entries()),
+        )?;
+    }
+    let Some(r) = &s.replication else {
+        return Ok(());
+    };
+    counter(
+        e,
+        "keel_proposals_committed",
+        "Proposals committed and applied.",
+        r.proposals_committed,
+    )?;
+    counter(
+        e,
+        "keel_proposals_failed",
+        "Proposals that failed (dropped, not leader, or unknown outcome).",
+        r.proposals_failed,
+    )?;
+    gauge(
+        e,
+        "keel_proposals_pending",
+        "Proposals appended and not yet answered.",
+        int(r.proposals_pending),
+    )?;
+    counter(
+        e,
+        "keel_peer_send_failures",
+        "Messages to peers that could not be sent (peer unreachable or its queue full).",
+        r.peer_send_failures,
+    )?;
+    counter(
+        e,
+        "keel_snapshots_created",
+        "Snapshots taken of this member's state machine.",
+        r.snapshots_created,
+    )?;
+    counter(
+        e,
+        "keel_snapshots_installed",
+        "Snapshots received from a leader and installed.",
+        r.snapshots_installed,
+    )?;
+    histogram(
+        e,
+        "keel_log_append_duration_seconds",
+        "Time to write one batch of entries to the log.",
+        &r.log_append_seconds,
+    )?;
+    histogram(
+        e,
+        "keel_log_fsync_duration_seconds",
+        "Time to make one batch of log writes durable.",
+        &r.log_fsync_seconds,
+    )
+}
+
+impl Collector for SampleCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        encode(&self.0, &mut encoder)
+    }
+}
+
+/// `sample` in Prometheus' text format (not OpenMetrics'), which every
+/// scraper and `promtool` reads.
+pub fn render(sample: Sample) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SampleCollector(Arc::new(sample))));
+    let mut text = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)?;
+    Ok(text)
+}

@@ -1,0 +1,109 @@
+//! One reading of a member's state, taken at each scrape. The side-car
+//! holds no state of its own: counters and histograms are kept by the
+//! member and read here, so a scrape never disturbs the write path.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A member's role as the metrics report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+    Learner,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Follower,
+        Role::PreCandidate,
+        Role::Candidate,
+        Role::Leader,
+        Role::Learner,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::PreCandidate => "pre-candidate",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+            Role::Learner => "learner",
+        }
+    }
+
+    /// The role as far as etcd's status tells it, which cannot tell a
+    /// candidate from a follower.
+    pub fn from_status(member_id: u64, leader_id: u64, is_learner: bool) -> Role {
+        if member_id != 0 && member_id == leader_id {
+            Role::Leader
+        } else if is_learner {
+            Role::Learner
+        } else {
+            Role::Follower
+        }
+    }
+}
+
+/// A latency histogram: cumulative counts per upper bound, in seconds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Histogram {
+    /// `(upper bound in seconds, observations at or below it)`, ascending.
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+/// The Raft log as it is on disk: entries before `first_index` were
+/// compacted into a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogSpan {
+    pub first_index: u64,
+    pub last_index: u64,
+}
+
+impl LogSpan {
+    pub fn entries(&self) -> u64 {
+        (self.last_index + 1).saturating_sub(self.first_index)
+    }
+}
+
+/// Counters that only a replicating member keeps.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReplicationCounters {
+    pub proposals_committed: u64,
+    pub proposals_failed: u64,
+    pub proposals_pending: u64,
+    pub peer_send_failures: u64,
+    pub snapshots_created: u64,
+    pub snapshots_installed: u64,
+    pub log_append_seconds: Histogram,
+    pub log_fsync_seconds: Histogram,
+}
+
+/// Everything `/metrics`, `/health` and `/readyz` report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub member_id: u64,
+    pub role: Role,
+    pub term: u64,
+    pub leader_id: Option<u64>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub db_size_bytes: i64,
+    /// Absent while the member does not publish its log's bounds.
+    pub log: Option<LogSpan>,
+    /// Absent while the member does not publish its counters.
+    pub replication: Option<ReplicationCounters>,
+}
+
+/// A sample being taken.
+pub type Sampling<'a> = Pin<Box<dyn Future<Output = Option<Sample>> + Send + 'a>>;
+
+/// Where the side-car takes its samples from.
+pub trait Probe: Send + Sync + 'static {
+    /// The member's current state, or `None` if it does not answer.
+    fn sample(&self) -> Sampling<'_>;
+}

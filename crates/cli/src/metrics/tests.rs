@@ -1,0 +1,146 @@
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::sample::{Histogram, LogSpan, ReplicationCounters};
+use super::*;
+
+struct Fixed(Mutex<Sample>);
+
+impl Probe for Fixed {
+    fn sample(&self) -> Sampling<'_> {
+        let sample = self.0.lock().unwrap().clone();
+        Box::pin(async move { Some(sample) })
+    }
+}
+
+fn leader_sample() -> Sample {
+    Sample {
+        member_id: 7,
+        role: Role::Leader,
+        term: 3,
+        leader_id: Some(7),
+        commit_index: 42,
+        applied_index: 41,
+        log: Some(LogSpan {
+            first_index: 10,
+            last_index: 42,
+        }),
+        db_size_bytes: 4096,
+        replication: Some(ReplicationCounters {
+            proposals_committed: 30,
+            proposals_failed: 2,
+            proposals_pending: 1,
+            peer_send_failures: 5,
+            snapshots_created: 1,
+            snapshots_installed: 0,
+            log_append_seconds: Histogram {
+                buckets: vec![(0.001, 20), (0.01, 29)],
+                sum_seconds: 0.05,
+                count: 30,
+            },
+            log_fsync_seconds: Histogram::default(),
+        }),
+    }
+}
+
+fn value(samples: &[prometheus_parse::Sample], name: &str) -> f64 {
+    let sample = samples
+        .iter()
+        .find(|s| s.metric == name)
+        .unwrap_or_else(|| panic!("no series {name}"));
+    match sample.value {
+        prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{name} is {other:?}"),
+    }
+}
+
+#[test]
+fn exposition_parses_and_has_every_series() {
+    let text = exposition::render(leader_sample()).unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    let s = &scrape.samples;
+    assert_eq!(value(s, "keel_raft_term"), 3.0);
+    assert_eq!(value(s, "keel_raft_commit_index"), 42.0);
+    assert_eq!(value(s, "keel_raft_applied_index"), 41.0);
+    assert_eq!(value(s, "keel_raft_log_entries"), 33.0);
+    assert_eq!(value(s, "keel_proposals_committed_total"), 30.0);
+    assert_eq!(value(s, "keel_proposals_failed_total"), 2.0);
+    assert_eq!(value(s, "keel_peer_send_failures_total"), 5.0);
+    assert_eq!(value(s, "keel_snapshots_created_total"), 1.0);
+    assert_eq!(value(s, "keel_snapshots_installed_total"), 0.0);
+    let leader = s
+        .iter()
+        .find(|x| x.metric == "keel_raft_role" && x.labels.get("role") == Some("leader"))
+        .unwrap();
+    assert_eq!(leader.value, prometheus_parse::Value::Gauge(1.0));
+    for name in [
+        "keel_log_append_duration_seconds",
+        "keel_log_fsync_duration_seconds",
+    ] {
+        let histogram = s.iter().find(|x| x.metric == name).unwrap();
+        assert!(
+            matches!(histogram.value, prometheus_parse::Value::Histogram(_)),
+            "{name}: {:?}",
+            histogram.value
+        );
+    }
+}
+
+#[test]
+fn series_the_member_does_not_publish_are_left_out() {
+    let sample = Sample {
+        log: None,
+        replication: None,
+        ..leader_sample()
+    };
+    let text = exposition::render(sample).unwrap();
+    assert!(text.contains("keel_raft_term 3"), "{text}");
+    assert!(!text.contains("keel_raft_log_entries"), "{text}");
+    assert!(!text.contains("keel_proposals_committed"), "{text}");
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[tokio::test]
+async fn health_follows_the_leader_and_readyz_the_apply_lag() {
+    let fixed = Arc::new(Fixed(Mutex::new(leader_sample())));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, fixed.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    assert_eq!(http_get(addr, "/health").await.0, 200);
+    assert_eq!(http_get(addr, "/readyz").await.0, 200);
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("keel_raft_term 3"), "{body}");
+
+    fixed.0.lock().unwrap().applied_index = 0;
+    fixed.0.lock().unwrap().commit_index = READY_APPLY_LAG_MAX + 1;
+    assert_eq!(http_get(addr, "/health").await.0, 200);
+    assert_eq!(http_get(addr, "/readyz").await.0, 503);
+
+    fixed.0.lock().unwrap().leader_id = None;
+    let (status, body) = http_get(addr, "/health").await;
+    assert_eq!(status, 503);
+    assert_eq!(body, r#"{"health":"false","reason":"no leader"}"#);
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -1,0 +1,433 @@
+//! From merged [`Settings`] to a checked [`ServeConfig`]: defaults filled
+//! in, URLs parsed, and the cluster description checked for consistency.
+//!
+//! Every refusal names the flag at fault and says what would fix it,
+//! because a member that starts with a wrong cluster description either
+//! fails much later with a confusing peer error or, worse, bootstraps a
+//! second cluster.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::settings::{ClusterState, Settings};
+use super::urls::{HttpUrl, UrlError, join};
+use crate::logging::{LogFormat, LogLevel};
+
+/// etcd's rule: an election timeout under five heartbeats makes spurious
+/// elections likely when one heartbeat is late.
+const ELECTION_HEARTBEATS_MIN: u64 = 5;
+
+/// A member's complete, checked configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<HttpUrl>,
+    pub advertise_client_urls: Vec<HttpUrl>,
+    pub listen_peer_urls: Vec<HttpUrl>,
+    pub initial_advertise_peer_urls: Vec<HttpUrl>,
+    /// Member name → its peer URLs, as --initial-cluster gives them.
+    pub initial_cluster: BTreeMap<String, Vec<HttpUrl>>,
+    pub initial_cluster_state: ClusterState,
+    pub initial_cluster_token: String,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_count: u64,
+    pub listen_metrics_urls: Vec<HttpUrl>,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+}
+
+/// A configuration that cannot be used, with the flag at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "--name must not be empty, nor contain `=` or `,` (it is written into --initial-cluster)"
+    )]
+    BadName,
+    #[error(
+        "--{flag}: `{value}` is not usable: {why} (write http://HOST:PORT, e.g. http://127.0.0.1:2379)"
+    )]
+    BadUrl {
+        flag: &'static str,
+        value: String,
+        why: UrlError,
+    },
+    #[error("--{flag} is empty; give at least one http://HOST:PORT")]
+    NoUrl { flag: &'static str },
+    #[error(
+        "--{flag} {url} is a wildcard address that others cannot dial; set --{advertise} to this host's reachable URL"
+    )]
+    WildcardAdvertised {
+        flag: &'static str,
+        advertise: &'static str,
+        url: String,
+    },
+    #[error(
+        "--initial-cluster: `{entry}` is not NAME=PEER-URL (e.g. m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2480)"
+    )]
+    BadClusterEntry { entry: String },
+    #[error(
+        "--initial-cluster gives the peer URL {url} to both `{first}` and `{second}`; each member needs its own"
+    )]
+    SharedPeerUrl {
+        url: String,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "--initial-cluster does not list this member `{name}` (it lists {listed}); add `{name}=<its peer URL>` or set --name to one of those"
+    )]
+    NotInCluster { name: String, listed: String },
+    #[error(
+        "--initial-cluster gives `{name}` the peer URLs {in_cluster}, but --initial-advertise-peer-urls is {advertised}; make them the same"
+    )]
+    PeerUrlMismatch {
+        name: String,
+        in_cluster: String,
+        advertised: String,
+    },
+    #[error("--initial-cluster-token must not be empty")]
+    EmptyToken,
+    #[error("--{flag} must be at least 1")]
+    Zero { flag: &'static str },
+    #[error("--election-timeout ({election_ms} ms) must be at least {ELECTION_HEARTBEATS_MIN} × --heartbeat-interval ({heartbeat_ms} ms); raise --election-timeout to {} or lower --heartbeat-interval", heartbeat_ms * ELECTION_HEARTBEATS_MIN)]
+    ElectionTooShort { election_ms: u64, heartbeat_ms: u64 },
+    #[error("--{first} and --{second} both use {authority}; give each its own port")]
+    PortClash {
+        first: &'static str,
+        second: &'static str,
+        authority: String,
+    },
+}
+
+fn urls(flag: &'static str, text: &str) -> Result<Vec<HttpUrl>, ConfigError> {
+    let urls = HttpUrl::parse_list(text).map_err(|(value, why)| ConfigError::BadUrl {
+        flag,
+        value,
+        why,
+    })?;
+    if urls.is_empty() {
+        return Err(ConfigError::NoUrl { flag });
+    }
+    Ok(urls)
+}
+
+/// Advertised URLs default to the listened ones, which must then be
+/// dialable.
+fn advertised(
+    given: Option<&str>,
+    flag: &'static str,
+    listen: &[HttpUrl],
+    listen_flag: &'static str,
+) -> Result<Vec<HttpUrl>, ConfigError> {
+    if let Some(text) = given {
+        return urls(flag, text);
+    }
+    if let Some(wild) = listen.iter().find(|u| u.is_unspecified()) {
+        return Err(ConfigError::WildcardAdvertised {
+            flag: listen_flag,
+            advertise: flag,
+            url: wild.to_string(),
+        });
+    }
+    Ok(listen.to_vec())
+}
+
+fn parse_cluster(text: &str) -> Result<BTreeMap<String, Vec<HttpUrl>>, ConfigError> {
+    let mut cluster: BTreeMap<String, Vec<HttpUrl>> = BTreeMap::new();
+    let mut owners: BTreeMap<HttpUrl, String> = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || ConfigError::BadClusterEntry {
+            entry: entry.to_string(),
+        };
+        let (name, url) = entry.split_once('=').ok_or_else(bad)?;
+        let (name, url) = (name.trim(), url.trim());
+        if name.is_empty() {
+            return Err(bad());
+        }
+        let url = HttpUrl::parse(url).map_err(|why| ConfigError::BadUrl {
+            flag: "initial-cluster",
+            value: entry.to_string(),
+            why,
+        })?;
+        if let Some(first) = owners.insert(url.clone(), name.to_string()) {
+            return Err(ConfigError::SharedPeerUrl {
+                url: url.to_string(),
+                first,
+                second: name.to_string(),
+            });
+        }
+        // A name given twice has two peer URLs, as in etcd.
+        cluster.entry(name.to_string()).or_default().push(url);
+    }
+    Ok(cluster)
+}
+
+/// Sockets this member binds must not collide with each other.
+fn check_ports(groups: &[(&'static str, &[HttpUrl])]) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<(String, u16), &'static str> = BTreeMap::new();
+    for &(flag, urls) in groups {
+        for url in urls {
+            if let Some(first) = seen.insert((url.host.clone(), url.port), flag) {
+                return Err(ConfigError::PortClash {
+                    first,
+                    second: flag,
+                    authority: url.authority(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl ServeConfig {
+    /// Applies defaults to `s` and checks the result.
+    pub fn resolve(s: Settings) -> Result<ServeConfig, ConfigError> {
+        let name = s.name.unwrap_or_else(|| "default".into());
+        if name.is_empty() || name.contains(['=', ',']) {
+            return Err(ConfigError::BadName);
+        }
+        let data_dir = s
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(format!("{name}.keel")));
+        let listen_client_urls = urls(
+            "listen-client-urls",
+            s.listen_client_urls
+                .as_deref()
+                .unwrap_or("http://127.0.0.1:2379"),
+        )?;
+        let advertise_client_urls = advertised(
+            s.advertise_client_urls.as_deref(),
+            "advertise-client-urls",
+            &listen_client_urls,
+            "listen-client-urls",
+        )?;
+        let listen_peer_urls = urls(
+            "listen-peer-urls",
+            s.listen_peer_urls
+                .as_deref()
+                .unwrap_or("http://127.0.0.1:2380"),
+        )?;
+        let initial_advertise_peer_urls = advertised(
+            s.initial_advertise_peer_urls.as_deref(),
+            "initial-advertise-peer-urls",
+            &listen_peer_urls,
+            "listen-peer-urls",
+        )?;
+        let listen_metrics_urls = match s.listen_metrics_urls.as_deref() {
+            Some(text) => {
+                HttpUrl::parse_list(text).map_err(|(value, why)| ConfigError::BadUrl {
+                    flag: "listen-metrics-urls",
+                    value,
+                    why,
+                })?
+            }
+            None => Vec::new(),
+        };
+        check_ports(&[
+            ("listen-client-urls", &listen_client_urls),
+            ("listen-peer-urls", &listen_peer_urls),
+            ("listen-metrics-urls", &listen_metrics_urls),
+        ])?;
+
+        let initial_cluster = match s.initial_cluster.as_deref() {
+            Some(text) => parse_cluster(text)?,
+            None => BTreeMap::from([(name.clone(), initial_advertise_peer_urls.clone())]),
+        };
+        let mine = initial_cluster
+            .get(&name)
+            .ok_or_else(|| ConfigError::NotInCluster {
+                name: name.clone(),
+                listed: initial_cluster
+                    .keys()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let (mut a, mut b) = (mine.clone(), initial_advertise_peer_urls.clone());
+        a.sort_by_key(ToString::to_string);
+        b.sort_by_key(ToString::to_string);
+        if a != b {
+            return Err(ConfigError::PeerUrlMismatch {
+                name: name.clone(),
+                in_cluster: join(mine),
+                advertised: join(&initial_advertise_peer_urls),
+            });
+        }
+        let initial_cluster_token = s
+            .initial_cluster_token
+            .unwrap_or_else(|| "keel-cluster".into());
+        if initial_cluster_token.is_empty() {
+            return Err(ConfigError::EmptyToken);
+        }
+
+        let heartbeat_ms = s.heartbeat_interval.unwrap_or(100);
+        let election_ms = s.election_timeout.unwrap_or(1000);
+        let snapshot_count = s.snapshot_count.unwrap_or(100_000);
+        for (flag, value) in [
+            ("heartbeat-interval", heartbeat_ms),
+            ("snapshot-count", snapshot_count),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero { flag });
+            }
+        }
+        if election_ms < heartbeat_ms * ELECTION_HEARTBEATS_MIN {
+            return Err(ConfigError::ElectionTooShort {
+                election_ms,
+                heartbeat_ms,
+            });
+        }
+        Ok(ServeConfig {
+            name,
+            data_dir,
+            listen_client_urls,
+            advertise_client_urls,
+            listen_peer_urls,
+            initial_advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_state: s.initial_cluster_state.unwrap_or_default(),
+            initial_cluster_token,
+            heartbeat_interval: Duration::from_millis(heartbeat_ms),
+            election_timeout: Duration::from_millis(election_ms),
+            snapshot_count,
+            listen_metrics_urls,
+            log_level: s.log_level.unwrap_or_default(),
+            log_format: s.log_format.unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three(name: &str) -> Settings {
+        let port = match name {
+            "m1" => 2380,
+            "m2" => 2480,
+            _ => 2580,
+        };
+        Settings {
+            name: Some(name.into()),
+            listen_client_urls: Some(format!("http://127.0.0.1:{}", port - 1)),
+            listen_peer_urls: Some(format!("http://127.0.0.1:{port}")),
+            initial_cluster: Some(
+                "m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2480,m3=http://127.0.0.1:2580".into(),
+            ),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn no_settings_give_a_single_member_cluster_on_2379() {
+        let config = ServeConfig::resolve(Settings::default()).unwrap();
+        assert_eq!(config.name, "default");
+        assert_eq!(config.data_dir, PathBuf::from("default.keel"));
+        assert_eq!(join(&config.advertise_client_urls), "http://127.0.0.1:2379");
+        assert_eq!(
+            join(&config.initial_cluster["default"]),
+            "http://127.0.0.1:2380"
+        );
+        assert_eq!(config.initial_cluster.len(), 1);
+        assert_eq!(config.election_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn three_member_description_resolves() {
+        let config = ServeConfig::resolve(three("m2")).unwrap();
+        assert_eq!(config.initial_cluster.len(), 3);
+        assert_eq!(config.data_dir, PathBuf::from("m2.keel"));
+        assert_eq!(join(&config.advertise_client_urls), "http://127.0.0.1:2479");
+    }
+
+    #[test]
+    fn member_missing_from_initial_cluster_is_named() {
+        let error = ServeConfig::resolve(Settings {
+            name: Some("m4".into()),
+            ..three("m1")
+        })
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(text.starts_with("--initial-cluster does not list this member `m4`"));
+        assert!(text.contains("`m1`, `m2`, `m3`"), "{text}");
+    }
+
+    #[test]
+    fn advertised_peer_url_must_match_the_cluster_entry() {
+        let error = ServeConfig::resolve(Settings {
+            listen_peer_urls: Some("http://127.0.0.1:9999".into()),
+            ..three("m1")
+        })
+        .unwrap_err();
+        assert!(
+            matches!(error, ConfigError::PeerUrlMismatch { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("--initial-advertise-peer-urls"));
+    }
+
+    #[test]
+    fn short_election_timeout_says_the_minimum() {
+        let error = ServeConfig::resolve(Settings {
+            heartbeat_interval: Some(100),
+            election_timeout: Some(300),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--election-timeout (300 ms) must be at least 5 × --heartbeat-interval (100 ms); \
+             raise --election-timeout to 500 or lower --heartbeat-interval"
+        );
+    }
+
+    #[test]
+    fn bad_url_names_its_flag() {
+        let error = ServeConfig::resolve(Settings {
+            listen_client_urls: Some("127.0.0.1:2379".into()),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("--listen-client-urls: `127.0.0.1:2379`")
+        );
+    }
+
+    #[test]
+    fn wildcard_listen_needs_an_advertised_url() {
+        let error = ServeConfig::resolve(Settings {
+            listen_client_urls: Some("http://0.0.0.0:2379".into()),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("set --advertise-client-urls"));
+    }
+
+    #[test]
+    fn same_port_for_clients_and_peers_is_refused() {
+        let error = ServeConfig::resolve(Settings {
+            listen_peer_urls: Some("http://127.0.0.1:2379".into()),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert!(matches!(error, ConfigError::PortClash { .. }), "{error}");
+    }
+
+    #[test]
+    fn one_peer_url_for_two_members_is_refused() {
+        let error = ServeConfig::resolve(Settings {
+            initial_cluster: Some("default=http://127.0.0.1:2380,b=http://127.0.0.1:2380".into()),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert!(
+            matches!(error, ConfigError::SharedPeerUrl { .. }),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! Running a member from a checked [`ServeConfig`]: keel-kv's server (the
+//! Raft node and the etcd API) and the metrics side-car next to it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use keel_kv::server::{self, MemberConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::config::ServeConfig;
+use super::probe::StatusProbe;
+use super::settings::ClusterState;
+use crate::metrics::{self, Probe};
+
+/// keel-kv's configuration for this member.
+fn member_config(config: &ServeConfig) -> MemberConfig {
+    let strings = |urls: &[super::HttpUrl]| urls.iter().map(ToString::to_string).collect();
+    MemberConfig {
+        listen_client_urls: strings(&config.listen_client_urls),
+        advertise_client_urls: strings(&config.advertise_client_urls),
+        listen_peer_urls: strings(&config.listen_peer_urls),
+        initial_advertise_peer_urls: strings(&config.initial_advertise_peer_urls),
+        initial_cluster: config
+            .initial_cluster
+            .iter()
+            .flat_map(|(name, urls)| urls.iter().map(move |u| (name.clone(), u.to_string())))
+            .collect(),
+        initial_cluster_state: match config.initial_cluster_state {
+            ClusterState::New => server::ClusterState::New,
+            ClusterState::Existing => server::ClusterState::Existing,
+        },
+        initial_cluster_token: config.initial_cluster_token.clone(),
+        heartbeat_interval: config.heartbeat_interval,
+        election_timeout: config.election_timeout,
+        snapshot_count: config.snapshot_count,
+        ..MemberConfig::new(config.name.clone(), config.data_dir.clone())
+    }
+}
+
+/// Starts the member and serves until `stop` resolves or the member stops
+/// by itself (a fatal error, or its removal from the cluster).
+pub async fn run(
+    config: ServeConfig,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // Bind the side-car first: a taken metrics port should fail the start,
+    // not surface after the member joined the cluster.
+    let mut side_car_listeners = Vec::new();
+    for url in &config.listen_metrics_urls {
+        let listener = TcpListener::bind(url.authority())
+            .await
+            .with_context(|| format!("--listen-metrics-urls: cannot listen on {url}"))?;
+        side_car_listeners.push((url, listener));
+    }
+    let member = server::start(member_config(&config))
+        .await
+        .context("the member could not start")?;
+    let client_addr = *member
+        .client_addrs()
+        .first()
+        .context("the member listens on no client address")?;
+
+    let (stopping, stopped) = watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let probe: Arc<dyn Probe> = Arc::new(StatusProbe::new(client_addr));
+    let mut side_cars = Vec::new();
+    for (url, listener) in side_car_listeners {
+        tracing::info!(%url, "serving /metrics, /health and /readyz");
+        side_cars.push(tokio::spawn(metrics::serve(
+            listener,
+            probe.clone(),
+            until_stopped(),
+        )));
+    }
+    let outcome = member.run_until(stop).await;
+    let _ = stopping.send(true);
+    for side_car in side_cars {
+        side_car.await?.context("the metrics side-car failed")?;
+    }
+    outcome?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! A member's settings as the user gives them: one struct that is both the
+//! `keel serve` flags (each with its `KEEL_*` variable) and the keys of the
+//! optional TOML file, so the three sources cannot drift apart.
+//!
+//! Every field is optional here; defaults are applied after the sources
+//! are merged (`config.rs`), so that "not given" is never confused with
+//! "given the default".
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::logging::{LogFormat, LogLevel};
+
+/// Whether a member bootstraps a new cluster or joins a running one.
+#[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterState {
+    /// Bootstrap a new cluster whose members are --initial-cluster.
+    #[default]
+    New,
+    /// Join a running cluster that already added this member (`keel member
+    /// add`).
+    Existing,
+}
+
+/// The flags of `keel serve`. In the TOML file, write each key as its flag
+/// without the dashes in front, e.g. `name = "m1"`,
+/// `listen-client-urls = "http://127.0.0.1:2379"`, `heartbeat-interval = 100`.
+#[derive(Args, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Settings {
+    /// This member's name, unique in the cluster [default: default].
+    #[arg(long, env = "KEEL_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Where the member keeps its log, snapshots and key-value data
+    /// [default: ./NAME.keel].
+    #[arg(long, env = "KEEL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Comma-separated URLs to serve clients (the etcd API) on
+    /// [default: http://127.0.0.1:2379].
+    #[arg(long, env = "KEEL_LISTEN_CLIENT_URLS", value_name = "URLS")]
+    pub listen_client_urls: Option<String>,
+
+    /// Comma-separated client URLs this member announces to clients and
+    /// other members [default: --listen-client-urls].
+    #[arg(long, env = "KEEL_ADVERTISE_CLIENT_URLS", value_name = "URLS")]
+    pub advertise_client_urls: Option<String>,
+
+    /// Comma-separated URLs to serve other members (Raft traffic) on
+    /// [default: http://127.0.0.1:2380].
+    #[arg(long, env = "KEEL_LISTEN_PEER_URLS", value_name = "URLS")]
+    pub listen_peer_urls: Option<String>,
+
+    /// Comma-separated peer URLs this member announces to the other members;
+    /// must match its entry in --initial-cluster [default: --listen-peer-urls].
+    #[arg(long, env = "KEEL_INITIAL_ADVERTISE_PEER_URLS", value_name = "URLS")]
+    pub initial_advertise_peer_urls: Option<String>,
+
+    /// Every member of the initial cluster as NAME=PEER-URL, comma-separated,
+    /// e.g. m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2480
+    /// [default: NAME=--initial-advertise-peer-urls, a one-member cluster].
+    #[arg(long, env = "KEEL_INITIAL_CLUSTER", value_name = "MEMBERS")]
+    pub initial_cluster: Option<String>,
+
+    /// `new` to bootstrap the cluster in --initial-cluster, `existing` to
+    /// join a running cluster after `keel member add` [default: new].
+    #[arg(long, env = "KEEL_INITIAL_CLUSTER_STATE", value_name = "STATE")]
+    pub initial_cluster_state: Option<ClusterState>,
+
+    /// A token unique to this cluster, so that members of two clusters
+    /// bootstrapped from the same --initial-cluster refuse each other
+    /// [default: keel-cluster].
+    #[arg(long, env = "KEEL_INITIAL_CLUSTER_TOKEN", value_name = "TOKEN")]
+    pub initial_cluster_token: Option<String>,
+
+    /// Milliseconds between a leader's heartbeats [default: 100].
+    #[arg(long, env = "KEEL_HEARTBEAT_INTERVAL", value_name = "MS")]
+    pub heartbeat_interval: Option<u64>,
+
+    /// Milliseconds a follower waits without hearing from a leader before it
+    /// campaigns; at least 5 × --heartbeat-interval [default: 1000].
+    #[arg(long, env = "KEEL_ELECTION_TIMEOUT", value_name = "MS")]
+    pub election_timeout: Option<u64>,
+
+    /// Committed entries between two snapshots; a snapshot lets the member
+    /// drop the log before it [default: 100000].
+    #[arg(long, env = "KEEL_SNAPSHOT_COUNT", value_name = "ENTRIES")]
+    pub snapshot_count: Option<u64>,
+
+    /// Comma-separated URLs to serve /metrics (Prometheus), /health and
+    /// /readyz on over plain HTTP [default: none].
+    #[arg(long, env = "KEEL_LISTEN_METRICS_URLS", value_name = "URLS")]
+    pub listen_metrics_urls: Option<String>,
+
+    /// The least severe log events to print; RUST_LOG overrides it
+    /// [default: info].
+    #[arg(long, env = "KEEL_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+
+    /// `human` for readable lines, `json` for one JSON object per line
+    /// [default: human].
+    #[arg(long, env = "KEEL_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Why the `--config` file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("--config {path}: cannot read it: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "--config {path}: {source}\nkeys are `keel serve` flags without the leading --, e.g. data-dir = \"./m1.keel\""
+    )]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+}
+
+impl Settings {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &Path) -> Result<Settings, FileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| FileError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// These settings, with `lower`'s filling the ones not given here.
+    pub fn or(self, lower: Settings) -> Settings {
+        Settings {
+            name: self.name.or(lower.name),
+            data_dir: self.data_dir.or(lower.data_dir),
+            listen_client_urls: self.listen_client_urls.or(lower.listen_client_urls),
+            advertise_client_urls: self.advertise_client_urls.or(lower.advertise_client_urls),
+            listen_peer_urls: self.listen_peer_urls.or(lower.listen_peer_urls),
+            initial_advertise_peer_urls: self
+                .initial_advertise_peer_urls
+                .or(lower.initial_advertise_peer_urls),
+            initial_cluster: self.initial_cluster.or(lower.initial_cluster),
+            initial_cluster_state: self.initial_cluster_state.or(lower.initial_cluster_state),
+            initial_cluster_token: self.initial_cluster_token.or(lower.initial_cluster_token),
+            heartbeat_interval: self.heartbeat_interval.or(lower.heartbeat_interval),
+            election_timeout: self.election_timeout.or(lower.election_timeout),
+            snapshot_count: self.snapshot_count.or(lower.snapshot_count),
+            listen_metrics_urls: self.listen_metrics_urls.or(lower.listen_metrics_urls),
+            log_level: self.log_level.or(lower.log_level),
+            log_format: self.log_format.or(lower.log_format),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_keys_are_the_flag_names() {
+        let settings: Settings = toml::from_str(
+            r#"
+            name = "m1"
+            data-dir = "/tmp/m1"
+            initial-cluster-state = "existing"
+            heartbeat-interval = 50
+            log-format = "json"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(settings.name.as_deref(), Some("m1"));
+        assert_eq!(settings.data_dir, Some(PathBuf::from("/tmp/m1")));
+        assert_eq!(settings.initial_cluster_state, Some(ClusterState::Existing));
+        assert_eq!(settings.heartbeat_interval, Some(50));
+        assert_eq!(settings.log_format, Some(LogFormat::Json));
+    }
+
+    #[test]
+    fn unknown_file_key_is_refused() {
+        let error = toml::from_str::<Settings>("nmae = \"m1\"").unwrap_err();
+        assert!(error.to_string().contains("nmae"), "{error}");
+    }
+
+    #[test]
+    fn given_setting_beats_the_lower_source() {
+        let high = Settings {
+            name: Some("flag".into()),
+            ..Settings::default()
+        };
+        let low = Settings {
+            name: Some("file".into()),
+            snapshot_count: Some(7),
+            ..Settings::default()
+        };
+        let merged = high.or(low);
+        assert_eq!(merged.name.as_deref(), Some("flag"));
+        assert_eq!(merged.snapshot_count, Some(7));
+    }
+}

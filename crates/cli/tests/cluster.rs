@@ -1,0 +1,363 @@
+//! `keel cluster up|status|down` and the client commands, driven as a user
+//! would: the cluster runs in the background, writes and reads go through
+//! `keel` and `etcdctl`, a member is killed and brought back, and `down`
+//! must leave no process behind.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+/// A `keel cluster up` in the background, in its own temporary directory.
+/// Dropping it stops the cluster and kills anything still using the
+/// directory, so a failing test leaves nothing behind.
+struct LocalCluster {
+    dir: tempfile::TempDir,
+    up: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl LocalCluster {
+    fn start(members: u32) -> LocalCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let base = free_base_port(members).to_string();
+        let mut up = keel(&[
+            "cluster",
+            "up",
+            "--members",
+            &members.to_string(),
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--base-port",
+            &base,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let lines = lines_of(up.stdout.take().unwrap());
+        // The supervisor's notices (members exiting) go to stderr; keep the
+        // pipe drained so it never blocks.
+        let notices = lines_of(up.stderr.take().unwrap());
+        std::thread::spawn(move || notices.iter().for_each(|l| eprintln!("[cluster up] {l}")));
+        let cluster = LocalCluster { dir, up, lines };
+        wait_for_line(&cluster.lines, "is up", Duration::from_secs(60));
+        cluster
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn dir_arg(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    fn file(&self) -> toml::Table {
+        let text = std::fs::read_to_string(self.path().join("cluster.toml")).unwrap();
+        text.parse().unwrap()
+    }
+
+    fn member(&self, name: &str) -> toml::Table {
+        self.file()["member"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_table().unwrap().clone())
+            .find(|m| m["name"].as_str() == Some(name))
+            .unwrap()
+    }
+
+    fn endpoints(&self) -> String {
+        self.file()["member"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                m["client-url"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("http://")
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn status(&self) -> Status {
+        Status::parse(&keel_ok(&[
+            "cluster",
+            "status",
+            "--data-dir",
+            &self.dir_arg(),
+        ]))
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let _ = run_bounded(
+            keel(&[
+                "cluster",
+                "down",
+                "--data-dir",
+                &self.dir_arg(),
+                "--grace",
+                "5s",
+            ]),
+            Duration::from_secs(30),
+        );
+        let _ = self.up.kill();
+        let _ = self.up.wait();
+        for pid in processes_using(self.path()) {
+            kill_hard(pid);
+        }
+    }
+}
+
+/// `keel cluster status`, row by row: name → (role, warning).
+struct Status {
+    rows: Vec<(String, String, String)>,
+    summary: String,
+}
+
+impl Status {
+    fn parse(text: &str) -> Status {
+        let rows = text
+            .lines()
+            .filter(|l| l.starts_with("| m"))
+            .map(|l| {
+                let cells: Vec<String> = l.split('|').map(|c| c.trim().to_string()).collect();
+                (cells[1].clone(), cells[4].clone(), cells[11].clone())
+            })
+            .collect();
+        let summary = text.lines().last().unwrap_or_default().to_string();
+        Status { rows, summary }
+    }
+
+    fn leaders(&self) -> Vec<String> {
+        self.rows
+            .iter()
+            .filter(|(_, role, _)| role == "leader")
+            .map(|(name, _, _)| name.clone())
+            .collect()
+    }
+
+    fn warning(&self, name: &str) -> &str {
+        &self.rows.iter().find(|(n, _, _)| n == name).unwrap().2
+    }
+}
+
+fn etcdctl(endpoints: &str, args: &[&str]) -> String {
+    let mut command = std::process::Command::new("etcdctl");
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--command-timeout=5s")
+        .args(args);
+    let output = run_bounded(command, Duration::from_secs(30));
+    assert!(
+        output.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+#[test]
+fn cluster_survives_a_killed_leader_and_down_leaves_no_process() {
+    let cluster = LocalCluster::start(3);
+    let endpoints = cluster.endpoints();
+    let ep = ["--endpoints", endpoints.as_str()];
+
+    // Writes and reads through keel, and through etcdctl when installed.
+    assert_eq!(
+        keel_ok(&[&["put", "greeting", "hello"][..], &ep].concat()),
+        "OK\n"
+    );
+    assert_eq!(
+        keel_ok(&[&["get", "greeting"][..], &ep].concat()),
+        "greeting\nhello\n"
+    );
+    if have("etcdctl") {
+        assert_eq!(etcdctl(&endpoints, &["put", "tool", "etcdctl"]), "OK\n");
+        assert_eq!(
+            keel_ok(&[&["get", "tool", "--print-value-only"][..], &ep].concat()),
+            "etcdctl\n"
+        );
+        assert_eq!(
+            etcdctl(&endpoints, &["get", "greeting"]),
+            "greeting\nhello\n"
+        );
+    } else {
+        eprintln!("etcdctl is not installed: skipping its part (scripts/test installs it)");
+    }
+
+    // One leader, no warnings.
+    let status = cluster.status();
+    assert_eq!(status.rows.len(), 3);
+    let leaders = status.leaders();
+    assert_eq!(leaders.len(), 1, "{}", status.summary);
+    assert!(status.rows.iter().all(|(_, _, w)| w.is_empty()));
+
+    // Hand leadership to a chosen member, then kill it: status reports it
+    // down, another member takes over, and writes go on.
+    let chosen = ["m1", "m2", "m3"]
+        .into_iter()
+        .find(|m| *m != leaders[0])
+        .unwrap();
+    let moved = keel_ok(&[&["transfer-leader", chosen][..], &ep].concat());
+    assert!(moved.contains(&format!("to {chosen}")), "{moved}");
+    assert_eq!(cluster.status().leaders(), [chosen]);
+    let old_leader = chosen.to_string();
+    let pid = cluster.member(&old_leader)["pid"].as_integer().unwrap() as u32;
+    kill_hard(pid);
+    let status = eventually(Duration::from_secs(30), "a new leader", || {
+        let status = cluster.status();
+        let leaders = status.leaders();
+        (leaders.len() == 1 && leaders[0] != old_leader).then_some(status)
+    });
+    assert!(
+        status.warning(&old_leader).starts_with("DOWN"),
+        "{}",
+        status.warning(&old_leader)
+    );
+    assert_eq!(
+        keel_ok(&[&["put", "after", "failover"][..], &ep].concat()),
+        "OK\n"
+    );
+
+    // Bring it back: a second `cluster up` restarts only the missing
+    // member, from its data, and returns once there is a leader.
+    let again = keel_ok(&["cluster", "up", "--data-dir", &cluster.dir_arg()]);
+    assert!(again.contains(&format!("Starting {old_leader}")), "{again}");
+    let revived = cluster.member(&old_leader)["client-url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_string();
+    eventually(
+        Duration::from_secs(30),
+        "the revived member to catch up",
+        || {
+            let out = keel_ok(&["get", "after", "--serializable", "--endpoints", &revived]);
+            (out == "after\nfailover\n").then_some(())
+        },
+    );
+    let status = cluster.status();
+    assert_eq!(status.leaders().len(), 1);
+    assert!(
+        status.rows.iter().all(|(_, _, w)| w.is_empty()),
+        "{:?}",
+        status.rows
+    );
+
+    // `cluster down` stops the supervisor and every member.
+    let down = keel_ok(&["cluster", "down", "--data-dir", &cluster.dir_arg()]);
+    assert!(down.contains("stopped"), "{down}");
+    let leftovers = processes_using(cluster.path());
+    assert!(leftovers.is_empty(), "processes left behind: {leftovers:?}");
+}
+
+#[test]
+fn snapshot_save_writes_the_whole_file() {
+    let cluster = LocalCluster::start(1);
+    let endpoints = cluster.endpoints();
+    keel_ok(&["put", "k", "v", "--endpoints", &endpoints]);
+    let file = cluster.path().join("backup.db");
+    let saved = keel_ok(&[
+        "snapshot",
+        "save",
+        file.to_str().unwrap(),
+        "--endpoints",
+        &endpoints,
+    ]);
+    assert!(saved.starts_with("Snapshot saved at"), "{saved}");
+    assert!(std::fs::metadata(&file).unwrap().len() > 0);
+    assert!(!cluster.path().join("backup.db.part").exists());
+}
+
+#[test]
+fn watch_sees_puts_and_deletes_in_order() {
+    let cluster = LocalCluster::start(1);
+    let endpoints = cluster.endpoints();
+    let mut watch = Killed(
+        keel(&["watch", "color", "--prefix", "--endpoints", &endpoints])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = lines_of(watch.0.stdout.take().unwrap());
+    // The watch is created asynchronously; write until the first event shows.
+    let first = eventually(Duration::from_secs(20), "the watch to start", || {
+        keel_ok(&["put", "color/sky", "blue", "--endpoints", &endpoints]);
+        lines.recv_timeout(Duration::from_millis(500)).ok()
+    });
+    assert_eq!(first, "PUT");
+    keel_ok(&["del", "color/sky", "--endpoints", &endpoints]);
+    let seen = wait_for_line(&lines, "DELETE", Duration::from_secs(10));
+    assert_eq!(seen.last().unwrap(), "DELETE");
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "color/sky"
+    );
+}
+
+#[test]
+fn rerun_after_down_restarts_the_same_cluster_from_its_data() {
+    let cluster = LocalCluster::start(1);
+    let endpoints = cluster.endpoints();
+    keel_ok(&["put", "kept", "yes", "--endpoints", &endpoints]);
+    let member_id = keel_ok(&["member", "list", "--endpoints", &endpoints]);
+    keel_ok(&["cluster", "down", "--data-dir", &cluster.dir_arg()]);
+
+    let again = keel_ok(&[
+        "cluster",
+        "up",
+        "--detach",
+        "--data-dir",
+        &cluster.dir_arg(),
+    ]);
+    assert!(again.contains("is up"), "{again}");
+    assert_eq!(
+        keel_ok(&["get", "kept", "--endpoints", &endpoints]),
+        "kept\nyes\n"
+    );
+    assert_eq!(
+        keel_ok(&["member", "list", "--endpoints", &endpoints]),
+        member_id
+    );
+
+    let error = run_bounded(
+        keel(&[
+            "cluster",
+            "up",
+            "--members",
+            "3",
+            "--data-dir",
+            &cluster.dir_arg(),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(!error.status.success());
+    let stderr = String::from_utf8_lossy(&error.stderr);
+    assert!(stderr.contains("holds a 1-member cluster"), "{stderr}");
+}
+
+#[test]
+fn down_without_a_cluster_says_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing: PathBuf = dir.path().join("none");
+    let output = run_bounded(
+        keel(&["cluster", "down", "--data-dir", missing.to_str().unwrap()]),
+        Duration::from_secs(10),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("keel cluster up --data-dir"), "{stderr}");
+}
