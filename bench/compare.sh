@@ -22,7 +22,7 @@ etcd_pids=()
 command -v etcd >/dev/null || { echo "etcd is missing: apt-get install etcd-server" >&2; exit 1; }
 cargo build --release -q -p keel-cli -p keel-bench
 KEEL=target/release/keel
-BENCH=target/release/keel-bench
+BENCH="$KEEL bench"
 CEILING=target/release/keel-ceiling
 
 cleanup() {
@@ -85,7 +85,7 @@ for row in "${rows[@]}"; do
         esac
         echo "== $name on $target"
         # shellcheck disable=SC2086
-        "$BENCH" $args --endpoints "$eps" --total "$TOTAL" --json --no-progress $extra \
+        $BENCH $args --endpoints "$eps" --total "$TOTAL" --json --no-progress $extra \
             >"$OUT/$target-$name.json"
     done
 done

@@ -1,7 +1,7 @@
 //! `keel`: run a Keel KV member (`serve`), a whole cluster on this machine
 //! (`cluster up|down|status`), and talk to any of them over etcd's v3 API
 //! (`put`, `get`, `del`, `watch`, `member`, `endpoint`, `transfer-leader`,
-//! `snapshot`).
+//! `snapshot`), and measure any etcd-API server (`bench`).
 //!
 //! This file only parses the command line and dispatches; each command
 //! lives in its own module and returns `anyhow::Result`, so that every
@@ -62,6 +62,11 @@ enum Command {
     /// Download a snapshot of the key-value state.
     #[command(subcommand)]
     Snapshot(client::snapshot::SnapshotCommand),
+    /// Load-test any server that speaks etcd's v3 KV API (Keel or etcd).
+    ///
+    /// Prints throughput, latency percentiles and errors by kind; --json
+    /// for machines, --plot for an SVG of latency over time.
+    Bench(Box<keel_bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -77,11 +82,11 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     // A member configures its own logging, from flags that may come from
-    // its config file, and needs every core. The other commands log
+    // its config file, and needs every core; so does a load generator. The other commands log
     // warnings to stderr and run on this thread alone: `cluster up` must
     // spawn its members from the main thread, because their parent-death
     // signal fires when the spawning *thread* exits.
-    let runtime = if matches!(command, Command::Serve(_)) {
+    let runtime = if matches!(command, Command::Serve(_) | Command::Bench(_)) {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -103,8 +108,19 @@ fn run(command: Command) -> anyhow::Result<()> {
             Command::TransferLeader(a) => client::leader::run(a).await,
             Command::Endpoint(c) => client::endpoint::run(c).await,
             Command::Snapshot(c) => client::snapshot::run(c).await,
+            Command::Bench(a) => bench(*a).await,
         }
     })
+}
+
+async fn bench(args: keel_bench::BenchArgs) -> anyhow::Result<()> {
+    let report = keel_bench::run(&args).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
