@@ -21,9 +21,11 @@ etcd_pids=()
 
 command -v etcd >/dev/null || { echo "etcd is missing: apt-get install etcd-server" >&2; exit 1; }
 cargo build --release -q -p keel-cli -p keel-bench
-KEEL=target/release/keel
+target=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+KEEL=$target/release/keel
 BENCH="$KEEL bench"
-CEILING=target/release/keel-ceiling
+CEILING=$target/release/keel-ceiling
 
 cleanup() {
     for pid in "${etcd_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
