@@ -79,16 +79,16 @@ rows=(
 for row in "${rows[@]}"; do
     name=${row%%|*}
     args=${row#*|}
-    for target in etcd keel ceiling; do
-        case $target in
+    for server in etcd keel ceiling; do
+        case $server in
             etcd) eps=$ETCD; extra="" ;;
             keel) eps=$KEEL_EPS; extra="--plot $OUT/keel-$name.svg" ;;
             ceiling) eps=$CEIL; extra="" ;;
         esac
-        echo "== $name on $target"
+        echo "== $name on $server"
         # shellcheck disable=SC2086
         $BENCH $args --endpoints "$eps" --total "$TOTAL" --json --no-progress $extra \
-            >"$OUT/$target-$name.json"
+            >"$OUT/$server-$name.json"
     done
 done
 

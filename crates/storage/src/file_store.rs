@@ -28,7 +28,7 @@ use crate::segment::Segment;
 use crate::store::{Durable, LogStore};
 
 /// The durable Raft log and hard state in a directory of segment files.
-/// See `ARCHITECTURE-storage.md` for the format and the crash-safety argument.
+/// See `ARCHITECTURE.md` for the format and the crash-safety argument.
 #[derive(Debug)]
 pub struct FileLogStore {
     dir: PathBuf,

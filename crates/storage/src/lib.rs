@@ -2,7 +2,7 @@
 //!
 //! Raft is only as safe as its disk, so the log format is our own: segment
 //! files of checksummed records on std files, `crc32c` and `fdatasync` (see
-//! `ARCHITECTURE-storage.md` for the format and the crash-safety argument).
+//! `ARCHITECTURE.md` for the format and the crash-safety argument).
 //!
 //! * [`LogStore`] is the contract the runtime and the simulator write to;
 //!   [`FileLogStore`] keeps it on disk and [`MemLogStore`] in memory, and

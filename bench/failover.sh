@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Leader failover under load: a 3-member Keel cluster with default timeouts
+# takes 100 clients' puts; the leader is killed with SIGKILL; the longest
+# time without any acknowledged write is the unavailability. Repeated RUNS
+# times (the killed member is restarted between runs); prints p50 and p99.
+#
+#   bench/failover.sh            # 20 runs
+#   RUNS=5 bench/failover.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-20}
+cargo build --release -q -p keel-cli
+target=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+KEEL=$target/release/keel
+work=$(mktemp -d)
+trap '"$KEEL" cluster down --data-dir "$work/keel" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+eps=127.0.0.1:41379,127.0.0.1:41479,127.0.0.1:41579
+up() { "$KEEL" cluster up --members 3 --data-dir "$work/keel" --base-port 41379 --detach >/dev/null; }
+leader_pid() {
+    "$KEEL" cluster status --data-dir "$work/keel" 2>/dev/null |
+        awk -F'|' '$5 ~ /leader/ { if (match($4, /[0-9]+/)) print substr($4, RSTART, RLENGTH) }'
+}
+
+up
+stalls=()
+for run in $(seq "$RUNS"); do
+    "$KEEL" bench put --endpoints "$eps" --clients 100 --conns 10 --duration 5s \
+        --json --no-progress >"$work/run.json" &
+    bench=$!
+    sleep 2
+    pid=$(leader_pid)
+    [ -n "$pid" ] || { echo "run $run: no leader found" >&2; wait "$bench"; up; continue; }
+    kill -9 "$pid"
+    wait "$bench"
+    stall=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["max_stall_ms"])' "$work/run.json")
+    echo "run $run: killed leader pid $pid; writes stalled for $stall ms"
+    stalls+=("$stall")
+    up
+done
+
+python3 - "${stalls[@]}" <<'PY'
+import sys
+s = sorted(float(x) for x in sys.argv[1:])
+if not s:
+    sys.exit("no run measured")
+pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]
+print(f"failover over {len(s)} runs: p50 {pick(0.5):.0f} ms, p99 {pick(0.99):.0f} ms, max {s[-1]:.0f} ms")
+PY
