@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use keel_raft::{Message, MessageBody, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tracing::{debug, info, warn};
 
@@ -336,10 +337,19 @@ impl Transport {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
+        // `Server::tcp_nodelay` only applies to listeners tonic binds
+        // itself, so Nagle's algorithm is turned off per connection: with it
+        // on, small replies wait for the peer's delayed ACK (~40 ms).
+        let incoming = TcpListenerStream::new(listener).map(|conn| {
+            conn.inspect(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    warn!("cannot disable Nagle's algorithm on a peer connection: {e}");
+                }
+            })
+        });
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+            .serve_with_incoming_shutdown(incoming, signal)
             .await?;
         Ok(())
     }
