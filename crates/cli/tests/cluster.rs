@@ -119,24 +119,32 @@ impl Drop for LocalCluster {
     }
 }
 
-/// `keel cluster status`, row by row: name → (role, warning).
+/// `keel cluster status`, row by row: name → (role, warning), and the
+/// RAFT LOG column.
 struct Status {
     rows: Vec<(String, String, String)>,
+    raft_logs: Vec<String>,
     summary: String,
 }
 
 impl Status {
     fn parse(text: &str) -> Status {
-        let rows = text
+        let cells: Vec<Vec<String>> = text
             .lines()
             .filter(|l| l.starts_with("| m"))
-            .map(|l| {
-                let cells: Vec<String> = l.split('|').map(|c| c.trim().to_string()).collect();
-                (cells[1].clone(), cells[4].clone(), cells[11].clone())
-            })
+            .map(|l| l.split('|').map(|c| c.trim().to_string()).collect())
             .collect();
+        let rows = cells
+            .iter()
+            .map(|c| (c[1].clone(), c[4].clone(), c[11].clone()))
+            .collect();
+        let raft_logs = cells.iter().map(|c| c[9].clone()).collect();
         let summary = text.lines().last().unwrap_or_default().to_string();
-        Status { rows, summary }
+        Status {
+            rows,
+            raft_logs,
+            summary,
+        }
     }
 
     fn leaders(&self) -> Vec<String> {
@@ -203,6 +211,11 @@ fn cluster_survives_a_killed_leader_and_down_leaves_no_process() {
     let leaders = status.leaders();
     assert_eq!(leaders.len(), 1, "{}", status.summary);
     assert!(status.rows.iter().all(|(_, _, w)| w.is_empty()));
+    assert!(
+        status.raft_logs.iter().all(|l| l.ends_with(" entries")),
+        "{:?}",
+        status.raft_logs
+    );
 
     // Hand leadership to a chosen member, then kill it: status reports it
     // down, another member takes over, and writes go on.

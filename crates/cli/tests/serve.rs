@@ -76,15 +76,53 @@ fn unknown_config_file_key_is_refused() {
     assert!(stderr.contains("data-dir = "), "{stderr}");
 }
 
-fn value(samples: &[prometheus_parse::Sample], name: &str, role: Option<&str>) -> f64 {
-    let sample = samples
+/// The side-car's scrape, parsed; `None` while it does not answer 200.
+fn scrape(side_car: &str) -> Option<Vec<prometheus_parse::Sample>> {
+    let (status, text) = http_get(side_car, "/metrics")?;
+    if status != 200 {
+        return None;
+    }
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    Some(prometheus_parse::Scrape::parse(lines).unwrap().samples)
+}
+
+fn series<'a>(
+    samples: &'a [prometheus_parse::Sample],
+    name: &str,
+    role: Option<&str>,
+) -> &'a prometheus_parse::Sample {
+    samples
         .iter()
         .find(|s| s.metric == name && role.is_none_or(|r| s.labels.get("role") == Some(r)))
-        .unwrap_or_else(|| panic!("no series {name}"));
-    match sample.value {
-        prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) => v,
+        .unwrap_or_else(|| panic!("no series {name}"))
+}
+
+fn value(samples: &[prometheus_parse::Sample], name: &str, role: Option<&str>) -> f64 {
+    match series(samples, name, role).value {
+        // A histogram's `_sum` and `_count` parse as untyped.
+        prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Untyped(v) => v,
         ref other => panic!("{name} is {other:?}"),
     }
+}
+
+/// A histogram's observation count, checking its shape on the way:
+/// cumulative buckets ending in `+Inf` equal to the count.
+fn histogram_count(samples: &[prometheus_parse::Sample], name: &str) -> f64 {
+    let prometheus_parse::Value::Histogram(buckets) = &series(samples, name, None).value else {
+        panic!("{name} is not a histogram");
+    };
+    assert!(buckets.len() > 2, "{name}: {buckets:?}");
+    assert!(
+        buckets.windows(2).all(|w| w[0].count <= w[1].count),
+        "{name}: {buckets:?}"
+    );
+    let last = buckets.last().unwrap();
+    assert!(last.less_than.is_infinite(), "{name}: {buckets:?}");
+    assert_eq!(value(samples, &format!("{name}_count"), None), last.count);
+    assert!(value(samples, &format!("{name}_sum"), None) >= 0.0);
+    last.count
 }
 
 #[test]
@@ -107,6 +145,9 @@ fn single_member_serves_metrics_health_and_stops_cleanly_on_sigterm() {
         &format!("http://127.0.0.1:{metrics}"),
         "--log-format",
         "json",
+        // Small, so that the member snapshots during the test.
+        "--snapshot-count",
+        "3",
     ]);
     let mut member = Killed(
         command
@@ -121,20 +162,49 @@ fn single_member_serves_metrics_health_and_stops_cleanly_on_sigterm() {
         let (status, _) = http_get(&side_car, "/health")?;
         (status == 200).then_some(())
     });
-    keel_ok(&["put", "k", "v", "--endpoints", &client_url]);
+    for i in 0..4 {
+        keel_ok(&["put", &format!("k{i}"), "v", "--endpoints", &client_url]);
+    }
     assert_eq!(http_get(&side_car, "/readyz").unwrap().0, 200);
 
-    let (status, text) = http_get(&side_car, "/metrics").unwrap();
-    assert_eq!(status, 200);
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-    let s = &scrape.samples;
+    // The member republishes its metrics every heartbeat: wait for the
+    // puts and the snapshot they trigger to show.
+    let s = eventually(Duration::from_secs(15), "the puts in /metrics", || {
+        let s = scrape(&side_car)?;
+        let done = value(&s, "keel_proposals_committed_total", None) >= 4.0
+            && value(&s, "keel_snapshots_created_total", None) >= 1.0;
+        done.then_some(s)
+    });
+    let s = &s;
+    let id = series(s, "keel_member_id", None).labels.get("member_id");
+    assert!(id.is_some_and(|id| !id.is_empty()), "{id:?}");
     assert!(value(s, "keel_raft_term", None) >= 1.0);
     assert_eq!(value(s, "keel_raft_role", Some("leader")), 1.0);
-    assert_eq!(value(s, "keel_raft_role", Some("follower")), 0.0);
+    for role in ["follower", "pre-candidate", "candidate", "learner"] {
+        assert_eq!(value(s, "keel_raft_role", Some(role)), 0.0, "{role}");
+    }
     assert_eq!(value(s, "keel_raft_has_leader", None), 1.0);
-    assert!(value(s, "keel_raft_commit_index", None) >= 1.0);
+    let commit = value(s, "keel_raft_commit_index", None);
+    assert!(commit >= 4.0);
     assert!(value(s, "keel_raft_applied_index", None) >= 1.0);
     assert!(value(s, "keel_db_size_bytes", None) > 0.0);
+    let (first, last) = (
+        value(s, "keel_raft_log_first_index", None),
+        value(s, "keel_raft_log_last_index", None),
+    );
+    assert!(first > 1.0, "the snapshot compacted the log");
+    assert!(last >= commit);
+    assert_eq!(value(s, "keel_raft_log_entries", None), last + 1.0 - first);
+    assert_eq!(value(s, "keel_proposals_failed_total", None), 0.0);
+    assert_eq!(value(s, "keel_proposals_pending", None), 0.0);
+    assert_eq!(value(s, "keel_peer_send_failures_total", None), 0.0);
+    assert_eq!(value(s, "keel_snapshots_installed_total", None), 0.0);
+    let appends = histogram_count(s, "keel_log_append_duration_seconds");
+    assert!(appends >= 4.0, "one write per put at least: {appends}");
+    assert_eq!(
+        histogram_count(s, "keel_log_fsync_duration_seconds"),
+        appends
+    );
 
     // JSON logs: every line is one object.
     let first = logs.recv_timeout(Duration::from_secs(5)).unwrap();

@@ -47,6 +47,11 @@ impl KvStateMachine {
         self.store.db_size_bytes(&self.db_path)
     }
 
+    /// The database file, for reading its size without holding the store.
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
     /// Applies committed entries `(index, term, payload)` and then wakes
     /// watchers. Returns each entry's encoded result (for its proposer).
     /// An `Err` is fatal: stop the node.

@@ -34,6 +34,7 @@ use tracing::{debug, info, trace, warn};
 use crate::apply::{ApplyOp, ReadFn};
 use crate::config::Config;
 use crate::error::{Error, StopReason};
+use crate::histogram::LogTimings;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::node::ReadConsistency;
@@ -93,6 +94,8 @@ pub(crate) struct Wiring<S> {
     pub(crate) apply: mpsc::Sender<ApplyOp<S>>,
     pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
     pub(crate) metrics: watch::Sender<Metrics>,
+    /// Written by the storage thread, read when publishing metrics.
+    pub(crate) log_timings: Arc<LogTimings>,
     pub(crate) stop_server: oneshot::Sender<()>,
     /// Set once, when the node stops; handles report it.
     pub(crate) stop_reason: Arc<OnceLock<StopReason>>,
@@ -475,9 +478,13 @@ impl<S: StateMachine> Driver<S> {
     fn publish_metrics(&mut self, stopped: Option<&StopReason>) {
         let mut m = Metrics::from_status(self.raft.status());
         m.pending_proposals = self.proposals.len();
+        m.proposals_committed = self.proposals.committed();
+        m.proposals_failed = self.proposals.failed();
         m.snapshots_created = self.snapshots_created;
         m.snapshots_installed = self.snapshots_installed;
         m.transport = self.io.transport.metrics();
+        m.log_append = self.io.log_timings.append.snapshot();
+        m.log_sync = self.io.log_timings.sync.snapshot();
         m.stopped = stopped.map(ToString::to_string);
         self.io.metrics.send_if_modified(|current| {
             let changed = *current != m;

@@ -72,7 +72,7 @@
 //! Each node runs one tokio task (the *driver*) that owns the Raft core,
 //! one thread that writes the log (group commit: one fsync per batch of
 //! writes), one thread that applies committed entries to the state
-//! machine, and a gRPC server for its peers. `ARCHITECTURE-runtime.md`
+//! machine, and a gRPC server for its peers. `crates/runtime/ARCHITECTURE.md`
 //! walks through the write path step by step.
 //!
 //! # Errors
@@ -87,6 +87,7 @@ mod apply;
 mod config;
 mod driver;
 mod error;
+mod histogram;
 mod inbound;
 mod metrics;
 mod node;
@@ -99,6 +100,7 @@ mod storage;
 
 pub use config::{Config, ConfigError, TransportTuning};
 pub use error::{Error, StartError, StateMachineError, StopReason};
+pub use histogram::{LATENCY_BUCKET_BOUNDS_MICROS, LatencyHistogram};
 pub use keel_raft::{LogIndex, Membership, MembershipChange, MembershipError, NodeId, Role, Term};
 pub use keel_storage::LogConfig;
 pub use metrics::{Metrics, PeerMetrics};

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use keel_raft::{LogIndex, Membership, NodeId, Role, Status, Term};
 use keel_transport::TransportMetrics;
 
+use crate::histogram::LatencyHistogram;
+
 /// A node's state at one moment. Published at least once per tick and on
 /// every change of role, term or leader.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,11 +29,24 @@ pub struct Metrics {
     pub peers: BTreeMap<NodeId, PeerMetrics>,
     /// Proposals appended and not yet answered.
     pub pending_proposals: usize,
+    /// Since start: this node's proposals (commands and configuration
+    /// changes) whose entry committed.
+    pub proposals_committed: u64,
+    /// Since start: this node's proposals whose entry was appended but
+    /// that failed (dropped, outcome unknown, node stopped). Refusals
+    /// before appending (not leader, overloaded) are not counted, so
+    /// appended = committed + failed + pending.
+    pub proposals_failed: u64,
     /// Snapshots this node created from its state machine.
     pub snapshots_created: u64,
     /// Snapshots this node installed from a leader.
     pub snapshots_installed: u64,
     pub transport: TransportMetrics,
+    /// Per group commit: writing the log and making it durable.
+    pub log_append: LatencyHistogram,
+    /// Per group commit: the log's `sync` (with the file store, the write
+    /// syscalls and the `fdatasync`).
+    pub log_sync: LatencyHistogram,
     /// Set when the node has stopped, with the reason.
     pub stopped: Option<String>,
 }
@@ -70,9 +85,13 @@ impl Metrics {
                 })
                 .collect(),
             pending_proposals: 0,
+            proposals_committed: 0,
+            proposals_failed: 0,
             snapshots_created: 0,
             snapshots_installed: 0,
             transport: TransportMetrics::default(),
+            log_append: LatencyHistogram::default(),
+            log_sync: LatencyHistogram::default(),
             stopped: None,
         }
     }

@@ -18,6 +18,7 @@ use crate::apply::{Applier, ReadFn};
 use crate::config::Config;
 use crate::driver::{Driver, Request, Wiring};
 use crate::error::{Error, StartError, StopReason};
+use crate::histogram::LogTimings;
 use crate::inbound::InboundHandler;
 use crate::metrics::Metrics;
 use crate::restore::{Storage, restore};
@@ -133,9 +134,13 @@ impl<S: StateMachine> Node<S> {
         let log = storage.log;
         let peers_file = storage.peers_file;
         let storage_events = events_tx.clone();
+        let log_timings = Arc::new(LogTimings::default());
+        let storage_timings = log_timings.clone();
         let storage_thread = std::thread::Builder::new()
             .name(format!("keel-storage-{id}"))
-            .spawn(move || storage::run(log, storage_rx, storage_events, peers_file))?;
+            .spawn(move || {
+                storage::run(log, storage_rx, storage_events, peers_file, storage_timings)
+            })?;
         let applier = Applier {
             sm: state_machine,
             snapshots: snapshots.clone(),
@@ -179,6 +184,7 @@ impl<S: StateMachine> Node<S> {
             apply: apply_tx,
             threads: vec![storage_thread, apply_thread],
             metrics: metrics_tx,
+            log_timings,
             stop_server,
             stop_reason: stop_reason.clone(),
         };

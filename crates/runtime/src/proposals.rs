@@ -26,12 +26,20 @@ struct Pending {
     orphaned_at: Option<Instant>,
 }
 
-/// The proposals of this node, by index.
+/// The proposals of this node, by index, and how the finished ones ended.
 ///
 /// Invariant: at most `capacity` entries.
+/// Invariant: every proposal inserted is counted exactly once, in
+/// `committed` or `failed`, once it leaves `pending`.
 pub(crate) struct Proposals {
     pending: BTreeMap<LogIndex, Pending>,
     capacity: usize,
+    /// Since start: proposals whose entry committed with their term.
+    committed: u64,
+    /// Since start: proposals answered with an error after their entry
+    /// was appended. Refusals before appending (not leader, overloaded)
+    /// are routing and back-pressure, not failures of the log.
+    failed: u64,
 }
 
 impl Proposals {
@@ -39,7 +47,24 @@ impl Proposals {
         Proposals {
             pending: BTreeMap::new(),
             capacity,
+            committed: 0,
+            failed: 0,
         }
+    }
+
+    pub(crate) fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    pub(crate) fn failed(&self) -> u64 {
+        self.failed
+    }
+
+    /// Answers a proposal that left `pending` with `error`; every failure
+    /// goes through here so that the count is complete.
+    fn fail(&mut self, responder: Responder, error: Error) {
+        self.failed += 1;
+        let _ = responder.send(Err(error));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -63,9 +88,12 @@ impl Proposals {
         if let Some(old) = old {
             // A new leader term reused the index of an entry this node
             // proposed earlier and lost: that entry can no longer commit.
-            let _ = old.responder.send(Err(Error::ProposalDropped {
-                index: proposal.index,
-            }));
+            self.fail(
+                old.responder,
+                Error::ProposalDropped {
+                    index: proposal.index,
+                },
+            );
         }
     }
 
@@ -75,11 +103,10 @@ impl Proposals {
     pub(crate) fn take_committed(&mut self, index: LogIndex, term: Term) -> Option<Responder> {
         let pending = self.pending.remove(&index)?;
         if pending.term == term {
+            self.committed += 1;
             return Some(pending.responder);
         }
-        let _ = pending
-            .responder
-            .send(Err(Error::ProposalDropped { index }));
+        self.fail(pending.responder, Error::ProposalDropped { index });
         None
     }
 
@@ -103,7 +130,7 @@ impl Proposals {
             .collect();
         for index in expired {
             let p = self.pending.remove(&index).expect("collected above");
-            let _ = p.responder.send(Err(Error::OutcomeUnknown { index }));
+            self.fail(p.responder, Error::OutcomeUnknown { index });
         }
     }
 
@@ -112,14 +139,14 @@ impl Proposals {
     pub(crate) fn covered_by_snapshot(&mut self, index: LogIndex) {
         let rest = self.pending.split_off(&index.next());
         for (index, p) in std::mem::replace(&mut self.pending, rest) {
-            let _ = p.responder.send(Err(Error::OutcomeUnknown { index }));
+            self.fail(p.responder, Error::OutcomeUnknown { index });
         }
     }
 
     /// Fails every pending proposal with `error`.
     pub(crate) fn fail_all(&mut self, error: &Error) {
         for (_, p) in std::mem::take(&mut self.pending) {
-            let _ = p.responder.send(Err(error.clone()));
+            self.fail(p.responder, error.clone());
         }
     }
 }
@@ -145,6 +172,7 @@ mod tests {
             rx.try_recv(),
             Ok(Err(Error::ProposalDropped { index: LogIndex(5) }))
         ));
+        assert_eq!((proposals.committed(), proposals.failed()), (0, 1));
     }
 
     #[test]
@@ -171,5 +199,6 @@ mod tests {
         proposals.orphan_all(Instant::now());
         assert!(proposals.take_committed(LogIndex(5), Term(2)).is_some());
         assert_eq!(proposals.len(), 0);
+        assert_eq!((proposals.committed(), proposals.failed()), (1, 0));
     }
 }

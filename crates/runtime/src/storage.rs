@@ -2,10 +2,16 @@
 //! in the order the driver produced them, applies every batch waiting, and
 //! makes them durable with one fsync (group commit); only then does it
 //! release the messages that waited for that durability.
+//!
+//! It times every group commit that wrote something ([`LogTimings`]):
+//! the whole write (`append`: buffering the batches, then `sync`) and
+//! `sync` alone. With the file store the write syscalls happen inside
+//! `sync`, so `append - sync` is the in-memory part only.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use keel_raft::{Entry, HardState, LogIndex, Message, NodeId, SnapshotMeta, Term};
 use keel_storage::LogStore;
@@ -14,6 +20,7 @@ use tracing::{error, warn};
 
 use crate::driver::Event;
 use crate::error::StopReason;
+use crate::histogram::LogTimings;
 use crate::peers;
 
 /// One Ready's durable part.
@@ -48,12 +55,17 @@ pub(crate) fn run(
     mut ops: mpsc::Receiver<StorageOp>,
     events: mpsc::UnboundedSender<Event>,
     peers_file: Option<PathBuf>,
+    timings: Arc<LogTimings>,
 ) {
     let mut done = Vec::new();
     while let Some(first) = ops.blocking_recv() {
         // Group commit: everything queued meanwhile shares this fsync.
+        // `writing` excludes saving the address book, which is no log write.
+        let mut writing = Duration::ZERO;
+        let mut wrote = false;
         let mut op = Some(first);
         while let Some(next) = op.take().or_else(|| ops.try_recv().ok()) {
+            let started = Instant::now();
             match next {
                 StorageOp::Write(batch) => {
                     if let Some(meta) = &batch.snapshot {
@@ -74,9 +86,13 @@ pub(crate) fn run(
                     {
                         warn!(path = %path.display(), error = %e, "could not save the peer address book");
                     }
+                    continue;
                 }
             }
+            writing += started.elapsed();
+            wrote = true;
         }
+        let syncing = Instant::now();
         // The proof of durability is all that matters here; what it covers
         // is what the batches say (a later batch may have replaced an
         // earlier one's entries, which the core then ignores).
@@ -84,6 +100,11 @@ pub(crate) fn run(
             error!(error = %e, "log sync failed; stopping the node");
             let _ = events.send(Event::Fatal(StopReason::Storage(Arc::new(e))));
             return;
+        }
+        if wrote {
+            let synced = syncing.elapsed();
+            timings.sync.observe(synced);
+            timings.append.observe(writing + synced);
         }
         for batch in done.drain(..) {
             let persisted = Event::Persisted {

@@ -38,6 +38,15 @@ async fn three_nodes_elect_one_leader_and_replicate_to_all() {
             .await
             .unwrap();
         assert_eq!(status.peers.len(), 2, "the leader reports each follower");
+        // Metrics are republished every tick: the counters catch up.
+        let status = cluster
+            .node(leader)
+            .wait_for(WAIT, |m| m.proposals_committed >= 51)
+            .await
+            .unwrap();
+        assert_eq!(status.proposals_failed, 0);
+        assert!(status.log_sync.count() > 0, "every write is timed");
+        assert!(status.log_append.sum() > std::time::Duration::ZERO);
         cluster.shutdown().await;
     })
     .await;

@@ -29,8 +29,19 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fm
 
 fn histogram(e: &mut DescriptorEncoder, name: &str, help: &str, h: &Histogram) -> std::fmt::Result {
     let mut metric = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
-    // The encoder adds the `+Inf` bucket from `count`.
-    metric.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None)
+    // The encoder wants per-bucket counts (it cumulates them itself) and
+    // adds the `+Inf` bucket from `count`.
+    let mut below = 0;
+    let per_bucket: Vec<(f64, u64)> = h
+        .buckets
+        .iter()
+        .map(|&(bound, cumulative)| {
+            let n = cumulative.saturating_sub(below);
+            below = cumulative;
+            (bound, n)
+        })
+        .collect();
+    metric.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &per_bucket, None)
 }
 
 /// Converts an index or count to a gauge value; they never reach 2^63.
@@ -89,39 +100,36 @@ fn encode(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
         "Size of the key-value database file.",
         s.db_size_bytes,
     )?;
-    if let Some(log) = &s.log {
-        gauge(
-            e,
-            "keel_raft_log_first_index",
-            "The first index still in the log (earlier ones are in a snapshot).",
-            int(log.first_index),
-        )?;
-        gauge(
-            e,
-            "keel_raft_log_last_index",
-            "The last index in this member's log.",
-            int(log.last_index),
-        )?;
-        gauge(
-            e,
-            "keel_raft_log_entries",
-            "Entries in the log on disk, not yet compacted.",
-            int(log.entries()),
-        )?;
-    }
-    let Some(r) = &s.replication else {
-        return Ok(());
-    };
+    let log = &s.log;
+    gauge(
+        e,
+        "keel_raft_log_first_index",
+        "The first index still in the log (earlier ones are in a snapshot).",
+        int(log.first_index),
+    )?;
+    gauge(
+        e,
+        "keel_raft_log_last_index",
+        "The last index in this member's log.",
+        int(log.last_index),
+    )?;
+    gauge(
+        e,
+        "keel_raft_log_entries",
+        "Entries in the log, not yet compacted into a snapshot.",
+        int(log.entries()),
+    )?;
+    let r = &s.replication;
     counter(
         e,
         "keel_proposals_committed",
-        "Proposals committed and applied.",
+        "This member's proposals whose entry committed.",
         r.proposals_committed,
     )?;
     counter(
         e,
         "keel_proposals_failed",
-        "Proposals that failed (dropped, not leader, or unknown outcome).",
+        "This member's proposals appended to the log that failed (dropped, unknown outcome, stopped).",
         r.proposals_failed,
     )?;
     gauge(
@@ -133,7 +141,7 @@ fn encode(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
     counter(
         e,
         "keel_peer_send_failures",
-        "Messages to peers that could not be sent (peer unreachable or its queue full).",
+        "Messages to peers dropped unsent (peer unreachable, its queue full, or its address unknown).",
         r.peer_send_failures,
     )?;
     counter(
@@ -151,13 +159,13 @@ fn encode(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
     histogram(
         e,
         "keel_log_append_duration_seconds",
-        "Time to write one batch of entries to the log.",
+        "Per group commit: time to write the batches to the log and make them durable.",
         &r.log_append_seconds,
     )?;
     histogram(
         e,
         "keel_log_fsync_duration_seconds",
-        "Time to make one batch of log writes durable.",
+        "Per group commit: time in the log's sync (the write syscalls and fdatasync).",
         &r.log_fsync_seconds,
     )
 }

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-pub use sample::{Probe, Role, Sample, Sampling};
+pub use sample::{Histogram, LogSpan, Probe, ReplicationCounters, Role, Sample, Sampling};
 
 /// A member is not ready while it is this many entries behind on applying
 /// what it knows is committed: its reads would be stale.

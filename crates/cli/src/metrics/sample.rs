@@ -1,6 +1,8 @@
 //! One reading of a member's state, taken at each scrape. The side-car
 //! holds no state of its own: counters and histograms are kept by the
 //! member and read here, so a scrape never disturbs the write path.
+//! `Sample` does not borrow keel's types so that the exposition can be
+//! tested with made-up values.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,15 +36,15 @@ impl Role {
         }
     }
 
-    /// The role as far as etcd's status tells it, which cannot tell a
-    /// candidate from a follower.
-    pub fn from_status(member_id: u64, leader_id: u64, is_learner: bool) -> Role {
-        if member_id != 0 && member_id == leader_id {
-            Role::Leader
-        } else if is_learner {
-            Role::Learner
-        } else {
-            Role::Follower
+    /// The Raft core's role, which calls a learner a follower: only the
+    /// configuration tells them apart.
+    pub fn from_raft(role: keel::Role, is_learner: bool) -> Role {
+        match role {
+            keel::Role::Leader => Role::Leader,
+            keel::Role::Candidate => Role::Candidate,
+            keel::Role::PreCandidate => Role::PreCandidate,
+            keel::Role::Follower if is_learner => Role::Learner,
+            keel::Role::Follower => Role::Follower,
         }
     }
 }
@@ -70,7 +72,7 @@ impl LogSpan {
     }
 }
 
-/// Counters that only a replicating member keeps.
+/// The member's counters since it started, and its WAL latencies.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReplicationCounters {
     pub proposals_committed: u64,
@@ -93,10 +95,8 @@ pub struct Sample {
     pub commit_index: u64,
     pub applied_index: u64,
     pub db_size_bytes: i64,
-    /// Absent while the member does not publish its log's bounds.
-    pub log: Option<LogSpan>,
-    /// Absent while the member does not publish its counters.
-    pub replication: Option<ReplicationCounters>,
+    pub log: LogSpan,
+    pub replication: ReplicationCounters,
 }
 
 /// A sample being taken.

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::config::ServeConfig;
-use super::probe::StatusProbe;
+use super::probe::MemberProbe;
 use super::settings::ClusterState;
 use crate::metrics::{self, Probe};
 
@@ -57,10 +57,6 @@ pub async fn run(
     let member = server::start(member_config(&config))
         .await
         .context("the member could not start")?;
-    let client_addr = *member
-        .client_addrs()
-        .first()
-        .context("the member listens on no client address")?;
 
     let (stopping, stopped) = watch::channel(false);
     let until_stopped = move || {
@@ -69,7 +65,7 @@ pub async fn run(
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
-    let probe: Arc<dyn Probe> = Arc::new(StatusProbe::new(client_addr));
+    let probe: Arc<dyn Probe> = Arc::new(MemberProbe::new(member.metrics()));
     let mut side_cars = Vec::new();
     for (url, listener) in side_car_listeners {
         tracing::info!(%url, "serving /metrics, /health and /readyz");

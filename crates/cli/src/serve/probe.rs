@@ -1,72 +1,84 @@
-//! What the metrics side-car reads from a running member: the member's own
-//! Maintenance/Status, asked over loopback gRPC like any client would.
-//!
-//! keel-kv's `RunningMember` does not publish the Raft node's metrics
-//! (log bounds, counters, latencies) yet, so the side-car reports what the
-//! etcd API carries; see `metrics::Sample` for the series that wait on it.
+//! What the metrics side-car reads from the member it runs next to: the
+//! Raft node's metrics and the database size, in process, through
+//! keel-kv's [`MemberMetrics`]. Reading them takes no lock the write path
+//! holds and makes no call into the member, so a scrape cannot slow it.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use keel_kv::server::MemberMetrics;
 
-use keel_kv::proto::etcdserverpb::StatusRequest;
-use keel_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use tonic::transport::{Channel, Endpoint};
+use crate::metrics::{Histogram, LogSpan, Probe, ReplicationCounters, Role, Sample, Sampling};
 
-use crate::metrics::{Probe, Role, Sample, Sampling};
-
-/// A scrape must not hang on a stuck member.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
-
-pub struct StatusProbe {
-    channel: Channel,
+pub struct MemberProbe {
+    member: MemberMetrics,
 }
 
-impl StatusProbe {
-    /// A probe of the member serving clients on `client_addr`.
-    pub fn new(client_addr: SocketAddr) -> StatusProbe {
-        // A wildcard bind is dialed on loopback.
-        let host = if client_addr.ip().is_unspecified() {
-            SocketAddr::new(
-                match client_addr {
-                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                },
-                client_addr.port(),
-            )
-        } else {
-            client_addr
-        };
-        let channel = Endpoint::from_shared(format!("http://{host}"))
-            .expect("a socket address is a valid URI authority")
-            .connect_timeout(STATUS_TIMEOUT)
-            .timeout(STATUS_TIMEOUT)
-            .connect_lazy();
-        StatusProbe { channel }
+impl MemberProbe {
+    pub fn new(member: MemberMetrics) -> MemberProbe {
+        MemberProbe { member }
     }
 
-    async fn status(&self) -> Option<Sample> {
-        let status = MaintenanceClient::new(self.channel.clone())
-            .status(StatusRequest {})
-            .await
-            .ok()?
-            .into_inner();
-        let member_id = status.header.map_or(0, |h| h.member_id);
+    /// `None` once the node stopped: a stopped member does not answer.
+    fn take(&self) -> Option<Sample> {
+        let m = self.member.raft_metrics().borrow().clone();
+        if m.stopped.is_some() {
+            return None;
+        }
+        let t = &m.transport;
         Some(Sample {
-            member_id,
-            role: Role::from_status(member_id, status.leader, status.is_learner),
-            term: status.raft_term,
-            leader_id: (status.leader != 0).then_some(status.leader),
-            commit_index: status.raft_index,
-            applied_index: status.raft_applied_index,
-            db_size_bytes: status.db_size,
-            log: None,
-            replication: None,
+            member_id: m.id.0,
+            role: Role::from_raft(m.role, m.membership.learners().contains(&m.id)),
+            term: m.term.0,
+            leader_id: m.leader.map(|l| l.0),
+            commit_index: m.commit_index.0,
+            applied_index: m.applied_index.0,
+            db_size_bytes: self.member.db_size_bytes(),
+            log: LogSpan {
+                first_index: m.first_index.0,
+                last_index: m.last_index.0,
+            },
+            replication: ReplicationCounters {
+                proposals_committed: m.proposals_committed,
+                proposals_failed: m.proposals_failed,
+                proposals_pending: m.pending_proposals as u64,
+                peer_send_failures: t.dropped_queue_full
+                    + t.dropped_unreachable
+                    + t.dropped_unknown_peer,
+                snapshots_created: m.snapshots_created,
+                snapshots_installed: m.snapshots_installed,
+                log_append_seconds: histogram(&m.log_append),
+                log_fsync_seconds: histogram(&m.log_sync),
+            },
         })
     }
 }
 
-impl Probe for StatusProbe {
+fn histogram(h: &keel::LatencyHistogram) -> Histogram {
+    Histogram {
+        buckets: h
+            .buckets()
+            .map(|(bound, n)| (bound.as_secs_f64(), n))
+            .collect(),
+        sum_seconds: h.sum().as_secs_f64(),
+        count: h.count(),
+    }
+}
+
+impl Probe for MemberProbe {
     fn sample(&self) -> Sampling<'_> {
-        Box::pin(self.status())
+        Box::pin(std::future::ready(self.take()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn histogram_bounds_become_seconds() {
+        let h = histogram(&keel::LatencyHistogram::default());
+        assert_eq!(h.buckets.len(), keel::LATENCY_BUCKET_BOUNDS_MICROS.len());
+        assert_eq!(h.buckets[0], (Duration::from_micros(100).as_secs_f64(), 0));
+        assert_eq!(h.count, 0);
     }
 }

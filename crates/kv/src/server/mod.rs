@@ -19,7 +19,8 @@
 //! ```
 //!
 //! [`start`] does the same but returns a [`RunningMember`] at once, which
-//! knows its bound addresses (useful with port 0) and IDs.
+//! knows its bound addresses (useful with port 0) and IDs, and hands out
+//! [`MemberMetrics`] for an exporter in the same process.
 //!
 //! - `config.rs`: [`MemberConfig`], etcd's flags and defaults.
 //! - `ids.rs`: member and cluster IDs derived from URLs and the token.
@@ -37,7 +38,7 @@ pub mod urls;
 
 pub use config::{ClusterState, MemberConfig};
 pub use identity::Identity;
-pub use run::{RunningMember, run, start};
+pub use run::{MemberMetrics, RunningMember, run, start};
 pub use serve::serve;
 
 /// Why a member could not start, or how it stopped.

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel::{Config, Node, NodeId, Storage};
+use keel::{Config, Metrics, Node, NodeId, Storage};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -36,8 +37,34 @@ pub struct RunningMember {
     identity: Identity,
     client_addrs: Vec<SocketAddr>,
     peer_addr: SocketAddr,
+    metrics: MemberMetrics,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
+}
+
+/// What a metrics exporter reads from a member, in process: the Raft
+/// node's own [`Metrics`] (role, term, indexes, log bounds, proposal and
+/// snapshot counters, WAL latencies, transport counters) and the database
+/// size. Cheap to clone, and independent of the [`RunningMember`], which
+/// `run_until` consumes; it holds no file or lock open.
+#[derive(Clone, Debug)]
+pub struct MemberMetrics {
+    raft: watch::Receiver<Metrics>,
+    db_path: PathBuf,
+}
+
+impl MemberMetrics {
+    /// The Raft node's metrics, republished every tick (one heartbeat
+    /// interval) and on every change of role, term or leader. After the
+    /// node stops, the last value stays, with `stopped` set.
+    pub fn raft_metrics(&self) -> watch::Receiver<Metrics> {
+        self.raft.clone()
+    }
+
+    /// The key-value database file's size, as Maintenance/Status reports it.
+    pub fn db_size_bytes(&self) -> i64 {
+        std::fs::metadata(&self.db_path).map_or(0, |m| m.len() as i64)
+    }
 }
 
 impl RunningMember {
@@ -58,6 +85,11 @@ impl RunningMember {
     /// The bound peer address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
+    }
+
+    /// A handle for exporting this member's metrics, valid while it runs.
+    pub fn metrics(&self) -> MemberMetrics {
+        self.metrics.clone()
     }
 
     /// Runs until `shutdown` resolves (then stops gracefully) or the
@@ -182,12 +214,17 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
         client_ur_ls: advertise_client,
         is_learner: false,
     };
+    let metrics = MemberMetrics {
+        raft: node.metrics(),
+        db_path: sm.db_path().to_owned(),
+    };
     let (stop, stop_rx) = oneshot::channel();
     let task = tokio::spawn(supervise(node, shared, client_listeners, me, stop_rx));
     Ok(RunningMember {
         identity,
         client_addrs,
         peer_addr,
+        metrics,
         stop: Some(stop),
         task,
     })
