@@ -67,6 +67,17 @@ impl FaultSet {
     pub fn contains(&self, class: FaultClass) -> bool {
         self.0.contains(&class)
     }
+
+    /// The classes of this set that are among `keep`.
+    pub fn only(&self, keep: &[FaultClass]) -> FaultSet {
+        FaultSet(
+            self.0
+                .iter()
+                .copied()
+                .filter(|c| keep.contains(c))
+                .collect(),
+        )
+    }
 }
 
 /// A `--faults` value that names no fault class.
@@ -127,6 +138,14 @@ pub enum FaultKind {
     Joint,
     Transfer,
     Snapshot,
+    /// A Figure 8 round began: a leader with an uncommitted entry and a
+    /// minority around it were cut off.
+    Figure8Round,
+    /// A Figure 8 round reached its end: a fourth leader was elected by
+    /// the majority that the third leader's first commit was cut from.
+    Figure8Completed,
+    /// A vote-crash round began: two followers campaign in one term.
+    VoteCrashRound,
 }
 
 impl fmt::Display for FaultKind {
@@ -153,6 +172,9 @@ impl fmt::Display for FaultKind {
             FaultKind::Joint => "membership: joint",
             FaultKind::Transfer => "leadership transfer",
             FaultKind::Snapshot => "snapshot + compaction",
+            FaultKind::Figure8Round => "figure 8: round started",
+            FaultKind::Figure8Completed => "figure 8: round completed",
+            FaultKind::VoteCrashRound => "vote crash: split vote started",
         })
     }
 }

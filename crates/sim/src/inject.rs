@@ -8,9 +8,9 @@ use crate::faults::{self, Action, FaultKind};
 use crate::invariants::Violation;
 use crate::network::NetworkProfile;
 use crate::node::Liveness;
-use crate::sim::{Event, Simulation};
+use crate::sim::{Event, Input, Simulation};
 use crate::time::{Micros, TICK};
-use crate::trace::TraceEvent;
+use crate::trace::{DropReason, TraceEvent};
 
 impl Simulation {
     /// A fault decision point: inject one fault, schedule the next.
@@ -188,12 +188,24 @@ impl Simulation {
                 }
             }
         };
+        self.crash_keeping(id, down, keep)
+    }
+
+    /// Crashes `id`, keeping what `keep` says of its unsynced writes, and
+    /// restarts it after `down`.
+    pub(crate) fn crash_keeping(
+        &mut self,
+        id: NodeId,
+        down: Micros,
+        keep: CrashKeep,
+    ) -> Result<(), Violation> {
+        let node = self.nodes.get_mut(&id).expect("crashing an existing node");
+        let pending = node.disk.pending();
         let kept_writes = keep.writes.min(pending.len());
         let lost_writes = pending.len() - kept_writes;
         node.crash(keep);
         let incarnation = node.incarnation;
-        self.deferred.remove(&id);
-        self.tick_deferred.remove(&id);
+        self.discard_deferred(id);
         self.count(if keep.torn_entries > 0 {
             FaultKind::CrashTornTail
         } else {
@@ -264,12 +276,26 @@ impl Simulation {
             self.tick(id)?;
         }
         for input in self.deferred.remove(&id).unwrap_or_default() {
-            if !self.nodes[&id].is_up() {
-                break;
+            match input {
+                input if self.nodes[&id].is_up() => self.input(id, input)?,
+                Input::Deliver(m, _) => self.dropped(&m, DropReason::NodeDown),
+                _ => {}
             }
-            self.input(id, input)?;
         }
         Ok(())
+    }
+
+    /// Forgets what waited for a paused node that is now down. Messages
+    /// among it are lost as if they had reached a dead process: the
+    /// transport reports an undelivered snapshot, or its sender would wait
+    /// for the report forever.
+    fn discard_deferred(&mut self, id: NodeId) {
+        self.tick_deferred.remove(&id);
+        for input in self.deferred.remove(&id).unwrap_or_default() {
+            if let Input::Deliver(m, _) = input {
+                self.dropped(&m, DropReason::NodeDown);
+            }
+        }
     }
 
     pub(crate) fn disk_healed(&mut self, id: NodeId, incarnation: u64) {
@@ -361,8 +387,7 @@ impl Simulation {
         for id in self.node_ids() {
             if self.nodes[&id].liveness != Liveness::Stopped && !self.referenced(id) {
                 self.nodes.get_mut(&id).expect("listed").stop();
-                self.deferred.remove(&id);
-                self.tick_deferred.remove(&id);
+                self.discard_deferred(id);
                 self.trace.record(self.now, TraceEvent::Stop(id));
             }
         }

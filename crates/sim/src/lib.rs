@@ -20,6 +20,7 @@
 mod client;
 mod disk;
 pub mod faults;
+mod figure8;
 mod history;
 mod inject;
 pub mod invariants;
@@ -33,11 +34,12 @@ mod rng;
 mod sim;
 mod time;
 mod trace;
+mod vote_crash;
 
 pub use faults::{FaultKind, FaultSet};
 pub use history::Verdict;
 pub use invariants::{Invariant, Violation};
-pub use options::{CallerBugs, SimOptions};
+pub use options::{CallerBugs, Profile, SimOptions};
 pub use report::{Failure, RunReport, Summary};
 pub use time::{Micros, TICK};
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use keel_sim::{CallerBugs, FaultSet, RunReport, SimOptions, Summary, run_seed};
+use keel_sim::{CallerBugs, FaultSet, Profile, RunReport, SimOptions, Summary, run_seed};
 
 /// Deterministic simulation of a Keel cluster: faults from a seed,
 /// invariants after every step, linearizability of the client history.
@@ -34,6 +34,11 @@ struct Args {
     /// pause, disk, membership, transfer, snapshot.
     #[arg(long, default_value = "all")]
     faults: FaultSet,
+    /// Fault schedule: random (every enabled class at random moments) or
+    /// figure8 (rounds of the Raft paper's Figure 8, partitions chosen
+    /// around the current leaders; 3 or 5 nodes).
+    #[arg(long, default_value = "random")]
+    profile: Profile,
     /// Length of the safety (faulty) phase, in ticks.
     #[arg(long, default_value_t = SimOptions::default().safety_ticks)]
     ticks: u64,
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
     let options = SimOptions {
         nodes: args.nodes,
         faults: args.faults.clone(),
+        profile: args.profile,
         safety_ticks: args.ticks,
         heal_ticks: args.heal_ticks,
         echo_trace: args.trace,
@@ -223,6 +229,9 @@ fn replay_flags(args: &Args) -> String {
         flags += &format!(" --nodes {n}");
     }
     flags += &format!(" --faults {}", args.faults);
+    if args.profile != Profile::Random {
+        flags += &format!(" --profile {}", args.profile);
+    }
     for (on, flag) in [
         (args.ack_before_fsync, " --ack-before-fsync"),
         (args.stale_reads, " --stale-reads"),

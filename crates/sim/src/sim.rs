@@ -14,18 +14,20 @@ use keel_raft::{Membership, Message, MessageBody, NodeId, Raft, ReadId};
 
 use crate::client::Client;
 use crate::disk::Disk;
-use crate::faults::{FaultCounts, FaultKind, FaultPlan};
+use crate::faults::{FaultClass, FaultCounts, FaultKind, FaultPlan};
+use crate::figure8::Figure8;
 use crate::history::{ClientHistory, verdict};
 use crate::invariants::{Checker, Violation};
 use crate::kv::{KvState, Tag};
 use crate::network::{Network, NetworkProfile};
 use crate::node::{Ctx, Liveness, NodeOutput, Reply, Request, SimNode};
-use crate::options::{RunParams, SimOptions};
+use crate::options::{Profile, RunParams, SimOptions};
 use crate::reconfig::Plan;
 use crate::report::{Failure, RunReport};
 use crate::rng::Rng;
 use crate::time::{Micros, TICK};
 use crate::trace::{DropReason, MsgInfo, Trace, TraceEvent};
+use crate::vote_crash::VoteCrash;
 
 /// Something addressed to one node.
 #[derive(Clone, Debug)]
@@ -126,6 +128,10 @@ pub struct Simulation {
     pub(crate) trace: Trace,
     pub(crate) faults: FaultCounts,
     pub(crate) plan: FaultPlan,
+    /// The Figure 8 profile's round, when the run follows it.
+    pub(crate) figure8: Option<Figure8>,
+    /// The vote-crash profile's round, when the run follows it.
+    pub(crate) vote_crash: Option<VoteCrash>,
     pub(crate) reconfig: Plan,
     pub(crate) rng: Rng,
     client_rng: Rng,
@@ -145,10 +151,21 @@ impl Simulation {
     pub fn new(seed: u64, options: SimOptions) -> Simulation {
         let mut root = Rng::new(seed);
         let mut params_rng = root.fork(1);
-        let params = RunParams::draw(&mut params_rng, &options);
+        let mut params = RunParams::draw(&mut params_rng, &options);
         let mut fault_rng = root.fork(2);
-        let plan = FaultPlan::draw(&mut fault_rng, &options.faults);
-        let profile = if options.faults.contains(crate::faults::FaultClass::Network) {
+        // The targeted profiles make their partitions and crashes
+        // themselves, and need the voters they started a round with: only
+        // faults that leave both alone join in at random.
+        let random_faults = match options.profile {
+            Profile::Random => options.faults.clone(),
+            Profile::Figure8 | Profile::VoteCrash => {
+                options
+                    .faults
+                    .only(&[FaultClass::Network, FaultClass::Disk, FaultClass::Snapshot])
+            }
+        };
+        let plan = FaultPlan::draw(&mut fault_rng, &random_faults);
+        let profile = if options.faults.contains(FaultClass::Network) {
             NetworkProfile::draw(&mut fault_rng)
         } else {
             NetworkProfile::calm()
@@ -158,6 +175,15 @@ impl Simulation {
         let clients = (0..params.clients)
             .map(|c| Client::new(c as u32 + 1, client_rng.fork(c as u64), params.keys))
             .collect();
+        let figure8 = (options.profile == Profile::Figure8).then(|| {
+            let mut rng = root.fork(5);
+            params.figure8(&mut rng, &options);
+            Figure8::new(rng)
+        });
+        let vote_crash = (options.profile == Profile::VoteCrash).then(|| {
+            params.vote_crash(&options);
+            VoteCrash::new(root.fork(6))
+        });
         let heal_at = Micros::ticks(options.safety_ticks);
         let end_at = heal_at.plus(Micros::ticks(options.heal_ticks));
         Simulation {
@@ -181,6 +207,8 @@ impl Simulation {
             checker: Checker::default(),
             faults: FaultCounts::new(),
             plan,
+            figure8,
+            vote_crash,
             reconfig: Plan::default(),
             rng: fault_rng,
             client_rng,
@@ -209,6 +237,8 @@ impl Simulation {
             self.now = at;
             self.steps += 1;
             self.handle(event)?;
+            self.figure8_step();
+            self.vote_crash_step()?;
         }
         self.now = self.end_at;
         crate::invariants::liveness::check(self)
@@ -406,7 +436,7 @@ impl Simulation {
         Ok(())
     }
 
-    fn dropped(&mut self, m: &Message, reason: DropReason) {
+    pub(crate) fn dropped(&mut self, m: &Message, reason: DropReason) {
         self.trace
             .record(self.now, TraceEvent::Drop(MsgInfo::of(m), reason));
         if matches!(m.body, MessageBody::InstallSnapshot { .. }) {

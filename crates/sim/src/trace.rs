@@ -147,6 +147,12 @@ pub enum TraceEvent {
         cut: Vec<(u64, u64)>,
     },
     HealPartition,
+    /// A targeted profile acted on `nodes` (what a partition or crash
+    /// event does not already say).
+    Scenario {
+        what: &'static str,
+        nodes: Vec<u64>,
+    },
     Snapshot {
         node: NodeId,
         index: LogIndex,
@@ -231,6 +237,7 @@ impl fmt::Display for TraceEvent {
                 write!(f, "PARTITION {kind}: cut links {cut:?}")
             }
             TraceEvent::HealPartition => write!(f, "partition healed"),
+            TraceEvent::Scenario { what, nodes } => write!(f, "SCENARIO {what}: nodes {nodes:?}"),
             TraceEvent::Snapshot { node, index } => {
                 write!(f, "node {node} snapshots at {index}")
             }

@@ -92,3 +92,15 @@ fn seed_7028_late_leader_of_an_older_term() {
 fn seed_6557_late_leader_of_an_older_term() {
     passes(6557, SimOptions::default());
 }
+
+/// Simulator bug: the leader compacted while a follower was paused, so its
+/// next message to it was an InstallSnapshot, which waited among the paused
+/// node's inputs. The node crashed; its waiting inputs were forgotten
+/// without the transport reporting the snapshot as undelivered, and the
+/// leader, whose progress waits for that report, never sent the follower
+/// anything but heartbeats again (liveness failed after heal: "member 5
+/// applied 461 but the leader committed 807").
+#[test]
+fn seed_1080_snapshot_to_a_paused_node_that_crashes_is_reported() {
+    passes(1080, SimOptions::default());
+}

@@ -1,0 +1,244 @@
+//! The Figure 8 profile: partitions chosen around the current leaders, at
+//! the moments that matter, so that every round has the shape of Figure 8
+//! of the Raft paper (§5.4.2) — the schedule under which a leader that
+//! commits an earlier term's entry by counting replicas loses it.
+//!
+//! A round, with `side` a minority that holds the first leader:
+//!
+//! 1. A leader has appended an entry it has not committed: `side` is cut
+//!    off from the rest at once, so the entry reaches `side` only.
+//! 2. The rest elects a second leader of a higher term; the moment it is
+//!    elected it is isolated, holding its blank entry (which conflicts
+//!    with the first leader's entry) alone.
+//! 3. `side` rejoins the rest but the second leader; only a node of `side`
+//!    can win (the others lack its entry), and this third leader, of a yet
+//!    higher term, re-replicates the old entry. At its first commit, `side`
+//!    is cut off again, before it can tell the rest about anything newer.
+//! 4. The rest, with the second leader back, elects a fourth leader. If the
+//!    third leader's first commit was the old entry counted on a majority,
+//!    the rest hold it but none of the third term, so the second leader
+//!    (whose last term is higher) can win without it: Leader Completeness
+//!    fails. A correct third leader commits only once its own term's blank
+//!    is on a majority, which the rest then cannot elect around.
+//!
+//! The profile observes the cluster through the public `Raft` API only
+//! (role, term, `status`), as an operator's nemesis would. Every choice
+//! (which minority, how long to rest between rounds) comes from the seed.
+
+use std::collections::BTreeSet;
+
+use keel_raft::{LogIndex, NodeId, Role, Status, Term};
+
+use crate::faults::FaultKind;
+use crate::rng::Rng;
+use crate::sim::Simulation;
+use crate::time::Micros;
+use crate::trace::TraceEvent;
+
+/// Ticks a stage may take before its round is abandoned and healed.
+const STAGE_TICKS: u64 = 80;
+
+/// Where a round stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Everything healed until `until`.
+    Rest { until: Micros },
+    /// Step 1: waiting for a leader with an uncommitted entry.
+    CutFirst,
+    /// Step 2: waiting for the rest to elect a leader above `first_term`.
+    IsolateSecond { side: Vec<NodeId>, first_term: Term },
+    /// Step 3: waiting for a leader above `second_term`.
+    AwaitThird {
+        side: Vec<NodeId>,
+        second_term: Term,
+    },
+    /// Step 3: waiting for `third`'s first commit past `commit`.
+    CutThird {
+        side: Vec<NodeId>,
+        third: NodeId,
+        third_term: Term,
+        commit: LogIndex,
+    },
+    /// Step 4: waiting for the rest to elect a leader above `third_term`.
+    AwaitFourth { third_term: Term },
+}
+
+/// The state of the profile in one run.
+#[derive(Debug)]
+pub(crate) struct Figure8 {
+    rng: Rng,
+    stage: Stage,
+    /// When the current stage is abandoned.
+    deadline: Micros,
+}
+
+impl Figure8 {
+    pub(crate) fn new(mut rng: Rng) -> Figure8 {
+        let first = Micros::ticks(rng.between(20, 60));
+        Figure8 {
+            rng,
+            stage: Stage::Rest { until: first },
+            deadline: Micros(u64::MAX),
+        }
+    }
+}
+
+impl Simulation {
+    /// Advances the Figure 8 round after a step, if this run follows the
+    /// profile and faults are still on.
+    pub(crate) fn figure8_step(&mut self) {
+        if self.healing {
+            return;
+        }
+        let Some(mut round) = self.figure8.take() else {
+            return;
+        };
+        self.advance_figure8(&mut round);
+        self.figure8 = Some(round);
+    }
+
+    fn advance_figure8(&mut self, round: &mut Figure8) {
+        if !matches!(round.stage, Stage::Rest { .. }) && self.now >= round.deadline {
+            self.figure8_rest(round);
+            return;
+        }
+        match round.stage.clone() {
+            Stage::Rest { until } => {
+                if self.now >= until {
+                    self.figure8_next(round, Stage::CutFirst);
+                }
+            }
+            Stage::CutFirst => {
+                let Some(first) = self.leader_status(|_| true) else {
+                    return;
+                };
+                if first.last_index <= first.commit {
+                    return;
+                }
+                let mut others: Vec<NodeId> = self
+                    .node_ids()
+                    .into_iter()
+                    .filter(|&id| id != first.id)
+                    .collect();
+                for i in (1..others.len()).rev() {
+                    others.swap(i, round.rng.below(i as u64 + 1) as usize);
+                }
+                let minority = self.nodes.len().saturating_sub(1) / 2;
+                let mut side = vec![first.id];
+                side.extend(others.iter().take(minority.saturating_sub(1)));
+                side.sort();
+                self.count(FaultKind::Figure8Round);
+                let cut = self.cut_off(&side);
+                self.figure8_partition("figure 8 (1): leader and minority", cut);
+                let first_term = first.term;
+                self.figure8_next(round, Stage::IsolateSecond { side, first_term });
+            }
+            Stage::IsolateSecond { side, first_term } => {
+                let Some(second) = self.leader_status(|s| s.term > first_term) else {
+                    return;
+                };
+                if side.contains(&second.id) {
+                    self.figure8_rest(round);
+                    return;
+                }
+                let cut = self.cut_off(&[second.id]);
+                self.figure8_partition("figure 8 (2): new leader isolated", cut);
+                let second_term = second.term;
+                self.figure8_next(round, Stage::AwaitThird { side, second_term });
+            }
+            Stage::AwaitThird { side, second_term } => {
+                let Some(third) = self.leader_status(|s| s.term > second_term) else {
+                    return;
+                };
+                if !side.contains(&third.id) {
+                    self.figure8_rest(round);
+                    return;
+                }
+                let stage = Stage::CutThird {
+                    side,
+                    third: third.id,
+                    third_term: third.term,
+                    commit: third.commit,
+                };
+                self.figure8_next(round, stage);
+            }
+            Stage::CutThird {
+                side,
+                third,
+                third_term,
+                commit,
+            } => {
+                let Some(status) = self.leader_status(|s| s.id == third) else {
+                    self.figure8_rest(round);
+                    return;
+                };
+                if status.term != third_term {
+                    self.figure8_rest(round);
+                    return;
+                }
+                if status.commit > commit {
+                    let cut = self.cut_off(&side);
+                    self.figure8_partition("figure 8 (3): third leader at its first commit", cut);
+                    self.figure8_next(round, Stage::AwaitFourth { third_term });
+                }
+            }
+            Stage::AwaitFourth { third_term } => {
+                if self.leader_status(|s| s.term > third_term).is_some() {
+                    self.count(FaultKind::Figure8Completed);
+                    self.figure8_rest(round);
+                }
+            }
+        }
+    }
+
+    /// The status of a running leader that satisfies `pred`, the one of
+    /// the highest term if several do.
+    fn leader_status(&self, pred: impl Fn(&Status) -> bool) -> Option<Status> {
+        self.nodes
+            .values()
+            .filter(|n| n.is_up())
+            .filter_map(|n| n.raft())
+            .filter(|r| r.role() == Role::Leader)
+            .map(|r| r.status())
+            .filter(|s| pred(s))
+            .max_by_key(|s| s.term)
+    }
+
+    /// Every link between `group` and the other nodes, both ways.
+    fn cut_off(&self, group: &[NodeId]) -> BTreeSet<(NodeId, NodeId)> {
+        let mut cut = BTreeSet::new();
+        for other in self.node_ids().into_iter().filter(|n| !group.contains(n)) {
+            for &member in group {
+                cut.insert((member, other));
+                cut.insert((other, member));
+            }
+        }
+        cut
+    }
+
+    fn figure8_partition(&mut self, kind: &'static str, cut: BTreeSet<(NodeId, NodeId)>) {
+        let shown = cut.iter().map(|&(a, b)| (a.0, b.0)).collect();
+        self.trace
+            .record(self.now, TraceEvent::Partition { kind, cut: shown });
+        self.network.partition(cut);
+        self.partition_epoch += 1;
+    }
+
+    fn figure8_next(&mut self, round: &mut Figure8, stage: Stage) {
+        round.stage = stage;
+        round.deadline = self.now.plus(Micros::ticks(STAGE_TICKS));
+    }
+
+    /// Ends the round (completed or abandoned): the network heals and the
+    /// cluster runs undisturbed for a while.
+    fn figure8_rest(&mut self, round: &mut Figure8) {
+        if self.network.is_partitioned() {
+            self.network.heal();
+            self.partition_epoch += 1;
+            self.trace.record(self.now, TraceEvent::HealPartition);
+        }
+        let until = self.now.plus(Micros::ticks(round.rng.between(10, 50)));
+        round.stage = Stage::Rest { until };
+        round.deadline = Micros(u64::MAX);
+    }
+}
