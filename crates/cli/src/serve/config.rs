@@ -263,8 +263,8 @@ impl ServeConfig {
             return Err(ConfigError::EmptyToken);
         }
 
-        let heartbeat_ms = s.heartbeat_interval.unwrap_or(100);
-        let election_ms = s.election_timeout.unwrap_or(1000);
+        let heartbeat_ms = s.heartbeat_interval.unwrap_or(50);
+        let election_ms = s.election_timeout.unwrap_or(400);
         let snapshot_count = s.snapshot_count.unwrap_or(100_000);
         for (flag, value) in [
             ("heartbeat-interval", heartbeat_ms),

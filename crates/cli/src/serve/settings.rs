@@ -77,12 +77,12 @@ pub struct Settings {
     #[arg(long, env = "KEEL_INITIAL_CLUSTER_TOKEN", value_name = "TOKEN")]
     pub initial_cluster_token: Option<String>,
 
-    /// Milliseconds between a leader's heartbeats [default: 100].
+    /// Milliseconds between a leader's heartbeats [default: 50].
     #[arg(long, env = "KEEL_HEARTBEAT_INTERVAL", value_name = "MS")]
     pub heartbeat_interval: Option<u64>,
 
     /// Milliseconds a follower waits without hearing from a leader before it
-    /// campaigns; at least 5 × --heartbeat-interval [default: 1000].
+    /// campaigns; at least 5 × --heartbeat-interval [default: 400].
     #[arg(long, env = "KEEL_ELECTION_TIMEOUT", value_name = "MS")]
     pub election_timeout: Option<u64>,
 

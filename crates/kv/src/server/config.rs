@@ -77,7 +77,9 @@ pub struct MemberConfig {
 impl MemberConfig {
     /// etcd's defaults for member `name` keeping its state in `data_dir`:
     /// clients on `http://localhost:2379`, peers on `http://localhost:2380`,
-    /// a one-member cluster, heartbeats every 100 ms, elections after 1 s.
+    /// a one-member cluster, heartbeats every 50 ms, elections after 400 ms
+    /// (randomized up to 800 ms), so that a lost leader is replaced within
+    /// about a second.
     pub fn new(name: impl Into<String>, data_dir: impl Into<PathBuf>) -> MemberConfig {
         let name = name.into();
         MemberConfig {
@@ -88,8 +90,8 @@ impl MemberConfig {
             initial_cluster: vec![(name.clone(), "http://localhost:2380".into())],
             initial_cluster_state: ClusterState::New,
             initial_cluster_token: "etcd-cluster".into(),
-            heartbeat_interval: Duration::from_millis(100),
-            election_timeout: Duration::from_millis(1000),
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout: Duration::from_millis(400),
             snapshot_count: 100_000,
             max_request_bytes: MAX_REQUEST_BYTES_DEFAULT,
             request_timeout: Duration::from_secs(5),
