@@ -33,9 +33,9 @@ fn member_missing_from_initial_cluster_is_refused_naming_the_flag() {
 
 #[test]
 fn short_election_timeout_is_refused_with_the_minimum() {
-    let stderr = serve_error(keel(&["serve", "--election-timeout", "200"]));
+    let stderr = serve_error(keel(&["serve", "--election-timeout", "100"]));
     assert!(
-        stderr.contains("raise --election-timeout to 500"),
+        stderr.contains("raise --election-timeout to 250"),
         "{stderr}"
     );
 }
@@ -165,6 +165,21 @@ fn single_member_serves_metrics_health_and_stops_cleanly_on_sigterm() {
     for i in 0..4 {
         keel_ok(&["put", &format!("k{i}"), "v", "--endpoints", &client_url]);
     }
+    // A smoke run of the load generator: every request answered, no errors.
+    let bench = keel_ok(&[
+        "bench",
+        "put",
+        "--endpoints",
+        &client_url,
+        "--total",
+        "50",
+        "--clients",
+        "4",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&bench).unwrap();
+    assert_eq!(report["ok"], 50, "{bench}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{bench}");
     assert_eq!(http_get(&side_car, "/readyz").unwrap().0, 200);
 
     // The member republishes its metrics every heartbeat: wait for the

@@ -332,7 +332,7 @@ mod tests {
             "http://127.0.0.1:2380"
         );
         assert_eq!(config.initial_cluster.len(), 1);
-        assert_eq!(config.election_timeout, Duration::from_secs(1));
+        assert_eq!(config.election_timeout, Duration::from_millis(400));
     }
 
     #[test]
