@@ -9,6 +9,7 @@
 #
 #   bench/recovery.sh                      # 1 GiB of log, 1M keys
 #   LOG_MIB=128 KEYS=100000 bench/recovery.sh
+#   SKIP_RECOVERY=1 bench/recovery.sh      # only the memory measurement
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +44,7 @@ wait_ready() {
     return 1
 }
 
+if [ -z "${SKIP_RECOVERY:-}" ]; then
 echo "== writing ${LOG_MIB} MiB of log"
 serve
 wait_ready
@@ -57,12 +59,13 @@ wait_ready
 recovered=$(date +%s.%N)
 python3 -c "import sys; b, t = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f'recovery: {b / 2**20:.0f} MiB of raft data on disk, killed with SIGKILL, serving again after {t:.2f} s ({b / 2**20 / t:.0f} MiB/s)')" "$log_bytes" "$started" "$recovered"
 kill "$member"; wait "$member" 2>/dev/null || true; member=""
+fi
 
 echo "== ${KEYS} keys into a 3-member cluster"
 "$KEEL" cluster up --members 3 --data-dir "$work/cluster" --base-port 44379 --detach >/dev/null
 "$KEEL" bench put --endpoints 127.0.0.1:44379,127.0.0.1:44479,127.0.0.1:44579 --clients 100 --conns 10 \
     --total "$KEYS" --key-space "$KEYS" --sequential-keys --no-progress
-for pid in $(python3 -c "import tomllib, sys; print(' '.join(str(m['pid']) for m in tomllib.load(open(sys.argv[1], 'rb'))['members'] if m.get('pid')))" "$work/cluster/cluster.toml"); do
+for pid in $(python3 -c "import tomllib, sys; print(' '.join(str(m['pid']) for m in tomllib.load(open(sys.argv[1], 'rb'))['member'] if m.get('pid')))" "$work/cluster/cluster.toml"); do
     rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
     echo "member pid $pid: resident memory $((rss / 1024)) MiB after ${KEYS} keys"
 done
