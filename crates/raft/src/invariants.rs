@@ -74,6 +74,17 @@ impl Raft {
             if pending_changes > 1 {
                 return fail(format!("{pending_changes} uncommitted membership changes"));
             }
+            // While joint, decisions need both halves (§4.3): the leader
+            // must track every voter of the incoming and the outgoing
+            // configuration, and every learner.
+            if let Some(untracked) = s
+                .membership
+                .nodes()
+                .into_iter()
+                .find(|id| *id != s.id && !s.progress.contains_key(id))
+            {
+                return fail(format!("leader does not track member {untracked}"));
+            }
             for (id, pr) in &s.progress {
                 if pr.match_index >= pr.next_index || pr.next_index > s.last_index.next() {
                     return fail(format!(
