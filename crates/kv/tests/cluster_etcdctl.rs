@@ -348,7 +348,9 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
         out == "k19\nv\n"
     })
     .await;
-    let list = etcdctl(&all, &["member", "list"], None).await;
+    // The new member publishes its name once it has joined; wait for it.
+    let started = format!(", started, {}, ", cluster.members[new].name);
+    let list = etcdctl_until(&all, &["member", "list"], |out| out.contains(&started)).await;
     let new_id = member_id(&list, &cluster.members[new].name);
     assert!(
         list.contains(&format!("{new_id}, started, m3, {peer_url}, ")),
