@@ -40,12 +40,13 @@ struct Args {
     /// Names the cluster; members of another cluster are refused.
     #[arg(long, default_value = "etcd-cluster")]
     initial_cluster_token: String,
-    /// Milliseconds between leader heartbeats.
-    #[arg(long, default_value_t = 100)]
-    heartbeat_interval: u64,
-    /// Milliseconds without a leader before an election.
-    #[arg(long, default_value_t = 1000)]
-    election_timeout: u64,
+    /// Milliseconds between leader heartbeats [default: `MemberConfig`'s, 50].
+    #[arg(long)]
+    heartbeat_interval: Option<u64>,
+    /// Milliseconds without a leader before an election [default:
+    /// `MemberConfig`'s, 400].
+    #[arg(long)]
+    election_timeout: Option<u64>,
     /// Committed entries between Raft snapshots.
     #[arg(long, default_value_t = 100_000)]
     snapshot_count: u64,
@@ -72,6 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
+    let defaults = MemberConfig::new(args.name.clone(), args.data_dir.clone());
     let config = MemberConfig {
         listen_client_urls: MemberConfig::parse_urls(&args.listen_client_urls),
         advertise_client_urls: MemberConfig::parse_urls(&args.advertise_client_urls),
@@ -80,11 +82,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         initial_cluster: MemberConfig::parse_initial_cluster(&args.initial_cluster)?,
         initial_cluster_state: args.initial_cluster_state.0,
         initial_cluster_token: args.initial_cluster_token,
-        heartbeat_interval: Duration::from_millis(args.heartbeat_interval),
-        election_timeout: Duration::from_millis(args.election_timeout),
+        heartbeat_interval: args
+            .heartbeat_interval
+            .map_or(defaults.heartbeat_interval, Duration::from_millis),
+        election_timeout: args
+            .election_timeout
+            .map_or(defaults.election_timeout, Duration::from_millis),
         snapshot_count: args.snapshot_count,
         max_request_bytes: args.max_request_bytes,
-        ..MemberConfig::new(args.name, args.data_dir)
+        ..defaults
     };
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
