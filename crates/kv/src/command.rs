@@ -7,6 +7,7 @@ use crate::error::{KvError, decode};
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
 use crate::proto::command::{Command, CommandResult};
+use crate::rejection::Rejection;
 
 /// Encodes one command for `Consensus::propose`.
 pub fn encode(op: Op) -> Bytes {
@@ -17,7 +18,13 @@ pub fn encode(op: Op) -> Bytes {
 pub fn decode_result(bytes: &[u8]) -> Result<(i64, Outcome), KvError> {
     let result: CommandResult = decode("command result", bytes)?;
     match result.result {
-        Some(Outcome::Error(e)) => Err(KvError::from_apply_code(e.code)),
+        Some(Outcome::Rejected(e)) => Err(Rejection::from_code(e.code).map_or_else(
+            || KvError::Corrupt {
+                what: "command result",
+                detail: format!("unknown rejection code {}", e.code),
+            },
+            KvError::from,
+        )),
         Some(outcome) => Ok((result.revision, outcome)),
         None => Err(KvError::Corrupt {
             what: "command result",

@@ -80,46 +80,6 @@ impl KvError {
         KvError::Storage(e.into())
     }
 
-    /// The stable code of an error that apply can return: every replica
-    /// reaches the same one, so it travels in the apply result.
-    pub(crate) fn apply_code(&self) -> Option<u32> {
-        Some(match self {
-            KvError::Compacted => 1,
-            KvError::FutureRevision => 2,
-            KvError::KeyNotFound => 3,
-            KvError::LeaseNotFound => 4,
-            KvError::LeaseExists => 5,
-            KvError::MemberNotFound => 6,
-            KvError::PeerUrlExists => 7,
-            KvError::MemberNotLearner => 8,
-            KvError::DuplicateKey => 9,
-            KvError::TooManyOps => 10,
-            KvError::EmptyKey => 11,
-            _ => return None,
-        })
-    }
-
-    /// The inverse of [`KvError::apply_code`].
-    pub(crate) fn from_apply_code(code: u32) -> KvError {
-        match code {
-            1 => KvError::Compacted,
-            2 => KvError::FutureRevision,
-            3 => KvError::KeyNotFound,
-            4 => KvError::LeaseNotFound,
-            5 => KvError::LeaseExists,
-            6 => KvError::MemberNotFound,
-            7 => KvError::PeerUrlExists,
-            8 => KvError::MemberNotLearner,
-            9 => KvError::DuplicateKey,
-            10 => KvError::TooManyOps,
-            11 => KvError::EmptyKey,
-            _ => KvError::Corrupt {
-                what: "apply result",
-                detail: format!("unknown error code {code}"),
-            },
-        }
-    }
-
     fn code(&self) -> Code {
         match self {
             KvError::Compacted | KvError::FutureRevision | KvError::LeaseTtlTooLarge => {
@@ -175,26 +135,6 @@ pub(crate) fn decode<M: prost::Message + Default>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn apply_codes_round_trip() {
-        for e in [
-            KvError::Compacted,
-            KvError::FutureRevision,
-            KvError::KeyNotFound,
-            KvError::LeaseNotFound,
-            KvError::LeaseExists,
-            KvError::MemberNotFound,
-            KvError::PeerUrlExists,
-            KvError::MemberNotLearner,
-            KvError::DuplicateKey,
-            KvError::TooManyOps,
-            KvError::EmptyKey,
-        ] {
-            let code = e.apply_code().unwrap();
-            assert_eq!(KvError::from_apply_code(code).to_string(), e.to_string());
-        }
-    }
 
     #[test]
     fn compacted_maps_to_out_of_range_with_etcd_text() {

@@ -19,6 +19,7 @@ pub mod lessor;
 pub mod local;
 pub mod mvcc;
 pub mod proto;
+pub mod rejection;
 pub mod replica;
 pub mod server;
 pub mod service;

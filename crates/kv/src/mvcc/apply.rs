@@ -4,17 +4,18 @@
 use bytes::Bytes;
 use prost::Message;
 
+use std::collections::BTreeMap;
+
+use super::apply_error::ApplyError;
+use super::op;
 use super::tables::{KV, LEASES, MEMBERS, META, meta_keys};
 use super::write::{Tables, Writer};
-use super::{State, Store};
-use crate::error::{KvError, decode};
-use crate::proto::command::command::Op;
+use super::{State, Store, load_state};
+use crate::error::KvError;
 use crate::proto::command::command_result::Result as Outcome;
-use crate::proto::command::{ApplyError, Command, CommandResult, Empty};
-use crate::proto::etcdserverpb::{
-    CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
-};
+use crate::proto::command::{Command, CommandResult, Rejected};
 use crate::proto::mvccpb::Event;
+use crate::rejection::Rejection;
 
 /// What a committed entry carries, as far as the store is concerned.
 #[derive(Clone, Copy, Debug)]
@@ -38,16 +39,63 @@ pub struct Applied {
     pub revision: i64,
 }
 
+/// How one attempt at a batch ended.
+enum Attempt {
+    Committed(Vec<Applied>),
+    /// The command at `index` was refused half way through its writes: the
+    /// batch's transaction was dropped, and the batch must be redone with
+    /// that command refused up front.
+    Aborted {
+        index: u64,
+        rejection: Rejection,
+    },
+}
+
 impl Store {
     /// Applies committed entries `(index, term, payload)` in order, in one
     /// redb transaction that also records the last index and term.
     ///
     /// Entries at or below the recorded applied index are skipped: they are
     /// already in the store (the runtime may replay a little after a crash).
-    /// An `Err` is fatal: the store's memory may be ahead of redb's, and
-    /// the node must stop.
+    ///
+    /// Follows the rule of apply (`crate::rejection`): a command whose
+    /// content is refused gets a rejection as its result, on every replica
+    /// alike, and changes nothing. Refusals are found before the first
+    /// write (`op::check`); should one surface during a command's writes
+    /// anyway, the batch's transaction is dropped (so none of its writes
+    /// and no watch event survive), the in-memory state is reloaded from
+    /// the store, and the batch is redone with that command refused. Each
+    /// redo refuses one more entry, so there are at most `entries.len()`.
+    ///
+    /// An `Err` is this replica's own failure and is fatal: the store's
+    /// memory may be ahead of redb's, and the node must stop.
     pub fn apply(&self, entries: &[(u64, u64, EntryPayload<'_>)]) -> Result<Vec<Applied>, KvError> {
         let mut state = self.state.write().expect("store lock poisoned by a panic");
+        let mut refused = BTreeMap::new();
+        loop {
+            match self.attempt(&mut state, entries, &refused)? {
+                Attempt::Committed(applied) => return Ok(applied),
+                Attempt::Aborted { index, rejection } => {
+                    tracing::error!(
+                        index,
+                        %rejection,
+                        "a command was refused after it began writing (its check missed \
+                         this); redoing the batch with the command refused"
+                    );
+                    *state = load_state(&self.db)?;
+                    let first = refused.insert(index, rejection).is_none();
+                    assert!(first, "a command refused up front cannot abort a batch");
+                }
+            }
+        }
+    }
+
+    fn attempt(
+        &self,
+        state: &mut State,
+        entries: &[(u64, u64, EntryPayload<'_>)],
+        refused: &BTreeMap<u64, Rejection>,
+    ) -> Result<Attempt, KvError> {
         let mut txn = self.db.begin_write().map_err(KvError::storage)?;
         if !self.durable_apply {
             txn.set_durability(redb::Durability::None)
@@ -60,15 +108,22 @@ impl Store {
                 leases: txn.open_table(LEASES).map_err(KvError::storage)?,
                 members: txn.open_table(MEMBERS).map_err(KvError::storage)?,
             };
-            let mut last = None;
             for &(index, term, payload) in entries {
                 if index <= state.applied_index {
                     continue;
                 }
                 let (result, events) = match payload {
                     EntryPayload::Command(bytes) => {
-                        let command: Command = decode("command", bytes)?;
-                        let (mut result, events) = apply_one(&mut state, &mut tables, command)?;
+                        let applied_command = match refused.get(&index) {
+                            Some(&rejection) => refusal(state, rejection),
+                            None => match apply_command(state, &mut tables, bytes)? {
+                                Ok(done) => done,
+                                Err(rejection) => {
+                                    return Ok(Attempt::Aborted { index, rejection });
+                                }
+                            },
+                        };
+                        let (mut result, events) = applied_command;
                         result.index = index;
                         (Some(Bytes::from(result.encode_to_vec())), events)
                     }
@@ -76,7 +131,6 @@ impl Store {
                 };
                 state.applied_index = index;
                 state.applied_term = term;
-                last = Some(index);
                 applied.push(Applied {
                     index,
                     result,
@@ -84,14 +138,14 @@ impl Store {
                     revision: state.current_revision,
                 });
             }
-            if last.is_none() {
-                return Ok(applied);
+            if applied.is_empty() {
+                return Ok(Attempt::Committed(applied));
             }
             let mut meta = txn.open_table(META).map_err(KvError::storage)?;
-            write_meta(&mut meta, &state)?;
+            write_meta(&mut meta, state)?;
         }
         txn.commit().map_err(KvError::storage)?;
-        Ok(applied)
+        Ok(Attempt::Committed(applied))
     }
 }
 
@@ -113,26 +167,43 @@ pub(crate) fn write_meta(
     Ok(())
 }
 
-/// Applies one command. A refusal every replica reaches identically becomes
-/// an `ApplyError` result; only storage failures are `Err`.
-fn apply_one(
+/// Applies one command's bytes. The outer `Err` is this replica's failure;
+/// the inner one a refusal found after the command began writing, which
+/// the caller answers by dropping the batch.
+fn apply_command(
     state: &mut State,
     tables: &mut Tables<'_>,
-    command: Command,
-) -> Result<(CommandResult, Vec<Event>), KvError> {
+    bytes: &[u8],
+) -> Result<Result<(CommandResult, Vec<Event>), Rejection>, KvError> {
+    let Ok(command) = Command::decode(bytes) else {
+        return Ok(Ok(refusal(state, Rejection::Undecodable)));
+    };
+    // An op this build does not know decodes as none: a newer format.
     let Some(op) = command.op else {
-        return Ok((result_of(state, Outcome::Done(Empty {})), Vec::new()));
+        return Ok(Ok(refusal(state, Rejection::UnsupportedCommand)));
     };
     let mut writer = Writer::new(state, tables);
-    let outcome = match run(&mut writer, op) {
-        Ok(outcome) => outcome,
-        Err(e) => match e.apply_code() {
-            Some(code) => Outcome::Error(ApplyError { code }),
-            None => return Err(e),
-        },
+    let checked = match op::check(&writer, op) {
+        Ok(checked) => checked,
+        Err(ApplyError::Rejected(rejection)) => return Ok(Ok(refusal(state, rejection))),
+        Err(ApplyError::Failed(e)) => return Err(e),
     };
-    let events = writer.finish();
-    Ok((result_of(state, outcome), events))
+    match op::execute(&mut writer, checked) {
+        Ok(outcome) => {
+            let events = writer.finish();
+            Ok(Ok((result_of(state, outcome), events)))
+        }
+        Err(ApplyError::Rejected(rejection)) => Ok(Err(rejection)),
+        Err(ApplyError::Failed(e)) => Err(e),
+    }
+}
+
+/// The result of a command refused before it wrote anything.
+fn refusal(state: &State, rejection: Rejection) -> (CommandResult, Vec<Event>) {
+    let outcome = Outcome::Rejected(Rejected {
+        code: rejection.code(),
+    });
+    (result_of(state, outcome), Vec::new())
 }
 
 fn result_of(state: &State, outcome: Outcome) -> CommandResult {
@@ -141,79 +212,4 @@ fn result_of(state: &State, outcome: Outcome) -> CommandResult {
         result: Some(outcome),
         index: 0,
     }
-}
-
-fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..Default::default()
-    })
-}
-
-fn run(w: &mut Writer<'_, '_>, op: Op) -> Result<Outcome, KvError> {
-    Ok(match op {
-        Op::Put(req) => {
-            w.check_put(&req)?;
-            Outcome::Put(w.put(&req)?)
-        }
-        Op::DeleteRange(req) => {
-            if req.key.is_empty() {
-                return Err(KvError::EmptyKey);
-            }
-            Outcome::DeleteRange(w.delete_range(&req)?)
-        }
-        Op::Txn(req) => Outcome::Txn(w.txn(&req)?),
-        Op::Compaction(req) => {
-            compact(w, req.revision)?;
-            Outcome::Compaction(CompactionResponse {
-                header: header(w.state.current_revision),
-            })
-        }
-        Op::LeaseGrant(req) => {
-            w.lease_grant(req.id, req.ttl)?;
-            Outcome::LeaseGrant(LeaseGrantResponse {
-                header: header(w.state.current_revision),
-                id: req.id,
-                ttl: req.ttl,
-                error: String::new(),
-            })
-        }
-        Op::LeaseRevoke(req) => {
-            w.lease_revoke(req.id)?;
-            // The revoke's deletions end at the pending revision.
-            Outcome::LeaseRevoke(LeaseRevokeResponse { header: None })
-        }
-        Op::MemberSet(member) => {
-            let bytes = member.encode_to_vec();
-            w.tables
-                .members
-                .insert(member.id, bytes.as_slice())
-                .map_err(KvError::storage)?;
-            w.state.members.insert(member.id, member);
-            Outcome::Done(Empty {})
-        }
-        Op::MemberRemove(req) => {
-            if w.state.members.remove(&req.id).is_none() {
-                return Err(KvError::MemberNotFound);
-            }
-            w.tables.members.remove(req.id).map_err(KvError::storage)?;
-            Outcome::Done(Empty {})
-        }
-    })
-}
-
-/// Compacts history up to `revision`: rows that no read at or after it can
-/// see are deleted in the same transaction.
-fn compact(w: &mut Writer<'_, '_>, revision: i64) -> Result<(), KvError> {
-    if revision <= w.state.compacted_revision {
-        return Err(KvError::Compacted);
-    }
-    if revision > w.state.current_revision {
-        return Err(KvError::FutureRevision);
-    }
-    for rev in w.state.index.compact(revision) {
-        w.tables.kv.remove(rev.to_db()).map_err(KvError::storage)?;
-    }
-    w.state.compacted_revision = revision;
-    Ok(())
 }

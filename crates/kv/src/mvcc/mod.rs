@@ -10,11 +10,14 @@
 //! recorded applied index ahead of (or behind) the data.
 
 mod apply;
+mod apply_error;
 mod history;
 mod index;
+mod op;
 mod read;
 mod snapshot;
 mod tables;
+mod txn;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet};

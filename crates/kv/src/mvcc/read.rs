@@ -11,6 +11,7 @@ use crate::proto::command::Revisioned;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use crate::proto::mvccpb::KeyValue;
+use crate::rejection::Rejection;
 
 impl Store {
     /// Serves a Range from the applied state.
@@ -19,7 +20,8 @@ impl Store {
         // Opened under the state lock, so that rows and index agree.
         let txn = self.db.begin_read().map_err(KvError::storage)?;
         let table = txn.open_table(KV).map_err(KvError::storage)?;
-        range(&state, &table, req, state.current_revision)
+        let at = check_range(&state, req, state.current_revision)?;
+        range(&state, &table, req, at, state.current_revision)
     }
 }
 
@@ -48,20 +50,16 @@ where
         })
 }
 
-/// etcd's Range semantics over `table`, where `latest` is the newest
-/// revision a read may see (inside an applying txn it includes the txn's
-/// own pending writes).
-pub(crate) fn range<T>(
+/// The refusals a Range can meet, checked before it reads anything: it
+/// returns the revision to read at. `latest` is the newest revision the
+/// read may see.
+pub(crate) fn check_range(
     state: &State,
-    table: &T,
     req: &RangeRequest,
     latest: i64,
-) -> Result<RangeResponse, KvError>
-where
-    T: ReadableTable<(u64, u64), &'static [u8]>,
-{
+) -> Result<i64, Rejection> {
     if req.key.is_empty() {
-        return Err(KvError::EmptyKey);
+        return Err(Rejection::EmptyKey);
     }
     let at = if req.revision <= 0 {
         latest
@@ -69,11 +67,28 @@ where
         req.revision
     };
     if at > latest {
-        return Err(KvError::FutureRevision);
+        return Err(Rejection::FutureRevision);
     }
     if at < state.compacted_revision {
-        return Err(KvError::Compacted);
+        return Err(Rejection::Compacted);
     }
+    Ok(at)
+}
+
+/// etcd's Range semantics over `table`, at revision `at` (which
+/// [`check_range`] accepted), where `latest` is the newest revision a read
+/// may see (inside an applying txn it includes the txn's own pending
+/// writes). Fails only if the store itself does.
+pub(crate) fn range<T>(
+    state: &State,
+    table: &T,
+    req: &RangeRequest,
+    at: i64,
+    latest: i64,
+) -> Result<RangeResponse, KvError>
+where
+    T: ReadableTable<(u64, u64), &'static [u8]>,
+{
     let range = KeyRange::new(req.key.clone(), req.range_end.clone());
     let header = Some(ResponseHeader {
         revision: latest,

@@ -1,26 +1,26 @@
 //! Applying writes: one [`Writer`] per Raft entry, over the batch's open
 //! redb write transaction.
 //!
-//! Every operation checks everything that can refuse it *before* it changes
-//! anything, so a refused command leaves no trace and every replica refuses
-//! it identically.
+//! Every command is first *checked* (`op::check`, which holds the writer
+//! only by shared reference and so cannot change anything) and only then
+//! *executed*. A refusal found by the check leaves no trace; one found
+//! during execution means the check missed something, and the batch's whole
+//! transaction is dropped and redone (`apply.rs`).
 
 use bytes::Bytes;
 use prost::Message;
 use redb::Table;
 
-use super::read::{self, kv_at};
+use super::apply_error::ApplyError;
+use super::read::kv_at;
 use super::{KeyRange, LeaseState, Revision, State};
 use crate::error::KvError;
 use crate::proto::command::{LeaseRecord, Revisioned};
-use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use crate::proto::etcdserverpb::request_op::Request;
-use crate::proto::etcdserverpb::response_op::Response;
 use crate::proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RequestOp,
-    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    DeleteRangeRequest, DeleteRangeResponse, Member, PutRequest, PutResponse, ResponseHeader,
 };
 use crate::proto::mvccpb::{Event, KeyValue, event::EventType};
+use crate::rejection::Rejection;
 
 /// The tables an apply batch writes.
 pub(crate) struct Tables<'t> {
@@ -37,7 +37,7 @@ pub(crate) struct Writer<'s, 't> {
     main: i64,
     /// The next sub-revision; `0` means nothing written yet.
     sub: i64,
-    pub events: Vec<Event>,
+    events: Vec<Event>,
 }
 
 impl<'s, 't> Writer<'s, 't> {
@@ -61,7 +61,7 @@ impl<'s, 't> Writer<'s, 't> {
     }
 
     /// The newest revision a read inside this entry sees.
-    fn visible(&self) -> i64 {
+    pub fn visible(&self) -> i64 {
         if self.sub > 0 {
             self.main
         } else {
@@ -69,7 +69,7 @@ impl<'s, 't> Writer<'s, 't> {
         }
     }
 
-    fn header(&self) -> Option<ResponseHeader> {
+    pub fn header(&self) -> Option<ResponseHeader> {
         Some(ResponseHeader {
             revision: self.visible(),
             ..Default::default()
@@ -85,7 +85,8 @@ impl<'s, 't> Writer<'s, 't> {
         rev
     }
 
-    fn current(&self, key: &[u8]) -> Result<Option<KeyValue>, KvError> {
+    /// The live value of `key` as this entry sees it.
+    pub fn current(&self, key: &[u8]) -> Result<Option<KeyValue>, KvError> {
         match self.state.index.get(key, self.visible()) {
             Some(rev) => Ok(Some(kv_at(&self.tables.kv, rev)?)),
             None => Ok(None),
@@ -100,22 +101,28 @@ impl<'s, 't> Writer<'s, 't> {
         Ok(())
     }
 
-    /// Refusals a put can meet, checked against the state before the entry.
-    pub fn check_put(&self, req: &PutRequest) -> Result<(), KvError> {
+    /// Refusals a put can meet, checked against the state before the entry
+    /// (etcd checks a txn's puts against the state before the txn, too).
+    pub fn check_put(&self, req: &PutRequest) -> Result<(), ApplyError> {
         if req.key.is_empty() {
-            return Err(KvError::EmptyKey);
+            return Err(Rejection::EmptyKey.into());
         }
         if (req.ignore_value || req.ignore_lease) && self.current(&req.key)?.is_none() {
-            return Err(KvError::KeyNotFound);
+            return Err(Rejection::KeyNotFound.into());
         }
         if !req.ignore_lease && req.lease != 0 && !self.state.leases.contains_key(&req.lease) {
-            return Err(KvError::LeaseNotFound);
+            return Err(Rejection::LeaseNotFound.into());
         }
         Ok(())
     }
 
-    pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse, KvError> {
+    /// A put that [`Writer::check_put`] accepted. A txn may still have
+    /// deleted the key it keeps the value or lease of: that is refused.
+    pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse, ApplyError> {
         let prev = self.current(&req.key)?;
+        if (req.ignore_value || req.ignore_lease) && prev.is_none() {
+            return Err(Rejection::KeyNotFound.into());
+        }
         let rev = self.next_rev();
         let (create_revision, version) = match &prev {
             Some(p) => (p.create_revision, p.version + 1),
@@ -211,118 +218,22 @@ impl<'s, 't> Writer<'s, 't> {
         })
     }
 
-    /// Decides, against the state before the txn, which branch each
-    /// (nested) txn takes: etcd evaluates every compare before any op runs.
-    fn txn_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<(), KvError> {
-        let mut ok = true;
-        for c in &req.compare {
-            if !self.compare(c)? {
-                ok = false;
-                break;
-            }
+    /// Compacts history up to `revision`, which `op::check` bounded by the
+    /// compacted and current revisions: rows that no read at or after it
+    /// can see are deleted in the same transaction.
+    pub fn compact(&mut self, revision: i64) -> Result<(), KvError> {
+        for rev in self.state.index.compact(revision) {
+            self.tables
+                .kv
+                .remove(rev.to_db())
+                .map_err(KvError::storage)?;
         }
-        path.push(ok);
-        let ops = if ok { &req.success } else { &req.failure };
-        for op in ops {
-            if let Some(Request::RequestTxn(nested)) = &op.request {
-                self.txn_path(nested, path)?;
-            }
-        }
+        self.state.compacted_revision = revision;
         Ok(())
     }
 
-    fn check_ops(&self, ops: &[RequestOp], path: &[bool], at: &mut usize) -> Result<(), KvError> {
-        for op in ops {
-            match &op.request {
-                Some(Request::RequestPut(put)) => self.check_put(put)?,
-                Some(Request::RequestTxn(nested)) => {
-                    let ok = path[*at];
-                    *at += 1;
-                    let ops = if ok { &nested.success } else { &nested.failure };
-                    self.check_ops(ops, path, at)?;
-                }
-                Some(Request::RequestRange(_) | Request::RequestDeleteRange(_)) | None => {}
-            }
-        }
-        Ok(())
-    }
-
-    pub fn txn(&mut self, req: &TxnRequest) -> Result<TxnResponse, KvError> {
-        let mut path = Vec::new();
-        self.txn_path(req, &mut path)?;
-        let ops = if path[0] { &req.success } else { &req.failure };
-        self.check_ops(ops, &path, &mut 1)?;
-        self.run_txn(req, &path, &mut 0)
-    }
-
-    fn run_txn(
-        &mut self,
-        req: &TxnRequest,
-        path: &[bool],
-        at: &mut usize,
-    ) -> Result<TxnResponse, KvError> {
-        let succeeded = path[*at];
-        *at += 1;
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
-        let mut responses = Vec::with_capacity(ops.len());
-        for op in ops {
-            let response = match &op.request {
-                Some(Request::RequestRange(r)) => {
-                    let visible = self.visible();
-                    Response::ResponseRange(read::range(self.state, &self.tables.kv, r, visible)?)
-                }
-                Some(Request::RequestPut(p)) => Response::ResponsePut(self.put(p)?),
-                Some(Request::RequestDeleteRange(d)) => {
-                    Response::ResponseDeleteRange(self.delete_range(d)?)
-                }
-                Some(Request::RequestTxn(t)) => Response::ResponseTxn(self.run_txn(t, path, at)?),
-                None => continue,
-            };
-            responses.push(ResponseOp {
-                response: Some(response),
-            });
-        }
-        Ok(TxnResponse {
-            header: self.header(),
-            succeeded,
-            responses,
-        })
-    }
-
-    /// One compare, over every key in its range (etcd: all must hold).
-    fn compare(&self, c: &Compare) -> Result<bool, KvError> {
-        let range = KeyRange::new(c.key.clone(), c.range_end.clone());
-        let at = self.visible();
-        let revs: Vec<Revision> = if c.range_end.is_empty() {
-            self.state.index.get(&c.key, at).into_iter().collect()
-        } else {
-            self.state.index.range(&range, at).map(|(_, r)| r).collect()
-        };
-        let target = CompareTarget::try_from(c.target)
-            .map_err(|_| KvError::InvalidRequest("compare target"))?;
-        if revs.is_empty() {
-            // A missing key compares as zero, except on value (etcd: false).
-            if matches!(target, CompareTarget::Value) {
-                return Ok(false);
-            }
-            return Ok(compare_kv(c, target, &KeyValue::default()));
-        }
-        for rev in revs {
-            if !compare_kv(c, target, &kv_at(&self.tables.kv, rev)?) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
+    /// Grants a lease whose ID `op::check` found free.
     pub fn lease_grant(&mut self, id: i64, ttl_seconds: i64) -> Result<(), KvError> {
-        if self.state.leases.contains_key(&id) {
-            return Err(KvError::LeaseExists);
-        }
         let record = LeaseRecord { id, ttl_seconds };
         self.tables
             .leases
@@ -339,8 +250,8 @@ impl<'s, 't> Writer<'s, 't> {
     }
 
     /// Revokes a lease and deletes its keys, all at one revision.
-    pub fn lease_revoke(&mut self, id: i64) -> Result<(), KvError> {
-        let lease = self.state.leases.get(&id).ok_or(KvError::LeaseNotFound)?;
+    pub fn lease_revoke(&mut self, id: i64) -> Result<(), ApplyError> {
+        let lease = self.state.leases.get(&id).ok_or(Rejection::LeaseNotFound)?;
         let keys: Vec<Bytes> = lease.keys.iter().cloned().collect();
         for key in keys {
             self.delete_range(&DeleteRangeRequest {
@@ -352,30 +263,23 @@ impl<'s, 't> Writer<'s, 't> {
         self.state.leases.remove(&id);
         Ok(())
     }
-}
 
-fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
-    use std::cmp::Ordering;
-    let ord: Ordering = match (target, &c.target_union) {
-        (CompareTarget::Version, Some(TargetUnion::Version(v))) => kv.version.cmp(v),
-        (CompareTarget::Create, Some(TargetUnion::CreateRevision(v))) => kv.create_revision.cmp(v),
-        (CompareTarget::Mod, Some(TargetUnion::ModRevision(v))) => kv.mod_revision.cmp(v),
-        (CompareTarget::Value, Some(TargetUnion::Value(v))) => kv.value.as_ref().cmp(v.as_ref()),
-        (CompareTarget::Lease, Some(TargetUnion::Lease(v))) => kv.lease.cmp(v),
-        // proto3 drops zero values, so an absent union means "compare with 0".
-        (CompareTarget::Version, None) => kv.version.cmp(&0),
-        (CompareTarget::Create, None) => kv.create_revision.cmp(&0),
-        (CompareTarget::Mod, None) => kv.mod_revision.cmp(&0),
-        (CompareTarget::Value, None) => kv.value.as_ref().cmp(&[][..]),
-        (CompareTarget::Lease, None) => kv.lease.cmp(&0),
-        // A target that disagrees with the union's type never holds.
-        _ => return false,
-    };
-    match CompareResult::try_from(c.result) {
-        Ok(CompareResult::Equal) => ord == Ordering::Equal,
-        Ok(CompareResult::NotEqual) => ord != Ordering::Equal,
-        Ok(CompareResult::Greater) => ord == Ordering::Greater,
-        Ok(CompareResult::Less) => ord == Ordering::Less,
-        Err(_) => false,
+    /// Registers or replaces a member's attributes.
+    pub fn member_set(&mut self, member: Member) -> Result<(), KvError> {
+        let bytes = member.encode_to_vec();
+        self.tables
+            .members
+            .insert(member.id, bytes.as_slice())
+            .map_err(KvError::storage)?;
+        self.state.members.insert(member.id, member);
+        Ok(())
+    }
+
+    pub fn member_remove(&mut self, id: u64) -> Result<(), ApplyError> {
+        if self.state.members.remove(&id).is_none() {
+            return Err(Rejection::MemberNotFound.into());
+        }
+        self.tables.members.remove(id).map_err(KvError::storage)?;
+        Ok(())
     }
 }

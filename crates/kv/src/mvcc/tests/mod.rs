@@ -13,6 +13,9 @@ use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::*;
 
+mod fuzz;
+mod rejections;
+
 struct Harness {
     _dir: tempfile::TempDir,
     store: Store,

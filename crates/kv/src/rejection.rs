@@ -1,0 +1,141 @@
+//! Deterministic rejections: the refusals a committed command can meet.
+//!
+//! **The rule of apply.** A committed entry is applied by every replica, so
+//! what a command *says* — an unknown enum value, a compacted or future
+//! revision, a missing lease or key, bytes that do not decode, a command
+//! from a newer format — can only ever produce a [`Rejection`]: every
+//! replica reaches the same one from the same state, changes nothing, and
+//! the proposer returns it to the client. Only a replica's *own* failure (its
+//! disk, its files: `KvError::Storage`, `KvError::Corrupt`) may stop it.
+//! The apply path keeps the two apart by type (`mvcc::ApplyError`), never by
+//! a list of special cases.
+//!
+//! A rejection travels from the leader's apply to a follower that forwarded
+//! the command as a number in `CommandResult.error`: the codes below are
+//! part of the replicated format and never change meaning.
+
+use crate::error::KvError;
+
+/// A refusal every replica reaches identically for the same command and
+/// state. The command leaves the store unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the requested revision has been compacted")]
+    Compacted,
+    #[error("the requested revision is in the future")]
+    FutureRevision,
+    #[error("the key to keep the value or lease of does not exist")]
+    KeyNotFound,
+    #[error("the lease does not exist")]
+    LeaseNotFound,
+    #[error("the lease already exists")]
+    LeaseExists,
+    #[error("the member is not registered")]
+    MemberNotFound,
+    #[error("the key is empty")]
+    EmptyKey,
+    /// The entry's bytes are not a command (a peer or an older build put
+    /// them in the log without checking).
+    #[error("the command does not decode")]
+    Undecodable,
+    /// The command decodes but names no operation this build knows: it was
+    /// written by a newer format version.
+    #[error("the command names an operation this member does not know")]
+    UnsupportedCommand,
+}
+
+impl Rejection {
+    /// The stable number this rejection travels as. Numbers 7 to 10 were
+    /// refusals an older build checked in apply; they are never reused.
+    pub fn code(self) -> u32 {
+        match self {
+            Rejection::Compacted => 1,
+            Rejection::FutureRevision => 2,
+            Rejection::KeyNotFound => 3,
+            Rejection::LeaseNotFound => 4,
+            Rejection::LeaseExists => 5,
+            Rejection::MemberNotFound => 6,
+            Rejection::EmptyKey => 11,
+            Rejection::Undecodable => 12,
+            Rejection::UnsupportedCommand => 13,
+        }
+    }
+
+    /// The rejection with number `code`, if this build knows it.
+    pub fn from_code(code: u32) -> Option<Rejection> {
+        Some(match code {
+            1 => Rejection::Compacted,
+            2 => Rejection::FutureRevision,
+            3 => Rejection::KeyNotFound,
+            4 => Rejection::LeaseNotFound,
+            5 => Rejection::LeaseExists,
+            6 => Rejection::MemberNotFound,
+            11 => Rejection::EmptyKey,
+            12 => Rejection::Undecodable,
+            13 => Rejection::UnsupportedCommand,
+            _ => return None,
+        })
+    }
+}
+
+/// What the client is told: etcd's error for the same refusal.
+impl From<Rejection> for KvError {
+    fn from(r: Rejection) -> KvError {
+        match r {
+            Rejection::Compacted => KvError::Compacted,
+            Rejection::FutureRevision => KvError::FutureRevision,
+            Rejection::KeyNotFound => KvError::KeyNotFound,
+            Rejection::LeaseNotFound => KvError::LeaseNotFound,
+            Rejection::LeaseExists => KvError::LeaseExists,
+            Rejection::MemberNotFound => KvError::MemberNotFound,
+            Rejection::EmptyKey => KvError::EmptyKey,
+            Rejection::Undecodable => KvError::InvalidRequest("the command does not decode"),
+            Rejection::UnsupportedCommand => {
+                KvError::Unsupported("a command from a newer format version")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Rejection; 9] = [
+        Rejection::Compacted,
+        Rejection::FutureRevision,
+        Rejection::KeyNotFound,
+        Rejection::LeaseNotFound,
+        Rejection::LeaseExists,
+        Rejection::MemberNotFound,
+        Rejection::EmptyKey,
+        Rejection::Undecodable,
+        Rejection::UnsupportedCommand,
+    ];
+
+    #[test]
+    fn codes_round_trip_and_are_distinct() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in ALL {
+            assert!(seen.insert(r.code()), "{r:?} reuses code {}", r.code());
+            assert_eq!(Rejection::from_code(r.code()), Some(r));
+        }
+    }
+
+    #[test]
+    fn unknown_and_retired_codes_are_not_rejections() {
+        for code in [0, 7, 8, 9, 10, 14, u32::MAX] {
+            assert_eq!(Rejection::from_code(code), None);
+        }
+    }
+
+    #[test]
+    fn compacted_reaches_the_client_as_etcds_error() {
+        let status = tonic::Status::from(KvError::from(Rejection::Compacted));
+        assert_eq!(status.code(), tonic::Code::OutOfRange);
+        assert_eq!(
+            status.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+    }
+}
