@@ -21,9 +21,11 @@ pub enum Error {
     NotLeader { leader: Option<NodeId> },
     #[error("the node is overloaded; retry later")]
     Overloaded,
-    /// The entry was appended but another leader's entry replaced it: the
-    /// proposal did not take effect and may be retried.
-    #[error("the proposal was superseded by another leader's entry at index {index}")]
+    /// The entry was appended, but the entry that committed at its index is
+    /// another leader's: the proposal did not take effect and may be
+    /// retried. (Only a commit tells: an entry overwritten in this node's
+    /// log may still commit through another member.)
+    #[error("another leader's entry committed at index {index}, in place of the proposal's")]
     ProposalDropped { index: LogIndex },
     /// Leadership was lost while the proposal was pending and its entry was
     /// not applied in time: it may or may not take effect.

@@ -28,11 +28,22 @@ struct Pending {
 
 /// The proposals of this node, by index, and how the finished ones ended.
 ///
-/// Invariant: at most `capacity` entries.
+/// Several proposals may wait on one index: a leader that lost an entry's
+/// place to a later leader and then led again proposes a new entry at the
+/// same index. The older one is *not* lost on that account — another member
+/// may hold it and still commit it (the schedule of Figure 8) — so both
+/// wait until the entry at that index commits: its term decides which one
+/// took effect, and the others certainly did not.
+///
+/// Invariant: at most `capacity` proposals in all.
+/// Invariant: at most one proposal per `(index, term)`: a term appends one
+/// entry per index.
 /// Invariant: every proposal inserted is counted exactly once, in
 /// `committed` or `failed`, once it leaves `pending`.
 pub(crate) struct Proposals {
-    pending: BTreeMap<LogIndex, Pending>,
+    pending: BTreeMap<LogIndex, Vec<Pending>>,
+    /// How many proposals `pending` holds, over all indexes.
+    count: usize,
     capacity: usize,
     /// Since start: proposals whose entry committed with their term.
     committed: u64,
@@ -46,6 +57,7 @@ impl Proposals {
     pub(crate) fn new(capacity: usize) -> Proposals {
         Proposals {
             pending: BTreeMap::new(),
+            count: 0,
             capacity,
             committed: 0,
             failed: 0,
@@ -68,69 +80,77 @@ impl Proposals {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.pending.len()
+        self.count
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.pending.len() >= self.capacity
+        self.count >= self.capacity
     }
 
     pub(crate) fn insert(&mut self, proposal: Proposal, responder: Responder) {
         assert!(!self.is_full(), "caller checks capacity before proposing");
-        let old = self.pending.insert(
-            proposal.index,
-            Pending {
-                term: proposal.term,
-                responder,
-                orphaned_at: None,
-            },
+        let waiting = self.pending.entry(proposal.index).or_default();
+        assert!(
+            waiting.iter().all(|p| p.term != proposal.term),
+            "a term appends one entry per index"
         );
-        if let Some(old) = old {
-            // A new leader term reused the index of an entry this node
-            // proposed earlier and lost: that entry can no longer commit.
-            self.fail(
-                old.responder,
-                Error::ProposalDropped {
-                    index: proposal.index,
-                },
-            );
-        }
+        waiting.push(Pending {
+            term: proposal.term,
+            responder,
+            orphaned_at: None,
+        });
+        self.count += 1;
     }
 
     /// The responder waiting for the entry `(index, term)`, which is about
-    /// to be applied. A proposal at `index` from another term lost its
-    /// place in the log and is told so.
+    /// to be applied. Proposals at `index` from other terms certainly did
+    /// not take effect (the committed entry there is another) and are told
+    /// so.
     pub(crate) fn take_committed(&mut self, index: LogIndex, term: Term) -> Option<Responder> {
-        let pending = self.pending.remove(&index)?;
-        if pending.term == term {
-            self.committed += 1;
-            return Some(pending.responder);
+        let waiting = self.pending.remove(&index)?;
+        self.count -= waiting.len();
+        let mut winner = None;
+        for p in waiting {
+            if p.term == term {
+                self.committed += 1;
+                winner = Some(p.responder);
+            } else {
+                self.fail(p.responder, Error::ProposalDropped { index });
+            }
         }
-        self.fail(pending.responder, Error::ProposalDropped { index });
-        None
+        winner
     }
 
     /// This node stopped leading: start the clock on every proposal.
     pub(crate) fn orphan_all(&mut self, now: Instant) {
-        for p in self.pending.values_mut() {
+        for p in self.pending.values_mut().flatten() {
             p.orphaned_at.get_or_insert(now);
         }
     }
 
     /// Fails orphaned proposals older than `timeout`.
     pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) {
-        let expired: Vec<LogIndex> = self
+        let expired = |p: &Pending| {
+            p.orphaned_at
+                .is_some_and(|t| now.duration_since(t) >= timeout)
+        };
+        let indexes: Vec<LogIndex> = self
             .pending
             .iter()
-            .filter(|(_, p)| {
-                p.orphaned_at
-                    .is_some_and(|t| now.duration_since(t) >= timeout)
-            })
+            .filter(|(_, waiting)| waiting.iter().any(expired))
             .map(|(&index, _)| index)
             .collect();
-        for index in expired {
-            let p = self.pending.remove(&index).expect("collected above");
-            self.fail(p.responder, Error::OutcomeUnknown { index });
+        for index in indexes {
+            let waiting = self.pending.remove(&index).expect("collected above");
+            let (gone, kept): (Vec<Pending>, Vec<Pending>) =
+                waiting.into_iter().partition(|p| expired(p));
+            self.count -= gone.len();
+            for p in gone {
+                self.fail(p.responder, Error::OutcomeUnknown { index });
+            }
+            if !kept.is_empty() {
+                self.pending.insert(index, kept);
+            }
         }
     }
 
@@ -138,14 +158,18 @@ impl Proposals {
     /// the proposals it covers made it in cannot be told.
     pub(crate) fn covered_by_snapshot(&mut self, index: LogIndex) {
         let rest = self.pending.split_off(&index.next());
-        for (index, p) in std::mem::replace(&mut self.pending, rest) {
-            self.fail(p.responder, Error::OutcomeUnknown { index });
+        for (index, waiting) in std::mem::replace(&mut self.pending, rest) {
+            self.count -= waiting.len();
+            for p in waiting {
+                self.fail(p.responder, Error::OutcomeUnknown { index });
+            }
         }
     }
 
     /// Fails every pending proposal with `error`.
     pub(crate) fn fail_all(&mut self, error: &Error) {
-        for (_, p) in std::mem::take(&mut self.pending) {
+        self.count = 0;
+        for p in std::mem::take(&mut self.pending).into_values().flatten() {
             self.fail(p.responder, error.clone());
         }
     }
@@ -200,5 +224,52 @@ mod tests {
         assert!(proposals.take_committed(LogIndex(5), Term(2)).is_some());
         assert_eq!(proposals.len(), 0);
         assert_eq!((proposals.committed(), proposals.failed()), (1, 0));
+    }
+
+    /// Figure 8 on five members: the leader of term 2 appends P at 11 and
+    /// only one follower receives it; it loses and regains leadership, and
+    /// its term-4 entry Q lands at 11 too. P may still commit (through that
+    /// follower), so it must not be failed as dropped until 11 commits.
+    #[test]
+    fn an_overwritten_proposal_waits_for_its_index_to_commit() {
+        let mut proposals = Proposals::new(10);
+        let (p_tx, mut p_rx) = oneshot::channel();
+        let (q_tx, mut q_rx) = oneshot::channel();
+        proposals.insert(proposal(2, 11), p_tx);
+        proposals.insert(proposal(4, 11), q_tx);
+        assert!(p_rx.try_recv().is_err(), "P's fate is not known yet");
+        assert_eq!(proposals.len(), 2);
+
+        // The follower that held P won term 3 and committed P at 11.
+        let winner = proposals.take_committed(LogIndex(11), Term(2)).unwrap();
+        winner.send(Ok(Bytes::from_static(b"P"))).unwrap();
+        assert!(matches!(p_rx.try_recv(), Ok(Ok(_))));
+        assert!(matches!(
+            q_rx.try_recv(),
+            Ok(Err(Error::ProposalDropped {
+                index: LogIndex(11)
+            }))
+        ));
+        assert_eq!(proposals.len(), 0);
+        assert_eq!((proposals.committed(), proposals.failed()), (1, 1));
+    }
+
+    #[test]
+    fn expiry_fails_only_the_orphaned_proposals_at_an_index() {
+        let mut proposals = Proposals::new(10);
+        let (old_tx, mut old_rx) = oneshot::channel();
+        let (new_tx, mut new_rx) = oneshot::channel();
+        proposals.insert(proposal(2, 7), old_tx);
+        let t0 = Instant::now();
+        proposals.orphan_all(t0);
+        proposals.insert(proposal(3, 7), new_tx);
+        proposals.expire(t0 + Duration::from_secs(1), Duration::from_secs(1));
+        assert!(matches!(
+            old_rx.try_recv(),
+            Ok(Err(Error::OutcomeUnknown { index: LogIndex(7) }))
+        ));
+        assert!(new_rx.try_recv().is_err());
+        assert_eq!(proposals.len(), 1);
+        assert!(proposals.take_committed(LogIndex(7), Term(3)).is_some());
     }
 }
