@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use keel_raft::{
@@ -29,6 +30,8 @@ use keel_storage::SnapshotStore;
 use keel_transport::Transport;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use crate::clock::TickClock;
 use tracing::{debug, info, trace, warn};
 
 use crate::apply::{ApplyOp, ReadFn};
@@ -108,7 +111,12 @@ pub(crate) struct Driver<S> {
     proposals: Proposals,
     /// Linearizable reads waiting for the core, oldest first.
     reads: BTreeMap<ReadId, (Instant, ReadFn<S>)>,
+    /// Starts at a value no earlier incarnation of this node used (see
+    /// `Driver::new`), so that a late answer to a read forwarded before a
+    /// restart cannot be taken for the answer to a new one.
     next_read_id: u64,
+    /// How many ticks the core is owed: time, not timer firings.
+    clock: TickClock,
     /// The last write batch handed to storage, and the last one durable.
     write_seq: u64,
     persisted_seq: u64,
@@ -128,7 +136,8 @@ impl<S: StateMachine> Driver<S> {
             raft,
             proposals: Proposals::new(config.pending_proposals_max),
             reads: BTreeMap::new(),
-            next_read_id: 0,
+            next_read_id: read_id_origin(),
+            clock: TickClock::new(Instant::now(), config.tick_interval, config.election_ticks),
             write_seq: 0,
             persisted_seq: 0,
             snapshot_sends: BTreeSet::new(),
@@ -147,6 +156,8 @@ impl<S: StateMachine> Driver<S> {
     /// gracefully and returns why it stopped.
     pub(crate) async fn run(mut self) -> StopReason {
         let mut ticker = tokio::time::interval(self.config.tick_interval);
+        // Missed firings need no burst: each firing gives the core every
+        // tick of elapsed time (`TickClock`).
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let reason = loop {
             if let Err(reason) = self.turn(&mut ticker).await {
@@ -324,9 +335,16 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
+    /// Gives the core every tick of monotonic time elapsed since the last.
+    fn tick_core(&mut self, now: Instant) {
+        for _ in 0..self.clock.due(now) {
+            self.raft.tick();
+        }
+    }
+
     async fn on_tick(&mut self) -> Result<(), StopReason> {
-        self.raft.tick();
         let now = Instant::now();
+        self.tick_core(now);
         self.proposals
             .expire(now, self.config.unknown_outcome_timeout);
         while let Some(entry) = self.reads.first_entry() {
@@ -366,7 +384,12 @@ impl<S: StateMachine> Driver<S> {
                 }
                 let id = ReadId(self.next_read_id);
                 self.next_read_id += 1;
-                self.reads.insert(id, (Instant::now(), read));
+                let now = Instant::now();
+                if mode == ReadMode::Lease {
+                    // The lease is judged in ticks: bring them up to now.
+                    self.tick_core(now);
+                }
+                self.reads.insert(id, (now, read));
                 self.raft.read(id, mode);
             }
             Request::TransferLeader { target, reply } => {
@@ -531,4 +554,16 @@ impl<S: StateMachine> Driver<S> {
         metrics.send_modify(|m| m.stopped = Some(reason.to_string()));
         reason
     }
+}
+
+/// The first read id of this incarnation: the wall clock in nanoseconds.
+/// It grows between restarts faster than any node issues reads (less than
+/// one per nanosecond), so no incarnation reuses an id of an earlier one
+/// unless the wall clock is set back by more than the node's uptime.
+fn read_id_origin() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX / 2)
+        })
 }

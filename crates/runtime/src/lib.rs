@@ -84,6 +84,7 @@
 //! node is gone).
 
 mod apply;
+mod clock;
 mod config;
 mod driver;
 mod error;
