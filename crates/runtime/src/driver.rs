@@ -26,7 +26,7 @@ use keel_raft::{
     LogIndex, MembershipChange, Message, MessageBody, NodeId, Raft, ReadId, ReadMode, ReadOutcome,
     Ready, Role, SnapshotMeta, SoftState, Term,
 };
-use keel_storage::SnapshotStore;
+use keel_storage::{SnapshotStore, StagedSnapshot};
 use keel_transport::Transport;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -122,6 +122,8 @@ pub(crate) struct Driver<S> {
     persisted_seq: u64,
     /// Peers a snapshot transfer is running to.
     snapshot_sends: BTreeSet<NodeId>,
+    /// Leaders' snapshots received this turn, awaiting the core's decision.
+    staged: Vec<StagedSnapshot>,
     leading: bool,
     peers_version_saved: u64,
     snapshots_created: u64,
@@ -141,6 +143,7 @@ impl<S: StateMachine> Driver<S> {
             write_seq: 0,
             persisted_seq: 0,
             snapshot_sends: BTreeSet::new(),
+            staged: Vec::new(),
             leading: false,
             peers_version_saved: io.transport.peers_version(),
             snapshots_created: 0,
@@ -189,6 +192,9 @@ impl<S: StateMachine> Driver<S> {
             let ready = self.raft.ready();
             self.handle_ready(ready).await?;
         }
+        // The core accepts a snapshot in the Ready after the step that
+        // delivered it; the ones it did not accept are discarded.
+        self.staged.clear();
         if self.metrics_stale {
             self.publish_metrics(None);
         }
@@ -223,6 +229,10 @@ impl<S: StateMachine> Driver<S> {
             self.send(m);
         }
         let install = ready.snapshot.clone();
+        if let Some(meta) = &install {
+            // Published before the storage thread compacts the log to it.
+            self.publish_staged(meta).await?;
+        }
         let must_write = ready.snapshot.is_some()
             || !ready.entries.is_empty()
             || ready.hard_state.is_some()
@@ -260,6 +270,21 @@ impl<S: StateMachine> Driver<S> {
         for read in ready.reads {
             self.release_read(read).await?;
         }
+        Ok(())
+    }
+
+    /// Publishes the staged snapshot the core accepted.
+    async fn publish_staged(&mut self, meta: &SnapshotMeta) -> Result<(), StopReason> {
+        let at = self
+            .staged
+            .iter()
+            .position(|s| s.meta() == meta)
+            .expect("the core installs only snapshots stepped in this turn, each staged");
+        let staged = self.staged.swap_remove(at);
+        tokio::task::spawn_blocking(move || staged.publish())
+            .await
+            .map_err(|_| StopReason::ThreadEnded("snapshot publishing"))?
+            .map_err(|e| StopReason::Storage(Arc::new(e)))?;
         Ok(())
     }
 
@@ -325,7 +350,11 @@ impl<S: StateMachine> Driver<S> {
                     self.step(m);
                 }
             }
-            Inbound::SnapshotReady(m) => self.step(m),
+            Inbound::SnapshotReady(ready) => {
+                let (m, staged) = *ready;
+                self.staged.push(staged);
+                self.step(m);
+            }
         }
     }
 

@@ -1,20 +1,23 @@
 //! What the transport hands to this node: messages go to the driver's
 //! inbox; snapshot chunks are written to the snapshot store, and a complete
-//! snapshot is published before its InstallSnapshot message reaches the core.
+//! snapshot is staged (whole, verified, durable, not yet published) and
+//! handed to the driver with its InstallSnapshot message; the driver
+//! publishes it only if the core accepts it.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use keel_raft::{Message, MessageBody, SnapshotMeta};
-use keel_storage::{SnapshotStore, SnapshotWriter, StorageError};
+use keel_storage::{SnapshotStore, SnapshotWriter, StagedSnapshot, StorageError};
 use keel_transport::{Handler, Overloaded, SnapshotRejected};
 use tokio::sync::mpsc;
 
 /// Input from peers, in the order it arrived.
 pub(crate) enum Inbound {
     Messages(Vec<Message>),
-    /// The snapshot the message describes is published: step it in.
-    SnapshotReady(Message),
+    /// The snapshot the message describes is staged: step the message in,
+    /// and publish the snapshot if the core accepts it.
+    SnapshotReady(Box<(Message, StagedSnapshot)>),
 }
 
 pub(crate) struct InboundHandler {
@@ -67,7 +70,7 @@ impl Handler for InboundHandler {
         let meta = meta_of(message).clone();
         let partial = self.partial.clone();
         let store = self.snapshots.clone();
-        let write = move || -> Result<bool, SnapshotRejected> {
+        let write = move || -> Result<Option<StagedSnapshot>, SnapshotRejected> {
             let mut slot = partial.lock().expect("snapshot writer lock poisoned");
             if slot.as_ref().is_none_or(|w| *w.meta() != meta) {
                 if offset != 0 {
@@ -81,18 +84,17 @@ impl Handler for InboundHandler {
             let writer = slot.as_mut().expect("set above");
             writer.write_chunk(offset, &data).map_err(rejected)?;
             let Some(checksum) = last_checksum else {
-                return Ok(false);
+                return Ok(None);
             };
             let writer = slot.take().expect("set above");
-            writer.finish(Some(checksum)).map_err(rejected)?;
-            Ok(true)
+            Ok(Some(writer.stage(Some(checksum)).map_err(rejected)?))
         };
-        let published = tokio::task::spawn_blocking(write)
+        let staged = tokio::task::spawn_blocking(write)
             .await
             .map_err(|e| SnapshotRejected::Storage(Box::new(e)))??;
-        if published {
+        if let Some(staged) = staged {
             self.inbox
-                .send(Inbound::SnapshotReady(message.clone()))
+                .send(Inbound::SnapshotReady(Box::new((message.clone(), staged))))
                 .await
                 .map_err(|_| SnapshotRejected::ShuttingDown)?;
         }

@@ -50,7 +50,7 @@ pub use error::{Corruption, FrameProblem, StorageError};
 pub use file_store::FileLogStore;
 pub use mem::MemLogStore;
 pub use recovery::{RecoveryReport, TornWrite};
-pub use snapshot::{SnapshotInfo, SnapshotReader, SnapshotStore, SnapshotWriter};
+pub use snapshot::{SnapshotInfo, SnapshotReader, SnapshotStore, SnapshotWriter, StagedSnapshot};
 pub use store::{Durable, LogStore};
 
 // The runtime moves stores onto a storage thread and hands out readers.

@@ -226,3 +226,36 @@ fn snapshot_directory_is_locked_and_keep_must_be_positive() {
         Err(StorageError::InvalidConfig { field: "keep", .. })
     ));
 }
+
+/// A leader's snapshot waits, staged, for the core's decision: unseen by
+/// readers until published, gone if dropped, and never a reason to prune
+/// the snapshot the log is compacted to.
+#[test]
+fn a_staged_snapshot_is_invisible_until_published_and_dropping_discards_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(dir.path(), 1).unwrap();
+    publish(&store, meta(10, 1), &data(100, 1), 64);
+
+    let bytes = data(200, 2);
+    let mut writer = store.begin(meta(20, 2)).unwrap();
+    writer.write_chunk(0, &bytes).unwrap();
+    let staged = writer.stage(Some(crc32c::crc32c(&bytes))).unwrap();
+    assert_eq!(staged.meta().index, LogIndex(20));
+    assert_eq!(store.latest().unwrap().unwrap().meta.index, LogIndex(10));
+    assert!(store.open_reader(LogIndex(20)).is_err());
+
+    // Refused by the core: dropped, and the current snapshot stays.
+    drop(staged);
+    assert_eq!(store.list().unwrap().len(), 1);
+    assert_eq!(store.latest().unwrap().unwrap().meta.index, LogIndex(10));
+    assert!(names(dir.path()).iter().all(|n| !n.ends_with(".partial")));
+
+    // Accepted: published, and with keep = 1 it replaces the older one.
+    let mut writer = store.begin(meta(20, 2)).unwrap();
+    writer.write_chunk(0, &bytes).unwrap();
+    let staged = writer.stage(Some(crc32c::crc32c(&bytes))).unwrap();
+    let info = staged.publish().unwrap();
+    assert_eq!(info.data_bytes, 200);
+    assert_eq!(store.latest().unwrap().unwrap().meta.index, LogIndex(20));
+    assert_eq!(store.list().unwrap().len(), 1);
+}

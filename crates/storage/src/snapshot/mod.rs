@@ -1,9 +1,10 @@
 //! The snapshot store: the newest few snapshots of the state machine.
 //!
 //! A snapshot is written (locally, or installed from a leader) chunk by
-//! chunk into a `.partial` file, checked against its checksum, and only then
-//! published: header rewritten, `fdatasync`, rename to its final name,
-//! `fsync` of the directory. So a published snapshot is always whole and
+//! chunk into a `.partial` file, checked against its checksum and made
+//! durable (header rewritten, `fdatasync`: it is then *staged*), and only
+//! then published: rename to its final name, `fsync` of the directory. A
+//! leader's snapshot stays staged until the core accepts it. So a published snapshot is always whole and
 //! verified, and a crash leaves at most a `.partial` file, which the next
 //! open removes.
 
@@ -21,7 +22,7 @@ use crate::lock::DirLock;
 
 pub use format::SnapshotInfo;
 pub use reader::SnapshotReader;
-pub use writer::SnapshotWriter;
+pub use writer::{SnapshotWriter, StagedSnapshot};
 
 /// A directory of snapshots, of which the newest `keep` are retained.
 #[derive(Debug)]

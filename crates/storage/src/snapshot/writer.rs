@@ -92,14 +92,26 @@ impl SnapshotWriter {
     }
 
     /// Verifies the data against `expected_checksum` (the sender's, when
-    /// installing from a leader) and publishes the snapshot: header, then
-    /// `fdatasync`, rename, `fsync` of the directory. Older snapshots beyond
-    /// the store's `keep` are then removed.
+    /// installing from a leader) and publishes the snapshot; see
+    /// [`SnapshotWriter::stage`] and [`StagedSnapshot::publish`].
     ///
     /// # Errors
     /// [`StorageError::SnapshotChecksum`] if the data does not match; the
     /// partial file is discarded and the transfer must start over.
-    pub fn finish(mut self, expected_checksum: Option<u32>) -> Result<SnapshotInfo, StorageError> {
+    pub fn finish(self, expected_checksum: Option<u32>) -> Result<SnapshotInfo, StorageError> {
+        self.stage(expected_checksum)?.publish()
+    }
+
+    /// Verifies the data against `expected_checksum` and makes it durable
+    /// (header, then `fdatasync`) without publishing it. A snapshot received
+    /// from a leader is staged until the core decides to install it: one it
+    /// refuses (stale, or already covered by the log) must not become the
+    /// store's newest, nor push out the snapshot the log is compacted to.
+    ///
+    /// # Errors
+    /// [`StorageError::SnapshotChecksum`] if the data does not match; the
+    /// partial file is discarded and the transfer must start over.
+    pub fn stage(mut self, expected_checksum: Option<u32>) -> Result<StagedSnapshot, StorageError> {
         if let Some(expected) = expected_checksum.filter(|&e| e != self.crc) {
             return Err(StorageError::SnapshotChecksum {
                 expected,
@@ -119,12 +131,58 @@ impl SnapshotWriter {
         self.file
             .sync_data()
             .map_err(StorageError::io("fdatasync", &self.partial))?;
-        let published = self.dir.join(format::file_name(&self.meta, format::SUFFIX));
-        fs::rename(&self.partial, &published).map_err(StorageError::io("rename", &self.partial))?;
+        // From here the staged snapshot owns the file.
         self.finished = true;
+        Ok(StagedSnapshot {
+            dir: self.dir.clone(),
+            keep: self.keep,
+            partial: self.partial.clone(),
+            info,
+            published: false,
+        })
+    }
+}
+
+/// A whole, verified, durable snapshot that is not yet published: readers
+/// and [`SnapshotStore::latest`](super::SnapshotStore::latest) do not see
+/// it. Dropping it discards it; a crash leaves a partial file, which the
+/// store's next open removes.
+#[derive(Debug)]
+pub struct StagedSnapshot {
+    dir: PathBuf,
+    keep: usize,
+    partial: PathBuf,
+    info: SnapshotInfo,
+    published: bool,
+}
+
+impl StagedSnapshot {
+    pub fn meta(&self) -> &SnapshotMeta {
+        &self.info.meta
+    }
+
+    /// Publishes the snapshot: rename to its final name, `fsync` of the
+    /// directory. Older snapshots beyond the store's `keep` are then
+    /// removed (the newest by index stay, and the log is compacted to the
+    /// newest published one, so that one is never removed).
+    pub fn publish(mut self) -> Result<SnapshotInfo, StorageError> {
+        let published = self
+            .dir
+            .join(format::file_name(&self.info.meta, format::SUFFIX));
+        fs::rename(&self.partial, &published).map_err(StorageError::io("rename", &self.partial))?;
+        self.published = true;
         fsutil::sync_dir(&self.dir)?;
         super::prune(&self.dir, self.keep)?;
-        Ok(info)
+        Ok(self.info.clone())
+    }
+}
+
+impl Drop for StagedSnapshot {
+    fn drop(&mut self) {
+        if !self.published {
+            // Best effort: a leftover partial file is removed by the next open anyway.
+            let _ = fs::remove_file(&self.partial);
+        }
     }
 }
 
