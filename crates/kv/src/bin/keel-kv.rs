@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use keel_kv::server::{ClusterState, MemberConfig, run};
+use keel_kv::server::{ClusterState, MemberConfig, parse_go_duration, run};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +53,10 @@ struct Args {
     /// The largest request accepted, in bytes.
     #[arg(long, default_value_t = keel_kv::service::MAX_REQUEST_BYTES_DEFAULT)]
     max_request_bytes: usize,
+    /// The period of watch progress notifications, as etcd writes durations
+    /// (e.g. 10m, 500ms) [default: `MemberConfig`'s, 10m].
+    #[arg(long, value_parser = parse_go_duration)]
+    experimental_watch_progress_notify_interval: Option<Duration>,
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +94,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_or(defaults.election_timeout, Duration::from_millis),
         snapshot_count: args.snapshot_count,
         max_request_bytes: args.max_request_bytes,
+        watch_progress_notify_interval: args
+            .experimental_watch_progress_notify_interval
+            .unwrap_or(defaults.watch_progress_notify_interval),
         ..defaults
     };
     let shutdown = async {

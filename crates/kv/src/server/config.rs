@@ -72,7 +72,14 @@ pub struct MemberConfig {
     /// The shortest TTL a lease gets (etcd: 2 s, so that an election does
     /// not expire leases).
     pub lease_ttl_min_seconds: i64,
+    /// The period of watch progress notifications (etcd's
+    /// `--experimental-watch-progress-notify-interval`, 10 minutes; at
+    /// least 100 ms).
+    pub watch_progress_notify_interval: Duration,
 }
+
+/// The shortest watch progress period (etcd's `minWatchProgressInterval`).
+const WATCH_PROGRESS_NOTIFY_INTERVAL_MIN: Duration = Duration::from_millis(100);
 
 impl MemberConfig {
     /// etcd's defaults for member `name` keeping its state in `data_dir`:
@@ -96,6 +103,7 @@ impl MemberConfig {
             max_request_bytes: MAX_REQUEST_BYTES_DEFAULT,
             request_timeout: Duration::from_secs(5),
             lease_ttl_min_seconds: 2,
+            watch_progress_notify_interval: Duration::from_secs(600),
             name,
             data_dir: data_dir.into(),
         }
@@ -186,6 +194,11 @@ impl MemberConfig {
         }
         if self.snapshot_count == 0 || self.max_request_bytes == 0 {
             return bad("--snapshot-count and --max-request-bytes must be positive".into());
+        }
+        if self.watch_progress_notify_interval < WATCH_PROGRESS_NOTIFY_INTERVAL_MIN {
+            return bad(
+                "--experimental-watch-progress-notify-interval must be at least 100ms".into(),
+            );
         }
         Ok(())
     }

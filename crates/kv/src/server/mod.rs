@@ -30,6 +30,7 @@
 //! - `urls.rs`: `http://host:port` handling.
 
 mod config;
+mod duration;
 mod identity;
 pub mod ids;
 mod run;
@@ -37,6 +38,7 @@ mod serve;
 pub mod urls;
 
 pub use config::{ClusterState, MemberConfig};
+pub use duration::{DurationError, parse_go_duration};
 pub use identity::Identity;
 pub use run::{MemberMetrics, RunningMember, run, start};
 pub use serve::serve;

@@ -202,6 +202,8 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
     );
     let service_config = ServiceConfig {
         lease_ttl_min_seconds: config.lease_ttl_min_seconds,
+        watch_progress_every: config.watch_progress_notify_interval,
+        leader_check_every: config.election_timeout,
         max_request_bytes: config.max_request_bytes,
         cluster_token: config.initial_cluster_token.clone(),
         ..ServiceConfig::new(&config.data_dir)

@@ -36,9 +36,12 @@ pub struct ServiceConfig {
     /// The smallest TTL a lease gets: shorter ones could expire during a
     /// routine leader election.
     pub lease_ttl_min_seconds: i64,
-    /// How often watchers that asked for progress notifications get one
-    /// when idle.
+    /// The period of progress notifications for watchers that asked for
+    /// them (etcd's `--experimental-watch-progress-notify-interval`).
     pub watch_progress_every: Duration,
+    /// How often a require-leader watch stream checks that this member
+    /// has a leader: one election timeout, as in etcd.
+    pub leader_check_every: Duration,
     /// How often the leader checks lease deadlines.
     pub lease_check_every: Duration,
     /// Where `Maintenance/Snapshot` stages its file.
@@ -57,6 +60,7 @@ impl ServiceConfig {
         ServiceConfig {
             lease_ttl_min_seconds: 2,
             watch_progress_every: Duration::from_secs(600),
+            leader_check_every: Duration::from_secs(1),
             lease_check_every: Duration::from_millis(500),
             scratch_dir: scratch_dir.into(),
             max_request_bytes: MAX_REQUEST_BYTES_DEFAULT,

@@ -1,6 +1,7 @@
 //! `etcdserverpb.Watch`: one bidirectional stream carries many watchers.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -9,21 +10,28 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Shared;
 use crate::consensus::Consensus;
+use crate::error::KvError;
 use crate::mvcc::KeyRange;
 use crate::proto::etcdserverpb::watch_create_request::FilterType;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::watch_server::Watch;
 use crate::proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
-use crate::watch::{WatchSpec, Watcher, WatcherEnd};
+use crate::watch::{WatchReply, WatchSpec, Watcher, WatcherEnd};
 
 /// Responses queued per stream before watchers wait for the client.
 const STREAM_QUEUE_RESPONSES: usize = 128;
 /// etcd's `clientv3.InvalidWatchID`: marks a stream-wide progress response.
 const PROGRESS_WATCH_ID: i64 = -1;
+/// The metadata key of etcd's require-leader option.
+const REQUIRE_LEADER_KEY: &str = "hasleader";
+/// Leader checks in a row without a leader before a require-leader stream
+/// ends (etcd's `maxNoLeaderCnt`).
+const NO_LEADER_CHECKS_MAX: u32 = 3;
 
 pub struct WatchService<C> {
     shared: Arc<Shared<C>>,
@@ -35,7 +43,7 @@ impl<C> WatchService<C> {
     }
 }
 
-type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+type ResponseStream = Pin<Box<dyn Stream<Item = WatchReply> + Send>>;
 
 #[tonic::async_trait]
 impl<C: Consensus> Watch for WatchService<C> {
@@ -45,34 +53,89 @@ impl<C: Consensus> Watch for WatchService<C> {
         &self,
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let require_leader = requires_leader(request.metadata());
+        if require_leader && self.shared.consensus.info().leader_id.is_none() {
+            return Err(KvError::NoLeader.into());
+        }
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_QUEUE_RESPONSES);
         let shared = self.shared.clone();
         tokio::spawn(async move {
+            let leader_lost = leader_lost(shared.clone(), require_leader);
             let mut stream = WatchStream {
                 shared,
                 out: tx,
                 watchers: HashMap::new(),
                 next_id: 0,
             };
-            stream.serve(inbound).await;
+            stream.serve(inbound, leader_lost).await;
             stream.stop_all();
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Whether the client asked, with etcd's `hasleader: true` metadata
+/// (clientv3's `WithRequireLeader`, which Kubernetes uses), that the stream
+/// fail rather than go quiet while this member has no leader.
+fn requires_leader(metadata: &MetadataMap) -> bool {
+    metadata
+        .get(REQUIRE_LEADER_KEY)
+        .is_some_and(|v| v.as_bytes() == b"true")
+}
+
+/// Resolves once this member has seen no leader at
+/// `NO_LEADER_CHECKS_MAX` checks in a row, one per
+/// `leader_check_every` (an election timeout); never if the stream did not
+/// ask. As in etcd, a stream outlives a short election: reconnecting costs
+/// a client more than a late event.
+async fn leader_lost<C: Consensus>(shared: Arc<Shared<C>>, required: bool) {
+    if !required {
+        return std::future::pending().await;
+    }
+    let mut without_leader = 0;
+    loop {
+        tokio::time::sleep(shared.config.leader_check_every).await;
+        if shared.consensus.info().leader_id.is_some() {
+            without_leader = 0;
+        } else {
+            without_leader += 1;
+            if without_leader >= NO_LEADER_CHECKS_MAX {
+                return;
+            }
+        }
     }
 }
 
 /// One client stream and its watchers.
 struct WatchStream<C> {
     shared: Arc<Shared<C>>,
-    out: mpsc::Sender<WatchResponse>,
+    out: mpsc::Sender<WatchReply>,
     watchers: HashMap<i64, (JoinHandle<()>, Arc<AtomicI64>)>,
     next_id: i64,
 }
 
 impl<C: Consensus> WatchStream<C> {
-    async fn serve(&mut self, mut inbound: Streaming<WatchRequest>) {
-        while let Some(Ok(req)) = inbound.next().await {
+    /// Serves the client's requests until it leaves, or until
+    /// `leader_lost` resolves: then the stream ends with etcd's no-leader
+    /// error.
+    async fn serve(
+        &mut self,
+        mut inbound: Streaming<WatchRequest>,
+        leader_lost: impl Future<Output = ()>,
+    ) {
+        let mut leader_lost = std::pin::pin!(leader_lost);
+        loop {
+            let req = tokio::select! {
+                req = inbound.next() => match req {
+                    Some(Ok(req)) => req,
+                    _ => return,
+                },
+                () = &mut leader_lost => {
+                    let _ = self.out.send(Err(KvError::NoLeader.into())).await;
+                    return;
+                }
+            };
             self.watchers.retain(|_, (task, _)| !task.is_finished());
             let sent = match req.request_union {
                 Some(RequestUnion::CreateRequest(create)) => self.create(create).await,
@@ -94,7 +157,7 @@ impl<C: Consensus> WatchStream<C> {
     }
 
     async fn send(&self, response: WatchResponse) -> bool {
-        self.out.send(response).await.is_ok()
+        self.out.send(Ok(response)).await.is_ok()
     }
 
     async fn create(&mut self, req: WatchCreateRequest) -> bool {

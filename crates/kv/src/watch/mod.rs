@@ -5,4 +5,4 @@ mod hub;
 mod watcher;
 
 pub use hub::WatchHub;
-pub use watcher::{WatchSpec, Watcher, WatcherEnd};
+pub use watcher::{WatchReply, WatchSpec, Watcher, WatcherEnd};

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use prost::Message;
 use tokio::sync::mpsc;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tonic::Status;
 
 use crate::error::KvError;
 use crate::mvcc::KeyRange;
@@ -19,6 +21,20 @@ const HISTORY_BATCH_EVENTS_MAX: usize = 1000;
 /// A fragmenting watcher splits responses larger than this.
 const RESPONSE_BYTES_MAX: usize = 1536 * 1024;
 
+/// What a watch stream sends its client: a response, or the error that
+/// ends the stream.
+pub type WatchReply = Result<WatchResponse, Status>;
+
+/// Waits for the next tick of `clock`, or forever without one.
+async fn tick(clock: &mut Option<Interval>) {
+    match clock {
+        Some(clock) => {
+            clock.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// What a client asked to watch.
 #[derive(Clone, Debug)]
 pub struct WatchSpec {
@@ -28,7 +44,8 @@ pub struct WatchSpec {
     pub no_put: bool,
     pub no_delete: bool,
     pub fragment: bool,
-    /// Send an empty response after this long without events.
+    /// The period of progress notifications: a watcher that sent no events
+    /// during one gets an empty response naming the revision it reached.
     pub progress_every: Option<Duration>,
 }
 
@@ -67,14 +84,20 @@ impl Watcher {
     pub async fn run(
         self,
         sm: Arc<KvStateMachine>,
-        out: mpsc::Sender<WatchResponse>,
+        out: mpsc::Sender<WatchReply>,
         header: impl Fn(i64) -> ResponseHeader,
     ) -> WatcherEnd {
         let mut announced = sm.hub().subscribe();
-        let idle = self
-            .spec
-            .progress_every
-            .unwrap_or(Duration::from_secs(3600));
+        // etcd's rule: at every tick of the progress clock, a watcher that
+        // sent no events since the previous tick gets a progress
+        // notification. A clock restarted by every new revision would never
+        // tick for a quiet range on a busy cluster.
+        let mut progress_clock = self.spec.progress_every.map(|every| {
+            let mut clock = tokio::time::interval_at(Instant::now() + every, every);
+            clock.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            clock
+        });
+        let mut sent_since_tick = false;
         loop {
             let current = *announced.borrow_and_update();
             let next = self.next_revision.load(Ordering::Acquire);
@@ -84,22 +107,25 @@ impl Watcher {
                     Err(KvError::Compacted) => {
                         let compacted = sm.store().position().compacted_revision;
                         let _ = out
-                            .send(WatchResponse {
+                            .send(Ok(WatchResponse {
                                 header: Some(header(current)),
                                 watch_id: self.spec.id,
                                 canceled: true,
                                 compact_revision: compacted,
                                 cancel_reason: KvError::Compacted.to_string(),
                                 ..Default::default()
-                            })
+                            }))
                             .await;
                         return WatcherEnd::Compacted;
                     }
                     Err(e) => return WatcherEnd::Failed(e),
                 };
                 let (events, upto) = events;
-                if !events.is_empty() && !self.send(&out, events, header(upto)).await {
-                    return WatcherEnd::ClientGone;
+                if !events.is_empty() {
+                    if !self.send(&out, events, header(upto)).await {
+                        return WatcherEnd::ClientGone;
+                    }
+                    sent_since_tick = true;
                 }
                 self.next_revision.store(upto + 1, Ordering::Release);
                 continue;
@@ -110,15 +136,19 @@ impl Watcher {
                         return WatcherEnd::ClientGone;
                     }
                 }
-                _ = tokio::time::sleep(idle), if self.spec.progress_every.is_some() => {
-                    let progress = WatchResponse {
-                        header: Some(header(next - 1)),
-                        watch_id: self.spec.id,
-                        ..Default::default()
-                    };
-                    if out.send(progress).await.is_err() {
-                        return WatcherEnd::ClientGone;
+                _ = tick(&mut progress_clock) => {
+                    if !sent_since_tick {
+                        // Caught up through `next - 1`, and nothing owed.
+                        let progress = WatchResponse {
+                            header: Some(header(next - 1)),
+                            watch_id: self.spec.id,
+                            ..Default::default()
+                        };
+                        if out.send(Ok(progress)).await.is_err() {
+                            return WatcherEnd::ClientGone;
+                        }
                     }
+                    sent_since_tick = false;
                 }
                 _ = out.closed() => return WatcherEnd::ClientGone,
             }
@@ -176,7 +206,7 @@ impl Watcher {
     /// are large. Returns false when the client is gone.
     async fn send(
         &self,
-        out: &mpsc::Sender<WatchResponse>,
+        out: &mpsc::Sender<WatchReply>,
         events: Vec<Event>,
         header: ResponseHeader,
     ) -> bool {
@@ -202,7 +232,7 @@ impl Watcher {
                 events,
                 ..Default::default()
             };
-            if out.send(response).await.is_err() {
+            if out.send(Ok(response)).await.is_err() {
                 return false;
             }
         }
