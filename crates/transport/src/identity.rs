@@ -207,3 +207,64 @@ impl PeerServices {
         self.routes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+    use crate::{Transport, TransportConfig};
+
+    const CLUSTER: u64 = 7;
+
+    fn check() -> IdentityCheck {
+        let config = TransportConfig::new(CLUSTER, NodeId(1), "127.0.0.1:1");
+        Transport::new(config).peer_services().check
+    }
+
+    fn stamped(stamp: IdentityStamp) -> Request<()> {
+        let mut stamp = stamp;
+        stamp.call(Request::new(())).expect("stamping never fails")
+    }
+
+    #[test]
+    fn stamped_call_passes_and_names_its_caller() {
+        let request = stamped(IdentityStamp::new(CLUSTER, NodeId(2), ""));
+        let checked = check().call(request).expect("same cluster passes");
+        assert_eq!(
+            checked.extensions().get::<PeerCaller>(),
+            Some(&PeerCaller(NodeId(2)))
+        );
+    }
+
+    #[test]
+    fn call_from_another_cluster_is_refused_like_raft_traffic() {
+        let transport = Transport::new(TransportConfig::new(CLUSTER, NodeId(1), "127.0.0.1:1"));
+        let mut check = transport.peer_services().check;
+        let request = stamped(IdentityStamp::new(CLUSTER + 1, NodeId(2), ""));
+        let refused = check.call(request).expect_err("another cluster");
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        assert_eq!(transport.metrics().rejected_wrong_cluster, 1);
+    }
+
+    #[test]
+    fn call_from_node_zero_is_refused() {
+        let request = stamped(IdentityStamp::new(CLUSTER, NodeId(0), ""));
+        let refused = check().call(request).expect_err("node id 0");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn call_without_identity_or_with_garbage_is_refused() {
+        let refused = check().call(Request::new(())).expect_err("no header");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+
+        let mut garbage = Request::new(());
+        garbage.metadata_mut().insert_bin(
+            HEADER_METADATA_KEY,
+            BinaryMetadataValue::from_bytes(&[0xff; 7]),
+        );
+        let refused = check().call(garbage).expect_err("undecodable header");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+    }
+}
