@@ -1,7 +1,9 @@
-//! Reaching the leader's client URL, for calls only the leader can answer
-//! (lease keep-alives, membership changes) and for writes a follower
-//! forwards. The leader's URL comes from the member registry, which every
-//! member publishes into when it starts.
+//! Reaching the leader's client URL, for etcd calls only the leader can
+//! answer (lease keep-alives, membership changes), which a follower relays
+//! as etcd's own API calls. The leader's URL comes from the member
+//! registry, which every member publishes into when it starts. (Writes a
+//! follower forwards do not come this way: they go to the leader's peer
+//! listener, `replica/peers.rs`.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -39,42 +41,6 @@ impl LeaderChannels {
         let channel = endpoint.connect_lazy();
         channels.insert(leader, channel.clone());
         Ok(channel)
-    }
-
-    /// Like [`LeaderChannels::lazy`], but connected before returning, so
-    /// that a failure to connect is known to have sent nothing (the caller
-    /// may retry a write elsewhere).
-    pub async fn connected(
-        &self,
-        leader: u64,
-        member: impl FnOnce(u64) -> Option<Member>,
-    ) -> Result<Channel, KvError> {
-        let cached = self
-            .channels
-            .lock()
-            .expect("channel map lock poisoned")
-            .get(&leader)
-            .cloned();
-        if let Some(channel) = cached {
-            return Ok(channel);
-        }
-        let channel = endpoint(member(leader))?
-            .connect()
-            .await
-            .map_err(|_| KvError::NoLeader)?;
-        self.channels
-            .lock()
-            .expect("channel map lock poisoned")
-            .insert(leader, channel.clone());
-        Ok(channel)
-    }
-
-    /// Forgets the channel to `leader`, e.g. after it failed.
-    pub fn forget(&self, leader: u64) {
-        self.channels
-            .lock()
-            .expect("channel map lock poisoned")
-            .remove(&leader);
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keel_raft::{MembershipChange, NodeId, Raft};
-use keel_transport::Transport;
+use keel_transport::{ConnectError, PeerChannel, PeerServices, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -102,10 +102,38 @@ impl<S: StateMachine> Node<S> {
     /// in-memory log) and a listener already bound.
     pub async fn start_with(
         config: Config,
+        state_machine: S,
+        storage: Storage,
+        peers: BTreeMap<NodeId, String>,
+        listener: TcpListener,
+    ) -> Result<Node<S>, StartError> {
+        Node::start_with_services(
+            config,
+            state_machine,
+            storage,
+            peers,
+            listener,
+            |_, none| none,
+        )
+        .await
+    }
+
+    /// Like [`Node::start_with`], and serves the application's own
+    /// member-to-member services on the peer listener, next to Raft and
+    /// behind the same cluster-identity check. `services` is called once,
+    /// before the listener accepts anything, with the new node (for the
+    /// services to hold) and an empty set to add them to. Other members
+    /// call them through [`Node::connect_peer`].
+    ///
+    /// A service that holds a clone of the node keeps it running until
+    /// [`Node::shutdown`], even once every other handle is dropped.
+    pub async fn start_with_services(
+        config: Config,
         mut state_machine: S,
         mut storage: Storage,
         peers: BTreeMap<NodeId, String>,
         listener: TcpListener,
+        services: impl FnOnce(&Node<S>, PeerServices) -> PeerServices,
     ) -> Result<Node<S>, StartError> {
         config.validate()?;
         let addr = listener.local_addr()?;
@@ -162,16 +190,6 @@ impl<S: StateMachine> Node<S> {
             snapshots: snapshots.clone(),
             partial: Arc::default(),
         };
-        let server_transport = transport.clone();
-        let server = tokio::spawn(async move {
-            let stop = async {
-                let _ = stop_server_rx.await;
-            };
-            if let Err(e) = server_transport.serve(listener, handler, stop).await {
-                tracing::error!(error = %e, "the peer server failed");
-            }
-        });
-
         let stop_reason = Arc::new(OnceLock::new());
         let wiring = Wiring {
             transport: transport.clone(),
@@ -190,18 +208,32 @@ impl<S: StateMachine> Node<S> {
         };
         let request_timeout = config.request_timeout;
         let driver = tokio::spawn(Driver::new(raft, config, wiring).run());
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(Inner {
                 id,
                 addr,
                 requests: requests_tx,
                 metrics,
-                transport,
+                transport: transport.clone(),
                 request_timeout,
                 stop_reason,
-                tasks: Mutex::new(Some(Tasks { driver, server })),
+                tasks: Mutex::new(None),
             }),
-        })
+        };
+        let services = services(&node, transport.peer_services());
+        let server = tokio::spawn(async move {
+            let stop = async {
+                let _ = stop_server_rx.await;
+            };
+            if let Err(e) = transport
+                .serve_with(listener, handler, services, stop)
+                .await
+            {
+                tracing::error!(error = %e, "the peer server failed");
+            }
+        });
+        *node.inner.tasks.lock().expect("task lock poisoned") = Some(Tasks { driver, server });
+        Ok(node)
     }
 
     pub fn id(&self) -> NodeId {
@@ -217,6 +249,14 @@ impl<S: StateMachine> Node<S> {
     /// leader named by [`Error::NotLeader`].
     pub fn peer_addr(&self, id: NodeId) -> Option<String> {
         self.inner.transport.peers().get(&id).cloned()
+    }
+
+    /// A channel to member `id`'s peer listener, connected before it is
+    /// returned, whose calls carry this node's identity: for calling the
+    /// services members serve with [`Node::start_with_services`]. Callers
+    /// keep it for reuse.
+    pub async fn connect_peer(&self, id: NodeId) -> Result<PeerChannel, ConnectError> {
+        self.inner.transport.connect(id).await
     }
 
     /// Records (or changes) the address of member `id`. Members learn each

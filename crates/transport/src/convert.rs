@@ -121,7 +121,8 @@ pub fn decode_message(m: pb::RaftMessage) -> Result<Message, DecodeError> {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut expected_after = prev_log_index;
             for e in &entries {
-                if e.index != expected_after.next() {
+                // Checked: a peer may send the last index there is.
+                if expected_after.0.checked_add(1) != Some(e.index.0) {
                     return Err(DecodeError::EntriesNotConsecutive {
                         expected_after,
                         found: e.index,
@@ -377,6 +378,21 @@ mod tests {
             unreachable!("message 2 is AppendEntries")
         };
         a.entries[1].index = 9;
+        assert!(matches!(
+            decode_message(m),
+            Err(DecodeError::EntriesNotConsecutive { .. })
+        ));
+    }
+
+    #[test]
+    fn entries_after_the_last_index_are_rejected() {
+        let mut m = encode_message(&every_message()[2]);
+        let Some(Body::AppendEntries(a)) = &mut m.body else {
+            unreachable!("message 2 is AppendEntries")
+        };
+        a.prev_log_index = u64::MAX;
+        a.entries.truncate(1);
+        a.entries[0].index = 0;
         assert!(matches!(
             decode_message(m),
             Err(DecodeError::EntriesNotConsecutive { .. })

@@ -43,16 +43,23 @@ impl Drop for Peer {
     }
 }
 
+/// Where and how to connect to the peer at `addr` ("host:port").
+pub(crate) fn endpoint(
+    config: &TransportConfig,
+    addr: &str,
+) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true))
+}
+
 /// Builds a client whose connection is made lazily and remade by tonic
 /// after failures.
 pub(crate) fn client(
     config: &TransportConfig,
     addr: &str,
 ) -> Result<RaftClient<Channel>, tonic::transport::Error> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true)
-        .connect_lazy();
+    let channel = endpoint(config, addr)?.connect_lazy();
     Ok(RaftClient::new(channel)
         .max_decoding_message_size(config.grpc_message_bytes_max)
         .max_encoding_message_size(config.grpc_message_bytes_max))

@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::warn;
 
-use crate::config::PROTOCOL_VERSION;
 use crate::convert::decode_message;
+use crate::identity::check_header;
 use crate::metrics::{add, bump};
 use crate::pb;
 use crate::transport::Shared;
@@ -70,55 +70,6 @@ pub(crate) struct Service<H> {
 }
 
 impl<H: Handler> Service<H> {
-    /// Refuses calls from another cluster or protocol version; learns the
-    /// sender's address. Returns the sender.
-    fn check_header(&self, header: Option<&pb::Header>) -> Result<NodeId, Status> {
-        let counters = &self.shared.counters;
-        let config = &self.shared.config;
-        let Some(header) = header else {
-            bump(&counters.rejected_malformed);
-            warn!("refused a call without a header");
-            return Err(Status::invalid_argument("missing header"));
-        };
-        if header.cluster_id != config.cluster_id {
-            bump(&counters.rejected_wrong_cluster);
-            warn!(
-                their_cluster = header.cluster_id,
-                our_cluster = config.cluster_id,
-                from = header.from,
-                from_addr = %header.from_addr,
-                "refused traffic from another cluster"
-            );
-            return Err(Status::failed_precondition(format!(
-                "this node belongs to cluster {}, not {}",
-                config.cluster_id, header.cluster_id
-            )));
-        }
-        if header.protocol_version != PROTOCOL_VERSION {
-            bump(&counters.rejected_wrong_version);
-            warn!(
-                their_version = header.protocol_version,
-                our_version = PROTOCOL_VERSION,
-                from = header.from,
-                "refused traffic speaking another protocol version"
-            );
-            return Err(Status::failed_precondition(format!(
-                "this node speaks protocol version {PROTOCOL_VERSION}, not {}",
-                header.protocol_version
-            )));
-        }
-        if header.from == 0 {
-            bump(&counters.rejected_malformed);
-            warn!(from_addr = %header.from_addr, "refused a call from node id 0");
-            return Err(Status::invalid_argument("header.from is 0"));
-        }
-        let from = NodeId(header.from);
-        if !header.from_addr.is_empty() {
-            self.shared.learn_peer(from, &header.from_addr);
-        }
-        Ok(from)
-    }
-
     /// Decodes one message and checks it is from `from` and for this node.
     fn check_message(&self, from: NodeId, m: pb::RaftMessage) -> Result<Message, Status> {
         let counters = &self.shared.counters;
@@ -149,7 +100,7 @@ impl<H: Handler> Service<H> {
     /// Validates a batch and delivers the good messages; a bad one is
     /// dropped (and counted) without spoiling the rest.
     fn deliver_batch(&self, batch: pb::MessageBatch) -> Result<(), Status> {
-        let from = self.check_header(batch.header.as_ref())?;
+        let from = check_header(&self.shared, batch.header.as_ref())?;
         let messages: Vec<Message> = batch
             .messages
             .into_iter()
@@ -227,7 +178,7 @@ impl<H: Handler> pb::raft_server::Raft for Service<H> {
         request: Request<pb::SnapshotQuery>,
     ) -> Result<Response<pb::SnapshotResume>, Status> {
         let query = request.into_inner();
-        let from = self.check_header(query.header.as_ref())?;
+        let from = check_header(&self.shared, query.header.as_ref())?;
         let message = self.snapshot_message(from, query.message)?;
         let offset = self
             .handler
@@ -246,7 +197,7 @@ impl<H: Handler> pb::raft_server::Raft for Service<H> {
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        let from = self.check_header(chunk.header.as_ref())?;
+        let from = check_header(&self.shared, chunk.header.as_ref())?;
         let message = self.snapshot_message(from, chunk.message.take())?;
         loop {
             let last = chunk.last;

@@ -15,9 +15,10 @@ use tracing::{debug, info, warn};
 
 use crate::config::{PROTOCOL_VERSION, TransportConfig};
 use crate::convert::encode_message;
+use crate::identity::{IdentityStamp, PeerChannel, PeerServices};
 use crate::metrics::{Counters, TransportMetrics, bump};
 use crate::pb;
-use crate::peer::Peer;
+use crate::peer::{Peer, endpoint};
 use crate::server::{Handler, Service};
 
 /// Why a message was not handed to a peer. The message is dropped; Raft
@@ -45,6 +46,20 @@ pub enum SnapshotSendError {
     Read(#[from] io::Error),
 }
 
+/// Why no channel to a peer could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no address is known for node {0}")]
+    UnknownPeer(NodeId),
+    #[error("connecting to node {id} at {addr} failed: {source}")]
+    Connect {
+        id: NodeId,
+        addr: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
 /// Why the server stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -63,7 +78,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn header(&self) -> pb::Header {
+    pub(crate) fn header(&self) -> pb::Header {
         pb::Header {
             cluster_id: self.config.cluster_id,
             protocol_version: PROTOCOL_VERSION,
@@ -316,12 +331,61 @@ impl Transport {
         Ok(())
     }
 
+    /// An empty set of application services for [`Transport::serve_with`],
+    /// whose calls will be checked against this node's cluster.
+    pub fn peer_services(&self) -> PeerServices {
+        PeerServices::new(self.shared.clone())
+    }
+
+    /// A channel to peer `id`'s listener, connected before it is returned
+    /// (so a failure here is known to have sent nothing), whose calls carry
+    /// this node's identity: for the application services the peer serves
+    /// with [`Transport::serve_with`]. Each call opens its own connection;
+    /// callers keep the channel for reuse.
+    pub async fn connect(&self, id: NodeId) -> Result<PeerChannel, ConnectError> {
+        let addr = self
+            .shared
+            .peers
+            .read()
+            .expect("peer map lock poisoned")
+            .get(&id)
+            .map(|p| p.addr.clone())
+            .ok_or(ConnectError::UnknownPeer(id))?;
+        let failed = |source| ConnectError::Connect {
+            id,
+            addr: addr.clone(),
+            source,
+        };
+        let channel = endpoint(&self.shared.config, &addr)
+            .map_err(failed)?
+            .connect()
+            .await
+            .map_err(failed)?;
+        Ok(PeerChannel::new(
+            channel,
+            IdentityStamp::of(&self.shared.header()),
+        ))
+    }
+
     /// Serves peers on `listener` until `shutdown` resolves; inbound
     /// streams are then ended so the server stops promptly.
     pub async fn serve<H: Handler>(
         &self,
         listener: TcpListener,
         handler: H,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        self.serve_with(listener, handler, self.peer_services(), shutdown)
+            .await
+    }
+
+    /// Like [`Transport::serve`], and serves the application's `services`
+    /// next to Raft, each behind the same identity check as Raft calls.
+    pub async fn serve_with<H: Handler>(
+        &self,
+        listener: TcpListener,
+        handler: H,
+        services: PeerServices,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -348,6 +412,7 @@ impl Transport {
             })
         });
         tonic::transport::Server::builder()
+            .add_routes(services.into_routes())
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;

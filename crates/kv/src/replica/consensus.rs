@@ -2,30 +2,28 @@
 //!
 //! Writes go to the leader. A follower does not redirect the client (etcd
 //! clients expect any member to take writes): it forwards the encoded
-//! command to the leader's client URL (`forward.rs`) and answers once it
-//! has applied the command itself, as etcd's followers do. Forwarding over
-//! the client URL needs nothing from the runtime and uses the member
-//! registry every member publishes into; its one cost is that a follower
-//! can forward only once the leader has published its URLs, which the
-//! leader does right after it is elected.
+//! command to the leader's *peer* listener (`forward.rs`, served next to
+//! Raft behind the same cluster-identity check) and answers once it has
+//! applied the command itself, as etcd's followers do. The peer address
+//! comes from the runtime's address book, which knows every member from
+//! the start: no need to wait for the leader to publish its client URLs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use keel::{MembershipChange, Metrics, Node, NodeId, ReadConsistency};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tonic::Code;
 
 use super::errors::{is_retryable, to_kv};
 use super::machine::RaftMachine;
+use super::peers::PeerChannels;
 use crate::consensus::{Consensus, RaftInfo};
 use crate::error::{KvError, decode};
-use crate::leader::LeaderChannels;
 use crate::proto::command::forward_client::ForwardClient;
 use crate::proto::command::{CommandResult, ProposeRequest};
 use crate::server::urls::host_port;
-use crate::state_machine::KvStateMachine;
 
 /// First and largest pause between attempts of a request that can succeed
 /// once an election or a membership change finishes.
@@ -38,27 +36,24 @@ const LEARNER_READY_RATIO: f64 = 0.9;
 pub struct RaftConsensus {
     node: Node<RaftMachine>,
     metrics: watch::Receiver<Metrics>,
-    sm: Arc<KvStateMachine>,
     cluster_id: u64,
     /// How long a request may take, retries included.
     request_timeout: Duration,
-    leaders: LeaderChannels,
+    peers: PeerChannels,
 }
 
 impl RaftConsensus {
     pub fn new(
         node: Node<RaftMachine>,
-        sm: Arc<KvStateMachine>,
         cluster_id: u64,
         request_timeout: Duration,
     ) -> RaftConsensus {
         RaftConsensus {
             metrics: node.metrics(),
             node,
-            sm,
             cluster_id,
             request_timeout,
-            leaders: LeaderChannels::default(),
+            peers: PeerChannels::default(),
         }
     }
 
@@ -75,24 +70,25 @@ impl RaftConsensus {
         deadline: Instant,
     ) -> Result<Option<Bytes>, KvError> {
         // A failure to connect sent nothing: `NoLeader`, retried.
-        let channel = self
-            .leaders
-            .connected(leader, |id| self.sm.store().members().remove(&id))
-            .await?;
+        let channel = self.peers.connected(&self.node, leader).await?;
         let request = ProposeRequest {
             command: command.clone(),
         };
         let mut client = ForwardClient::new(channel);
         let reply = match tokio::time::timeout_at(deadline, client.propose(request)).await {
             Ok(Ok(reply)) => reply.into_inner(),
-            // The leader's own verdict, in etcd's words: pass it on.
-            Ok(Err(status)) if status.message().starts_with("etcdserver:") => {
+            // The leader's own verdict, in etcd's words, or its refusal of
+            // a command it would not propose: pass it on.
+            Ok(Err(status))
+                if status.message().starts_with("etcdserver:")
+                    || status.code() == Code::InvalidArgument =>
+            {
                 return Err(KvError::Remote(status));
             }
             // The call broke or took too long after it may have reached the
             // leader: whether the write happened is unknown.
             Ok(Err(_)) | Err(_) => {
-                self.leaders.forget(leader);
+                self.peers.forget(leader);
                 return Err(KvError::LeaderFailed);
             }
         };

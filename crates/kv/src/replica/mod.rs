@@ -7,17 +7,20 @@
 //!   durable applied index as `applied_index()`, snapshots streamed from a
 //!   redb read transaction through a bounded pipe (`pipe.rs`).
 //! - [`RaftConsensus`] (`consensus.rs`) serves the etcd services: proposals
-//!   (forwarded to the leader from followers, `forward.rs`), ReadIndex read
-//!   barriers (which work on followers), the member's view for response
-//!   headers, and membership changes.
+//!   (forwarded from followers to the leader's peer listener, over the
+//!   channels of `peers.rs`, and checked there like a client's request by
+//!   [`ForwardService`], `forward.rs`), ReadIndex read barriers (which work
+//!   on followers), the member's view for response headers, and
+//!   membership changes.
 //! - `errors.rs` maps the runtime's errors to etcd's.
 
 mod consensus;
 mod errors;
 mod forward;
 mod machine;
+mod peers;
 mod pipe;
 
 pub use consensus::RaftConsensus;
-pub use forward::ForwardService;
+pub use forward::{ForwardRejected, ForwardService, check_forwarded};
 pub use machine::RaftMachine;

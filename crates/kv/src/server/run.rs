@@ -1,4 +1,5 @@
-//! Starting and stopping a member: the Raft node, the KV state machine it
+//! Starting and stopping a member: the Raft node (whose peer listener also
+//! serves write forwarding between members), the KV state machine it
 //! drives, and the client-facing gRPC server, wired together.
 
 use std::collections::BTreeMap;
@@ -18,8 +19,9 @@ use super::ServerError;
 use super::config::{ClusterState, MemberConfig};
 use super::identity::{self, Identity};
 use super::ids::{cluster_id, member_id};
-use super::serve::serve_on;
+use super::serve::{GRPC_OVERHEAD_BYTES, serve_on};
 use super::urls::host_port;
+use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::etcdserverpb::Member;
 use crate::replica::{ForwardService, RaftConsensus, RaftMachine};
 use crate::service::{ServiceConfig, Shared};
@@ -177,12 +179,20 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
     let sm = KvStateMachine::open(&config.data_dir.join("kv"), false)?;
     let raft_config = raft_config(&config, identity, peer_addr, &advertise_peer)?;
     let storage = Storage::open(config.data_dir.join("raft"), &raft_config)?;
-    let node = Node::start_with(
+    // Followers forward writes to the leader's peer listener; the client
+    // port serves the etcd API and nothing else.
+    let forward_limit = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let node = Node::start_with_services(
         raft_config,
         RaftMachine::new(sm.clone()),
         storage,
         peers,
         peer_listener,
+        |node, services| {
+            let forward = ForwardService::new(node.clone(), config.max_request_bytes);
+            services
+                .add_service(ForwardServer::new(forward).max_decoding_message_size(forward_limit))
+        },
     )
     .await?;
     info!(
@@ -194,12 +204,7 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
         "serving etcd v3 API"
     );
 
-    let consensus = RaftConsensus::new(
-        node.clone(),
-        sm.clone(),
-        identity.cluster_id,
-        config.request_timeout,
-    );
+    let consensus = RaftConsensus::new(node.clone(), identity.cluster_id, config.request_timeout);
     let service_config = ServiceConfig {
         lease_ttl_min_seconds: config.lease_ttl_min_seconds,
         watch_progress_every: config.watch_progress_notify_interval,
@@ -280,16 +285,9 @@ async fn supervise(
     stop: oneshot::Receiver<()>,
 ) -> Result<(), ServerError> {
     let (stop_clients, clients_stopped) = oneshot::channel::<()>();
-    let forward = ForwardService::new(node.clone());
-    let mut server = tokio::spawn(serve_on(
-        shared.clone(),
-        listeners,
-        me,
-        Some(forward),
-        async {
-            let _ = clients_stopped.await;
-        },
-    ));
+    let mut server = tokio::spawn(serve_on(shared.clone(), listeners, me, async {
+        let _ = clients_stopped.await;
+    }));
     let sync = tokio::spawn(sync_peer_addrs(node.clone(), shared.clone()));
     let outcome = tokio::select! {
         _ = stop => Ok(()),

@@ -13,14 +13,12 @@ use tonic::transport::Server;
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::proto::command::command::Op;
-use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::etcdserverpb::Member;
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
-use crate::replica::ForwardService;
 use crate::service::{
     ClusterService, KvService, LeaseService, MaintenanceService, Shared, WatchService,
     run_expiry_loop,
@@ -28,7 +26,7 @@ use crate::service::{
 
 /// Room for the gRPC framing around the largest request, as etcd allows
 /// (`grpcOverheadBytes`): the size limit proper is checked on the command.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Serves the etcd API on `listener` until `shutdown` resolves, and runs
 /// the member's background tasks (lease expiry, self-registration).
@@ -38,16 +36,16 @@ pub async fn serve<C: Consensus>(
     me: Member,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    serve_on(shared, vec![listener], me, None, shutdown).await
+    serve_on(shared, vec![listener], me, shutdown).await
 }
 
-/// Like [`serve`], on several listeners, with the service followers use
-/// to forward writes to this member when it leads.
+/// Like [`serve`], on several listeners. The client port serves the etcd
+/// API and nothing else: member-to-member calls (write forwarding) are on
+/// the peer listener, behind its cluster-identity check (`server/run.rs`).
 pub(crate) async fn serve_on<C: Consensus>(
     shared: Arc<Shared<C>>,
     listeners: Vec<TcpListener>,
     me: Member,
-    forward: Option<ForwardService>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let expiry = tokio::spawn(run_expiry_loop(shared.clone()));
@@ -72,9 +70,6 @@ pub(crate) async fn serve_on<C: Consensus>(
         .add_service(
             MaintenanceServer::new(MaintenanceService::new(shared))
                 .max_decoding_message_size(limit),
-        )
-        .add_optional_service(
-            forward.map(|f| ForwardServer::new(f).max_decoding_message_size(limit)),
         )
         .serve_with_incoming_shutdown(incoming.map(|(_, conn)| conn.inspect(no_delay)), shutdown)
         .await;

@@ -42,7 +42,6 @@ impl<C: Consensus> Kv for KvService<C> {
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = request.into_inner();
-        validate::key_present(&req.key)?;
         let Outcome::Put(mut resp) = self.shared.propose(Op::Put(req)).await?.1 else {
             return Err(mismatch("put").into());
         };
@@ -55,7 +54,6 @@ impl<C: Consensus> Kv for KvService<C> {
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = request.into_inner();
-        validate::key_present(&req.key)?;
         let Outcome::DeleteRange(mut resp) = self.shared.propose(Op::DeleteRange(req)).await?.1
         else {
             return Err(mismatch("delete range").into());
@@ -66,7 +64,6 @@ impl<C: Consensus> Kv for KvService<C> {
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = request.into_inner();
-        validate::txn(&req)?;
         let Outcome::Txn(mut resp) = self.shared.propose(Op::Txn(req)).await?.1 else {
             return Err(mismatch("txn").into());
         };

@@ -27,9 +27,6 @@ use crate::proto::etcdserverpb::{
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 
-/// etcd's `MaxLeaseTTL`.
-const LEASE_TTL_MAX_SECONDS: i64 = 9_000_000_000;
-
 pub struct LeaseService<C> {
     shared: Arc<Shared<C>>,
 }
@@ -98,9 +95,6 @@ impl<C: Consensus> Lease for LeaseService<C> {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let mut req = request.into_inner();
-        if req.ttl > LEASE_TTL_MAX_SECONDS {
-            return Err(KvError::LeaseTtlTooLarge.into());
-        }
         req.ttl = req.ttl.max(self.shared.config.lease_ttl_min_seconds);
         if req.id == 0 {
             // The proposer picks the ID so that apply stays deterministic.

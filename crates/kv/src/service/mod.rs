@@ -8,7 +8,7 @@ mod cluster;
 mod kv;
 mod lease;
 mod maintenance;
-mod validate;
+pub(crate) mod validate;
 mod watch;
 
 use std::sync::Arc;
@@ -109,12 +109,11 @@ impl<C: Consensus> Shared<C> {
         Some(self.header(revision))
     }
 
-    /// Proposes a command and decodes its apply result.
+    /// Validates a command, proposes it and decodes its apply result.
     async fn propose(&self, op: Op) -> Result<(i64, Outcome), KvError> {
+        validate::op(&op)?;
         let command = encode(op);
-        if command.len() > self.config.max_request_bytes {
-            return Err(KvError::RequestTooLarge);
-        }
+        validate::size(command.len(), self.config.max_request_bytes)?;
         let result = self.consensus.propose(command).await?;
         decode_result(&result)
     }

@@ -1,5 +1,10 @@
 //! Request checks done before a request is proposed, as etcd's API layer
 //! does them: they are about the request alone, never about the state.
+//!
+//! [`op`] and [`size`] run on every command before it is proposed, whoever
+//! proposes it: the etcd services (`Shared::propose`) and the leader for a
+//! command a follower forwarded (`replica/forward.rs`), so a peer cannot
+//! get into the log what a client could not.
 
 use std::collections::HashSet;
 
@@ -7,11 +12,54 @@ use bytes::Bytes;
 
 use crate::error::KvError;
 use crate::mvcc::KeyRange;
+use crate::proto::command::command::Op;
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::{RequestOp, TxnRequest};
 
 /// etcd's default `--max-txn-ops`.
 pub const TXN_OPS_MAX: usize = 128;
+
+/// The longest lease TTL etcd grants (`MaxLeaseTTL`), in seconds.
+pub const LEASE_TTL_MAX_SECONDS: i64 = 9_000_000_000;
+
+/// Everything a command can be refused for by its content alone.
+pub fn op(op: &Op) -> Result<(), KvError> {
+    match op {
+        Op::Put(req) => key_present(&req.key),
+        Op::DeleteRange(req) => key_present(&req.key),
+        Op::Txn(req) => txn(req),
+        Op::Compaction(_) | Op::LeaseRevoke(_) => Ok(()),
+        Op::LeaseGrant(req) => {
+            if req.ttl > LEASE_TTL_MAX_SECONDS {
+                return Err(KvError::LeaseTtlTooLarge);
+            }
+            // The proposer picks the ID (apply must not), and 0 means "no lease".
+            if req.id == 0 {
+                return Err(KvError::InvalidRequest("a granted lease needs an ID"));
+            }
+            Ok(())
+        }
+        Op::MemberSet(member) => member_id(member.id),
+        Op::MemberRemove(req) => member_id(req.id),
+    }
+}
+
+/// etcd's `--max-request-bytes`, on the encoded command.
+pub fn size(encoded_bytes: usize, max_request_bytes: usize) -> Result<(), KvError> {
+    if encoded_bytes > max_request_bytes {
+        Err(KvError::RequestTooLarge)
+    } else {
+        Ok(())
+    }
+}
+
+fn member_id(id: u64) -> Result<(), KvError> {
+    if id == 0 {
+        Err(KvError::InvalidRequest("member ID 0 is reserved"))
+    } else {
+        Ok(())
+    }
+}
 
 pub fn key_present(key: &Bytes) -> Result<(), KvError> {
     if key.is_empty() {

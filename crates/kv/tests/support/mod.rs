@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use keel_kv::proto::etcdserverpb::cluster_client::ClusterClient;
 use keel_kv::proto::etcdserverpb::kv_client::KvClient;
 use keel_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use keel_kv::proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+use keel_kv::proto::etcdserverpb::{MemberListRequest, PutRequest, RangeRequest, StatusRequest};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -255,7 +256,11 @@ impl Cluster {
         ids.iter().find(|(_, id)| *id == leader).map(|(i, _)| *i)
     }
 
-    /// Waits for a leader and for a linearizable read on every member.
+    /// Waits for a leader, for a linearizable read on every member, and for
+    /// every member to know every member's client URLs: a follower relays
+    /// lease keep-alives and membership calls to the leader's client URL,
+    /// which the leader publishes in the registry only after it starts.
+    /// (Writes do not wait for it: they are forwarded over the peer port.)
     async fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -266,7 +271,10 @@ impl Cluster {
             if exited || Instant::now() > deadline {
                 return false;
             }
-            if self.agreed_leader().await.is_some() && self.all_read().await {
+            if self.agreed_leader().await.is_some()
+                && self.all_read().await
+                && self.all_published().await
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -280,6 +288,26 @@ impl Cluster {
             }
             let mut kv = KvClient::new(self.channel(i).await);
             if kv.range(range("health")).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether every running member lists every member with client URLs.
+    async fn all_published(&self) -> bool {
+        for (i, m) in self.members.iter().enumerate() {
+            if m.child.is_none() {
+                continue;
+            }
+            let mut cluster = ClusterClient::new(self.channel(i).await);
+            let Ok(list) = cluster.member_list(MemberListRequest::default()).await else {
+                return false;
+            };
+            let members = list.into_inner().members;
+            if members.len() != self.members.len()
+                || members.iter().any(|m| m.client_ur_ls.is_empty())
+            {
                 return false;
             }
         }
