@@ -374,3 +374,23 @@ fn down_without_a_cluster_says_how_to_start_one() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("keel cluster up --data-dir"), "{stderr}");
 }
+
+/// tonic reads at most 4 MiB per reply by default; etcdctl reads up to
+/// 2 GiB, and so must `keel get`.
+#[test]
+fn a_get_whose_reply_passes_four_mebibytes_succeeds() {
+    let cluster = LocalCluster::start(1);
+    let endpoints = cluster.endpoints();
+    let value = "v".repeat(100 * 1024);
+    for i in 0..50 {
+        keel_ok(&[
+            "put",
+            &format!("big/{i:02}"),
+            &value,
+            "--endpoints",
+            &endpoints,
+        ]);
+    }
+    let got = keel_ok(&["get", "big/", "--prefix", "--endpoints", &endpoints]);
+    assert_eq!(got.matches(&value).count(), 50);
+}

@@ -158,7 +158,12 @@ pub async fn get(args: GetArgs) -> anyhow::Result<()> {
     let response = cluster
         .call("get", |channel| {
             let request = request.clone();
-            async move { KvClient::new(channel).range(request).await }
+            async move {
+                KvClient::new(channel)
+                    .max_decoding_message_size(super::REPLY_BYTES_MAX)
+                    .range(request)
+                    .await
+            }
         })
         .await?
         .into_inner();

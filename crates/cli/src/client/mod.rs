@@ -11,6 +11,11 @@ pub mod watch;
 
 mod connect;
 
+/// The largest reply the `keel` client reads, as etcd's clientv3 allows
+/// (`math.MaxInt32`): a large `get --prefix` or watch batch must not fail
+/// where etcdctl succeeds. tonic's default is 4 MiB.
+pub const REPLY_BYTES_MAX: usize = i32::MAX as usize;
+
 pub use connect::{Cluster, ConnArgs};
 
 /// How list-like answers are printed.

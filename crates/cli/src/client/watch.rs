@@ -52,6 +52,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     let (requests, request_stream) = tokio::sync::mpsc::channel(1);
     requests.send(create).await?;
     let mut events = WatchClient::new(channel)
+        .max_decoding_message_size(super::REPLY_BYTES_MAX)
         .watch(tokio_stream::wrappers::ReceiverStream::new(request_stream))
         .await
         .with_context(|| format!("cannot watch on {url}"))?

@@ -74,7 +74,9 @@ impl RaftConsensus {
         let request = ProposeRequest {
             command: command.clone(),
         };
-        let mut client = ForwardClient::new(channel);
+        // A txn's ranges can make a result of any size the leader could
+        // build; etcd's clients accept up to `math.MaxInt32`, so do we.
+        let mut client = ForwardClient::new(channel).max_decoding_message_size(i32::MAX as usize);
         let reply = match tokio::time::timeout_at(deadline, client.propose(request)).await {
             Ok(Ok(reply)) => reply.into_inner(),
             // The leader's own verdict, in etcd's words, or its refusal of
