@@ -1,5 +1,6 @@
-//! Compiles etcd's v3 API (our own copy of its public .proto files) and
-//! Keel's command envelope with protox, so building needs no `protoc`.
+//! Compiles etcd's v3 API with its Lock and Election services (our own
+//! copies of their public .proto files) and Keel's command envelope with
+//! protox, so building needs no `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -7,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcdserverpb/rpc.proto",
         "proto/keel/command.proto",
         "proto/keel/forward.proto",
+        "proto/v3lockpb/v3lock.proto",
+        "proto/v3electionpb/v3election.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -12,6 +12,16 @@ pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }
 
+/// etcd's Lock service.
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+
+/// etcd's Election service.
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}
+
 /// Keel's own messages, nested as their proto package so that generated
 /// paths to `etcdserverpb` resolve.
 pub mod keel {

@@ -19,9 +19,11 @@ use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
+use crate::proto::v3electionpb::election_server::ElectionServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::service::{
-    ClusterService, KvService, LeaseService, MaintenanceService, Shared, WatchService,
-    run_expiry_loop,
+    ClusterService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
+    Shared, WatchService, run_expiry_loop,
 };
 
 /// Room for the gRPC framing around the largest request, as etcd allows
@@ -68,9 +70,11 @@ pub(crate) async fn serve_on<C: Consensus>(
                 .max_decoding_message_size(limit),
         )
         .add_service(
-            MaintenanceServer::new(MaintenanceService::new(shared))
+            MaintenanceServer::new(MaintenanceService::new(shared.clone()))
                 .max_decoding_message_size(limit),
         )
+        .add_service(LockServer::new(LockService::new(shared.clone())))
+        .add_service(ElectionServer::new(ElectionService::new(shared)))
         .serve_with_incoming_shutdown(incoming.map(|(_, conn)| conn.inspect(no_delay)), shutdown)
         .await;
     expiry.abort();

@@ -5,9 +5,12 @@
 //! (linearizable) or at once (serializable).
 
 mod cluster;
+mod election;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
+mod recipes;
 pub(crate) mod validate;
 mod watch;
 
@@ -25,8 +28,10 @@ use crate::proto::etcdserverpb::ResponseHeader;
 use crate::state_machine::KvStateMachine;
 
 pub use cluster::ClusterService;
+pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::{LeaseService, run_expiry_loop};
+pub use lock::LockService;
 pub use maintenance::MaintenanceService;
 pub use watch::WatchService;
 
