@@ -34,9 +34,13 @@ struct Args {
     /// pause, disk, membership, transfer, snapshot.
     #[arg(long, default_value = "all")]
     faults: FaultSet,
-    /// Fault schedule: random (every enabled class at random moments) or
+    /// Fault schedule: random (every enabled class at random moments),
     /// figure8 (rounds of the Raft paper's Figure 8, partitions chosen
-    /// around the current leaders; 3 or 5 nodes).
+    /// around the current leaders; 3 or 5 nodes), vote-crash (a split
+    /// vote whose voter crashes right after granting; 3 nodes), joint-lag
+    /// (joint changes proposed while the outgoing majority is cut off; 5
+    /// nodes) or isolated-leader (a leader cut off while clients read from
+    /// it; 3 or 5 nodes).
     #[arg(long, default_value = "random")]
     profile: Profile,
     /// Length of the safety (faulty) phase, in ticks.
@@ -79,6 +83,8 @@ enum CoreBug {
     ReadIndexWithoutHeartbeat,
     LeaseNeverExpires,
     VoteBeforePersist,
+    JointIncomingMajorityOnly,
+    CheckQuorumIgnored,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -149,6 +155,10 @@ fn main() -> ExitCode {
                 .contains(&CoreBug::ReadIndexWithoutHeartbeat),
             lease_never_expires: args.core_bug.contains(&CoreBug::LeaseNeverExpires),
             vote_before_persist: args.core_bug.contains(&CoreBug::VoteBeforePersist),
+            joint_incoming_majority_only: args
+                .core_bug
+                .contains(&CoreBug::JointIncomingMajorityOnly),
+            check_quorum_ignored: args.core_bug.contains(&CoreBug::CheckQuorumIgnored),
         },
         ..options
     };
