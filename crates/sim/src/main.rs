@@ -254,9 +254,22 @@ fn replay_flags(args: &Args) -> String {
     }
     #[cfg(feature = "core-bugs")]
     for bug in &args.core_bug {
-        flags += &format!(" --core-bug {bug:?}");
+        let value = clap::ValueEnum::to_possible_value(bug).expect("no switch is hidden");
+        flags += &format!(" --core-bug {}", value.get_name());
     }
     flags
+}
+
+/// The command that runs this binary again: a broken core exists only
+/// with the `core-bugs` feature.
+fn replay_command(args: &Args) -> &'static str {
+    #[cfg(feature = "core-bugs")]
+    if !args.core_bug.is_empty() {
+        return "cargo run --release -p keel-sim --features core-bugs --";
+    }
+    #[cfg(not(feature = "core-bugs"))]
+    let _ = args;
+    "cargo run --release -p keel-sim --"
 }
 
 fn print_run(report: &RunReport, with_tail: bool, args: &Args) {
@@ -285,7 +298,8 @@ fn print_run(report: &RunReport, with_tail: bool, args: &Args) {
                 }
             }
             println!(
-                "replay: cargo run --release -p keel-sim -- --seed {} {} --trace",
+                "replay: {} --seed {} {} --trace",
+                replay_command(args),
                 report.seed,
                 replay_flags(args)
             );
