@@ -144,7 +144,7 @@ mod core_bugs {
     }
 
     /// Random schedules rarely change the configuration while the outgoing
-    /// voters are cut off (1 of 500 seeds failed). The joint-lag profile
+    /// voters are cut off (7 of 500 seeds failed). The joint-lag profile
     /// proposes joint changes behind exactly that partition (99 of seeds
     /// 1..=100 fail; first: 1). Which property breaks first depends on
     /// the order of the two commits; most often the lagging side elects a
