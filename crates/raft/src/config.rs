@@ -52,6 +52,12 @@ pub struct Bugs {
     pub lease_never_expires: bool,
     /// Send a granted vote before the vote is durable (§5.2).
     pub vote_before_persist: bool,
+    /// Decide commits and elections in a joint configuration by the
+    /// incoming voters alone, ignoring the outgoing half (§4.3).
+    pub joint_incoming_majority_only: bool,
+    /// Keep leading without contact with a quorum: the leader never steps
+    /// down at its check-quorum round (§6.2).
+    pub check_quorum_ignored: bool,
 }
 
 /// Why a [`Config`] cannot be used.

@@ -54,8 +54,9 @@ impl Client {
     }
 
     /// Draws the next operation and the node to send it to, chosen among
-    /// `up` (never empty).
-    pub fn invoke(&mut self, up: &[NodeId]) -> Invocation {
+    /// `up` (never empty); a read of the given mode, whatever else it would
+    /// draw, when `read_only` says one.
+    pub fn invoke(&mut self, up: &[NodeId], read_only: Option<ReadMode>) -> Invocation {
         self.next_request += 1;
         let tag = Tag {
             client: self.id,
@@ -70,7 +71,12 @@ impl Client {
             tag,
             command: Command { tag, op },
         };
-        let (node, request, op) = match self.rng.weighted(&[35, 30, 20, 15]) {
+        let kind = if read_only.is_some() {
+            0
+        } else {
+            self.rng.weighted(&[35, 30, 20, 15])
+        };
+        let (node, request, op) = match kind {
             0 => {
                 // Reads go to the leader or, as follower reads, anywhere.
                 let node = if self.rng.chance(600) {
@@ -78,10 +84,10 @@ impl Client {
                 } else {
                     any
                 };
-                let mode = if self.rng.chance(500) {
-                    ReadMode::ReadIndex
-                } else {
-                    ReadMode::Lease
+                let mode = match read_only {
+                    Some(mode) => mode,
+                    None if self.rng.chance(500) => ReadMode::ReadIndex,
+                    None => ReadMode::Lease,
                 };
                 let request = Request::Read {
                     tag,

@@ -146,6 +146,12 @@ pub enum FaultKind {
     Figure8Completed,
     /// A vote-crash round began: two followers campaign in one term.
     VoteCrashRound,
+    /// A joint-lag round began: the leader took a joint change while the
+    /// outgoing majority was cut off from it.
+    JointLagRound,
+    /// An isolated-leader round began: a leader was cut off from every
+    /// other node while some clients kept reading from it.
+    IsolatedLeaderRound,
 }
 
 impl fmt::Display for FaultKind {
@@ -175,6 +181,8 @@ impl fmt::Display for FaultKind {
             FaultKind::Figure8Round => "figure 8: round started",
             FaultKind::Figure8Completed => "figure 8: round completed",
             FaultKind::VoteCrashRound => "vote crash: split vote started",
+            FaultKind::JointLagRound => "joint lag: change behind a cut",
+            FaultKind::IsolatedLeaderRound => "isolated leader: leader cut off",
         })
     }
 }

@@ -25,15 +25,12 @@
 //! (role, term, `status`), as an operator's nemesis would. Every choice
 //! (which minority, how long to rest between rounds) comes from the seed.
 
-use std::collections::BTreeSet;
-
-use keel_raft::{LogIndex, NodeId, Role, Status, Term};
+use keel_raft::{LogIndex, NodeId, Term};
 
 use crate::faults::FaultKind;
 use crate::rng::Rng;
 use crate::sim::Simulation;
 use crate::time::Micros;
-use crate::trace::TraceEvent;
 
 /// Ticks a stage may take before its round is abandoned and healed.
 const STAGE_TICKS: u64 = 80;
@@ -120,16 +117,14 @@ impl Simulation {
                     .into_iter()
                     .filter(|&id| id != first.id)
                     .collect();
-                for i in (1..others.len()).rev() {
-                    others.swap(i, round.rng.below(i as u64 + 1) as usize);
-                }
+                round.rng.shuffle(&mut others);
                 let minority = self.nodes.len().saturating_sub(1) / 2;
                 let mut side = vec![first.id];
                 side.extend(others.iter().take(minority.saturating_sub(1)));
                 side.sort();
                 self.count(FaultKind::Figure8Round);
                 let cut = self.cut_off(&side);
-                self.figure8_partition("figure 8 (1): leader and minority", cut);
+                self.steer_partition("figure 8 (1): leader and minority", cut);
                 let first_term = first.term;
                 self.figure8_next(round, Stage::IsolateSecond { side, first_term });
             }
@@ -142,7 +137,7 @@ impl Simulation {
                     return;
                 }
                 let cut = self.cut_off(&[second.id]);
-                self.figure8_partition("figure 8 (2): new leader isolated", cut);
+                self.steer_partition("figure 8 (2): new leader isolated", cut);
                 let second_term = second.term;
                 self.figure8_next(round, Stage::AwaitThird { side, second_term });
             }
@@ -178,7 +173,7 @@ impl Simulation {
                 }
                 if status.commit > commit {
                     let cut = self.cut_off(&side);
-                    self.figure8_partition("figure 8 (3): third leader at its first commit", cut);
+                    self.steer_partition("figure 8 (3): third leader at its first commit", cut);
                     self.figure8_next(round, Stage::AwaitFourth { third_term });
                 }
             }
@@ -191,39 +186,6 @@ impl Simulation {
         }
     }
 
-    /// The status of a running leader that satisfies `pred`, the one of
-    /// the highest term if several do.
-    fn leader_status(&self, pred: impl Fn(&Status) -> bool) -> Option<Status> {
-        self.nodes
-            .values()
-            .filter(|n| n.is_up())
-            .filter_map(|n| n.raft())
-            .filter(|r| r.role() == Role::Leader)
-            .map(|r| r.status())
-            .filter(|s| pred(s))
-            .max_by_key(|s| s.term)
-    }
-
-    /// Every link between `group` and the other nodes, both ways.
-    fn cut_off(&self, group: &[NodeId]) -> BTreeSet<(NodeId, NodeId)> {
-        let mut cut = BTreeSet::new();
-        for other in self.node_ids().into_iter().filter(|n| !group.contains(n)) {
-            for &member in group {
-                cut.insert((member, other));
-                cut.insert((other, member));
-            }
-        }
-        cut
-    }
-
-    fn figure8_partition(&mut self, kind: &'static str, cut: BTreeSet<(NodeId, NodeId)>) {
-        let shown = cut.iter().map(|&(a, b)| (a.0, b.0)).collect();
-        self.trace
-            .record(self.now, TraceEvent::Partition { kind, cut: shown });
-        self.network.partition(cut);
-        self.partition_epoch += 1;
-    }
-
     fn figure8_next(&mut self, round: &mut Figure8, stage: Stage) {
         round.stage = stage;
         round.deadline = self.now.plus(Micros::ticks(STAGE_TICKS));
@@ -232,11 +194,7 @@ impl Simulation {
     /// Ends the round (completed or abandoned): the network heals and the
     /// cluster runs undisturbed for a while.
     fn figure8_rest(&mut self, round: &mut Figure8) {
-        if self.network.is_partitioned() {
-            self.network.heal();
-            self.partition_epoch += 1;
-            self.trace.record(self.now, TraceEvent::HealPartition);
-        }
+        self.steer_heal();
         let until = self.now.plus(Micros::ticks(round.rng.between(10, 50)));
         round.stage = Stage::Rest { until };
         round.deadline = Micros(u64::MAX);

@@ -34,9 +34,13 @@ struct Args {
     /// pause, disk, membership, transfer, snapshot.
     #[arg(long, default_value = "all")]
     faults: FaultSet,
-    /// Fault schedule: random (every enabled class at random moments) or
+    /// Fault schedule: random (every enabled class at random moments),
     /// figure8 (rounds of the Raft paper's Figure 8, partitions chosen
-    /// around the current leaders; 3 or 5 nodes).
+    /// around the current leaders; 3 or 5 nodes), vote-crash (a split
+    /// vote whose voter crashes right after granting; 3 nodes), joint-lag
+    /// (joint changes proposed while the outgoing majority is cut off; 5
+    /// nodes) or isolated-leader (a leader cut off while clients read from
+    /// it; 3 or 5 nodes).
     #[arg(long, default_value = "random")]
     profile: Profile,
     /// Length of the safety (faulty) phase, in ticks.
@@ -79,6 +83,8 @@ enum CoreBug {
     ReadIndexWithoutHeartbeat,
     LeaseNeverExpires,
     VoteBeforePersist,
+    JointIncomingMajorityOnly,
+    CheckQuorumIgnored,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -149,6 +155,10 @@ fn main() -> ExitCode {
                 .contains(&CoreBug::ReadIndexWithoutHeartbeat),
             lease_never_expires: args.core_bug.contains(&CoreBug::LeaseNeverExpires),
             vote_before_persist: args.core_bug.contains(&CoreBug::VoteBeforePersist),
+            joint_incoming_majority_only: args
+                .core_bug
+                .contains(&CoreBug::JointIncomingMajorityOnly),
+            check_quorum_ignored: args.core_bug.contains(&CoreBug::CheckQuorumIgnored),
         },
         ..options
     };
@@ -244,9 +254,22 @@ fn replay_flags(args: &Args) -> String {
     }
     #[cfg(feature = "core-bugs")]
     for bug in &args.core_bug {
-        flags += &format!(" --core-bug {bug:?}");
+        let value = clap::ValueEnum::to_possible_value(bug).expect("no switch is hidden");
+        flags += &format!(" --core-bug {}", value.get_name());
     }
     flags
+}
+
+/// The command that runs this binary again: a broken core exists only
+/// with the `core-bugs` feature.
+fn replay_command(args: &Args) -> &'static str {
+    #[cfg(feature = "core-bugs")]
+    if !args.core_bug.is_empty() {
+        return "cargo run --release -p keel-sim --features core-bugs --";
+    }
+    #[cfg(not(feature = "core-bugs"))]
+    let _ = args;
+    "cargo run --release -p keel-sim --"
 }
 
 fn print_run(report: &RunReport, with_tail: bool, args: &Args) {
@@ -275,7 +298,8 @@ fn print_run(report: &RunReport, with_tail: bool, args: &Args) {
                 }
             }
             println!(
-                "replay: cargo run --release -p keel-sim -- --seed {} {} --trace",
+                "replay: {} --seed {} {} --trace",
+                replay_command(args),
                 report.seed,
                 replay_flags(args)
             );

@@ -24,16 +24,34 @@ pub enum Profile {
     /// (`vote_crash.rs`): three nodes, no pre-vote, no check-quorum. Only
     /// network, disk and snapshot faults join in at random.
     VoteCrash,
+    /// Rounds of a joint configuration change proposed while a majority of
+    /// the outgoing voters is cut off from the leader (`joint_lag.rs`):
+    /// five nodes. Only network, disk and snapshot faults join in at
+    /// random.
+    JointLag,
+    /// Rounds of a leader cut off from every other node while some
+    /// clients keep reading from it (`isolated_leader.rs`): 3 or 5 nodes,
+    /// check-quorum on. Only network, disk and snapshot faults join in at
+    /// random.
+    IsolatedLeader,
 }
 
 impl Profile {
-    pub const ALL: [Profile; 3] = [Profile::Random, Profile::Figure8, Profile::VoteCrash];
+    pub const ALL: [Profile; 5] = [
+        Profile::Random,
+        Profile::Figure8,
+        Profile::VoteCrash,
+        Profile::JointLag,
+        Profile::IsolatedLeader,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Profile::Random => "random",
             Profile::Figure8 => "figure8",
             Profile::VoteCrash => "vote-crash",
+            Profile::JointLag => "joint-lag",
+            Profile::IsolatedLeader => "isolated-leader",
         }
     }
 }
@@ -174,6 +192,24 @@ impl RunParams {
         self.nodes = options.nodes.unwrap_or(3);
         self.pre_vote = false;
         self.check_quorum = false;
+    }
+
+    /// The joint-lag profile's overrides: five nodes, so that a majority
+    /// of the old voters can lag behind a partition while the rest is a
+    /// majority of a new configuration of at least three voters.
+    pub fn joint_lag(&mut self, options: &SimOptions) {
+        self.nodes = options.nodes.unwrap_or(5);
+    }
+
+    /// The isolated-leader profile's overrides: check-quorum on (the rule
+    /// under test, and the lease's premise), 3 or 5 nodes, at least three
+    /// clients so that some read from the isolated leader while others
+    /// write through the majority, and one or two keys so that they meet.
+    pub fn isolated_leader(&mut self, rng: &mut Rng, options: &SimOptions) {
+        self.nodes = options.nodes.unwrap_or_else(|| *rng.pick(&[3, 5]));
+        self.check_quorum = true;
+        self.clients = rng.between(3, 5) as usize;
+        self.keys = rng.between(1, 2) as usize;
     }
 
     /// The core's configuration for node `id` in its `incarnation`.

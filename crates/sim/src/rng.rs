@@ -56,6 +56,13 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 
+    /// Puts `items` in an order drawn uniformly (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i as u64 + 1) as usize);
+        }
+    }
+
     /// An index drawn with the given weights. Precondition: some weight > 0.
     pub fn weighted(&mut self, weights: &[u64]) -> usize {
         let total: u64 = weights.iter().sum();

@@ -18,6 +18,8 @@ use crate::faults::{FaultClass, FaultCounts, FaultKind, FaultPlan};
 use crate::figure8::Figure8;
 use crate::history::{ClientHistory, verdict};
 use crate::invariants::{Checker, Violation};
+use crate::isolated_leader::IsolatedLeader;
+use crate::joint_lag::JointLag;
 use crate::kv::{KvState, Tag};
 use crate::network::{Network, NetworkProfile};
 use crate::node::{Ctx, Liveness, NodeOutput, Reply, Request, SimNode};
@@ -132,6 +134,10 @@ pub struct Simulation {
     pub(crate) figure8: Option<Figure8>,
     /// The vote-crash profile's round, when the run follows it.
     pub(crate) vote_crash: Option<VoteCrash>,
+    /// The joint-lag profile's round, when the run follows it.
+    pub(crate) joint_lag: Option<JointLag>,
+    /// The isolated-leader profile's round, when the run follows it.
+    pub(crate) isolated_leader: Option<IsolatedLeader>,
     pub(crate) reconfig: Plan,
     pub(crate) rng: Rng,
     client_rng: Rng,
@@ -152,13 +158,26 @@ impl Simulation {
         let mut root = Rng::new(seed);
         let mut params_rng = root.fork(1);
         let mut params = RunParams::draw(&mut params_rng, &options);
+        // The newer profiles draw their overrides from the parameters'
+        // stream, before the clients are made (the isolated-leader profile
+        // sets their number); the older ones keep their forks of the root,
+        // so that their seeds replay as before.
+        let joint_lag = (options.profile == Profile::JointLag).then(|| {
+            params.joint_lag(&options);
+            JointLag::new(params_rng.fork(7))
+        });
+        let isolated_leader = (options.profile == Profile::IsolatedLeader).then(|| {
+            let mut rng = params_rng.fork(8);
+            params.isolated_leader(&mut rng, &options);
+            IsolatedLeader::new(rng)
+        });
         let mut fault_rng = root.fork(2);
         // The targeted profiles make their partitions and crashes
         // themselves, and need the voters they started a round with: only
         // faults that leave both alone join in at random.
         let random_faults = match options.profile {
             Profile::Random => options.faults.clone(),
-            Profile::Figure8 | Profile::VoteCrash => {
+            Profile::Figure8 | Profile::VoteCrash | Profile::JointLag | Profile::IsolatedLeader => {
                 options
                     .faults
                     .only(&[FaultClass::Network, FaultClass::Disk, FaultClass::Snapshot])
@@ -209,6 +228,8 @@ impl Simulation {
             plan,
             figure8,
             vote_crash,
+            joint_lag,
+            isolated_leader,
             reconfig: Plan::default(),
             rng: fault_rng,
             client_rng,
@@ -239,6 +260,8 @@ impl Simulation {
             self.handle(event)?;
             self.figure8_step();
             self.vote_crash_step()?;
+            self.joint_lag_step()?;
+            self.isolated_leader_step()?;
         }
         self.now = self.end_at;
         crate::invariants::liveness::check(self)
@@ -564,7 +587,8 @@ impl Simulation {
             self.schedule(self.now.plus(TICK), Event::ClientWake(c));
             return;
         }
-        let invocation = self.clients[c].invoke(&up);
+        let route = self.isolated_leader_route(c, up);
+        let invocation = self.clients[c].invoke(&route.nodes, route.read_only);
         let tag = invocation.tag;
         self.trace.record(
             self.now,

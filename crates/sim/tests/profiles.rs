@@ -1,6 +1,7 @@
 //! The targeted profiles against the correct core: the schedules that
-//! catch Figure 8 and early votes (`teeth.rs`) must find nothing wrong
-//! with a core that follows the rules. Split into batches so the test
+//! catch Figure 8, early votes, joint decisions by one half, and leaders
+//! that ignore check-quorum or trust an endless lease (`teeth.rs`) must
+//! find nothing wrong with a core that follows the rules. Split into batches so the test
 //! harness runs them on all cores.
 
 use keel_sim::{Profile, RunReport, SimOptions, run_seed};
@@ -71,6 +72,51 @@ fn vote_crash_seeds_0001_0025() {
 #[test]
 fn vote_crash_seeds_0026_0050() {
     run_batch(Profile::VoteCrash, 1);
+}
+
+#[test]
+fn joint_lag_seeds_0001_0025() {
+    run_batch(Profile::JointLag, 0);
+}
+
+#[test]
+fn joint_lag_seeds_0026_0050() {
+    run_batch(Profile::JointLag, 1);
+}
+
+#[test]
+fn isolated_leader_seeds_0001_0025() {
+    run_batch(Profile::IsolatedLeader, 0);
+}
+
+#[test]
+fn isolated_leader_seeds_0026_0050() {
+    run_batch(Profile::IsolatedLeader, 1);
+}
+
+/// A profile whose rounds never start proves nothing by passing: the
+/// joint-lag leader must take its joint change (it refuses one while it
+/// has not committed in its term or another change is pending), and the
+/// isolated-leader profile must find leaders to cut off.
+#[test]
+fn joint_lag_and_isolated_leader_rounds_happen() {
+    use keel_sim::FaultKind;
+    for (profile, kind) in [
+        (Profile::JointLag, FaultKind::JointLagRound),
+        (Profile::IsolatedLeader, FaultKind::IsolatedLeaderRound),
+    ] {
+        let options = options(profile);
+        let rounds: u64 = (1..=10)
+            .map(|seed| {
+                run_seed(seed, &options)
+                    .faults
+                    .get(&kind)
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .sum();
+        assert!(rounds >= 30, "{profile}: {rounds} rounds in 10 seeds");
+    }
 }
 
 /// Every round of the Figure 8 profile needs the cluster to cooperate

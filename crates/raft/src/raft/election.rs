@@ -109,7 +109,15 @@ impl Raft {
     /// decided.
     fn tally(&mut self, pre_vote: bool) -> bool {
         let votes = &self.votes;
-        match self.membership.vote_result(|id| votes.get(&id).copied()) {
+        let vote_of = |id: NodeId| votes.get(&id).copied();
+        let result = self.membership.vote_result(vote_of);
+        #[cfg(feature = "fault-injection")]
+        let result = if self.config.bugs.joint_incoming_majority_only {
+            self.membership.left_joint().vote_result(vote_of)
+        } else {
+            result
+        };
+        match result {
             VoteResult::Won if pre_vote => {
                 self.start_campaign(false);
                 true

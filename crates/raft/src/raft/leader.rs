@@ -15,7 +15,10 @@ impl Raft {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.config.election_ticks {
             self.election_elapsed = 0;
-            if self.config.check_quorum && !self.quorum_recently_active() {
+            let steps_down = self.config.check_quorum && !self.quorum_recently_active();
+            #[cfg(feature = "fault-injection")]
+            let steps_down = steps_down && !self.config.bugs.check_quorum_ignored;
+            if steps_down {
                 self.become_follower(self.term, None);
                 return;
             }
@@ -200,13 +203,20 @@ impl Raft {
         let me = self.id();
         let persisted = self.log.persisted();
         let progress = &self.progress;
-        let quorum_index = self.membership.committed_index(|id| {
+        let match_of = |id: NodeId| {
             if id == me {
                 Some(persisted)
             } else {
                 progress.get(&id).map(|p| p.match_index)
             }
-        });
+        };
+        let quorum_index = self.membership.committed_index(match_of);
+        #[cfg(feature = "fault-injection")]
+        let quorum_index = if self.config.bugs.joint_incoming_majority_only {
+            self.membership.left_joint().committed_index(match_of)
+        } else {
+            quorum_index
+        };
         let quorum_index = quorum_index.min(self.log.last_index());
         let own_term = self.log.term(quorum_index) == Some(self.term);
         #[cfg(feature = "fault-injection")]

@@ -48,6 +48,9 @@ pub enum Invariant {
     CoreInvariant,
     /// The core asked its caller for something no storage can do.
     StorageContract,
+    /// A leader cut off from every other voter steps down within two
+    /// election timeouts of its own clock (§6.2, check-quorum).
+    CheckQuorum,
     /// After faults stop, the cluster elects a leader and serves clients.
     Liveness,
     /// The client history has no linearization.
@@ -66,6 +69,7 @@ impl fmt::Display for Invariant {
             Invariant::CommitMonotonic => "Durable commit index never decreases",
             Invariant::CoreInvariant => "Core internal invariant",
             Invariant::StorageContract => "Ready storage contract",
+            Invariant::CheckQuorum => "Check-quorum: an isolated leader steps down (§6.2)",
             Invariant::Liveness => "Liveness after heal",
             Invariant::Linearizability => "Linearizability of client history",
         })

@@ -1,0 +1,191 @@
+//! The joint-lag profile: a joint configuration change (§4.3) proposed
+//! while a majority of the outgoing voters is cut off from the leader —
+//! the schedule under which deciding by the incoming majority alone loses
+//! committed entries.
+//!
+//! A round, on a cluster of five whose members all stay in the
+//! configuration (outgoing voters are demoted to learners, not removed):
+//!
+//! 1. A leader holds a plain configuration of voters `old`. `lagging`, a
+//!    majority of `old` without the leader, is cut off from everyone else
+//!    (`rest`), and at once the leader proposes a joint change to voters
+//!    `new`: the whole of `rest` plus at most `|rest| - 1` of `lagging`,
+//!    so that `rest` alone is a majority of `new`. The joint entry reaches
+//!    `rest` only.
+//! 2. A correct leader needs a majority of `old` too, so it commits
+//!    nothing; `lagging`, still in `old` and a majority of it, elects a
+//!    leader of a higher term and commits its blank entry. A leader that
+//!    counts only the incoming voters commits the joint entry with `rest`
+//!    (and leaves the joint configuration), so two leaders commit
+//!    different entries at one index: the new one was elected without a
+//!    committed entry (Leader Completeness fails).
+//! 3. After a while the network heals and the cluster rests.
+//!
+//! Like the other profiles, it observes nodes through the public API and
+//! draws every choice from the seed.
+
+use std::collections::BTreeSet;
+
+use keel_raft::{MembershipChange, NodeId};
+
+use crate::faults::FaultKind;
+use crate::invariants::Violation;
+use crate::rng::Rng;
+use crate::sim::Simulation;
+use crate::time::Micros;
+use crate::trace::TraceEvent;
+
+/// Ticks a round keeps its partition: enough for `lagging` to time out
+/// (up to two election timeouts), elect, and commit.
+const ROUND_TICKS: u64 = 50;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Rest {
+        until: Micros,
+    },
+    /// The joint change went out behind the partition; healed at `until`.
+    Split {
+        until: Micros,
+    },
+}
+
+/// The state of the profile in one run.
+#[derive(Debug)]
+pub(crate) struct JointLag {
+    rng: Rng,
+    stage: Stage,
+}
+
+impl JointLag {
+    pub(crate) fn new(mut rng: Rng) -> JointLag {
+        let first = Micros::ticks(rng.between(20, 60));
+        JointLag {
+            rng,
+            stage: Stage::Rest { until: first },
+        }
+    }
+}
+
+/// The two sides of a round and the change proposed behind them.
+struct Split {
+    lagging: Vec<NodeId>,
+    voters: BTreeSet<NodeId>,
+    learners: BTreeSet<NodeId>,
+}
+
+impl Simulation {
+    /// Advances the joint-lag round after a step, if this run follows the
+    /// profile and faults are still on.
+    pub(crate) fn joint_lag_step(&mut self) -> Result<(), Violation> {
+        if self.healing {
+            return Ok(());
+        }
+        let Some(mut round) = self.joint_lag.take() else {
+            return Ok(());
+        };
+        let result = self.advance_joint_lag(&mut round);
+        self.joint_lag = Some(round);
+        result
+    }
+
+    fn advance_joint_lag(&mut self, round: &mut JointLag) -> Result<(), Violation> {
+        match round.stage {
+            Stage::Rest { until } if self.now >= until => {
+                let Some(leader) = self.leader_status(|_| true) else {
+                    return Ok(());
+                };
+                let Some(split) = draw_split(&mut round.rng, leader.id, &leader.membership) else {
+                    round.stage = self.joint_lag_rest(round);
+                    return Ok(());
+                };
+                let cut = self.cut_off(&split.lagging);
+                self.steer_partition("joint lag (1): outgoing majority cut off", cut);
+                let change = MembershipChange::Joint {
+                    voters: split.voters,
+                    learners: split.learners,
+                };
+                let proposed = change.clone();
+                let result = self
+                    .with_node(leader.id, |n, ctx| {
+                        n.call(|r| r.propose_membership(proposed), ctx)
+                    })?
+                    .expect("the leader runs");
+                self.trace.record(
+                    self.now,
+                    TraceEvent::Membership {
+                        leader: leader.id,
+                        change: format!("{change:?}"),
+                        result: match &result {
+                            Ok(p) => format!("appended at {}", p.index),
+                            Err(e) => e.to_string(),
+                        },
+                    },
+                );
+                round.stage = match result {
+                    Ok(_) => {
+                        self.count(FaultKind::JointLagRound);
+                        Stage::Split {
+                            until: self.now.plus(Micros::ticks(ROUND_TICKS)),
+                        }
+                    }
+                    // Not ready (no commit in its term yet) or busy with
+                    // another change: try again after a rest.
+                    Err(_) => self.joint_lag_rest(round),
+                };
+            }
+            Stage::Rest { .. } => {}
+            Stage::Split { until } if self.now >= until => {
+                round.stage = self.joint_lag_rest(round);
+            }
+            Stage::Split { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Ends the round: the network heals and the cluster runs undisturbed
+    /// for a while.
+    fn joint_lag_rest(&mut self, round: &mut JointLag) -> Stage {
+        self.steer_heal();
+        let until = self.now.plus(Micros::ticks(round.rng.between(10, 40)));
+        Stage::Rest { until }
+    }
+}
+
+/// Chooses `lagging` (a majority of the current voters without `leader`)
+/// and the joint change's target, or `None` when the configuration is
+/// joint or too small for a majority that excludes the leader.
+fn draw_split(rng: &mut Rng, leader: NodeId, m: &keel_raft::Membership) -> Option<Split> {
+    if m.is_joint() || m.voters().len() < 3 {
+        return None;
+    }
+    let mut others: Vec<NodeId> = m
+        .voters()
+        .iter()
+        .copied()
+        .filter(|&v| v != leader)
+        .collect();
+    rng.shuffle(&mut others);
+    let majority = m.voters().len() / 2 + 1;
+    let lagging: Vec<NodeId> = others.into_iter().take(majority).collect();
+    let rest: BTreeSet<NodeId> = m
+        .nodes()
+        .into_iter()
+        .filter(|n| !lagging.contains(n))
+        .collect();
+    // `rest` stays a majority of the new voters: at most `|rest| - 1` of
+    // `lagging` join it.
+    let joining = rng.below(rest.len().min(lagging.len() + 1) as u64) as usize;
+    let mut voters = rest;
+    voters.extend(lagging.iter().take(joining));
+    let learners = m
+        .nodes()
+        .into_iter()
+        .filter(|n| !voters.contains(n))
+        .collect();
+    Some(Split {
+        lagging,
+        voters,
+        learners,
+    })
+}
