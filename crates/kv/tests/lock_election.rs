@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use keel_kv::proto::etcdserverpb::LeaseGrantRequest;
 use keel_kv::proto::etcdserverpb::lease_client::LeaseClient;
+use keel_kv::proto::etcdserverpb::{LeaseGrantRequest, LeaseTimeToLiveRequest};
 use keel_kv::proto::v3electionpb::election_client::ElectionClient;
 use keel_kv::proto::v3electionpb::{
     CampaignRequest, LeaderKey, LeaderRequest, ProclaimRequest, ResignRequest,
@@ -114,6 +114,29 @@ async fn a_lock_is_exclusive_and_passes_on_unlock_or_lease_expiry() {
         .await
         .expect_err("a lock needs a live lease");
     assert_eq!(missing_lease.code(), Code::NotFound, "{missing_lease:?}");
+
+    // Without a lease, the member grants one (etcd's session TTL, 60 s).
+    let anonymous = first
+        .lock(LockRequest {
+            name: "anon".into(),
+            lease: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let key = String::from_utf8(anonymous.key.to_vec()).unwrap();
+    let lease = i64::from_str_radix(key.strip_prefix("anon/").unwrap(), 16).unwrap();
+    let mut leases = LeaseClient::new(cluster.channel(1).await);
+    let ttl = leases
+        .lease_time_to_live(LeaseTimeToLiveRequest {
+            id: lease,
+            keys: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ttl.granted_ttl, 60);
+    assert_eq!(ttl.keys, vec![anonymous.key]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

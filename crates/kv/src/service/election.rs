@@ -56,7 +56,8 @@ impl<C: Consensus> Election for ElectionService<C> {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        req.lease = recipes::session_lease(&self.shared, req.lease).await?;
         let prefix = recipes::prefix(&req.name);
         let key = participant_key(&prefix, req.lease);
         let entered = txn(

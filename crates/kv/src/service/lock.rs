@@ -32,7 +32,8 @@ impl<C> LockService<C> {
 #[tonic::async_trait]
 impl<C: Consensus> Lock for LockService<C> {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        req.lease = recipes::session_lease(&self.shared, req.lease).await?;
         let prefix = recipes::prefix(&req.name);
         let key = participant_key(&prefix, req.lease);
         let owner = by_creation(&prefix, SortOrder::Ascend, 0);

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use rand::Rng;
 
 use super::Shared;
 use crate::consensus::Consensus;
@@ -18,8 +19,8 @@ use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::response_op::Response as OpResponse;
 use crate::proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseOp, TxnRequest,
-    TxnResponse,
+    Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp,
+    ResponseOp, TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb::KeyValue;
 
@@ -83,6 +84,32 @@ pub(crate) fn by_creation(
         sort_target: SortTarget::Create as i32,
         max_create_revision,
         ..Default::default()
+    }
+}
+
+/// The TTL of a lease granted for a caller that named none (etcd's
+/// `concurrency` sessions: `defaultSessionTTL`).
+const SESSION_TTL_SECONDS: i64 = 60;
+
+/// The caller's lease, or, for lease 0, a new one granted for it with
+/// etcd's session TTL, which nobody keeps alive (as in etcd's servers,
+/// which orphan the session).
+pub(crate) async fn session_lease<C: Consensus>(
+    shared: &Shared<C>,
+    lease: i64,
+) -> Result<i64, KvError> {
+    if lease != 0 {
+        return Ok(lease);
+    }
+    // The proposer picks the ID so that apply stays deterministic.
+    let id = rand::rng().random_range(1..i64::MAX);
+    let grant = LeaseGrantRequest {
+        ttl: SESSION_TTL_SECONDS.max(shared.config.lease_ttl_min_seconds),
+        id,
+    };
+    match shared.propose(Op::LeaseGrant(grant)).await?.1 {
+        Outcome::LeaseGrant(_) => Ok(id),
+        _ => Err(super::mismatch("lease grant")),
     }
 }
 
