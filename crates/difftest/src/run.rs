@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use keel_kv::proto::etcdserverpb::RangeRequest;
 
 use crate::generate::{Generator, View};
-use crate::intentional::intentional;
+use crate::intentional::{instead_of_reference, intentional};
 use crate::op::{Op, shorten};
 use crate::reply::Reply;
 use crate::target::Target;
@@ -102,10 +102,24 @@ pub async fn run(etcd: &Target, keel: &Target, config: RunConfig) -> Summary {
         if op.is_write() {
             last_writer = member;
         }
+        summary.requests += 1;
+        if let Some((expected, reason)) = instead_of_reference(&op) {
+            let ours = keel.call(member, &op).await.normalized();
+            let intended = (ours == expected).then_some(reason);
+            summary.divergences.push(Divergence {
+                seed: config.seed,
+                index: Some(index),
+                op,
+                member,
+                etcd: expected,
+                keel: ours,
+                intended,
+            });
+            continue;
+        }
         let theirs = etcd.call(0, &op).await;
         let ours = keel.call(member, &op).await;
         observe(&mut view, &op, &theirs);
-        summary.requests += 1;
         if let Some(d) = compare(config.seed, Some(index), op, member, theirs, ours) {
             summary.divergences.push(d);
         }
