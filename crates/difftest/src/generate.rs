@@ -95,7 +95,9 @@ impl Generator {
         }
     }
 
-    /// A key from a three-letter alphabet, sometimes empty or unusual.
+    /// One of ten keys (three letters, four pairs, three unusual ones),
+    /// sometimes the empty key. At most 12 keys exist, so that etcd's
+    /// sort keeps ties in key order (see docs/etcd-compatibility.md).
     fn key(&mut self) -> Bytes {
         let roll = self.rng.random_range(0..100);
         match roll {
@@ -103,13 +105,11 @@ impl Generator {
             2..4 => Bytes::from_static(b"\0"),
             4..6 => Bytes::from_static(b"\xff"),
             6..8 => Bytes::from_static(b"a\0"),
-            _ => {
-                let len = if roll < 60 { 1 } else { 2 };
-                (0..len)
-                    .map(|_| *[b'a', b'b', b'c'].choose(&mut self.rng).unwrap_or(&b'a'))
-                    .collect::<Vec<u8>>()
-                    .into()
-            }
+            8..60 => vec![*b"abc".choose(&mut self.rng).unwrap_or(&b'a')].into(),
+            _ => (0..2)
+                .map(|_| *b"ab".choose(&mut self.rng).unwrap_or(&b'a'))
+                .collect::<Vec<u8>>()
+                .into(),
         }
     }
 

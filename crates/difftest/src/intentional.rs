@@ -16,6 +16,11 @@ pub const INVALID_SORT: &str = "an out-of-range sort order or target is refused 
 pub const MAINTENANCE_HEADER: &str = "Keel fills the response header of Alarm and Defragment; \
      etcd 3.4 leaves it out (3.5 fills Alarm's)";
 
+/// A request past the gRPC receive limit is refused by the gRPC library
+/// before Keel or etcd sees it, each library with its own code and text.
+pub const TRANSPORT_TOO_LARGE: &str = "a message past the 2 MiB gRPC receive limit is refused by the \
+     gRPC library: grpc-go says ResourceExhausted, tonic OutOfRange, in their own words";
+
 /// A request etcd 3.4 must not be sent (it would crash, or it answers in a
 /// way Keel deliberately does not copy), with the reply Keel owes instead
 /// and why.
@@ -55,6 +60,20 @@ pub fn intentional(op: &Op, etcd: &Reply, keel: &Reply) -> Option<&'static str> 
             if theirs.header.is_none() =>
         {
             (*theirs == DefragmentResponse { header: None }).then_some(MAINTENANCE_HEADER)
+        }
+        (
+            _,
+            Reply::Error { code, message },
+            Reply::Error {
+                code: ours,
+                message: text,
+            },
+        ) if code == "ResourceExhausted"
+            && message.starts_with("grpc: received message larger than max")
+            && ours == "OutOfRange"
+            && text.starts_with("Error, decoded message length too large") =>
+        {
+            Some(TRANSPORT_TOO_LARGE)
         }
         _ => None,
     }

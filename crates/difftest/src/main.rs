@@ -31,6 +31,9 @@ struct Args {
     /// Divergences to print per seed.
     #[arg(long, default_value_t = 5)]
     show: usize,
+    /// Print every request and both replies to stderr.
+    #[arg(long)]
+    trace: bool,
     /// An etcd endpoint to use instead of starting one.
     #[arg(long, requires = "keel")]
     etcd: Option<String>,
@@ -63,6 +66,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             seed,
             requests: args.requests,
             time_max: left,
+            trace: args.trace,
         };
         let summary = run_seed(&args, config).await?;
         report(&summary, seed, args.show);

@@ -18,6 +18,8 @@ pub struct RunConfig {
     pub requests: usize,
     /// Stop early once this much time has passed.
     pub time_max: Duration,
+    /// Print every request and both replies to stderr.
+    pub trace: bool,
 }
 
 /// Two replies to one request that differ after normalization.
@@ -120,6 +122,14 @@ pub async fn run(etcd: &Target, keel: &Target, config: RunConfig) -> Summary {
         let theirs = etcd.call(0, &op).await;
         let ours = keel.call(member, &op).await;
         observe(&mut view, &op, &theirs);
+        if config.trace {
+            eprintln!(
+                "#{index} -> member {member}: {}\n  etcd: {}\n  keel: {}",
+                op.summary(),
+                shorten(&format!("{theirs:?}"), 2000),
+                shorten(&format!("{ours:?}"), 2000)
+            );
+        }
         if let Some(d) = compare(config.seed, Some(index), op, member, theirs, ours) {
             summary.divergences.push(d);
         }
