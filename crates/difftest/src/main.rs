@@ -135,6 +135,11 @@ fn report(summary: &Summary, seed: u64, show: usize) {
     for d in summary.unexpected().take(show) {
         println!("{d}");
     }
+    if let Some(index) = summary.lost_at {
+        println!(
+            "seed {seed}: a system stopped answering at request {index}; the seed ended there"
+        );
+    }
     let unexpected = summary.unexpected().count();
     println!(
         "seed {seed}: {} requests in {:.1?}: {unexpected} unexpected divergences, {} intended",

@@ -59,6 +59,18 @@ impl Reply {
         }
     }
 
+    /// Whether the call never reached a server that answered: the process
+    /// is gone or the connection broke (tonic's own messages).
+    pub fn is_transport_failure(&self) -> bool {
+        match self {
+            Reply::Error { code, message } => {
+                (code == "Unavailable" && message.contains("connect"))
+                    || (code == "Unknown" && message == "transport error")
+            }
+            _ => false,
+        }
+    }
+
     /// The header revision, if the reply carries one.
     pub fn revision(&self) -> Option<i64> {
         let header = match self {

@@ -70,6 +70,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Every divergence, intended ones included, in order.
     pub divergences: Vec<Divergence>,
+    /// The request at which a system stopped answering, if one did.
+    pub lost_at: Option<usize>,
 }
 
 impl Summary {
@@ -130,8 +132,15 @@ pub async fn run(etcd: &Target, keel: &Target, config: RunConfig) -> Summary {
                 shorten(&format!("{ours:?}"), 2000)
             );
         }
+        let lost = theirs.is_transport_failure() || ours.is_transport_failure();
         if let Some(d) = compare(config.seed, Some(index), op, member, theirs, ours) {
             summary.divergences.push(d);
+        }
+        if lost {
+            // A process died or stopped answering: every later reply
+            // would differ for that reason alone.
+            summary.lost_at = Some(index);
+            break;
         }
     }
     final_checks(etcd, keel, config.seed, last_writer, &mut summary).await;
