@@ -96,16 +96,17 @@ impl Generator {
     }
 
     /// One of ten keys (three letters, four pairs, three unusual ones),
-    /// sometimes the empty key. At most 12 keys exist, so that etcd's
+    /// sometimes the empty key, rarely one past the request size limit. At most 12 keys exist, so that etcd's
     /// sort keeps ties in key order (see docs/etcd-compatibility.md).
     fn key(&mut self) -> Bytes {
-        let roll = self.rng.random_range(0..100);
+        let roll = self.rng.random_range(0..1000);
         match roll {
-            0..2 => Bytes::new(),
-            2..4 => Bytes::from_static(b"\0"),
-            4..6 => Bytes::from_static(b"\xff"),
-            6..8 => Bytes::from_static(b"a\0"),
-            8..60 => vec![*b"abc".choose(&mut self.rng).unwrap_or(&b'a')].into(),
+            0 => Bytes::from(vec![b'k'; REQUEST_BYTES_MAX + 100 * 1024]),
+            1..20 => Bytes::new(),
+            20..40 => Bytes::from_static(b"\0"),
+            40..60 => Bytes::from_static(b"\xff"),
+            60..80 => Bytes::from_static(b"a\0"),
+            80..600 => vec![*b"abc".choose(&mut self.rng).unwrap_or(&b'a')].into(),
             _ => (0..2)
                 .map(|_| *b"ab".choose(&mut self.rng).unwrap_or(&b'a'))
                 .collect::<Vec<u8>>()
@@ -294,16 +295,18 @@ impl Generator {
         let ops = self.rng.random_range(0..4);
         (0..ops)
             .map(|_| {
-                let request = match self.rng.random_range(0..10) {
-                    0..3 => Request::RequestRange(self.range(view, false)),
-                    3..7 => Request::RequestPut(self.put()),
-                    7..9 => Request::RequestDeleteRange(self.delete_range()),
-                    _ if depth < TXN_DEPTH_MAX => Request::RequestTxn(self.txn(view, depth + 1)),
-                    _ => Request::RequestRange(self.range(view, false)),
+                let request = match self.rng.random_range(0..100) {
+                    // An operation with nothing in it.
+                    0 => None,
+                    1..30 => Some(Request::RequestRange(self.range(view, false))),
+                    30..70 => Some(Request::RequestPut(self.put())),
+                    70..90 => Some(Request::RequestDeleteRange(self.delete_range())),
+                    _ if depth < TXN_DEPTH_MAX => {
+                        Some(Request::RequestTxn(self.txn(view, depth + 1)))
+                    }
+                    _ => Some(Request::RequestRange(self.range(view, false))),
                 };
-                RequestOp {
-                    request: Some(request),
-                }
+                RequestOp { request }
             })
             .collect()
     }
