@@ -21,6 +21,12 @@ pub enum KvError {
     TooManyOps,
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
     #[error("etcdserver: lease already exists")]
@@ -89,6 +95,9 @@ impl KvError {
             | KvError::KeyNotFound
             | KvError::TooManyOps
             | KvError::DuplicateKey
+            | KvError::ValueProvided
+            | KvError::LeaseProvided
+            | KvError::InvalidSortOption
             | KvError::InvalidRequest(_) => Code::InvalidArgument,
             KvError::LeaseNotFound | KvError::MemberNotFound => Code::NotFound,
             KvError::RequestTooLarge => Code::InvalidArgument,

@@ -31,7 +31,7 @@ impl<C: Consensus> Kv for KvService<C> {
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
         let req = request.into_inner();
-        validate::key_present(&req.key)?;
+        validate::range(&req)?;
         if !req.serializable {
             self.shared.consensus.read_barrier().await?;
         }
