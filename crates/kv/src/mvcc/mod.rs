@@ -37,11 +37,17 @@ use crate::proto::etcdserverpb::Member;
 use tables::{KV, LEASES, MEMBERS, META, meta_keys};
 
 /// What the store holds in memory, rebuilt from redb on open.
+/// The compacted revision of a store never compacted: etcd's, which clients
+/// see in HashKV, and below which a compaction at revision 0 still is one.
+pub const NEVER_COMPACTED: i64 = -1;
+
 #[derive(Default, Debug)]
 pub(crate) struct State {
     pub index: KeyIndex,
     /// Invariant: `compacted_revision <= current_revision`.
     pub current_revision: i64,
+    /// The revision of the last compaction, [`NEVER_COMPACTED`] before the
+    /// first.
     pub compacted_revision: i64,
     /// The last Raft index whose effects are in the store.
     pub applied_index: u64,
@@ -169,7 +175,11 @@ fn load_state(db: &Database) -> Result<State, KvError> {
     // etcd's revisions start at 1: an empty store is at revision 1 and its
     // first write makes revision 2. Clients see these numbers, so match.
     state.current_revision = (meta_get(meta_keys::CURRENT_REVISION)? as i64).max(1);
-    state.compacted_revision = meta_get(meta_keys::COMPACTED_REVISION)? as i64;
+    // Stored as the bits of an i64, so that "never" (-1) survives.
+    state.compacted_revision = meta
+        .get(meta_keys::COMPACTED_REVISION)
+        .map_err(KvError::storage)?
+        .map_or(NEVER_COMPACTED, |v| v.value() as i64);
 
     let leases = txn.open_table(LEASES).map_err(KvError::storage)?;
     for row in leases.iter().map_err(KvError::storage)? {

@@ -187,7 +187,8 @@ impl Store {
         if at > state.current_revision {
             return Err(KvError::FutureRevision);
         }
-        if at < state.compacted_revision {
+        // etcd refuses the compacted revision itself here, unlike a range.
+        if revision > 0 && at <= state.compacted_revision {
             return Err(KvError::Compacted);
         }
         let txn = self.db.begin_read().map_err(KvError::storage)?;
