@@ -10,9 +10,18 @@ use crate::error::KvError;
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::response_op::Response;
-use crate::proto::etcdserverpb::{Compare, RequestOp, ResponseOp, TxnRequest, TxnResponse};
+use crate::proto::etcdserverpb::{
+    Compare, RangeRequest, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+};
 use crate::proto::mvccpb::KeyValue;
 use crate::rejection::Rejection;
+
+/// The two rounds of checks before a txn writes, in etcd's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Puts,
+    Ranges,
+}
 
 /// Which branch each txn takes, outermost first, then nested txns in the
 /// order they appear in the branches taken (etcd's "txn path").
@@ -24,8 +33,12 @@ impl Writer<'_, '_> {
     pub fn check_txn(&self, req: &TxnRequest) -> Result<TxnPath, ApplyError> {
         let mut path = Vec::new();
         self.txn_path(req, &mut path)?;
-        let mut at = 0;
-        self.check_branch(req, &path, &mut at)?;
+        // etcd checks every put on the path first, then every range, so a
+        // txn with both kinds of fault gets the put's.
+        for pass in [Pass::Puts, Pass::Ranges] {
+            let mut at = 0;
+            self.check_branch(req, &path, &mut at, pass)?;
+        }
         Ok(TxnPath(path))
     }
 
@@ -51,29 +64,50 @@ impl Writer<'_, '_> {
         req: &TxnRequest,
         path: &[bool],
         at: &mut usize,
+        pass: Pass,
     ) -> Result<(), ApplyError> {
         let ops = branch(req, path[*at]);
         *at += 1;
         for op in ops {
-            match &op.request {
-                Some(Request::RequestPut(put)) => self.check_put(put)?,
-                Some(Request::RequestRange(range)) => {
-                    read::check_range(self.state, range, self.state.current_revision)?;
-                }
-                Some(Request::RequestDeleteRange(delete)) if delete.key.is_empty() => {
+            match (&op.request, pass) {
+                (Some(Request::RequestPut(put)), Pass::Puts) => self.check_put(put)?,
+                (Some(Request::RequestDeleteRange(delete)), Pass::Puts)
+                    if delete.key.is_empty() =>
+                {
                     return Err(Rejection::EmptyKey.into());
                 }
-                Some(Request::RequestDeleteRange(_)) | None => {}
-                Some(Request::RequestTxn(nested)) => self.check_branch(nested, path, at)?,
+                (Some(Request::RequestRange(range)), Pass::Ranges) => self.check_range(range)?,
+                (Some(Request::RequestTxn(nested)), _) => {
+                    self.check_branch(nested, path, at, pass)?;
+                }
+                _ => {}
             }
         }
         Ok(())
     }
 
+    /// etcd's check of a range inside a txn, against the state before the
+    /// txn. Unlike a lone range, a negative revision does not mean "the
+    /// current one" here: it is compacted once it is below the compacted
+    /// revision.
+    fn check_range(&self, range: &RangeRequest) -> Result<(), Rejection> {
+        if range.key.is_empty() {
+            return Err(Rejection::EmptyKey);
+        }
+        match range.revision {
+            0 => Ok(()),
+            rev if rev > self.state.current_revision => Err(Rejection::FutureRevision),
+            rev if rev < self.state.compacted_revision => Err(Rejection::Compacted),
+            _ => Ok(()),
+        }
+    }
+
     /// Runs a txn that [`Writer::check_txn`] accepted, along its path.
     pub fn run_txn(&mut self, req: &TxnRequest, path: &TxnPath) -> Result<TxnResponse, ApplyError> {
         let mut at = 0;
-        self.run_branch(req, &path.0, &mut at)
+        let mut resp = self.run_branch(req, &path.0, &mut at)?;
+        resp.header = self.header();
+        Ok(resp)
     }
 
     fn run_branch(
@@ -113,8 +147,10 @@ impl Writer<'_, '_> {
                 response: Some(response),
             });
         }
+        // etcd gives a nested txn's response an empty header; the caller
+        // fills the outermost one.
         Ok(TxnResponse {
-            header: self.header(),
+            header: Some(ResponseHeader::default()),
             succeeded,
             responses,
         })

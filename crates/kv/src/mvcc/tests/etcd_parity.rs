@@ -1,19 +1,90 @@
 //! Answers that differed from etcd 3.4's until `keel-difftest` found them;
 //! each test pins etcd's answer.
 
+use bytes::Bytes;
 
 use super::Harness;
 use crate::error::KvError;
 use crate::mvcc::{EntryPayload, Store};
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
+use crate::proto::etcdserverpb::request_op::Request;
+use crate::proto::etcdserverpb::response_op::Response;
 use crate::proto::etcdserverpb::*;
+
+fn range_op(key: &str, revision: i64) -> RequestOp {
+    RequestOp {
+        request: Some(Request::RequestRange(RangeRequest {
+            key: Bytes::from(key.to_owned()),
+            revision,
+            ..Default::default()
+        })),
+    }
+}
+
+fn txn(success: Vec<RequestOp>) -> Op {
+    Op::Txn(TxnRequest {
+        success,
+        ..Default::default()
+    })
+}
 
 fn compact(h: &mut Harness, revision: i64) -> Result<Outcome, KvError> {
     h.run(Op::Compaction(CompactionRequest {
         revision,
         physical: false,
     }))
+}
+
+#[test]
+fn a_txn_checks_every_put_before_any_range() {
+    let mut h = Harness::new();
+    let put_with_missing_lease = RequestOp {
+        request: Some(Request::RequestPut(PutRequest {
+            key: "a".into(),
+            lease: 99,
+            ..Default::default()
+        })),
+    };
+    let err = h
+        .run(txn(vec![range_op("a", 50), put_with_missing_lease]))
+        .unwrap_err();
+    assert!(matches!(err, KvError::LeaseNotFound), "{err:?}");
+}
+
+#[test]
+fn a_negative_range_revision_in_a_txn_is_compacted_once_below_the_compacted_revision() {
+    let mut h = Harness::new();
+    h.put("a", "1");
+    assert!(matches!(
+        h.run(txn(vec![range_op("a", -1)])),
+        Ok(Outcome::Txn(_))
+    ));
+    h.put("a", "2");
+    compact(&mut h, 2).unwrap();
+    let err = h.run(txn(vec![range_op("a", -1)])).unwrap_err();
+    assert!(matches!(err, KvError::Compacted), "{err:?}");
+    // Alone, a negative revision means the current one.
+    assert_eq!(h.get("a", "", -1).unwrap().kvs[0].value, "2");
+}
+
+#[test]
+fn a_nested_txn_response_has_an_empty_header() {
+    let mut h = Harness::new();
+    let nested = RequestOp {
+        request: Some(Request::RequestTxn(TxnRequest {
+            success: vec![range_op("a", 0)],
+            ..Default::default()
+        })),
+    };
+    let Ok(Outcome::Txn(resp)) = h.run(txn(vec![nested])) else {
+        panic!("the txn runs");
+    };
+    assert_eq!(resp.header.map(|h| h.revision), Some(1));
+    let Some(Response::ResponseTxn(inner)) = &resp.responses[0].response else {
+        panic!("a nested txn answers with a txn response");
+    };
+    assert_eq!(inner.header, Some(ResponseHeader::default()));
 }
 
 #[test]
