@@ -115,9 +115,11 @@ where
     let key_order = matches!(order, SortOrder::None)
         || (matches!(order, SortOrder::Ascend) && matches!(target, SortTarget::Key));
     let limit = usize::try_from(req.limit).unwrap_or(0);
-    // In key order the scan can stop one past the limit; any other order
-    // must see every match before it can cut.
-    let fetch_max = if key_order && limit > 0 {
+    // etcd reads every match only when the request names an order or a
+    // revision filter; otherwise it reads one past the limit in key order,
+    // and a target named without an order sorts just those.
+    let read_all = req.sort_order != SortOrder::None as i32 || has_filters(req);
+    let fetch_max = if !read_all && limit > 0 {
         limit + 1
     } else {
         usize::MAX
@@ -128,14 +130,10 @@ where
         if kvs.len() >= fetch_max {
             break;
         }
-        let mut kv = kv_at(table, rev)?;
-        if !passes_filters(req, &kv) {
-            continue;
+        let kv = kv_at(table, rev)?;
+        if passes_filters(req, &kv) {
+            kvs.push(kv);
         }
-        if req.keys_only {
-            kv.value = Default::default();
-        }
-        kvs.push(kv);
     }
     if !key_order {
         sort(&mut kvs, target, order);
@@ -143,6 +141,12 @@ where
     let more = limit > 0 && kvs.len() > limit;
     if more {
         kvs.truncate(limit);
+    }
+    // After sorting: a sort by value sorts by the values left out.
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value = Default::default();
+        }
     }
     Ok(RangeResponse {
         header,
@@ -152,6 +156,13 @@ where
     })
 }
 
+fn has_filters(req: &RangeRequest) -> bool {
+    req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0
+}
+
 fn passes_filters(req: &RangeRequest, kv: &KeyValue) -> bool {
     (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
         && (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
@@ -159,17 +170,24 @@ fn passes_filters(req: &RangeRequest, kv: &KeyValue) -> bool {
         && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
 }
 
+/// A stable sort over key-ordered input, so ties stay in key order in
+/// both directions (as etcd's sort does for up to 12 results; past that its
+/// order of ties is unspecified, see docs/etcd-compatibility.md).
 fn sort(kvs: &mut [KeyValue], target: SortTarget, order: SortOrder) {
-    // Stable sort over key-ordered input, so ties stay in key order.
-    match target {
-        SortTarget::Key => kvs.sort_by(|a, b| a.key.cmp(&b.key)),
-        SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
-        SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
-        SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
-        SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
-    }
+    use std::cmp::Ordering;
+    let by = |a: &KeyValue, b: &KeyValue| -> Ordering {
+        match target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        }
+    };
     if matches!(order, SortOrder::Descend) {
-        kvs.reverse();
+        kvs.sort_by(|a, b| by(b, a));
+    } else {
+        kvs.sort_by(by);
     }
 }
 

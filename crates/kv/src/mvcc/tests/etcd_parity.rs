@@ -3,11 +3,12 @@
 
 use bytes::Bytes;
 
-use super::Harness;
+use super::{Harness, keys};
 use crate::error::KvError;
 use crate::mvcc::{EntryPayload, Store};
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
+use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::response_op::Response;
 use crate::proto::etcdserverpb::*;
@@ -34,6 +35,10 @@ fn compact(h: &mut Harness, revision: i64) -> Result<Outcome, KvError> {
         revision,
         physical: false,
     }))
+}
+
+fn sorted(h: &Harness, req: RangeRequest) -> Vec<String> {
+    keys(&h.store.range(&req).unwrap())
 }
 
 #[test]
@@ -121,4 +126,66 @@ fn hash_kv_refuses_the_compacted_revision_itself() {
     assert_eq!(h.store.hash_kv(3).unwrap().1, 2);
     // A range may still read at the compacted revision.
     assert!(h.get("a", "", 2).is_ok());
+}
+
+#[test]
+fn keys_only_sorts_by_the_values_it_leaves_out() {
+    let mut h = Harness::new();
+    h.put("a", "2");
+    h.put("b", "1");
+    let req = RangeRequest {
+        key: "a".into(),
+        range_end: "c".into(),
+        sort_target: SortTarget::Value as i32,
+        keys_only: true,
+        ..Default::default()
+    };
+    assert_eq!(sorted(&h, req), ["b", "a"]);
+}
+
+#[test]
+fn a_descending_sort_keeps_ties_in_key_order() {
+    let mut h = Harness::new();
+    h.put("a", "x");
+    h.put("b", "x");
+    h.put("c", "x");
+    h.put("c", "y");
+    let req = RangeRequest {
+        key: "a".into(),
+        range_end: "d".into(),
+        sort_order: SortOrder::Descend as i32,
+        sort_target: SortTarget::Version as i32,
+        ..Default::default()
+    };
+    assert_eq!(sorted(&h, req), ["c", "a", "b"]);
+}
+
+#[test]
+fn a_target_without_an_order_sorts_only_the_first_limit_plus_one_keys() {
+    let mut h = Harness::new();
+    h.put("a", "x");
+    h.put("a", "y");
+    h.put("b", "x");
+    h.put("c", "x");
+    let mut req = RangeRequest {
+        key: "a".into(),
+        range_end: "d".into(),
+        limit: 1,
+        sort_target: SortTarget::Version as i32,
+        ..Default::default()
+    };
+    // etcd reads a and b, sorts them by version (b, a) and keeps one.
+    assert_eq!(sorted(&h, req.clone()), ["b"]);
+    // Naming the order makes it read every key first.
+    req.sort_order = SortOrder::Ascend as i32;
+    assert_eq!(sorted(&h, req), ["b"]);
+    let descending = RangeRequest {
+        key: "a".into(),
+        range_end: "d".into(),
+        limit: 1,
+        sort_order: SortOrder::Descend as i32,
+        sort_target: SortTarget::Key as i32,
+        ..Default::default()
+    };
+    assert_eq!(sorted(&h, descending), ["c"]);
 }
