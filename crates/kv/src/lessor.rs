@@ -24,7 +24,24 @@ const REVOKE_RETRY: Duration = Duration::from_secs(2);
 struct Deadlines {
     /// The term in which we became the leader whose deadlines these are.
     leading_term: Option<u64>,
-    by_lease: HashMap<i64, Instant>,
+    by_lease: HashMap<i64, Deadline>,
+}
+
+/// When one grant of a lease expires. A lease revoked and granted again
+/// under its ID is another grant, with a deadline of its own.
+#[derive(Clone, Copy, Debug)]
+struct Deadline {
+    granted_index: u64,
+    at: Instant,
+}
+
+impl Deadline {
+    fn of(lease: &LeaseState, now: Instant) -> Deadline {
+        Deadline {
+            granted_index: lease.granted_index,
+            at: now + ttl(lease.ttl_seconds),
+        }
+    }
 }
 
 /// The leader's lease deadlines.
@@ -53,33 +70,42 @@ impl Lessor {
             d.leading_term = Some(term);
             d.by_lease.clear();
         }
-        d.by_lease.retain(|id, _| leases.contains_key(id));
+        d.by_lease.retain(|id, deadline| {
+            leases
+                .get(id)
+                .is_some_and(|lease| lease.granted_index == deadline.granted_index)
+        });
         for (id, lease) in leases {
             d.by_lease
                 .entry(*id)
-                .or_insert_with(|| now + ttl(lease.ttl_seconds));
+                .or_insert_with(|| Deadline::of(lease, now));
         }
         let mut expired = Vec::new();
         for (id, deadline) in d.by_lease.iter_mut() {
-            if *deadline <= now {
+            if deadline.at <= now {
                 expired.push(*id);
-                *deadline = now + REVOKE_RETRY;
+                deadline.at = now + REVOKE_RETRY;
             }
         }
         expired.sort_unstable();
         expired
     }
 
-    /// Renews a lease for its full TTL. Only meaningful on the leader.
-    pub fn renew(&self, id: i64, ttl_seconds: i64, now: Instant) {
+    /// Renews lease `id` for its full TTL. Only meaningful on the leader.
+    pub fn renew(&self, id: i64, lease: &LeaseState, now: Instant) {
         let mut d = self.deadlines.lock().expect("lessor lock poisoned");
-        d.by_lease.insert(id, now + ttl(ttl_seconds));
+        d.by_lease.insert(id, Deadline::of(lease, now));
     }
 
-    /// Seconds left on a lease, rounded up, if this leader tracks it.
-    pub fn remaining_seconds(&self, id: i64, now: Instant) -> Option<i64> {
+    /// Seconds left on lease `id`, rounded up, if this leader tracks this
+    /// grant of it.
+    pub fn remaining_seconds(&self, id: i64, lease: &LeaseState, now: Instant) -> Option<i64> {
         let d = self.deadlines.lock().expect("lessor lock poisoned");
-        let left = d.by_lease.get(&id)?.saturating_duration_since(now);
+        let deadline = d.by_lease.get(&id)?;
+        if deadline.granted_index != lease.granted_index {
+            return None;
+        }
+        let left = deadline.at.saturating_duration_since(now);
         Some(left.as_millis().div_ceil(1000) as i64)
     }
 }
@@ -92,6 +118,7 @@ fn ttl(seconds: i64) -> Duration {
 mod tests {
     use super::*;
 
+    /// Leases `(id, ttl)`, each granted at index `id`.
     fn leases(ids: &[(i64, i64)]) -> BTreeMap<i64, LeaseState> {
         ids.iter()
             .map(|&(id, ttl)| {
@@ -100,6 +127,7 @@ mod tests {
                     LeaseState {
                         ttl_seconds: ttl,
                         keys: Default::default(),
+                        granted_index: id as u64,
                     },
                 )
             })
@@ -112,14 +140,36 @@ mod tests {
         let t0 = Instant::now();
         let all = leases(&[(1, 5), (2, 5)]);
         assert!(lessor.tick(Some(3), &all, t0).is_empty());
-        lessor.renew(2, 5, t0 + Duration::from_secs(4));
+        lessor.renew(2, &all[&2], t0 + Duration::from_secs(4));
         assert_eq!(
             lessor.tick(Some(3), &all, t0 + Duration::from_secs(5)),
             vec![1]
         );
         assert_eq!(
-            lessor.remaining_seconds(2, t0 + Duration::from_secs(5)),
+            lessor.remaining_seconds(2, &all[&2], t0 + Duration::from_secs(5)),
             Some(4)
+        );
+    }
+
+    #[test]
+    fn a_lease_granted_again_under_its_id_gets_a_deadline_of_its_own() {
+        let lessor = Lessor::default();
+        let t0 = Instant::now();
+        let first = leases(&[(7, 1_000_000)]);
+        lessor.tick(Some(1), &first, t0);
+        // Revoked and granted again (a later entry) between two ticks.
+        let mut again = first.clone();
+        if let Some(lease) = again.get_mut(&7) {
+            lease.ttl_seconds = 60;
+            lease.granted_index = 99;
+        }
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(lessor.remaining_seconds(7, &again[&7], later), None);
+        lessor.tick(Some(1), &again, later);
+        assert_eq!(lessor.remaining_seconds(7, &again[&7], later), Some(60));
+        assert_eq!(
+            lessor.tick(Some(1), &again, later + Duration::from_secs(60)),
+            vec![7]
         );
     }
 

@@ -116,7 +116,7 @@ impl Store {
                     EntryPayload::Command(bytes) => {
                         let applied_command = match refused.get(&index) {
                             Some(&rejection) => refusal(state, rejection),
-                            None => match apply_command(state, &mut tables, bytes)? {
+                            None => match apply_command(state, &mut tables, index, bytes)? {
                                 Ok(done) => done,
                                 Err(rejection) => {
                                     return Ok(Attempt::Aborted { index, rejection });
@@ -167,12 +167,13 @@ pub(crate) fn write_meta(
     Ok(())
 }
 
-/// Applies one command's bytes. The outer `Err` is this replica's failure;
-/// the inner one a refusal found after the command began writing, which
-/// the caller answers by dropping the batch.
+/// Applies one command's bytes, the entry at `index`. The outer `Err` is
+/// this replica's failure; the inner one a refusal found after the command
+/// began writing, which the caller answers by dropping the batch.
 fn apply_command(
     state: &mut State,
     tables: &mut Tables<'_>,
+    index: u64,
     bytes: &[u8],
 ) -> Result<Result<(CommandResult, Vec<Event>), Rejection>, KvError> {
     let Ok(command) = Command::decode(bytes) else {
@@ -182,7 +183,7 @@ fn apply_command(
     let Some(op) = command.op else {
         return Ok(Ok(refusal(state, Rejection::UnsupportedCommand)));
     };
-    let mut writer = Writer::new(state, tables);
+    let mut writer = Writer::new(state, tables, index);
     let checked = match op::check(&writer, op) {
         Ok(checked) => checked,
         Err(ApplyError::Rejected(rejection)) => return Ok(Ok(refusal(state, rejection))),

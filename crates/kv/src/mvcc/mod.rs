@@ -62,6 +62,10 @@ pub(crate) struct State {
 pub struct LeaseState {
     pub ttl_seconds: i64,
     pub keys: BTreeSet<Bytes>,
+    /// The Raft index of the entry that granted the lease: a lease revoked
+    /// and granted again under its ID is another lease, and a leader's
+    /// deadline belongs to one grant.
+    pub granted_index: u64,
 }
 
 /// The persistent MVCC key-value store.
@@ -190,6 +194,7 @@ fn load_state(db: &Database) -> Result<State, KvError> {
             LeaseState {
                 ttl_seconds: record.ttl_seconds,
                 keys: BTreeSet::new(),
+                granted_index: record.granted_index,
             },
         );
     }

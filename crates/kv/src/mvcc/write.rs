@@ -33,6 +33,8 @@ pub(crate) struct Tables<'t> {
 pub(crate) struct Writer<'s, 't> {
     pub state: &'s mut State,
     pub tables: &'s mut Tables<'t>,
+    /// The Raft index of the entry being applied.
+    index: u64,
     /// The revision this entry's writes get, if it writes anything.
     main: i64,
     /// The next sub-revision; `0` means nothing written yet.
@@ -41,11 +43,12 @@ pub(crate) struct Writer<'s, 't> {
 }
 
 impl<'s, 't> Writer<'s, 't> {
-    pub fn new(state: &'s mut State, tables: &'s mut Tables<'t>) -> Writer<'s, 't> {
+    pub fn new(state: &'s mut State, tables: &'s mut Tables<'t>, index: u64) -> Writer<'s, 't> {
         let main = state.current_revision + 1;
         Writer {
             state,
             tables,
+            index,
             main,
             sub: 0,
             events: Vec::new(),
@@ -234,7 +237,11 @@ impl<'s, 't> Writer<'s, 't> {
 
     /// Grants a lease whose ID `op::check` found free.
     pub fn lease_grant(&mut self, id: i64, ttl_seconds: i64) -> Result<(), KvError> {
-        let record = LeaseRecord { id, ttl_seconds };
+        let record = LeaseRecord {
+            id,
+            ttl_seconds,
+            granted_index: self.index,
+        };
         self.tables
             .leases
             .insert(id, record.encode_to_vec().as_slice())
@@ -244,6 +251,7 @@ impl<'s, 't> Writer<'s, 't> {
             LeaseState {
                 ttl_seconds,
                 keys: Default::default(),
+                granted_index: self.index,
             },
         );
         Ok(())

@@ -73,7 +73,7 @@ impl<C: Consensus> Shared<C> {
         self.consensus.read_barrier().await?;
         let ttl = match self.sm.store().lease(id) {
             Some(lease) => {
-                self.lessor.renew(id, lease.ttl_seconds, Instant::now());
+                self.lessor.renew(id, &lease, Instant::now());
                 lease.ttl_seconds
             }
             None => 0,
@@ -167,7 +167,7 @@ impl<C: Consensus> Lease for LeaseService<C> {
         let ttl = self
             .shared
             .lessor
-            .remaining_seconds(req.id, Instant::now())
+            .remaining_seconds(req.id, &lease, Instant::now())
             .unwrap_or(lease.ttl_seconds);
         Ok(Response::new(LeaseTimeToLiveResponse {
             header,
