@@ -34,7 +34,7 @@ pub(crate) fn check(w: &Writer<'_, '_>, op: Op) -> Result<Checked, ApplyError> {
     let refuse = |r: Rejection| Err(ApplyError::Rejected(r));
     Ok(match op {
         Op::Put(req) => {
-            w.check_put(&req)?;
+            w.check_lone_put(&req)?;
             Checked::Put(req)
         }
         Op::DeleteRange(req) if req.key.is_empty() => return refuse(Rejection::EmptyKey),

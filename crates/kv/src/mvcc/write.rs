@@ -119,6 +119,19 @@ impl<'s, 't> Writer<'s, 't> {
         Ok(())
     }
 
+    /// A put outside a txn: etcd looks up its lease before its key (inside
+    /// a txn, the other way round), so a put with both faults gets the
+    /// lease's error.
+    pub fn check_lone_put(&self, req: &PutRequest) -> Result<(), ApplyError> {
+        if req.key.is_empty() {
+            return Err(Rejection::EmptyKey.into());
+        }
+        if !req.ignore_lease && req.lease != 0 && !self.state.leases.contains_key(&req.lease) {
+            return Err(Rejection::LeaseNotFound.into());
+        }
+        self.check_put(req)
+    }
+
     /// A put that [`Writer::check_put`] accepted. A txn may still have
     /// deleted the key it keeps the value or lease of: that is refused.
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse, ApplyError> {

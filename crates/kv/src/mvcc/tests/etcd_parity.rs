@@ -189,3 +189,22 @@ fn a_target_without_an_order_sorts_only_the_first_limit_plus_one_keys() {
     };
     assert_eq!(sorted(&h, descending), ["c"]);
 }
+
+#[test]
+fn a_lone_put_looks_up_its_lease_before_its_key_and_a_txn_the_other_way_round() {
+    let mut h = Harness::new();
+    let put = PutRequest {
+        key: "missing".into(),
+        lease: 42,
+        ignore_value: true,
+        ..Default::default()
+    };
+    let lone = h.run(Op::Put(put.clone())).unwrap_err();
+    assert!(matches!(lone, KvError::LeaseNotFound), "{lone:?}");
+    let in_txn = h
+        .run(txn(vec![RequestOp {
+            request: Some(Request::RequestPut(put)),
+        }]))
+        .unwrap_err();
+    assert!(matches!(in_txn, KvError::KeyNotFound), "{in_txn:?}");
+}
