@@ -42,7 +42,7 @@ pub fn check_forwarded(command: &[u8], max_request_bytes: usize) -> Result<(), F
     let decoded = Command::decode(command)?;
     let op = decoded.op.as_ref().ok_or(ForwardRejected::Empty)?;
     validate::op(op)?;
-    validate::size(command.len(), max_request_bytes)?;
+    validate::size(op, command.len(), max_request_bytes)?;
     Ok(())
 }
 

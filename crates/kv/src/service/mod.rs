@@ -117,8 +117,8 @@ impl<C: Consensus> Shared<C> {
     /// Validates a command, proposes it and decodes its apply result.
     async fn propose(&self, op: Op) -> Result<(i64, Outcome), KvError> {
         validate::op(&op)?;
-        let command = encode(op);
-        validate::size(command.len(), self.config.max_request_bytes)?;
+        let command = encode(op.clone());
+        validate::size(&op, command.len(), self.config.max_request_bytes)?;
         let result = self.consensus.propose(command).await?;
         decode_result(&result)
     }

@@ -46,13 +46,27 @@ pub fn op(op: &Op) -> Result<(), KvError> {
     }
 }
 
-/// etcd's `--max-request-bytes`, on the encoded command.
-pub fn size(encoded_bytes: usize, max_request_bytes: usize) -> Result<(), KvError> {
-    if encoded_bytes > max_request_bytes {
+/// etcd's `--max-request-bytes`, on the encoded command. etcd serves a txn
+/// of ranges alone without proposing it, so the limit never applies to one
+/// there: nor here (the gRPC receive limit still bounds it).
+pub fn size(op: &Op, encoded_bytes: usize, max_request_bytes: usize) -> Result<(), KvError> {
+    if encoded_bytes > max_request_bytes && !is_read_only_txn(op) {
         Err(KvError::RequestTooLarge)
     } else {
         Ok(())
     }
+}
+
+/// etcd's read-only txn: every operation of both branches is a range (a
+/// nested txn counts as a write).
+fn is_read_only_txn(op: &Op) -> bool {
+    let Op::Txn(req) = op else {
+        return false;
+    };
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| matches!(op.request, Some(Request::RequestRange(_))))
 }
 
 fn member_id(id: u64) -> Result<(), KvError> {
@@ -333,6 +347,32 @@ mod tests {
             };
             assert!(matches!(range(&req), Err(KvError::InvalidSortOption)));
         }
+    }
+
+    #[test]
+    fn only_a_txn_of_ranges_alone_escapes_the_size_limit() {
+        let big = || RangeRequest {
+            key: "k".into(),
+            range_end: vec![b'z'; 64].into(),
+            ..Default::default()
+        };
+        let ranges = Op::Txn(TxnRequest {
+            success: vec![RequestOp {
+                request: Some(Request::RequestRange(big())),
+            }],
+            ..Default::default()
+        });
+        assert!(size(&ranges, 100, 10).is_ok());
+        let writes = Op::Txn(txn_of(vec![put_op("k")]));
+        assert!(matches!(
+            size(&writes, 100, 10),
+            Err(KvError::RequestTooLarge)
+        ));
+        let put = Op::Put(PutRequest {
+            key: "k".into(),
+            ..Default::default()
+        });
+        assert!(matches!(size(&put, 100, 10), Err(KvError::RequestTooLarge)));
     }
 
     #[test]
