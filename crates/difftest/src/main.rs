@@ -68,7 +68,16 @@ async fn main() -> anyhow::Result<ExitCode> {
             time_max: left,
             trace: args.trace,
         };
-        let summary = run_seed(&args, config).await?;
+        // On SIGINT or SIGTERM the seed's future is dropped, and with it
+        // the guards that kill the processes it started.
+        let summary = tokio::select! {
+            summary = run_seed(&args, config) => summary?,
+            signal = interrupted() => {
+                signal?;
+                eprintln!("interrupted: stopped etcd and Keel");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
         report(&summary, seed, args.show);
         requests += summary.requests;
         unexpected += summary.unexpected().count();
@@ -84,6 +93,17 @@ async fn main() -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn interrupted() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    tokio::select! {
+        ctrl_c = tokio::signal::ctrl_c() => ctrl_c.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
 
 /// Runs one seed against the given endpoints, or against systems started

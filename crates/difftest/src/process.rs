@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::target::Target;
+use keel_kv::proto::etcdserverpb::MemberListRequest;
+use keel_kv::proto::etcdserverpb::cluster_client::ClusterClient;
+use tonic::transport::Endpoint;
+
+use crate::target::{Target, TargetError};
 
 /// How long a system may take to serve its first linearizable read.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -161,7 +165,7 @@ pub async fn start_keel(keel_bin: &Path, dir: &Path, members: usize) -> Result<S
             endpoints,
             dir: dir.to_owned(),
         };
-        if system.wait_serving().await? {
+        if system.wait_serving().await? && system.wait_published(members).await? {
             return Ok(system);
         }
     }
@@ -177,6 +181,47 @@ impl System {
         let target = Target::new(&self.endpoints)?;
         for member in 0..target.member_count() {
             if !target.wait_serving(member, START_TIMEOUT).await {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether every member soon lists `members` members, each with its
+    /// client URLs: a follower relays lease calls to the leader's client
+    /// URL, which the leader publishes in the member registry only after
+    /// it starts serving.
+    async fn wait_published(&self, members: usize) -> Result<bool, StartError> {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if self.published(members).await? {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn published(&self, members: usize) -> Result<bool, StartError> {
+        for endpoint in &self.endpoints {
+            let channel = Endpoint::from_shared(endpoint.clone())
+                .map_err(|source| TargetError::Endpoint {
+                    endpoint: endpoint.clone(),
+                    source,
+                })?
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(2))
+                .connect_lazy();
+            let Ok(list) = ClusterClient::new(channel)
+                .member_list(MemberListRequest::default())
+                .await
+            else {
+                return Ok(false);
+            };
+            let list = list.into_inner().members;
+            if list.len() != members || list.iter().any(|m| m.client_ur_ls.is_empty()) {
                 return Ok(false);
             }
         }
