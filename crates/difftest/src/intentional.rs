@@ -4,6 +4,7 @@
 
 use keel_kv::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use keel_kv::proto::etcdserverpb::{AlarmResponse, DefragmentResponse};
+use prost::Message;
 
 use crate::op::Op;
 use crate::reply::Reply;
@@ -21,6 +22,10 @@ pub const MAINTENANCE_HEADER: &str = "Keel fills the response header of Alarm an
 pub const TRANSPORT_TOO_LARGE: &str = "a message past the 2 MiB gRPC receive limit is refused by the \
      gRPC library: grpc-go says ResourceExhausted, tonic OutOfRange, in their own words";
 
+/// The largest message both servers' gRPC layers accept: etcd's
+/// `--max-request-bytes` plus its 512 KiB allowance.
+const GRPC_RECEIVE_BYTES_MAX: usize = 2 * 1024 * 1024;
+
 /// A request etcd 3.4 must not be sent (it would crash, or it answers in a
 /// way Keel deliberately does not copy), with the reply Keel owes instead
 /// and why.
@@ -28,6 +33,11 @@ pub fn instead_of_reference(op: &Op) -> Option<(Reply, &'static str)> {
     let Op::Range(r) = op else {
         return None;
     };
+    // Past the gRPC limit the request never reaches etcd's code: it can be
+    // sent, and both refuse it in the transport.
+    if r.encoded_len() > GRPC_RECEIVE_BYTES_MAX {
+        return None;
+    }
     let valid =
         SortOrder::try_from(r.sort_order).is_ok() && SortTarget::try_from(r.sort_target).is_ok();
     if valid {
