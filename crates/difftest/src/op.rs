@@ -26,7 +26,7 @@ pub enum Op {
 
 impl Op {
     /// Whether the request goes through the Raft log on Keel (and so is
-    /// applied by a member before it answers).
+    /// applied by a member before it answers). Keel answers Alarm locally.
     pub fn is_write(&self) -> bool {
         matches!(
             self,
@@ -36,8 +36,18 @@ impl Op {
                 | Op::Compact(_)
                 | Op::LeaseGrant(_)
                 | Op::LeaseRevoke(_)
-                | Op::Alarm(_)
         )
+    }
+
+    /// Whether a member answers from its own applied state without a
+    /// read barrier, so that a member that lags behind the last write
+    /// would answer from an older state.
+    pub fn reads_locally(&self) -> bool {
+        match self {
+            Op::Range(r) => r.serializable,
+            Op::Status | Op::HashKv(_) | Op::Defragment | Op::Alarm(_) => true,
+            _ => false,
+        }
     }
 
     /// A one-line description that keeps large values readable.
@@ -57,17 +67,4 @@ pub fn shorten(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}… ({} more bytes)", &text[..end], text.len() - end)
-}
-
-impl Op {
-    /// Whether a member answers from its own applied state without a
-    /// read barrier, so that a member that lags behind the last write
-    /// would answer from an older state.
-    pub fn reads_locally(&self) -> bool {
-        match self {
-            Op::Range(r) => r.serializable,
-            Op::Status | Op::HashKv(_) | Op::Defragment | Op::Alarm(_) => true,
-            _ => false,
-        }
-    }
 }
