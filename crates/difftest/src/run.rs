@@ -85,8 +85,8 @@ impl Summary {
 ///
 /// Keel's requests rotate over its members, so that followers forward
 /// writes; a request a member answers from its own state without a read
-/// barrier goes to the member that took the last write, the one member
-/// known to have applied it.
+/// barrier goes to the member that took the last successful write, the one
+/// member known to have applied it.
 pub async fn run(etcd: &Target, keel: &Target, config: RunConfig) -> Summary {
     let started = Instant::now();
     let mut generator = Generator::new(config.seed);
@@ -103,9 +103,6 @@ pub async fn run(etcd: &Target, keel: &Target, config: RunConfig) -> Summary {
         } else {
             index % keel.member_count()
         };
-        if op.is_write() {
-            last_writer = member;
-        }
         summary.requests += 1;
         if let Some((expected, reason)) = instead_of_reference(&op) {
             let ours = keel.call(member, &op).await.normalized();
@@ -123,6 +120,11 @@ pub async fn run(etcd: &Target, keel: &Target, config: RunConfig) -> Summary {
         }
         let theirs = etcd.call(0, &op).await;
         let ours = keel.call(member, &op).await;
+        // A write refused (before the log, or in apply) changed nothing;
+        // one that succeeded was applied by its member before it answered.
+        if op.is_write() && !matches!(ours, Reply::Error { .. }) {
+            last_writer = member;
+        }
         observe(&mut view, &op, &theirs);
         if config.trace {
             eprintln!(
