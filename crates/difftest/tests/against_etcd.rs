@@ -12,9 +12,9 @@ use keel_difftest::run::{RunConfig, run};
 use keel_difftest::target::Target;
 
 /// Fresh systems per seed, so that each seed replays alone with
-/// `keel-difftest --seed N --requests 600`.
+/// `keel-difftest --seed N --requests 800`.
 const SEEDS: [u64; 5] = [1, 2, 3, 4, 5];
-const REQUESTS_PER_SEED: usize = 600;
+const REQUESTS_PER_SEED: usize = 800;
 /// A bound on each seed's requests, far above what they take.
 const SEED_TIME_MAX: Duration = Duration::from_secs(60);
 
