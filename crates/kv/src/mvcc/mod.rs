@@ -36,11 +36,11 @@ use crate::proto::command::{LeaseRecord, Revisioned};
 use crate::proto::etcdserverpb::Member;
 use tables::{KV, LEASES, MEMBERS, META, meta_keys};
 
-/// What the store holds in memory, rebuilt from redb on open.
 /// The compacted revision of a store never compacted: etcd's, which clients
 /// see in HashKV, and below which a compaction at revision 0 still is one.
 pub const NEVER_COMPACTED: i64 = -1;
 
+/// What the store holds in memory, rebuilt from redb on open.
 #[derive(Default, Debug)]
 pub(crate) struct State {
     pub index: KeyIndex,
