@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use keel_kv::server::{DurationError, parse_go_duration};
+
 use super::settings::{ClusterState, Settings};
 use super::urls::{HttpUrl, UrlError, join};
 use crate::logging::{LogFormat, LogLevel};
@@ -34,6 +36,8 @@ pub struct ServeConfig {
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub snapshot_count: u64,
+    /// `None`: keel-kv's default.
+    pub watch_progress_notify_interval: Option<Duration>,
     pub listen_metrics_urls: Vec<HttpUrl>,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
@@ -94,6 +98,11 @@ pub enum ConfigError {
     Zero { flag: &'static str },
     #[error("--election-timeout ({election_ms} ms) must be at least {ELECTION_HEARTBEATS_MIN} × --heartbeat-interval ({heartbeat_ms} ms); raise --election-timeout to {} or lower --heartbeat-interval", heartbeat_ms * ELECTION_HEARTBEATS_MIN)]
     ElectionTooShort { election_ms: u64, heartbeat_ms: u64 },
+    #[error("--{flag}: {error}")]
+    BadDuration {
+        flag: &'static str,
+        error: DurationError,
+    },
     #[error("--{first} and --{second} both use {authority}; give each its own port")]
     PortClash {
         first: &'static str,
@@ -280,6 +289,15 @@ impl ServeConfig {
                 heartbeat_ms,
             });
         }
+        let watch_progress_notify_interval = s
+            .experimental_watch_progress_notify_interval
+            .as_deref()
+            .map(parse_go_duration)
+            .transpose()
+            .map_err(|error| ConfigError::BadDuration {
+                flag: "experimental-watch-progress-notify-interval",
+                error,
+            })?;
         Ok(ServeConfig {
             name,
             data_dir,
@@ -293,6 +311,7 @@ impl ServeConfig {
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
             election_timeout: Duration::from_millis(election_ms),
             snapshot_count,
+            watch_progress_notify_interval,
             listen_metrics_urls,
             log_level: s.log_level.unwrap_or_default(),
             log_format: s.log_format.unwrap_or_default(),
@@ -333,6 +352,31 @@ mod tests {
         );
         assert_eq!(config.initial_cluster.len(), 1);
         assert_eq!(config.election_timeout, Duration::from_millis(400));
+    }
+
+    #[test]
+    fn watch_progress_interval_takes_etcds_duration_syntax() {
+        let config = ServeConfig::resolve(Settings {
+            experimental_watch_progress_notify_interval: Some("1m30s".into()),
+            ..Settings::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.watch_progress_notify_interval,
+            Some(Duration::from_secs(90))
+        );
+        let error = ServeConfig::resolve(Settings {
+            experimental_watch_progress_notify_interval: Some("90".into()),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "--experimental-watch-progress-notify-interval: \"90\" is not a duration"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

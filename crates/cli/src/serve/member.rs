@@ -17,6 +17,7 @@ use crate::metrics::{self, Probe};
 /// keel-kv's configuration for this member.
 fn member_config(config: &ServeConfig) -> MemberConfig {
     let strings = |urls: &[super::HttpUrl]| urls.iter().map(ToString::to_string).collect();
+    let defaults = MemberConfig::new(config.name.clone(), config.data_dir.clone());
     MemberConfig {
         listen_client_urls: strings(&config.listen_client_urls),
         advertise_client_urls: strings(&config.advertise_client_urls),
@@ -35,7 +36,10 @@ fn member_config(config: &ServeConfig) -> MemberConfig {
         heartbeat_interval: config.heartbeat_interval,
         election_timeout: config.election_timeout,
         snapshot_count: config.snapshot_count,
-        ..MemberConfig::new(config.name.clone(), config.data_dir.clone())
+        watch_progress_notify_interval: config
+            .watch_progress_notify_interval
+            .unwrap_or(defaults.watch_progress_notify_interval),
+        ..defaults
     }
 }
 

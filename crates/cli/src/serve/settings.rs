@@ -91,6 +91,15 @@ pub struct Settings {
     #[arg(long, env = "KEEL_SNAPSHOT_COUNT", value_name = "ENTRIES")]
     pub snapshot_count: Option<u64>,
 
+    /// The period of watch progress notifications, written as etcd writes
+    /// durations (500ms, 10s, 10m) [default: 10m].
+    #[arg(
+        long,
+        env = "KEEL_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub experimental_watch_progress_notify_interval: Option<String>,
+
     /// Comma-separated URLs to serve /metrics (Prometheus), /health and
     /// /readyz on over plain HTTP [default: none].
     #[arg(long, env = "KEEL_LISTEN_METRICS_URLS", value_name = "URLS")]
@@ -154,6 +163,9 @@ impl Settings {
             heartbeat_interval: self.heartbeat_interval.or(lower.heartbeat_interval),
             election_timeout: self.election_timeout.or(lower.election_timeout),
             snapshot_count: self.snapshot_count.or(lower.snapshot_count),
+            experimental_watch_progress_notify_interval: self
+                .experimental_watch_progress_notify_interval
+                .or(lower.experimental_watch_progress_notify_interval),
             listen_metrics_urls: self.listen_metrics_urls.or(lower.listen_metrics_urls),
             log_level: self.log_level.or(lower.log_level),
             log_format: self.log_format.or(lower.log_format),

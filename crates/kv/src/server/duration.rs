@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 /// Why a duration flag does not parse.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{text:?} is not a duration: {problem} (write it as Go does: 500ms, 10s, 1m30s)")]
 pub struct DurationError {
     text: String,
