@@ -15,6 +15,7 @@ mod history;
 mod index;
 mod op;
 mod read;
+mod read_txn;
 mod snapshot;
 mod tables;
 mod txn;
@@ -29,6 +30,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 pub use apply::{Applied, EntryPayload};
 pub use index::{KeyIndex, KeyRange, Revision};
+pub use read_txn::{is_read_only, is_serializable};
 pub use snapshot::SnapshotSource;
 
 use crate::error::{KvError, decode};

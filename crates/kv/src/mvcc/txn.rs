@@ -5,7 +5,7 @@
 use super::apply_error::ApplyError;
 use super::read::{self, kv_at};
 use super::write::Writer;
-use super::{KeyRange, Revision};
+use super::{KeyRange, Revision, State};
 use crate::error::KvError;
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::request_op::Request;
@@ -15,6 +15,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::mvccpb::KeyValue;
 use crate::rejection::Rejection;
+use redb::ReadableTable;
 
 /// The two rounds of checks before a txn writes, in etcd's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,20 +87,8 @@ impl Writer<'_, '_> {
         Ok(())
     }
 
-    /// etcd's check of a range inside a txn, against the state before the
-    /// txn. Unlike a lone range, a negative revision does not mean "the
-    /// current one" here: it is compacted once it is below the compacted
-    /// revision.
     fn check_range(&self, range: &RangeRequest) -> Result<(), Rejection> {
-        if range.key.is_empty() {
-            return Err(Rejection::EmptyKey);
-        }
-        match range.revision {
-            0 => Ok(()),
-            rev if rev > self.state.current_revision => Err(Rejection::FutureRevision),
-            rev if rev < self.state.compacted_revision => Err(Rejection::Compacted),
-            _ => Ok(()),
-        }
+        check_txn_range(self.state, range)
     }
 
     /// Runs a txn that [`Writer::check_txn`] accepted, along its path.
@@ -156,33 +145,56 @@ impl Writer<'_, '_> {
         })
     }
 
-    /// One compare, over every key in its range: all must hold (etcd).
     fn compare(&self, c: &Compare) -> Result<bool, KvError> {
-        let at = self.visible();
-        let revs: Vec<Revision> = if c.range_end.is_empty() {
-            self.state.index.get(&c.key, at).into_iter().collect()
-        } else {
-            let range = KeyRange::new(c.key.clone(), c.range_end.clone());
-            self.state.index.range(&range, at).map(|(_, r)| r).collect()
-        };
-        if revs.is_empty() {
-            // A missing key compares as zero, except on value: there is no
-            // way to name a missing value, so it never holds (etcd).
-            if c.target == CompareTarget::Value as i32 {
-                return Ok(false);
-            }
-            return Ok(compare_kv(c, &KeyValue::default()));
-        }
-        for rev in revs {
-            if !compare_kv(c, &kv_at(&self.tables.kv, rev)?) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        compare(self.state, &self.tables.kv, self.visible(), c)
     }
 }
 
-fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
+/// etcd's check of a range inside a txn, against the state before the
+/// txn. Unlike a lone range, a negative revision does not mean "the
+/// current one" here: it is compacted once it is below the compacted
+/// revision.
+pub(crate) fn check_txn_range(state: &State, range: &RangeRequest) -> Result<(), Rejection> {
+    if range.key.is_empty() {
+        return Err(Rejection::EmptyKey);
+    }
+    match range.revision {
+        0 => Ok(()),
+        rev if rev > state.current_revision => Err(Rejection::FutureRevision),
+        rev if rev < state.compacted_revision => Err(Rejection::Compacted),
+        _ => Ok(()),
+    }
+}
+
+/// One compare at revision `at`, over every key in its range: all must hold
+/// (etcd).
+pub(crate) fn compare<T>(state: &State, kv: &T, at: i64, c: &Compare) -> Result<bool, KvError>
+where
+    T: ReadableTable<(u64, u64), &'static [u8]>,
+{
+    let revs: Vec<Revision> = if c.range_end.is_empty() {
+        state.index.get(&c.key, at).into_iter().collect()
+    } else {
+        let range = KeyRange::new(c.key.clone(), c.range_end.clone());
+        state.index.range(&range, at).map(|(_, r)| r).collect()
+    };
+    if revs.is_empty() {
+        // A missing key compares as zero, except on value: there is no
+        // way to name a missing value, so it never holds (etcd).
+        if c.target == CompareTarget::Value as i32 {
+            return Ok(false);
+        }
+        return Ok(compare_kv(c, &KeyValue::default()));
+    }
+    for rev in revs {
+        if !compare_kv(c, &kv_at(kv, rev)?) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+pub(crate) fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
     if succeeded {
         &req.success
     } else {

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Shared, mismatch, validate};
 use crate::consensus::Consensus;
+use crate::mvcc::{is_read_only, is_serializable};
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
 use crate::proto::etcdserverpb::kv_server::Kv;
@@ -64,6 +65,16 @@ impl<C: Consensus> Kv for KvService<C> {
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = request.into_inner();
+        if is_read_only(&req) {
+            // Served like a Range, as etcd serves it: no log entry.
+            validate::txn(&req)?;
+            if !is_serializable(&req) {
+                self.shared.consensus.read_barrier().await?;
+            }
+            let mut resp = self.shared.sm.store().read_only_txn(&req)?;
+            resp.header = self.shared.fill(resp.header);
+            return Ok(Response::new(resp));
+        }
         let Outcome::Txn(mut resp) = self.shared.propose(Op::Txn(req)).await?.1 else {
             return Err(mismatch("txn").into());
         };

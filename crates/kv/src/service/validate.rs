@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 
 use crate::error::KvError;
+use crate::mvcc::is_read_only;
 use crate::proto::command::command::Op;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::request_op::Request;
@@ -50,23 +51,11 @@ pub fn op(op: &Op) -> Result<(), KvError> {
 /// of ranges alone without proposing it, so the limit never applies to one
 /// there: nor here (the gRPC receive limit still bounds it).
 pub fn size(op: &Op, encoded_bytes: usize, max_request_bytes: usize) -> Result<(), KvError> {
-    if encoded_bytes > max_request_bytes && !is_read_only_txn(op) {
+    if encoded_bytes > max_request_bytes && !matches!(op, Op::Txn(req) if is_read_only(req)) {
         Err(KvError::RequestTooLarge)
     } else {
         Ok(())
     }
-}
-
-/// etcd's read-only txn: every operation of both branches is a range (a
-/// nested txn counts as a write).
-fn is_read_only_txn(op: &Op) -> bool {
-    let Op::Txn(req) = op else {
-        return false;
-    };
-    req.success
-        .iter()
-        .chain(&req.failure)
-        .all(|op| matches!(op.request, Some(Request::RequestRange(_))))
 }
 
 fn member_id(id: u64) -> Result<(), KvError> {

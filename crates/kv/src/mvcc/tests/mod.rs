@@ -15,6 +15,7 @@ use crate::proto::etcdserverpb::*;
 
 mod etcd_parity;
 mod fuzz;
+mod read_txn;
 mod rejections;
 
 struct Harness {

@@ -1,0 +1,78 @@
+//! Read-only txns, served like Ranges: from a read view of the store, not
+//! through the Raft log (as etcd serves them). A txn is read-only when every
+//! operation of both branches is a range (a nested txn counts as a write).
+
+use redb::ReadableDatabase;
+
+use super::Store;
+use super::read;
+use super::tables::KV;
+use super::txn::{branch, check_txn_range, compare};
+use crate::error::KvError;
+use crate::proto::etcdserverpb::request_op::Request;
+use crate::proto::etcdserverpb::response_op::Response;
+use crate::proto::etcdserverpb::{ResponseHeader, ResponseOp, TxnRequest, TxnResponse};
+
+/// Whether `req` only reads: every operation of both branches is a range.
+pub fn is_read_only(req: &TxnRequest) -> bool {
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| matches!(op.request, Some(Request::RequestRange(_))))
+}
+
+/// Whether every range of a read-only txn asked for a serializable read,
+/// so that no read barrier is owed (etcd's `isTxnSerializable`).
+pub fn is_serializable(req: &TxnRequest) -> bool {
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| matches!(&op.request, Some(Request::RequestRange(r)) if r.serializable))
+}
+
+impl Store {
+    /// Evaluates a read-only txn (see [`is_read_only`]) against the applied
+    /// state: the compares, then etcd's check of every range on the branch
+    /// taken, then the ranges. Refusals are the ones the same txn gets
+    /// through the log.
+    pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse, KvError> {
+        assert!(is_read_only(req), "callers serve only read-only txns here");
+        let state = self.read_state();
+        // Opened under the state lock, so that rows and index agree.
+        let txn = self.db.begin_read().map_err(KvError::storage)?;
+        let table = txn.open_table(KV).map_err(KvError::storage)?;
+        let current = state.current_revision;
+        let mut succeeded = true;
+        for c in &req.compare {
+            if !compare(&state, &table, current, c)? {
+                succeeded = false;
+                break;
+            }
+        }
+        let ops = branch(req, succeeded);
+        for op in ops {
+            if let Some(Request::RequestRange(range)) = &op.request {
+                check_txn_range(&state, range)?;
+            }
+        }
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            let Some(Request::RequestRange(range)) = &op.request else {
+                continue;
+            };
+            let at = read::check_range(&state, range, current)?;
+            let response = read::range(&state, &table, range, at, current)?;
+            responses.push(ResponseOp {
+                response: Some(Response::ResponseRange(response)),
+            });
+        }
+        Ok(TxnResponse {
+            header: Some(ResponseHeader {
+                revision: current,
+                ..Default::default()
+            }),
+            succeeded,
+            responses,
+        })
+    }
+}
