@@ -1,10 +1,10 @@
 //! Applying committed Raft entries: one redb write transaction per batch,
 //! which also records the applied index and term.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use prost::Message;
-
-use std::collections::BTreeMap;
 
 use super::apply_error::ApplyError;
 use super::op;
