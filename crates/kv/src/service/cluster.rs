@@ -80,15 +80,11 @@ impl<C: Consensus> Shared<C> {
 
     /// A client of the leader's Cluster service when this member does not
     /// lead, `None` when it does.
-    fn cluster_leader(&self) -> Result<Option<ClusterClient<Channel>>, KvError> {
-        let info = self.consensus.info();
-        if info.is_leader() {
+    async fn cluster_leader(&self) -> Result<Option<ClusterClient<Channel>>, KvError> {
+        if self.consensus.info().is_leader() {
             return Ok(None);
         }
-        let channel = self
-            .leaders
-            .lazy(info.leader_id, |id| self.sm.store().members().remove(&id))?;
-        Ok(Some(ClusterClient::new(channel)))
+        Ok(Some(ClusterClient::new(self.leader_channel().await?)))
     }
 }
 
@@ -105,7 +101,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         if req.peer_ur_ls.iter().any(|u| host_port(u).is_none()) {
             return Err(KvError::InvalidRequest("a peer URL must be http://host:port").into());
         }
-        if let Some(mut leader) = self.shared.cluster_leader()? {
+        if let Some(mut leader) = self.shared.cluster_leader().await? {
             return leader.member_add(req).await;
         }
         let current = self.shared.member_list();
@@ -146,7 +142,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         if !self.shared.member_list().iter().any(|m| m.id == req.id) {
             return Err(KvError::MemberNotFound.into());
         }
-        if let Some(mut leader) = self.shared.cluster_leader()? {
+        if let Some(mut leader) = self.shared.cluster_leader().await? {
             return leader.member_remove(req).await;
         }
         // The registry entry goes second, so that a refused removal leaves
@@ -212,7 +208,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         if !member.is_learner {
             return Err(KvError::MemberNotLearner.into());
         }
-        if let Some(mut leader) = self.shared.cluster_leader()? {
+        if let Some(mut leader) = self.shared.cluster_leader().await? {
             return leader.member_promote(req).await;
         }
         self.shared.consensus.promote_member(req.id).await?;

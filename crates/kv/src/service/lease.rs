@@ -38,18 +38,14 @@ impl<C> LeaseService<C> {
 }
 
 impl<C: Consensus> Shared<C> {
-    fn leader_client(
+    async fn leader_client(
         &self,
     ) -> Result<
         crate::proto::etcdserverpb::lease_client::LeaseClient<tonic::transport::Channel>,
         KvError,
     > {
-        let leader = self.consensus.info().leader_id;
-        let channel = self
-            .leaders
-            .lazy(leader, |id| self.sm.store().members().remove(&id))?;
         Ok(crate::proto::etcdserverpb::lease_client::LeaseClient::new(
-            channel,
+            self.leader_channel().await?,
         ))
     }
 
@@ -58,7 +54,7 @@ impl<C: Consensus> Shared<C> {
     async fn keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse, KvError> {
         let info = self.consensus.info();
         if !info.is_leader() {
-            let mut client = self.leader_client()?;
+            let mut client = self.leader_client().await?;
             let mut replies = client
                 .lease_keep_alive(tokio_stream::iter([LeaseKeepAliveRequest { id }]))
                 .await
@@ -149,7 +145,7 @@ impl<C: Consensus> Lease for LeaseService<C> {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
         if !self.shared.consensus.info().is_leader() {
-            let mut client = self.shared.leader_client()?;
+            let mut client = self.shared.leader_client().await?;
             return client.lease_time_to_live(req).await;
         }
         self.shared.consensus.read_barrier().await?;

@@ -74,6 +74,11 @@ impl ServiceConfig {
     }
 }
 
+/// How long a call that only the leader answers waits for one to be known.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// How often that wait looks again.
+const LEADER_POLL: Duration = Duration::from_millis(50);
+
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
 pub const MAX_REQUEST_BYTES_DEFAULT: usize = 3 * 512 * 1024;
 
@@ -112,6 +117,27 @@ impl<C: Consensus> Shared<C> {
     fn fill(&self, header: Option<ResponseHeader>) -> Option<ResponseHeader> {
         let revision = header.map_or(self.sm.store().position().revision, |h| h.revision);
         Some(self.header(revision))
+    }
+
+    /// A channel to the leader's client URL, for the calls only the leader
+    /// answers. Like etcd, which waits for a leader before it relays such
+    /// a call, this waits (up to `LEADER_WAIT`) while there is no leader
+    /// or the leader has not published its client URLs yet — as happens
+    /// during an election and just after a cluster starts.
+    async fn leader_channel(&self) -> Result<tonic::transport::Channel, KvError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let leader = self.consensus.info().leader_id;
+            match self
+                .leaders
+                .lazy(leader, |id| self.sm.store().members().remove(&id))
+            {
+                Err(KvError::NoLeader) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(LEADER_POLL).await;
+                }
+                found => return found,
+            }
+        }
     }
 
     /// Validates a command, proposes it and decodes its apply result.

@@ -85,24 +85,7 @@ impl Cluster {
     /// leader and every one of them serves a linearizable read.
     pub async fn start(n: usize, flags: &[&str]) -> Cluster {
         for _attempt in 0..3 {
-            let root = tempfile::tempdir().unwrap();
-            let mut cluster = Cluster {
-                members: (0..n)
-                    .map(|i| Member {
-                        name: format!("m{i}"),
-                        dir: root.path().join(format!("m{i}")),
-                        client_port: free_port(),
-                        peer_port: free_port(),
-                        child: None,
-                    })
-                    .collect(),
-                root,
-                token: "keel-e2e".into(),
-                flags: flags.iter().map(|f| f.to_string()).collect(),
-            };
-            for i in 0..n {
-                cluster.spawn(i, "new");
-            }
+            let mut cluster = Cluster::launch(n, flags);
             if cluster.wait_ready().await {
                 return cluster;
             }
@@ -110,6 +93,30 @@ impl Cluster {
             cluster.dump_logs();
         }
         panic!("the cluster did not start in three attempts");
+    }
+
+    /// Starts `n` members with `flags` and returns at once, before they
+    /// elect a leader or listen.
+    pub fn launch(n: usize, flags: &[&str]) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster {
+            members: (0..n)
+                .map(|i| Member {
+                    name: format!("m{i}"),
+                    dir: root.path().join(format!("m{i}")),
+                    client_port: free_port(),
+                    peer_port: free_port(),
+                    child: None,
+                })
+                .collect(),
+            root,
+            token: "keel-e2e".into(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+        };
+        for i in 0..n {
+            cluster.spawn(i, "new");
+        }
+        cluster
     }
 
     fn initial_cluster(&self) -> String {
