@@ -1,7 +1,7 @@
 //! Carrying faults out: the simulation loop's side of `faults` and
 //! `reconfig`, and the switch to the heal phase that undoes them all.
 
-use keel_raft::{MembershipChange, NodeId, ProposeError};
+use keel_raft::{MembershipChange, NodeId, Proposal, ProposeError};
 
 use crate::disk::{CrashKeep, Disk, Write};
 use crate::faults::{self, Action, FaultKind};
@@ -356,30 +356,39 @@ impl Simulation {
                 self.spawn(id, Disk::new(keel_raft::Membership::default()))?;
             }
         }
-        let proposed = change.clone();
-        let result = self
-            .with_node(leader, |n, ctx| {
-                n.call(|r| r.propose_membership(proposed), ctx)
-            })?
-            .expect("the leader runs");
-        self.trace.record(
-            self.now,
-            TraceEvent::Membership {
-                leader,
-                change: format!("{change:?}"),
-                result: match &result {
-                    Ok(p) => format!("appended at {}", p.index),
-                    Err(e) => e.to_string(),
-                },
-            },
-        );
-        match result {
+        match self.propose_membership(leader, change)? {
             Ok(_) => self.reconfig.advance(),
             Err(e) => self
                 .reconfig
                 .failed(matches!(e, ProposeError::Membership(_))),
         }
         Ok(())
+    }
+
+    /// Has `leader` propose `change`, and traces the attempt.
+    pub(crate) fn propose_membership(
+        &mut self,
+        leader: NodeId,
+        change: MembershipChange,
+    ) -> Result<Result<Proposal, ProposeError>, Violation> {
+        let described = format!("{change:?}");
+        let result = self
+            .with_node(leader, |n, ctx| {
+                n.call(|r| r.propose_membership(change), ctx)
+            })?
+            .expect("the leader runs");
+        self.trace.record(
+            self.now,
+            TraceEvent::Membership {
+                leader,
+                change: described,
+                result: match &result {
+                    Ok(p) => format!("appended at {}", p.index),
+                    Err(e) => e.to_string(),
+                },
+            },
+        );
+        Ok(result)
     }
 
     /// Shuts down nodes no configuration names any more.

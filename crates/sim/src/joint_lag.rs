@@ -33,7 +33,6 @@ use crate::invariants::Violation;
 use crate::rng::Rng;
 use crate::sim::Simulation;
 use crate::time::Micros;
-use crate::trace::TraceEvent;
 
 /// Ticks a round keeps its partition: enough for `lagging` to time out
 /// (up to two election timeouts), elect, and commit.
@@ -105,24 +104,7 @@ impl Simulation {
                     voters: split.voters,
                     learners: split.learners,
                 };
-                let proposed = change.clone();
-                let result = self
-                    .with_node(leader.id, |n, ctx| {
-                        n.call(|r| r.propose_membership(proposed), ctx)
-                    })?
-                    .expect("the leader runs");
-                self.trace.record(
-                    self.now,
-                    TraceEvent::Membership {
-                        leader: leader.id,
-                        change: format!("{change:?}"),
-                        result: match &result {
-                            Ok(p) => format!("appended at {}", p.index),
-                            Err(e) => e.to_string(),
-                        },
-                    },
-                );
-                round.stage = match result {
+                round.stage = match self.propose_membership(leader.id, change)? {
                     Ok(_) => {
                         self.count(FaultKind::JointLagRound);
                         Stage::Split {
