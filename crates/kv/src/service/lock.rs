@@ -72,8 +72,7 @@ impl<C: Consensus> Lock for LockService<C> {
         // If the caller goes away while waiting, its place in the queue is
         // given up, as etcd's mutex does.
         let mut abandon = Abandon::new(self.shared.clone(), key.clone());
-        let acquired_at =
-            recipes::wait_deletes(&self.shared, &recipes::prefix(&req.name), mine - 1).await?;
+        let acquired_at = recipes::wait_deletes(&self.shared, &prefix, mine - 1).await?;
         abandon.disarm();
         Ok(Response::new(LockResponse {
             header: Some(self.shared.header(acquired_at)),
