@@ -1,7 +1,10 @@
-//! The apply thread: owns the state machine, applies committed entries in
-//! order and in batches, answers their proposers, serves reads, and takes
-//! snapshots when the policy says so.
+//! Applying committed entries: [`Applier`] owns the state machine, applies
+//! committed entries in order and in batches, answers their proposers,
+//! serves reads, and says when a snapshot is due. [`run`] is the apply
+//! thread of a running node; the simulator calls the same [`Applier`]
+//! directly.
 
+use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,9 +21,9 @@ use crate::snapshot::{self, SnapshotBytes};
 use crate::state_machine::{Command, StateMachine};
 
 /// A read to run against the state machine, or to fail.
-pub(crate) type ReadFn<S> = Box<dyn FnOnce(Result<&S, Error>) + Send>;
+pub type ReadFn<S> = Box<dyn FnOnce(Result<&S, Error>) + Send>;
 
-pub(crate) enum ApplyOp<S> {
+pub enum ApplyOp<S> {
     /// Committed entries, in order, with the proposers waiting for some.
     Entries {
         entries: Vec<Entry>,
@@ -32,55 +35,76 @@ pub(crate) enum ApplyOp<S> {
     Read(ReadFn<S>),
 }
 
-/// Where the state machine stands, and when to snapshot it.
-pub(crate) struct Applier<S> {
-    pub(crate) sm: S,
-    pub(crate) snapshots: Arc<SnapshotStore>,
-    pub(crate) events: mpsc::UnboundedSender<Event>,
+impl<S> ApplyOp<S> {
+    /// Answers whoever waits on this op with `error`: it will not run.
+    pub fn fail(self, error: &Error) {
+        match self {
+            ApplyOp::Entries { waiters, .. } => {
+                for (_, responder) in waiters {
+                    let _ = responder.send(Err(error.clone()));
+                }
+            }
+            ApplyOp::Read(f) => f(Err(error.clone())),
+            ApplyOp::Restore(_) => {}
+        }
+    }
+}
+
+/// A snapshot of the state machine, ready to be written to the store.
+pub struct SnapshotTaken {
+    pub meta: SnapshotMeta,
+    pub data: Box<dyn Read + Send>,
+}
+
+/// The state machine, where it stands, and when to snapshot it.
+pub struct Applier<S> {
+    sm: S,
     /// Entries through this index reached the machine before this process
     /// started (a persistent machine): they are not applied again.
-    pub(crate) skip_through: LogIndex,
+    skip_through: LogIndex,
     /// The last entry applied (or covered by the snapshot restored).
-    pub(crate) last_index: LogIndex,
-    pub(crate) last_term: Term,
+    last_index: LogIndex,
+    last_term: Term,
     /// The configuration as of `last_index`, for snapshot metadata.
-    pub(crate) membership: Membership,
-    pub(crate) last_snapshot_index: LogIndex,
-    pub(crate) snapshot_entries: u64,
-    /// A snapshot is being written in the background.
-    pub(crate) snapshot_running: Arc<AtomicBool>,
+    membership: Membership,
+    last_snapshot_index: LogIndex,
+    /// Snapshot once this many entries were applied since the last one.
+    snapshot_entries: u64,
 }
 
 impl<S: StateMachine> Applier<S> {
-    /// Runs until the driver drops its sender (every queued op is done
-    /// first) or the state machine fails.
-    pub(crate) fn run(mut self, mut ops: mpsc::Receiver<ApplyOp<S>>) {
-        while let Some(op) = ops.blocking_recv() {
-            let outcome = match op {
-                ApplyOp::Entries { entries, waiters } => self.apply(entries, waiters),
-                ApplyOp::Restore(meta) => self.restore(meta),
-                ApplyOp::Read(f) => {
-                    f(Ok(&self.sm));
-                    Ok(())
-                }
-            };
-            if let Err(e) = outcome {
-                error!(error = %e, "the state machine failed; stopping the node");
-                let reason = StopReason::StateMachine(e.to_string().into());
-                let _ = self.events.send(Event::Fatal(reason.clone()));
-                fail_queued(&mut ops, &Error::Stopped(reason));
-                return;
-            }
+    /// A machine that holds everything through `applied_through`, resuming
+    /// after the log's snapshot `snapshot`.
+    pub fn new(
+        sm: S,
+        applied_through: LogIndex,
+        snapshot: &SnapshotMeta,
+        snapshot_entries: u64,
+    ) -> Applier<S> {
+        Applier {
+            sm,
+            skip_through: applied_through,
+            last_index: snapshot.index,
+            last_term: snapshot.term,
+            membership: snapshot.membership.clone(),
+            last_snapshot_index: snapshot.index,
+            snapshot_entries,
         }
     }
 
-    fn apply(
+    pub fn state_machine(&self) -> &S {
+        &self.sm
+    }
+
+    /// Applies committed entries in order and answers their waiters.
+    /// Returns the last index applied, `None` for no entries.
+    pub fn apply(
         &mut self,
         entries: Vec<Entry>,
         waiters: Vec<(LogIndex, Responder)>,
-    ) -> Result<(), StateMachineError> {
+    ) -> Result<Option<LogIndex>, StateMachineError> {
         let Some(last) = entries.last() else {
-            return Ok(());
+            return Ok(None);
         };
         let (last_index, last_term) = (last.index, last.term);
         let mut commands = Vec::new();
@@ -122,22 +146,23 @@ impl<S: StateMachine> Applier<S> {
         }
         self.last_index = last_index;
         self.last_term = last_term;
-        let _ = self.events.send(Event::Applied(last_index));
-        self.maybe_snapshot()
+        Ok(Some(last_index))
     }
 
-    /// Snapshots once `snapshot_entries` entries were applied since the last
-    /// one. The machine hands over a point-in-time stream; writing it to the
-    /// store happens on another thread while applying goes on.
-    fn maybe_snapshot(&mut self) -> Result<(), StateMachineError> {
-        let due =
-            self.last_index.0.saturating_sub(self.last_snapshot_index.0) >= self.snapshot_entries;
-        if !due
-            || self.last_index < self.skip_through
-            || self.snapshot_running.swap(true, Ordering::AcqRel)
-        {
-            return Ok(());
-        }
+    /// Runs a read whose every write is applied.
+    pub fn read(&self, f: ReadFn<S>) {
+        f(Ok(&self.sm));
+    }
+
+    /// Whether `snapshot_entries` entries were applied since the last
+    /// snapshot (and the machine holds what it reports).
+    pub fn snapshot_due(&self) -> bool {
+        self.last_index.0.saturating_sub(self.last_snapshot_index.0) >= self.snapshot_entries
+            && self.last_index >= self.skip_through
+    }
+
+    /// A point-in-time snapshot of the machine as of the last entry applied.
+    pub fn snapshot(&mut self) -> Result<SnapshotTaken, StateMachineError> {
         let meta = SnapshotMeta {
             index: self.last_index,
             term: self.last_term,
@@ -145,35 +170,16 @@ impl<S: StateMachine> Applier<S> {
         };
         let data = self.sm.snapshot()?;
         self.last_snapshot_index = self.last_index;
-        let store = self.snapshots.clone();
-        let events = self.events.clone();
-        let running = self.snapshot_running.clone();
-        let spawned = std::thread::Builder::new()
-            .name("keel-snapshot".into())
-            .spawn(move || {
-                let index = meta.index;
-                match snapshot::write_local(&store, meta.clone(), data) {
-                    Ok(info) => {
-                        info!(%index, bytes = info.data_bytes, "snapshot created");
-                        let _ = events.send(Event::SnapshotCreated(meta));
-                    }
-                    Err(e) => {
-                        warn!(%index, error = %e, "creating a snapshot failed; will retry later")
-                    }
-                }
-                running.store(false, Ordering::Release);
-            });
-        if let Err(e) = spawned {
-            self.snapshot_running.store(false, Ordering::Release);
-            warn!(error = %e, "could not start the snapshot thread");
-        }
-        Ok(())
+        Ok(SnapshotTaken { meta, data })
     }
 
-    fn restore(&mut self, meta: SnapshotMeta) -> Result<(), StateMachineError> {
-        let reader = self.snapshots.open_reader(meta.index)?;
-        self.sm
-            .restore(meta.index, &mut SnapshotBytes::new(reader, 0))?;
+    /// Replaces the state with a leader's snapshot, durable in the log.
+    pub fn restore(
+        &mut self,
+        meta: SnapshotMeta,
+        data: &mut dyn Read,
+    ) -> Result<(), StateMachineError> {
+        self.sm.restore(meta.index, data)?;
         info!(index = %meta.index, "state machine restored from the leader's snapshot");
         self.skip_through = meta.index;
         self.last_index = meta.index;
@@ -184,18 +190,92 @@ impl<S: StateMachine> Applier<S> {
     }
 }
 
+/// The apply thread: runs until the driver drops its sender (every queued
+/// op is done first) or the state machine fails. Snapshots are written to
+/// the store on another thread while applying goes on.
+pub(crate) fn run<S: StateMachine>(
+    mut applier: Applier<S>,
+    mut ops: mpsc::Receiver<ApplyOp<S>>,
+    events: mpsc::UnboundedSender<Event>,
+    snapshots: Arc<SnapshotStore>,
+) {
+    let snapshot_running = Arc::new(AtomicBool::new(false));
+    while let Some(op) = ops.blocking_recv() {
+        let outcome = match op {
+            ApplyOp::Entries { entries, waiters } => {
+                applier.apply(entries, waiters).and_then(|applied| {
+                    if let Some(index) = applied {
+                        let _ = events.send(Event::Applied(index));
+                    }
+                    maybe_snapshot(&mut applier, &snapshots, &events, &snapshot_running)
+                })
+            }
+            ApplyOp::Restore(meta) => snapshots
+                .open_reader(meta.index)
+                .map_err(StateMachineError::from)
+                .and_then(|reader| applier.restore(meta, &mut SnapshotBytes::new(reader, 0))),
+            ApplyOp::Read(f) => {
+                applier.read(f);
+                Ok(())
+            }
+        };
+        if let Err(e) = outcome {
+            error!(error = %e, "the state machine failed; stopping the node");
+            let reason = StopReason::StateMachine(e.to_string().into());
+            let _ = events.send(Event::Fatal(reason.clone()));
+            fail_queued(&mut ops, &Error::Stopped(reason));
+            return;
+        }
+    }
+}
+
+/// Takes a snapshot if one is due and none is being written, and writes it
+/// to the store on its own thread.
+fn maybe_snapshot<S: StateMachine>(
+    applier: &mut Applier<S>,
+    store: &Arc<SnapshotStore>,
+    events: &mpsc::UnboundedSender<Event>,
+    running: &Arc<AtomicBool>,
+) -> Result<(), StateMachineError> {
+    if !applier.snapshot_due() || running.swap(true, Ordering::AcqRel) {
+        return Ok(());
+    }
+    let SnapshotTaken { meta, data } = match applier.snapshot() {
+        Ok(taken) => taken,
+        Err(e) => {
+            running.store(false, Ordering::Release);
+            return Err(e);
+        }
+    };
+    let store = store.clone();
+    let events = events.clone();
+    let thread_running = running.clone();
+    let spawned = std::thread::Builder::new()
+        .name("keel-snapshot".into())
+        .spawn(move || {
+            let index = meta.index;
+            match snapshot::write_local(&store, meta.clone(), data) {
+                Ok(info) => {
+                    info!(%index, bytes = info.data_bytes, "snapshot created");
+                    let _ = events.send(Event::SnapshotCreated(meta));
+                }
+                Err(e) => {
+                    warn!(%index, error = %e, "creating a snapshot failed; will retry later")
+                }
+            }
+            thread_running.store(false, Ordering::Release);
+        });
+    if let Err(e) = spawned {
+        running.store(false, Ordering::Release);
+        warn!(error = %e, "could not start the snapshot thread");
+    }
+    Ok(())
+}
+
 /// Fails every op still queued once the machine cannot run them.
 fn fail_queued<S>(ops: &mut mpsc::Receiver<ApplyOp<S>>, error: &Error) {
     ops.close();
     while let Ok(op) = ops.try_recv() {
-        match op {
-            ApplyOp::Entries { waiters, .. } => {
-                for (_, responder) in waiters {
-                    let _ = responder.send(Err(error.clone()));
-                }
-            }
-            ApplyOp::Read(f) => f(Err(error.clone())),
-            ApplyOp::Restore(_) => {}
-        }
+        op.fail(error);
     }
 }

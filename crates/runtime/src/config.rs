@@ -71,6 +71,28 @@ pub struct Config {
     pub seed: u64,
     pub log: LogConfig,
     pub transport: TransportTuning,
+    /// Deliberate defects, so that tests can show the simulator catches
+    /// them. Never on outside tests.
+    #[cfg(feature = "fault-injection")]
+    pub bugs: RuntimeBugs,
+}
+
+/// Defects the node loop can be built with, each one a way a Raft runtime
+/// goes wrong around a correct core.
+#[cfg(feature = "fault-injection")]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeBugs {
+    /// Send votes and append acknowledgements before their write batch is
+    /// durable (§5.2 requires them after).
+    pub ack_before_fsync: bool,
+    /// Fail an older proposal as dropped as soon as a newer entry lands on
+    /// its index, although the older entry may still commit through a
+    /// member that holds it (Figure 8): the client retries a write that
+    /// then commits twice.
+    pub drop_overwritten_proposals: bool,
+    /// Count one tick per timer firing instead of per interval of elapsed
+    /// time: a stalled loop's lease outlives real time (§6.4.1).
+    pub tick_per_timer: bool,
 }
 
 /// The transport's bounds; see [`TransportConfig`] for their meaning.
@@ -144,11 +166,13 @@ impl Config {
             seed: id.0,
             log: LogConfig::default(),
             transport: TransportTuning::default(),
+            #[cfg(feature = "fault-injection")]
+            bugs: RuntimeBugs::default(),
         }
     }
 
     /// The core's configuration.
-    pub(crate) fn raft(&self) -> keel_raft::Config {
+    pub fn raft(&self) -> keel_raft::Config {
         keel_raft::Config {
             election_ticks: self.election_ticks,
             heartbeat_ticks: self.heartbeat_ticks,

@@ -92,6 +92,7 @@ mod histogram;
 mod inbound;
 mod metrics;
 mod node;
+pub mod node_loop;
 mod peers;
 mod proposals;
 mod restore;
@@ -99,6 +100,8 @@ mod snapshot;
 mod state_machine;
 mod storage;
 
+#[cfg(feature = "fault-injection")]
+pub use config::RuntimeBugs;
 pub use config::{Config, ConfigError, TransportTuning};
 pub use error::{Error, StartError, StateMachineError, StopReason};
 pub use histogram::{LATENCY_BUCKET_BOUNDS_MICROS, LatencyHistogram};

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -14,13 +13,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::apply::{Applier, ReadFn};
+use crate::apply::{self, Applier, ReadFn};
 use crate::config::Config;
-use crate::driver::{Driver, Request, Wiring};
+use crate::driver::{Driver, Wiring};
 use crate::error::{Error, StartError, StopReason};
 use crate::histogram::LogTimings;
 use crate::inbound::InboundHandler;
 use crate::metrics::Metrics;
+use crate::node_loop::Request;
 use crate::restore::{Storage, restore};
 use crate::state_machine::StateMachine;
 use crate::storage;
@@ -169,21 +169,17 @@ impl<S: StateMachine> Node<S> {
             .spawn(move || {
                 storage::run(log, storage_rx, storage_events, peers_file, storage_timings)
             })?;
-        let applier = Applier {
-            sm: state_machine,
-            snapshots: snapshots.clone(),
-            events: events_tx.clone(),
-            skip_through: restored.applied_through,
-            last_index: snapshot.index,
-            last_term: snapshot.term,
-            membership: snapshot.membership,
-            last_snapshot_index: snapshot.index,
-            snapshot_entries: config.snapshot_entries,
-            snapshot_running: Arc::new(AtomicBool::new(false)),
-        };
+        let applier = Applier::new(
+            state_machine,
+            restored.applied_through,
+            &snapshot,
+            config.snapshot_entries,
+        );
+        let apply_events = events_tx.clone();
+        let apply_snapshots = snapshots.clone();
         let apply_thread = std::thread::Builder::new()
             .name(format!("keel-apply-{id}"))
-            .spawn(move || applier.run(apply_rx))?;
+            .spawn(move || apply::run(applier, apply_rx, apply_events, apply_snapshots))?;
 
         let handler = InboundHandler {
             inbox: inbox_tx,

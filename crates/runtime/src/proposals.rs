@@ -10,20 +10,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use keel_raft::{LogIndex, Proposal, Term};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
+use crate::clock::Moment;
 use crate::error::Error;
 
 /// Where a proposal's outcome goes: the state machine's response, or why
 /// there is none.
-pub(crate) type Responder = oneshot::Sender<Result<Bytes, Error>>;
+pub type Responder = oneshot::Sender<Result<Bytes, Error>>;
 
 struct Pending {
     term: Term,
     responder: Responder,
     /// When this node lost the leadership under which the proposal was
     /// made; from then on its fate is unknown until its index is applied.
-    orphaned_at: Option<Instant>,
+    orphaned_at: Option<Moment>,
 }
 
 /// The proposals of this node, by index, and how the finished ones ended.
@@ -102,6 +102,16 @@ impl Proposals {
         self.count += 1;
     }
 
+    /// The `drop_overwritten_proposals` bug: fails every proposal at
+    /// `index` as dropped, as if a newer entry there settled their fate.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn drop_older_at(&mut self, index: LogIndex) {
+        for p in self.pending.remove(&index).unwrap_or_default() {
+            self.count -= 1;
+            self.fail(p.responder, Error::ProposalDropped { index });
+        }
+    }
+
     /// The responder waiting for the entry `(index, term)`, which is about
     /// to be applied. Proposals at `index` from other terms certainly did
     /// not take effect (the committed entry there is another) and are told
@@ -122,17 +132,17 @@ impl Proposals {
     }
 
     /// This node stopped leading: start the clock on every proposal.
-    pub(crate) fn orphan_all(&mut self, now: Instant) {
+    pub(crate) fn orphan_all(&mut self, now: Moment) {
         for p in self.pending.values_mut().flatten() {
             p.orphaned_at.get_or_insert(now);
         }
     }
 
     /// Fails orphaned proposals older than `timeout`.
-    pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) {
+    pub(crate) fn expire(&mut self, now: Moment, timeout: Duration) {
         let expired = |p: &Pending| {
             p.orphaned_at
-                .is_some_and(|t| now.duration_since(t) >= timeout)
+                .is_some_and(|t| now.saturating_since(t) >= timeout)
         };
         let indexes: Vec<LogIndex> = self
             .pending
@@ -204,7 +214,7 @@ mod tests {
         let mut proposals = Proposals::new(10);
         let (tx, mut rx) = oneshot::channel();
         proposals.insert(proposal(2, 5), tx);
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         proposals.orphan_all(t0);
         proposals.expire(t0 + Duration::from_millis(10), Duration::from_secs(1));
         assert!(rx.try_recv().is_err(), "still waiting before the timeout");
@@ -220,7 +230,7 @@ mod tests {
         let mut proposals = Proposals::new(10);
         let (tx, _rx) = oneshot::channel();
         proposals.insert(proposal(2, 5), tx);
-        proposals.orphan_all(Instant::now());
+        proposals.orphan_all(Moment::ZERO);
         assert!(proposals.take_committed(LogIndex(5), Term(2)).is_some());
         assert_eq!(proposals.len(), 0);
         assert_eq!((proposals.committed(), proposals.failed()), (1, 0));
@@ -260,7 +270,7 @@ mod tests {
         let (old_tx, mut old_rx) = oneshot::channel();
         let (new_tx, mut new_rx) = oneshot::channel();
         proposals.insert(proposal(2, 7), old_tx);
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         proposals.orphan_all(t0);
         proposals.insert(proposal(3, 7), new_tx);
         proposals.expire(t0 + Duration::from_secs(1), Duration::from_secs(1));

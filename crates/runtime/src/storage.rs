@@ -24,18 +24,35 @@ use crate::histogram::LogTimings;
 use crate::peers;
 
 /// One Ready's durable part.
-pub(crate) struct WriteBatch {
-    /// Its position in the driver's sequence of writes.
-    pub(crate) seq: u64,
+#[derive(Debug)]
+pub struct WriteBatch {
+    /// Its position in the node loop's sequence of writes.
+    pub seq: u64,
     /// A snapshot received from the leader (already published in the
     /// snapshot store): the log is compacted to it before `entries`.
-    pub(crate) snapshot: Option<SnapshotMeta>,
-    pub(crate) entries: Vec<Entry>,
-    pub(crate) hard_state: Option<HardState>,
+    pub snapshot: Option<SnapshotMeta>,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
     /// What to report to the core once durable.
-    pub(crate) persisted_up_to: Option<(LogIndex, Term)>,
+    pub persisted_up_to: Option<(LogIndex, Term)>,
     /// Messages that may leave only once this batch is durable.
-    pub(crate) messages: Vec<Message>,
+    pub messages: Vec<Message>,
+}
+
+impl WriteBatch {
+    /// Writes the batch to `log` (not yet durable): compaction to the
+    /// leader's snapshot first, then the entries, then the hard state.
+    pub fn write_to(&self, log: &mut dyn LogStore) {
+        if let Some(meta) = &self.snapshot {
+            log.compact(meta.index, meta.term);
+        }
+        if !self.entries.is_empty() {
+            log.append(&self.entries);
+        }
+        if let Some(hs) = &self.hard_state {
+            log.set_hard_state(hs.clone());
+        }
+    }
 }
 
 pub(crate) enum StorageOp {
@@ -68,15 +85,7 @@ pub(crate) fn run(
             let started = Instant::now();
             match next {
                 StorageOp::Write(batch) => {
-                    if let Some(meta) = &batch.snapshot {
-                        log.compact(meta.index, meta.term);
-                    }
-                    if !batch.entries.is_empty() {
-                        log.append(&batch.entries);
-                    }
-                    if let Some(hs) = &batch.hard_state {
-                        log.set_hard_state(hs.clone());
-                    }
+                    batch.write_to(log.as_mut());
                     done.push(batch);
                 }
                 StorageOp::Compact { index, term } => log.compact(index, term),

@@ -1,0 +1,520 @@
+//! The node loop: the deterministic part of a running node.
+//!
+//! It owns the Raft core, the proposals waiting for their entries, the
+//! reads waiting for the core, the tick clock and the sequencing of writes
+//! and applies. It takes [`Input`]s that carry the time ([`Moment`]) and
+//! leaves [`Effect`]s for whoever drives it to execute, in order. It reads
+//! no clock, spawns nothing, touches no file or socket: the runtime's
+//! driver task runs it over tokio, threads and the network, and the
+//! simulator runs the very same loop over a simulated disk, network and
+//! clock, so that what the simulator checks is what members run.
+//!
+//! The contract of the effects, in the order a [`Ready`] demands:
+//!
+//! 1. [`Effect::Send`] leaves at once — a leader's AppendEntries go out
+//!    while its own write of the same entries is still in flight;
+//! 2. [`Effect::Write`] batches are made durable in order; when batch `seq`
+//!    (and every one before it) is durable, report [`Input::Persisted`]
+//!    with the batch's `persisted_up_to` and `messages`, which the loop
+//!    then sends (votes and acknowledgements wait for durability, §5.2);
+//! 3. [`Effect::Apply`] ops run against the state machine in the order
+//!    given; report [`Input::Applied`] as they complete;
+//! 4. [`Effect::PublishSnapshot`] publishes the staged snapshot the core
+//!    accepted, before the write batch that follows it compacts the log.
+//!
+//! The loop does not wait for a write before taking the next Ready
+//! (pipelining): several batches may be in flight.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+use keel_raft::{
+    LogIndex, MembershipChange, Message, MessageBody, NodeId, Proposal, ProposeError, Raft, ReadId,
+    ReadMode, ReadOutcome, Ready, Role, SnapshotMeta, SoftState, Term,
+};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+pub use crate::apply::{Applier, ApplyOp, ReadFn, SnapshotTaken};
+pub use crate::clock::Moment;
+pub use crate::proposals::Responder;
+pub use crate::storage::WriteBatch;
+
+use crate::clock::TickClock;
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::node::ReadConsistency;
+use crate::proposals::Proposals;
+
+/// What an application asks of its node.
+pub enum Request<S> {
+    /// Append a command; `responder` gets the state machine's response.
+    Propose {
+        data: Bytes,
+        responder: Responder,
+    },
+    ChangeMembership {
+        change: MembershipChange,
+        responder: Responder,
+    },
+    /// Run `read` against the state machine once `consistency` allows.
+    Read {
+        consistency: ReadConsistency,
+        read: ReadFn<S>,
+    },
+    TransferLeader {
+        target: NodeId,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Shutdown,
+}
+
+/// Everything that happens to a node, in the order it happened.
+pub enum Input<S> {
+    /// Time passed; the loop ticks the core for every interval elapsed.
+    Tick,
+    Request(Request<S>),
+    /// Messages from peers.
+    Messages(Vec<Message>),
+    /// A leader's snapshot arrived whole and is staged (durable, not yet
+    /// published): step its InstallSnapshot message in. If the core accepts
+    /// it, the next effects hold [`Effect::PublishSnapshot`] for it; a
+    /// staged snapshot not published by the end of [`NodeLoop::effects`]
+    /// was refused and may be discarded.
+    SnapshotStaged(Message),
+    /// Write batch `seq` (and every one before it) is durable.
+    Persisted {
+        seq: u64,
+        up_to: Option<(LogIndex, Term)>,
+        messages: Vec<Message>,
+    },
+    /// The state machine applied every entry through this index.
+    Applied(LogIndex),
+    /// A snapshot of the state machine is published.
+    SnapshotCreated(SnapshotMeta),
+    /// A snapshot transfer to a peer ended.
+    SnapshotSent {
+        to: NodeId,
+        ok: bool,
+    },
+    /// A message to this peer could not be sent: stop streaming
+    /// AppendEntries into the void and probe until it answers.
+    Unreachable(NodeId),
+}
+
+/// What the loop asks its driver to do, in order.
+pub enum Effect<S> {
+    /// Send a message now.
+    Send(Message),
+    /// Stream the stored snapshot this InstallSnapshot names to its
+    /// recipient, then report [`Input::SnapshotSent`]. At most one transfer
+    /// per peer runs at a time.
+    SendSnapshot(Message),
+    /// Publish the staged snapshot with this metadata.
+    PublishSnapshot(SnapshotMeta),
+    /// Make this batch durable after every earlier one.
+    Write(WriteBatch),
+    /// A snapshot through `(index, term)` is published: the log it covers
+    /// may be discarded.
+    Compact { index: LogIndex, term: Term },
+    /// Run this against the state machine after every earlier apply op.
+    Apply(ApplyOp<S>),
+}
+
+/// The deterministic core of a node; see the module documentation.
+pub struct NodeLoop<S> {
+    raft: Raft,
+    config: Config,
+    proposals: Proposals,
+    /// Linearizable reads waiting for the core, with when they were asked.
+    reads: BTreeMap<ReadId, (Moment, ReadFn<S>)>,
+    /// Starts at a value no earlier incarnation of this node used, so that
+    /// a late answer to a read forwarded before a restart cannot be taken
+    /// for the answer to a new one.
+    next_read_id: u64,
+    /// How many ticks the core is owed: time, not timer firings.
+    clock: TickClock,
+    /// The last write batch handed out, and the last one durable.
+    write_seq: u64,
+    persisted_seq: u64,
+    /// Apply ops that wait for a write: a leader's snapshot replaces the
+    /// state machine only once the log records it (a crash in between
+    /// must not leave the machine ahead of a log that cannot explain it),
+    /// and everything after it waits behind it. Each op carries the write
+    /// sequence that must be durable first (0: none).
+    held: VecDeque<(u64, ApplyOp<S>)>,
+    /// Peers a snapshot transfer is running to.
+    snapshot_sends: BTreeSet<NodeId>,
+    /// Leaders' snapshots staged since the last [`NodeLoop::effects`].
+    staged: Vec<SnapshotMeta>,
+    effects: Vec<Effect<S>>,
+    leading: bool,
+    snapshots_created: u64,
+    snapshots_installed: u64,
+    metrics_stale: bool,
+    stopping: bool,
+}
+
+impl<S> NodeLoop<S> {
+    /// A loop over `raft`, started at [`Moment::ZERO`]. `read_id_origin`
+    /// must exceed every read id an earlier incarnation of this node used.
+    pub fn new(raft: Raft, config: Config, read_id_origin: u64) -> NodeLoop<S> {
+        NodeLoop {
+            raft,
+            proposals: Proposals::new(config.pending_proposals_max),
+            reads: BTreeMap::new(),
+            next_read_id: read_id_origin,
+            clock: TickClock::new(config.tick_interval, config.election_ticks),
+            write_seq: 0,
+            persisted_seq: 0,
+            held: VecDeque::new(),
+            snapshot_sends: BTreeSet::new(),
+            staged: Vec::new(),
+            effects: Vec::new(),
+            leading: false,
+            snapshots_created: 0,
+            snapshots_installed: 0,
+            metrics_stale: true,
+            stopping: false,
+            config,
+        }
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// A [`Request::Shutdown`] arrived.
+    pub fn stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Takes one input that happened at `now`.
+    pub fn handle(&mut self, now: Moment, input: Input<S>) {
+        match input {
+            Input::Tick => self.on_tick(now),
+            Input::Request(request) => self.on_request(now, request),
+            Input::Messages(messages) => {
+                for m in messages {
+                    self.step(m);
+                }
+            }
+            Input::SnapshotStaged(m) => {
+                if let MessageBody::InstallSnapshot { meta } = &m.body {
+                    self.staged.push(meta.clone());
+                }
+                self.step(m);
+            }
+            Input::Persisted {
+                seq,
+                up_to,
+                messages,
+            } => self.on_persisted(seq, up_to, messages),
+            Input::Applied(index) => {
+                self.raft.applied(index);
+                self.metrics_stale = true;
+            }
+            Input::SnapshotCreated(meta) => {
+                let (index, term) = (meta.index, meta.term);
+                self.raft.snapshot_created(meta);
+                self.snapshots_created += 1;
+                self.effects.push(Effect::Compact { index, term });
+            }
+            Input::SnapshotSent { to, ok } => {
+                self.snapshot_sends.remove(&to);
+                self.raft.report_snapshot(to, ok);
+            }
+            Input::Unreachable(to) => self.raft.report_unreachable(to),
+        }
+    }
+
+    /// Everything the inputs so far call for, in the order to execute it.
+    /// Staged snapshots the core did not accept are forgotten.
+    pub fn effects(&mut self, now: Moment) -> Vec<Effect<S>> {
+        while self.raft.has_ready() {
+            let ready = self.raft.ready();
+            self.on_ready(now, ready);
+        }
+        // The core accepts a snapshot in the Ready after the step that
+        // delivered it.
+        self.staged.clear();
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Whether something a metrics reader sees changed since the last
+    /// [`NodeLoop::metrics`].
+    pub fn metrics_stale(&self) -> bool {
+        self.metrics_stale
+    }
+
+    /// The node's state, less what only the driver knows (transport and
+    /// log timings).
+    pub fn metrics(&mut self) -> Metrics {
+        self.metrics_stale = false;
+        let mut m = Metrics::from_status(self.raft.status());
+        m.pending_proposals = self.proposals.len();
+        m.proposals_committed = self.proposals.committed();
+        m.proposals_failed = self.proposals.failed();
+        m.snapshots_created = self.snapshots_created;
+        m.snapshots_installed = self.snapshots_installed;
+        m
+    }
+
+    /// Fails every proposal and read still waiting: the node stops.
+    pub fn fail_all(&mut self, error: &Error) {
+        self.proposals.fail_all(error);
+        for (_, (_, read)) in std::mem::take(&mut self.reads) {
+            read(Err(error.clone()));
+        }
+        for (_, op) in std::mem::take(&mut self.held) {
+            op.fail(error);
+        }
+    }
+
+    fn on_ready(&mut self, now: Moment, ready: Ready) {
+        if let Some(soft) = &ready.soft_state {
+            self.on_soft_state(now, soft);
+        }
+        let persisted_up_to = ready.persisted_up_to();
+        for m in ready.messages {
+            self.send(m);
+        }
+        let install = ready.snapshot.clone();
+        if let Some(meta) = &install {
+            let at = self
+                .staged
+                .iter()
+                .position(|s| s == meta)
+                .expect("the core installs only snapshots stepped in since the last effects");
+            self.staged.swap_remove(at);
+            // Published before the write that compacts the log to it.
+            self.effects.push(Effect::PublishSnapshot(meta.clone()));
+        }
+        let must_write = ready.snapshot.is_some()
+            || !ready.entries.is_empty()
+            || ready.hard_state.is_some()
+            || !ready.persisted_messages.is_empty();
+        if must_write {
+            // Messages with nothing of their own to write still go through
+            // the write queue: they may vouch for entries of an earlier
+            // write that is still in flight.
+            self.write_seq += 1;
+            let batch = WriteBatch {
+                seq: self.write_seq,
+                snapshot: ready.snapshot,
+                entries: ready.entries,
+                hard_state: ready.hard_state,
+                persisted_up_to,
+                messages: ready.persisted_messages,
+            };
+            #[cfg(feature = "fault-injection")]
+            let batch = self.acknowledge_early(batch);
+            self.effects.push(Effect::Write(batch));
+        }
+        if let Some(meta) = install {
+            self.proposals.covered_by_snapshot(meta.index);
+            self.snapshots_installed += 1;
+            info!(index = %meta.index, term = %meta.term, "installing the leader's snapshot");
+            self.apply_after(self.write_seq, ApplyOp::Restore(meta));
+        }
+        if !ready.committed_entries.is_empty() {
+            let waiters = ready
+                .committed_entries
+                .iter()
+                .filter_map(|e| Some((e.index, self.proposals.take_committed(e.index, e.term)?)))
+                .collect();
+            self.apply(ApplyOp::Entries {
+                entries: ready.committed_entries,
+                waiters,
+            });
+        }
+        for read in ready.reads {
+            self.release_read(read);
+        }
+    }
+
+    fn on_persisted(&mut self, seq: u64, up_to: Option<(LogIndex, Term)>, messages: Vec<Message>) {
+        assert_eq!(seq, self.persisted_seq + 1, "writes complete in order");
+        self.persisted_seq = seq;
+        if let Some((index, term)) = up_to {
+            self.raft.persisted(index, term);
+        }
+        for m in messages {
+            self.send(m);
+        }
+        while self
+            .held
+            .front()
+            .is_some_and(|(after, _)| *after <= self.persisted_seq)
+        {
+            let (_, op) = self.held.pop_front().expect("checked above");
+            self.effects.push(Effect::Apply(op));
+        }
+    }
+
+    /// Queues `op` behind every apply op before it.
+    fn apply(&mut self, op: ApplyOp<S>) {
+        self.apply_after(0, op);
+    }
+
+    /// Queues `op` behind every apply op before it, once write batch
+    /// `write_seq` is durable.
+    fn apply_after(&mut self, write_seq: u64, op: ApplyOp<S>) {
+        if self.held.is_empty() && write_seq <= self.persisted_seq {
+            self.effects.push(Effect::Apply(op));
+        } else {
+            self.held.push_back((write_seq, op));
+        }
+    }
+
+    fn step(&mut self, m: Message) {
+        if let Err(e) = self.raft.step(m) {
+            warn!(error = %e, "dropped a message");
+        }
+    }
+
+    /// Gives the core every tick of time elapsed since the last.
+    fn tick_core(&mut self, now: Moment) {
+        for _ in 0..self.clock.due(now) {
+            self.raft.tick();
+        }
+    }
+
+    fn on_tick(&mut self, now: Moment) {
+        if self.ticks_follow_time() {
+            self.tick_core(now);
+        } else {
+            self.raft.tick();
+        }
+        self.proposals
+            .expire(now, self.config.unknown_outcome_timeout);
+        while let Some(entry) = self.reads.first_entry() {
+            if now.saturating_since(entry.get().0) < self.config.request_timeout {
+                break;
+            }
+            let (_, read) = entry.remove();
+            read(Err(Error::Timeout));
+        }
+        self.metrics_stale = true;
+    }
+
+    fn on_request(&mut self, now: Moment, request: Request<S>) {
+        match request {
+            Request::Propose { data, responder } => {
+                self.propose(responder, |raft| raft.propose(data));
+            }
+            Request::ChangeMembership { change, responder } => {
+                self.propose(responder, |raft| raft.propose_membership(change));
+            }
+            Request::Read { consistency, read } => self.read(now, consistency, read),
+            Request::TransferLeader { target, reply } => {
+                let _ = reply.send(self.raft.transfer_leader(target).map_err(Error::from));
+            }
+            Request::Shutdown => self.stopping = true,
+        }
+    }
+
+    fn read(&mut self, now: Moment, consistency: ReadConsistency, read: ReadFn<S>) {
+        let mode = match consistency {
+            ReadConsistency::Stale => return self.apply(ApplyOp::Read(read)),
+            ReadConsistency::Linearizable => ReadMode::ReadIndex,
+            ReadConsistency::Lease => ReadMode::Lease,
+        };
+        if self.reads.len() >= self.config.pending_proposals_max {
+            read(Err(Error::Overloaded));
+            return;
+        }
+        let id = ReadId(self.next_read_id);
+        self.next_read_id += 1;
+        if mode == ReadMode::Lease && self.ticks_follow_time() {
+            // The lease is judged in ticks: bring them up to now.
+            self.tick_core(now);
+        }
+        self.reads.insert(id, (now, read));
+        self.raft.read(id, mode);
+    }
+
+    fn propose(
+        &mut self,
+        responder: Responder,
+        append: impl FnOnce(&mut Raft) -> Result<Proposal, ProposeError>,
+    ) {
+        if self.proposals.is_full() {
+            let _ = responder.send(Err(Error::Overloaded));
+            return;
+        }
+        match append(&mut self.raft) {
+            Ok(proposal) => {
+                #[cfg(feature = "fault-injection")]
+                if self.config.bugs.drop_overwritten_proposals {
+                    self.proposals.drop_older_at(proposal.index);
+                }
+                self.proposals.insert(proposal, responder);
+            }
+            Err(e) => {
+                let _ = responder.send(Err(e.into()));
+            }
+        }
+    }
+
+    fn release_read(&mut self, outcome: ReadOutcome) {
+        let Some((_, read)) = self.reads.remove(&outcome.id) else {
+            return; // timed out meanwhile
+        };
+        match outcome.result {
+            // Apply ops run in order, so the read runs after every entry
+            // queued before it, which covers everything it must observe.
+            Ok(_) => self.apply(ApplyOp::Read(read)),
+            Err(e) => read(Err(e.into())),
+        }
+    }
+
+    fn on_soft_state(&mut self, now: Moment, soft: &SoftState) {
+        let leading = soft.role == Role::Leader;
+        if self.leading && !leading {
+            // Entries this node appended may yet commit under the next
+            // leader, or be replaced: wait a while for their fate.
+            self.proposals.orphan_all(now);
+        }
+        if leading != self.leading {
+            info!(term = %soft.term, role = %soft.role, leader = ?soft.leader, "role changed");
+        } else {
+            debug!(term = %soft.term, role = %soft.role, leader = ?soft.leader, "soft state changed");
+        }
+        self.leading = leading;
+        self.metrics_stale = true;
+    }
+
+    fn send(&mut self, m: Message) {
+        if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
+            // One transfer per peer at a time; the core waits for its report.
+            if self.snapshot_sends.insert(m.to) {
+                self.effects.push(Effect::SendSnapshot(m));
+            }
+            return;
+        }
+        self.effects.push(Effect::Send(m));
+    }
+
+    /// Whether the core's ticks follow elapsed time (always, unless the
+    /// `tick_per_timer` bug is switched on).
+    fn ticks_follow_time(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return !self.config.bugs.tick_per_timer;
+        #[cfg(not(feature = "fault-injection"))]
+        true
+    }
+
+    /// The `ack_before_fsync` bug: sends the batch's votes and
+    /// acknowledgements before it is durable.
+    #[cfg(feature = "fault-injection")]
+    fn acknowledge_early(&mut self, mut batch: WriteBatch) -> WriteBatch {
+        if self.config.bugs.ack_before_fsync {
+            for m in std::mem::take(&mut batch.messages) {
+                self.send(m);
+            }
+        }
+        batch
+    }
+}
