@@ -38,6 +38,7 @@ use tracing::{debug, info, warn};
 pub use crate::apply::{Applier, ApplyOp, ReadFn, SnapshotTaken};
 pub use crate::clock::Moment;
 pub use crate::proposals::Responder;
+pub use crate::restore::resume_from;
 pub use crate::storage::WriteBatch;
 
 use crate::clock::TickClock;

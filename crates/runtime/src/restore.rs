@@ -111,6 +111,38 @@ pub(crate) fn restore<S: StateMachine>(
         },
         |info| info.meta,
     );
+    let state = resume_from(log, snapshot)?;
+    let mut applied_through = sm.applied_index();
+    let snapshot = &state.snapshot;
+    if applied_through < snapshot.index {
+        info!(index = %snapshot.index, "restoring the state machine from the newest snapshot");
+        let reader = storage.snapshots.open_reader(snapshot.index)?;
+        let mut data = SnapshotBytes::new(reader, 0);
+        sm.restore(snapshot.index, &mut data)
+            .map_err(StartError::StateMachine)?;
+        applied_through = snapshot.index;
+    }
+    info!(
+        id = %config.id,
+        term = %state.hard_state.term,
+        snapshot = %snapshot.index,
+        last_index = %log.last_index(),
+        %applied_through,
+        "restarting from disk"
+    );
+    Ok(Restored {
+        state,
+        applied_through,
+        peers,
+    })
+}
+
+/// The state the core resumes from: the durable log, compacted to the
+/// newest published snapshot `snapshot`.
+pub fn resume_from(
+    log: &mut dyn LogStore,
+    snapshot: SnapshotMeta,
+) -> Result<RestoredState, StartError> {
     // A snapshot installed from a leader is published before the log is
     // compacted to it; a crash in between leaves the log behind.
     if log.first_index() <= snapshot.index {
@@ -128,32 +160,9 @@ pub(crate) fn restore<S: StateMachine>(
     } else {
         Vec::new()
     };
-    let hard_state = log.hard_state().clone();
-
-    let mut applied_through = sm.applied_index();
-    if applied_through < snapshot.index {
-        info!(index = %snapshot.index, "restoring the state machine from the newest snapshot");
-        let reader = storage.snapshots.open_reader(snapshot.index)?;
-        let mut data = SnapshotBytes::new(reader, 0);
-        sm.restore(snapshot.index, &mut data)
-            .map_err(StartError::StateMachine)?;
-        applied_through = snapshot.index;
-    }
-    info!(
-        id = %config.id,
-        term = %hard_state.term,
-        snapshot = %snapshot.index,
-        last_index = %log.last_index(),
-        %applied_through,
-        "restarting from disk"
-    );
-    Ok(Restored {
-        state: RestoredState {
-            hard_state,
-            snapshot,
-            entries,
-        },
-        applied_through,
-        peers,
+    Ok(RestoredState {
+        hard_state: log.hard_state().clone(),
+        snapshot,
+        entries,
     })
 }
