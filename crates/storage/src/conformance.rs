@@ -7,6 +7,13 @@
 //! tests generate them with proptest). Every check panics with a message
 //! naming what differed.
 //!
+//! The contract lets a crash keep a prefix of the writes made since the
+//! last sync. A harness says whether its crashes do
+//! ([`Harness::CRASH_KEEPS`]): if they keep nothing, the checks demand that
+//! exactly the durable state survives, the sharpest test of where a
+//! store's sync boundary lies; if they keep a prefix, the checks accept any
+//! prefix and go on from the one that survived.
+//!
 //! ```
 //! use keel_storage::{MemLogStore, conformance::{self, Harness}};
 //!
@@ -31,11 +38,27 @@ use crate::store::LogStore;
 /// Creates stores and crashes them.
 pub trait Harness {
     type Store: LogStore;
+    /// What [`Harness::crash_and_recover`] keeps of the writes made since
+    /// the last successful sync.
+    const CRASH_KEEPS: CrashKeeps = CrashKeeps::Nothing;
     /// A new, empty store.
     fn create(&mut self) -> Self::Store;
-    /// Loses every write since the last successful sync, as a power loss
-    /// does, and returns the store recovered from what was durable.
+    /// Crashes `store`, keeping what [`Harness::CRASH_KEEPS`] says of its
+    /// unsynced writes, and returns the store recovered from what the crash
+    /// left on its disk.
     fn crash_and_recover(&mut self, store: Self::Store) -> Self::Store;
+}
+
+/// What a harness's crash keeps of the writes made since the last
+/// successful sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashKeeps {
+    /// None of them, as a power loss before the next sync began: the
+    /// checks demand exactly the durable state.
+    Nothing,
+    /// Some prefix of them, in order, possibly ending part way through an
+    /// append, as [`crate::CrashKeep`] describes: the checks accept any.
+    APrefix,
 }
 
 /// One named check of the suite.
@@ -189,11 +212,14 @@ pub fn unsynced_writes_are_lost_in_a_crash<H: Harness>(h: &mut H) {
     let mut s = h.create();
     s.append(&entries(1, 2, 1));
     persist(&mut s);
-    s.append(&entries(3, 4, 1));
-    s.set_hard_state(hard_state(5, Some(2), 1));
+    let durable = Model::of(&s);
+    let unsynced = [
+        Write::Append(entries(3, 4, 1)),
+        Write::HardState(hard_state(5, Some(2), 1)),
+    ];
+    write_all(&mut s, &unsynced);
     let s = h.crash_and_recover(s);
-    assert_eq!(read_all(&s), entries(1, 2, 1));
-    assert_eq!(s.hard_state(), &HardState::default());
+    recovered::<H>(&s, &durable.crash_outcomes(&unsynced), "after the crash");
 }
 
 pub fn overwrite_discards_the_conflicting_suffix_durably<H: Harness>(h: &mut H) {
@@ -225,10 +251,12 @@ pub fn unsynced_overwrite_is_undone_by_a_crash<H: Harness>(h: &mut H) {
     let mut s = h.create();
     s.append(&entries(1, 6, 1));
     persist(&mut s);
-    s.append(&entries(2, 2, 3));
+    let durable = Model::of(&s);
+    let unsynced = [Write::Append(entries(2, 2, 3))];
+    write_all(&mut s, &unsynced);
     assert_eq!(s.last_index(), LogIndex(2));
     let s = h.crash_and_recover(s);
-    assert_eq!(read_all(&s), entries(1, 6, 1));
+    recovered::<H>(&s, &durable.crash_outcomes(&unsynced), "after the crash");
 }
 
 pub fn hard_state_is_durable_only_after_sync<H: Harness>(h: &mut H) {
@@ -236,11 +264,17 @@ pub fn hard_state_is_durable_only_after_sync<H: Harness>(h: &mut H) {
     let voted = hard_state(3, Some(2), 0);
     s.set_hard_state(voted.clone());
     assert_eq!(s.hard_state(), &voted, "visible at once");
-    let durable = s.sync().unwrap();
-    assert_eq!(durable.hard_state(), &voted);
-    s.set_hard_state(hard_state(4, None, 0));
+    let proof = s.sync().unwrap();
+    assert_eq!(proof.hard_state(), &voted);
+    let durable = Model::of(&s);
+    let unsynced = [Write::HardState(hard_state(4, None, 0))];
+    write_all(&mut s, &unsynced);
     let mut s = h.crash_and_recover(s);
-    assert_eq!(s.hard_state(), &voted, "the unsynced term-4 state was lost");
+    recovered::<H>(
+        &s,
+        &durable.crash_outcomes(&unsynced),
+        "the unsynced term-4 state",
+    );
     s.set_hard_state(hard_state(4, Some(3), 0));
     persist(&mut s);
     let s = h.crash_and_recover(s);
@@ -456,15 +490,37 @@ pub enum Op {
     Crash,
 }
 
-/// The obvious implementation of the contract, for comparison.
-#[derive(Clone, Debug, Default)]
+/// The obvious implementation of the contract, for comparison: a log as
+/// the store should report it.
+#[derive(Clone, Debug, Default, PartialEq)]
 struct Model {
     base: (u64, u64),
     entries: Vec<Entry>,
     hard_state: HardState,
 }
 
+/// One write to a store, which the model replays onto what a crash keeps.
+#[derive(Clone, Debug)]
+enum Write {
+    Append(Vec<Entry>),
+    HardState(HardState),
+    Compact(u64, u64),
+}
+
 impl Model {
+    /// The log `store` reports.
+    fn of<S: LogStore>(store: &S) -> Model {
+        let base = store.first_index().prev();
+        let base_term = store
+            .term(base)
+            .expect("the compaction point always has a term");
+        Model {
+            base: (base.0, base_term.0),
+            entries: read_all(store),
+            hard_state: store.hard_state().clone(),
+        }
+    }
+
     fn last(&self) -> u64 {
         self.base.0 + self.entries.len() as u64
     }
@@ -475,6 +531,20 @@ impl Model {
         }
         let k = index.checked_sub(self.base.0 + 1)?;
         self.entries.get(k as usize).map(|e| e.term.0)
+    }
+
+    fn apply(&mut self, write: &Write) {
+        match write {
+            Write::Append(batch) => self.append(batch),
+            Write::HardState(hs) => self.hard_state = hs.clone(),
+            Write::Compact(upto, term) => self.compact(*upto, *term),
+        }
+    }
+
+    fn append(&mut self, batch: &[Entry]) {
+        let start = batch[0].index.0;
+        self.entries.truncate((start - self.base.0 - 1) as usize);
+        self.entries.extend_from_slice(batch);
     }
 
     fn compact(&mut self, upto: u64, term: u64) {
@@ -488,45 +558,90 @@ impl Model {
         }
         self.base = (upto, term);
     }
+
+    /// Every state a crash may leave if `self` is durable and `unsynced`
+    /// were written since: `self` first, then each longer prefix of
+    /// `unsynced`, torn appends included.
+    fn crash_outcomes(&self, unsynced: &[Write]) -> Vec<Model> {
+        let mut outcomes = vec![self.clone()];
+        let mut state = self.clone();
+        for write in unsynced {
+            if let Write::Append(batch) = write {
+                for kept in 1..batch.len() {
+                    let mut torn = state.clone();
+                    torn.append(&batch[..kept]);
+                    outcomes.push(torn);
+                }
+            }
+            state.apply(write);
+            outcomes.push(state.clone());
+        }
+        outcomes
+    }
+}
+
+/// Makes `writes` to `store`, in order.
+fn write_all<S: LogStore>(store: &mut S, writes: &[Write]) {
+    for write in writes {
+        match write {
+            Write::Append(batch) => store.append(batch),
+            Write::HardState(hs) => store.set_hard_state(hs.clone()),
+            Write::Compact(upto, term) => store.compact(LogIndex(*upto), Term(*term)),
+        }
+    }
+}
+
+/// Checks that a crash left one of `outcomes` (from
+/// [`Model::crash_outcomes`]), the first if the harness's crash keeps
+/// nothing, and returns the one it left.
+fn recovered<H: Harness>(store: &H::Store, outcomes: &[Model], at: &str) -> Model {
+    let found = Model::of(store);
+    match H::CRASH_KEEPS {
+        CrashKeeps::Nothing => assert_eq!(
+            found, outcomes[0],
+            "{at}: the crash must keep exactly the durable state"
+        ),
+        CrashKeeps::APrefix => assert!(
+            outcomes.contains(&found),
+            "{at}: the crash left {found:?}, which is the durable state plus no prefix of the \
+             unsynced writes; it could have left any of {outcomes:?}"
+        ),
+    }
+    found
 }
 
 /// Runs `ops` against a store from `h` and against a model, checking after
 /// every step that the store reports the model's state, after every sync
-/// that the proof matches, and after every crash that exactly the durable
-/// state survived.
+/// that the proof matches, and after every crash that the durable state
+/// survived with what [`Harness::CRASH_KEEPS`] allows of the writes since.
 pub fn check_against_model<H: Harness>(h: &mut H, ops: &[Op]) {
     let mut store = h.create();
     let (mut view, mut durable) = (Model::default(), Model::default());
+    let mut unsynced: Vec<Write> = Vec::new();
     let mut next_term = 1;
     for (step, op) in ops.iter().enumerate() {
-        match *op {
+        let write = match *op {
             Op::Append { back, count } => {
                 let start = (view.last() + 1).saturating_sub(back).max(view.base.0 + 1);
                 let batch = entries(start, start + count.max(1) - 1, next_term);
                 next_term += 1;
-                store.append(&batch);
-                view.entries.truncate((start - view.base.0 - 1) as usize);
-                view.entries.extend(batch);
+                Some(Write::Append(batch))
             }
-            Op::SetHardState { term, vote, commit } => {
-                let hs = hard_state(term, vote.filter(|&v| v != 0), commit);
-                store.set_hard_state(hs.clone());
-                view.hard_state = hs;
-            }
+            Op::SetHardState { term, vote, commit } => Some(Write::HardState(hard_state(
+                term,
+                vote.filter(|&v| v != 0),
+                commit,
+            ))),
             Op::Compact { back, conflict } => {
                 let upto = view.last().saturating_sub(back);
                 let term = view.term(upto).unwrap_or(0) + u64::from(conflict) * 1000;
-                store.compact(LogIndex(upto), Term(term));
-                view.compact(upto, term);
+                Some(Write::Compact(upto, term))
             }
-            Op::CompactBeyond { ahead } => {
-                let upto = view.last() + ahead;
-                store.compact(LogIndex(upto), Term(next_term));
-                view.compact(upto, next_term);
-            }
+            Op::CompactBeyond { ahead } => Some(Write::Compact(view.last() + ahead, next_term)),
             Op::Sync => {
                 let proof = store.sync().expect("sync succeeds");
                 durable = view.clone();
+                unsynced.clear();
                 assert_eq!(
                     proof.last_index(),
                     LogIndex(durable.last()),
@@ -542,11 +657,21 @@ pub fn check_against_model<H: Harness>(h: &mut H, ops: &[Op]) {
                     &durable.hard_state,
                     "step {step}: proof hard state"
                 );
+                None
             }
             Op::Crash => {
                 store = h.crash_and_recover(store);
+                let outcomes = durable.crash_outcomes(&unsynced);
+                durable = recovered::<H>(&store, &outcomes, &format!("step {step}"));
                 view = durable.clone();
+                unsynced.clear();
+                None
             }
+        };
+        if let Some(write) = write {
+            write_all(&mut store, std::slice::from_ref(&write));
+            view.apply(&write);
+            unsynced.push(write);
         }
         assert_matches_model(&store, &view, step, op);
     }

@@ -48,7 +48,7 @@ pub use codec::DecodeError;
 pub use config::LogConfig;
 pub use error::{Corruption, FrameProblem, StorageError};
 pub use file_store::FileLogStore;
-pub use mem::MemLogStore;
+pub use mem::{CrashKeep, MemLogStore};
 pub use recovery::{RecoveryReport, TornWrite};
 pub use snapshot::{SnapshotInfo, SnapshotReader, SnapshotStore, SnapshotWriter, StagedSnapshot};
 pub use store::{Durable, LogStore};

@@ -57,8 +57,12 @@ impl Durable {
 /// reports (`last_index`, `entries`, ...); none of them is durable until
 /// [`LogStore::sync`] returns. One `append` (or several) followed by one
 /// `sync` costs one `fdatasync`: that is the group commit, and the runtime
-/// chooses the batch. A crash loses everything since the last successful
-/// `sync`, and nothing before it.
+/// chooses the batch. A crash never loses a write that a successful `sync`
+/// covered. Of the writes since, it may keep a prefix, in the order they
+/// were made, possibly ending part way through an append: what an
+/// interrupted sync got onto the disk. Callers must not count on those
+/// survivors, and must be able to restart from any such prefix
+/// ([`crate::CrashKeep`] argues why a Raft node can).
 ///
 /// The log is `first_index() ..= last_index()`; entries before
 /// `first_index()` were compacted into a snapshot whose last entry is

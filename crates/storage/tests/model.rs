@@ -1,10 +1,11 @@
 //! Model-based property test: random appends, overwrites, hard states,
 //! compactions, syncs and crashes; after every step each store must report
-//! the model's state, and after every crash exactly the model's durable state.
+//! the model's state, and after every crash the model's durable state (plus,
+//! for the harness whose crashes keep one, a prefix of the unsynced writes).
 
 mod common;
 
-use common::{FileHarness, MemHarness, segment_files, small_config};
+use common::{FileHarness, MemHarness, PrefixCrashHarness, segment_files, small_config};
 use keel_storage::conformance::{self, Op};
 use proptest::prelude::*;
 
@@ -34,5 +35,13 @@ proptest! {
     #[test]
     fn mem_store_recovers_exactly_the_durable_state(ops in proptest::collection::vec(op(), 1..80)) {
         conformance::check_against_model(&mut MemHarness, &ops);
+    }
+
+    #[test]
+    fn mem_store_crashed_keeping_random_prefixes_recovers_one_of_them(
+        ops in proptest::collection::vec(op(), 1..80),
+        seed in any::<u64>(),
+    ) {
+        conformance::check_against_model(&mut PrefixCrashHarness::new(seed), &ops);
     }
 }

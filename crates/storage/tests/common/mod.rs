@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use keel_storage::conformance::Harness;
-use keel_storage::{FileLogStore, LogConfig, MemLogStore};
+use keel_storage::conformance::{CrashKeeps, Harness};
+use keel_storage::{CrashKeep, FileLogStore, LogConfig, MemLogStore};
 use tempfile::TempDir;
 
 /// Small segments, so that tests roll and delete segments often.
@@ -67,6 +67,68 @@ impl Harness for MemHarness {
     fn crash_and_recover(&mut self, mut store: MemLogStore) -> MemLogStore {
         store.crash();
         store
+    }
+}
+
+/// A memory store whose crashes keep a random prefix of the unsynced
+/// writes, torn appends included: the crashes the simulator deals.
+pub struct PrefixCrashHarness {
+    rng: SplitMix64,
+    /// Every crash's choice and how much was unsynced, for tests that check
+    /// the choices covered the interesting cases.
+    pub crashes: Vec<(CrashKeep, usize)>,
+}
+
+impl PrefixCrashHarness {
+    pub fn new(seed: u64) -> PrefixCrashHarness {
+        PrefixCrashHarness {
+            rng: SplitMix64(seed),
+            crashes: Vec::new(),
+        }
+    }
+}
+
+impl Harness for PrefixCrashHarness {
+    type Store = MemLogStore;
+    const CRASH_KEEPS: CrashKeeps = CrashKeeps::APrefix;
+
+    fn create(&mut self) -> MemLogStore {
+        MemLogStore::new()
+    }
+
+    fn crash_and_recover(&mut self, mut store: MemLogStore) -> MemLogStore {
+        let unsynced = store.unsynced_writes();
+        let writes = self.rng.below(unsynced + 1);
+        let torn_entries = match store.unsynced_append_len(writes) {
+            Some(len) if len > 1 => self.rng.below(len),
+            _ => 0,
+        };
+        let keep = CrashKeep {
+            writes,
+            torn_entries,
+        };
+        self.crashes.push((keep, unsynced));
+        store.crash_keeping(keep);
+        store
+    }
+}
+
+/// Sebastiano Vigna's SplitMix64: a seeded sequence that no dependency
+/// upgrade can change.
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0 .. n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
     }
 }
 
