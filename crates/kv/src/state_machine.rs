@@ -2,7 +2,7 @@
 //! what a Raft runtime drives.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::KvError;
@@ -16,7 +16,6 @@ const DB_FILE: &str = "kv.redb";
 pub struct KvStateMachine {
     store: Store,
     hub: WatchHub,
-    db_path: PathBuf,
 }
 
 impl KvStateMachine {
@@ -24,14 +23,19 @@ impl KvStateMachine {
     /// apply fsync: only for a store with no Raft log underneath.
     pub fn open(dir: &Path, durable_apply: bool) -> Result<Arc<KvStateMachine>, KvError> {
         std::fs::create_dir_all(dir)?;
-        let db_path = dir.join(DB_FILE);
-        let store = Store::open(&db_path, durable_apply)?;
+        let store = Store::open(&dir.join(DB_FILE), durable_apply)?;
+        Ok(KvStateMachine::over(store))
+    }
+
+    /// A new, empty state machine whose store lives in memory
+    /// ([`Store::open_in_memory`]), for the simulator.
+    pub fn in_memory() -> Result<Arc<KvStateMachine>, KvError> {
+        Ok(KvStateMachine::over(Store::open_in_memory()?))
+    }
+
+    fn over(store: Store) -> Arc<KvStateMachine> {
         let hub = WatchHub::new(store.position().revision);
-        Ok(Arc::new(KvStateMachine {
-            store,
-            hub,
-            db_path,
-        }))
+        Arc::new(KvStateMachine { store, hub })
     }
 
     pub fn store(&self) -> &Store {
@@ -42,14 +46,15 @@ impl KvStateMachine {
         &self.hub
     }
 
-    /// The database file's size, for status reports.
+    /// The database's size, for status reports.
     pub fn db_size_bytes(&self) -> i64 {
-        self.store.db_size_bytes(&self.db_path)
+        self.store.db_size_bytes()
     }
 
-    /// The database file, for reading its size without holding the store.
-    pub fn db_path(&self) -> &Path {
-        &self.db_path
+    /// The database file, for reading its size without holding the store;
+    /// `None` for a machine in memory.
+    pub fn db_path(&self) -> Option<&Path> {
+        self.store.db_path()
     }
 
     /// Applies committed entries `(index, term, payload)` and then wakes
@@ -96,5 +101,105 @@ impl KvStateMachine {
     /// Makes all applied state durable (call before truncating the log).
     pub fn flush(&self) -> Result<(), KvError> {
         self.store.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::command::encode;
+    use crate::proto::command::command::Op;
+    use crate::proto::etcdserverpb::{
+        DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest,
+    };
+
+    fn put(key: &str, value: &str, lease: i64) -> Op {
+        Op::Put(PutRequest {
+            key: key.to_owned().into(),
+            value: value.to_owned().into(),
+            lease,
+            ..Default::default()
+        })
+    }
+
+    /// Puts, an overwrite, a delete and a lease with a key on it, applied
+    /// at indexes 1 ..= 6 as Raft would apply them.
+    fn apply_history(sm: &KvStateMachine) {
+        let ops = [
+            Op::LeaseGrant(LeaseGrantRequest { ttl: 60, id: 7 }),
+            put("a", "1", 0),
+            put("b", "2", 7),
+            put("a", "3", 0),
+            put("c", "4", 0),
+            Op::DeleteRange(DeleteRangeRequest {
+                key: "c".into(),
+                ..Default::default()
+            }),
+        ];
+        let commands: Vec<Bytes> = ops.into_iter().map(encode).collect();
+        let entries: Vec<_> = commands
+            .iter()
+            .enumerate()
+            .map(|(k, c)| (k as u64 + 1, 1, EntryPayload::Command(c)))
+            .collect();
+        sm.apply(&entries).unwrap();
+    }
+
+    fn everything(sm: &KvStateMachine) -> Vec<crate::proto::mvccpb::KeyValue> {
+        let all = RangeRequest {
+            key: vec![0].into(),
+            range_end: vec![0].into(),
+            ..Default::default()
+        };
+        sm.store().range(&all).unwrap().kvs
+    }
+
+    #[test]
+    fn in_memory_machine_snapshot_restores_into_another_in_memory_machine() {
+        let sm = KvStateMachine::in_memory().unwrap();
+        apply_history(&sm);
+        let mut snapshot = Vec::new();
+        let written = sm.write_snapshot(&mut snapshot).unwrap();
+        assert_eq!(written.applied_index, 6);
+
+        let other = KvStateMachine::in_memory().unwrap();
+        let restored = other.restore_snapshot(&mut snapshot.as_slice(), 6).unwrap();
+        assert_eq!(restored, sm.position());
+        assert_eq!(
+            other.store().hash_kv(0).unwrap(),
+            sm.store().hash_kv(0).unwrap()
+        );
+        assert_eq!(everything(&other), everything(&sm));
+        assert_eq!(everything(&sm).len(), 2, "a and b; c was deleted");
+        assert_eq!(other.store().leases(), sm.store().leases());
+    }
+
+    #[test]
+    fn in_memory_machine_matches_one_on_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let on_file = KvStateMachine::open(dir.path(), false).unwrap();
+        let in_memory = KvStateMachine::in_memory().unwrap();
+        apply_history(&on_file);
+        apply_history(&in_memory);
+        assert_eq!(on_file.db_path(), Some(dir.path().join(DB_FILE).as_path()));
+        assert_eq!(in_memory.position(), on_file.position());
+        assert_eq!(
+            in_memory.store().hash_kv(0).unwrap(),
+            on_file.store().hash_kv(0).unwrap()
+        );
+        assert_eq!(everything(&in_memory), everything(&on_file));
+    }
+
+    #[test]
+    fn in_memory_machine_has_no_file_but_a_size() {
+        let sm = KvStateMachine::in_memory().unwrap();
+        assert_eq!(sm.db_path(), None);
+        let empty = sm.db_size_bytes();
+        assert!(empty > 0, "redb's header and tables take pages");
+        apply_history(&sm);
+        sm.flush().unwrap();
+        assert!(sm.db_size_bytes() >= empty);
     }
 }

@@ -11,6 +11,7 @@
 
 mod apply;
 mod apply_error;
+mod backing;
 mod history;
 mod index;
 mod op;
@@ -36,6 +37,7 @@ pub use snapshot::SnapshotSource;
 use crate::error::{KvError, decode};
 use crate::proto::command::{LeaseRecord, Revisioned};
 use crate::proto::etcdserverpb::Member;
+use backing::Backing;
 use tables::{KV, LEASES, MEMBERS, META, meta_keys};
 
 /// The compacted revision of a store never compacted: etcd's, which clients
@@ -73,6 +75,7 @@ pub struct LeaseState {
 /// The persistent MVCC key-value store.
 pub struct Store {
     db: Database,
+    backing: Backing,
     state: RwLock<State>,
     /// Whether apply transactions fsync. A Raft-backed store does not need
     /// to, because the Raft log is the durability source and replays what
@@ -94,6 +97,22 @@ impl Store {
     /// index from its rows.
     pub fn open(path: &Path, durable_apply: bool) -> Result<Store, KvError> {
         let db = Database::create(path).map_err(KvError::storage)?;
+        Store::with_db(db, Backing::File(path.to_owned()), durable_apply)
+    }
+
+    /// A new, empty store whose database lives in memory, so that the
+    /// simulator runs the exact MVCC code with no disk. Applies commit as a
+    /// Raft member's do, without `durable_apply`, so that redb takes the
+    /// same paths; durability means nothing here anyway, since nothing
+    /// survives dropping the store.
+    pub fn open_in_memory() -> Result<Store, KvError> {
+        let (db, backing) = Backing::memory()?;
+        Store::with_db(db, backing, false)
+    }
+
+    /// Creates the tables if they are missing and rebuilds the in-memory
+    /// index from the rows.
+    fn with_db(db: Database, backing: Backing, durable_apply: bool) -> Result<Store, KvError> {
         let txn = db.begin_write().map_err(KvError::storage)?;
         for_each_table_created(&txn)?;
         txn.commit().map_err(KvError::storage)?;
@@ -106,6 +125,7 @@ impl Store {
         );
         Ok(Store {
             db,
+            backing,
             state: RwLock::new(state),
             durable_apply,
         })
@@ -151,9 +171,15 @@ impl Store {
         txn.commit().map_err(KvError::storage)
     }
 
-    /// The database file's size in bytes, for `endpoint status`.
-    pub fn db_size_bytes(&self, path: &Path) -> i64 {
-        std::fs::metadata(path).map_or(0, |m| m.len() as i64)
+    /// The database's size in bytes, for `endpoint status`: its file's,
+    /// or its pages' in memory.
+    pub fn db_size_bytes(&self) -> i64 {
+        self.backing.size_bytes()
+    }
+
+    /// The database file; `None` for a store in memory.
+    pub fn db_path(&self) -> Option<&Path> {
+        self.backing.path()
     }
 }
 

@@ -1,11 +1,14 @@
 //! The runtime's errors as etcd's, and which of them are worth a retry.
+//!
+//! Public so that the simulator, which drives the runtime without the
+//! gRPC services, answers and retries exactly as a member does.
 
 use keel::{Error, MembershipError};
 
 use crate::error::KvError;
 
 /// The error an etcd client gets for a runtime error.
-pub(crate) fn to_kv(e: Error) -> KvError {
+pub fn to_kv(e: Error) -> KvError {
     match e {
         Error::NotLeader { leader: None } | Error::LeaderNotReady => KvError::NoLeader,
         Error::NotLeader { leader: Some(_) } => KvError::NotLeader,
@@ -35,8 +38,11 @@ pub(crate) fn to_kv(e: Error) -> KvError {
 
 /// Whether the request certainly did not take effect and may soon succeed
 /// if made again (a leader is being elected, a transfer or a membership
-/// change is finishing).
-pub(crate) fn is_retryable(e: &Error) -> bool {
+/// change is finishing). `NotLeader` naming a leader is not, because what
+/// to do depends on the call: a proposal is forwarded to that leader
+/// (`RaftConsensus::propose`), a read barrier retries, a membership change
+/// fails with it.
+pub fn is_retryable(e: &Error) -> bool {
     matches!(
         e,
         Error::NotLeader { leader: None }

@@ -12,7 +12,8 @@
 //!   [`ForwardService`], `forward.rs`), ReadIndex read barriers (which work
 //!   on followers), the member's view for response headers, and
 //!   membership changes.
-//! - `errors.rs` maps the runtime's errors to etcd's.
+//! - `errors.rs` maps the runtime's errors to etcd's and decides which are
+//!   retried ([`to_kv`], [`is_retryable`]).
 
 mod consensus;
 mod errors;
@@ -22,5 +23,9 @@ mod peers;
 mod pipe;
 
 pub use consensus::RaftConsensus;
+/// The retry decisions of [`RaftConsensus`] and [`ForwardService`], public
+/// so that the simulator, which drives `keel` nodes without the gRPC
+/// services, makes the same decisions a member makes.
+pub use errors::{is_retryable, to_kv};
 pub use forward::{ForwardRejected, ForwardService, check_forwarded};
 pub use machine::RaftMachine;

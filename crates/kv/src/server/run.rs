@@ -223,7 +223,10 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
     };
     let metrics = MemberMetrics {
         raft: node.metrics(),
-        db_path: sm.db_path().to_owned(),
+        db_path: sm
+            .db_path()
+            .expect("a member's state machine was opened from its data directory")
+            .to_owned(),
     };
     let (stop, stop_rx) = oneshot::channel();
     let task = tokio::spawn(supervise(node, shared, client_listeners, me, stop_rx));
