@@ -85,11 +85,6 @@ pub struct RuntimeBugs {
     /// Send votes and append acknowledgements before their write batch is
     /// durable (§5.2 requires them after).
     pub ack_before_fsync: bool,
-    /// Fail an older proposal as dropped as soon as a newer entry lands on
-    /// its index, although the older entry may still commit through a
-    /// member that holds it (Figure 8): the client retries a write that
-    /// then commits twice.
-    pub drop_overwritten_proposals: bool,
     /// Count one tick per timer firing instead of per interval of elapsed
     /// time: a stalled loop's lease outlives real time (§6.4.1).
     pub tick_per_timer: bool,

@@ -446,13 +446,7 @@ impl<S> NodeLoop<S> {
             return;
         }
         match append(&mut self.raft) {
-            Ok(proposal) => {
-                #[cfg(feature = "fault-injection")]
-                if self.config.bugs.drop_overwritten_proposals {
-                    self.proposals.drop_older_at(proposal.index);
-                }
-                self.proposals.insert(proposal, responder);
-            }
+            Ok(proposal) => self.proposals.insert(proposal, responder),
             Err(e) => {
                 let _ = responder.send(Err(e.into()));
             }

@@ -28,12 +28,18 @@ struct Pending {
 
 /// The proposals of this node, by index, and how the finished ones ended.
 ///
-/// Several proposals may wait on one index: a leader that lost an entry's
-/// place to a later leader and then led again proposes a new entry at the
-/// same index. The older one is *not* lost on that account — another member
-/// may hold it and still commit it (the schedule of Figure 8) — so both
-/// wait until the entry at that index commits: its term decides which one
-/// took effect, and the others certainly did not.
+/// Only the commit at a proposal's index decides it: the entry committed
+/// there has the proposal's term, or the proposal certainly did not take
+/// effect. Nothing else is taken for an answer — in particular not a newer
+/// proposal of this node at the same index, which a tracker may be tempted
+/// to read as "the old entry was overwritten, it can no longer commit".
+/// With this core that situation only arises after a leader's snapshot
+/// discarded this node's whole log (a follower's log otherwise never ends
+/// below an index it once held: a conflicting append replaces entries, it
+/// does not shorten the log), and then the old entry follows one that
+/// disagrees with the snapshot's committed prefix, so it can never commit.
+/// The tracker does not rely on that argument: several proposals may wait
+/// on one index, and the commit there decides each.
 ///
 /// Invariant: at most `capacity` proposals in all.
 /// Invariant: at most one proposal per `(index, term)`: a term appends one
@@ -100,16 +106,6 @@ impl Proposals {
             orphaned_at: None,
         });
         self.count += 1;
-    }
-
-    /// The `drop_overwritten_proposals` bug: fails every proposal at
-    /// `index` as dropped, as if a newer entry there settled their fate.
-    #[cfg(feature = "fault-injection")]
-    pub(crate) fn drop_older_at(&mut self, index: LogIndex) {
-        for p in self.pending.remove(&index).unwrap_or_default() {
-            self.count -= 1;
-            self.fail(p.responder, Error::ProposalDropped { index });
-        }
     }
 
     /// The responder waiting for the entry `(index, term)`, which is about

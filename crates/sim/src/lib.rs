@@ -35,6 +35,7 @@ mod reconfig;
 mod report;
 mod rng;
 mod sim;
+pub mod stack;
 mod time;
 mod trace;
 mod vote_crash;

@@ -202,6 +202,13 @@ impl MemLogStore {
         self.poisoned = None;
     }
 
+    /// The term of the entry at `index` as a crash that keeps nothing
+    /// unsynced would leave it (`None`: absent, or compacted away): what
+    /// a simulator's durability check asks of a member's disk.
+    pub fn durable_term(&self, index: LogIndex) -> Option<Term> {
+        self.durable.term(index)
+    }
+
     /// How many writes a crash would lose now: the range of
     /// [`CrashKeep::writes`].
     pub fn unsynced_writes(&self) -> usize {

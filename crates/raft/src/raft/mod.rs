@@ -275,6 +275,17 @@ impl Raft {
         &self.membership
     }
 
+    /// The highest index known to be committed (cheaper than `status`).
+    pub fn commit_index(&self) -> LogIndex {
+        self.log.committed()
+    }
+
+    /// The term of the entry at `index`, if the log still knows it (the
+    /// snapshot's last entry included).
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        self.log.term(index)
+    }
+
     /// The node's state, for monitoring and tests.
     pub fn status(&self) -> Status {
         Status {

@@ -1,0 +1,175 @@
+//! `keel-sim-stack`: runs seeds of the full-stack simulation (the runtime's
+//! node loop and Keel KV under seeded faults) and summarises them.
+//!
+//! ```text
+//! cargo run --release -p keel-sim --bin keel-sim-stack -- --seeds 1..1001
+//! cargo run --release -p keel-sim --bin keel-sim-stack -- --seed 42 --profile paused-leader
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use clap::Parser;
+use keel_sim::stack::{StackBugs, StackOptions, StackProfile, StackReport, run_stack_seed};
+
+/// The full stack under seeded faults: every client history checked for
+/// linearizability, Election Safety after every step, exactly-once apply
+/// and agreement at the end.
+#[derive(Debug, Parser)]
+#[command(name = "keel-sim-stack", version)]
+struct Args {
+    /// Seeds to run, `first..end` (end excluded).
+    #[arg(long, default_value = "1..101")]
+    seeds: String,
+    /// Run this one seed (overrides --seeds) and print its notes.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// random, paused-leader or restarted-reader.
+    #[arg(long, default_value = "random", value_parser = parse_profile)]
+    profile: StackProfile,
+    #[arg(long, default_value_t = StackOptions::default().safety_ticks)]
+    ticks: u64,
+    #[arg(long, default_value_t = StackOptions::default().heal_ticks)]
+    heal_ticks: u64,
+    /// Break the shell on purpose: number every life's reads from 0.
+    #[arg(long)]
+    read_ids_from_zero: bool,
+    /// Break the node loop on purpose (keel's test-only switches).
+    #[cfg(feature = "core-bugs")]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    runtime_bug: Vec<RuntimeBug>,
+    /// Worker threads; each run is single-threaded and deterministic.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, usize::from))]
+    jobs: usize,
+}
+
+/// keel's `RuntimeBugs` switches, by name.
+#[cfg(feature = "core-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeBug {
+    AckBeforeFsync,
+    TickPerTimer,
+}
+
+fn parse_profile(s: &str) -> Result<StackProfile, String> {
+    match s {
+        "random" => Ok(StackProfile::Random),
+        "paused-leader" => Ok(StackProfile::PausedLeader),
+        "restarted-reader" => Ok(StackProfile::RestartedReader),
+        other => Err(format!(
+            "unknown profile {other:?}; use random, paused-leader or restarted-reader"
+        )),
+    }
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("expected a range like 1..1001, got {s:?}");
+    let (a, b) = s.split_once("..").ok_or_else(bad)?;
+    let (a, b) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if b <= a {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let options = StackOptions {
+        safety_ticks: args.ticks,
+        heal_ticks: args.heal_ticks,
+        profile: args.profile,
+        bugs: StackBugs {
+            read_ids_from_zero: args.read_ids_from_zero,
+            #[cfg(feature = "core-bugs")]
+            runtime: keel::RuntimeBugs {
+                ack_before_fsync: args.runtime_bug.contains(&RuntimeBug::AckBeforeFsync),
+                tick_per_timer: args.runtime_bug.contains(&RuntimeBug::TickPerTimer),
+            },
+        },
+        ..StackOptions::default()
+    };
+    if let Some(seed) = args.seed {
+        let report = run_stack_seed(seed, &options);
+        print_run(seed, &report);
+        for note in &report.notes {
+            println!("  note: {note}");
+        }
+        return if report.failure.is_none() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let (first, end) = match parse_range(&args.seeds) {
+        Ok(range) => range,
+        Err(e) => {
+            eprintln!("error: --seeds: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = Instant::now();
+    let next = AtomicU64::new(first);
+    let failed = Mutex::new(Vec::new());
+    let ops = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= end {
+                        break;
+                    }
+                    let report = run_stack_seed(seed, &options);
+                    ops.fetch_add(report.ops.invoked, Ordering::Relaxed);
+                    if report.failure.is_some() {
+                        print_run(seed, &report);
+                        failed
+                            .lock()
+                            .expect("no worker panics holding it")
+                            .push(seed);
+                    }
+                }
+            });
+        }
+    });
+    let wall = started.elapsed();
+    let mut failed = failed.into_inner().expect("workers are done");
+    failed.sort_unstable();
+    let seeds = end - first;
+    println!(
+        "{seeds} seeds, {} client operations checked, {} failed, in {:.1} s ({:.1} seeds/s)",
+        ops.load(Ordering::Relaxed),
+        failed.len(),
+        wall.as_secs_f64(),
+        seeds as f64 / wall.as_secs_f64()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        println!("failed seeds: {failed:?}");
+        ExitCode::FAILURE
+    }
+}
+
+fn print_run(seed: u64, report: &StackReport) {
+    println!(
+        "seed {seed}: {} steps, {} restarts, {} pauses, {} ops ({} ok, {} failed, {} unknown), fingerprint {:016x}",
+        report.steps,
+        report.restarts,
+        report.pauses,
+        report.ops.invoked,
+        report.ops.ok,
+        report.ops.failed,
+        report.ops.unknown,
+        report.fingerprint
+    );
+    match &report.failure {
+        None => println!("seed {seed}: passed ({:?})", report.verdict),
+        Some(failure) => println!("seed {seed}: VIOLATION: {failure}"),
+    }
+}
