@@ -41,7 +41,7 @@ mod trace;
 mod vote_crash;
 
 pub use faults::{FaultKind, FaultSet};
-pub use history::Verdict;
+pub use history::{OpCounts, Verdict};
 pub use invariants::{Invariant, Violation};
 pub use options::{CallerBugs, Profile, SimOptions};
 pub use report::{Failure, RunReport, Summary};

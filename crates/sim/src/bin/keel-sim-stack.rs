@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use keel_sim::stack::{StackBugs, StackOptions, StackProfile, StackReport, run_stack_seed};
+use keel_sim::{OpCounts, Verdict};
 
 /// The full stack under seeded faults: every client history checked for
 /// linearizability, Election Safety after every step, exactly-once apply
@@ -114,8 +115,7 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     let next = AtomicU64::new(first);
-    let failed = Mutex::new(Vec::new());
-    let ops = AtomicU64::new(0);
+    let totals = Mutex::new(Totals::default());
     std::thread::scope(|scope| {
         for _ in 0..args.jobs.max(1) {
             scope.spawn(|| {
@@ -125,43 +125,82 @@ fn main() -> ExitCode {
                         break;
                     }
                     let report = run_stack_seed(seed, &options);
-                    ops.fetch_add(report.ops.invoked, Ordering::Relaxed);
                     if report.failure.is_some() {
                         print_run(seed, &report);
-                        failed
-                            .lock()
-                            .expect("no worker panics holding it")
-                            .push(seed);
                     }
+                    totals
+                        .lock()
+                        .expect("no worker panics holding it")
+                        .add(seed, &report);
                 }
             });
         }
     });
     let wall = started.elapsed();
-    let mut failed = failed.into_inner().expect("workers are done");
-    failed.sort_unstable();
+    let mut totals = totals.into_inner().expect("workers are done");
+    totals.failed.sort_unstable();
     let seeds = end - first;
     println!(
-        "{seeds} seeds, {} client operations checked, {} failed, in {:.1} s ({:.1} seeds/s)",
-        ops.load(Ordering::Relaxed),
-        failed.len(),
+        "{seeds} seeds in {:.1} s ({:.1} seeds/s): {} steps, {} restarts, {} pauses, {} failed syncs",
         wall.as_secs_f64(),
-        seeds as f64 / wall.as_secs_f64()
+        seeds as f64 / wall.as_secs_f64(),
+        totals.steps,
+        totals.restarts,
+        totals.pauses,
+        totals.sync_failures,
     );
-    if failed.is_empty() {
+    println!(
+        "client operations: {} invoked, {} ok, {} failed, {} unknown; {} runs inconclusive; {} seeds failed",
+        totals.ops.invoked,
+        totals.ops.ok,
+        totals.ops.failed,
+        totals.ops.unknown,
+        totals.inconclusive,
+        totals.failed.len(),
+    );
+    if totals.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        println!("failed seeds: {failed:?}");
+        println!("failed seeds: {:?}", totals.failed);
         ExitCode::FAILURE
+    }
+}
+
+/// What the seeds of a run add up to.
+#[derive(Default)]
+struct Totals {
+    steps: u64,
+    restarts: u64,
+    pauses: u64,
+    sync_failures: u64,
+    ops: OpCounts,
+    inconclusive: u64,
+    failed: Vec<u64>,
+}
+
+impl Totals {
+    fn add(&mut self, seed: u64, report: &StackReport) {
+        self.steps += report.steps;
+        self.restarts += report.restarts;
+        self.pauses += report.pauses;
+        self.sync_failures += report.sync_failures;
+        self.ops.add(&report.ops);
+        if matches!(report.verdict, Verdict::Inconclusive { .. }) {
+            self.inconclusive += 1;
+        }
+        if report.failure.is_some() {
+            self.failed.push(seed);
+        }
     }
 }
 
 fn print_run(seed: u64, report: &StackReport) {
     println!(
-        "seed {seed}: {} steps, {} restarts, {} pauses, {} ops ({} ok, {} failed, {} unknown), fingerprint {:016x}",
+        "seed {seed}: {} steps, {} restarts, {} pauses, {} failed syncs, {} ops ({} ok, {} failed, {} unknown), fingerprint {:016x}",
         report.steps,
         report.restarts,
         report.pauses,
+        report.sync_failures,
         report.ops.invoked,
         report.ops.ok,
         report.ops.failed,

@@ -150,6 +150,11 @@ impl Member {
         self.disk
     }
 
+    /// The disk's next sync fails with an I/O error.
+    pub fn fail_next_sync(&mut self) {
+        self.disk.log.fail_next_sync(std::io::ErrorKind::Other);
+    }
+
     /// Whether entry `(index, term)` survives any crash of this member:
     /// synced to its log, or inside a published snapshot.
     pub fn holds_durably(&self, index: LogIndex, term: Term) -> bool {

@@ -179,6 +179,7 @@ pub(super) struct World {
     steps: u64,
     restarts: u64,
     pauses: u64,
+    sync_failures: u64,
 }
 
 impl World {
@@ -250,6 +251,7 @@ impl World {
             steps: 0,
             restarts: 0,
             pauses: 0,
+            sync_failures: 0,
             options,
         };
         for &id in &ids {
@@ -915,7 +917,7 @@ impl World {
     fn random_fault(&mut self) {
         let ids: Vec<NodeId> = self.slots.keys().copied().collect();
         let id = *self.rng.pick(&ids);
-        match self.rng.weighted(&[30, 30, 20, 20]) {
+        match self.rng.weighted(&[30, 30, 20, 15, 5]) {
             0 => {
                 self.crash(id);
                 let down = Micros::ticks(self.rng.between(1, 60));
@@ -935,10 +937,18 @@ impl World {
                 let length = Micros::ticks(self.rng.between(5, 60));
                 self.pause(id, length);
             }
-            _ => {
+            3 => {
                 // A slow disk for a while.
                 let slow = Micros(self.rng.between(5_000, 60_000));
                 self.sync_latency.insert(id, slow);
+            }
+            _ => {
+                // The next fdatasync fails: the member stops, as a real
+                // one does, and its supervisor restarts it.
+                if let Some(Slot::Up { member, .. }) = self.slots.get_mut(&id) {
+                    member.fail_next_sync();
+                    self.sync_failures += 1;
+                }
             }
         }
     }
@@ -1106,6 +1116,7 @@ impl World {
             steps: self.steps,
             restarts: self.restarts,
             pauses: self.pauses,
+            sync_failures: self.sync_failures,
             fingerprint: self.checks.fingerprint(&members),
             notes: std::mem::take(&mut self.checks.notes),
         }
