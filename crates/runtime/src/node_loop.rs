@@ -26,6 +26,8 @@
 //! (pipelining): several batches may be in flight.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+#[cfg(test)]
+use std::time::Duration;
 
 use bytes::Bytes;
 use keel_raft::{
@@ -511,5 +513,138 @@ impl<S> NodeLoop<S> {
             }
         }
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use keel_raft::{Membership, RestoredState};
+
+    use super::*;
+
+    /// Node 2, a follower of a new three-member cluster.
+    fn follower() -> NodeLoop<()> {
+        let membership = Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).unwrap();
+        let raft = Raft::new(
+            keel_raft::Config::new(NodeId(2)),
+            RestoredState::bootstrap(membership),
+        )
+        .unwrap();
+        let config = Config::new(NodeId(2), 1, "127.0.0.1:0".parse().unwrap());
+        NodeLoop::new(raft, config, 0)
+    }
+
+    fn snapshot_at(index: u64) -> (SnapshotMeta, Message) {
+        let meta = SnapshotMeta {
+            index: LogIndex(index),
+            term: Term(2),
+            membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).unwrap(),
+        };
+        let message = Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(2),
+            body: MessageBody::InstallSnapshot { meta: meta.clone() },
+        };
+        (meta, message)
+    }
+
+    /// A leader's snapshot replaces the state machine only once the write
+    /// that compacts the log to it is durable, and a read that arrives
+    /// meanwhile waits behind the restore; the loop keeps taking input.
+    #[test]
+    fn restore_waits_for_its_write_and_later_applies_wait_behind_it() {
+        let mut node = follower();
+        let (meta, message) = snapshot_at(10);
+        node.handle(Moment::ZERO, Input::SnapshotStaged(message));
+        let effects = node.effects(Moment::ZERO);
+        let publish = effects
+            .iter()
+            .position(|e| matches!(e, Effect::PublishSnapshot(m) if *m == meta))
+            .expect("the accepted snapshot is published");
+        let write = effects
+            .iter()
+            .position(|e| matches!(e, Effect::Write(b) if b.snapshot.as_ref() == Some(&meta)))
+            .expect("the log is compacted to it in a write batch");
+        assert!(publish < write, "published before the log depends on it");
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Apply(_))));
+        let Effect::Write(batch) = &effects[write] else {
+            unreachable!()
+        };
+        let (seq, up_to) = (batch.seq, batch.persisted_up_to);
+
+        let read_ran = Arc::new(Mutex::new(false));
+        let flag = read_ran.clone();
+        let read: ReadFn<()> = Box::new(move |_| *flag.lock().unwrap() = true);
+        let request = Request::Read {
+            consistency: ReadConsistency::Stale,
+            read,
+        };
+        node.handle(Moment::ZERO, Input::Request(request));
+        assert!(
+            !node
+                .effects(Moment::ZERO)
+                .iter()
+                .any(|e| matches!(e, Effect::Apply(_))),
+            "the read waits behind the restore"
+        );
+
+        let durable = Input::Persisted {
+            seq,
+            up_to,
+            messages: Vec::new(),
+        };
+        node.handle(Moment::ZERO, durable);
+        let applies: Vec<ApplyOp<()>> = node
+            .effects(Moment::ZERO)
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Apply(op) => Some(op),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            matches!(applies.as_slice(), [ApplyOp::Restore(m), ApplyOp::Read(_)] if *m == meta)
+        );
+        assert!(!*read_ran.lock().unwrap());
+    }
+
+    /// A snapshot the core refuses (it covers less than the node holds)
+    /// is never published.
+    #[test]
+    fn a_refused_snapshot_is_not_published() {
+        let mut node = follower();
+        let (_, newer) = snapshot_at(10);
+        node.handle(Moment::ZERO, Input::SnapshotStaged(newer));
+        assert!(
+            node.effects(Moment::ZERO)
+                .iter()
+                .any(|e| matches!(e, Effect::PublishSnapshot(_)))
+        );
+        let (_, older) = snapshot_at(5);
+        node.handle(Moment::ZERO, Input::SnapshotStaged(older));
+        assert!(
+            !node
+                .effects(Moment::ZERO)
+                .iter()
+                .any(|e| matches!(e, Effect::PublishSnapshot(_)))
+        );
+    }
+
+    /// Ticks follow the time the inputs carry, not the number of ticks.
+    #[test]
+    fn one_tick_input_after_a_stall_gives_every_tick_elapsed() {
+        let mut node = follower();
+        // Campaigning needs at least an election timeout of ticks: one
+        // tick input after a long stall must bring them.
+        node.handle(Moment::ZERO + Duration::from_secs(10), Input::Tick);
+        node.effects(Moment::ZERO + Duration::from_secs(10));
+        assert_ne!(
+            node.raft().role(),
+            Role::Follower,
+            "the stall's ticks were given"
+        );
     }
 }
