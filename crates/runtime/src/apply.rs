@@ -14,8 +14,8 @@ use keel_storage::SnapshotStore;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::driver::Event;
 use crate::error::{Error, StateMachineError, StopReason};
+use crate::event::Event;
 use crate::proposals::Responder;
 use crate::snapshot::{self, SnapshotBytes};
 use crate::state_machine::{Command, StateMachine};

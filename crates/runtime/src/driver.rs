@@ -10,7 +10,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use keel_raft::{LogIndex, Message, MessageBody, NodeId, Raft, SnapshotMeta, Term};
+use keel_raft::{Message, MessageBody, Raft, SnapshotMeta};
 use keel_storage::{SnapshotStore, StagedSnapshot};
 use keel_transport::Transport;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -21,6 +21,7 @@ use crate::apply::ApplyOp;
 use crate::clock::Moment;
 use crate::config::Config;
 use crate::error::{Error, StopReason};
+use crate::event::Event;
 use crate::histogram::LogTimings;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
@@ -28,24 +29,6 @@ use crate::node_loop::{Effect, Input, NodeLoop, Request};
 use crate::snapshot;
 use crate::state_machine::StateMachine;
 use crate::storage::StorageOp;
-
-/// What the storage thread, the apply thread and snapshot transfers report.
-pub(crate) enum Event {
-    /// Write batch `seq` (and every one before it) is durable.
-    Persisted {
-        seq: u64,
-        up_to: Option<(LogIndex, Term)>,
-        messages: Vec<Message>,
-    },
-    /// The state machine applied every entry through this index.
-    Applied(LogIndex),
-    /// A snapshot of the state machine is published.
-    SnapshotCreated(SnapshotMeta),
-    /// A snapshot transfer to `to` ended.
-    SnapshotSent { to: NodeId, ok: bool },
-    /// A thread hit an error the node cannot continue from.
-    Fatal(StopReason),
-}
 
 /// The driver's connections to the rest of the node.
 pub(crate) struct Wiring<S> {

@@ -88,6 +88,7 @@ mod clock;
 mod config;
 mod driver;
 mod error;
+mod event;
 mod histogram;
 mod inbound;
 mod metrics;

@@ -10,7 +10,7 @@ use keel_transport::Transport;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::driver::Event;
+use crate::event::Event;
 
 /// Bytes copied per write when storing a snapshot the state machine made.
 const WRITE_CHUNK_BYTES: usize = 1024 * 1024;

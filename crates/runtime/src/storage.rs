@@ -18,8 +18,8 @@ use keel_storage::LogStore;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use crate::driver::Event;
 use crate::error::StopReason;
+use crate::event::Event;
 use crate::histogram::LogTimings;
 use crate::peers;
 
