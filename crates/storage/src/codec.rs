@@ -80,6 +80,7 @@ pub(crate) enum RecordMeta {
 
 impl Record {
     /// Exact number of bytes [`Record::encode`] appends.
+    #[cfg(test)]
     pub fn encoded_len(&self) -> usize {
         match self {
             Record::Entry(e) => {
@@ -97,22 +98,7 @@ impl Record {
 
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            Record::Entry(e) => {
-                out.push(TAG_ENTRY);
-                out.extend_from_slice(&e.term.0.to_le_bytes());
-                out.extend_from_slice(&e.index.0.to_le_bytes());
-                match &e.payload {
-                    Payload::Blank => out.push(KIND_BLANK),
-                    Payload::Command(data) => {
-                        out.push(KIND_COMMAND);
-                        out.extend_from_slice(data);
-                    }
-                    Payload::Membership(m) => {
-                        out.push(KIND_MEMBERSHIP);
-                        encode_membership(m, out);
-                    }
-                }
-            }
+            Record::Entry(e) => encode_entry(e, out),
             Record::HardState(hs) => {
                 // Node id 0 means "nobody", so it doubles as the encoding of no vote.
                 assert_ne!(hs.vote, Some(NodeId(0)), "node id 0 cannot receive a vote");
@@ -128,6 +114,26 @@ impl Record {
                 out.push(u8::from(c.discard_suffix));
             }
         }
+    }
+}
+
+/// Appends `e` as an Entry record, the same bytes as
+/// `Record::Entry(e).encode(out)`, without owning the entry.
+pub(crate) fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
+    let mut head = [0u8; ENTRY_FIXED_BYTES];
+    head[0] = TAG_ENTRY;
+    head[1..9].copy_from_slice(&e.term.0.to_le_bytes());
+    head[9..17].copy_from_slice(&e.index.0.to_le_bytes());
+    head[17] = match &e.payload {
+        Payload::Blank => KIND_BLANK,
+        Payload::Command(_) => KIND_COMMAND,
+        Payload::Membership(_) => KIND_MEMBERSHIP,
+    };
+    out.extend_from_slice(&head);
+    match &e.payload {
+        Payload::Blank => {}
+        Payload::Command(data) => out.extend_from_slice(data),
+        Payload::Membership(m) => encode_membership(m, out),
     }
 }
 

@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 
 use keel_raft::{Entry, HardState, LogIndex, Term};
 
+use crate::batch::FramedBatch;
 use crate::cache::RecentEntries;
-use crate::codec::{CompactPoint, Record};
+use crate::codec::CompactPoint;
 use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::frame::{self, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use crate::fsutil;
-use crate::index::{DurableIndex, Loc};
+use crate::index::DurableIndex;
 use crate::lock::DirLock;
 use crate::mem::{assert_contiguous, check_range};
 use crate::recovery::{self, RecoveryReport};
@@ -49,10 +50,9 @@ pub struct FileLogStore {
     unsynced_from: LogIndex,
     hard_state: HardState,
     recent: RecentEntries,
-    /// Writes since the last sync, in order.
-    pending: Vec<Record>,
-    /// Reused for framing batches.
-    buf: Vec<u8>,
+    /// Writes since the last sync, in order, already framed as batch
+    /// `next_batch`.
+    pending: FramedBatch,
     /// Set when a write or sync failed; see [`LogStore::sync`].
     poisoned: Option<(&'static str, PathBuf, io::ErrorKind)>,
     report: RecoveryReport,
@@ -83,8 +83,7 @@ impl FileLogStore {
             write_offset: recovered.write_offset,
             next_batch: recovered.next_batch,
             durable,
-            pending: Vec::new(),
-            buf: Vec::new(),
+            pending: FramedBatch::new(recovered.next_batch),
             poisoned: None,
             report: recovered.report,
             dir,
@@ -132,86 +131,21 @@ impl FileLogStore {
         self.poisoned = Some((op, path, kind));
     }
 
-    /// Frames `head` and the pending records as batch `self.next_batch` into
-    /// `self.buf`, starting at file offset `start`. Returns each record's
-    /// frame offset and payload length.
-    fn frame_batch(&mut self, head: &[Record], start: u64) -> Vec<(u64, u32)> {
-        let batch = self.next_batch;
-        let count = head.len() + self.pending.len();
-        let mut frames = Vec::with_capacity(count);
-        for (k, record) in head.iter().chain(&self.pending).enumerate() {
-            let offset = start + self.buf.len() as u64;
-            let len = frame::encode_frame(&mut self.buf, batch, k + 1 == count, |out| {
-                record.encode(out)
-            });
-            frames.push((offset, len));
-        }
-        frames
-    }
-
-    /// Writes and syncs the framed batch, first creating segment `new_seq`
-    /// if set. Returns the sequence number of the segment written.
-    fn write_batch(&mut self, new_seq: Option<u64>, start: u64) -> Result<u64, StorageError> {
-        if let Some(seq) = new_seq {
-            let segment = Segment::create(&self.dir, seq, self.config.segment_bytes)?;
-            self.segments.insert(seq, segment);
-        }
-        let (&seq, segment) = self
-            .segments
-            .last_key_value()
-            .expect("a segment exists or was created");
-        segment
-            .file
-            .write_all_at(&self.buf, start)
-            .map_err(StorageError::io("write", &segment.path))?;
-        segment
-            .file
-            .sync_data()
-            .map_err(StorageError::io("fdatasync", &segment.path))?;
-        if new_seq.is_some() {
-            // The new file's name must be durable before its batch counts.
-            fsutil::sync_dir(&self.dir)?;
-        }
-        Ok(seq)
-    }
-
-    /// The records every new segment starts with: the durable hard state and
-    /// compaction point, restated so that deleting older segments can never
-    /// lose them.
-    fn segment_head(&self) -> Vec<Record> {
+    /// The batch that starts segment `seq`: its header, then the durable
+    /// hard state and compaction point, restated so that deleting older
+    /// segments can never lose them, then the pending records.
+    fn segment_start(&self, seq: u64) -> FramedBatch {
+        let mut first =
+            FramedBatch::with_prefix(self.next_batch, &frame::encode_segment_header(seq));
         let (index, term) = self.durable.base();
-        vec![
-            Record::HardState(self.durable.hard_state().clone()),
-            Record::Compact(CompactPoint {
-                index,
-                term,
-                discard_suffix: false,
-            }),
-        ]
-    }
-
-    /// Applies a synced batch (`head` and the pending records, framed at
-    /// `frames` in segment `seq`) to the durable index: the same replay that
-    /// recovery performs.
-    fn apply_synced(&mut self, seq: u64, head: Vec<Record>, frames: Vec<(u64, u32)>) {
-        let records = head.into_iter().chain(self.pending.drain(..));
-        for (record, (offset, payload_len)) in records.zip(frames) {
-            match record {
-                Record::Entry(e) => {
-                    let loc = Loc {
-                        seq,
-                        offset,
-                        payload_len,
-                        term: e.term,
-                    };
-                    self.durable
-                        .apply_entry(e.index, loc)
-                        .expect("a batch the live store accepted replays cleanly");
-                }
-                Record::HardState(hs) => self.durable.apply_hard_state(hs),
-                Record::Compact(c) => self.durable.apply_compact(c),
-            }
-        }
+        first.push_hard_state(self.durable.hard_state().clone());
+        first.push_compact(CompactPoint {
+            index,
+            term,
+            discard_suffix: false,
+        });
+        first.extend(&self.pending);
+        first
     }
 
     /// Deletes segments no live entry points into, oldest first, each
@@ -235,6 +169,19 @@ impl FileLogStore {
     }
 }
 
+/// Writes `bytes` at `start` and makes them durable: one `pwrite`, one
+/// `fdatasync`.
+fn write_and_sync(segment: &Segment, bytes: &[u8], start: u64) -> Result<(), StorageError> {
+    segment
+        .file
+        .write_all_at(bytes, start)
+        .map_err(StorageError::io("write", &segment.path))?;
+    segment
+        .file
+        .sync_data()
+        .map_err(StorageError::io("fdatasync", &segment.path))
+}
+
 impl LogStore for FileLogStore {
     fn append(&mut self, entries: &[Entry]) {
         let Some(first) = entries.first() else {
@@ -249,8 +196,8 @@ impl LogStore for FileLogStore {
             self.last_index.next()
         );
         for entry in entries {
+            self.pending.push_entry(entry);
             self.recent.push(entry.clone());
-            self.pending.push(Record::Entry(entry.clone()));
         }
         self.last_index = entries[entries.len() - 1].index;
         self.unsynced_from = self.unsynced_from.min(first.index);
@@ -264,7 +211,7 @@ impl LogStore for FileLogStore {
         );
         if hs != self.hard_state {
             self.hard_state = hs.clone();
-            self.pending.push(Record::HardState(hs));
+            self.pending.push_hard_state(hs);
         }
     }
 
@@ -282,11 +229,11 @@ impl LogStore for FileLogStore {
             self.unsynced_from = upto.next();
         }
         self.base = (upto, term);
-        self.pending.push(Record::Compact(CompactPoint {
+        self.pending.push_compact(CompactPoint {
             index: upto,
             term,
             discard_suffix: !keep_suffix,
-        }));
+        });
     }
 
     fn sync(&mut self) -> Result<Durable, StorageError> {
@@ -300,31 +247,49 @@ impl LogStore for FileLogStore {
         if self.pending.is_empty() {
             return Ok(self.proof());
         }
-        let body: u64 = self
-            .pending
-            .iter()
-            .map(|r| (FRAME_HEADER_BYTES + r.encoded_len()) as u64)
-            .sum();
+        let body = self.pending.len_bytes() as u64;
         let active = self.segments.keys().next_back().copied();
         let roll = active.is_none()
             || (self.write_offset > SEGMENT_HEADER_BYTES as u64
                 && self.write_offset + body > self.config.segment_bytes);
-        self.buf.clear();
-        let (new_seq, start, head) = if roll {
+        // A new segment's batch is rare (once per segment) and copies the
+        // pending frames behind the segment head, so it is still one write.
+        let mut first;
+        let (batch, start) = if roll {
             let seq = active.map_or(1, |s| s + 1);
-            self.buf
-                .extend_from_slice(&frame::encode_segment_header(seq));
-            (Some(seq), 0, self.segment_head())
+            let segment = Segment::create(&self.dir, seq, self.config.segment_bytes)
+                .inspect_err(|e| self.poison(e))?;
+            self.segments.insert(seq, segment);
+            first = self.segment_start(seq);
+            (&mut first, 0)
         } else {
-            (None, self.write_offset, Vec::new())
+            (&mut self.pending, self.write_offset)
         };
-        let frames = self.frame_batch(&head, start);
-        let seq = self
-            .write_batch(new_seq, start)
-            .inspect_err(|e| self.poison(e))?;
-        self.apply_synced(seq, head, frames);
-        self.write_offset = start + self.buf.len() as u64;
+        let (bytes, records) = batch.finish();
+        let (&seq, segment) = self
+            .segments
+            .last_key_value()
+            .expect("a segment exists or was created");
+        let written = write_and_sync(segment, bytes, start).and_then(|()| {
+            // A new file's name must be durable before its batch counts.
+            if roll {
+                fsutil::sync_dir(&self.dir)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            self.poison(&e);
+            return Err(e);
+        }
+        for r in records {
+            self.durable
+                .apply(seq, r.meta.clone(), start + r.offset, r.payload_len)
+                .expect("a batch the live store accepted replays cleanly");
+        }
+        self.write_offset = start + bytes.len() as u64;
         self.next_batch += 1;
+        self.pending.reset(self.next_batch);
         self.unsynced_from = self.last_index.next();
         self.recent.evict(self.unsynced_from);
         debug_assert_eq!(self.durable.last_index(), self.last_index);

@@ -76,6 +76,18 @@ pub(crate) fn encode_frame(
     payload_len
 }
 
+/// Sets the last-in-batch flag of the frame whose header is `header` (a
+/// frame [`encode_frame`] wrote with the flag clear) and reseals its header
+/// checksum. Lets a batch be framed record by record before its end is known.
+pub(crate) fn mark_last_in_batch(header: &mut [u8]) {
+    let header = &mut header[..FRAME_HEADER_BYTES];
+    let flags = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    assert_eq!(flags, 0, "only an unflagged frame is marked");
+    header[4..8].copy_from_slice(&FLAG_LAST_IN_BATCH.to_le_bytes());
+    let header_crc = crc32c::crc32c(&header[0..20]);
+    header[20..24].copy_from_slice(&header_crc.to_le_bytes());
+}
+
 /// What the bytes at an offset hold.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum FrameRead {
@@ -251,6 +263,13 @@ mod tests {
         assert_eq!(h.end(0), buf.len());
         assert_eq!(read_frame(&buf, buf.len()), FrameRead::Eof);
         assert_eq!(verify_frame(&buf), Ok(h));
+    }
+
+    #[test]
+    fn marking_a_frame_last_equals_framing_it_last() {
+        let mut marked = frame(9, false, b"entry");
+        mark_last_in_batch(&mut marked);
+        assert_eq!(marked, frame(9, true, b"entry"));
     }
 
     #[test]

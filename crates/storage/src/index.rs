@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use keel_raft::{HardState, LogIndex, Term};
 
-use crate::codec::CompactPoint;
+use crate::codec::{CompactPoint, RecordMeta};
 use crate::error::Corruption;
 
 /// Where a durable entry lives: O(1) from index to file position.
@@ -47,6 +47,36 @@ impl DurableIndex {
             first: LogIndex(1),
             locs: VecDeque::new(),
             hard_state: HardState::default(),
+        }
+    }
+
+    /// Replays one record whose frame starts at `offset` in segment `seq`:
+    /// the one entry point for recovery and for a live store's synced batches.
+    pub fn apply(
+        &mut self,
+        seq: u64,
+        record: RecordMeta,
+        offset: u64,
+        payload_len: u32,
+    ) -> Result<(), Corruption> {
+        match record {
+            RecordMeta::Entry { index, term } => {
+                let loc = Loc {
+                    seq,
+                    offset,
+                    payload_len,
+                    term,
+                };
+                self.apply_entry(index, loc)
+            }
+            RecordMeta::HardState(hs) => {
+                self.apply_hard_state(hs);
+                Ok(())
+            }
+            RecordMeta::Compact(c) => {
+                self.apply_compact(c);
+                Ok(())
+            }
         }
     }
 

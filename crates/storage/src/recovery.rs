@@ -37,7 +37,7 @@ use crate::codec::{self, RecordMeta};
 use crate::error::{Corruption, FrameProblem, StorageError};
 use crate::frame::{self, FRAME_HEADER_BYTES, FrameRead, HeaderProblem, SEGMENT_HEADER_BYTES};
 use crate::fsutil;
-use crate::index::{DurableIndex, Loc};
+use crate::index::DurableIndex;
 use crate::segment::{self, Segment};
 
 /// What a store found, and repaired, when it opened.
@@ -385,21 +385,9 @@ impl Replay {
 
     fn apply_batch(&mut self, seq: u64, path: &Path) -> Result<(), StorageError> {
         for (meta, offset, payload_len) in self.batch.drain(..) {
-            match meta {
-                RecordMeta::Entry { index, term } => {
-                    let loc = Loc {
-                        seq,
-                        offset,
-                        payload_len,
-                        term,
-                    };
-                    self.index
-                        .apply_entry(index, loc)
-                        .map_err(|kind| StorageError::corrupt(path, offset, kind))?;
-                }
-                RecordMeta::HardState(hs) => self.index.apply_hard_state(hs),
-                RecordMeta::Compact(c) => self.index.apply_compact(c),
-            }
+            self.index
+                .apply(seq, meta, offset, payload_len)
+                .map_err(|kind| StorageError::corrupt(path, offset, kind))?;
         }
         self.batch_id = None;
         Ok(())
