@@ -4,8 +4,11 @@
 //! `cargo bench -p keel-storage --bench wal`. Environment:
 //! * `KEEL_BENCH_DIR`: where to write (default: the system temp directory);
 //!   put it on the disk you want to measure.
-//! * `KEEL_BENCH_MS`: milliseconds per measurement round (default 300; seven
-//!   rounds, alternating the loops, medians reported).
+//! * `KEEL_BENCH_MS`: milliseconds per measurement round (default 150).
+//! * `KEEL_BENCH_ROUNDS`: rounds per row (default 15), each running the three
+//!   loops in turn; medians reported. Short rounds, many of them, pair each
+//!   WAL round with baselines measured within a fraction of a second, which
+//!   matters on a shared disk whose speed swings by 10x within seconds.
 //! * `KEEL_BENCH_RECOVERY_MB`: size of the log to recover (default 256; set
 //!   1024 for the 1 GiB figure).
 //!
@@ -38,7 +41,6 @@ use keel_raft::{Entry, LogIndex, Payload, Term};
 use keel_storage::{FileLogStore, LogConfig, LogStore};
 
 const SEGMENT_BYTES: u64 = 64 << 20;
-const ROUNDS: usize = 7;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -180,8 +182,14 @@ fn wal_loop(dir: &Path, batch: usize, entry_bytes: usize, budget: Duration) -> R
     let _ = std::fs::remove_dir_all(&wal_dir);
     let mut log = FileLogStore::open(&wal_dir, LogConfig::default()).unwrap();
     let data = Bytes::from(vec![0xA5u8; entry_bytes]);
+    // One batch, renumbered in place, so that the loop measures the WAL
+    // rather than the allocation of test entries.
+    let mut entries = make_batch(1, batch, &data);
     let round = measure(budget, || {
-        let entries = make_batch(log.last_index().0 + 1, batch, &data);
+        let first = log.last_index().0 + 1;
+        for (k, e) in entries.iter_mut().enumerate() {
+            e.index = LogIndex(first + k as u64);
+        }
         log.append(&entries);
         let _proof = log.sync().unwrap();
     });
@@ -300,15 +308,15 @@ fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not supported.
     let base = std::env::var_os("KEEL_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     let dir = tempfile::tempdir_in(base).unwrap();
-    let budget = Duration::from_millis(env_u64("KEEL_BENCH_MS", 300));
+    let budget = Duration::from_millis(env_u64("KEEL_BENCH_MS", 150));
+    let rounds = env_u64("KEEL_BENCH_ROUNDS", 15).max(1) as usize;
     let log_mb = env_u64("KEEL_BENCH_RECOVERY_MB", 256);
 
     println!(
-        "group commit: one fdatasync per batch, {ROUNDS} alternating rounds of {budget:?}, medians"
+        "group commit: one fdatasync per batch, {rounds} alternating rounds of {budget:?}, medians"
     );
     println!(
-        "WAL / same bytes and WAL / payload-rewrite: medians of each round's ratio to the \
-         baseline rounds just before it"
+        "/same and /rewr: medians of each round's WAL throughput over the baseline's in that round"
     );
     println!(
         "{:>5} {:>5} {:>7} | {:>9} {:>7} | {:>9} {:>7} | {:>9} {:>11} {:>7} {:>7} | {:>6} {:>7}",
@@ -330,13 +338,19 @@ fn main() {
         for batch in [1usize, 16, 256] {
             let batch_bytes = wal_batch_bytes(dir.path(), batch, entry_bytes);
             let (mut same, mut rewrite, mut wal) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..ROUNDS {
-                same.push(bare_same_bytes(dir.path(), batch_bytes, budget));
-                rewrite.push(bare_rewrite(dir.path(), batch * entry_bytes, budget));
-                wal.push(wal_loop(dir.path(), batch, entry_bytes, budget));
+            for round in 0..rounds {
+                // Rotate the order, so that no loop always follows another
+                // (each leaves the disk busy with its write-back).
+                for turn in 0..3 {
+                    match (round + turn) % 3 {
+                        0 => same.push(bare_same_bytes(dir.path(), batch_bytes, budget)),
+                        1 => rewrite.push(bare_rewrite(dir.path(), batch * entry_bytes, budget)),
+                        _ => wal.push(wal_loop(dir.path(), batch, entry_bytes, budget)),
+                    }
+                }
             }
             // The disk is shared and its speed drifts, so compare each WAL
-            // round with the baseline rounds just before it.
+            // round with the baselines of the same round.
             let ratio = |base: &[Round]| {
                 median(
                     base.iter()
@@ -345,10 +359,12 @@ fn main() {
                         .collect(),
                 )
             };
-            let rate =
-                |rounds: &[Round]| median(rounds.iter().map(Round::batches_per_sec).collect());
-            let cpu =
-                |rounds: &[Round]| median(rounds.iter().map(Round::cpu_us_per_batch).collect());
+            let rate = |loop_rounds: &[Round]| {
+                median(loop_rounds.iter().map(Round::batches_per_sec).collect())
+            };
+            let cpu = |loop_rounds: &[Round]| {
+                median(loop_rounds.iter().map(Round::cpu_us_per_batch).collect())
+            };
             let wal_rate = rate(&wal);
             println!(
                 "{batch:>5} {entry_bytes:>5} {batch_bytes:>7} | {:>9.0} {:>7.1} | {:>9.0} {:>7.1} | \
