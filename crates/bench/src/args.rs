@@ -77,6 +77,11 @@ pub struct BenchArgs {
     /// Cap on requests per second across all clients.
     #[arg(long)]
     pub rate: Option<u64>,
+    /// Processes of the server under test (pids, comma-separated): the
+    /// report gives their CPU time (user + system, from /proc) during the
+    /// timed phase, per acknowledged request. This client's own is always given.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -4,9 +4,11 @@
 //! itself, or the in-memory `keel-ceiling` server in this crate — with the
 //! same client, so that their numbers can be compared in one run on one
 //! machine. It reports throughput, a latency histogram (HDR), errors by
-//! kind, and can draw latency over time and the percentile curve to SVG.
+//! kind, its own CPU per request and, given the server's pids, the
+//! server's, and can draw latency over time and the percentile curve to SVG.
 
 mod args;
+mod cpu;
 mod keys;
 mod plot;
 mod report;
@@ -14,6 +16,7 @@ mod runner;
 mod workload;
 
 pub use args::{BenchArgs, Consistency, Workload};
+pub use cpu::Cpu;
 pub use report::Report;
 pub use runner::run;
 

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::args::Workload;
+use crate::cpu::Cpu;
 
 /// Latency figures in microseconds.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -48,6 +49,8 @@ pub struct Report {
     pub timeline: Vec<Second>,
     /// `(percentile, latency_us)` points of the latency distribution.
     pub percentiles: Vec<(f64, u64)>,
+    /// CPU of this client and of the server during the timed phase.
+    pub cpu: Cpu,
 }
 
 impl Latency {
@@ -117,6 +120,16 @@ impl fmt::Display for Report {
             "  longest stall without an answer: {:.1} ms",
             self.max_stall_ms
         )?;
+        let c = &self.cpu;
+        write!(
+            f,
+            "  cpu per request: client {:.0} µs ({:.2} s)",
+            c.client_us_per_ok, c.client_s
+        )?;
+        match (c.server_s, c.server_us_per_ok) {
+            (Some(s), Some(per_ok)) => writeln!(f, ", server {per_ok:.0} µs ({s:.2} s)")?,
+            _ => writeln!(f)?,
+        }
         if self.errors.is_empty() {
             write!(f, "  errors: none")
         } else {

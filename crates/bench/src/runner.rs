@@ -12,6 +12,7 @@ use keel_kv::proto::etcdserverpb::kv_client::KvClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::args::{BenchArgs, Workload};
+use crate::cpu::CpuMeter;
 use crate::keys::{KeyGen, key_bytes};
 use crate::report::{Latency, Report, Second, percentile_curve};
 use crate::workload::Requester;
@@ -213,6 +214,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     if reads {
         prepare(channels[0].clone(), args, key_space).await?;
     }
+    let cpu = CpuMeter::start(&args.server_pids)?;
     let started = Instant::now();
     let plan = Arc::new(Plan {
         next_seq: AtomicU64::new(0),
@@ -261,6 +263,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         }
     }
     let elapsed = started.elapsed();
+    let cpu = cpu.stop(tally.latency.len());
     ticker.abort();
     bar.finish_and_clear();
 
@@ -289,6 +292,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         max_stall_ms: plan.max_stall_us.load(Ordering::Relaxed) as f64 / 1000.0,
         timeline,
         percentiles: percentile_curve(&tally.latency),
+        cpu,
     };
     if let Some(path) = &args.plot {
         plot::draw(&report, path)?;

@@ -84,6 +84,33 @@ async fn a_timed_run_draws_its_plot() {
 }
 
 #[tokio::test]
+async fn the_report_gives_client_and_server_cpu_per_request() {
+    let (server, addr) = start_ceiling();
+    let pid = server.0.id();
+    let a = args(&format!(
+        "put --endpoints {addr} --clients 8 --total 2000 --server-pids {pid} --no-progress"
+    ));
+    let report = keel_bench::run(&a).await.unwrap();
+    let cpu = &report.cpu;
+    assert_eq!(cpu.server_pids, vec![pid]);
+    let (server_s, server_us) = (cpu.server_s.unwrap(), cpu.server_us_per_ok.unwrap());
+    assert!(server_s >= 0.0 && cpu.client_s >= 0.0, "{report}");
+    let expected = server_s * 1e6 / report.ok as f64;
+    assert!((server_us - expected).abs() < 1e-6, "{report}");
+    assert!(report.to_string().contains("cpu per request"));
+    // Without pids there is no server figure; a pid that is not running is refused.
+    let a = args(&format!("put --endpoints {addr} --total 10 --no-progress"));
+    assert_eq!(keel_bench::run(&a).await.unwrap().cpu.server_s, None);
+    let a = args(&format!(
+        "put --endpoints {addr} --total 10 --server-pids 4294967 --no-progress"
+    ));
+    assert!(matches!(
+        keel_bench::run(&a).await,
+        Err(BenchError::Arguments(_))
+    ));
+}
+
+#[tokio::test]
 async fn an_unreachable_endpoint_is_a_clear_error() {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
