@@ -5,21 +5,40 @@
 #   2. Keel: a 3-member cluster (`keel cluster up`), default durability;
 #   3. the ceiling: keel-ceiling, etcd's KV API served from memory with no
 #      replication and no fsync.
-# Prints a Markdown table (Keel as a ratio to etcd and a fraction of the
-# ceiling) and leaves every JSON report and the Keel plots in $OUT.
+# For every row and server it also measures CPU: the server's (user+system
+# seconds of all its processes) and the client's (keel-bench's own), each
+# from /proc/<pid>/stat read by keel-bench when the row's timed phase starts
+# and ends (so connecting, and writing the keys that gets read, are outside
+# it), divided by the requests acknowledged in the row.
+# Prints Markdown tables (Keel as a ratio to etcd and a fraction of the
+# ceiling; then every row and server with throughput, latency and CPU per
+# request) and leaves every JSON report and the Keel plots in $OUT.
 #
 #   bench/compare.sh                 # 20,000 requests per row
-#   TOTAL=2000 bench/compare.sh      # a quick run
+#   TOTAL=2000 bench/compare.sh      # fewer requests per row
+#   bench/compare.sh --quick         # smoke test: 300 requests per row, 30 s cap
+#
+# Every row is bounded twice: by TOTAL requests, and by ROW_TIMEOUT seconds
+# (default 120; a row cut off by it is reported as missing, not measured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "${1:-}" = "--quick" ]; then
+    TOTAL=${TOTAL:-300}
+    ROW_TIMEOUT=${ROW_TIMEOUT:-30}
+elif [ -n "${1:-}" ]; then
+    echo "usage: $0 [--quick]   (environment: TOTAL, ROW_TIMEOUT, OUT)" >&2
+    exit 2
+fi
 TOTAL=${TOTAL:-20000}
+ROW_TIMEOUT=${ROW_TIMEOUT:-120}
 OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 work=$(mktemp -d)
 etcd_pids=()
 
 command -v etcd >/dev/null || { echo "etcd is missing: apt-get install etcd-server" >&2; exit 1; }
+command -v etcdctl >/dev/null || { echo "etcdctl is missing: apt-get install etcd-client" >&2; exit 1; }
 cargo build --release -q -p keel-cli -p keel-bench
 target=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
@@ -35,6 +54,11 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+
+# The member processes of the local Keel cluster, from its cluster.toml.
+keel_pids() {
+    awk -F' = ' '$1 == "pid" { print $2 }' "$work/keel/cluster.toml"
+}
 
 echo "== starting etcd (3 members)"
 cluster=""
@@ -76,35 +100,77 @@ rows=(
     "txn-put-100|txn --clients 100 --conns 10"
     "mixed-10pct-100|mixed --clients 100 --conns 10 --write-fraction 0.1"
 )
+read -r -a keel_member_pids <<<"$(keel_pids | tr '\n' ' ')"
+[ "${#keel_member_pids[@]}" -eq 3 ] || { echo "expected 3 Keel member pids, found: ${keel_member_pids[*]}" >&2; exit 1; }
 for row in "${rows[@]}"; do
     name=${row%%|*}
     args=${row#*|}
     for server in etcd keel ceiling; do
         case $server in
-            etcd) eps=$ETCD; extra="" ;;
-            keel) eps=$KEEL_EPS; extra="--plot $OUT/keel-$name.svg" ;;
-            ceiling) eps=$CEIL; extra="" ;;
+            etcd) eps=$ETCD; extra=""; pids=("${etcd_pids[@]}") ;;
+            keel) eps=$KEEL_EPS; extra="--plot $OUT/keel-$name.svg"; pids=("${keel_member_pids[@]}") ;;
+            ceiling) eps=$CEIL; extra=""; pids=("$ceiling_pid") ;;
         esac
         echo "== $name on $server"
         # shellcheck disable=SC2086
-        $BENCH $args --endpoints "$eps" --total "$TOTAL" --json --no-progress $extra \
-            >"$OUT/$server-$name.json"
+        if ! timeout --kill-after=5 "$ROW_TIMEOUT" \
+            $BENCH $args --endpoints "$eps" --total "$TOTAL" --json --no-progress $extra \
+            --server-pids "$(IFS=,; echo "${pids[*]}")" >"$OUT/$server-$name.json"; then
+            echo "   $name on $server failed or ran past ${ROW_TIMEOUT}s; reported as missing" >&2
+            rm -f "$OUT/$server-$name.json"
+        fi
     done
 done
 
 python3 - "$OUT" "${rows[@]}" <<'PY'
-import json, sys
+import json, os, sys
 out, rows = sys.argv[1], [r.split("|")[0] for r in sys.argv[2:]]
+servers = ["etcd", "keel", "ceiling"]
 def load(t, n):
-    return json.load(open(f"{out}/{t}-{n}.json"))
-print("| workload | etcd req/s | etcd p99 ms | Keel req/s | Keel p99 ms | ceiling req/s | Keel/etcd req/s | Keel/etcd p99 | Keel/ceiling |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    path = f"{out}/{t}-{n}.json"
+    if not os.path.exists(path):
+        return None
+    report = json.load(open(path))
+    report["server_us"] = report["cpu"]["server_us_per_ok"]
+    report["client_us"] = report["cpu"]["client_us_per_ok"]
+    return report
+def ratio(a, b, fmt):
+    return format(a / b, fmt) if a is not None and b else "—"
+def num(x, fmt=",.0f"):
+    return "—" if x is None else format(x, fmt)
+data = {(t, n): load(t, n) for t in servers for n in rows}
+print("| workload | etcd req/s | etcd p99 ms | Keel req/s | Keel p99 ms | ceiling req/s | Keel/etcd req/s | Keel/etcd p99 | Keel/etcd server CPU per req | Keel/ceiling |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in rows:
-    e, k, c = load("etcd", n), load("keel", n), load("ceiling", n)
+    e, k, c = (data[(t, n)] for t in servers)
+    if e is None or k is None:
+        print(f"| {n} | missing: see above | | | | | | | | |")
+        continue
     ep, kp = e["latency"]["p99_us"] / 1000, k["latency"]["p99_us"] / 1000
     err = "" if not k["errors"] else f" (errors: {k['errors']})"
+    crps = c["requests_per_s"] if c else None
     print(f"| {n}{err} | {e['requests_per_s']:,.0f} | {ep:.2f} | {k['requests_per_s']:,.0f} | {kp:.2f} "
-          f"| {c['requests_per_s']:,.0f} | {k['requests_per_s']/e['requests_per_s']:.2f}x "
-          f"| {kp/ep if ep else float('nan'):.2f}x | {k['requests_per_s']/c['requests_per_s']:.0%} |")
+          f"| {crps or float('nan'):,.0f} | {k['requests_per_s']/e['requests_per_s']:.2f}x "
+          f"| {kp/ep if ep else float('nan'):.2f}x | {ratio(k['server_us'], e['server_us'], '.2f')}{'x' if e['server_us'] else ''} "
+          f"| {ratio(k['requests_per_s'], crps, '.0%')} |")
+print()
+print("Every row and server: CPU is user+system seconds per acknowledged request, in µs;")
+print("server = all of that server's processes (3 members, or the one ceiling process), client = keel-bench.")
+tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+print(f"Resolution: one clock tick ({tick_us / 1000:.0f} ms) over a row's requests, e.g. "
+      f"{tick_us / max(1, data[('etcd', rows[0])]['ok'] if data[('etcd', rows[0])] else 1):,.1f} µs in the first row.")
+print()
+print("| workload | server | ok | errors | req/s | p50 ms | p99 ms | server CPU µs/req | client CPU µs/req |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for n in rows:
+    for t in servers:
+        r = data[(t, n)]
+        if r is None:
+            print(f"| {n} | {t} | missing | | | | | | |")
+            continue
+        lat = r["latency"]
+        print(f"| {n} | {t} | {r['ok']:,} | {sum(r['errors'].values()):,} | {r['requests_per_s']:,.0f} "
+              f"| {lat['p50_us']/1000:.2f} | {lat['p99_us']/1000:.2f} "
+              f"| {num(r['server_us'])} | {num(r['client_us'])} |")
 PY
 echo "reports in $OUT"
