@@ -1,6 +1,7 @@
 //! Write forwarding between members of a real three-member cluster: it is
 //! served on the peer listener only, behind the cluster-identity check,
-//! and what it is sent is checked before anything is proposed.
+//! and each command of a batch is checked before anything is proposed; a
+//! bad one fails alone.
 
 mod support;
 
@@ -8,11 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keel::{IdentityStamp, NodeId};
-use keel_kv::proto::command::ProposeRequest;
 use keel_kv::proto::command::forward_client::ForwardClient;
+use keel_kv::proto::command::propose_outcome::Outcome;
+use keel_kv::proto::command::{CommandResult, ProposeBatchRequest, ProposeOutcome};
 use keel_kv::proto::etcdserverpb::StatusRequest;
 use keel_kv::proto::etcdserverpb::kv_client::KvClient;
 use keel_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use keel_kv::replica::FORWARD_BATCH_COMMANDS_MAX;
 use prost::Message as _;
 use support::{Cluster, channel, put, range};
 use tonic::Code;
@@ -37,6 +40,33 @@ fn put_command(key: &str) -> Bytes {
         op: Some(keel_kv::proto::command::command::Op::Put(put(key, "v"))),
     };
     command.encode_to_vec().into()
+}
+
+/// A batch of `commands`.
+fn batch(commands: impl IntoIterator<Item = Bytes>) -> ProposeBatchRequest {
+    ProposeBatchRequest {
+        commands: commands.into_iter().collect(),
+    }
+}
+
+/// The gRPC code of a command's failure, if it failed.
+fn failure_code(outcome: &ProposeOutcome) -> Option<Code> {
+    match &outcome.outcome {
+        Some(Outcome::Failed(f)) => Some(Code::from(f.code)),
+        _ => None,
+    }
+}
+
+/// The revision a command's result reports, if it was applied.
+fn applied_revision(outcome: &ProposeOutcome) -> Option<i64> {
+    match &outcome.outcome {
+        Some(Outcome::Result(bytes)) => Some(
+            CommandResult::decode(bytes.as_ref())
+                .expect("a result decodes")
+                .revision,
+        ),
+        _ => None,
+    }
 }
 
 fn forward_on(
@@ -80,11 +110,8 @@ async fn forward_is_not_served_on_the_client_port() {
             cluster.channel(i).await,
             IdentityStamp::new(id, STRANGER, ""),
         );
-        let request = ProposeRequest {
-            command: put_command("client-port"),
-        };
         let status = client
-            .propose(request)
+            .propose_batch(batch([put_command("client-port")]))
             .await
             .expect_err("the client port does not serve Forward");
         assert_eq!(status.code(), Code::Unimplemented, "member {i}: {status}");
@@ -111,17 +138,17 @@ async fn forward_from_another_cluster_or_without_identity_is_refused() {
     ];
     for (stamp, code) in refusals {
         let mut client = forward_on(peer_channel(&cluster, leader).await, stamp);
-        let request = ProposeRequest {
-            command: put_command("foreign"),
-        };
-        let status = client.propose(request).await.expect_err("refused");
+        let status = client
+            .propose_batch(batch([put_command("foreign")]))
+            .await
+            .expect_err("refused");
         assert_eq!(status.code(), code, "{status}");
     }
     let mut bare = ForwardClient::new(peer_channel(&cluster, leader).await);
-    let request = ProposeRequest {
-        command: put_command("foreign"),
-    };
-    let status = bare.propose(request).await.expect_err("refused");
+    let status = bare
+        .propose_batch(batch([put_command("foreign")]))
+        .await
+        .expect_err("refused");
     assert_eq!(status.code(), Code::InvalidArgument, "{status}");
     assert!(status.message().contains("missing header"), "{status}");
 
@@ -134,38 +161,126 @@ async fn forward_from_another_cluster_or_without_identity_is_refused() {
 async fn garbage_forwarded_with_the_right_identity_is_refused_and_breaks_nothing() {
     let cluster = Cluster::start(3, &[]).await;
     let id = cluster_id(&cluster).await;
-    let empty_key = keel_kv::proto::command::Command {
-        op: Some(keel_kv::proto::command::command::Op::Put(put("", "v"))),
-    };
-    let bad_commands: [Bytes; 4] = [
-        // Seven bytes that are no protobuf at all.
-        Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
-        // A command with no operation (an empty message decodes to it).
-        Bytes::new(),
-        // A well-formed put that a client could not send.
-        empty_key.encode_to_vec().into(),
-        // Larger than --max-request-bytes.
-        put_command(&"k".repeat(1_700_000)),
-    ];
+    let bad_commands = hostile_commands();
     for i in 0..3 {
         for command in &bad_commands {
             let mut client = forward_on(
                 peer_channel(&cluster, i).await,
                 IdentityStamp::new(id, STRANGER, ""),
             );
-            let request = ProposeRequest {
-                command: command.clone(),
-            };
-            let status = client.propose(request).await.expect_err("refused");
+            let reply = client
+                .propose_batch(batch([command.clone()]))
+                .await
+                .expect("a batch of one bad command is answered")
+                .into_inner();
+            assert_eq!(reply.outcomes.len(), 1);
             assert_eq!(
-                status.code(),
-                Code::InvalidArgument,
-                "member {i}, {} bytes: {status}",
-                command.len()
+                failure_code(&reply.outcomes[0]),
+                Some(Code::InvalidArgument),
+                "member {i}, {} bytes: {:?}",
+                command.len(),
+                reply.outcomes[0]
             );
         }
     }
     // Give a wrongly accepted command time to commit and stop a member.
     tokio::time::sleep(Duration::from_millis(500)).await;
     every_member_serves(&cluster, "after-garbage").await;
+}
+
+/// Commands no client could send: undecodable bytes, no operation, an
+/// empty key, and one larger than --max-request-bytes.
+fn hostile_commands() -> Vec<Bytes> {
+    let empty_key = keel_kv::proto::command::Command {
+        op: Some(keel_kv::proto::command::command::Op::Put(put("", "v"))),
+    };
+    vec![
+        // Seven bytes that are no protobuf at all.
+        Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        // A command with no operation (an empty message decodes to it).
+        Bytes::new(),
+        // A well-formed put that a client could not send.
+        empty_key.encode_to_vec().into(),
+        // Larger than --max-request-bytes (but within the leader's limit
+        // for a batch's message).
+        put_command(&"k".repeat(1_700_000)),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_or_oversized_command_in_a_batch_fails_alone() {
+    let cluster = Cluster::start(3, &[]).await;
+    let id = cluster_id(&cluster).await;
+    let leader = cluster.wait_leader().await;
+    // Good puts around and between the bad commands.
+    let mut commands = vec![put_command("mates/0")];
+    for (n, bad) in hostile_commands().into_iter().enumerate() {
+        commands.push(bad);
+        commands.push(put_command(&format!("mates/{}", n + 1)));
+    }
+    let mut client = forward_on(
+        peer_channel(&cluster, leader).await,
+        IdentityStamp::new(id, STRANGER, ""),
+    );
+    let reply = client
+        .propose_batch(batch(commands.clone()))
+        .await
+        .expect("the batch is answered")
+        .into_inner();
+    assert_eq!(reply.outcomes.len(), commands.len(), "one outcome each");
+    let mut revisions = Vec::new();
+    for (n, outcome) in reply.outcomes.iter().enumerate() {
+        if n % 2 == 0 {
+            let revision = applied_revision(outcome)
+                .unwrap_or_else(|| panic!("good command {n} was applied: {outcome:?}"));
+            revisions.push(revision);
+        } else {
+            assert_eq!(
+                failure_code(outcome),
+                Some(Code::InvalidArgument),
+                "bad command {n}: {outcome:?}"
+            );
+        }
+    }
+    let mut distinct = revisions.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        revisions.len(),
+        "distinct revisions: {revisions:?}"
+    );
+    // Every good command is there, at the revision its outcome reported.
+    let mut kv = KvClient::new(cluster.channel(leader).await);
+    for (n, revision) in revisions.iter().enumerate() {
+        let got = kv
+            .range(range(&format!("mates/{n}")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.kvs.len(), 1, "mates/{n} was written");
+        assert_eq!(got.kvs[0].mod_revision, *revision, "mates/{n}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    every_member_serves(&cluster, "after-hostile-batch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_command_limit_is_refused_whole() {
+    let cluster = Cluster::start(3, &[]).await;
+    let id = cluster_id(&cluster).await;
+    let leader = cluster.wait_leader().await;
+    let commands = (0..=FORWARD_BATCH_COMMANDS_MAX).map(|n| put_command(&format!("over/{n}")));
+    let mut client = forward_on(
+        peer_channel(&cluster, leader).await,
+        IdentityStamp::new(id, STRANGER, ""),
+    );
+    let status = client
+        .propose_batch(batch(commands))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+    let mut kv = KvClient::new(cluster.channel(leader).await);
+    let got = kv.range(range("over/0")).await.unwrap().into_inner();
+    assert!(got.kvs.is_empty(), "nothing of the batch was written");
 }

@@ -3,8 +3,9 @@
 //! Writes go to the leader. A follower does not redirect the client (etcd
 //! clients expect any member to take writes): it forwards the encoded
 //! command to the leader's *peer* listener (`forward.rs`, served next to
-//! Raft behind the same cluster-identity check) and answers once it has
-//! applied the command itself, as etcd's followers do. The peer address
+//! Raft behind the same cluster-identity check), in a batch with the other
+//! writes waiting for the same leader (`batcher.rs`), and answers once it
+//! has applied the command itself, as etcd's followers do. The peer address
 //! comes from the runtime's address book, which knows every member from
 //! the start: no need to wait for the leader to publish its client URLs.
 
@@ -14,15 +15,13 @@ use bytes::Bytes;
 use keel::{MembershipChange, Metrics, Node, NodeId, ReadConsistency};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tonic::Code;
 
+use super::batcher::{ForwardCounters, Forwarder, Verdict};
 use super::errors::{is_retryable, to_kv};
 use super::machine::RaftMachine;
-use super::peers::PeerChannels;
 use crate::consensus::{Consensus, RaftInfo};
 use crate::error::{KvError, decode};
-use crate::proto::command::forward_client::ForwardClient;
-use crate::proto::command::{CommandResult, ProposeRequest};
+use crate::proto::command::CommandResult;
 use crate::server::urls::host_port;
 
 /// First and largest pause between attempts of a request that can succeed
@@ -39,7 +38,7 @@ pub struct RaftConsensus {
     cluster_id: u64,
     /// How long a request may take, retries included.
     request_timeout: Duration,
-    peers: PeerChannels,
+    forwarder: Forwarder,
 }
 
 impl RaftConsensus {
@@ -50,10 +49,10 @@ impl RaftConsensus {
     ) -> RaftConsensus {
         RaftConsensus {
             metrics: node.metrics(),
+            forwarder: Forwarder::new(node.clone()),
             node,
             cluster_id,
             request_timeout,
-            peers: PeerChannels::default(),
         }
     }
 
@@ -61,51 +60,38 @@ impl RaftConsensus {
         &self.node
     }
 
-    /// Sends `command` to `leader`. `Ok(None)`: the leader refused it
-    /// before appending (it no longer leads), so it may be retried.
+    /// Counts of this member's forwarded writes.
+    pub fn forward_counters(&self) -> ForwardCounters {
+        self.forwarder.counters()
+    }
+
+    /// Sends `command` to `leader`, in the next batch for it. `Ok(None)`:
+    /// the leader refused it before appending (it no longer leads), so it
+    /// may be retried.
     async fn forward(
         &self,
         leader: u64,
         command: &Bytes,
         deadline: Instant,
     ) -> Result<Option<Bytes>, KvError> {
-        // A failure to connect sent nothing: `NoLeader`, retried.
-        let channel = self.peers.connected(&self.node, leader).await?;
-        let request = ProposeRequest {
-            command: command.clone(),
+        let result = match self
+            .forwarder
+            .forward(leader, command.clone(), deadline)
+            .await
+        {
+            Verdict::Applied(result) => result,
+            Verdict::Refused => return Ok(None),
+            Verdict::Failed(e) => return Err(e),
         };
-        // A txn's ranges can make a result of any size the leader could
-        // build; etcd's clients accept up to `math.MaxInt32`, so do we.
-        let mut client = ForwardClient::new(channel).max_decoding_message_size(i32::MAX as usize);
-        let reply = match tokio::time::timeout_at(deadline, client.propose(request)).await {
-            Ok(Ok(reply)) => reply.into_inner(),
-            // The leader's own verdict, in etcd's words, or its refusal of
-            // a command it would not propose: pass it on.
-            Ok(Err(status))
-                if status.message().starts_with("etcdserver:")
-                    || status.code() == Code::InvalidArgument =>
-            {
-                return Err(KvError::Remote(status));
-            }
-            // The call broke or took too long after it may have reached the
-            // leader: whether the write happened is unknown.
-            Ok(Err(_)) | Err(_) => {
-                self.peers.forget(leader);
-                return Err(KvError::LeaderFailed);
-            }
-        };
-        if reply.refused {
-            return Ok(None);
-        }
-        let result: CommandResult = decode("forwarded command result", &reply.result)?;
+        let decoded: CommandResult = decode("forwarded command result", &result)?;
         // Answer after applying it here too, so that this member's own
         // (serializable) reads and watches already reflect the write.
         let wait = deadline.saturating_duration_since(Instant::now());
         let _ = self
             .node
-            .wait_for(wait, |m| m.applied_index.0 >= result.index)
+            .wait_for(wait, |m| m.applied_index.0 >= decoded.index)
             .await;
-        Ok(Some(reply.result))
+        Ok(Some(result))
     }
 
     async fn change(&self, change: MembershipChange) -> Result<(), KvError> {

@@ -23,7 +23,7 @@ use super::serve::{GRPC_OVERHEAD_BYTES, serve_on};
 use super::urls::host_port;
 use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::etcdserverpb::Member;
-use crate::replica::{ForwardService, RaftConsensus, RaftMachine};
+use crate::replica::{ForwardCounters, ForwardService, ForwardStats, RaftConsensus, RaftMachine};
 use crate::service::{ServiceConfig, Shared};
 use crate::state_machine::KvStateMachine;
 
@@ -46,13 +46,15 @@ pub struct RunningMember {
 
 /// What a metrics exporter reads from a member, in process: the Raft
 /// node's own [`Metrics`] (role, term, indexes, log bounds, proposal and
-/// snapshot counters, WAL latencies, transport counters) and the database
-/// size. Cheap to clone, and independent of the [`RunningMember`], which
-/// `run_until` consumes; it holds no file or lock open.
+/// snapshot counters, WAL latencies, transport counters), the database
+/// size and the counts of forwarded writes. Cheap to clone, and
+/// independent of the [`RunningMember`], which `run_until` consumes; it
+/// holds no file or lock open.
 #[derive(Clone, Debug)]
 pub struct MemberMetrics {
     raft: watch::Receiver<Metrics>,
     db_path: PathBuf,
+    forward: ForwardCounters,
 }
 
 impl MemberMetrics {
@@ -66,6 +68,12 @@ impl MemberMetrics {
     /// The key-value database file's size, as Maintenance/Status reports it.
     pub fn db_size_bytes(&self) -> i64 {
         std::fs::metadata(&self.db_path).map_or(0, |m| m.len() as i64)
+    }
+
+    /// How many writes this member forwarded to a leader, in how many
+    /// batches.
+    pub fn forwarding(&self) -> ForwardStats {
+        self.forward.stats()
     }
 }
 
@@ -179,9 +187,10 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
     let sm = KvStateMachine::open(&config.data_dir.join("kv"), false)?;
     let raft_config = raft_config(&config, identity, peer_addr, &advertise_peer)?;
     let storage = Storage::open(config.data_dir.join("raft"), &raft_config)?;
-    // Followers forward writes to the leader's peer listener; the client
-    // port serves the etcd API and nothing else.
-    let forward_limit = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    // Followers forward writes to the leader's peer listener, in batches;
+    // the client port serves the etcd API and nothing else.
+    let forward_limit =
+        ForwardService::batch_bytes_max(config.max_request_bytes) + GRPC_OVERHEAD_BYTES;
     let node = Node::start_with_services(
         raft_config,
         RaftMachine::new(sm.clone()),
@@ -205,6 +214,7 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
     );
 
     let consensus = RaftConsensus::new(node.clone(), identity.cluster_id, config.request_timeout);
+    let consensus_counters = consensus.forward_counters();
     let service_config = ServiceConfig {
         lease_ttl_min_seconds: config.lease_ttl_min_seconds,
         watch_progress_every: config.watch_progress_notify_interval,
@@ -223,6 +233,7 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
     };
     let metrics = MemberMetrics {
         raft: node.metrics(),
+        forward: consensus_counters,
         db_path: sm
             .db_path()
             .expect("a member's state machine was opened from its data directory")
