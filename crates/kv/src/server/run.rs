@@ -214,7 +214,7 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
     );
 
     let consensus = RaftConsensus::new(node.clone(), identity.cluster_id, config.request_timeout);
-    let consensus_counters = consensus.forward_counters();
+    let forward_counters = consensus.forward_counters();
     let service_config = ServiceConfig {
         lease_ttl_min_seconds: config.lease_ttl_min_seconds,
         watch_progress_every: config.watch_progress_notify_interval,
@@ -233,7 +233,7 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
     };
     let metrics = MemberMetrics {
         raft: node.metrics(),
-        forward: consensus_counters,
+        forward: forward_counters,
         db_path: sm
             .db_path()
             .expect("a member's state machine was opened from its data directory")
