@@ -21,13 +21,19 @@ pub fn is_read_only(req: &TxnRequest) -> bool {
         .all(|op| matches!(op.request, Some(Request::RequestRange(_))))
 }
 
-/// Whether every range of a read-only txn asked for a serializable read,
-/// so that no read barrier is owed (etcd's `isTxnSerializable`).
+/// Whether a read-only txn asked for a serializable read, so that no read
+/// barrier is owed: it has ranges, and every one of them opted in.
+///
+/// etcd's `isTxnSerializable` also says yes for a txn with no ops at all
+/// (compares only, or nothing): vacuously, every range opted in. Such a
+/// txn never asked for a stale answer, and a client that uses compares to
+/// check a condition expects the cluster's current state, so Keel gives it
+/// a read barrier: a linearizable answer is a valid one where etcd would
+/// allow a stale one (docs/etcd-compatibility.md).
 pub fn is_serializable(req: &TxnRequest) -> bool {
-    req.success
-        .iter()
-        .chain(&req.failure)
-        .all(|op| matches!(&op.request, Some(Request::RequestRange(r)) if r.serializable))
+    let mut ops = req.success.iter().chain(&req.failure).peekable();
+    ops.peek().is_some()
+        && ops.all(|op| matches!(&op.request, Some(Request::RequestRange(r)) if r.serializable))
 }
 
 impl Store {
