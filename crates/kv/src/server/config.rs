@@ -371,4 +371,63 @@ mod tests {
         };
         assert!(matches!(config.validate(), Err(ServerError::Config(_))));
     }
+
+    fn tls_member() -> MemberConfig {
+        MemberConfig {
+            listen_client_urls: vec!["https://127.0.0.1:2379".into()],
+            listen_peer_urls: vec!["https://127.0.0.1:2380".into()],
+            initial_cluster: vec![("n1".into(), "https://127.0.0.1:2380".into())],
+            client_tls: TlsConfig {
+                cert_file: Some("c.pem".into()),
+                key_file: Some("c.key".into()),
+                ..TlsConfig::default()
+            },
+            peer_tls: TlsConfig {
+                cert_file: Some("p.pem".into()),
+                key_file: Some("p.key".into()),
+                trusted_ca_file: Some("ca.pem".into()),
+                client_cert_auth: true,
+                allowed_cn: Some("member".into()),
+            },
+            ..MemberConfig::new("n1", "/tmp/x")
+        }
+    }
+
+    fn refusal(config: MemberConfig) -> String {
+        match config.validate() {
+            Err(ServerError::Config(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_flags_that_fit_together_are_accepted() {
+        assert!(tls_member().validate().is_ok());
+    }
+
+    #[test]
+    fn tls_flags_that_do_not_fit_together_say_what_to_do() {
+        let mut c = tls_member();
+        c.client_tls.cert_file = None;
+        assert!(refusal(c).contains("key-file is given without --cert-file"));
+
+        let mut c = tls_member();
+        c.client_tls = TlsConfig::default();
+        let msg = refusal(c);
+        assert!(msg.contains("https://127.0.0.1:2379"), "{msg}");
+        assert!(msg.contains("give --cert-file and --key-file"), "{msg}");
+
+        let mut c = tls_member();
+        c.peer_tls.trusted_ca_file = None;
+        assert!(refusal(c).contains("--peer-client-cert-auth needs --peer-trusted-ca-file"));
+
+        let mut c = tls_member();
+        c.peer_tls.client_cert_auth = false;
+        c.peer_tls.trusted_ca_file = None;
+        assert!(refusal(c).contains("--peer-cert-allowed-cn needs"));
+
+        let mut c = tls_member();
+        c.initial_cluster.push(("n2".into(), "http://127.0.0.1:2480".into()));
+        assert!(refusal(c).contains("mix http:// and https://"));
+    }
 }
