@@ -205,3 +205,71 @@ async fn allowed_common_name_admits_only_that_name() {
         "the allowed common name passes"
     );
 }
+
+/// The common name of the certificate `addr` presents, seen by a client
+/// trusting `ca`.
+async fn served_common_name(addr: &str, ca: &TestCa) -> String {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+        .unwrap();
+    let config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let cert = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    // The DER holds the common name as plain bytes: callers look for it
+    // by containment rather than parse the certificate.
+    String::from_utf8_lossy(cert.as_ref()).into_owned()
+}
+
+#[tokio::test]
+async fn a_rewritten_certificate_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("peer CA");
+    let (cert, key) = ca.issue_local("first-cert").write(dir.path(), "server");
+    let tls = ServerTls::from_files(&cert, &key, &ClientAuth::None).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut incoming = keel_transport::tls::incoming(listener, Some(tls));
+    tokio::spawn(async move {
+        use tokio_stream::StreamExt;
+        let mut held = Vec::new();
+        while let Some(conn) = incoming.next().await {
+            held.push(conn);
+        }
+    });
+    assert!(served_common_name(&addr, &ca).await.contains("first-cert"));
+
+    // A half-written pair (the key not yet matching) keeps the old one.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    std::fs::write(&cert, ca.issue_local("second-cert").cert_pem).unwrap();
+    let seen = served_common_name(&addr, &ca).await;
+    assert!(
+        seen.contains("first-cert"),
+        "a mismatched pair is not served"
+    );
+
+    let second = ca.issue_local("second-cert");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    second.write(dir.path(), "server");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if served_common_name(&addr, &ca).await.contains("second-cert") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate is served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

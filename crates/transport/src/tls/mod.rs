@@ -22,9 +22,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,7 +43,7 @@ use tokio_rustls::rustls::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-use tracing::warn;
+use tracing::{info, warn};
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +52,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKES_INFLIGHT_MAX: usize = 256;
 /// Accepted connections waiting for the server to take them.
 const ACCEPTED_QUEUE_MAX: usize = 64;
+/// How often a listener looks for a changed certificate or key file.
+const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the
 /// loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -251,7 +253,8 @@ impl ServerTls {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut config = builder.with_cert_resolver(Arc::new(FixedCert(Arc::new(pair.certified))));
+        let resolver = ReloadingCert::new(cert_file, key_file, pair.certified);
+        let mut config = builder.with_cert_resolver(Arc::new(resolver));
         // gRPC is HTTP/2; clients (tonic, grpc-go) insist on negotiating it.
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(ServerTls {
@@ -260,13 +263,68 @@ impl ServerTls {
     }
 }
 
-/// Presents one certificate to every client.
+/// Presents the certificate in `cert` and `key`, re-read when either
+/// file's modification time changes (looked at, at most once per
+/// `RELOAD_CHECK_INTERVAL`, during a handshake), so certificates rotate
+/// without a restart. A pair that fails to load (half written, key and
+/// certificate not matching yet) is logged and the previous one kept; it
+/// is tried again when a file changes again.
 #[derive(Debug)]
-struct FixedCert(Arc<CertifiedKey>);
+struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    state: Mutex<Loaded>,
+}
 
-impl ResolvesServerCert for FixedCert {
+#[derive(Debug)]
+struct Loaded {
+    certified: Arc<CertifiedKey>,
+    /// The files' modification times when last looked at.
+    stamps: (Option<SystemTime>, Option<SystemTime>),
+    checked: Instant,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl ReloadingCert {
+    fn new(cert: &Path, key: &Path, certified: CertifiedKey) -> ReloadingCert {
+        ReloadingCert {
+            state: Mutex::new(Loaded {
+                certified: Arc::new(certified),
+                stamps: (modified(cert), modified(key)),
+                checked: Instant::now(),
+            }),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.checked.elapsed() < RELOAD_CHECK_INTERVAL {
+            return state.certified.clone();
+        }
+        state.checked = Instant::now();
+        let stamps = (modified(&self.cert), modified(&self.key));
+        if stamps != state.stamps {
+            state.stamps = stamps;
+            match read_key_pair(&self.cert, &self.key) {
+                Ok(pair) => {
+                    info!(cert = %self.cert.display(), "reloaded the TLS certificate");
+                    state.certified = Arc::new(pair.certified);
+                }
+                Err(e) => warn!(error = %e, "keeping the previous TLS certificate"),
+            }
+        }
+        state.certified.clone()
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+        Some(self.current())
     }
 }
 
