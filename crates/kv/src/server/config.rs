@@ -427,7 +427,8 @@ mod tests {
         assert!(refusal(c).contains("--peer-cert-allowed-cn needs"));
 
         let mut c = tls_member();
-        c.initial_cluster.push(("n2".into(), "http://127.0.0.1:2480".into()));
+        c.initial_cluster
+            .push(("n2".into(), "http://127.0.0.1:2480".into()));
         assert!(refusal(c).contains("mix http:// and https://"));
     }
 }

@@ -412,10 +412,7 @@ impl ClientCertVerifier for AllowedCn {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        if subject_common_names(end_entity)
-            .iter()
-            .any(|cn| *cn == self.cn)
-        {
+        if subject_common_names(end_entity).contains(&self.cn) {
             Ok(verified)
         } else {
             Err(rustls::Error::General(format!(
