@@ -21,12 +21,15 @@ fn server(tls: &TlsConfig, side: &'static str) -> Result<ServerTls, ServerError>
             "{side} TLS needs a certificate and a key file"
         )));
     };
+    // etcd 3.4: a trusted CA file alone requires client certificates too
+    // (`TlsConfig::requires_client_certs`); `client-cert-auth` without one
+    // was refused by `MemberConfig::validate`.
     let auth = match &tls.trusted_ca_file {
-        Some(ca) if tls.requires_client_certs() => ClientAuth::Required {
+        Some(ca) => ClientAuth::Required {
             trusted_ca_file: ca.clone(),
             allowed_cn: tls.allowed_cn.clone(),
         },
-        _ => ClientAuth::None,
+        None => ClientAuth::None,
     };
     ServerTls::from_files(cert, key, &auth).map_err(tls_error(side))
 }
