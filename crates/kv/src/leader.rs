@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use keel::tls::ClientTls;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::KvError;
@@ -21,9 +22,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct LeaderChannels {
     channels: Mutex<HashMap<u64, Channel>>,
+    /// For leaders whose client URL is `https://`.
+    tls: Option<ClientTls>,
 }
 
 impl LeaderChannels {
+    /// Channels speaking TLS with `tls` to `https://` client URLs.
+    pub fn new(tls: Option<ClientTls>) -> LeaderChannels {
+        LeaderChannels {
+            channels: Mutex::default(),
+            tls,
+        }
+    }
+
     /// A lazily connected channel to `leader`'s first client URL, found with
     /// `member`. `NoLeader` if there is no leader or its URL is not
     /// registered yet (it publishes it right after it starts).
@@ -37,18 +48,25 @@ impl LeaderChannels {
         if let Some(channel) = channels.get(&leader) {
             return Ok(channel.clone());
         }
-        let endpoint = endpoint(member(leader))?;
+        let endpoint = endpoint(member(leader), self.tls.as_ref())?;
         let channel = endpoint.connect_lazy();
         channels.insert(leader, channel.clone());
         Ok(channel)
     }
 }
 
-fn endpoint(member: Option<Member>) -> Result<Endpoint, KvError> {
+fn endpoint(member: Option<Member>, tls: Option<&ClientTls>) -> Result<Endpoint, KvError> {
     let url = member
         .and_then(|m| m.client_ur_ls.into_iter().next())
         .ok_or(KvError::NoLeader)?;
-    Ok(Endpoint::from_shared(url)
+    let https = url.starts_with("https://");
+    let endpoint = Endpoint::from_shared(url)
         .map_err(|_| KvError::NoLeader)?
-        .connect_timeout(CONNECT_TIMEOUT))
+        .connect_timeout(CONNECT_TIMEOUT);
+    match tls {
+        Some(tls) if https => tls.apply(endpoint).map_err(|_| KvError::NoLeader),
+        // Without client TLS settings the call fails at connection time,
+        // as any call to an unreachable leader does.
+        _ => Ok(endpoint),
+    }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use keel_raft::NodeId;
 use keel_storage::LogConfig;
 use keel_transport::TransportConfig;
+use keel_transport::tls::PeerTls;
 
 /// Configuration of one node. Start from [`Config::new`]; the defaults work
 /// for a cluster on a LAN.
@@ -71,6 +72,9 @@ pub struct Config {
     pub seed: u64,
     pub log: LogConfig,
     pub transport: TransportTuning,
+    /// TLS between members (the peer listener and every channel to a
+    /// peer); `None`: plain TCP. See [`keel_transport::tls`].
+    pub peer_tls: Option<PeerTls>,
     /// Deliberate defects, so that tests can show the simulator catches
     /// them. Never on outside tests.
     #[cfg(feature = "fault-injection")]
@@ -161,6 +165,7 @@ impl Config {
             seed: id.0,
             log: LogConfig::default(),
             transport: TransportTuning::default(),
+            peer_tls: None,
             #[cfg(feature = "fault-injection")]
             bugs: RuntimeBugs::default(),
         }
@@ -192,6 +197,7 @@ impl Config {
             reconnect_backoff_min: t.reconnect_backoff_min,
             reconnect_backoff_max: t.reconnect_backoff_max,
             snapshot_chunk_bytes: t.snapshot_chunk_bytes,
+            tls: self.peer_tls.clone(),
             ..TransportConfig::new(self.cluster_id, self.id, advertise_addr)
         }
     }

@@ -108,7 +108,7 @@ pub use error::{Error, StartError, StateMachineError, StopReason};
 pub use histogram::{LATENCY_BUCKET_BOUNDS_MICROS, LatencyHistogram};
 pub use keel_raft::{LogIndex, Membership, MembershipChange, MembershipError, NodeId, Role, Term};
 pub use keel_storage::LogConfig;
-pub use keel_transport::{ConnectError, IdentityStamp, PeerCaller, PeerChannel, PeerServices};
+pub use keel_transport::{ConnectError, IdentityStamp, PeerCaller, PeerChannel, PeerServices, tls};
 pub use metrics::{Metrics, PeerMetrics};
 pub use node::{Node, ReadConsistency};
 pub use restore::Storage;

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use keel_raft::NodeId;
 
+use crate::tls::PeerTls;
+
 /// The wire protocol version this build speaks; a peer sending another is
 /// refused before anything it sent is decoded.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -39,6 +41,11 @@ pub struct TransportConfig {
     pub snapshot_chunk_bytes: usize,
     /// Vote calls in flight to one peer; more are dropped (elections retry).
     pub votes_inflight_max: usize,
+    /// TLS on the peer listener and on every channel to a peer; `None`:
+    /// plain TCP. With TLS, a peer whose certificate the server side
+    /// refuses never reaches a service; the identity check still runs for
+    /// those it admits.
+    pub tls: Option<PeerTls>,
 }
 
 impl TransportConfig {
@@ -59,6 +66,7 @@ impl TransportConfig {
             reconnect_backoff_max: Duration::from_secs(1),
             snapshot_chunk_bytes: 1024 * 1024,
             votes_inflight_max: 16,
+            tls: None,
         }
     }
 }

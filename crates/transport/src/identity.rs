@@ -11,8 +11,10 @@
 //!
 //! The header is an identity, not a credential: it keeps members of
 //! different clusters (or a stray client) from acting on each other by
-//! mistake. Keeping a hostile network off the peer port is the
-//! deployment's job, as with etcd's peer port.
+//! mistake. Keeping strangers off the peer port takes TLS with required
+//! peer certificates (`tls/`, `TransportConfig::tls`), which refuses them
+//! during the handshake, before this check; without it, that is the
+//! network's job, as with etcd's peer port.
 
 use std::sync::Arc;
 

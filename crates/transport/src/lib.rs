@@ -27,6 +27,7 @@ mod identity;
 mod metrics;
 mod peer;
 mod server;
+pub mod tls;
 mod transport;
 
 /// The generated protobuf types and gRPC stubs (`keel.raft.v1`).

@@ -43,14 +43,24 @@ impl Drop for Peer {
     }
 }
 
-/// Where and how to connect to the peer at `addr` ("host:port").
+/// Where and how to connect to the peer at `addr` ("host:port"): over
+/// TLS when the transport has it.
 pub(crate) fn endpoint(
     config: &TransportConfig,
     addr: &str,
 ) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
         .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true))
+        .tcp_nodelay(true);
+    match &config.tls {
+        Some(tls) => tls.client.apply(endpoint),
+        None => Ok(endpoint),
+    }
 }
 
 /// Builds a client whose connection is made lazily and remade by tonic

@@ -9,8 +9,7 @@ use std::sync::{Arc, RwLock};
 use keel_raft::{Message, MessageBody, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info, warn};
 
 use crate::config::{PROTOCOL_VERSION, TransportConfig};
@@ -401,16 +400,10 @@ impl Transport {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        // `Server::tcp_nodelay` only applies to listeners tonic binds
-        // itself, so Nagle's algorithm is turned off per connection: with it
-        // on, small replies wait for the peer's delayed ACK (~40 ms).
-        let incoming = TcpListenerStream::new(listener).map(|conn| {
-            conn.inspect(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    warn!("cannot disable Nagle's algorithm on a peer connection: {e}");
-                }
-            })
-        });
+        // Nagle's algorithm is off on every connection (`tls::incoming`):
+        // with it on, small replies wait for the peer's delayed ACK (~40 ms).
+        let tls = config.tls.as_ref().map(|tls| tls.server.clone());
+        let incoming = crate::tls::incoming(listener, tls);
         tonic::transport::Server::builder()
             .add_routes(services.into_routes())
             .add_service(service)

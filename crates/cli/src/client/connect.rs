@@ -7,10 +7,12 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
+use keel::tls::ClientTls;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -43,6 +45,52 @@ pub struct ConnArgs {
     /// included (e.g. 5s, 1m).
     #[arg(long, default_value = "5s", value_parser = duration::parse, value_name = "DURATION")]
     pub command_timeout: Duration,
+
+    /// Verify https endpoints with the CA certificates in this PEM file
+    /// [default: the system's roots].
+    #[arg(long, env = "KEEL_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Present this client certificate (PEM) to https endpoints.
+    //
+    // (Its id is not `cert`: commands have positional arguments named
+    // `key`, and clap ids share one namespace.)
+    #[arg(
+        long = "cert",
+        id = "tls_cert",
+        env = "KEEL_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --cert.
+    #[arg(
+        long = "key",
+        id = "tls_key",
+        env = "KEEL_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub key: Option<PathBuf>,
+}
+
+impl ConnArgs {
+    /// Whether a TLS flag was given: bare `HOST:PORT` endpoints then mean
+    /// `https://`.
+    fn wants_tls(&self) -> bool {
+        self.cacert.is_some() || self.cert.is_some() || self.key.is_some()
+    }
+
+    /// TLS settings from --cacert, --cert and --key, every file read now.
+    fn client_tls(&self) -> anyhow::Result<ClientTls> {
+        let identity = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            _ => bail!("--cert and --key go together; give both or neither"),
+        };
+        Ok(ClientTls::from_files(self.cacert.as_deref(), identity)?)
+    }
 }
 
 /// A cluster reached through its endpoints, with one lazily opened
@@ -52,18 +100,20 @@ pub struct Cluster {
     dial_timeout: Duration,
     command_timeout: Duration,
     channels: HashMap<String, Channel>,
+    /// For `https://` endpoints.
+    tls: ClientTls,
 }
 
-/// `HOST:PORT` → `http://HOST:PORT`; Keel serves no TLS yet.
-pub fn endpoint_url(text: &str) -> anyhow::Result<String> {
+/// `HOST:PORT` → `http://HOST:PORT`, or `https://HOST:PORT` when `tls`
+/// (a TLS flag was given); URLs with a scheme stay as they are.
+pub fn endpoint_url(text: &str, tls: bool) -> anyhow::Result<String> {
     let text = text.trim().trim_end_matches('/');
-    if text.starts_with("https://") {
-        bail!("--endpoints {text}: keel serves no TLS yet; use http://");
-    }
-    if text.starts_with("http://") {
+    if text.starts_with("http://") || text.starts_with("https://") {
         Ok(text.to_string())
     } else if text.contains("://") {
-        bail!("--endpoints {text}: only http:// endpoints are served")
+        bail!("--endpoints {text}: only http:// and https:// endpoints are served")
+    } else if tls {
+        Ok(format!("https://{text}"))
     } else {
         Ok(format!("http://{text}"))
     }
@@ -80,7 +130,7 @@ impl Cluster {
             .endpoints
             .iter()
             .filter(|e| !e.trim().is_empty())
-            .map(|e| endpoint_url(e))
+            .map(|e| endpoint_url(e, args.wants_tls()))
             .collect::<anyhow::Result<Vec<_>>>()?;
         if endpoints.is_empty() {
             bail!("--endpoints is empty; give at least one HOST:PORT");
@@ -90,6 +140,7 @@ impl Cluster {
             dial_timeout: args.dial_timeout,
             command_timeout: args.command_timeout,
             channels: HashMap::new(),
+            tls: args.client_tls()?,
         })
     }
 
@@ -102,8 +153,15 @@ impl Cluster {
         if let Some(channel) = self.channels.get(url) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(url.to_string())
-            .with_context(|| format!("--endpoints: `{url}` is not a URL"))?
+        let mut endpoint = Endpoint::from_shared(url.to_string())
+            .with_context(|| format!("--endpoints: `{url}` is not a URL"))?;
+        if url.starts_with("https://") {
+            endpoint = self
+                .tls
+                .apply(endpoint)
+                .with_context(|| format!("TLS settings for {url}"))?;
+        }
+        let channel = endpoint
             .connect_timeout(self.dial_timeout)
             .timeout(self.command_timeout)
             .connect()
@@ -173,10 +231,13 @@ mod tests {
     #[test]
     fn bare_host_port_becomes_an_http_url() {
         assert_eq!(
-            endpoint_url("127.0.0.1:2379").unwrap(),
+            endpoint_url("127.0.0.1:2379", false).unwrap(),
             "http://127.0.0.1:2379"
         );
-        assert_eq!(endpoint_url("http://a:1/").unwrap(), "http://a:1");
-        assert!(endpoint_url("https://a:1").is_err());
+        assert_eq!(endpoint_url("http://a:1/", false).unwrap(), "http://a:1");
+        assert_eq!(endpoint_url("https://a:1", false).unwrap(), "https://a:1");
+        assert_eq!(endpoint_url("a:1", true).unwrap(), "https://a:1");
+        assert_eq!(endpoint_url("http://a:1", true).unwrap(), "http://a:1");
+        assert!(endpoint_url("ftp://a:1", false).is_err());
     }
 }

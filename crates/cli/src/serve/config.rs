@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use keel_kv::server::{DurationError, parse_go_duration};
+use keel_kv::server::{DurationError, TlsConfig, parse_go_duration};
 
 use super::settings::{ClusterState, Settings};
 use super::urls::{HttpUrl, UrlError, join};
@@ -39,6 +39,10 @@ pub struct ServeConfig {
     /// `None`: keel-kv's default.
     pub watch_progress_notify_interval: Option<Duration>,
     pub listen_metrics_urls: Vec<HttpUrl>,
+    /// TLS for clients and for peers, checked against each other and the
+    /// URLs by keel-kv when the member starts (`MemberConfig::validate`).
+    pub client_tls: TlsConfig,
+    pub peer_tls: TlsConfig,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
 }
@@ -51,13 +55,15 @@ pub enum ConfigError {
     )]
     BadName,
     #[error(
-        "--{flag}: `{value}` is not usable: {why} (write http://HOST:PORT, e.g. http://127.0.0.1:2379)"
+        "--{flag}: `{value}` is not usable: {why} (write http://HOST:PORT or https://HOST:PORT, e.g. http://127.0.0.1:2379)"
     )]
     BadUrl {
         flag: &'static str,
         value: String,
         why: UrlError,
     },
+    #[error("--listen-metrics-urls {url}: the side-car serves plain HTTP only; use http://")]
+    HttpsMetrics { url: String },
     #[error("--{flag} is empty; give at least one http://HOST:PORT")]
     NoUrl { flag: &'static str },
     #[error(
@@ -235,6 +241,11 @@ impl ServeConfig {
             }
             None => Vec::new(),
         };
+        if let Some(url) = listen_metrics_urls.iter().find(|u| u.tls) {
+            return Err(ConfigError::HttpsMetrics {
+                url: url.to_string(),
+            });
+        }
         check_ports(&[
             ("listen-client-urls", &listen_client_urls),
             ("listen-peer-urls", &listen_peer_urls),
@@ -313,6 +324,20 @@ impl ServeConfig {
             snapshot_count,
             watch_progress_notify_interval,
             listen_metrics_urls,
+            client_tls: TlsConfig {
+                cert_file: s.cert_file,
+                key_file: s.key_file,
+                trusted_ca_file: s.trusted_ca_file,
+                client_cert_auth: s.client_cert_auth.unwrap_or(false),
+                allowed_cn: None,
+            },
+            peer_tls: TlsConfig {
+                cert_file: s.peer_cert_file,
+                key_file: s.peer_key_file,
+                trusted_ca_file: s.peer_trusted_ca_file,
+                client_cert_auth: s.peer_client_cert_auth.unwrap_or(false),
+                allowed_cn: s.peer_cert_allowed_cn,
+            },
             log_level: s.log_level.unwrap_or_default(),
             log_format: s.log_format.unwrap_or_default(),
         })

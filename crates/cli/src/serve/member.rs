@@ -39,6 +39,8 @@ fn member_config(config: &ServeConfig) -> MemberConfig {
         watch_progress_notify_interval: config
             .watch_progress_notify_interval
             .unwrap_or(defaults.watch_progress_notify_interval),
+        client_tls: config.client_tls.clone(),
+        peer_tls: config.peer_tls.clone(),
         ..defaults
     }
 }

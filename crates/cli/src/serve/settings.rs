@@ -105,6 +105,47 @@ pub struct Settings {
     #[arg(long, env = "KEEL_LISTEN_METRICS_URLS", value_name = "URLS")]
     pub listen_metrics_urls: Option<String>,
 
+    /// This member's certificate (PEM) for https client URLs; also the
+    /// certificate it presents when it calls another member's client URL.
+    #[arg(long, env = "KEEL_CERT_FILE", value_name = "FILE")]
+    pub cert_file: Option<PathBuf>,
+
+    /// The private key (PEM) of --cert-file.
+    #[arg(long, env = "KEEL_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// Require every client to present a certificate signed by
+    /// --trusted-ca-file [default: false].
+    #[arg(long, env = "KEEL_CLIENT_CERT_AUTH", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub client_cert_auth: Option<bool>,
+
+    /// CA certificates (PEM) that sign client certificates. As in etcd
+    /// 3.4, giving it also requires client certificates.
+    #[arg(long, env = "KEEL_TRUSTED_CA_FILE", value_name = "FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+
+    /// This member's certificate (PEM) for https peer URLs, presented to
+    /// the other members too.
+    #[arg(long, env = "KEEL_PEER_CERT_FILE", value_name = "FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+
+    /// The private key (PEM) of --peer-cert-file.
+    #[arg(long, env = "KEEL_PEER_KEY_FILE", value_name = "FILE")]
+    pub peer_key_file: Option<PathBuf>,
+
+    /// Require every member calling this one to present a certificate
+    /// signed by --peer-trusted-ca-file [default: false].
+    #[arg(long, env = "KEEL_PEER_CLIENT_CERT_AUTH", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub peer_client_cert_auth: Option<bool>,
+
+    /// CA certificates (PEM) that sign the members' peer certificates.
+    #[arg(long, env = "KEEL_PEER_TRUSTED_CA_FILE", value_name = "FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+
+    /// Admit only peer certificates whose subject common name is this.
+    #[arg(long, env = "KEEL_PEER_CERT_ALLOWED_CN", value_name = "CN")]
+    pub peer_cert_allowed_cn: Option<String>,
+
     /// The least severe log events to print; RUST_LOG overrides it
     /// [default: info].
     #[arg(long, env = "KEEL_LOG_LEVEL", value_name = "LEVEL")]
@@ -167,6 +208,15 @@ impl Settings {
                 .experimental_watch_progress_notify_interval
                 .or(lower.experimental_watch_progress_notify_interval),
             listen_metrics_urls: self.listen_metrics_urls.or(lower.listen_metrics_urls),
+            cert_file: self.cert_file.or(lower.cert_file),
+            key_file: self.key_file.or(lower.key_file),
+            client_cert_auth: self.client_cert_auth.or(lower.client_cert_auth),
+            trusted_ca_file: self.trusted_ca_file.or(lower.trusted_ca_file),
+            peer_cert_file: self.peer_cert_file.or(lower.peer_cert_file),
+            peer_key_file: self.peer_key_file.or(lower.peer_key_file),
+            peer_client_cert_auth: self.peer_client_cert_auth.or(lower.peer_client_cert_auth),
+            peer_trusted_ca_file: self.peer_trusted_ca_file.or(lower.peer_trusted_ca_file),
+            peer_cert_allowed_cn: self.peer_cert_allowed_cn.or(lower.peer_cert_allowed_cn),
             log_level: self.log_level.or(lower.log_level),
             log_format: self.log_format.or(lower.log_format),
         }

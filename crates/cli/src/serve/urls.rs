@@ -1,22 +1,23 @@
-//! The URLs a member listens on and advertises: `http://HOST:PORT`, as
-//! etcd writes them. Keel serves no TLS yet, so `https` is refused rather
-//! than silently served in plain text.
+//! The URLs a member listens on and advertises: `http://HOST:PORT` or
+//! `https://HOST:PORT` (TLS, with `--cert-file`/`--peer-cert-file`), as
+//! etcd writes them.
 
 use std::fmt;
 
-/// An `http://HOST:PORT` URL with its parts checked.
+/// An `http://HOST:PORT` or `https://HOST:PORT` URL with its parts
+/// checked.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HttpUrl {
     pub host: String,
     pub port: u16,
+    /// `https://`: served over TLS.
+    pub tls: bool,
 }
 
 /// Why a URL was refused; the caller adds which flag it came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    #[error("https is not served yet (no TLS support); use http://")]
-    Https,
-    #[error("it does not start with http://")]
+    #[error("it does not start with http:// or https://")]
     Scheme,
     #[error("it has no host")]
     NoHost,
@@ -31,9 +32,9 @@ pub enum UrlError {
 impl HttpUrl {
     pub fn parse(text: &str) -> Result<HttpUrl, UrlError> {
         let text = text.trim();
-        let rest = match text.split_once("://") {
-            Some(("http", rest)) => rest,
-            Some(("https", _)) => return Err(UrlError::Https),
+        let (tls, rest) = match text.split_once("://") {
+            Some(("http", rest)) => (false, rest),
+            Some(("https", rest)) => (true, rest),
             _ => return Err(UrlError::Scheme),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -55,6 +56,7 @@ impl HttpUrl {
         Ok(HttpUrl {
             host: host.to_string(),
             port,
+            tls,
         })
     }
 
@@ -80,7 +82,8 @@ impl HttpUrl {
 
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
     }
 }
 
@@ -108,6 +111,14 @@ mod tests {
     }
 
     #[test]
+    fn https_url_keeps_its_scheme() {
+        let url = HttpUrl::parse("https://127.0.0.1:2379").unwrap();
+        assert!(url.tls);
+        assert_eq!(url.authority(), "127.0.0.1:2379");
+        assert_eq!(url.to_string(), "https://127.0.0.1:2379");
+    }
+
+    #[test]
     fn ipv6_literal_keeps_its_brackets() {
         let url = HttpUrl::parse("http://[::1]:2379").unwrap();
         assert_eq!(url.host, "[::1]");
@@ -116,7 +127,7 @@ mod tests {
 
     #[test]
     fn unusable_urls_say_why() {
-        assert_eq!(HttpUrl::parse("https://a:1"), Err(UrlError::Https));
+        assert_eq!(HttpUrl::parse("ftp://a:1"), Err(UrlError::Scheme));
         assert_eq!(HttpUrl::parse("127.0.0.1:2379"), Err(UrlError::Scheme));
         assert_eq!(HttpUrl::parse("http://a"), Err(UrlError::NoPort));
         assert_eq!(HttpUrl::parse("http://:1"), Err(UrlError::NoHost));

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use keel_kv::server::{ClusterState, MemberConfig, parse_go_duration, run};
+use keel_kv::server::{ClusterState, MemberConfig, TlsConfig, parse_go_duration, run};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,7 +19,8 @@ struct Args {
     /// Where the member keeps its state.
     #[arg(long, default_value = "default.keel")]
     data_dir: PathBuf,
-    /// Where clients connect, comma separated (e.g. http://127.0.0.1:2379).
+    /// Where clients connect, comma separated (e.g. http://127.0.0.1:2379,
+    /// or https:// with --cert-file and --key-file).
     #[arg(long, default_value = "http://localhost:2379")]
     listen_client_urls: String,
     /// Client URLs to tell others; default: the bound listen addresses.
@@ -57,6 +58,35 @@ struct Args {
     /// (e.g. 10m, 500ms) [default: `MemberConfig`'s, 10m].
     #[arg(long, value_parser = parse_go_duration)]
     experimental_watch_progress_notify_interval: Option<Duration>,
+    /// The member's certificate for https client URLs (PEM).
+    #[arg(long)]
+    cert_file: Option<PathBuf>,
+    /// The private key of --cert-file (PEM).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Require client certificates signed by --trusted-ca-file.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true")]
+    client_cert_auth: bool,
+    /// CA certificates (PEM) that sign client certificates; as in etcd,
+    /// giving it also requires client certificates.
+    #[arg(long)]
+    trusted_ca_file: Option<PathBuf>,
+    /// The member's certificate for https peer URLs (PEM), presented to
+    /// other members too.
+    #[arg(long)]
+    peer_cert_file: Option<PathBuf>,
+    /// The private key of --peer-cert-file (PEM).
+    #[arg(long)]
+    peer_key_file: Option<PathBuf>,
+    /// Require peer certificates signed by --peer-trusted-ca-file.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true")]
+    peer_client_cert_auth: bool,
+    /// CA certificates (PEM) that sign the members' peer certificates.
+    #[arg(long)]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Admit only peer certificates with this subject common name.
+    #[arg(long)]
+    peer_cert_allowed_cn: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +127,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         watch_progress_notify_interval: args
             .experimental_watch_progress_notify_interval
             .unwrap_or(defaults.watch_progress_notify_interval),
+        client_tls: TlsConfig {
+            cert_file: args.cert_file,
+            key_file: args.key_file,
+            trusted_ca_file: args.trusted_ca_file,
+            client_cert_auth: args.client_cert_auth,
+            allowed_cn: None,
+        },
+        peer_tls: TlsConfig {
+            cert_file: args.peer_cert_file,
+            key_file: args.peer_key_file,
+            trusted_ca_file: args.peer_trusted_ca_file,
+            client_cert_auth: args.peer_client_cert_auth,
+            allowed_cn: args.peer_cert_allowed_cn,
+        },
         ..defaults
     };
     let shutdown = async {

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::ServerError;
-use super::urls::host_port;
+use super::urls::{host_port, is_https};
 use crate::service::MAX_REQUEST_BYTES_DEFAULT;
 
 /// Whether the member founds a new cluster or joins a running one.
@@ -30,6 +30,107 @@ impl FromStr for ClusterState {
                 "--initial-cluster-state must be `new` or `existing`, not {s:?}"
             ))),
         }
+    }
+}
+
+/// TLS for one side of a member, clients or peers, with etcd's flags and
+/// meanings (`--cert-file`, `--key-file`, `--trusted-ca-file`,
+/// `--client-cert-auth`, and their `--peer-` twins).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// This member's certificate (PEM; a chain, leaf first), served on
+    /// `https://` URLs and presented when it connects as a client.
+    pub cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// The CA certificates (PEM) that sign the other side's certificates.
+    /// As in etcd 3.4, giving it also makes the listener require client
+    /// certificates signed by it; when this member connects out, it
+    /// verifies servers against it (the system's roots without it).
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Require a client certificate signed by `trusted_ca_file`.
+    pub client_cert_auth: bool,
+    /// Admit only client certificates with this subject common name
+    /// (etcd's `--peer-cert-allowed-cn`; peers only).
+    pub allowed_cn: Option<String>,
+}
+
+/// Which side a [`TlsConfig`] is for: the flag names differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Client,
+    Peer,
+}
+
+impl Side {
+    /// The prefix of the side's TLS flags.
+    fn prefix(self) -> &'static str {
+        match self {
+            Side::Client => "",
+            Side::Peer => "peer-",
+        }
+    }
+
+    fn who(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Peer => "peer",
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether the listener requires client certificates (etcd 3.4: a
+    /// trusted CA file or `client-cert-auth`).
+    pub fn requires_client_certs(&self) -> bool {
+        self.client_cert_auth || self.trusted_ca_file.is_some()
+    }
+
+    /// Checks the flags against each other and against the side's
+    /// listening URLs; every refusal says which flag to add or drop.
+    pub(crate) fn validate(
+        &self,
+        side: Side,
+        urls_flag: &str,
+        urls: &[String],
+    ) -> Result<(), ServerError> {
+        let p = side.prefix();
+        let bad = |msg: String| Err(ServerError::Config(msg));
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                return bad(format!(
+                    "--{p}cert-file is given without --{p}key-file; give the certificate's private key too"
+                ));
+            }
+            (None, Some(_)) => {
+                return bad(format!(
+                    "--{p}key-file is given without --{p}cert-file; give the certificate that goes with the key too"
+                ));
+            }
+            _ => {}
+        }
+        if let Some(url) = urls.iter().find(|u| is_https(u))
+            && self.cert_file.is_none()
+        {
+            return bad(format!(
+                "--{urls_flag} has {url}, an https URL: give --{p}cert-file and --{p}key-file (this member's certificate and key), or use http://"
+            ));
+        }
+        if self.client_cert_auth && self.trusted_ca_file.is_none() {
+            return bad(format!(
+                "--{p}client-cert-auth needs --{p}trusted-ca-file, the CA that must have signed a {}'s certificate",
+                side.who()
+            ));
+        }
+        if self.allowed_cn.is_some() && !self.requires_client_certs() {
+            return bad(format!(
+                "--{p}cert-allowed-cn needs --{p}client-cert-auth and --{p}trusted-ca-file: a common name is only checked on a verified certificate"
+            ));
+        }
+        if self.allowed_cn.as_deref() == Some("") {
+            return bad(format!("--{p}cert-allowed-cn must not be empty"));
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +177,11 @@ pub struct MemberConfig {
     /// `--experimental-watch-progress-notify-interval`, 10 minutes; at
     /// least 100 ms).
     pub watch_progress_notify_interval: Duration,
+    /// TLS on `https://` client URLs, and for this member's own calls to
+    /// another member's client URL.
+    pub client_tls: TlsConfig,
+    /// TLS between members: required when the peer URLs are `https://`.
+    pub peer_tls: TlsConfig,
 }
 
 /// The shortest watch progress period (etcd's `minWatchProgressInterval`).
@@ -104,6 +210,8 @@ impl MemberConfig {
             request_timeout: Duration::from_secs(5),
             lease_ttl_min_seconds: 2,
             watch_progress_notify_interval: Duration::from_secs(600),
+            client_tls: TlsConfig::default(),
+            peer_tls: TlsConfig::default(),
             name,
             data_dir: data_dir.into(),
         }
@@ -166,8 +274,35 @@ impl MemberConfig {
             .chain(self.initial_cluster.iter().map(|(_, u)| u));
         for url in urls {
             if host_port(url).is_none() {
-                return bad(format!("{url:?} is not an http://host:port URL"));
+                return bad(format!("{url:?} is not an http(s)://host:port URL"));
             }
+        }
+        self.client_tls
+            .validate(Side::Client, "listen-client-urls", &self.listen_client_urls)?;
+        if self.client_tls.allowed_cn.is_some() {
+            return bad(
+                "a certificate common name is only checked for peers (--peer-cert-allowed-cn)"
+                    .into(),
+            );
+        }
+        self.peer_tls
+            .validate(Side::Peer, "listen-peer-urls", &self.listen_peer_urls)?;
+        let peer_urls: Vec<&String> = self
+            .listen_peer_urls
+            .iter()
+            .chain(&self.initial_advertise_peer_urls)
+            .chain(self.initial_cluster.iter().map(|(_, u)| u))
+            .collect();
+        let https = peer_urls.iter().filter(|u| is_https(u)).count();
+        if https != 0 && https != peer_urls.len() {
+            return bad(format!(
+                "peer URLs mix http:// and https:// ({}); members speak TLS to each other or not at all: make every peer URL (--listen-peer-urls, --initial-advertise-peer-urls, --initial-cluster) https:// or every one http://",
+                peer_urls
+                    .iter()
+                    .map(|u| u.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         let founders = self.founders();
         let Some((_, mine)) = founders.iter().find(|(n, _)| *n == self.name) else {
@@ -235,5 +370,65 @@ mod tests {
             ..MemberConfig::new("n1", "/tmp/x")
         };
         assert!(matches!(config.validate(), Err(ServerError::Config(_))));
+    }
+
+    fn tls_member() -> MemberConfig {
+        MemberConfig {
+            listen_client_urls: vec!["https://127.0.0.1:2379".into()],
+            listen_peer_urls: vec!["https://127.0.0.1:2380".into()],
+            initial_cluster: vec![("n1".into(), "https://127.0.0.1:2380".into())],
+            client_tls: TlsConfig {
+                cert_file: Some("c.pem".into()),
+                key_file: Some("c.key".into()),
+                ..TlsConfig::default()
+            },
+            peer_tls: TlsConfig {
+                cert_file: Some("p.pem".into()),
+                key_file: Some("p.key".into()),
+                trusted_ca_file: Some("ca.pem".into()),
+                client_cert_auth: true,
+                allowed_cn: Some("member".into()),
+            },
+            ..MemberConfig::new("n1", "/tmp/x")
+        }
+    }
+
+    fn refusal(config: MemberConfig) -> String {
+        match config.validate() {
+            Err(ServerError::Config(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_flags_that_fit_together_are_accepted() {
+        assert!(tls_member().validate().is_ok());
+    }
+
+    #[test]
+    fn tls_flags_that_do_not_fit_together_say_what_to_do() {
+        let mut c = tls_member();
+        c.client_tls.cert_file = None;
+        assert!(refusal(c).contains("key-file is given without --cert-file"));
+
+        let mut c = tls_member();
+        c.client_tls = TlsConfig::default();
+        let msg = refusal(c);
+        assert!(msg.contains("https://127.0.0.1:2379"), "{msg}");
+        assert!(msg.contains("give --cert-file and --key-file"), "{msg}");
+
+        let mut c = tls_member();
+        c.peer_tls.trusted_ca_file = None;
+        assert!(refusal(c).contains("--peer-client-cert-auth needs --peer-trusted-ca-file"));
+
+        let mut c = tls_member();
+        c.peer_tls.client_cert_auth = false;
+        c.peer_tls.trusted_ca_file = None;
+        assert!(refusal(c).contains("--peer-cert-allowed-cn needs"));
+
+        let mut c = tls_member();
+        c.initial_cluster
+            .push(("n2".into(), "http://127.0.0.1:2480".into()));
+        assert!(refusal(c).contains("mix http:// and https://"));
     }
 }

@@ -27,7 +27,8 @@
 //! - `identity.rs`: the IDs stored in the data directory.
 //! - `run.rs`: start, supervise, stop.
 //! - `serve.rs`: the gRPC server and the member's background tasks.
-//! - `urls.rs`: `http://host:port` handling.
+//! - `urls.rs`: `http(s)://host:port` handling.
+//! - `tls.rs`: [`TlsConfig`] (in `config.rs`) into rustls settings.
 
 mod config;
 mod duration;
@@ -35,9 +36,10 @@ mod identity;
 pub mod ids;
 mod run;
 mod serve;
+mod tls;
 pub mod urls;
 
-pub use config::{ClusterState, MemberConfig};
+pub use config::{ClusterState, MemberConfig, TlsConfig};
 pub use duration::{DurationError, parse_go_duration};
 pub use identity::Identity;
 pub use run::{MemberMetrics, RunningMember, run, start};
@@ -48,6 +50,12 @@ pub use serve::serve;
 pub enum ServerError {
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("{side} TLS: {source}")]
+    Tls {
+        side: &'static str,
+        #[source]
+        source: keel::tls::TlsError,
+    },
     #[error("could not listen on {url}: {source}")]
     Listen {
         url: String,

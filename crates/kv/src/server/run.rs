@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel::tls::ServerTls;
 use keel::{Config, Metrics, Node, NodeId, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -20,6 +21,7 @@ use super::config::{ClusterState, MemberConfig};
 use super::identity::{self, Identity};
 use super::ids::{cluster_id, member_id};
 use super::serve::{GRPC_OVERHEAD_BYTES, serve_on};
+use super::tls::MemberTls;
 use super::urls::host_port;
 use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::etcdserverpb::Member;
@@ -138,6 +140,8 @@ pub async fn run(
 /// etcd's v3 API. Returns once everything listens.
 pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
     config.validate()?;
+    // Every certificate and key is read before anything binds or starts.
+    let tls = MemberTls::load(&config)?;
     std::fs::create_dir_all(&config.data_dir)?;
 
     let mut client_listeners = Vec::new();
@@ -150,14 +154,19 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
         .collect::<Result<_, _>>()?;
     let peer_listener = bind(&config.listen_peer_urls[0]).await?;
     let peer_addr = peer_listener.local_addr()?;
+    let scheme = |tls: bool| if tls { "https" } else { "http" };
 
     let advertise_client = if config.advertise_client_urls.is_empty() {
-        client_addrs.iter().map(|a| format!("http://{a}")).collect()
+        client_addrs
+            .iter()
+            .zip(&tls.client_listeners)
+            .map(|(a, tls)| format!("{}://{a}", scheme(tls.is_some())))
+            .collect()
     } else {
         config.advertise_client_urls.clone()
     };
     let advertise_peer = if config.initial_advertise_peer_urls.is_empty() {
-        vec![format!("http://{peer_addr}")]
+        vec![format!("{}://{peer_addr}", scheme(tls.peer.is_some()))]
     } else {
         config.initial_advertise_peer_urls.clone()
     };
@@ -185,7 +194,8 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
         .collect();
 
     let sm = KvStateMachine::open(&config.data_dir.join("kv"), false)?;
-    let raft_config = raft_config(&config, identity, peer_addr, &advertise_peer)?;
+    let mut raft_config = raft_config(&config, identity, peer_addr, &advertise_peer)?;
+    raft_config.peer_tls = tls.peer.clone();
     let storage = Storage::open(config.data_dir.join("raft"), &raft_config)?;
     // Followers forward writes to the leader's peer listener, in batches;
     // the client port serves the etcd API and nothing else.
@@ -221,6 +231,7 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
         leader_check_every: config.election_timeout,
         max_request_bytes: config.max_request_bytes,
         cluster_token: config.initial_cluster_token.clone(),
+        client_tls: tls.client_out.clone(),
         ..ServiceConfig::new(&config.data_dir)
     };
     let shared = Shared::new(sm.clone(), Arc::new(consensus), service_config);
@@ -240,7 +251,11 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
             .to_owned(),
     };
     let (stop, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(supervise(node, shared, client_listeners, me, stop_rx));
+    let listeners = client_listeners
+        .into_iter()
+        .zip(tls.client_listeners)
+        .collect();
+    let task = tokio::spawn(supervise(node, shared, listeners, me, stop_rx));
     Ok(RunningMember {
         identity,
         client_addrs,
@@ -294,7 +309,7 @@ fn raft_config(
 async fn supervise(
     node: Node<RaftMachine>,
     shared: Arc<Shared<RaftConsensus>>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Option<ServerTls>)>,
     me: Member,
     stop: oneshot::Receiver<()>,
 ) -> Result<(), ServerError> {

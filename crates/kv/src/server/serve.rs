@@ -4,10 +4,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use keel::tls::{self, ServerTls};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::StreamMap;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::consensus::Consensus;
@@ -38,15 +38,16 @@ pub async fn serve<C: Consensus>(
     me: Member,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    serve_on(shared, vec![listener], me, shutdown).await
+    serve_on(shared, vec![(listener, None)], me, shutdown).await
 }
 
-/// Like [`serve`], on several listeners. The client port serves the etcd
-/// API and nothing else: member-to-member calls (write forwarding) are on
-/// the peer listener, behind its cluster-identity check (`server/run.rs`).
+/// Like [`serve`], on several listeners, each plain or TLS (`https://`).
+/// The client port serves the etcd API and nothing else: member-to-member
+/// calls (write forwarding) are on the peer listener, behind its
+/// cluster-identity check (`server/run.rs`).
 pub(crate) async fn serve_on<C: Consensus>(
     shared: Arc<Shared<C>>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Option<ServerTls>)>,
     me: Member,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -54,8 +55,12 @@ pub(crate) async fn serve_on<C: Consensus>(
     let publish = tokio::spawn(publish_self(shared.clone(), me));
     let limit = shared.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let mut incoming = StreamMap::new();
-    for (i, listener) in listeners.into_iter().enumerate() {
-        incoming.insert(i, TcpListenerStream::new(listener));
+    // `tls::incoming` turns Nagle's algorithm off on every connection: a
+    // gRPC response is several small writes (headers, data, trailers), and
+    // with Nagle on the last one waits for the client's delayed ACK, adding
+    // ~40 ms to a request.
+    for (i, (listener, tls)) in listeners.into_iter().enumerate() {
+        incoming.insert(i, tls::incoming(listener, tls));
     }
     let result = Server::builder()
         .add_service(KvServer::new(KvService::new(shared.clone())).max_decoding_message_size(limit))
@@ -75,21 +80,11 @@ pub(crate) async fn serve_on<C: Consensus>(
         )
         .add_service(LockServer::new(LockService::new(shared.clone())))
         .add_service(ElectionServer::new(ElectionService::new(shared)))
-        .serve_with_incoming_shutdown(incoming.map(|(_, conn)| conn.inspect(no_delay)), shutdown)
+        .serve_with_incoming_shutdown(incoming.map(|(_, conn)| conn), shutdown)
         .await;
     expiry.abort();
     publish.abort();
     result
-}
-
-/// Turns off Nagle's algorithm on a client connection. A gRPC response is
-/// several small writes (headers, data, trailers); with Nagle on, the last
-/// one waits for the client's delayed ACK, adding ~40 ms to a request.
-/// (`Server::tcp_nodelay` only applies to listeners tonic binds itself.)
-fn no_delay(stream: &tokio::net::TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::warn!("cannot disable Nagle's algorithm on a client connection: {e}");
-    }
 }
 
 /// Records this member's name and URLs in the replicated registry (as etcd

@@ -99,7 +99,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
             return Err(KvError::InvalidRequest("peer URLs are required").into());
         }
         if req.peer_ur_ls.iter().any(|u| host_port(u).is_none()) {
-            return Err(KvError::InvalidRequest("a peer URL must be http://host:port").into());
+            return Err(KvError::InvalidRequest("a peer URL must be http(s)://host:port").into());
         }
         if let Some(mut leader) = self.shared.cluster_leader().await? {
             return leader.member_add(req).await;

@@ -57,6 +57,9 @@ pub struct ServiceConfig {
     /// Seeds the IDs `MemberAdd` gives new members (see `server::ids`), so
     /// that the new member derives the same ID from its peer URLs.
     pub cluster_token: String,
+    /// How this member speaks TLS to another member's `https://` client
+    /// URL (relaying calls only the leader answers); `None`: it cannot.
+    pub client_tls: Option<keel::tls::ClientTls>,
 }
 
 impl ServiceConfig {
@@ -70,6 +73,7 @@ impl ServiceConfig {
             scratch_dir: scratch_dir.into(),
             max_request_bytes: MAX_REQUEST_BYTES_DEFAULT,
             cluster_token: String::from("etcd-cluster"),
+            client_tls: None,
         }
     }
 }
@@ -97,8 +101,8 @@ impl<C: Consensus> Shared<C> {
             sm,
             consensus,
             lessor: Lessor::default(),
+            leaders: LeaderChannels::new(config.client_tls.clone()),
             config,
-            leaders: LeaderChannels::default(),
         })
     }
 

@@ -13,6 +13,7 @@ use keel_kv::proto::etcdserverpb::cluster_client::ClusterClient;
 use keel_kv::proto::etcdserverpb::kv_client::KvClient;
 use keel_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use keel_kv::proto::etcdserverpb::{MemberListRequest, PutRequest, RangeRequest, StatusRequest};
+use keel_transport::tls::ClientTls;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -37,6 +38,11 @@ pub struct Member {
     pub dir: PathBuf,
     pub client_port: u16,
     pub peer_port: u16,
+    /// Whether the member serves clients, and peers, over TLS.
+    pub client_https: bool,
+    pub peer_https: bool,
+    /// Flags instead of the cluster's, for this member only.
+    pub flags: Option<Vec<String>>,
     child: Option<Child>,
 }
 
@@ -46,11 +52,13 @@ impl Member {
     }
 
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.client_https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        let scheme = if self.peer_https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.peer_port)
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -78,14 +86,23 @@ pub struct Cluster {
     pub token: String,
     /// Extra flags every member gets.
     flags: Vec<String>,
+    /// How the test speaks to `https://` client URLs.
+    tls: Option<ClientTls>,
 }
 
 impl Cluster {
     /// Starts `n` members with `flags` and waits until they agree on a
     /// leader and every one of them serves a linearizable read.
     pub async fn start(n: usize, flags: &[&str]) -> Cluster {
+        Cluster::start_with_tls(n, flags, None).await
+    }
+
+    /// Like [`Cluster::start`]; with `tls`, every member serves clients
+    /// and peers on `https://` URLs (`flags` must give the certificates)
+    /// and the cluster's own calls use `tls`.
+    pub async fn start_with_tls(n: usize, flags: &[&str], tls: Option<ClientTls>) -> Cluster {
         for _attempt in 0..3 {
-            let mut cluster = Cluster::launch(n, flags);
+            let mut cluster = Cluster::launch_with_tls(n, flags, tls.clone());
             if cluster.wait_ready().await {
                 return cluster;
             }
@@ -98,7 +115,12 @@ impl Cluster {
     /// Starts `n` members with `flags` and returns at once, before they
     /// elect a leader or listen.
     pub fn launch(n: usize, flags: &[&str]) -> Cluster {
+        Cluster::launch_with_tls(n, flags, None)
+    }
+
+    fn launch_with_tls(n: usize, flags: &[&str], tls: Option<ClientTls>) -> Cluster {
         let root = tempfile::tempdir().unwrap();
+        let https = tls.is_some();
         let mut cluster = Cluster {
             members: (0..n)
                 .map(|i| Member {
@@ -106,12 +128,16 @@ impl Cluster {
                     dir: root.path().join(format!("m{i}")),
                     client_port: free_port(),
                     peer_port: free_port(),
+                    client_https: https,
+                    peer_https: https,
+                    flags: None,
                     child: None,
                 })
                 .collect(),
             root,
             token: "keel-e2e".into(),
             flags: flags.iter().map(|f| f.to_string()).collect(),
+            tls,
         };
         for i in 0..n {
             cluster.spawn(i, "new");
@@ -147,7 +173,7 @@ impl Cluster {
             .args(["--initial-cluster-token", &self.token])
             .args(["--heartbeat-interval", HEARTBEAT_MS])
             .args(["--election-timeout", ELECTION_MS])
-            .args(&self.flags)
+            .args(m.flags.as_ref().unwrap_or(&self.flags))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -161,11 +187,15 @@ impl Cluster {
     /// with [`Cluster::spawn`] once `MemberAdd` made room for it.
     pub fn reserve_member(&mut self) -> usize {
         let i = self.members.len();
+        let https = self.tls.is_some();
         self.members.push(Member {
             name: format!("m{i}"),
             dir: self.root.path().join(format!("m{i}")),
             client_port: free_port(),
             peer_port: free_port(),
+            client_https: https,
+            peer_https: https,
+            flags: None,
             child: None,
         });
         i
@@ -209,13 +239,26 @@ impl Cluster {
     }
 
     pub async fn channel(&self, i: usize) -> Channel {
-        channel(&self.members[i].client_url()).await
+        self.endpoint(i)
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(10))
+            .connect_lazy()
+    }
+
+    /// Member `i`'s client URL as an endpoint, with TLS for `https://`.
+    pub fn endpoint(&self, i: usize) -> Endpoint {
+        let m = &self.members[i];
+        let endpoint = Endpoint::from_shared(m.client_url()).unwrap();
+        match &self.tls {
+            Some(tls) if m.client_https => tls.apply(endpoint).unwrap(),
+            _ => endpoint,
+        }
     }
 
     /// `(member id, leader id)` as member `i` reports them, if it answers.
     pub async fn status(&self, i: usize) -> Option<(u64, u64)> {
-        let channel = Endpoint::from_shared(self.members[i].client_url())
-            .unwrap()
+        let channel = self
+            .endpoint(i)
             .connect_timeout(Duration::from_millis(500))
             .timeout(Duration::from_secs(2))
             .connect()
@@ -327,8 +370,8 @@ impl Cluster {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let ok = async {
-                let ch = Endpoint::from_shared(self.members[i].client_url())
-                    .ok()?
+                let ch = self
+                    .endpoint(i)
                     .connect_timeout(Duration::from_millis(500))
                     .timeout(Duration::from_secs(3))
                     .connect()
