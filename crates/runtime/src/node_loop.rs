@@ -141,6 +141,12 @@ pub struct NodeLoop<S> {
     /// The last write batch handed out, and the last one durable.
     write_seq: u64,
     persisted_seq: u64,
+    /// The term and vote of the last hard state handed to storage. A hard
+    /// state that moves only the commit index needs no fsync: the commit
+    /// index is volatile state (Raft §5, Figure 2) that a restarted node
+    /// learns again from its leader, and the state machine's own applied
+    /// index covers what it already holds.
+    written_vote: (Term, Option<NodeId>),
     /// Apply ops that wait for a write: a leader's snapshot replaces the
     /// state machine only once the log records it (a crash in between
     /// must not leave the machine ahead of a log that cannot explain it),
@@ -163,6 +169,8 @@ impl<S> NodeLoop<S> {
     /// A loop over `raft`, started at [`Moment::ZERO`]. `read_id_origin`
     /// must exceed every read id an earlier incarnation of this node used.
     pub fn new(raft: Raft, config: Config, read_id_origin: u64) -> NodeLoop<S> {
+        let restored = raft.status();
+        let written_vote = (restored.term, restored.vote);
         NodeLoop {
             raft,
             proposals: Proposals::new(config.pending_proposals_max),
@@ -171,6 +179,7 @@ impl<S> NodeLoop<S> {
             clock: TickClock::new(config.tick_interval, config.election_ticks),
             write_seq: 0,
             persisted_seq: 0,
+            written_vote,
             held: VecDeque::new(),
             snapshot_sends: BTreeSet::new(),
             staged: Vec::new(),
@@ -302,9 +311,21 @@ impl<S> NodeLoop<S> {
             // Messages with nothing of their own to write still go through
             // the write queue: they may vouch for entries of an earlier
             // write that is still in flight.
+            let vote_changed = ready
+                .hard_state
+                .as_ref()
+                .is_some_and(|hs| (hs.term, hs.vote) != self.written_vote);
+            if let Some(hs) = &ready.hard_state {
+                self.written_vote = (hs.term, hs.vote);
+            }
+            let must_sync = vote_changed
+                || ready.snapshot.is_some()
+                || !ready.entries.is_empty()
+                || !ready.persisted_messages.is_empty();
             self.write_seq += 1;
             let batch = WriteBatch {
                 seq: self.write_seq,
+                must_sync,
                 snapshot: ready.snapshot,
                 entries: ready.entries,
                 hard_state: ready.hard_state,

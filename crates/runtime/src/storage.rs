@@ -1,9 +1,11 @@
 //! The storage thread: the only writer of the log. It takes write batches
 //! in the order the driver produced them, applies every batch waiting, and
 //! makes them durable with one fsync (group commit); only then does it
-//! release the messages that waited for that durability.
+//! release the messages that waited for that durability. A group of
+//! batches that only move the commit index is not synced at all
+//! ([`WriteBatch::must_sync`]).
 //!
-//! It times every group commit that wrote something ([`LogTimings`]):
+//! It times every group commit that synced ([`LogTimings`]):
 //! the whole write (`append`: buffering the batches, then `sync`) and
 //! `sync` alone. With the file store the write syscalls happen inside
 //! `sync`, so `append - sync` is the in-memory part only.
@@ -37,6 +39,11 @@ pub struct WriteBatch {
     pub persisted_up_to: Option<(LogIndex, Term)>,
     /// Messages that may leave only once this batch is durable.
     pub messages: Vec<Message>,
+    /// Whether the batch must be fsynced before it counts as persisted.
+    /// False when it only moves the commit index, which may be lost in a
+    /// crash (it rides along with the next sync), so that a commit costs
+    /// no fsync of its own on the path of the next proposal.
+    pub must_sync: bool,
 }
 
 impl WriteBatch {
@@ -79,16 +86,20 @@ pub(crate) fn run(
         // Group commit: everything queued meanwhile shares this fsync.
         // `writing` excludes saving the address book, which is no log write.
         let mut writing = Duration::ZERO;
-        let mut wrote = false;
+        let mut must_sync = false;
         let mut op = Some(first);
         while let Some(next) = op.take().or_else(|| ops.try_recv().ok()) {
             let started = Instant::now();
             match next {
                 StorageOp::Write(batch) => {
                     batch.write_to(log.as_mut());
+                    must_sync |= batch.must_sync;
                     done.push(batch);
                 }
-                StorageOp::Compact { index, term } => log.compact(index, term),
+                StorageOp::Compact { index, term } => {
+                    log.compact(index, term);
+                    must_sync = true;
+                }
                 StorageOp::SavePeers(book) => {
                     if let Some(path) = &peers_file
                         && let Err(e) = peers::save(path, &book)
@@ -99,18 +110,17 @@ pub(crate) fn run(
                 }
             }
             writing += started.elapsed();
-            wrote = true;
         }
-        let syncing = Instant::now();
-        // The proof of durability is all that matters here; what it covers
-        // is what the batches say (a later batch may have replaced an
-        // earlier one's entries, which the core then ignores).
-        if let Err(e) = log.sync() {
-            error!(error = %e, "log sync failed; stopping the node");
-            let _ = events.send(Event::Fatal(StopReason::Storage(Arc::new(e))));
-            return;
-        }
-        if wrote {
+        if must_sync {
+            let syncing = Instant::now();
+            // The proof of durability is all that matters here; what it
+            // covers is what the batches say (a later batch may have
+            // replaced an earlier one's entries, which the core then ignores).
+            if let Err(e) = log.sync() {
+                error!(error = %e, "log sync failed; stopping the node");
+                let _ = events.send(Event::Fatal(StopReason::Storage(Arc::new(e))));
+                return;
+            }
             let synced = syncing.elapsed();
             timings.sync.observe(synced);
             timings.append.observe(writing + synced);

@@ -94,6 +94,15 @@ impl RaftConsensus {
         Ok(Some(result))
     }
 
+    /// The leader, as this member last published it, when that is another
+    /// member. Stale at worst by one driver turn: a member that has just
+    /// won an election forwards to the old leader, which refuses, and the
+    /// retry proposes locally.
+    fn leader_elsewhere(&self) -> Option<NodeId> {
+        let m = self.metrics.borrow();
+        m.leader.filter(|&leader| leader != m.id)
+    }
+
     async fn change(&self, change: MembershipChange) -> Result<(), KvError> {
         let mut backoff = Backoff::until(Instant::now() + self.request_timeout);
         loop {
@@ -110,7 +119,15 @@ impl Consensus for RaftConsensus {
     async fn propose(&self, command: Bytes) -> Result<Bytes, KvError> {
         let mut backoff = Backoff::until(Instant::now() + self.request_timeout);
         loop {
-            let failure = match self.node.propose(command.clone()).await {
+            let attempt = match self.leader_elsewhere() {
+                // The driver would refuse it with the same answer; spare it
+                // a request and a turn.
+                Some(leader) => Err(keel::Error::NotLeader {
+                    leader: Some(leader),
+                }),
+                None => self.node.propose(command.clone()).await,
+            };
+            let failure = match attempt {
                 Ok(result) => return Ok(result),
                 Err(keel::Error::NotLeader {
                     leader: Some(leader),

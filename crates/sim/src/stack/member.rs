@@ -51,6 +51,7 @@ struct Unsynced {
     seq: u64,
     up_to: Option<(LogIndex, Term)>,
     messages: Vec<Message>,
+    must_sync: bool,
 }
 
 /// What a member asks of the world.
@@ -191,10 +192,14 @@ impl Member {
     }
 
     /// The scheduled sync happens now: everything written so far becomes
-    /// durable, and the loop hears of every batch it covers.
+    /// durable, and the loop hears of every batch it covers. As the
+    /// runtime's storage thread does, a group of batches that only move
+    /// the commit index is reported without a sync (and stays unsynced).
     pub fn sync(&mut self, now: Micros, out: &mut Vec<Outgoing>) -> Result<(), MemberFailure> {
         self.sync_scheduled = false;
-        let _durable = self.disk.log.sync()?;
+        if self.unsynced.iter().any(|batch| batch.must_sync) {
+            let _durable = self.disk.log.sync()?;
+        }
         let moment = self.moment(now);
         for batch in std::mem::take(&mut self.unsynced) {
             let input = Input::Persisted {
@@ -332,6 +337,7 @@ impl Member {
                     seq: batch.seq,
                     up_to: batch.persisted_up_to,
                     messages: batch.messages,
+                    must_sync: batch.must_sync,
                 });
                 if !self.sync_scheduled {
                     self.sync_scheduled = true;
