@@ -318,10 +318,10 @@ impl<S> NodeLoop<S> {
             if let Some(hs) = &ready.hard_state {
                 self.written_vote = (hs.term, hs.vote);
             }
-            let must_sync = vote_changed
-                || ready.snapshot.is_some()
-                || !ready.entries.is_empty()
-                || !ready.persisted_messages.is_empty();
+            // Messages alone need no sync: what they vouch for (entries, a
+            // snapshot, a vote) was written by this batch or an earlier
+            // one, which is synced before they leave.
+            let must_sync = vote_changed || ready.snapshot.is_some() || !ready.entries.is_empty();
             self.write_seq += 1;
             let batch = WriteBatch {
                 seq: self.write_seq,
@@ -541,7 +541,7 @@ impl<S> NodeLoop<S> {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use keel_raft::{Membership, RestoredState};
+    use keel_raft::{Entry, Membership, Payload, RestoredState};
 
     use super::*;
 
@@ -651,6 +651,70 @@ mod tests {
                 .effects(Moment::ZERO)
                 .iter()
                 .any(|e| matches!(e, Effect::PublishSnapshot(_)))
+        );
+    }
+
+    /// An AppendEntries from leader 1 in term 2, after `(prev, term 2)`.
+    fn append(prev: u64, entries: Vec<Entry>, leader_commit: u64) -> Input<()> {
+        Input::Messages(vec![Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(2),
+            body: MessageBody::AppendEntries {
+                prev_log_index: LogIndex(prev),
+                prev_log_term: if prev == 0 { Term(0) } else { Term(2) },
+                entries,
+                leader_commit: LogIndex(leader_commit),
+            },
+        }])
+    }
+
+    fn the_write(node: &mut NodeLoop<()>) -> WriteBatch {
+        let mut writes = node
+            .effects(Moment::ZERO)
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Write(batch) => Some(batch),
+                _ => None,
+            });
+        let write = writes.next().expect("a write batch");
+        assert!(writes.next().is_none(), "one write batch");
+        write
+    }
+
+    /// Entries and a new term are synced; a write that only moves the
+    /// commit index is not, and its acknowledgement still waits its turn.
+    #[test]
+    fn only_entries_terms_and_votes_need_a_sync() {
+        let mut node = follower();
+        let entry = Entry {
+            term: Term(2),
+            index: LogIndex(1),
+            payload: Payload::Blank,
+        };
+        node.handle(Moment::ZERO, append(0, vec![entry], 0));
+        let first = the_write(&mut node);
+        assert!(first.must_sync, "a new term and an entry");
+        node.handle(
+            Moment::ZERO,
+            Input::Persisted {
+                seq: first.seq,
+                up_to: first.persisted_up_to,
+                messages: first.messages,
+            },
+        );
+        node.effects(Moment::ZERO);
+
+        node.handle(Moment::ZERO, append(1, Vec::new(), 1));
+        let commit_only = the_write(&mut node);
+        assert!(!commit_only.must_sync, "only the commit index moved");
+        assert_eq!(
+            commit_only.hard_state.map(|hs| hs.commit),
+            Some(LogIndex(1))
+        );
+        assert!(
+            !commit_only.messages.is_empty(),
+            "the acknowledgement leaves after the write, in order"
         );
     }
 

@@ -39,10 +39,12 @@ pub struct WriteBatch {
     pub persisted_up_to: Option<(LogIndex, Term)>,
     /// Messages that may leave only once this batch is durable.
     pub messages: Vec<Message>,
-    /// Whether the batch must be fsynced before it counts as persisted.
-    /// False when it only moves the commit index, which may be lost in a
-    /// crash (it rides along with the next sync), so that a commit costs
-    /// no fsync of its own on the path of the next proposal.
+    /// Whether the batch must be fsynced before it counts as persisted:
+    /// it holds entries, a snapshot, or a new term or vote. Not when it
+    /// only moves the commit index, which may be lost in a crash (it rides
+    /// along with the next sync), or only carries messages, whose grounds
+    /// an earlier or the same group commit makes durable: a commit then
+    /// costs no fsync on the path of the next proposal.
     pub must_sync: bool,
 }
 
