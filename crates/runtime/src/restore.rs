@@ -4,14 +4,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use keel_raft::{HardState, LogIndex, Membership, NodeId, RestoredState, SnapshotMeta, Term};
+use keel_raft::{
+    Entry, HardState, LogIndex, Membership, NodeId, Payload, RestoredState, SnapshotMeta, Term,
+};
 use keel_storage::{FileLogStore, LogStore, MemLogStore, SnapshotStore};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::StartError;
 use crate::snapshot::SnapshotBytes;
 use crate::state_machine::StateMachine;
+
+/// The layout of a node's data directory.
+const LOG_DIR: &str = "log";
+const SNAPSHOTS_DIR: &str = "snapshots";
+const PEERS_FILE: &str = "peers";
 
 /// Where a node keeps its log, snapshots and address book.
 pub struct Storage {
@@ -27,10 +34,40 @@ impl Storage {
         let dir = data_dir.as_ref();
         std::fs::create_dir_all(dir)?;
         Ok(Storage {
-            log: Box::new(FileLogStore::open(dir.join("log"), config.log.clone())?),
-            snapshots: SnapshotStore::open(dir.join("snapshots"), config.snapshots_kept)?,
-            peers_file: Some(dir.join("peers")),
+            log: Box::new(FileLogStore::open(dir.join(LOG_DIR), config.log.clone())?),
+            snapshots: SnapshotStore::open(dir.join(SNAPSHOTS_DIR), config.snapshots_kept)?,
+            peers_file: Some(dir.join(PEERS_FILE)),
         })
+    }
+
+    /// Prepares an empty `data_dir` for node `id`, a founding member of a
+    /// new cluster whose other voters are `peers` (id → "host:port"),
+    /// without starting it: the first start then resumes from this
+    /// configuration instead of bootstrapping from its own arguments.
+    /// This is how an offline tool (`keel snapshot restore`) writes a
+    /// member whose state machine it filled itself: the configuration is
+    /// written exactly as a first start writes it, as an empty snapshot at
+    /// index 0, so the state machine's applied index 0 is level with it.
+    pub fn bootstrap_offline(
+        data_dir: impl AsRef<Path>,
+        id: NodeId,
+        peers: &BTreeMap<NodeId, String>,
+    ) -> Result<(), StartError> {
+        let dir = data_dir.as_ref();
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            return Err(StartError::NotEmpty {
+                dir: dir.to_owned(),
+            });
+        }
+        std::fs::create_dir_all(dir)?;
+        // Only this snapshot will exist, so keeping one loses nothing.
+        let snapshots = SnapshotStore::open(dir.join(SNAPSHOTS_DIR), 1)?;
+        let voters: BTreeSet<NodeId> = peers.keys().copied().chain([id]).collect();
+        write_initial_configuration(&snapshots, Membership::new(voters, [])?)?;
+        let mut book = peers.clone();
+        book.remove(&id);
+        crate::peers::save(&dir.join(PEERS_FILE), &book)?;
+        Ok(())
     }
 
     /// A log kept in memory (lost at exit; for benchmarks and tests), with
@@ -86,14 +123,7 @@ pub(crate) fn restore<S: StateMachine>(
             let voters: BTreeSet<NodeId> = given_peers.keys().copied().chain([config.id]).collect();
             let membership = Membership::new(voters, [])?;
             info!(id = %config.id, ?membership, "bootstrapping a new cluster");
-            // The initial configuration is stored as an empty snapshot at
-            // index 0, so a restart finds it like any other snapshot.
-            let meta = SnapshotMeta {
-                index: LogIndex(0),
-                term: Term(0),
-                membership: membership.clone(),
-            };
-            storage.snapshots.begin(meta)?.finish(None)?;
+            write_initial_configuration(&storage.snapshots, membership.clone())?;
             RestoredState::bootstrap(membership)
         };
         return Ok(Restored {
@@ -111,7 +141,10 @@ pub(crate) fn restore<S: StateMachine>(
         },
         |info| info.meta,
     );
-    let state = resume_from(log, snapshot)?;
+    let mut state = resume_from(log, snapshot)?;
+    if config.force_new_cluster {
+        state = force_single_voter(log, state, config.id)?;
+    }
     let mut applied_through = sm.applied_index();
     let snapshot = &state.snapshot;
     if applied_through < snapshot.index {
@@ -135,6 +168,57 @@ pub(crate) fn restore<S: StateMachine>(
         applied_through,
         peers,
     })
+}
+
+/// `force_new_cluster`: appends a configuration of this node alone to its
+/// log, durably, before the core starts. A configuration takes effect when
+/// appended, so the node elects itself and commits its whole log without
+/// the members it lost; entries that were not committed before become
+/// committed, as they would under any new leader holding them.
+///
+/// This is unsafe by nature, which is why only an operator's flag does
+/// it: entries that only the lost members held (committed and
+/// acknowledged perhaps) are gone for good, and the lost members must
+/// never rejoin with their old data, or two clusters would claim the same
+/// identity. Restarting with the flag again appends the same
+/// configuration again, which changes nothing.
+fn force_single_voter(
+    log: &mut dyn LogStore,
+    mut state: RestoredState,
+    id: NodeId,
+) -> Result<RestoredState, StartError> {
+    let last_term = state.entries.last().map_or(state.snapshot.term, |e| e.term);
+    let entry = Entry {
+        // Never below the last entry's term (log order) nor the hard
+        // state's (a node does not append in a term it has left behind).
+        term: state.hard_state.term.max(last_term),
+        index: log.last_index().next(),
+        payload: Payload::Membership(Membership::new([id], [])?),
+    };
+    warn!(
+        %id,
+        index = %entry.index,
+        "--force-new-cluster: this member is now the only voter; the others must not come back with their old data"
+    );
+    log.append(std::slice::from_ref(&entry));
+    let _durable = log.sync()?;
+    state.entries.push(entry);
+    Ok(state)
+}
+
+/// Stores a new cluster's first configuration as an empty snapshot at
+/// index 0, so that a restart finds it like any other snapshot.
+fn write_initial_configuration(
+    snapshots: &SnapshotStore,
+    membership: Membership,
+) -> Result<(), StartError> {
+    let meta = SnapshotMeta {
+        index: LogIndex(0),
+        term: Term(0),
+        membership,
+    };
+    snapshots.begin(meta)?.finish(None)?;
+    Ok(())
 }
 
 /// The state the core resumes from: the durable log, compacted to the

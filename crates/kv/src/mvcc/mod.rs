@@ -32,7 +32,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 pub use apply::{Applied, EntryPayload};
 pub use index::{KeyIndex, KeyRange, Revision};
 pub use read_txn::{is_read_only, is_serializable};
-pub use snapshot::SnapshotSource;
+pub use snapshot::{RestoreAs, SnapshotSource, SnapshotSummary, summarize};
 
 use crate::error::{KvError, decode};
 use crate::proto::command::{LeaseRecord, Revisioned};

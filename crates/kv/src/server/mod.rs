@@ -25,6 +25,7 @@
 //! - `config.rs`: [`MemberConfig`], etcd's flags and defaults.
 //! - `ids.rs`: member and cluster IDs derived from URLs and the token.
 //! - `identity.rs`: the IDs stored in the data directory.
+//! - `restore.rs`: a new member's data directory from a snapshot file.
 //! - `run.rs`: start, supervise, stop.
 //! - `serve.rs`: the gRPC server and the member's background tasks.
 //! - `urls.rs`: `http(s)://host:port` handling.
@@ -34,6 +35,7 @@ mod config;
 mod duration;
 mod identity;
 pub mod ids;
+mod restore;
 mod run;
 mod serve;
 mod tls;
@@ -42,6 +44,7 @@ pub mod urls;
 pub use config::{ClusterState, MemberConfig, TlsConfig};
 pub use duration::{DurationError, parse_go_duration};
 pub use identity::Identity;
+pub use restore::{RestoreError, Restored, restore};
 pub use run::{MemberMetrics, RunningMember, run, start};
 pub use serve::serve;
 

@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::Shared;
+use crate::backup::{BLOCK_BYTES, SHA256_BYTES};
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
@@ -25,9 +26,6 @@ use crate::proto::etcdserverpb::{
 pub const API_VERSION: &str = "3.4.0";
 /// Snapshot download chunk size.
 const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
-/// etcd's snapshot downloads are whole 512-byte blocks plus a checksum.
-const SNAPSHOT_ALIGN_BYTES: u64 = 512;
-const SHA256_BYTES: u64 = 32;
 
 pub struct MaintenanceService<C> {
     shared: Arc<Shared<C>>,
@@ -151,7 +149,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
     }
 }
 
-/// Streams the staged snapshot in etcd's download layout: the data padded
+/// Streams the staged snapshot in etcd's download layout (`backup.rs`): the data padded
 /// with zeros to a multiple of 512 bytes (the end frame makes the padding
 /// invisible to a restore), then the SHA-256 of everything before it.
 /// `etcdctl snapshot save` refuses a download whose size is not
@@ -162,7 +160,7 @@ fn stream_file(
     tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) -> Result<(), KvError> {
     let data_bytes = file.seek(SeekFrom::End(0))?;
-    let padded_bytes = data_bytes.div_ceil(SNAPSHOT_ALIGN_BYTES) * SNAPSHOT_ALIGN_BYTES;
+    let padded_bytes = data_bytes.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
     file.set_len(padded_bytes)?;
     file.seek(SeekFrom::Start(0))?;
     let total = padded_bytes + SHA256_BYTES;
