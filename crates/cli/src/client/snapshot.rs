@@ -59,9 +59,10 @@ pub struct RestoreArgs {
     /// Every founding member of the new cluster, as name=peer-URL pairs.
     #[arg(long, default_value = "default=http://localhost:2380")]
     initial_cluster: String,
-    /// The new cluster's token (its ID is derived from it): give the
-    /// restored cluster a token of its own.
-    #[arg(long, default_value = "etcd-cluster")]
+    /// The new cluster's token (its ID is derived from it; members added
+    /// later must be started with it): give the restored cluster a token
+    /// of its own. The default is `keel serve`'s.
+    #[arg(long, default_value = "keel-cluster")]
     initial_cluster_token: String,
     /// This member's peer URLs; must match its --initial-cluster entry.
     #[arg(long, default_value = "http://localhost:2380", value_delimiter = ',')]

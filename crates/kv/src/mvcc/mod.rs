@@ -157,6 +157,11 @@ impl Store {
     }
 
     /// The registered members, by ID.
+    /// Keys with any history, live or deleted but not yet compacted.
+    pub fn key_count(&self) -> usize {
+        self.read_state().index.key_count()
+    }
+
     pub fn members(&self) -> BTreeMap<u64, Member> {
         self.read_state().members.clone()
     }

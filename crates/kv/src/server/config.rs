@@ -159,6 +159,10 @@ pub struct MemberConfig {
     pub initial_cluster_state: ClusterState,
     /// Names the cluster; members of different clusters refuse each other.
     pub initial_cluster_token: String,
+    /// Restart as the only voter of the cluster, keeping this member's
+    /// data (etcd's `--force-new-cluster`): recovers a cluster that lost
+    /// its quorum for good. Unsafe; see `docs/operations.md`.
+    pub force_new_cluster: bool,
     /// How often the leader sends heartbeats (also the Raft tick).
     pub heartbeat_interval: Duration,
     /// A follower that hears no leader for this long (randomized up to
@@ -203,6 +207,7 @@ impl MemberConfig {
             initial_cluster: vec![(name.clone(), "http://localhost:2380".into())],
             initial_cluster_state: ClusterState::New,
             initial_cluster_token: "etcd-cluster".into(),
+            force_new_cluster: false,
             heartbeat_interval: Duration::from_millis(50),
             election_timeout: Duration::from_millis(400),
             snapshot_count: 100_000,
