@@ -2,6 +2,7 @@
 //! from, and the state machine brought level with the newest snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use keel_raft::{
@@ -42,17 +43,27 @@ impl Storage {
 
     /// Prepares an empty `data_dir` for node `id`, a founding member of a
     /// new cluster whose other voters are `peers` (id → "host:port"),
-    /// without starting it: the first start then resumes from this
-    /// configuration instead of bootstrapping from its own arguments.
-    /// This is how an offline tool (`keel snapshot restore`) writes a
-    /// member whose state machine it filled itself: the configuration is
-    /// written exactly as a first start writes it, as an empty snapshot at
-    /// index 0, so the state machine's applied index 0 is level with it.
+    /// without starting it, for a state machine that already holds
+    /// `initial`: the first start resumes from this configuration instead
+    /// of bootstrapping from its own arguments. This is how an offline
+    /// tool (`keel snapshot restore`) writes a member whose state machine
+    /// it filled itself.
+    ///
+    /// The initial state is stored as the snapshot at `initial.index`,
+    /// carrying the configuration, so that the log proper starts after it
+    /// and a member added later receives the state as that snapshot: were
+    /// it only in the state machines, log replication from index 1 would
+    /// leave a newcomer without it.
     pub fn bootstrap_offline(
         data_dir: impl AsRef<Path>,
         id: NodeId,
         peers: &BTreeMap<NodeId, String>,
+        initial: InitialState<'_>,
     ) -> Result<(), StartError> {
+        assert!(
+            initial.index > LogIndex(0) && initial.term > Term(0),
+            "an initial state stands for an entry: index 0 is the empty bootstrap snapshot"
+        );
         let dir = data_dir.as_ref();
         if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
             return Err(StartError::NotEmpty {
@@ -63,7 +74,15 @@ impl Storage {
         // Only this snapshot will exist, so keeping one loses nothing.
         let snapshots = SnapshotStore::open(dir.join(SNAPSHOTS_DIR), 1)?;
         let voters: BTreeSet<NodeId> = peers.keys().copied().chain([id]).collect();
-        write_initial_configuration(&snapshots, Membership::new(voters, [])?)?;
+        let meta = SnapshotMeta {
+            index: initial.index,
+            term: initial.term,
+            membership: Membership::new(voters, [])?,
+        };
+        crate::snapshot::write_local(&snapshots, meta, initial.data).map_err(|e| match e {
+            crate::snapshot::WriteError::Read(e) => StartError::Io(e),
+            crate::snapshot::WriteError::Storage(e) => StartError::Storage(e),
+        })?;
         let mut book = peers.clone();
         book.remove(&id);
         crate::peers::save(&dir.join(PEERS_FILE), &book)?;
@@ -84,6 +103,18 @@ impl Storage {
             peers_file: None,
         })
     }
+}
+
+/// A state machine's state that a new cluster starts from
+/// ([`Storage::bootstrap_offline`]).
+pub struct InitialState<'a> {
+    /// The index and term the state stands for; the log proper starts
+    /// after `index`, and the state machine must report `index` as
+    /// applied. Both at least 1: index 0 is the empty bootstrap snapshot.
+    pub index: LogIndex,
+    pub term: Term,
+    /// The state, as `StateMachine::snapshot` would stream it.
+    pub data: &'a mut dyn Read,
 }
 
 /// What the node starts from.

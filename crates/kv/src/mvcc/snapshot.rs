@@ -117,11 +117,11 @@ pub enum RestoreAs {
     /// the larger of the two so that a restart does not restore the same
     /// snapshot again.
     Replica { covers_index: u64 },
-    /// The first state of a new cluster (`keel snapshot restore`): the
-    /// keys, leases and revisions are kept, but the old cluster's log
-    /// position and member registry are not, because the new cluster's
-    /// log starts at index 1 and its members publish themselves.
-    NewCluster,
+    /// The first state of a new cluster (`keel snapshot restore`),
+    /// standing for the new log's entry `index` of `term`: the keys,
+    /// leases and revisions are kept, but the old cluster's log position
+    /// and member registry are not (its members publish themselves).
+    NewCluster { index: u64, term: u64 },
 }
 
 impl Store {
@@ -174,7 +174,7 @@ impl Store {
                     }
                     TAG_MEMBER => {
                         let id = u64_at(&body, 0)?;
-                        if restore_as != RestoreAs::NewCluster {
+                        if let RestoreAs::Replica { .. } = restore_as {
                             members.insert(id, &body[8..]).map_err(KvError::storage)?;
                         }
                     }
@@ -186,9 +186,9 @@ impl Store {
                 RestoreAs::Replica { covers_index } => {
                     restored.applied_index = restored.applied_index.max(covers_index);
                 }
-                RestoreAs::NewCluster => {
-                    restored.applied_index = 0;
-                    restored.applied_term = 0;
+                RestoreAs::NewCluster { index, term } => {
+                    restored.applied_index = index;
+                    restored.applied_term = term;
                 }
             }
             write_meta(&mut meta, &restored)?;

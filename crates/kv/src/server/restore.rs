@@ -7,20 +7,24 @@
 //!
 //! What is new: the member and cluster IDs (derived from the flags, as a
 //! first start derives them, `ids.rs`), the Raft configuration (the
-//! founders of `--initial-cluster`, written as a first start writes it,
-//! `keel::Storage::bootstrap_offline`), and the log, which starts empty:
-//! the store's applied index is reset to 0 and its member registry
-//! emptied (members publish themselves when they start). The cluster ID
-//! is the token's hash, so give the restored cluster a token of its own
-//! to keep members of the old cluster from talking to it.
+//! founders of `--initial-cluster`) and the log. The new log begins with
+//! a Raft snapshot at index 1 of term 1 holding the data
+//! (`keel::Storage::bootstrap_offline`), so that a member added later
+//! receives the data as that snapshot rather than replaying a log that
+//! never held it; the store records index 1 as applied, and its member
+//! registry is emptied (members publish themselves when they start). The
+//! cluster ID is the token's hash, so give the restored cluster a token of
+//! its own to keep members of the old cluster from talking to it, and
+//! start every member, and any member added later, with that token.
 //!
 //! The directory is built next to its destination and renamed into place
 //! only when complete, so a failed restore leaves nothing to start from.
 
 use std::collections::BTreeMap;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
-use keel::{NodeId, Storage};
+use keel::{InitialState, LogIndex, NodeId, Storage, Term};
 
 use super::ServerError;
 use super::config::MemberConfig;
@@ -31,12 +35,16 @@ use crate::backup::{SnapshotFile, SnapshotFileError};
 use crate::mvcc::{RestoreAs, StorePosition};
 use crate::state_machine::KvStateMachine;
 
+/// Where the restored state sits in the new cluster's log.
+const RESTORED_INDEX: u64 = 1;
+const RESTORED_TERM: u64 = 1;
+
 /// Why a restore failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error(transparent)]
     File(#[from] SnapshotFileError),
-    #[error("invalid flags: {0}")]
+    #[error(transparent)]
     Flags(#[from] ServerError),
     #[error("data-dir {} exists; restore into a new directory", .0.display())]
     DataDirExists(PathBuf),
@@ -122,16 +130,37 @@ fn write_member(
     let sm = KvStateMachine::open(&kv_dir, false).map_err(|e| write_error(&kv_dir, e))?;
     let position = sm
         .store()
-        .restore_snapshot_as(&mut file.data()?, RestoreAs::NewCluster)
+        .restore_snapshot_as(
+            &mut file.data()?,
+            RestoreAs::NewCluster {
+                index: RESTORED_INDEX,
+                term: RESTORED_TERM,
+            },
+        )
         .map_err(|e| match e {
             crate::KvError::Storage(_) => write_error(&kv_dir, e),
             other => RestoreError::File(file.content_error(other)),
         })?;
     sm.flush().map_err(|e| write_error(&kv_dir, e))?;
+    // The Raft snapshot is the restored store streamed out again, so that
+    // it records the new log position, not the old cluster's; staged in a
+    // file, as the state need not fit in memory.
+    let mut state = tempfile::tempfile_in(dir).map_err(|e| write_error(dir, e))?;
+    let mut staged = std::io::BufWriter::new(&mut state);
+    sm.write_snapshot(&mut staged)
+        .map_err(|e| write_error(&kv_dir, e))?;
+    staged.flush().map_err(|e| write_error(dir, e))?;
+    drop(staged);
+    state.rewind().map_err(|e| write_error(dir, e))?;
     drop(sm);
     identity::save(dir, identity).map_err(|e| write_error(dir, e))?;
     let raft_dir = dir.join("raft");
-    Storage::bootstrap_offline(&raft_dir, NodeId(identity.member_id), peers)
+    let initial = InitialState {
+        index: LogIndex(RESTORED_INDEX),
+        term: Term(RESTORED_TERM),
+        data: &mut std::io::BufReader::new(state),
+    };
+    Storage::bootstrap_offline(&raft_dir, NodeId(identity.member_id), peers, initial)
         .map_err(|e| write_error(&raft_dir, e))?;
     Ok(position)
 }
@@ -179,7 +208,7 @@ mod tests {
         let restored = restore(&snapshot, &config(&data_dir)).unwrap();
         assert_eq!(restored.members, 3);
         assert_eq!(restored.position.revision, 5);
-        assert_eq!(restored.position.applied_index, 0);
+        assert_eq!(restored.position.applied_index, RESTORED_INDEX);
         let urls = ["http://127.0.0.1:2".to_owned()];
         assert_eq!(
             identity::load(&data_dir).unwrap(),
@@ -190,7 +219,7 @@ mod tests {
         );
         let sm = KvStateMachine::open(&data_dir.join("kv"), false).unwrap();
         assert_eq!(sm.position().revision, 5);
-        assert_eq!(sm.position().applied_index, 0);
+        assert_eq!(sm.position().applied_index, RESTORED_INDEX);
         assert!(sm.store().members().is_empty());
         assert!(data_dir.join("raft/snapshots").is_dir());
         assert!(!staging_dir(&data_dir).exists());
