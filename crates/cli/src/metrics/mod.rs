@@ -1,5 +1,6 @@
 //! The member's HTTP routes: `/metrics` for Prometheus, `/health`,
-//! `/livez` and `/readyz` for load balancers and orchestrators. They are
+//! `/livez` and `/readyz` for load balancers and orchestrators, and etcd's
+//! `/version`. They are
 //! served on the client port, as etcd serves them, and on the side-car's
 //! own `--listen-metrics-urls`, which is separate from the client port so
 //! that scraping and probing never compete with gRPC clients.
@@ -80,6 +81,16 @@ async fn livez(State(probe): Shared) -> Response {
     }
 }
 
+/// etcd's `/version`: the server and cluster versions Keel reports.
+async fn version() -> Response {
+    let body = format!(
+        r#"{{"etcdserver":"{}","etcdcluster":"{}"}}"#,
+        keel_kv::service::API_VERSION,
+        keel_kv::service::CLUSTER_VERSION
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// Ready: healthy, and caught up enough to serve reads.
 async fn readyz(State(probe): Shared) -> Response {
     let Some(sample) = probe.sample().await else {
@@ -102,6 +113,7 @@ pub fn router(probe: Arc<dyn Probe>) -> Router {
         .route("/health", get(health))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        .route("/version", get(version))
         .with_state(probe)
 }
 

@@ -22,8 +22,15 @@ use crate::proto::etcdserverpb::{
     SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 
-/// The etcd API version we implement, as `endpoint status` shows it.
-pub const API_VERSION: &str = "3.4.0";
+/// The etcd release whose API Keel implements, reported where etcd
+/// reports its server version (Status, `endpoint status`, `/version`):
+/// clients that gate features on the server's version must see the
+/// release Keel is checked against (`keel-difftest` runs against etcd
+/// 3.4.23), not a version Keel has no release of its own to match.
+/// `docs/etcd-compatibility.md` says what this promises.
+pub const API_VERSION: &str = "3.4.23";
+/// The cluster version etcd 3.4 reports beside it (major.minor.0).
+pub const CLUSTER_VERSION: &str = "3.4.0";
 /// Snapshot download chunk size.
 const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
 
