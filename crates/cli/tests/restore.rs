@@ -81,10 +81,10 @@ impl Member {
 
     /// SIGTERM, and wait for the process to end.
     fn stop(&mut self) {
-        if let Some(Killed(mut child)) = self.process.take() {
-            support::terminate(child.id());
+        if let Some(mut process) = self.process.take() {
+            support::terminate(process.0.id());
             eventually(Duration::from_secs(15), "the member to stop", || {
-                child.try_wait().unwrap()
+                process.0.try_wait().unwrap()
             });
         }
     }

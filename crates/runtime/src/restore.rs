@@ -281,3 +281,77 @@ pub fn resume_from(
         entries,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blank(index: u64, term: u64) -> Entry {
+        Entry {
+            term: Term(term),
+            index: LogIndex(index),
+            payload: Payload::Blank,
+        }
+    }
+
+    #[test]
+    fn forcing_a_new_cluster_appends_a_durable_configuration_of_this_node_alone() {
+        let mut log = MemLogStore::new();
+        log.append(&[blank(1, 2), blank(2, 3)]);
+        log.set_hard_state(HardState {
+            term: Term(4),
+            vote: Some(NodeId(3)),
+            commit: LogIndex(1),
+        });
+        let _durable = log.sync().unwrap();
+        let three = SnapshotMeta {
+            index: LogIndex(0),
+            term: Term(0),
+            membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).unwrap(),
+        };
+        let state = resume_from(&mut log, three.clone()).unwrap();
+        let state = force_single_voter(&mut log, state, NodeId(2)).unwrap();
+        let forced = state.entries.last().unwrap().clone();
+        // After the log, in the hard state's term, which is past the last entry's.
+        assert_eq!((forced.index, forced.term), (LogIndex(3), Term(4)));
+        let alone = Membership::new([NodeId(2)], []).unwrap();
+        assert_eq!(forced.payload, Payload::Membership(alone));
+        // It is in the log, so a restart without the flag finds it too.
+        let restarted = resume_from(&mut log, three).unwrap();
+        assert_eq!(restarted.entries.last(), Some(&forced));
+        assert_eq!(restarted.entries.len(), 3);
+    }
+
+    #[test]
+    fn offline_bootstrap_refuses_a_directory_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("log"), b"").unwrap();
+        let mut data: &[u8] = b"state";
+        let initial = InitialState {
+            index: LogIndex(1),
+            term: Term(1),
+            data: &mut data,
+        };
+        let error = Storage::bootstrap_offline(dir.path(), NodeId(1), &BTreeMap::new(), initial);
+        assert!(matches!(error, Err(StartError::NotEmpty { .. })), "{error:?}");
+    }
+
+    #[test]
+    fn offline_bootstrap_stores_the_state_as_the_first_snapshot_with_the_founders() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = BTreeMap::from([(NodeId(7), "127.0.0.1:7".to_owned())]);
+        let mut data: &[u8] = b"state";
+        let initial = InitialState {
+            index: LogIndex(1),
+            term: Term(1),
+            data: &mut data,
+        };
+        Storage::bootstrap_offline(dir.path(), NodeId(1), &peers, initial).unwrap();
+        let snapshots = SnapshotStore::open(dir.path().join(SNAPSHOTS_DIR), 1).unwrap();
+        let meta = snapshots.latest().unwrap().unwrap().meta;
+        assert_eq!((meta.index, meta.term), (LogIndex(1), Term(1)));
+        let founders = Membership::new([NodeId(1), NodeId(7)], []).unwrap();
+        assert_eq!(meta.membership, founders);
+        assert_eq!(crate::peers::load(&dir.path().join(PEERS_FILE)).unwrap(), peers);
+    }
+}
