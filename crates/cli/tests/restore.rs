@@ -275,12 +275,16 @@ fn restored_cluster_holds_the_snapshot_serves_metrics_and_recovers_from_losing_i
         .map(Member::client_addr)
         .collect::<Vec<_>>()
         .join(",");
-    eventually(Duration::from_secs(30), "the restored cluster's leader", || {
-        etcdctl_output(&all, &["endpoint", "health"])
-            .status
-            .success()
-            .then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the restored cluster's leader",
+        || {
+            etcdctl_output(&all, &["endpoint", "health"])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
     assert_eq!(etcdctl(&all, &["get", "--prefix", "k"]), keys);
     for m in &members {
         let one = m.client_addr();
@@ -317,7 +321,10 @@ fn restored_cluster_holds_the_snapshot_serves_metrics_and_recovers_from_losing_i
     assert_eq!(http_get(&first, "/livez"), Some((200, "ok".into())));
     assert_eq!(
         http_get(&first, "/version"),
-        Some((200, r#"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#.into()))
+        Some((
+            200,
+            r#"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#.into()
+        ))
     );
     let (health, body) = http_get(&first, "/health").unwrap();
     assert_eq!(health, 200, "{body}");
@@ -325,21 +332,22 @@ fn restored_cluster_holds_the_snapshot_serves_metrics_and_recovers_from_losing_i
     // Two members lost for good: no quorum, so no writes.
     members[1].kill();
     members[2].kill();
-    let refused = etcdctl_output(
-        &first,
-        &["put", "lost", "x", "--command-timeout", "2s"],
-    );
+    let refused = etcdctl_output(&first, &["put", "lost", "x", "--command-timeout", "2s"]);
     assert!(!refused.status.success());
 
     // The survivor restarts as a one-member cluster with its data.
     members[0].stop();
     members[0].start(token, &["--force-new-cluster"]);
-    eventually(Duration::from_secs(30), "writes after --force-new-cluster", || {
-        etcdctl_output(&first, &["put", "recovered", "yes"])
-            .status
-            .success()
-            .then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "writes after --force-new-cluster",
+        || {
+            etcdctl_output(&first, &["put", "recovered", "yes"])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
     assert!(members[0].log().contains("--force-new-cluster"));
     let member_list = etcdctl(&first, &["member", "list"]);
     assert_eq!(member_list.lines().count(), 1, "{member_list}");
@@ -349,7 +357,14 @@ fn restored_cluster_holds_the_snapshot_serves_metrics_and_recovers_from_losing_i
     let mut fresh = Member::new(root, "r4");
     let added = etcdctl(
         &first,
-        &["member", "add", "r4", "--learner", "--peer-urls", &fresh.peer_url()],
+        &[
+            "member",
+            "add",
+            "r4",
+            "--learner",
+            "--peer-urls",
+            &fresh.peer_url(),
+        ],
     );
     let id = added.split_whitespace().nth(1).unwrap().to_owned();
     let joined = format!("r1={},r4={}", members[0].peer_url(), fresh.peer_url());
@@ -364,10 +379,14 @@ fn restored_cluster_holds_the_snapshot_serves_metrics_and_recovers_from_losing_i
     );
     let fresh_addr = fresh.client_addr();
     let expected = etcdctl(&first, &["get", "--prefix", ""]);
-    eventually(Duration::from_secs(30), "the new member to catch up", || {
-        let local = etcdctl_output(&fresh_addr, &["get", "--prefix", "", "--consistency=s"]);
-        (local.status.success() && local.stdout == expected.as_bytes()).then_some(())
-    });
+    eventually(
+        Duration::from_secs(30),
+        "the new member to catch up",
+        || {
+            let local = etcdctl_output(&fresh_addr, &["get", "--prefix", "", "--consistency=s"]);
+            (local.status.success() && local.stdout == expected.as_bytes()).then_some(())
+        },
+    );
     assert_eq!(hashkv(&fresh_addr), hashkv(&first));
     etcdctl(&first, &["member", "promote", &id]);
     let both = format!("{first},{fresh_addr}");

@@ -186,27 +186,27 @@ pub(crate) fn test_snapshot_file(dir: &Path, keys: u64) -> PathBuf {
     use crate::proto::command::command::Op;
     use crate::proto::etcdserverpb::PutRequest;
 
-        let store = Store::open_in_memory().unwrap();
-        for i in 0..keys {
-            let bytes = command::encode(Op::Put(PutRequest {
-                key: Bytes::from(format!("k{i}")),
-                value: Bytes::from_static(b"v"),
-                ..Default::default()
-            }));
-            store
-                .apply(&[(i + 1, 1, EntryPayload::Command(&bytes))])
-                .unwrap();
-        }
-        let mut data = Vec::new();
-        store.write_snapshot(&mut data).unwrap();
-        let padded = (data.len() as u64).div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
-        data.resize(padded as usize, 0);
-        let sum = Sha256::digest(&data);
-        let path = dir.join("snap.db");
-        let mut file = File::create(&path).unwrap();
-        file.write_all(&data).unwrap();
-        file.write_all(&sum).unwrap();
-        path
+    let store = Store::open_in_memory().unwrap();
+    for i in 0..keys {
+        let bytes = command::encode(Op::Put(PutRequest {
+            key: Bytes::from(format!("k{i}")),
+            value: Bytes::from_static(b"v"),
+            ..Default::default()
+        }));
+        store
+            .apply(&[(i + 1, 1, EntryPayload::Command(&bytes))])
+            .unwrap();
+    }
+    let mut data = Vec::new();
+    store.write_snapshot(&mut data).unwrap();
+    let padded = (data.len() as u64).div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+    data.resize(padded as usize, 0);
+    let sum = Sha256::digest(&data);
+    let path = dir.join("snap.db");
+    let mut file = File::create(&path).unwrap();
+    file.write_all(&data).unwrap();
+    file.write_all(&sum).unwrap();
+    path
 }
 
 #[cfg(test)]

@@ -333,7 +333,10 @@ mod tests {
             data: &mut data,
         };
         let error = Storage::bootstrap_offline(dir.path(), NodeId(1), &BTreeMap::new(), initial);
-        assert!(matches!(error, Err(StartError::NotEmpty { .. })), "{error:?}");
+        assert!(
+            matches!(error, Err(StartError::NotEmpty { .. })),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -352,6 +355,9 @@ mod tests {
         assert_eq!((meta.index, meta.term), (LogIndex(1), Term(1)));
         let founders = Membership::new([NodeId(1), NodeId(7)], []).unwrap();
         assert_eq!(meta.membership, founders);
-        assert_eq!(crate::peers::load(&dir.path().join(PEERS_FILE)).unwrap(), peers);
+        assert_eq!(
+            crate::peers::load(&dir.path().join(PEERS_FILE)).unwrap(),
+            peers
+        );
     }
 }

@@ -15,8 +15,8 @@ use clap::{Args, Subcommand};
 use comfy_table::Table;
 use keel_kv::backup::SnapshotFile;
 use keel_kv::proto::etcdserverpb::SnapshotRequest;
-use keel_kv::server::MemberConfig;
 use keel_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use keel_kv::server::MemberConfig;
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
@@ -136,8 +136,8 @@ fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("{}.keel", args.name)));
     let mut config = MemberConfig::new(args.name, data_dir.clone());
-    config.initial_cluster = MemberConfig::parse_initial_cluster(&args.initial_cluster)
-        .context("--initial-cluster")?;
+    config.initial_cluster =
+        MemberConfig::parse_initial_cluster(&args.initial_cluster).context("--initial-cluster")?;
     config.initial_cluster_token = args.initial_cluster_token;
     config.initial_advertise_peer_urls = args.initial_advertise_peer_urls;
     let restored = keel_kv::server::restore(&args.file, &config)?;

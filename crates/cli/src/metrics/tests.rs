@@ -151,7 +151,10 @@ fn etcd_series_have_etcds_names_types_and_labels() {
             .map(|x| x.value.clone())
     };
     assert_eq!(handled("OK"), Some(prometheus_parse::Value::Counter(3.0)));
-    assert_eq!(handled("NotFound"), Some(prometheus_parse::Value::Counter(1.0)));
+    assert_eq!(
+        handled("NotFound"),
+        Some(prometheus_parse::Value::Counter(1.0))
+    );
     let server_id = s.iter().find(|x| x.metric == "etcd_server_id").unwrap();
     assert_eq!(server_id.labels.get("server_id"), Some("7"));
 }

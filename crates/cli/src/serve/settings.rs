@@ -108,8 +108,9 @@ pub struct Settings {
     )]
     pub experimental_watch_progress_notify_interval: Option<String>,
 
-    /// Comma-separated URLs to serve /metrics (Prometheus), /health and
-    /// /readyz on over plain HTTP [default: none].
+    /// Comma-separated URLs to serve /metrics (Prometheus), /health,
+    /// /livez, /readyz and /version on over plain HTTP, apart from the
+    /// client port, which serves them too [default: none].
     #[arg(long, env = "KEEL_LISTEN_METRICS_URLS", value_name = "URLS")]
     pub listen_metrics_urls: Option<String>,
 

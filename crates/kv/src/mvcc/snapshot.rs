@@ -260,7 +260,9 @@ fn read_meta(body: &[u8]) -> Result<StorePosition, KvError> {
         revision: word(2)? as i64,
         compacted_revision: word(3)? as i64,
     };
-    if position.compacted_revision < NEVER_COMPACTED || position.revision < position.compacted_revision {
+    if position.compacted_revision < NEVER_COMPACTED
+        || position.revision < position.compacted_revision
+    {
         return Err(KvError::Corrupt {
             what: "snapshot",
             detail: format!(

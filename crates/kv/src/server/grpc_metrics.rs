@@ -88,7 +88,8 @@ fn method_of(path: &str) -> Option<GrpcMethod> {
     let fits = |s: &str| {
         !s.is_empty()
             && s.len() <= METHOD_NAME_BYTES_MAX
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
     };
     (fits(service) && fits(method)).then(|| GrpcMethod {
         service: service.to_owned(),
@@ -98,7 +99,12 @@ fn method_of(path: &str) -> Option<GrpcMethod> {
 
 /// The name of the code in `grpc-status`, if the headers carry one.
 fn status_of(headers: &HeaderMap) -> Option<&'static str> {
-    let value = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    let value = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
     Some(code_name(tonic::Code::from_i32(value)))
 }
 
@@ -158,7 +164,10 @@ mod tests {
     #[test]
     fn only_grpc_shaped_paths_name_a_method() {
         let m = method_of("/etcdserverpb.KV/Range").unwrap();
-        assert_eq!((m.service.as_str(), m.method.as_str()), ("etcdserverpb.KV", "Range"));
+        assert_eq!(
+            (m.service.as_str(), m.method.as_str()),
+            ("etcdserverpb.KV", "Range")
+        );
         assert_eq!(m.kind(), "unary");
         for bad in ["", "/", "/a", "/a/", "//b", "/a/b c", "/a/b/c", "/metrics"] {
             assert_eq!(method_of(bad), None, "{bad:?}");

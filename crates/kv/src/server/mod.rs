@@ -46,9 +46,9 @@ pub mod urls;
 
 pub use config::{ClusterState, MemberConfig, TlsConfig};
 pub use duration::{DurationError, parse_go_duration};
+pub use grpc_metrics::{GrpcMethod, MethodCalls};
 pub use identity::Identity;
 pub use restore::{RestoreError, Restored, restore};
-pub use grpc_metrics::{GrpcMethod, MethodCalls};
 pub use run::{MemberMetrics, RunningMember, run, start, start_with_http};
 pub use serve::serve;
 

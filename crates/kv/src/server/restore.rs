@@ -178,7 +178,10 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
     }
 }
 
-fn write_error(path: &Path, source: impl std::error::Error + Send + Sync + 'static) -> RestoreError {
+fn write_error(
+    path: &Path,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> RestoreError {
     RestoreError::Write {
         path: path.to_owned(),
         source: Box::new(source),
@@ -247,7 +250,10 @@ mod tests {
         let data_dir = dir.path().join("n2");
         let error = restore(&snapshot, &config(&data_dir)).unwrap_err();
         assert!(
-            matches!(error, RestoreError::File(SnapshotFileError::Checksum { .. })),
+            matches!(
+                error,
+                RestoreError::File(SnapshotFileError::Checksum { .. })
+            ),
             "{error:?}"
         );
         assert!(!data_dir.exists());

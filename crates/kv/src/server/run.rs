@@ -293,10 +293,7 @@ pub async fn start_with_http(
         is_learner: false,
     };
     let leader_changes = Arc::new(AtomicU64::new(0));
-    tokio::spawn(count_leader_changes(
-        node.metrics(),
-        leader_changes.clone(),
-    ));
+    tokio::spawn(count_leader_changes(node.metrics(), leader_changes.clone()));
     let metrics = MemberMetrics {
         raft: node.metrics(),
         forward: forward_counters,

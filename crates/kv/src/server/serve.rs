@@ -82,25 +82,26 @@ pub(crate) async fn serve_on<C: Consensus>(
     for (i, (listener, tls)) in port.listeners.into_iter().enumerate() {
         incoming.insert(i, tls::incoming(listener, tls));
     }
-    let etcd_api = Routes::new(
-        KvServer::new(KvService::new(shared.clone())).max_decoding_message_size(limit),
-    )
-    .add_service(
-            WatchServer::new(WatchService::new(shared.clone())).max_decoding_message_size(limit),
-        )
-        .add_service(
-            LeaseServer::new(LeaseService::new(shared.clone())).max_decoding_message_size(limit),
-        )
-        .add_service(
-            ClusterServer::new(ClusterService::new(shared.clone()))
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            MaintenanceServer::new(MaintenanceService::new(shared.clone()))
-                .max_decoding_message_size(limit),
-        )
-    .add_service(LockServer::new(LockService::new(shared.clone())))
-    .add_service(ElectionServer::new(ElectionService::new(shared)));
+    let etcd_api =
+        Routes::new(KvServer::new(KvService::new(shared.clone())).max_decoding_message_size(limit))
+            .add_service(
+                WatchServer::new(WatchService::new(shared.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                LeaseServer::new(LeaseService::new(shared.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                ClusterServer::new(ClusterService::new(shared.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                MaintenanceServer::new(MaintenanceService::new(shared.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(LockServer::new(LockService::new(shared.clone())))
+            .add_service(ElectionServer::new(ElectionService::new(shared)));
     // The HTTP routes are merged after the counting layer, so that only
     // the etcd API's calls are counted; requests are told apart by path.
     let routes = etcd_api
