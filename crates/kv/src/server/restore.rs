@@ -69,9 +69,10 @@ pub struct Restored {
 /// the member `config.name` of the cluster `config.initial_cluster`, named
 /// `config.initial_cluster_token`. Only those fields (and
 /// `initial_advertise_peer_urls`, which must agree with the member's entry
-/// in `initial_cluster`) are used.
+/// in `initial_cluster`) are used and checked: listeners and TLS are the
+/// business of `serve`, so `https://` peer URLs need no certificate here.
 pub fn restore(snapshot: &Path, config: &MemberConfig) -> Result<Restored, RestoreError> {
-    config.validate()?;
+    config.validate_founders()?;
     let file = SnapshotFile::open(snapshot)?;
     let data_dir = &config.data_dir;
     if data_dir.exists() {
@@ -82,13 +83,13 @@ pub fn restore(snapshot: &Path, config: &MemberConfig) -> Result<Restored, Resto
     let mut peers = BTreeMap::new();
     for (name, urls) in config.founders() {
         let id = NodeId(member_id(token, &urls));
-        let addr = host_port(&urls[0]).expect("validate checked every peer URL");
+        let addr = host_port(&urls[0]).expect("validate_founders checked every peer URL");
         peers.insert(id, addr.to_owned());
         if name == config.name {
             me = Some(id);
         }
     }
-    let me = me.expect("validate checked that --initial-cluster names this member");
+    let me = me.expect("validate_founders checked that --initial-cluster names this member");
     let identity = Identity {
         member_id: me.0,
         cluster_id: cluster_id(token),
@@ -226,6 +227,29 @@ mod tests {
         assert!(sm.store().members().is_empty());
         assert!(data_dir.join("raft/snapshots").is_dir());
         assert!(!staging_dir(&data_dir).exists());
+    }
+
+    #[test]
+    fn https_peer_urls_need_no_certificate_to_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = test_snapshot_file(dir.path(), 1);
+        let data_dir = dir.path().join("n1");
+        let mut config = MemberConfig::new("n1", &data_dir);
+        config.initial_cluster =
+            MemberConfig::parse_initial_cluster("n1=https://127.0.0.1:1,n2=https://127.0.0.1:2")
+                .unwrap();
+        config.initial_advertise_peer_urls = vec!["https://127.0.0.1:1".into()];
+        assert_eq!(restore(&snapshot, &config).unwrap().members, 2);
+    }
+
+    #[test]
+    fn a_member_missing_from_the_initial_cluster_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = test_snapshot_file(dir.path(), 1);
+        let mut config = config(&dir.path().join("n9"));
+        config.name = "n9".into();
+        let error = restore(&snapshot, &config).unwrap_err();
+        assert!(error.to_string().contains("must include this member"), "{error}");
     }
 
     #[test]
