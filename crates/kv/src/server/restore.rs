@@ -249,7 +249,10 @@ mod tests {
         let mut config = config(&dir.path().join("n9"));
         config.name = "n9".into();
         let error = restore(&snapshot, &config).unwrap_err();
-        assert!(error.to_string().contains("must include this member"), "{error}");
+        assert!(
+            error.to_string().contains("must include this member"),
+            "{error}"
+        );
     }
 
     #[test]
