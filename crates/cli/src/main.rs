@@ -66,7 +66,8 @@ enum Command {
     /// Check endpoints: their Raft status or their health.
     #[command(subcommand)]
     Endpoint(client::endpoint::EndpointCommand),
-    /// Download a snapshot of the key-value state.
+    /// Save a snapshot of the key-value state, check one, or restore one
+    /// into a new cluster.
     #[command(subcommand)]
     Snapshot(client::snapshot::SnapshotCommand),
     /// Load-test any server that speaks etcd's v3 KV API (Keel or etcd).

@@ -8,9 +8,11 @@
 //!   on the `keel` Raft runtime, and [`LocalConsensus`] is a single-node
 //!   stand-in for tests.
 //! - [`service`]: the etcd gRPC services over a `Consensus`.
+//! - [`backup`]: snapshot files (`snapshot save|status|restore`).
 //! - [`server`]: starting a member ([`server::MemberConfig`],
 //!   [`server::run`]), used by the `keel-kv` binary and `keel serve`.
 
+pub mod backup;
 pub mod command;
 pub mod consensus;
 pub mod error;

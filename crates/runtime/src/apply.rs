@@ -240,7 +240,7 @@ fn maybe_snapshot<S: StateMachine>(
     if !applier.snapshot_due() || running.swap(true, Ordering::AcqRel) {
         return Ok(());
     }
-    let SnapshotTaken { meta, data } = match applier.snapshot() {
+    let SnapshotTaken { meta, mut data } = match applier.snapshot() {
         Ok(taken) => taken,
         Err(e) => {
             running.store(false, Ordering::Release);
@@ -254,7 +254,7 @@ fn maybe_snapshot<S: StateMachine>(
         .name("keel-snapshot".into())
         .spawn(move || {
             let index = meta.index;
-            match snapshot::write_local(&store, meta.clone(), data) {
+            match snapshot::write_local(&store, meta.clone(), &mut data) {
                 Ok(info) => {
                     info!(%index, bytes = info.data_bytes, "snapshot created");
                     let _ = events.send(Event::SnapshotCreated(meta));

@@ -26,6 +26,11 @@ pub struct Config {
     /// of bootstrapping a new cluster from the `peers` given to
     /// [`crate::Node::start`]. Ignored when the data directory holds state.
     pub join: bool,
+    /// On a restart, make this node the only voter of its cluster before
+    /// it starts (etcd's `--force-new-cluster`), to recover a cluster that
+    /// lost its quorum for good. Unsafe: see `restore.rs`,
+    /// `force_single_voter`.
+    pub force_new_cluster: bool,
     /// One logical clock tick; timeouts below are counted in ticks.
     pub tick_interval: Duration,
     /// A follower campaigns after a random timeout in
@@ -148,6 +153,7 @@ impl Config {
             tick_interval: Duration::from_millis(10),
             election_ticks: 15,
             heartbeat_ticks: 3,
+            force_new_cluster: false,
             pre_vote: true,
             check_quorum: true,
             max_inflight_msgs: 256,

@@ -87,6 +87,8 @@ pub enum StartError {
     },
     #[error("could not use the data directory: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{} is not empty; a new member's data directory must be", .dir.display())]
+    NotEmpty { dir: std::path::PathBuf },
     #[error("the state machine failed to restore from the snapshot: {0}")]
     StateMachine(StateMachineError),
 }

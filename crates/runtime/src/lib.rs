@@ -111,5 +111,5 @@ pub use keel_storage::LogConfig;
 pub use keel_transport::{ConnectError, IdentityStamp, PeerCaller, PeerChannel, PeerServices, tls};
 pub use metrics::{Metrics, PeerMetrics};
 pub use node::{Node, ReadConsistency};
-pub use restore::Storage;
+pub use restore::{InitialState, Storage};
 pub use state_machine::{Command, StateMachine};

@@ -52,7 +52,7 @@ pub(crate) enum WriteError {
 pub(crate) fn write_local(
     store: &SnapshotStore,
     meta: SnapshotMeta,
-    mut data: Box<dyn Read + Send>,
+    data: &mut dyn Read,
 ) -> Result<SnapshotInfo, WriteError> {
     let mut writer = store.begin(meta)?;
     let mut buf = vec![0u8; WRITE_CHUNK_BYTES];

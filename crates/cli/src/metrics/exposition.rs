@@ -1,6 +1,10 @@
-//! Renders a [`Sample`] in Prometheus' text format. Series are named
-//! `keel_*`, with units last (`_seconds`, `_bytes`) and `_total` on
-//! counters, as Prometheus' naming guide asks.
+//! Renders a [`Sample`] in Prometheus' text format. Keel's own series are
+//! named `keel_*`, with units last (`_seconds`, `_bytes`) and `_total` on
+//! counters, as Prometheus' naming guide asks. The series etcd also has
+//! are exported a second time under etcd's names, types and labels
+//! (`etcd_*`, `grpc_server_*`), so that etcd's dashboards and alerts work
+//! unchanged; `docs/operations.md` lists them and how Keel fills each.
+//! (The encoder adds `_total` to a counter's name itself.)
 
 use std::sync::Arc;
 
@@ -11,7 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use super::sample::{Histogram, Role, Sample};
+use super::sample::{GrpcCalls, Histogram, Role, Sample};
 
 /// Encodes one sample: the registry is built per scrape around it.
 #[derive(Debug)]
@@ -170,9 +174,132 @@ fn encode(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
     )
 }
 
+/// etcd's series, from the same sample as Keel's. etcd's
+/// `proposals_committed_total` and `proposals_applied_total` are gauges of
+/// the commit and applied index, so Keel's indexes fill them; the WAL
+/// histogram keeps Keel's finer buckets under etcd's name.
+fn encode_etcd(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
+    {
+        let mut family = e.encode_descriptor(
+            "etcd_server_id",
+            "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let labels = [("server_id", format!("{:x}", s.member_id))];
+        ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+    }
+    gauge(
+        e,
+        "etcd_server_has_leader",
+        "Whether or not a leader exists. 1 is existence, 0 is not.",
+        i64::from(s.leader_id.is_some()),
+    )?;
+    gauge(
+        e,
+        "etcd_server_is_leader",
+        "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+        i64::from(s.role == Role::Leader),
+    )?;
+    gauge(
+        e,
+        "etcd_server_is_learner",
+        "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+        i64::from(s.role == Role::Learner),
+    )?;
+    counter(
+        e,
+        "etcd_server_leader_changes_seen",
+        "The number of leader changes seen.",
+        s.leader_changes,
+    )?;
+    gauge(
+        e,
+        "etcd_server_proposals_committed_total",
+        "The total number of consensus proposals committed.",
+        int(s.commit_index),
+    )?;
+    gauge(
+        e,
+        "etcd_server_proposals_applied_total",
+        "The total number of consensus proposals applied.",
+        int(s.applied_index),
+    )?;
+    gauge(
+        e,
+        "etcd_server_proposals_pending",
+        "The current number of pending proposals to commit.",
+        int(s.replication.proposals_pending),
+    )?;
+    counter(
+        e,
+        "etcd_server_proposals_failed",
+        "The total number of failed proposals seen.",
+        s.replication.proposals_failed,
+    )?;
+    histogram(
+        e,
+        "etcd_disk_wal_fsync_duration_seconds",
+        "The latency distributions of fsync called by WAL.",
+        &s.replication.log_fsync_seconds,
+    )?;
+    gauge(
+        e,
+        "etcd_mvcc_db_total_size_in_bytes",
+        "Total size of the underlying database physically allocated in bytes.",
+        s.db_size_bytes,
+    )?;
+    gauge(
+        e,
+        "etcd_debugging_mvcc_keys_total",
+        "Total number of keys.",
+        int(s.keys),
+    )?;
+    encode_grpc(&s.grpc, e)
+}
+
+/// go-grpc-prometheus's series, as etcd exports them.
+fn encode_grpc(calls: &[GrpcCalls], e: &mut DescriptorEncoder) -> std::fmt::Result {
+    {
+        let mut family = e.encode_descriptor(
+            "grpc_server_started",
+            "Total number of RPCs started on the server.",
+            None,
+            MetricType::Counter,
+        )?;
+        for call in calls {
+            let labels = [
+                ("grpc_method", call.method.as_str()),
+                ("grpc_service", call.service.as_str()),
+                ("grpc_type", call.kind),
+            ];
+            ConstCounter::new(call.started).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let mut family = e.encode_descriptor(
+        "grpc_server_handled",
+        "Total number of RPCs completed on the server, regardless of success or failure.",
+        None,
+        MetricType::Counter,
+    )?;
+    for call in calls {
+        for &(code, n) in &call.handled {
+            let labels = [
+                ("grpc_code", code),
+                ("grpc_method", call.method.as_str()),
+                ("grpc_service", call.service.as_str()),
+                ("grpc_type", call.kind),
+            ];
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
 impl Collector for SampleCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        encode(&self.0, &mut encoder)
+        encode(&self.0, &mut encoder)?;
+        encode_etcd(&self.0, &mut encoder)
     }
 }
 

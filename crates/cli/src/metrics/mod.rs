@@ -1,8 +1,9 @@
-//! The member's HTTP side-car, on `--listen-metrics-urls`: `/metrics` for
-//! Prometheus, `/health` and `/readyz` for load balancers and
-//! orchestrators. It is separate from the client port so that scraping
-//! and probing never compete with gRPC clients, and so that it can stay up
-//! to report a member that is not serving.
+//! The member's HTTP routes: `/metrics` for Prometheus, `/health`,
+//! `/livez` and `/readyz` for load balancers and orchestrators, and etcd's
+//! `/version`. They are
+//! served on the client port, as etcd serves them, and on the side-car's
+//! own `--listen-metrics-urls`, which is separate from the client port so
+//! that scraping and probing never compete with gRPC clients.
 
 mod exposition;
 mod sample;
@@ -17,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-pub use sample::{Histogram, LogSpan, Probe, ReplicationCounters, Role, Sample, Sampling};
+pub use sample::{
+    GrpcCalls, Histogram, LogSpan, Probe, ReplicationCounters, Role, Sample, Sampling,
+};
 
 /// A member is not ready while it is this many entries behind on applying
 /// what it knows is committed: its reads would be stale.
@@ -69,6 +72,25 @@ async fn health(State(probe): Shared) -> Response {
     }
 }
 
+/// Live: the member's Raft node runs (whatever its cluster's state), so
+/// restarting the process would not help.
+async fn livez(State(probe): Shared) -> Response {
+    match probe.sample().await {
+        None => (StatusCode::SERVICE_UNAVAILABLE, NOT_ANSWERING).into_response(),
+        Some(_) => (StatusCode::OK, "ok").into_response(),
+    }
+}
+
+/// etcd's `/version`: the server and cluster versions Keel reports.
+async fn version() -> Response {
+    let body = format!(
+        r#"{{"etcdserver":"{}","etcdcluster":"{}"}}"#,
+        keel_kv::service::API_VERSION,
+        keel_kv::service::CLUSTER_VERSION
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// Ready: healthy, and caught up enough to serve reads.
 async fn readyz(State(probe): Shared) -> Response {
     let Some(sample) = probe.sample().await else {
@@ -89,7 +111,9 @@ pub fn router(probe: Arc<dyn Probe>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        .route("/version", get(version))
         .with_state(probe)
 }
 

@@ -85,6 +85,20 @@ pub struct ReplicationCounters {
     pub log_fsync_seconds: Histogram,
 }
 
+/// One etcd API method's calls on the client port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcCalls {
+    /// `etcdserverpb.KV`
+    pub service: String,
+    /// `Range`
+    pub method: String,
+    /// `unary`, `server_stream` or `bidi_stream`.
+    pub kind: &'static str,
+    pub started: u64,
+    /// Finished calls by gRPC code name (`OK`, `NotFound`, …).
+    pub handled: Vec<(&'static str, u64)>,
+}
+
 /// Everything `/metrics`, `/health` and `/readyz` report.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
@@ -92,11 +106,16 @@ pub struct Sample {
     pub role: Role,
     pub term: u64,
     pub leader_id: Option<u64>,
+    /// Leaders seen since the member started (the first one included).
+    pub leader_changes: u64,
     pub commit_index: u64,
     pub applied_index: u64,
     pub db_size_bytes: i64,
+    /// Keys with history in the store (live, or deleted and not compacted).
+    pub keys: u64,
     pub log: LogSpan,
     pub replication: ReplicationCounters,
+    pub grpc: Vec<GrpcCalls>,
 }
 
 /// A sample being taken.

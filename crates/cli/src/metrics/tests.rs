@@ -20,6 +20,7 @@ fn leader_sample() -> Sample {
         role: Role::Leader,
         term: 3,
         leader_id: Some(7),
+        leader_changes: 2,
         commit_index: 42,
         applied_index: 41,
         log: LogSpan {
@@ -27,6 +28,7 @@ fn leader_sample() -> Sample {
             last_index: 42,
         },
         db_size_bytes: 4096,
+        keys: 12,
         replication: ReplicationCounters {
             proposals_committed: 30,
             proposals_failed: 2,
@@ -41,6 +43,13 @@ fn leader_sample() -> Sample {
             },
             log_fsync_seconds: Histogram::default(),
         },
+        grpc: vec![GrpcCalls {
+            service: "etcdserverpb.KV".into(),
+            method: "Range".into(),
+            kind: "unary",
+            started: 5,
+            handled: vec![("NotFound", 1), ("OK", 3)],
+        }],
     }
 }
 
@@ -100,6 +109,56 @@ fn exposition_parses_and_has_every_series() {
     assert_eq!(counts, [20.0, 29.0, 30.0]);
 }
 
+#[test]
+fn etcd_series_have_etcds_names_types_and_labels() {
+    let text = exposition::render(leader_sample()).unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let s = &prometheus_parse::Scrape::parse(lines).unwrap().samples;
+    assert_eq!(value(s, "etcd_server_has_leader"), 1.0);
+    assert_eq!(value(s, "etcd_server_is_leader"), 1.0);
+    assert_eq!(value(s, "etcd_server_is_learner"), 0.0);
+    assert_eq!(value(s, "etcd_server_leader_changes_seen_total"), 2.0);
+    assert_eq!(value(s, "etcd_server_proposals_committed_total"), 42.0);
+    assert_eq!(value(s, "etcd_server_proposals_applied_total"), 41.0);
+    assert_eq!(value(s, "etcd_server_proposals_pending"), 1.0);
+    assert_eq!(value(s, "etcd_server_proposals_failed_total"), 2.0);
+    assert_eq!(value(s, "etcd_mvcc_db_total_size_in_bytes"), 4096.0);
+    assert_eq!(value(s, "etcd_debugging_mvcc_keys_total"), 12.0);
+    for (name, kind) in [
+        ("etcd_server_has_leader", "gauge"),
+        ("etcd_server_leader_changes_seen_total", "counter"),
+        ("etcd_server_proposals_committed_total", "gauge"),
+        ("etcd_server_proposals_failed_total", "counter"),
+        ("etcd_disk_wal_fsync_duration_seconds", "histogram"),
+        ("grpc_server_handled_total", "counter"),
+    ] {
+        let family = name.trim_end_matches("_total");
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}"))
+                || text.contains(&format!("# TYPE {name} {kind}")),
+            "{name} is not a {kind}:\n{text}"
+        );
+    }
+    let handled = |code: &str| {
+        s.iter()
+            .find(|x| {
+                x.metric == "grpc_server_handled_total"
+                    && x.labels.get("grpc_code") == Some(code)
+                    && x.labels.get("grpc_method") == Some("Range")
+                    && x.labels.get("grpc_service") == Some("etcdserverpb.KV")
+                    && x.labels.get("grpc_type") == Some("unary")
+            })
+            .map(|x| x.value.clone())
+    };
+    assert_eq!(handled("OK"), Some(prometheus_parse::Value::Counter(3.0)));
+    assert_eq!(
+        handled("NotFound"),
+        Some(prometheus_parse::Value::Counter(1.0))
+    );
+    let server_id = s.iter().find(|x| x.metric == "etcd_server_id").unwrap();
+    assert_eq!(server_id.labels.get("server_id"), Some("7"));
+}
+
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -122,6 +181,7 @@ async fn health_follows_the_leader_and_readyz_the_apply_lag() {
     }));
 
     assert_eq!(http_get(addr, "/health").await.0, 200);
+    assert_eq!(http_get(addr, "/livez").await, (200, "ok".to_string()));
     assert_eq!(http_get(addr, "/readyz").await.0, 200);
     let (status, body) = http_get(addr, "/metrics").await;
     assert_eq!(status, 200);

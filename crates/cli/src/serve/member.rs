@@ -33,6 +33,7 @@ fn member_config(config: &ServeConfig) -> MemberConfig {
             ClusterState::Existing => server::ClusterState::Existing,
         },
         initial_cluster_token: config.initial_cluster_token.clone(),
+        force_new_cluster: config.force_new_cluster,
         heartbeat_interval: config.heartbeat_interval,
         election_timeout: config.election_timeout,
         snapshot_count: config.snapshot_count,
@@ -60,9 +61,12 @@ pub async fn run(
             .with_context(|| format!("--listen-metrics-urls: cannot listen on {url}"))?;
         side_car_listeners.push((url, listener));
     }
-    let member = server::start(member_config(&config))
-        .await
-        .context("the member could not start")?;
+    // etcd serves its HTTP routes on the client port too.
+    let member = server::start_with_http(member_config(&config), |member| {
+        metrics::router(Arc::new(MemberProbe::new(member)))
+    })
+    .await
+    .context("the member could not start")?;
 
     let (stopping, stopped) = watch::channel(false);
     let until_stopped = move || {

@@ -5,7 +5,9 @@
 
 use keel_kv::server::MemberMetrics;
 
-use crate::metrics::{Histogram, LogSpan, Probe, ReplicationCounters, Role, Sample, Sampling};
+use crate::metrics::{
+    GrpcCalls, Histogram, LogSpan, Probe, ReplicationCounters, Role, Sample, Sampling,
+};
 
 pub struct MemberProbe {
     member: MemberMetrics,
@@ -28,9 +30,11 @@ impl MemberProbe {
             role: Role::from_raft(m.role, m.membership.learners().contains(&m.id)),
             term: m.term.0,
             leader_id: m.leader.map(|l| l.0),
+            leader_changes: self.member.leader_changes(),
             commit_index: m.commit_index.0,
             applied_index: m.applied_index.0,
             db_size_bytes: self.member.db_size_bytes(),
+            keys: self.member.keys()?,
             log: LogSpan {
                 first_index: m.first_index.0,
                 last_index: m.last_index.0,
@@ -47,6 +51,18 @@ impl MemberProbe {
                 log_append_seconds: histogram(&m.log_append),
                 log_fsync_seconds: histogram(&m.log_sync),
             },
+            grpc: self
+                .member
+                .grpc_calls()
+                .into_iter()
+                .map(|(method, calls)| GrpcCalls {
+                    kind: method.kind(),
+                    service: method.service,
+                    method: method.method,
+                    started: calls.started,
+                    handled: calls.handled.into_iter().collect(),
+                })
+                .collect(),
         })
     }
 }

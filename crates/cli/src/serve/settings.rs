@@ -77,6 +77,14 @@ pub struct Settings {
     #[arg(long, env = "KEEL_INITIAL_CLUSTER_TOKEN", value_name = "TOKEN")]
     pub initial_cluster_token: Option<String>,
 
+    /// Restart this member as the only voter of its cluster, keeping its
+    /// data, to recover a cluster that lost its quorum for good; then add
+    /// members back with `keel member add`. Unsafe: writes only the lost
+    /// members held are gone, and they must not come back with their old
+    /// data [default: false].
+    #[arg(long, env = "KEEL_FORCE_NEW_CLUSTER", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub force_new_cluster: Option<bool>,
+
     /// Milliseconds between a leader's heartbeats [default: 50].
     #[arg(long, env = "KEEL_HEARTBEAT_INTERVAL", value_name = "MS")]
     pub heartbeat_interval: Option<u64>,
@@ -100,8 +108,9 @@ pub struct Settings {
     )]
     pub experimental_watch_progress_notify_interval: Option<String>,
 
-    /// Comma-separated URLs to serve /metrics (Prometheus), /health and
-    /// /readyz on over plain HTTP [default: none].
+    /// Comma-separated URLs to serve /metrics (Prometheus), /health,
+    /// /livez, /readyz and /version on over plain HTTP, apart from the
+    /// client port, which serves them too [default: none].
     #[arg(long, env = "KEEL_LISTEN_METRICS_URLS", value_name = "URLS")]
     pub listen_metrics_urls: Option<String>,
 
@@ -201,6 +210,7 @@ impl Settings {
             initial_cluster: self.initial_cluster.or(lower.initial_cluster),
             initial_cluster_state: self.initial_cluster_state.or(lower.initial_cluster_state),
             initial_cluster_token: self.initial_cluster_token.or(lower.initial_cluster_token),
+            force_new_cluster: self.force_new_cluster.or(lower.force_new_cluster),
             heartbeat_interval: self.heartbeat_interval.or(lower.heartbeat_interval),
             election_timeout: self.election_timeout.or(lower.election_timeout),
             snapshot_count: self.snapshot_count.or(lower.snapshot_count),

@@ -41,6 +41,10 @@ struct Args {
     /// Names the cluster; members of another cluster are refused.
     #[arg(long, default_value = "etcd-cluster")]
     initial_cluster_token: String,
+    /// Restart as the only voter of the cluster, keeping this member's data
+    /// (to recover a cluster that lost its quorum; unsafe).
+    #[arg(long)]
+    force_new_cluster: bool,
     /// Milliseconds between leader heartbeats [default: `MemberConfig`'s, 50].
     #[arg(long)]
     heartbeat_interval: Option<u64>,
@@ -116,6 +120,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         initial_cluster: MemberConfig::parse_initial_cluster(&args.initial_cluster)?,
         initial_cluster_state: args.initial_cluster_state.0,
         initial_cluster_token: args.initial_cluster_token,
+        force_new_cluster: args.force_new_cluster,
         heartbeat_interval: args
             .heartbeat_interval
             .map_or(defaults.heartbeat_interval, Duration::from_millis),

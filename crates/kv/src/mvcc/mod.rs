@@ -32,7 +32,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 pub use apply::{Applied, EntryPayload};
 pub use index::{KeyIndex, KeyRange, Revision};
 pub use read_txn::{is_read_only, is_serializable};
-pub use snapshot::SnapshotSource;
+pub use snapshot::{RestoreAs, SnapshotSource, SnapshotSummary, summarize};
 
 use crate::error::{KvError, decode};
 use crate::proto::command::{LeaseRecord, Revisioned};
@@ -157,6 +157,11 @@ impl Store {
     }
 
     /// The registered members, by ID.
+    /// Keys with any history, live or deleted but not yet compacted.
+    pub fn key_count(&self) -> usize {
+        self.read_state().index.key_count()
+    }
+
     pub fn members(&self) -> BTreeMap<u64, Member> {
         self.read_state().members.clone()
     }

@@ -219,11 +219,16 @@ impl Store {
         let mut hash = 0u32;
         for row in table.range(..=end).map_err(KvError::storage)? {
             let (rev, value) = row.map_err(KvError::storage)?;
-            let (main, sub) = rev.value();
-            hash = crc32c::crc32c_append(hash, &main.to_be_bytes());
-            hash = crc32c::crc32c_append(hash, &sub.to_be_bytes());
-            hash = crc32c::crc32c_append(hash, value.value());
+            hash = hash_row(hash, rev.value(), value.value());
         }
         Ok((hash, state.compacted_revision, at))
     }
+}
+
+/// Folds one stored revision into a HashKV hash. Shared with the snapshot
+/// summary, so that a snapshot file's hash can be compared with a member's.
+pub(crate) fn hash_row(hash: u32, (main, sub): (u64, u64), value: &[u8]) -> u32 {
+    let hash = crc32c::crc32c_append(hash, &main.to_be_bytes());
+    let hash = crc32c::crc32c_append(hash, &sub.to_be_bytes());
+    crc32c::crc32c_append(hash, value)
 }

@@ -10,7 +10,7 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::apply::write_meta;
 use super::tables::{KV, LEASES, MEMBERS, META, meta_keys};
-use super::{Revision, State, Store, StorePosition, load_state};
+use super::{NEVER_COMPACTED, Revision, State, Store, StorePosition, load_state};
 use crate::error::KvError;
 
 const TAG_META: u8 = 1;
@@ -107,19 +107,40 @@ impl SnapshotSource {
     }
 }
 
+/// What a restored store stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreAs {
+    /// A replica catching up from its leader's snapshot, which stands for
+    /// the Raft index `covers_index`. That index can be past the applied
+    /// index recorded inside the snapshot (entries that carry no command,
+    /// such as leader no-ops, do not reach the store); the store records
+    /// the larger of the two so that a restart does not restore the same
+    /// snapshot again.
+    Replica { covers_index: u64 },
+    /// The first state of a new cluster (`keel snapshot restore`),
+    /// standing for the new log's entry `index` of `term`: the keys,
+    /// leases and revisions are kept, but the old cluster's log position
+    /// and member registry are not (its members publish themselves).
+    NewCluster { index: u64, term: u64 },
+}
+
 impl Store {
-    /// Replaces the whole store with the snapshot read from `r`. The
-    /// replacement is one durable transaction: the log it replaces is gone.
-    ///
-    /// `covers_index` is the Raft index the snapshot stands for, which can
-    /// be past the applied index recorded inside it (entries that carry no
-    /// command, such as leader no-ops, do not reach the store); the store
-    /// records the larger of the two so that a restart does not restore the
-    /// same snapshot again.
+    /// Replaces the whole store with the snapshot read from `r`, as a
+    /// replica catching up; see [`RestoreAs::Replica`].
     pub fn restore_snapshot(
         &self,
         r: &mut impl Read,
         covers_index: u64,
+    ) -> Result<StorePosition, KvError> {
+        self.restore_snapshot_as(r, RestoreAs::Replica { covers_index })
+    }
+
+    /// Replaces the whole store with the snapshot read from `r`. The
+    /// replacement is one durable transaction: the log it replaces is gone.
+    pub fn restore_snapshot_as(
+        &self,
+        r: &mut impl Read,
+        restore_as: RestoreAs,
     ) -> Result<StorePosition, KvError> {
         let mut state = self.state.write().expect("store lock poisoned by a panic");
         let txn = self.db.begin_write().map_err(KvError::storage)?;
@@ -134,14 +155,13 @@ impl Store {
             let mut restored = State::default();
             let mut body = Vec::new();
             loop {
-                let tag = read_frame(r, &mut body)?;
-                match tag {
+                match read_frame(r, &mut body)? {
                     TAG_META => {
-                        let word = |i: usize| u64_at(&body, i * 8);
-                        restored.applied_index = word(0)?;
-                        restored.applied_term = word(1)?;
-                        restored.current_revision = word(2)? as i64;
-                        restored.compacted_revision = word(3)? as i64;
+                        let meta = read_meta(&body)?;
+                        restored.applied_index = meta.applied_index;
+                        restored.applied_term = meta.applied_term;
+                        restored.current_revision = meta.revision;
+                        restored.compacted_revision = meta.compacted_revision;
                     }
                     TAG_KV => {
                         let rev = Revision::from_db((u64_at(&body, 0)?, u64_at(&body, 8)?));
@@ -154,18 +174,23 @@ impl Store {
                     }
                     TAG_MEMBER => {
                         let id = u64_at(&body, 0)?;
-                        members.insert(id, &body[8..]).map_err(KvError::storage)?;
+                        if let RestoreAs::Replica { .. } = restore_as {
+                            members.insert(id, &body[8..]).map_err(KvError::storage)?;
+                        }
                     }
                     TAG_END => break,
-                    other => {
-                        return Err(KvError::Corrupt {
-                            what: "snapshot",
-                            detail: format!("unknown frame tag {other}"),
-                        });
-                    }
+                    other => return Err(unknown_tag(other)),
                 }
             }
-            restored.applied_index = restored.applied_index.max(covers_index);
+            match restore_as {
+                RestoreAs::Replica { covers_index } => {
+                    restored.applied_index = restored.applied_index.max(covers_index);
+                }
+                RestoreAs::NewCluster { index, term } => {
+                    restored.applied_index = index;
+                    restored.applied_term = term;
+                }
+            }
             write_meta(&mut meta, &restored)?;
         }
         txn.commit().map_err(KvError::storage)?;
@@ -177,6 +202,76 @@ impl Store {
             compacted_revision: state.compacted_revision,
         })
     }
+}
+
+/// What `keel snapshot status` reports about a snapshot stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotSummary {
+    /// The store's position when the snapshot was taken.
+    pub position: StorePosition,
+    /// The CRC-32C of every stored revision, computed as
+    /// `Maintenance/HashKV` computes it at `position.revision`, so that it
+    /// can be compared with `endpoint hashkv` on a member at that revision.
+    pub hash: u32,
+    /// Stored revisions of keys (every version kept, tombstones included).
+    pub revisions: u64,
+    pub leases: u64,
+}
+
+/// Reads a snapshot stream through to its end frame without storing it.
+pub fn summarize(r: &mut impl Read) -> Result<SnapshotSummary, KvError> {
+    let mut summary = SnapshotSummary {
+        position: StorePosition::default(),
+        hash: 0,
+        revisions: 0,
+        leases: 0,
+    };
+    let mut body = Vec::new();
+    loop {
+        match read_frame(r, &mut body)? {
+            TAG_META => summary.position = read_meta(&body)?,
+            TAG_KV => {
+                let (main, sub) = (u64_at(&body, 0)?, u64_at(&body, 8)?);
+                summary.hash = super::read::hash_row(summary.hash, (main, sub), &body[16..]);
+                summary.revisions += 1;
+            }
+            TAG_LEASE => summary.leases += 1,
+            TAG_MEMBER => {}
+            TAG_END => return Ok(summary),
+            other => return Err(unknown_tag(other)),
+        }
+    }
+}
+
+fn unknown_tag(tag: u8) -> KvError {
+    KvError::Corrupt {
+        what: "snapshot",
+        detail: format!("unknown frame tag {tag}"),
+    }
+}
+
+/// The meta frame, checked: the compacted revision is never past the
+/// current one, and only "never compacted" is negative.
+fn read_meta(body: &[u8]) -> Result<StorePosition, KvError> {
+    let word = |i: usize| u64_at(body, i * 8);
+    let position = StorePosition {
+        applied_index: word(0)?,
+        applied_term: word(1)?,
+        revision: word(2)? as i64,
+        compacted_revision: word(3)? as i64,
+    };
+    if position.compacted_revision < NEVER_COMPACTED
+        || position.revision < position.compacted_revision
+    {
+        return Err(KvError::Corrupt {
+            what: "snapshot",
+            detail: format!(
+                "revision {} and compacted revision {} are impossible",
+                position.revision, position.compacted_revision
+            ),
+        });
+    }
+    Ok(position)
 }
 
 fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<u8, KvError> {

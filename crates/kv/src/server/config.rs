@@ -159,6 +159,10 @@ pub struct MemberConfig {
     pub initial_cluster_state: ClusterState,
     /// Names the cluster; members of different clusters refuse each other.
     pub initial_cluster_token: String,
+    /// Restart as the only voter of the cluster, keeping this member's
+    /// data (etcd's `--force-new-cluster`): recovers a cluster that lost
+    /// its quorum for good. Unsafe; see `docs/operations.md`.
+    pub force_new_cluster: bool,
     /// How often the leader sends heartbeats (also the Raft tick).
     pub heartbeat_interval: Duration,
     /// A follower that hears no leader for this long (randomized up to
@@ -203,6 +207,7 @@ impl MemberConfig {
             initial_cluster: vec![(name.clone(), "http://localhost:2380".into())],
             initial_cluster_state: ClusterState::New,
             initial_cluster_token: "etcd-cluster".into(),
+            force_new_cluster: false,
             heartbeat_interval: Duration::from_millis(50),
             election_timeout: Duration::from_millis(400),
             snapshot_count: 100_000,
@@ -304,6 +309,44 @@ impl MemberConfig {
                     .join(", ")
             ));
         }
+        self.validate_founders()?;
+        if self.heartbeat_interval < Duration::from_millis(1) {
+            return bad("--heartbeat-interval must be at least 1 ms".into());
+        }
+        if self.election_timeout < self.heartbeat_interval * 5 {
+            return bad("--election-timeout must be at least 5 times --heartbeat-interval".into());
+        }
+        if self.snapshot_count == 0 || self.max_request_bytes == 0 {
+            return bad("--snapshot-count and --max-request-bytes must be positive".into());
+        }
+        if self.watch_progress_notify_interval < WATCH_PROGRESS_NOTIFY_INTERVAL_MIN {
+            return bad(
+                "--experimental-watch-progress-notify-interval must be at least 100ms".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl MemberConfig {
+    /// Checks the flags that found a cluster (`--name`,
+    /// `--initial-cluster`, `--initial-advertise-peer-urls`), which is all
+    /// that `snapshot restore` takes: every URL parses, this member is
+    /// among the founders, and its advertised URLs are its entry's.
+    pub(crate) fn validate_founders(&self) -> Result<(), ServerError> {
+        let bad = |msg: String| Err(ServerError::Config(msg));
+        if self.name.is_empty() {
+            return bad("--name must not be empty".into());
+        }
+        let urls = self
+            .initial_advertise_peer_urls
+            .iter()
+            .chain(self.initial_cluster.iter().map(|(_, u)| u));
+        for url in urls {
+            if host_port(url).is_none() {
+                return bad(format!("{url:?} is not an http(s)://host:port URL"));
+            }
+        }
         let founders = self.founders();
         let Some((_, mine)) = founders.iter().find(|(n, _)| *n == self.name) else {
             return bad(format!(
@@ -320,20 +363,6 @@ impl MemberConfig {
                 mine.join(","),
                 self.initial_advertise_peer_urls.join(",")
             ));
-        }
-        if self.heartbeat_interval < Duration::from_millis(1) {
-            return bad("--heartbeat-interval must be at least 1 ms".into());
-        }
-        if self.election_timeout < self.heartbeat_interval * 5 {
-            return bad("--election-timeout must be at least 5 times --heartbeat-interval".into());
-        }
-        if self.snapshot_count == 0 || self.max_request_bytes == 0 {
-            return bad("--snapshot-count and --max-request-bytes must be positive".into());
-        }
-        if self.watch_progress_notify_interval < WATCH_PROGRESS_NOTIFY_INTERVAL_MIN {
-            return bad(
-                "--experimental-watch-progress-notify-interval must be at least 100ms".into(),
-            );
         }
         Ok(())
     }

@@ -25,15 +25,20 @@
 //! - `config.rs`: [`MemberConfig`], etcd's flags and defaults.
 //! - `ids.rs`: member and cluster IDs derived from URLs and the token.
 //! - `identity.rs`: the IDs stored in the data directory.
+//! - `restore.rs`: a new member's data directory from a snapshot file.
 //! - `run.rs`: start, supervise, stop.
-//! - `serve.rs`: the gRPC server and the member's background tasks.
+//! - `serve.rs`: the client port (the etcd API, plus HTTP routes given
+//!   by the caller) and the member's background tasks.
+//! - `grpc_metrics.rs`: the client port's calls counted per method and code.
 //! - `urls.rs`: `http(s)://host:port` handling.
 //! - `tls.rs`: [`TlsConfig`] (in `config.rs`) into rustls settings.
 
 mod config;
 mod duration;
+mod grpc_metrics;
 mod identity;
 pub mod ids;
+mod restore;
 mod run;
 mod serve;
 mod tls;
@@ -41,8 +46,10 @@ pub mod urls;
 
 pub use config::{ClusterState, MemberConfig, TlsConfig};
 pub use duration::{DurationError, parse_go_duration};
+pub use grpc_metrics::{GrpcMethod, MethodCalls};
 pub use identity::Identity;
-pub use run::{MemberMetrics, RunningMember, run, start};
+pub use restore::{RestoreError, Restored, restore};
+pub use run::{MemberMetrics, RunningMember, run, start, start_with_http};
 pub use serve::serve;
 
 /// Why a member could not start, or how it stopped.

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use keel::tls::ServerTls;
+use axum::Router;
 use keel::{Config, Metrics, Node, NodeId, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -18,9 +19,10 @@ use tracing::{info, warn};
 
 use super::ServerError;
 use super::config::{ClusterState, MemberConfig};
+use super::grpc_metrics::{GrpcCounters, GrpcMethod, MethodCalls};
 use super::identity::{self, Identity};
 use super::ids::{cluster_id, member_id};
-use super::serve::{GRPC_OVERHEAD_BYTES, serve_on};
+use super::serve::{ClientPort, GRPC_OVERHEAD_BYTES, serve_on};
 use super::tls::MemberTls;
 use super::urls::host_port;
 use crate::proto::command::forward_server::ForwardServer;
@@ -48,15 +50,19 @@ pub struct RunningMember {
 
 /// What a metrics exporter reads from a member, in process: the Raft
 /// node's own [`Metrics`] (role, term, indexes, log bounds, proposal and
-/// snapshot counters, WAL latencies, transport counters), the database
-/// size and the counts of forwarded writes. Cheap to clone, and
+/// snapshot counters, WAL latencies, transport counters), the leader
+/// changes it saw, the database size and key count, the counts of
+/// forwarded writes and of the client port's calls. Cheap to clone, and
 /// independent of the [`RunningMember`], which `run_until` consumes; it
-/// holds no file or lock open.
+/// holds no file or lock open (the store only weakly).
 #[derive(Clone, Debug)]
 pub struct MemberMetrics {
     raft: watch::Receiver<Metrics>,
     db_path: PathBuf,
+    store: Weak<KvStateMachine>,
     forward: ForwardCounters,
+    grpc: GrpcCounters,
+    leader_changes: Arc<AtomicU64>,
 }
 
 impl MemberMetrics {
@@ -76,6 +82,40 @@ impl MemberMetrics {
     /// batches.
     pub fn forwarding(&self) -> ForwardStats {
         self.forward.stats()
+    }
+
+    /// Keys with any history in the store, live or deleted but not yet
+    /// compacted; `None` once the member stopped.
+    pub fn keys(&self) -> Option<u64> {
+        Some(self.store.upgrade()?.store().key_count() as u64)
+    }
+
+    /// Times this member saw a new leader (the first one included), as
+    /// etcd counts `leader_changes_seen_total`.
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes.load(Ordering::Relaxed)
+    }
+
+    /// The etcd API's calls on the client port, per method.
+    pub fn grpc_calls(&self) -> BTreeMap<GrpcMethod, MethodCalls> {
+        self.grpc.calls()
+    }
+}
+
+/// Counts the leaders this member sees: a known leader other than the last
+/// one seen (an election that reinstates the same leader after a spell
+/// without one counts too, as in etcd). Ends when the node's metrics end.
+async fn count_leader_changes(mut metrics: watch::Receiver<Metrics>, seen: Arc<AtomicU64>) {
+    let mut last = None;
+    loop {
+        let leader = metrics.borrow_and_update().leader;
+        if leader.is_some() && leader != last {
+            seen.fetch_add(1, Ordering::Relaxed);
+        }
+        last = leader;
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -139,6 +179,16 @@ pub async fn run(
 /// creates) its state under `data_dir`, starts its Raft node, and serves
 /// etcd's v3 API. Returns once everything listens.
 pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
+    start_with_http(config, |_| Router::new()).await
+}
+
+/// Like [`start`], and serves the HTTP routes `http` builds (given the
+/// member's metrics) on the client port next to the etcd API, as etcd
+/// serves `/metrics` and `/health` there.
+pub async fn start_with_http(
+    config: MemberConfig,
+    http: impl FnOnce(MemberMetrics) -> Router,
+) -> Result<RunningMember, ServerError> {
     config.validate()?;
     // Every certificate and key is read before anything binds or starts.
     let tls = MemberTls::load(&config)?;
@@ -242,6 +292,8 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
         client_ur_ls: advertise_client,
         is_learner: false,
     };
+    let leader_changes = Arc::new(AtomicU64::new(0));
+    tokio::spawn(count_leader_changes(node.metrics(), leader_changes.clone()));
     let metrics = MemberMetrics {
         raft: node.metrics(),
         forward: forward_counters,
@@ -249,13 +301,20 @@ pub async fn start(config: MemberConfig) -> Result<RunningMember, ServerError> {
             .db_path()
             .expect("a member's state machine was opened from its data directory")
             .to_owned(),
+        store: Arc::downgrade(&sm),
+        grpc: GrpcCounters::default(),
+        leader_changes,
     };
     let (stop, stop_rx) = oneshot::channel();
-    let listeners = client_listeners
-        .into_iter()
-        .zip(tls.client_listeners)
-        .collect();
-    let task = tokio::spawn(supervise(node, shared, listeners, me, stop_rx));
+    let client_port = ClientPort {
+        listeners: client_listeners
+            .into_iter()
+            .zip(tls.client_listeners)
+            .collect(),
+        http: http(metrics.clone()),
+        grpc_counters: metrics.grpc.clone(),
+    };
+    let task = tokio::spawn(supervise(node, shared, client_port, me, stop_rx));
     Ok(RunningMember {
         identity,
         client_addrs,
@@ -292,6 +351,7 @@ fn raft_config(
     let raft = Config {
         advertise_addr: Some(advertise.to_owned()),
         join: config.initial_cluster_state == ClusterState::Existing,
+        force_new_cluster: config.force_new_cluster,
         tick_interval: config.heartbeat_interval,
         heartbeat_ticks: 1,
         election_ticks,
@@ -309,12 +369,12 @@ fn raft_config(
 async fn supervise(
     node: Node<RaftMachine>,
     shared: Arc<Shared<RaftConsensus>>,
-    listeners: Vec<(TcpListener, Option<ServerTls>)>,
+    client_port: ClientPort,
     me: Member,
     stop: oneshot::Receiver<()>,
 ) -> Result<(), ServerError> {
     let (stop_clients, clients_stopped) = oneshot::channel::<()>();
-    let mut server = tokio::spawn(serve_on(shared.clone(), listeners, me, async {
+    let mut server = tokio::spawn(serve_on(shared.clone(), client_port, me, async {
         let _ = clients_stopped.await;
     }));
     let sync = tokio::spawn(sync_peer_addrs(node.clone(), shared.clone()));

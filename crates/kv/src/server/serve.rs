@@ -4,11 +4,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::Router;
 use keel::tls::{self, ServerTls};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::StreamMap;
+use tonic::service::Routes;
 use tonic::transport::Server;
+
+use super::grpc_metrics::{GrpcCounters, count_calls};
 
 use crate::consensus::Consensus;
 use crate::error::KvError;
@@ -38,16 +42,32 @@ pub async fn serve<C: Consensus>(
     me: Member,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    serve_on(shared, vec![(listener, None)], me, shutdown).await
+    let client_port = ClientPort {
+        listeners: vec![(listener, None)],
+        http: Router::new(),
+        grpc_counters: GrpcCounters::default(),
+    };
+    serve_on(shared, client_port, me, shutdown).await
 }
 
-/// Like [`serve`], on several listeners, each plain or TLS (`https://`).
-/// The client port serves the etcd API and nothing else: member-to-member
-/// calls (write forwarding) are on the peer listener, behind its
-/// cluster-identity check (`server/run.rs`).
+/// What the client port serves besides the etcd API.
+pub(crate) struct ClientPort {
+    /// Each plain or TLS (`https://`).
+    pub listeners: Vec<(TcpListener, Option<ServerTls>)>,
+    /// Plain HTTP routes (`/metrics`, `/health`, …), served next to gRPC
+    /// over HTTP/1.1 and HTTP/2 alike, as etcd serves them.
+    pub http: Router,
+    /// Where the etcd API's calls are counted.
+    pub grpc_counters: GrpcCounters,
+}
+
+/// Like [`serve`], on several listeners, with `port.http` next to the
+/// etcd API. Member-to-member calls (write forwarding) are never served
+/// here: they are on the peer listener, behind its cluster-identity check
+/// (`server/run.rs`).
 pub(crate) async fn serve_on<C: Consensus>(
     shared: Arc<Shared<C>>,
-    listeners: Vec<(TcpListener, Option<ServerTls>)>,
+    port: ClientPort,
     me: Member,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
@@ -59,27 +79,41 @@ pub(crate) async fn serve_on<C: Consensus>(
     // gRPC response is several small writes (headers, data, trailers), and
     // with Nagle on the last one waits for the client's delayed ACK, adding
     // ~40 ms to a request.
-    for (i, (listener, tls)) in listeners.into_iter().enumerate() {
+    for (i, (listener, tls)) in port.listeners.into_iter().enumerate() {
         incoming.insert(i, tls::incoming(listener, tls));
     }
+    let etcd_api =
+        Routes::new(KvServer::new(KvService::new(shared.clone())).max_decoding_message_size(limit))
+            .add_service(
+                WatchServer::new(WatchService::new(shared.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                LeaseServer::new(LeaseService::new(shared.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                ClusterServer::new(ClusterService::new(shared.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                MaintenanceServer::new(MaintenanceService::new(shared.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(LockServer::new(LockService::new(shared.clone())))
+            .add_service(ElectionServer::new(ElectionService::new(shared)));
+    // The HTTP routes are merged after the counting layer, so that only
+    // the etcd API's calls are counted; requests are told apart by path.
+    let routes = etcd_api
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            port.grpc_counters,
+            count_calls,
+        ))
+        .merge(port.http);
     let result = Server::builder()
-        .add_service(KvServer::new(KvService::new(shared.clone())).max_decoding_message_size(limit))
-        .add_service(
-            WatchServer::new(WatchService::new(shared.clone())).max_decoding_message_size(limit),
-        )
-        .add_service(
-            LeaseServer::new(LeaseService::new(shared.clone())).max_decoding_message_size(limit),
-        )
-        .add_service(
-            ClusterServer::new(ClusterService::new(shared.clone()))
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            MaintenanceServer::new(MaintenanceService::new(shared.clone()))
-                .max_decoding_message_size(limit),
-        )
-        .add_service(LockServer::new(LockService::new(shared.clone())))
-        .add_service(ElectionServer::new(ElectionService::new(shared)))
+        .accept_http1(true)
+        .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(incoming.map(|(_, conn)| conn), shutdown)
         .await;
     expiry.abort();

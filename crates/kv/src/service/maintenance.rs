@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::Shared;
+use crate::backup::{BLOCK_BYTES, SHA256_BYTES};
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
@@ -21,13 +22,17 @@ use crate::proto::etcdserverpb::{
     SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 
-/// The etcd API version we implement, as `endpoint status` shows it.
-pub const API_VERSION: &str = "3.4.0";
+/// The etcd release whose API Keel implements, reported where etcd
+/// reports its server version (Status, `endpoint status`, `/version`):
+/// clients that gate features on the server's version must see the
+/// release Keel is checked against (`keel-difftest` runs against etcd
+/// 3.4.23), not a version Keel has no release of its own to match.
+/// `docs/etcd-compatibility.md` says what this promises.
+pub const API_VERSION: &str = "3.4.23";
+/// The cluster version etcd 3.4 reports beside it (major.minor.0).
+pub const CLUSTER_VERSION: &str = "3.4.0";
 /// Snapshot download chunk size.
 const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
-/// etcd's snapshot downloads are whole 512-byte blocks plus a checksum.
-const SNAPSHOT_ALIGN_BYTES: u64 = 512;
-const SHA256_BYTES: u64 = 32;
 
 pub struct MaintenanceService<C> {
     shared: Arc<Shared<C>>,
@@ -151,7 +156,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
     }
 }
 
-/// Streams the staged snapshot in etcd's download layout: the data padded
+/// Streams the staged snapshot in etcd's download layout (`backup.rs`): the data padded
 /// with zeros to a multiple of 512 bytes (the end frame makes the padding
 /// invisible to a restore), then the SHA-256 of everything before it.
 /// `etcdctl snapshot save` refuses a download whose size is not
@@ -162,7 +167,7 @@ fn stream_file(
     tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) -> Result<(), KvError> {
     let data_bytes = file.seek(SeekFrom::End(0))?;
-    let padded_bytes = data_bytes.div_ceil(SNAPSHOT_ALIGN_BYTES) * SNAPSHOT_ALIGN_BYTES;
+    let padded_bytes = data_bytes.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
     file.set_len(padded_bytes)?;
     file.seek(SeekFrom::Start(0))?;
     let total = padded_bytes + SHA256_BYTES;

@@ -32,7 +32,7 @@ pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::{LeaseService, run_expiry_loop};
 pub use lock::LockService;
-pub use maintenance::MaintenanceService;
+pub use maintenance::{API_VERSION, CLUSTER_VERSION, MaintenanceService};
 pub use watch::WatchService;
 
 /// Settings the services need.
