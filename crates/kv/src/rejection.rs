@@ -42,6 +42,14 @@ pub enum Rejection {
     /// written by a newer format version.
     #[error("the command names an operation this member does not know")]
     UnsupportedCommand,
+    /// A NOSPACE alarm is active and the command would grow the store
+    /// (etcd's capped applier).
+    #[error("a NOSPACE alarm is active")]
+    NoSpace,
+    /// An alarm request with an action etcd does not have, or one that
+    /// raises an alarm other than NOSPACE (Keel raises no other).
+    #[error("the alarm request names an action or alarm this member does not raise")]
+    UnsupportedAlarm,
 }
 
 impl Rejection {
@@ -58,6 +66,8 @@ impl Rejection {
             Rejection::EmptyKey => 11,
             Rejection::Undecodable => 12,
             Rejection::UnsupportedCommand => 13,
+            Rejection::NoSpace => 14,
+            Rejection::UnsupportedAlarm => 15,
         }
     }
 
@@ -73,6 +83,8 @@ impl Rejection {
             11 => Rejection::EmptyKey,
             12 => Rejection::Undecodable,
             13 => Rejection::UnsupportedCommand,
+            14 => Rejection::NoSpace,
+            15 => Rejection::UnsupportedAlarm,
             _ => return None,
         })
     }
@@ -93,6 +105,8 @@ impl From<Rejection> for KvError {
             Rejection::UnsupportedCommand => {
                 KvError::Unsupported("a command from a newer format version")
             }
+            Rejection::NoSpace => KvError::NoSpace,
+            Rejection::UnsupportedAlarm => KvError::Unsupported("raising an alarm other than NOSPACE"),
         }
     }
 }
@@ -101,7 +115,7 @@ impl From<Rejection> for KvError {
 mod tests {
     use super::*;
 
-    const ALL: [Rejection; 9] = [
+    const ALL: [Rejection; 11] = [
         Rejection::Compacted,
         Rejection::FutureRevision,
         Rejection::KeyNotFound,
@@ -111,6 +125,8 @@ mod tests {
         Rejection::EmptyKey,
         Rejection::Undecodable,
         Rejection::UnsupportedCommand,
+        Rejection::NoSpace,
+        Rejection::UnsupportedAlarm,
     ];
 
     #[test]
@@ -124,7 +140,7 @@ mod tests {
 
     #[test]
     fn unknown_and_retired_codes_are_not_rejections() {
-        for code in [0, 7, 8, 9, 10, 14, u32::MAX] {
+        for code in [0, 7, 8, 9, 10, 16, u32::MAX] {
             assert_eq!(Rejection::from_code(code), None);
         }
     }

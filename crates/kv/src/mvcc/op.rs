@@ -2,6 +2,7 @@
 //! against the state before the entry, and changes nothing (it holds the
 //! writer by shared reference); [`execute`] then makes the changes.
 
+use super::alarm::{AlarmChange, change_of};
 use super::apply_error::ApplyError;
 use super::txn::TxnPath;
 use super::write::Writer;
@@ -26,12 +27,15 @@ pub(crate) enum Checked {
     LeaseRevoke { id: i64 },
     MemberSet(Member),
     MemberRemove { id: u64 },
+    Alarm(AlarmChange),
+    CompactionStep,
 }
 
 /// Every refusal `op` can meet, found before anything changes.
 pub(crate) fn check(w: &Writer<'_, '_>, op: Op) -> Result<Checked, ApplyError> {
     let state = &*w.state;
     let refuse = |r: Rejection| Err(ApplyError::Rejected(r));
+    w.check_capacity(&op)?;
     Ok(match op {
         Op::Put(req) => {
             w.check_lone_put(&req)?;
@@ -72,6 +76,8 @@ pub(crate) fn check(w: &Writer<'_, '_>, op: Op) -> Result<Checked, ApplyError> {
             return refuse(Rejection::MemberNotFound);
         }
         Op::MemberRemove(req) => Checked::MemberRemove { id: req.id },
+        Op::Alarm(req) => Checked::Alarm(change_of(&req)?),
+        Op::CompactionStep(_) => Checked::CompactionStep,
     })
 }
 
@@ -82,7 +88,7 @@ pub(crate) fn execute(w: &mut Writer<'_, '_>, checked: Checked) -> Result<Outcom
         Checked::DeleteRange(req) => Outcome::DeleteRange(w.delete_range(&req)?),
         Checked::Txn(req, path) => Outcome::Txn(w.run_txn(&req, &path)?),
         Checked::Compaction { revision } => {
-            w.compact(revision)?;
+            w.compact(revision);
             Outcome::Compaction(CompactionResponse {
                 header: header(w.state.current_revision),
             })
@@ -107,6 +113,11 @@ pub(crate) fn execute(w: &mut Writer<'_, '_>, checked: Checked) -> Result<Outcom
         }
         Checked::MemberRemove { id } => {
             w.member_remove(id)?;
+            Outcome::Done(Empty {})
+        }
+        Checked::Alarm(change) => Outcome::Alarm(w.alarm(change)?),
+        Checked::CompactionStep => {
+            w.compaction_step()?;
             Outcome::Done(Empty {})
         }
     })

@@ -11,9 +11,16 @@ pub const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
 /// member ID → etcd `Member` (name and URLs).
 pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
 
+/// `(member ID, etcd AlarmType)` → nothing: the active alarms.
+pub const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new("alarms");
+
 pub mod meta_keys {
     pub const APPLIED_INDEX: &str = "applied_index";
     pub const APPLIED_TERM: &str = "applied_term";
     pub const CURRENT_REVISION: &str = "current_revision";
     pub const COMPACTED_REVISION: &str = "compacted_revision";
+    /// The next row a compaction step examines, as its revision's main and
+    /// sub parts; absent when no compaction has rows left to delete.
+    pub const COMPACTION_CURSOR_MAIN: &str = "compaction_cursor_main";
+    pub const COMPACTION_CURSOR_SUB: &str = "compaction_cursor_sub";
 }

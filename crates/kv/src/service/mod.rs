@@ -9,7 +9,9 @@ mod election;
 mod kv;
 mod lease;
 mod lock;
+mod compactor;
 mod maintenance;
+mod quota;
 mod recipes;
 pub(crate) mod validate;
 mod watch;
@@ -32,7 +34,9 @@ pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::{LeaseService, run_expiry_loop};
 pub use lock::LockService;
+pub use compactor::{AutoCompaction, REVISION_CHECK_EVERY_DEFAULT, run_compactor};
 pub use maintenance::{API_VERSION, CLUSTER_VERSION, MaintenanceService};
+pub use quota::{QUOTA_BACKEND_BYTES_DEFAULT, QUOTA_BACKEND_BYTES_MAX, Quota};
 pub use watch::WatchService;
 
 /// Settings the services need.
@@ -60,6 +64,10 @@ pub struct ServiceConfig {
     /// How this member speaks TLS to another member's `https://` client
     /// URL (relaying calls only the leader answers); `None`: it cannot.
     pub client_tls: Option<keel::tls::ClientTls>,
+    /// The backend quota (etcd's `--quota-backend-bytes`).
+    pub quota: Quota,
+    /// What the leader compacts by itself (etcd's `--auto-compaction-*`).
+    pub auto_compaction: AutoCompaction,
 }
 
 impl ServiceConfig {
@@ -74,6 +82,8 @@ impl ServiceConfig {
             max_request_bytes: MAX_REQUEST_BYTES_DEFAULT,
             cluster_token: String::from("etcd-cluster"),
             client_tls: None,
+            quota: Quota::Bytes(QUOTA_BACKEND_BYTES_DEFAULT),
+            auto_compaction: AutoCompaction::Off,
         }
     }
 }
@@ -146,6 +156,14 @@ impl<C: Consensus> Shared<C> {
 
     /// Validates a command, proposes it and decodes its apply result.
     async fn propose(&self, op: Op) -> Result<(i64, Outcome), KvError> {
+        validate::op(&op)?;
+        self.check_quota(&op).await?;
+        self.propose_checked(op).await
+    }
+
+    /// [`Shared::propose`] without the quota check: for commands that do
+    /// not grow the store, and for the NOSPACE alarm itself.
+    async fn propose_checked(&self, op: Op) -> Result<(i64, Outcome), KvError> {
         validate::op(&op)?;
         let command = encode(op.clone());
         validate::size(&op, command.len(), self.config.max_request_bytes)?;
