@@ -91,7 +91,8 @@ impl AutoCompaction {
 #[derive(Debug)]
 pub(crate) struct Schedule {
     policy: AutoCompaction,
-    next_check: Instant,
+    /// `None`: never (auto-compaction is off).
+    next_check: Option<Instant>,
     /// Periodic mode: the revision at each check, oldest first, covering
     /// one retention period.
     revisions: VecDeque<i64>,
@@ -111,23 +112,24 @@ impl Schedule {
         };
         let mut schedule = Schedule {
             policy,
-            next_check: now,
+            next_check: None,
             revisions: VecDeque::new(),
             last_success: now,
             wait,
             last_compacted: 0,
         };
-        schedule.next_check = now + schedule.interval();
+        schedule.next_check = schedule.interval().and_then(|i| now.checked_add(i));
         schedule
     }
 
-    fn interval(&self) -> Duration {
+    /// The time between checks; `None` when there are none.
+    fn interval(&self) -> Option<Duration> {
         match self.policy {
-            AutoCompaction::Off => Duration::MAX,
+            AutoCompaction::Off => None,
             AutoCompaction::Periodic { retention } => {
-                retention.min(PERIODIC_INTERVAL_MAX) / PERIODIC_CHECKS_PER_PERIOD
+                Some(retention.min(PERIODIC_INTERVAL_MAX) / PERIODIC_CHECKS_PER_PERIOD)
             }
-            AutoCompaction::Revision { check_every, .. } => check_every,
+            AutoCompaction::Revision { check_every, .. } => Some(check_every),
         }
     }
 
@@ -135,15 +137,18 @@ impl Schedule {
     /// compact to, if one is due. `current_revision` is recorded first, as
     /// etcd records it before each wait.
     pub(crate) fn due(&mut self, now: Instant, current_revision: i64) -> Option<i64> {
-        if now < self.next_check {
+        let (Some(next_check), Some(interval)) = (self.next_check, self.interval()) else {
+            return None;
+        };
+        if now < next_check {
             return None;
         }
-        self.next_check = now + self.interval();
+        self.next_check = now.checked_add(interval);
         match self.policy {
             AutoCompaction::Off => None,
             AutoCompaction::Periodic { retention } => {
                 self.revisions.push_back(current_revision);
-                let kept = (retention.as_nanos() / self.interval().as_nanos().max(1)) as usize + 1;
+                let kept = (retention.as_nanos() / interval.as_nanos().max(1)) as usize + 1;
                 while self.revisions.len() > kept {
                     self.revisions.pop_front();
                 }
@@ -244,6 +249,13 @@ mod tests {
             parse("hourly", "1"),
             Err("unknown auto-compaction-mode \"hourly\"".into())
         );
+    }
+
+    #[test]
+    fn an_off_schedule_is_never_due() {
+        let start = Instant::now();
+        let mut s = Schedule::new(AutoCompaction::Off, start);
+        assert_eq!(s.due(start + Duration::from_secs(1 << 40), 1000), None);
     }
 
     #[test]
