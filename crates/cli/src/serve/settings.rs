@@ -111,7 +111,12 @@ pub struct Settings {
     /// The store's size in bytes past which writes are refused and a
     /// NOSPACE alarm is raised; 0 means 2 GiB, a negative value no quota
     /// [default: 0].
-    #[arg(long, env = "KEEL_QUOTA_BACKEND_BYTES", value_name = "BYTES", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "KEEL_QUOTA_BACKEND_BYTES",
+        value_name = "BYTES",
+        allow_negative_numbers = true
+    )]
     pub quota_backend_bytes: Option<i64>,
 
     /// `periodic` (keep a period of history) or `revision` (keep a number

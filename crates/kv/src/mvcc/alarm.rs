@@ -9,6 +9,7 @@
 //! the refusals follow from the alarm applied at one log position.
 
 use super::write::Writer;
+use crate::error::KvError;
 use crate::proto::command::command::Op;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::request_op::Request;
@@ -16,7 +17,6 @@ use crate::proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, AlarmType, PutRequest, RequestOp, TxnRequest,
 };
 use crate::rejection::Rejection;
-use crate::error::KvError;
 
 /// One active alarm: which member raised it, and its etcd `AlarmType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -72,22 +72,20 @@ impl Writer<'_, '_> {
             main: self.state.compacted_revision,
             sub: i64::MAX,
         };
-        let mut examined = 0;
         let mut next = None;
         let mut doomed = Vec::new();
-        for row in self
+        let rows = self
             .tables
             .kv
             .range(cursor.to_db()..=end.to_db())
-            .map_err(KvError::storage)?
-        {
+            .map_err(KvError::storage)?;
+        for (examined, row) in rows.enumerate() {
             let (rev, value) = row.map_err(KvError::storage)?;
             let rev = Revision::from_db(rev.value());
             if examined == COMPACTION_STEP_ROWS {
                 next = Some(rev);
                 break;
             }
-            examined += 1;
             let row: Revisioned = decode("kv row", value.value())?;
             let key = row.kv.map(|kv| kv.key).unwrap_or_default();
             if self.state.is_garbage(&key, rev) {

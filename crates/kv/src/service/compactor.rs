@@ -268,7 +268,11 @@ mod tests {
         };
         let mut s = Schedule::new(policy, start);
         assert_eq!(s.due(start, 100), None, "not before the first check");
-        assert_eq!(s.due(start + every, 5), None, "nothing older than 10 revisions");
+        assert_eq!(
+            s.due(start + every, 5),
+            None,
+            "nothing older than 10 revisions"
+        );
         assert_eq!(s.due(start + every * 2, 100), Some(90));
         s.compacted(90, start + every * 2);
         assert_eq!(s.due(start + every * 3, 100), None, "90 again is not asked");

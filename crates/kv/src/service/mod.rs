@@ -5,11 +5,11 @@
 //! (linearizable) or at once (serializable).
 
 mod cluster;
+mod compactor;
 mod election;
 mod kv;
 mod lease;
 mod lock;
-mod compactor;
 mod maintenance;
 mod quota;
 mod recipes;
@@ -30,11 +30,11 @@ use crate::proto::etcdserverpb::ResponseHeader;
 use crate::state_machine::KvStateMachine;
 
 pub use cluster::ClusterService;
+pub use compactor::{AutoCompaction, REVISION_CHECK_EVERY_DEFAULT, run_compactor};
 pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::{LeaseService, run_expiry_loop};
 pub use lock::LockService;
-pub use compactor::{AutoCompaction, REVISION_CHECK_EVERY_DEFAULT, run_compactor};
 pub use maintenance::{API_VERSION, CLUSTER_VERSION, MaintenanceService};
 pub use quota::{QUOTA_BACKEND_BYTES_DEFAULT, QUOTA_BACKEND_BYTES_MAX, Quota};
 pub use watch::WatchService;

@@ -44,9 +44,7 @@ pub fn op(op: &Op) -> Result<(), KvError> {
         }
         Op::MemberSet(member) => member_id(member.id),
         Op::MemberRemove(req) => member_id(req.id),
-        Op::Alarm(req) => alarm_change_of(req)
-            .map(|_| ())
-            .map_err(KvError::from),
+        Op::Alarm(req) => alarm_change_of(req).map(|_| ()).map_err(KvError::from),
         Op::CompactionStep(_) => Ok(()),
     }
 }

@@ -59,7 +59,10 @@ fn compaction_takes_effect_at_once_and_steps_delete_the_garbage_in_bounded_batch
     // Reads below the compacted revision fail from the entry on, though
     // no row is deleted yet; the current state is whole.
     assert_eq!(rows(&h.store) as usize, writes);
-    assert!(matches!(h.get("k1", "", current - 1), Err(KvError::Compacted)));
+    assert!(matches!(
+        h.get("k1", "", current - 1),
+        Err(KvError::Compacted)
+    ));
     assert_eq!(h.get("k", "l", 0).unwrap().kvs.len(), 10);
     assert!(h.store.compaction_pending());
     let hash_compacted = h.store.hash_kv(0).unwrap();
@@ -179,7 +182,8 @@ fn nospace_alarm_refuses_writes_that_grow_the_store_and_nothing_else() {
     .unwrap();
     let current = h.store.position().revision;
     compact(&mut h, current).unwrap();
-    h.run(Op::LeaseRevoke(LeaseRevokeRequest { id: 7 })).unwrap();
+    h.run(Op::LeaseRevoke(LeaseRevokeRequest { id: 7 }))
+        .unwrap();
     let read_only = Op::Txn(TxnRequest {
         success: vec![RequestOp {
             request: Some(Request::RequestRange(RangeRequest {
@@ -251,7 +255,10 @@ fn defragment_gives_freed_pages_back_to_the_file_system() {
     let before = h.store.usage().unwrap();
     assert!(before.in_use_bytes < before.size_bytes / 4, "{before:?}");
     let after = h.store.defragment().unwrap();
-    assert!(after.size_bytes < before.size_bytes / 4, "{before:?} → {after:?}");
+    assert!(
+        after.size_bytes < before.size_bytes / 4,
+        "{before:?} → {after:?}"
+    );
     assert_eq!(h.get("k", "l", 0).unwrap().kvs.len(), 4);
     h.put("k0", "after");
     assert_eq!(h.get("k0", "", 0).unwrap().kvs[0].value, "after");
