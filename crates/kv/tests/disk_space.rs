@@ -151,13 +151,17 @@ async fn a_full_quota_alarms_every_member_until_compact_defrag_and_disarm() {
     // Compaction and defragmentation shrink every member's file, but the
     // alarm still caps the store until it is disarmed.
     let revision = status_field(&endpoints[0], "revision").await;
-    let out = etcdctl(&endpoints[1], &["compact", &revision.to_string()]).await;
+    let out = etcdctl(
+        &endpoints[1],
+        &["compact", &revision.to_string(), "--physical"],
+    )
+    .await;
     assert_eq!(out.trim(), format!("compacted revision {revision}"));
     let all = endpoints.join(",");
     let before = db_sizes(&endpoints).await;
-    // The leader deletes the compacted rows in steps, so a defragment
-    // right after the compaction may still find some: defragment until
-    // every file is well under the quota (bounded).
+    // `--physical` waited for the compacted rows to go on the member that
+    // served it; another may still apply the last step, so defragment
+    // until every file is well under the quota (bounded).
     let deadline = Instant::now() + CALL_TIMEOUT;
     let after = loop {
         let out = etcdctl(&all, &["defrag"]).await;

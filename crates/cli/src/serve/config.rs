@@ -438,6 +438,39 @@ mod tests {
     }
 
     #[test]
+    fn disk_space_flags_default_as_etcds_and_parse_as_etcd_reads_them() {
+        let defaults = ServeConfig::resolve(Settings::default()).unwrap();
+        let member = keel_kv::server::MemberConfig::new("default", "default.keel");
+        assert_eq!(defaults.quota_backend_bytes, member.quota_backend_bytes);
+        assert_eq!(defaults.auto_compaction, member.auto_compaction);
+        assert_eq!(defaults.auto_compaction, AutoCompaction::Off);
+
+        let config = ServeConfig::resolve(Settings {
+            quota_backend_bytes: Some(4 << 20),
+            auto_compaction_mode: Some("revision".into()),
+            auto_compaction_retention: Some("1000".into()),
+            experimental_auto_compaction_revision_check_interval: Some("30s".into()),
+            ..Settings::default()
+        })
+        .unwrap();
+        assert_eq!(config.quota_backend_bytes, 4 << 20);
+        assert_eq!(
+            config.auto_compaction,
+            AutoCompaction::Revision {
+                retention: 1000,
+                check_every: Duration::from_secs(30)
+            }
+        );
+        let error = ServeConfig::resolve(Settings {
+            auto_compaction_mode: Some("hourly".into()),
+            auto_compaction_retention: Some("1".into()),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert_eq!(error.to_string(), "unknown auto-compaction-mode \"hourly\"");
+    }
+
+    #[test]
     fn three_member_description_resolves() {
         let config = ServeConfig::resolve(three("m2")).unwrap();
         assert_eq!(config.initial_cluster.len(), 3);
