@@ -106,9 +106,9 @@ impl From<Rejection> for KvError {
                 KvError::Unsupported("a command from a newer format version")
             }
             Rejection::NoSpace => KvError::NoSpace,
-            Rejection::UnsupportedAlarm => {
-                KvError::Unsupported("raising an alarm other than NOSPACE")
-            }
+            Rejection::UnsupportedAlarm => KvError::Unsupported(
+                "an alarm action other than listing, disarming or raising NOSPACE",
+            ),
         }
     }
 }

@@ -79,20 +79,21 @@ pub(crate) enum AlarmChange {
     Deactivate(AlarmKey),
 }
 
-/// Reads an alarm request. Only NOSPACE can be raised: Keel has no
-/// corruption checker, and an alarm that refuses nothing would mislead.
+/// Reads an alarm request as etcd's apply does, except that only NOSPACE
+/// can be raised: Keel has no corruption checker, and an alarm that
+/// refuses nothing would mislead. Listing or clearing an alarm type etcd
+/// does not know finds nothing, as in etcd.
 pub(crate) fn change_of(req: &AlarmRequest) -> Result<AlarmChange, Rejection> {
     let key = AlarmKey {
         member_id: req.member_id,
         alarm: req.alarm,
     };
-    let known_type = AlarmType::try_from(req.alarm).is_ok();
     match AlarmAction::try_from(req.action) {
-        Ok(AlarmAction::Get) if known_type => Ok(AlarmChange::Get(req.alarm)),
+        Ok(AlarmAction::Get) => Ok(AlarmChange::Get(req.alarm)),
         Ok(AlarmAction::Activate) if req.alarm == AlarmType::Nospace as i32 => {
             Ok(AlarmChange::Activate(key))
         }
-        Ok(AlarmAction::Deactivate) if known_type => Ok(AlarmChange::Deactivate(key)),
+        Ok(AlarmAction::Deactivate) => Ok(AlarmChange::Deactivate(key)),
         _ => Err(Rejection::UnsupportedAlarm),
     }
 }

@@ -225,7 +225,7 @@ fn alarms_survive_a_reopen_and_a_snapshot() {
 #[test]
 fn alarm_requests_etcd_lacks_are_refused_alike_everywhere() {
     let mut h = Harness::new();
-    for (action, alarm) in [(1, AlarmType::Corrupt as i32), (1, 0), (7, 1), (0, 9)] {
+    for (action, alarm) in [(1, AlarmType::Corrupt as i32), (1, 0), (1, 9), (7, 1)] {
         let refused = h.run(Op::Alarm(AlarmRequest {
             action,
             member_id: 1,
@@ -237,6 +237,20 @@ fn alarm_requests_etcd_lacks_are_refused_alike_everywhere() {
         );
     }
     assert!(h.store.alarms().is_empty());
+    // Listing or clearing a type etcd does not know finds nothing.
+    for action in [AlarmAction::Get, AlarmAction::Deactivate] {
+        let Outcome::Alarm(r) = h
+            .run(Op::Alarm(AlarmRequest {
+                action: action as i32,
+                member_id: 1,
+                alarm: 9,
+            }))
+            .unwrap()
+        else {
+            panic!("not an alarm response")
+        };
+        assert!(r.alarms.is_empty());
+    }
 }
 
 #[test]
