@@ -139,7 +139,10 @@ fn printed_page_url(cluster: &LocalCluster) -> String {
 }
 
 fn metrics_url(cluster: &LocalCluster, name: &str) -> String {
-    let url = cluster.member(name)["metrics-url"].as_str().unwrap().to_owned();
+    let url = cluster.member(name)["metrics-url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     format!("{url}/")
 }
 
@@ -180,7 +183,10 @@ async fn page_shows_the_leader_and_a_failover_within_two_seconds() {
     })
     .await;
     let old_leader = before.leader.clone();
-    assert!(["m1", "m2", "m3"].contains(&old_leader.as_str()), "{before:?}");
+    assert!(
+        ["m1", "m2", "m3"].contains(&old_leader.as_str()),
+        "{before:?}"
+    );
 
     // Watch from a member that stays up, as an operator would.
     let watcher = ["m1", "m2", "m3"]
@@ -194,7 +200,16 @@ async fn page_shows_the_leader_and_a_failover_within_two_seconds() {
     .await;
     // Some writes, so that the throughput and latency charts have a shape.
     let endpoints = cluster.endpoints();
-    keel_ok(&["bench", "put", "--endpoints", &endpoints, "--total", "3000", "--clients", "16"]);
+    keel_ok(&[
+        "bench",
+        "put",
+        "--endpoints",
+        &endpoints,
+        "--total",
+        "3000",
+        "--clients",
+        "16",
+    ]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     screenshot(&browser, "cluster.png").await;
 
@@ -217,7 +232,9 @@ async fn page_shows_the_leader_and_a_failover_within_two_seconds() {
         "the page showed {old_leader} down and {} leading term {} (was {}) {:?} after the kill",
         after.leader, after.term, before.term, took
     );
-    // Let the event list and the timeline catch up before the picture.
+    // Let the event list and the timeline catch up, and make the window
+    // tall enough for the whole page, before the picture.
+    browser.set_window_size(1280, 1700).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     screenshot(&browser, "after-leader-killed.png").await;
 
@@ -232,7 +249,10 @@ async fn page_shows_the_leader_and_a_failover_within_two_seconds() {
         )
         .await
         .unwrap();
-    assert!(overflow.as_i64().unwrap() <= 0, "the page is {overflow} px wider than a phone");
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page is {overflow} px wider than a phone"
+    );
     screenshot(&browser, "phone.png").await;
 
     browser.close().await.unwrap();
@@ -243,7 +263,11 @@ async fn page_shows_the_leader_and_a_failover_within_two_seconds() {
 fn first_event(side_car: &str) -> Option<Value> {
     let mut stream = TcpStream::connect(side_car).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET /web/events HTTP/1.1\r\nHost: {side_car}\r\nAccept: text/event-stream\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET /web/events HTTP/1.1\r\nHost: {side_car}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .ok()?;
     let mut event = None;
     for line in BufReader::new(stream).lines().take(100) {
         let line = line.ok()?;
@@ -279,7 +303,13 @@ fn every_member_serves_the_page_its_assets_state_and_event_stream() {
         "--snapshot-count",
         "3",
     ]);
-    let _member = Killed(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let _member = Killed(
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let side_car = format!("127.0.0.1:{metrics}");
     eventually(Duration::from_secs(30), "a healthy member", || {
         (http_get(&side_car, "/health")?.0 == 200).then_some(())
@@ -297,21 +327,35 @@ fn every_member_serves_the_page_its_assets_state_and_event_stream() {
         assert!(body.len() > 1000, "{asset}: {body}");
     }
 
-    let state = eventually(Duration::from_secs(10), "the puts and a snapshot in /web/state", || {
-        let (_, body) = http_get(&side_car, "/web/state")?;
-        let v: Value = serde_json::from_str(&body).ok()?;
-        let member = &v["members"][0];
-        let done = member["commit_index"].as_u64()? >= 4 && member["snapshot_index"].as_u64()? >= 3;
-        done.then_some(v)
-    });
+    let state = eventually(
+        Duration::from_secs(10),
+        "the puts and a snapshot in /web/state",
+        || {
+            let (_, body) = http_get(&side_car, "/web/state")?;
+            let v: Value = serde_json::from_str(&body).ok()?;
+            let member = &v["members"][0];
+            let done =
+                member["commit_index"].as_u64()? >= 4 && member["snapshot_index"].as_u64()? >= 3;
+            done.then_some(v)
+        },
+    );
     assert_eq!(state["observer"], "solo");
     assert_eq!(state["leader"]["name"], "solo");
     let member = &state["members"][0];
-    assert_eq!((&member["name"], &member["up"], &member["role"]), (&json!("solo"), &json!(true), &json!("leader")));
+    assert_eq!(
+        (&member["name"], &member["up"], &member["role"]),
+        (&json!("solo"), &json!(true), &json!("leader"))
+    );
     assert!(member["last_index"].as_u64().unwrap() >= member["commit_index"].as_u64().unwrap());
     assert_eq!(state["alerts"], json!([]));
-    assert_eq!(state["replication"], json!([]), "a single member has no followers");
+    assert_eq!(
+        state["replication"],
+        json!([]),
+        "a single member has no followers"
+    );
 
-    let event = eventually(Duration::from_secs(10), "a view on /web/events", || first_event(&side_car));
+    let event = eventually(Duration::from_secs(10), "a view on /web/events", || {
+        first_event(&side_car)
+    });
     assert_eq!(event["leader"]["name"], "solo");
 }

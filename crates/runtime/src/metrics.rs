@@ -169,7 +169,10 @@ mod tests {
             (Role::Leader, 2),
             (Role::Leader, 2),
         ]);
-        assert_eq!((c.pre_votes_started, c.votes_started, c.elections_won), (1, 1, 1));
+        assert_eq!(
+            (c.pre_votes_started, c.votes_started, c.elections_won),
+            (1, 1, 1)
+        );
     }
 
     #[test]
@@ -180,18 +183,31 @@ mod tests {
             (Role::Candidate, 3),
             (Role::Follower, 3),
         ]);
-        assert_eq!((c.pre_votes_started, c.votes_started, c.elections_won), (0, 2, 0));
+        assert_eq!(
+            (c.pre_votes_started, c.votes_started, c.elections_won),
+            (0, 2, 0)
+        );
     }
 
     #[test]
     fn single_voter_campaigning_within_one_input_counts_vote_and_win() {
         let c = observed(&[(Role::Follower, 0), (Role::Leader, 1)]);
-        assert_eq!((c.pre_votes_started, c.votes_started, c.elections_won), (0, 1, 1));
+        assert_eq!(
+            (c.pre_votes_started, c.votes_started, c.elections_won),
+            (0, 1, 1)
+        );
     }
 
     #[test]
     fn following_a_higher_term_is_no_campaign() {
         let c = observed(&[(Role::Leader, 4), (Role::Follower, 5)]);
-        assert_eq!(c, ElectionCounters { last_role: Some(Role::Follower), last_term: Term(5), ..Default::default() });
+        assert_eq!(
+            c,
+            ElectionCounters {
+                last_role: Some(Role::Follower),
+                last_term: Term(5),
+                ..Default::default()
+            }
+        );
     }
 }

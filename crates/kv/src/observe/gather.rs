@@ -72,11 +72,22 @@ impl ClusterObserver {
         let me = metrics.id;
         let own = match &metrics.stopped {
             Some(reason) => Err(format!("stopped: {reason}")),
-            None => Ok(member_status(&self.name, &metrics, db_size_bytes(&self.db_path))),
+            None => Ok(member_status(
+                &self.name,
+                &metrics,
+                db_size_bytes(&self.db_path),
+            )),
         };
-        let others = metrics.membership.nodes().into_iter().filter(|id| *id != me);
+        let others = metrics
+            .membership
+            .nodes()
+            .into_iter()
+            .filter(|id| *id != me);
         let asked = join_all(others.map(|id| self.ask(id, timeout)));
-        let mut members = vec![MemberReport { id: me.0, status: own }];
+        let mut members = vec![MemberReport {
+            id: me.0,
+            status: own,
+        }];
         members.extend(asked.await);
         ClusterSnapshot {
             observer: me.0,
@@ -107,6 +118,9 @@ impl ClusterObserver {
             Err(status) if status.code() == Code::Unimplemented => {
                 Err("runs a build without Observe/Status".to_owned())
             }
+            // A dead connection says so in transport terms; the page says
+            // it the way the connect failure above does.
+            Err(status) if status.code() == Code::Unavailable => Err("unreachable".to_owned()),
             Err(status) => Err(status.message().to_owned()),
         }
     }

@@ -90,7 +90,11 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 async fn state(State(feed): State<Feed>) -> Response {
     let json = feed.borrow().clone();
-    ([(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.to_string(),
+    )
+        .into_response()
 }
 
 /// Every view from now on, one `view` event each; comments keep idle

@@ -70,6 +70,8 @@ pub struct MemberView {
 pub struct FollowerView {
     pub id: String,
     pub name: String,
+    /// Whether the follower answered the last round.
+    pub up: bool,
     pub match_index: u64,
     pub lag_entries: u64,
     /// How long ago the leader appended the first entry the follower
@@ -216,7 +218,13 @@ impl History {
         }
         let name = self.name(id);
         if self.down.remove(&id).is_some() {
-            self.event(now_ms, "up", id, status.term, format!("{name} answers again"));
+            self.event(
+                now_ms,
+                "up",
+                id,
+                status.term,
+                format!("{name} answers again"),
+            );
         }
         // A member's counters restart with its process: compare only with
         // a previous answer from the same run (counters not lower).
@@ -247,13 +255,21 @@ impl History {
         if !self.down.contains_key(&id) {
             let name = self.name(id);
             let term = self.last.get(&id).map_or(0, |s| s.term);
-            self.event(now_ms, "down", id, term, format!("{name} is down: {reason}"));
+            self.event(
+                now_ms,
+                "down",
+                id,
+                term,
+                format!("{name} is down: {reason}"),
+            );
         }
         self.down.insert(id, reason.to_owned());
     }
 
     fn up(&self) -> impl Iterator<Item = &MemberStatus> {
-        self.last.values().filter(|s| !self.down.contains_key(&s.id))
+        self.last
+            .values()
+            .filter(|s| !self.down.contains_key(&s.id))
     }
 
     /// The leader of the highest term any answering member knows: a
@@ -376,6 +392,7 @@ impl History {
                 FollowerView {
                     id: hex(f.id),
                     name: self.name(f.id),
+                    up: !self.down.contains_key(&f.id),
                     match_index: f.match_index,
                     lag_entries,
                     lag_ms,
@@ -400,8 +417,7 @@ impl History {
             });
         }
         for f in replication {
-            let down = self.last.keys().any(|id| hex(*id) == f.id && self.down.contains_key(id));
-            if !down && (f.lag_entries >= BEHIND_ENTRIES || f.lag_ms >= BEHIND_MS) {
+            if f.up && (f.lag_entries >= BEHIND_ENTRIES || f.lag_ms >= BEHIND_MS) {
                 alerts.push(Alert {
                     level: "warning",
                     text: format!(

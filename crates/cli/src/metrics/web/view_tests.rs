@@ -34,8 +34,16 @@ fn round(observer: u64, members: Vec<Result<MemberStatus, &str>>) -> ClusterSnap
 fn led_by_1(term: u64, last: u64, matches: [u64; 2]) -> Vec<Result<MemberStatus, &'static str>> {
     let mut leader = status(1, Role::Leader, term, 1, last);
     leader.followers = vec![
-        FollowerProgress { id: 2, match_index: matches[0], next_index: matches[0] + 1 },
-        FollowerProgress { id: 3, match_index: matches[1], next_index: matches[1] + 1 },
+        FollowerProgress {
+            id: 2,
+            match_index: matches[0],
+            next_index: matches[0] + 1,
+        },
+        FollowerProgress {
+            id: 3,
+            match_index: matches[1],
+            next_index: matches[1] + 1,
+        },
     ];
     vec![
         Ok(leader),
@@ -54,7 +62,11 @@ fn a_healthy_cluster_shows_its_leader_and_no_alerts() {
     assert!(view.alerts.is_empty(), "{:?}", view.alerts);
     assert!(view.members.iter().all(|m| m.up));
     assert_eq!(view.replication.len(), 2);
-    assert!(view.replication.iter().all(|f| f.lag_entries == 0 && f.lag_ms == 0));
+    assert!(
+        view.replication
+            .iter()
+            .all(|f| f.lag_entries == 0 && f.lag_ms == 0)
+    );
 }
 
 #[test]
@@ -65,7 +77,14 @@ fn a_killed_leader_is_down_with_no_leader_until_a_higher_term_is_won() {
     candidate.pre_votes_started = 1;
     let view = history.record(
         1_250,
-        round(2, vec![Err("unreachable"), Ok(candidate), Ok(status(3, Role::Follower, 2, 1, 10))]),
+        round(
+            2,
+            vec![
+                Err("unreachable"),
+                Ok(candidate),
+                Ok(status(3, Role::Follower, 2, 1, 10)),
+            ],
+        ),
     );
     assert!(view.leader.is_none(), "the old leader is down");
     let m1 = &view.members[0];
@@ -81,7 +100,14 @@ fn a_killed_leader_is_down_with_no_leader_until_a_higher_term_is_won() {
     winner.elections_won = 1;
     let view = history.record(
         1_500,
-        round(2, vec![Err("unreachable"), Ok(winner), Ok(status(3, Role::Follower, 3, 2, 11))]),
+        round(
+            2,
+            vec![
+                Err("unreachable"),
+                Ok(winner),
+                Ok(status(3, Role::Follower, 3, 2, 11)),
+            ],
+        ),
     );
     let leader = view.leader.unwrap();
     assert_eq!((leader.name.as_str(), leader.term), ("m2", 3));
@@ -89,8 +115,11 @@ fn a_killed_leader_is_down_with_no_leader_until_a_higher_term_is_won() {
     assert_eq!(kinds, ["down", "pre-vote", "vote", "won"]);
     assert_eq!(view.events[1].text, "m2 asked for pre-votes for term 3");
     assert_eq!(view.events[3].text, "m2 won the election of term 3");
-    let terms: Vec<(u64, Option<&str>)> =
-        view.terms.iter().map(|t| (t.term, t.leader.as_deref())).collect();
+    let terms: Vec<(u64, Option<&str>)> = view
+        .terms
+        .iter()
+        .map(|t| (t.term, t.leader.as_deref()))
+        .collect();
     assert_eq!(terms, [(2, Some("m1")), (2, None), (3, Some("m2"))]);
 }
 
@@ -115,7 +144,11 @@ fn a_follower_behind_is_measured_in_entries_and_time() {
     let m3 = view.replication.iter().find(|f| f.name == "m3").unwrap();
     assert_eq!(m3.lag_entries, 20);
     assert_eq!(m3.lag_ms, 2_500, "entry 11 was first seen at 2 s");
-    assert!(view.alerts.iter().any(|a| a.level == "warning" && a.text.starts_with("m3 is behind")));
+    assert!(
+        view.alerts
+            .iter()
+            .any(|a| a.level == "warning" && a.text.starts_with("m3 is behind"))
+    );
     let m2 = view.replication.iter().find(|f| f.name == "m2").unwrap();
     assert_eq!((m2.lag_entries, m2.lag_ms), (0, 0));
 }

@@ -32,7 +32,10 @@ function bytes(n) {
 
 function ago(view, at) { return seconds(view.now_ms - at) + " ago"; }
 
-function num(value) { return el("td", { class: "num" }, String(value)); }
+// Cells carry their column's heading, which a phone shows next to the value.
+function cell(label, ...children) { return el("td", { "data-label": label }, ...children); }
+
+function num(label, value) { return el("td", { class: "num", "data-label": label }, String(value)); }
 
 function renderSummary(view) {
   const leader = $("leader");
@@ -53,31 +56,39 @@ function renderAlerts(view) {
 function renderMembers(view) {
   $("members").tBodies[0].replaceChildren(...view.members.map(m => {
     const state = m.up ? "up" : "down";
-    const stateCell = el("td", {}, el("span", { class: "state-" + state }, state));
-    if (!m.up && m.error) stateCell.append(" ", el("span", { class: "quiet" }, "(" + m.error + ")"));
+    const stateCell = cell("State", el("span", { class: "state-" + state }, state));
+    if (!m.up && m.error) stateCell.append(el("span", { class: "why" }, m.error));
     return el("tr", { "data-member": m.name, "data-state": state, "data-role": m.up ? m.role : "down" },
-      el("th", { scope: "row" }, m.name + " ", el("span", { class: "quiet" }, m.id)),
+      el("th", { scope: "row" }, m.name, el("span", { class: "id" }, m.id)),
       stateCell,
-      el("td", {}, m.up ? m.role : "last: " + m.role),
-      num(m.term),
-      el("td", {}, m.leader || "none"),
-      num(m.commit_index), num(m.applied_index), num(m.last_index), num(m.snapshot_index),
-      el("td", { class: "num" }, bytes(m.db_size_bytes)));
+      cell("Role", m.up ? m.role : "last: " + m.role),
+      num("Term", m.term),
+      cell("Knows leader", m.leader || "none"),
+      num("Commit", m.commit_index), num("Applied", m.applied_index),
+      num("Last log", m.last_index), num("Snapshot", m.snapshot_index),
+      num("Database", bytes(m.db_size_bytes)));
   }));
 }
 
 function renderReplication(view) {
   const rows = view.replication.map(f => el("tr", { "data-member": f.name },
-    el("th", { scope: "row" }, f.name), num(f.match_index), num(f.lag_entries),
-    el("td", { class: "num" }, seconds(f.lag_ms))));
+    el("th", { scope: "row" }, f.name, f.up ? "" : el("span", { class: "why state-down" }, "down")),
+    num("Has up to", f.match_index), num("Behind (entries)", f.lag_entries),
+    num("Behind (time)", seconds(f.lag_ms))));
   if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 4 }, "No leader to report its followers.")));
   $("replication").tBodies[0].replaceChildren(...rows);
 }
 
 function renderTerms(view) {
   const svg = $("terms");
-  const width = 600, start = view.now_ms - view.window_ms;
-  const x = t => Math.max(0, (t - start) / view.window_ms * width);
+  // Drawn at the picture's own width, so that labels are not stretched;
+  // the axis spans what was seen, up to the whole window.
+  const width = Math.round(svg.getBoundingClientRect().width) || 600;
+  svg.setAttribute("viewBox", "0 0 " + width + " 60");
+  const first = view.terms.length ? view.terms[0].from_ms : view.now_ms;
+  const start = Math.max(view.now_ms - view.window_ms, first);
+  const span = Math.max(1, view.now_ms - start);
+  const x = t => Math.max(0, (t - start) / span * width);
   const parts = [];
   const words = [];
   view.terms.forEach((span, i) => {
