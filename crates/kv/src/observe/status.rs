@@ -87,3 +87,76 @@ impl Observe for ObserveService {
         Ok(Response::new(status))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use keel::{LogIndex, Membership, NodeId, PeerMetrics, Term};
+
+    use super::*;
+
+    fn metrics(id: u64, role: keel::Role, membership: Membership) -> Metrics {
+        Metrics {
+            id: NodeId(id),
+            role,
+            term: Term(4),
+            leader: Some(NodeId(1)),
+            commit_index: LogIndex(9),
+            applied_index: LogIndex(8),
+            persisted_index: LogIndex(10),
+            last_index: LogIndex(10),
+            first_index: LogIndex(6),
+            membership,
+            peers: BTreeMap::new(),
+            pending_proposals: 0,
+            proposals_committed: 3,
+            proposals_failed: 0,
+            snapshots_created: 1,
+            snapshots_installed: 0,
+            elections: keel::ElectionCounters::default(),
+            transport: Default::default(),
+            log_append: Default::default(),
+            log_sync: Default::default(),
+            stopped: None,
+        }
+    }
+
+    #[test]
+    fn a_leader_reports_its_followers_but_not_itself() {
+        let mut m = metrics(
+            1,
+            keel::Role::Leader,
+            Membership::new([1, 2, 3].map(NodeId), []).unwrap(),
+        );
+        for id in [1, 2, 3] {
+            let progress = PeerMetrics {
+                match_index: LogIndex(7 + id),
+                next_index: LogIndex(8 + id),
+            };
+            m.peers.insert(NodeId(id), progress);
+        }
+        let s = member_status("m1", &m, 4096);
+        assert_eq!(s.role(), Role::Leader);
+        assert_eq!(
+            (s.term, s.leader, s.commit_index, s.applied_index),
+            (4, 1, 9, 8)
+        );
+        assert_eq!(s.snapshot_index, 5, "the log starts after the snapshot");
+        let followers: Vec<(u64, u64)> =
+            s.followers.iter().map(|f| (f.id, f.match_index)).collect();
+        assert_eq!(followers, [(2, 9), (3, 10)]);
+        assert_eq!(
+            (s.voters.as_slice(), s.db_size_bytes),
+            (&[1, 2, 3][..], 4096)
+        );
+    }
+
+    #[test]
+    fn a_learner_is_reported_as_one_though_the_core_calls_it_a_follower() {
+        let membership = Membership::new([1, 2].map(NodeId), [NodeId(3)]).unwrap();
+        let s = member_status("m3", &metrics(3, keel::Role::Follower, membership), 0);
+        assert_eq!(s.role(), Role::Learner);
+        assert_eq!(s.learners, [3]);
+    }
+}

@@ -73,10 +73,13 @@ pub struct FollowerView {
     /// Whether the follower answered the last round.
     pub up: bool,
     pub match_index: u64,
-    pub lag_entries: u64,
+    /// `None` while the leader has not heard from the follower in its
+    /// term (a new leader knows nothing of its followers' logs until they
+    /// answer): the lag is unknown, not the whole log.
+    pub lag_entries: Option<u64>,
     /// How long ago the leader appended the first entry the follower
     /// lacks, to the precision of a round.
-    pub lag_ms: u64,
+    pub lag_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -137,10 +140,14 @@ pub struct History {
     /// `(time, leader's last index)`, for followers' lag in time.
     leader_log: VecDeque<(u64, u64)>,
     rates: VecDeque<RatePoint>,
+    /// Counts since the last rate point was recorded.
     totals: Option<Totals>,
+    /// Each member's group commits and their summed microseconds at the
+    /// last round, to add up only what is new.
     member_totals: BTreeMap<u64, (u64, u64)>,
 }
 
+/// A member id as etcdctl prints it.
 pub fn hex(id: u64) -> String {
     format!("{id:x}")
 }
@@ -382,12 +389,19 @@ impl History {
             .followers
             .iter()
             .map(|f| {
+                // A leader starts every follower at match 0 with next past
+                // its own log, and only an answer moves either.
+                let heard = f.match_index > 0 || f.next_index <= 1;
                 let lag_entries = leader.last_index.saturating_sub(f.match_index);
                 let lag_ms = if lag_entries == 0 {
                     0
                 } else {
                     self.appended_after(f.match_index)
                         .map_or(0, |at| now_ms.saturating_sub(at))
+                };
+                let (lag_entries, lag_ms) = match heard {
+                    true => (Some(lag_entries), Some(lag_ms)),
+                    false => (None, None),
                 };
                 FollowerView {
                     id: hex(f.id),
@@ -417,21 +431,23 @@ impl History {
             });
         }
         for f in replication {
-            if f.up && (f.lag_entries >= BEHIND_ENTRIES || f.lag_ms >= BEHIND_MS) {
+            let (Some(entries), Some(ms)) = (f.lag_entries, f.lag_ms) else {
+                continue;
+            };
+            if f.up && (entries >= BEHIND_ENTRIES || ms >= BEHIND_MS) {
                 alerts.push(Alert {
                     level: "warning",
                     text: format!(
-                        "{} is behind the leader by {} entries ({:.1} s).",
+                        "{} is behind the leader by {entries} entries ({:.1} s).",
                         f.name,
-                        f.lag_entries,
-                        f.lag_ms as f64 / 1000.0
+                        ms as f64 / 1000.0
                     ),
                 });
             }
         }
         for s in self.up() {
             let unapplied = s.commit_index.saturating_sub(s.applied_index);
-            if unapplied > super::super::READY_APPLY_LAG_MAX {
+            if unapplied > crate::metrics::READY_APPLY_LAG_MAX {
                 alerts.push(Alert {
                     level: "warning",
                     text: format!(

@@ -142,15 +142,33 @@ fn a_follower_behind_is_measured_in_entries_and_time() {
     history.record(2_000, round(1, led_by_1(2, 20, [20, 10])));
     let view = history.record(4_500, round(1, led_by_1(2, 30, [30, 10])));
     let m3 = view.replication.iter().find(|f| f.name == "m3").unwrap();
-    assert_eq!(m3.lag_entries, 20);
-    assert_eq!(m3.lag_ms, 2_500, "entry 11 was first seen at 2 s");
+    assert_eq!(m3.lag_entries, Some(20));
+    assert_eq!(m3.lag_ms, Some(2_500), "entry 11 was first seen at 2 s");
     assert!(
         view.alerts
             .iter()
             .any(|a| a.level == "warning" && a.text.starts_with("m3 is behind"))
     );
     let m2 = view.replication.iter().find(|f| f.name == "m2").unwrap();
-    assert_eq!((m2.lag_entries, m2.lag_ms), (0, 0));
+    assert_eq!((m2.lag_entries, m2.lag_ms), (Some(0), Some(0)));
+}
+
+#[test]
+fn a_new_leader_that_has_not_heard_from_a_follower_reports_no_lag_and_no_alert() {
+    let mut history = History::default();
+    history.record(1_000, round(1, led_by_1(2, 10, [10, 10])));
+    let mut fresh = led_by_1(3, 11, [11, 11]);
+    if let Ok(leader) = &mut fresh[0] {
+        leader.followers[1] = FollowerProgress {
+            id: 3,
+            match_index: 0,
+            next_index: 12,
+        };
+    }
+    let view = history.record(9_000, round(1, fresh));
+    let m3 = view.replication.iter().find(|f| f.name == "m3").unwrap();
+    assert_eq!((m3.lag_entries, m3.lag_ms), (None, None));
+    assert!(view.alerts.is_empty(), "{:?}", view.alerts);
 }
 
 #[test]

@@ -21,6 +21,15 @@ function svgEl(tag, attrs) {
   return node;
 }
 
+// Live regions (the summary, alerts, connection state) are announced by
+// screen readers whenever they change, so they are touched only when what
+// they say changes, not on every round.
+function setText(node, text) {
+  if (node.textContent !== String(text)) node.textContent = text;
+}
+
+let shownAlerts = null;
+
 function seconds(ms) { return (ms / 1000).toFixed(1) + " s"; }
 
 function bytes(n) {
@@ -39,14 +48,17 @@ function num(label, value) { return el("td", { class: "num", "data-label": label
 
 function renderSummary(view) {
   const leader = $("leader");
-  leader.textContent = view.leader ? view.leader.name : "none";
+  setText(leader, view.leader ? view.leader.name : "none");
   leader.dataset.term = view.leader ? view.leader.term : 0;
   const terms = view.members.filter(m => m.up).map(m => m.term);
-  $("term").textContent = view.leader ? view.leader.term : (terms.length ? Math.max(...terms) : "–");
-  $("observer").textContent = view.observer;
+  setText($("term"), view.leader ? view.leader.term : (terms.length ? Math.max(...terms) : "–"));
+  setText($("observer"), view.observer);
 }
 
 function renderAlerts(view) {
+  const key = JSON.stringify(view.alerts);
+  if (key === shownAlerts) return;
+  shownAlerts = key;
   const list = $("alerts");
   list.replaceChildren(...view.alerts.map(a =>
     el("li", { "data-level": a.level }, el("strong", {}, a.level === "error" ? "Error: " : "Warning: "), a.text)));
@@ -73,8 +85,9 @@ function renderMembers(view) {
 function renderReplication(view) {
   const rows = view.replication.map(f => el("tr", { "data-member": f.name },
     el("th", { scope: "row" }, f.name, f.up ? "" : el("span", { class: "why state-down" }, "down")),
-    num("Has up to", f.match_index), num("Behind (entries)", f.lag_entries),
-    num("Behind (time)", seconds(f.lag_ms))));
+    num("Has up to", f.match_index),
+    num("Behind (entries)", f.lag_entries === null ? "not known yet" : f.lag_entries),
+    num("Behind (time)", f.lag_ms === null ? "not known yet" : seconds(f.lag_ms))));
   if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 4 }, "No leader to report its followers.")));
   $("replication").tBodies[0].replaceChildren(...rows);
 }
@@ -161,13 +174,13 @@ function connect() {
   const source = new EventSource("/web/events");
   source.addEventListener("view", event => {
     status.dataset.state = "live";
-    status.textContent = "Live";
+    setText(status, "Live");
     render(JSON.parse(event.data));
   });
   // EventSource reconnects by itself; say so while it does.
   source.onerror = () => {
     status.dataset.state = "lost";
-    status.textContent = "Connection to this member lost; retrying…";
+    setText(status, "Connection to this member lost; retrying…");
   };
 }
 
