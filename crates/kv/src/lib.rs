@@ -20,6 +20,7 @@ pub mod leader;
 pub mod lessor;
 pub mod local;
 pub mod mvcc;
+pub mod observe;
 pub mod proto;
 pub mod rejection;
 pub mod replica;
