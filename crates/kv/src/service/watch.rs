@@ -14,6 +14,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Shared;
+use crate::auth::Required;
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::mvcc::KeyRange;
@@ -54,6 +55,7 @@ impl<C: Consensus> Watch for WatchService<C> {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let require_leader = requires_leader(request.metadata());
+        let metadata = request.metadata().clone();
         if require_leader && self.shared.consensus.info().leader_id.is_none() {
             return Err(KvError::NoLeader.into());
         }
@@ -64,6 +66,7 @@ impl<C: Consensus> Watch for WatchService<C> {
             let leader_lost = leader_lost(shared.clone(), require_leader);
             let mut stream = WatchStream {
                 shared,
+                metadata,
                 out: tx,
                 watchers: HashMap::new(),
                 next_id: 0,
@@ -113,6 +116,9 @@ struct WatchStream<C> {
     out: mpsc::Sender<WatchReply>,
     watchers: HashMap<i64, (JoinHandle<()>, Arc<AtomicI64>)>,
     next_id: i64,
+    /// The stream's metadata: each create looks its token up again, as
+    /// etcd does, so a token that expired or was revoked stops new watches.
+    metadata: MetadataMap,
 }
 
 impl<C: Consensus> WatchStream<C> {
@@ -184,6 +190,20 @@ impl<C: Consensus> WatchStream<C> {
                 })
                 .await;
         }
+        if let Err(e) = self.admit(&req).await {
+            // etcd refuses a watch it does not permit the same way, with
+            // the error's text as the reason.
+            return self
+                .send(WatchResponse {
+                    header,
+                    watch_id: -1,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: e.to_string(),
+                    ..Default::default()
+                })
+                .await;
+        }
         let start = if req.start_revision > 0 {
             req.start_revision
         } else {
@@ -227,6 +247,13 @@ impl<C: Consensus> WatchStream<C> {
         });
         self.watchers.insert(id, (task, progress));
         true
+    }
+
+    /// Whether the stream's caller may read what `req` watches.
+    async fn admit(&self, req: &WatchCreateRequest) -> Result<(), KvError> {
+        let caller = self.shared.caller(&self.metadata).await?;
+        self.shared
+            .authorize(&caller, &Required::watch(&req.key, &req.range_end))
     }
 
     async fn cancel(&mut self, id: i64) -> bool {
