@@ -78,6 +78,30 @@ impl<C: Consensus> Watch for WatchService<C> {
     }
 }
 
+/// A gRPC code as grpc-go names it, for messages etcd formats with it.
+fn go_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}
+
 /// Whether the client asked, with etcd's `hasleader: true` metadata
 /// (clientv3's `WithRequireLeader`, which Kubernetes uses), that the stream
 /// fail rather than go quiet while this member has no leader.
@@ -192,14 +216,19 @@ impl<C: Consensus> WatchStream<C> {
         }
         if let Err(e) = self.admit(&req).await {
             // etcd refuses a watch it does not permit the same way, with
-            // the error's text as the reason.
+            // the gRPC error's text (as Go prints it) as the reason.
+            let status = Status::from(e);
             return self
                 .send(WatchResponse {
                     header,
                     watch_id: -1,
                     created: true,
                     canceled: true,
-                    cancel_reason: e.to_string(),
+                    cancel_reason: format!(
+                        "rpc error: code = {} desc = {}",
+                        go_code_name(status.code()),
+                        status.message()
+                    ),
                     ..Default::default()
                 })
                 .await;
