@@ -97,7 +97,7 @@ impl ConnArgs {
             return Ok(None);
         };
         let (name, password) = match (user.split_once(':'), &self.password) {
-            (Some((name, password)), None) => (name, password.as_str()),
+            (Some((name, password)), None) => (name, password),
             (None, Some(password)) => (user.as_str(), password.as_str()),
             (Some(_), Some(_)) => bail!("give the password in --user or in --password, not both"),
             (None, None) => bail!("--user {user}: give a password as --user {user}:PASSWORD or --password"),
