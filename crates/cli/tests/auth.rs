@@ -42,7 +42,10 @@ fn keel_run(args: &[&str]) -> (bool, String) {
     } else {
         output.stderr
     };
-    (output.status.success(), String::from_utf8_lossy(&text).into_owned())
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&text).into_owned(),
+    )
 }
 
 #[test]
@@ -69,10 +72,18 @@ fn keel_with_user_sends_a_token_and_is_refused_outside_its_permissions() {
         "--initial-cluster",
         &format!("m1={peer_url}"),
     ]);
-    let _member = Killed(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let _member = Killed(
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let endpoint = format!("127.0.0.1:{client}");
     eventually(Duration::from_secs(20), "the member serves", || {
-        keel_run(&["put", "k", "v", "--endpoints", &endpoint]).0.then_some(())
+        keel_run(&["put", "k", "v", "--endpoints", &endpoint])
+            .0
+            .then_some(())
     });
 
     for args in [
@@ -80,7 +91,14 @@ fn keel_with_user_sends_a_token_and_is_refused_outside_its_permissions() {
         &["user", "grant-role", "root", "root"],
         &["user", "add", "alice:alicepw"],
         &["role", "add", "app"],
-        &["role", "grant-permission", "app", "--prefix=true", "readwrite", "app/"],
+        &[
+            "role",
+            "grant-permission",
+            "app",
+            "--prefix=true",
+            "readwrite",
+            "app/",
+        ],
         &["user", "grant-role", "alice", "app"],
         &["auth", "enable"],
     ] {
@@ -95,9 +113,15 @@ fn keel_with_user_sends_a_token_and_is_refused_outside_its_permissions() {
     assert_eq!(as_alice(&["put", "app/1", "one"]), (true, "OK\n".into()));
     assert_eq!(as_alice(&["get", "app/1"]), (true, "app/1\none\n".into()));
     let (ok, err) = as_alice(&["put", "other", "x"]);
-    assert!(!ok && err.contains("etcdserver: permission denied"), "{err}");
+    assert!(
+        !ok && err.contains("etcdserver: permission denied"),
+        "{err}"
+    );
     let (ok, err) = keel_run(&["get", "app/1", "--endpoints", &endpoint]);
-    assert!(!ok && err.contains("etcdserver: user name is empty"), "{err}");
+    assert!(
+        !ok && err.contains("etcdserver: user name is empty"),
+        "{err}"
+    );
     let (ok, err) = keel_run(&[
         "get",
         "app/1",

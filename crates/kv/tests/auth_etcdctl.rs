@@ -71,10 +71,20 @@ fn steps() -> Vec<(Vec<&'static str>, Option<&'static str>)> {
         (vec!["user", "add", "alice:alicepw"], None),
         (vec!["role", "add", "app"], None),
         (
-            vec!["role", "grant-permission", "app", "--prefix=true", "readwrite", "app/"],
+            vec![
+                "role",
+                "grant-permission",
+                "app",
+                "--prefix=true",
+                "readwrite",
+                "app/",
+            ],
             None,
         ),
-        (vec!["role", "grant-permission", "app", "read", "shared"], None),
+        (
+            vec!["role", "grant-permission", "app", "read", "shared"],
+            None,
+        ),
         (vec!["user", "grant-role", "alice", "app"], None),
         (vec!["auth", "enable"], None),
         (vec!["user", "add", "root:rootpw"], None),
@@ -113,7 +123,14 @@ fn steps() -> Vec<(Vec<&'static str>, Option<&'static str>)> {
         (vec!["user", "delete", "root", ROOT], None),
         (vec!["role", "revoke", "root", "root", ROOT], None),
         (
-            vec!["role", "revoke-permission", "app", "--prefix=true", "app/", ROOT],
+            vec![
+                "role",
+                "revoke-permission",
+                "app",
+                "--prefix=true",
+                "app/",
+                ROOT,
+            ],
             None,
         ),
         (vec!["get", "app/1", ALICE], None),
@@ -147,11 +164,23 @@ async fn start_etcd(dir: &std::path::Path) -> (Etcd, String) {
     let child = Command::new("etcd")
         .arg("--data-dir")
         .arg(dir)
-        .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
-        .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+        .args([
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+        ])
+        .args([
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+        ])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("default=http://127.0.0.1:{peer}"),
+        ])
         .args(["--bcrypt-cost", "4"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -200,7 +229,10 @@ async fn auth_session_matches_etcd_and_a_revoked_permission_is_refused_everywher
         step(&keel, "user grant-role root root", 0),
         "Error: etcdserver: user name is empty"
     );
-    assert_eq!(step(&keel, &format!("user get root {ROOT}"), 0), "User: root\nRoles: root");
+    assert_eq!(
+        step(&keel, &format!("user get root {ROOT}"), 0),
+        "User: root\nRoles: root"
+    );
     assert_eq!(step(&keel, &format!("put app/1 one {ALICE}"), 0), "OK");
     assert_eq!(step(&keel, &format!("get app/1 {ALICE}"), 0), "app/1\none");
     assert_eq!(step(&keel, &format!("put other x {ALICE}"), 0), denied);
@@ -225,7 +257,10 @@ async fn auth_session_matches_etcd_and_a_revoked_permission_is_refused_everywher
     for nth in 1..=3 {
         assert_eq!(step(&keel, &format!("get app/1 {ALICE}"), nth), denied);
     }
-    assert_eq!(step(&keel, "get app/ --prefix", 0), "app/1\none\napp/2\ntwo");
+    assert_eq!(
+        step(&keel, "get app/ --prefix", 0),
+        "app/1\none\napp/2\ntwo"
+    );
 
     if !have("etcd") {
         eprintln!("etcd is not installed: compared nothing, checked Keel alone");

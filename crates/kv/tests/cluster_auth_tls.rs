@@ -32,7 +32,12 @@ fn with_token<T>(message: T, token: &str) -> Request<T> {
     request
 }
 
-async fn authenticate(cluster: &Cluster, i: usize, name: &str, password: &str) -> Result<String, tonic::Status> {
+async fn authenticate(
+    cluster: &Cluster,
+    i: usize,
+    name: &str,
+    password: &str,
+) -> Result<String, tonic::Status> {
     AuthClient::new(cluster.channel(i).await)
         .authenticate(AuthenticateRequest {
             name: name.into(),
@@ -58,12 +63,21 @@ async fn wait_authenticates(cluster: &Cluster, i: usize) -> String {
     }
 }
 
-async fn get(cluster: &Cluster, i: usize, key: &str, token: &str) -> Result<Vec<u8>, tonic::Status> {
+async fn get(
+    cluster: &Cluster,
+    i: usize,
+    key: &str,
+    token: &str,
+) -> Result<Vec<u8>, tonic::Status> {
     let reply = KvClient::new(cluster.channel(i).await)
         .range(with_token(range(key), token))
         .await?
         .into_inner();
-    Ok(reply.kvs.first().map(|kv| kv.value.to_vec()).unwrap_or_default())
+    Ok(reply
+        .kvs
+        .first()
+        .map(|kv| kv.value.to_vec())
+        .unwrap_or_default())
 }
 
 async fn set_up_auth(cluster: &Cluster) {
@@ -141,7 +155,9 @@ async fn auth_state_survives_a_leader_kill_and_restart_with_tls_everywhere() {
     let leader = cluster.wait_leader().await;
     let survivor = (leader + 1) % 3;
     let root = wait_authenticates(&cluster, survivor).await;
-    let alice = authenticate(&cluster, survivor, "alice", "alicepw").await.unwrap();
+    let alice = authenticate(&cluster, survivor, "alice", "alicepw")
+        .await
+        .unwrap();
     KvClient::new(cluster.channel(leader).await)
         .put(with_token(put("app/1", "one"), &alice))
         .await
@@ -174,15 +190,25 @@ async fn auth_state_survives_a_leader_kill_and_restart_with_tls_everywhere() {
         .await
         .unwrap_err();
     assert_eq!(anonymous.message(), "etcdserver: user name is empty");
-    let alice_there = authenticate(&cluster, leader, "alice", "alicepw").await.unwrap();
-    let wrong = authenticate(&cluster, leader, "alice", "nope").await.unwrap_err();
+    let alice_there = authenticate(&cluster, leader, "alice", "alicepw")
+        .await
+        .unwrap();
+    let wrong = authenticate(&cluster, leader, "alice", "nope")
+        .await
+        .unwrap_err();
     assert_eq!(
         wrong.message(),
         "etcdserver: authentication failed, invalid user ID or password"
     );
     for i in 0..3 {
-        assert_eq!(get(&cluster, i, "app/1", &alice_there).await.unwrap(), b"one");
-        assert_eq!(get(&cluster, i, "other", &restarted_root).await.unwrap(), b"x");
+        assert_eq!(
+            get(&cluster, i, "app/1", &alice_there).await.unwrap(),
+            b"one"
+        );
+        assert_eq!(
+            get(&cluster, i, "other", &restarted_root).await.unwrap(),
+            b"x"
+        );
         let refused = get(&cluster, i, "other", &alice_there).await.unwrap_err();
         assert_eq!(refused.message(), "etcdserver: permission denied");
     }

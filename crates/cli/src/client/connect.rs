@@ -7,16 +7,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use keel::tls::ClientTls;
-use tokio::time::Instant;
 use keel_kv::proto::etcdserverpb::AuthenticateRequest;
 use keel_kv::proto::etcdserverpb::auth_client::AuthClient;
+use tokio::time::Instant;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -86,7 +86,12 @@ pub struct ConnArgs {
     pub user: Option<String>,
 
     /// The password of --user, when it does not carry one.
-    #[arg(long, env = "KEEL_PASSWORD", value_name = "PASSWORD", requires = "user")]
+    #[arg(
+        long,
+        env = "KEEL_PASSWORD",
+        value_name = "PASSWORD",
+        requires = "user"
+    )]
     pub password: Option<String>,
 }
 
@@ -100,7 +105,9 @@ impl ConnArgs {
             (Some((name, password)), None) => (name, password),
             (None, Some(password)) => (user.as_str(), password.as_str()),
             (Some(_), Some(_)) => bail!("give the password in --user or in --password, not both"),
-            (None, None) => bail!("--user {user}: give a password as --user {user}:PASSWORD or --password"),
+            (None, None) => {
+                bail!("--user {user}: give a password as --user {user}:PASSWORD or --password")
+            }
         };
         if name.is_empty() {
             bail!("--user: the user name is empty");
@@ -134,7 +141,11 @@ pub struct TokenInterceptor {
 
 impl Interceptor for TokenInterceptor {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        let token = self.token.lock().expect("token lock poisoned by a panic").clone();
+        let token = self
+            .token
+            .lock()
+            .expect("token lock poisoned by a panic")
+            .clone();
         if let Some(token) = token {
             request.metadata_mut().insert("token", token);
         }
@@ -233,15 +244,22 @@ impl Cluster {
             Ok(reply) => {
                 let token = AsciiMetadataValue::try_from(reply.into_inner().token)
                     .context("the server's token is not ASCII")?;
-                *self.token.token.lock().expect("token lock poisoned by a panic") = Some(token);
+                *self
+                    .token
+                    .token
+                    .lock()
+                    .expect("token lock poisoned by a panic") = Some(token);
                 Ok(())
             }
-            Err(status) if status.code() == Code::FailedPrecondition
-                && status.message() == "etcdserver: authentication is not enabled" =>
+            Err(status)
+                if status.code() == Code::FailedPrecondition
+                    && status.message() == "etcdserver: authentication is not enabled" =>
             {
                 Ok(())
             }
-            Err(status) if retryable(&status) => Err(anyhow!("authenticating: {}", status.message())),
+            Err(status) if retryable(&status) => {
+                Err(anyhow!("authenticating: {}", status.message()))
+            }
             Err(status) => Err(anyhow::Error::new(Refused(status))),
         }
     }

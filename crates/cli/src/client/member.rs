@@ -8,7 +8,6 @@ use keel_kv::proto::etcdserverpb::{
     Member, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
 };
 
-
 use super::{Cluster, Conn, ConnArgs, WriteOut, hex};
 
 #[derive(Subcommand, Debug)]

@@ -25,6 +25,6 @@ mod tokens;
 
 pub use needs::{Access, Need, Required};
 pub use password::{BCRYPT_COST_DEFAULT, PasswordError, hash_password, password_matches};
-pub use state::{AuthState, ROOT_ROLE, ROOT_USER};
 pub use state::AuthChanges;
-pub use tokens::{TOKEN_TTL_DEFAULT, SimpleTokens, TokenChange, TokenLookup, token_prefix};
+pub use state::{AuthState, ROOT_ROLE, ROOT_USER};
+pub use tokens::{SimpleTokens, TOKEN_TTL_DEFAULT, TokenChange, TokenLookup, token_prefix};

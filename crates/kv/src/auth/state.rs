@@ -138,7 +138,10 @@ impl AuthState {
             .filter_map(|name| self.roles.get(name))
             .flat_map(|role| &role.key_permission)
             .filter(|perm| allows(perm, need.access))
-            .map(|perm| Interval::of(&perm.key, &perm.range_end).unwrap_or_else(|| Interval::point(&perm.key)))
+            .map(|perm| {
+                Interval::of(&perm.key, &perm.range_end)
+                    .unwrap_or_else(|| Interval::point(&perm.key))
+            })
             .collect();
         match Interval::of(&need.key, &need.range_end) {
             None => any_contains(&granted, &need.key),
@@ -153,7 +156,10 @@ impl AuthState {
         let role = |name: &str| self.roles.get(name).ok_or(Rejection::RoleNotFound);
         match op {
             Op::AuthEnable(_) if !self.enabled => {
-                let root = self.users.get(ROOT_USER).ok_or(Rejection::RootUserNotExist)?;
+                let root = self
+                    .users
+                    .get(ROOT_USER)
+                    .ok_or(Rejection::RootUserNotExist)?;
                 if !has_root_role(root) {
                     return Err(Rejection::RootRoleNotExist);
                 }
@@ -178,7 +184,9 @@ impl AuthState {
                     role(&req.role)?;
                 }
             }
-            Op::UserRevokeRole(req) if self.enabled && req.name == ROOT_USER && req.role == ROOT_ROLE => {
+            Op::UserRevokeRole(req)
+                if self.enabled && req.name == ROOT_USER && req.role == ROOT_ROLE =>
+            {
                 return Err(Rejection::InvalidAuthMgmt);
             }
             Op::UserRevokeRole(req) => {

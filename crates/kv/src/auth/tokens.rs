@@ -31,7 +31,10 @@ pub fn token_prefix() -> String {
 /// How an applied auth command changes the token table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenChange {
-    Assign { token: String, user: String },
+    Assign {
+        token: String,
+        user: String,
+    },
     /// The user was deleted or changed password: its tokens end.
     DropUser(String),
     /// Auth was disabled: every token ends.

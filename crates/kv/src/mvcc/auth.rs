@@ -5,12 +5,12 @@ use prost::Message;
 
 use super::apply_error::ApplyError;
 use super::write::Writer;
+use crate::auth::TokenChange;
 use crate::error::KvError;
 use crate::proto::command::Empty;
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
 use crate::proto::etcdserverpb::AuthenticateResponse;
-use crate::auth::TokenChange;
 
 impl Writer<'_, '_> {
     /// Applies an auth command that `AuthState::check` accepted.
@@ -39,10 +39,12 @@ impl Writer<'_, '_> {
             .map_err(KvError::storage)?;
         }
         let outcome = match &changes.tokens {
-            Some(TokenChange::Assign { token, .. }) => Outcome::Authenticate(AuthenticateResponse {
-                header: self.header(),
-                token: token.clone(),
-            }),
+            Some(TokenChange::Assign { token, .. }) => {
+                Outcome::Authenticate(AuthenticateResponse {
+                    header: self.header(),
+                    token: token.clone(),
+                })
+            }
             _ => Outcome::Done(Empty {}),
         };
         self.token_change = changes.tokens;

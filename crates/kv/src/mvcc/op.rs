@@ -6,9 +6,9 @@ use super::apply_error::ApplyError;
 use super::txn::TxnPath;
 use super::write::Writer;
 use crate::auth::Required;
-use crate::proto::command::{Caller, Empty};
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
+use crate::proto::command::{Caller, Empty};
 use crate::proto::etcdserverpb::{
     CompactionResponse, DeleteRangeRequest, LeaseGrantResponse, LeaseRevokeResponse, Member,
     PutRequest, ResponseHeader, TxnRequest,

@@ -109,7 +109,10 @@ impl SnapshotSource {
             let (id, value) = row.map_err(KvError::storage)?;
             frame(w, TAG_MEMBER, &[&id.value().to_le_bytes(), value.value()])?;
         }
-        let auth_meta = [get(meta_keys::AUTH_ENABLED)?, get(meta_keys::AUTH_REVISION)?];
+        let auth_meta = [
+            get(meta_keys::AUTH_ENABLED)?,
+            get(meta_keys::AUTH_REVISION)?,
+        ];
         frame(
             w,
             TAG_AUTH_META,

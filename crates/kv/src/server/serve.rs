@@ -27,8 +27,8 @@ use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::service::{
-    AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
-    Shared, WatchService, run_expiry_loop,
+    AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService,
+    MaintenanceService, Shared, WatchService, run_expiry_loop,
 };
 
 /// Room for the gRPC framing around the largest request, as etcd allows
@@ -137,7 +137,8 @@ async fn publish_self<C: Consensus>(shared: Arc<Shared<C>>, me: Member) {
         if registered.as_ref() == Some(&wanted) {
             return;
         }
-        let command = crate::command::encode_as(Op::MemberSet(wanted), crate::command::member_caller());
+        let command =
+            crate::command::encode_as(Op::MemberSet(wanted), crate::command::member_caller());
         match shared.consensus.propose(command).await {
             Ok(_) => return,
             Err(

@@ -50,10 +50,7 @@ impl<C: Consensus> AuthService<C> {
 
     /// The caller of `metadata`, once this member has applied everything
     /// committed, for reads of users and roles.
-    async fn reader(
-        &self,
-        metadata: &tonic::metadata::MetadataMap,
-    ) -> Result<Caller, KvError> {
+    async fn reader(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, KvError> {
         self.shared.consensus.read_barrier().await?;
         self.shared.caller(metadata).await
     }
@@ -71,10 +68,16 @@ impl<C: Consensus> AuthService<C> {
     }
 
     fn header(&self) -> Option<ResponseHeader> {
-        Some(self.shared.header(self.shared.sm.store().position().revision))
+        Some(
+            self.shared
+                .header(self.shared.sm.store().position().revision),
+        )
     }
 
-    async fn authenticate_once(&self, req: &AuthenticateRequest) -> Result<(String, bool), KvError> {
+    async fn authenticate_once(
+        &self,
+        req: &AuthenticateRequest,
+    ) -> Result<(String, bool), KvError> {
         let checked = self.shared.sm.store().with_auth(|auth| {
             if !auth.enabled {
                 return Err(KvError::AuthNotEnabled);
@@ -304,7 +307,9 @@ impl<C: Consensus> Auth for AuthService<C> {
         request: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
         let (metadata, _, req) = request.into_parts();
-        let header = self.change(&metadata, Op::RoleRevokePermission(req)).await?;
+        let header = self
+            .change(&metadata, Op::RoleRevokePermission(req))
+            .await?;
         Ok(Response::new(AuthRoleRevokePermissionResponse { header }))
     }
 }

@@ -30,11 +30,19 @@ impl<C: Consensus> Shared<C> {
             return Ok(Caller::default());
         };
         let store = self.sm.store();
-        let user = match self.sm.tokens().lookup(token, store.position().applied_index) {
+        let user = match self
+            .sm
+            .tokens()
+            .lookup(token, store.position().applied_index)
+        {
             TokenLookup::User(user) => user,
             TokenLookup::NotYetApplied(_) => {
                 self.consensus.read_barrier().await?;
-                match self.sm.tokens().lookup(token, store.position().applied_index) {
+                match self
+                    .sm
+                    .tokens()
+                    .lookup(token, store.position().applied_index)
+                {
                     TokenLookup::User(user) => user,
                     _ => return Err(KvError::InvalidAuthToken),
                 }

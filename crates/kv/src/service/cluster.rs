@@ -65,7 +65,9 @@ impl<C: Consensus> Shared<C> {
     }
 
     async fn register(&self, member: Member) -> Result<(), KvError> {
-        self.propose_as_member(Op::MemberSet(member)).await.map(|_| ())
+        self.propose_as_member(Op::MemberSet(member))
+            .await
+            .map(|_| ())
     }
 
     async fn unregister(&self, id: u64) -> Result<(), KvError> {

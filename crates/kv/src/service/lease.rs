@@ -97,7 +97,8 @@ impl<C: Consensus> Lease for LeaseService<C> {
             // The proposer picks the ID so that apply stays deterministic.
             req.id = rand::rng().random_range(1..i64::MAX);
         }
-        let Outcome::LeaseGrant(mut resp) = self.shared.propose(&caller, Op::LeaseGrant(req)).await?.1
+        let Outcome::LeaseGrant(mut resp) =
+            self.shared.propose(&caller, Op::LeaseGrant(req)).await?.1
         else {
             return Err(mismatch("lease grant").into());
         };

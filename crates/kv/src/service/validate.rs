@@ -49,9 +49,7 @@ pub fn op(op: &Op) -> Result<(), KvError> {
             let no_password = req.options.is_some_and(|o| o.no_password);
             password_hashed(&req.password, &req.hashed_password, no_password)
         }
-        Op::UserChangePassword(req) => {
-            password_hashed(&req.password, &req.hashed_password, false)
-        }
+        Op::UserChangePassword(req) => password_hashed(&req.password, &req.hashed_password, false),
         Op::RoleGrantPermission(req) if req.perm.is_none() => {
             Err(KvError::InvalidRequest("a permission to grant is missing"))
         }
@@ -81,7 +79,9 @@ fn token_prefix(prefix: &str) -> Result<(), KvError> {
 /// hold a password, whoever proposes the command.
 fn password_hashed(password: &str, hashed: &str, no_password: bool) -> Result<(), KvError> {
     if !password.is_empty() {
-        return Err(KvError::InvalidRequest("a password travels only as its hash"));
+        return Err(KvError::InvalidRequest(
+            "a password travels only as its hash",
+        ));
     }
     if hashed.is_empty() && !no_password {
         return Err(KvError::InvalidRequest("the password hash is missing"));

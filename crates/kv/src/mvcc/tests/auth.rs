@@ -171,7 +171,10 @@ fn root_keeps_its_user_and_role_while_auth_is_enabled() {
         Err(KvError::InvalidAuthMgmt)
     ));
     assert!(matches!(
-        a.run_as(a.user("alice"), Op::RoleAdd(AuthRoleAddRequest { name: "x".into() })),
+        a.run_as(
+            a.user("alice"),
+            Op::RoleAdd(AuthRoleAddRequest { name: "x".into() })
+        ),
         Err(KvError::PermissionDenied)
     ));
     a.admin(Op::AuthDisable(AuthDisableRequest {})).unwrap();
