@@ -273,3 +273,88 @@ async fn auth_session_matches_etcd_and_a_revoked_permission_is_refused_everywher
         assert_eq!(ours, theirs, "`etcdctl {label}` differs from etcd");
     }
 }
+
+/// A request carrying `token` as etcd's clients send it.
+fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("token", token.parse().unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_from_one_member_serves_on_all_until_its_permission_is_revoked() {
+    if !have("etcdctl") {
+        eprintln!("SKIPPED: etcdctl is not installed");
+        return;
+    }
+    let cluster = Cluster::start(3, &["--bcrypt-cost", "4"]).await;
+    let endpoint = cluster.members[0].endpoint();
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "add", "alice:alicepw"],
+        &["role", "add", "app"],
+        &[
+            "role",
+            "grant-permission",
+            "app",
+            "--prefix=true",
+            "readwrite",
+            "app/",
+        ],
+        &["user", "grant-role", "alice", "app"],
+        &["auth", "enable"],
+        &["put", "app/1", "one", ROOT],
+    ] {
+        let out = etcdctl(&endpoint, args, None).await;
+        assert!(!out.starts_with("Error"), "etcdctl {args:?}: {out}");
+    }
+    let token = |name: &str, password: &str, i: usize| {
+        let (name, password) = (name.to_owned(), password.to_owned());
+        let cluster = &cluster;
+        async move {
+            AuthClient::new(cluster.channel(i).await)
+                .authenticate(AuthenticateRequest { name, password })
+                .await
+                .unwrap()
+                .into_inner()
+                .token
+        }
+    };
+    let alice = token("alice", "alicepw", 0).await;
+    let root = token("root", "rootpw", 2).await;
+    let get = |i: usize| {
+        let cluster = &cluster;
+        let alice = alice.clone();
+        async move {
+            KvClient::new(cluster.channel(i).await)
+                .range(with_token(support::range("app/1"), &alice))
+                .await
+        }
+    };
+    for i in 0..3 {
+        let reply = get(i).await.unwrap().into_inner();
+        assert_eq!(reply.kvs[0].value, "one", "member {i}");
+    }
+    AuthClient::new(cluster.channel(2).await)
+        .role_revoke_permission(with_token(
+            AuthRoleRevokePermissionRequest {
+                role: "app".into(),
+                key: "app/".into(),
+                range_end: "app0".into(),
+            },
+            &root,
+        ))
+        .await
+        .unwrap();
+    // The same token, on every member: the revoke applied everywhere.
+    for i in 0..3 {
+        let refused = get(i).await.unwrap_err();
+        assert_eq!(
+            refused.message(),
+            "etcdserver: permission denied",
+            "member {i}"
+        );
+    }
+}

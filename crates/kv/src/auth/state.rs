@@ -190,9 +190,8 @@ impl AuthState {
                 return Err(Rejection::InvalidAuthMgmt);
             }
             Op::UserRevokeRole(req) => {
-                if !user(&req.name)?.roles.contains(&req.role) {
-                    return Err(Rejection::RoleNotGranted);
-                }
+                let granted = user(&req.name)?.roles.contains(&req.role);
+                granted.then_some(()).ok_or(Rejection::RoleNotGranted)?;
             }
             Op::RoleAdd(req) if req.name.is_empty() => return Err(Rejection::RoleEmpty),
             Op::RoleAdd(req) if self.roles.contains_key(&req.name) => {
@@ -357,10 +356,10 @@ fn no_password(user: &User) -> bool {
 /// Whether `perm` grants `access`; an unknown type (a newer format)
 /// grants nothing.
 fn allows(perm: &Permission, access: Access) -> bool {
-    match (PermType::try_from(perm.perm_type), access) {
-        (Ok(PermType::Readwrite), _) => true,
-        (Ok(PermType::Read), Access::Read) => true,
-        (Ok(PermType::Write), Access::Write) => true,
-        _ => false,
-    }
+    matches!(
+        (PermType::try_from(perm.perm_type), access),
+        (Ok(PermType::Readwrite), _)
+            | (Ok(PermType::Read), Access::Read)
+            | (Ok(PermType::Write), Access::Write)
+    )
 }

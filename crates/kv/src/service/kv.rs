@@ -35,10 +35,12 @@ impl<C: Consensus> Kv for KvService<C> {
         let caller = self.shared.caller(request.metadata()).await?;
         let req = request.into_inner();
         validate::range(&req)?;
-        self.shared.authorize(&caller, &Required::range(&req))?;
+        // After the barrier, as etcd checks: a linearizable read meets
+        // every permission change acknowledged before it.
         if !req.serializable {
             self.shared.consensus.read_barrier().await?;
         }
+        self.shared.authorize(&caller, &Required::range(&req))?;
         let mut resp = self.shared.sm.store().range(&req)?;
         resp.header = self.shared.fill(resp.header);
         Ok(Response::new(resp))
@@ -75,11 +77,11 @@ impl<C: Consensus> Kv for KvService<C> {
         if is_read_only(&req) {
             // Served like a Range, as etcd serves it: no log entry.
             validate::txn(&req)?;
-            let required = Required::txn(&req, &self.shared.sm.store().leases());
-            self.shared.authorize(&caller, &required)?;
             if !is_serializable(&req) {
                 self.shared.consensus.read_barrier().await?;
             }
+            let required = Required::txn(&req, &self.shared.sm.store().leases());
+            self.shared.authorize(&caller, &required)?;
             let mut resp = self.shared.sm.store().read_only_txn(&req)?;
             resp.header = self.shared.fill(resp.header);
             return Ok(Response::new(resp));
