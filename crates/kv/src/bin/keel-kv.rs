@@ -91,6 +91,15 @@ struct Args {
     /// Admit only peer certificates with this subject common name.
     #[arg(long)]
     peer_cert_allowed_cn: Option<String>,
+    /// The kind of auth token: `simple` (the only kind served).
+    #[arg(long, default_value = "simple")]
+    auth_token: String,
+    /// Seconds an auth token lives unused.
+    #[arg(long, default_value_t = 300)]
+    auth_token_ttl: u64,
+    /// The bcrypt cost of password hashes (4 to 31).
+    #[arg(long, default_value_t = keel_kv::auth::BCRYPT_COST_DEFAULT)]
+    bcrypt_cost: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -146,6 +155,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             client_cert_auth: args.peer_client_cert_auth,
             allowed_cn: args.peer_cert_allowed_cn,
         },
+        auth_token: args.auth_token,
+        auth_token_ttl: Duration::from_secs(args.auth_token_ttl),
+        bcrypt_cost: args.bcrypt_cost,
         ..defaults
     };
     let shutdown = async {

@@ -5,9 +5,10 @@
 use super::apply_error::ApplyError;
 use super::txn::TxnPath;
 use super::write::Writer;
-use crate::proto::command::Empty;
+use crate::auth::Required;
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
+use crate::proto::command::{Caller, Empty};
 use crate::proto::etcdserverpb::{
     CompactionResponse, DeleteRangeRequest, LeaseGrantResponse, LeaseRevokeResponse, Member,
     PutRequest, ResponseHeader, TxnRequest,
@@ -26,12 +27,19 @@ pub(crate) enum Checked {
     LeaseRevoke { id: i64 },
     MemberSet(Member),
     MemberRemove { id: u64 },
+    Auth(Op),
 }
 
-/// Every refusal `op` can meet, found before anything changes.
-pub(crate) fn check(w: &Writer<'_, '_>, op: Op) -> Result<Checked, ApplyError> {
+/// Every refusal `op` can meet, found before anything changes: first
+/// whether `caller` may do it under the auth state of this log position,
+/// then what the operation itself can be refused for.
+pub(crate) fn check(w: &Writer<'_, '_>, caller: &Caller, op: Op) -> Result<Checked, ApplyError> {
     let state = &*w.state;
     let refuse = |r: Rejection| Err(ApplyError::Rejected(r));
+    state
+        .auth
+        .permit(caller, &Required::op(&op, &state.leases))
+        .map_err(ApplyError::Rejected)?;
     Ok(match op {
         Op::Put(req) => {
             w.check_lone_put(&req)?;
@@ -72,6 +80,21 @@ pub(crate) fn check(w: &Writer<'_, '_>, op: Op) -> Result<Checked, ApplyError> {
             return refuse(Rejection::MemberNotFound);
         }
         Op::MemberRemove(req) => Checked::MemberRemove { id: req.id },
+        auth @ (Op::AuthEnable(_)
+        | Op::AuthDisable(_)
+        | Op::Authenticate(_)
+        | Op::UserAdd(_)
+        | Op::UserDelete(_)
+        | Op::UserChangePassword(_)
+        | Op::UserGrantRole(_)
+        | Op::UserRevokeRole(_)
+        | Op::RoleAdd(_)
+        | Op::RoleDelete(_)
+        | Op::RoleGrantPermission(_)
+        | Op::RoleRevokePermission(_)) => {
+            state.auth.check(&auth).map_err(ApplyError::Rejected)?;
+            Checked::Auth(auth)
+        }
     })
 }
 
@@ -109,6 +132,7 @@ pub(crate) fn execute(w: &mut Writer<'_, '_>, checked: Checked) -> Result<Outcom
             w.member_remove(id)?;
             Outcome::Done(Empty {})
         }
+        Checked::Auth(op) => w.auth(&op)?,
     })
 }
 

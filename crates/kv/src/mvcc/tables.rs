@@ -11,9 +11,17 @@ pub const LEASES: TableDefinition<i64, &[u8]> = TableDefinition::new("leases");
 /// member ID → etcd `Member` (name and URLs).
 pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
 
+/// user name → authpb `User` (its password as a bcrypt hash).
+pub const AUTH_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_users");
+/// role name → authpb `Role`.
+pub const AUTH_ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_roles");
+
 pub mod meta_keys {
     pub const APPLIED_INDEX: &str = "applied_index";
     pub const APPLIED_TERM: &str = "applied_term";
     pub const CURRENT_REVISION: &str = "current_revision";
     pub const COMPACTED_REVISION: &str = "compacted_revision";
+    /// 1 while auth is enabled.
+    pub const AUTH_ENABLED: &str = "auth_enabled";
+    pub const AUTH_REVISION: &str = "auth_revision";
 }

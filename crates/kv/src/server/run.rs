@@ -302,6 +302,8 @@ pub async fn start_with_http(
         max_request_bytes: config.max_request_bytes,
         cluster_token: config.initial_cluster_token.clone(),
         client_tls: tls.client_out.clone(),
+        bcrypt_cost: config.bcrypt_cost,
+        auth_token_ttl: config.auth_token_ttl,
         ..ServiceConfig::new(&config.data_dir)
     };
     let shared = Shared::new(sm.clone(), Arc::new(consensus), service_config);

@@ -83,8 +83,9 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
 
     async fn defragment(
         &self,
-        _request: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         // redb reuses freed pages itself; there is nothing to rewrite.
         let revision = self.shared.sm.store().position().revision;
         Ok(Response::new(DefragmentResponse {
@@ -92,7 +93,8 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         }))
     }
 
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let (hash, _, revision) = self.shared.sm.store().hash_kv(0)?;
         Ok(Response::new(HashResponse {
             header: Some(self.shared.header(revision)),
@@ -104,6 +106,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let req = request.into_inner();
         let (hash, compact_revision, _) = self.shared.sm.store().hash_kv(req.revision)?;
         let revision = self.shared.sm.store().position().revision;
@@ -118,8 +121,9 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
 
     async fn snapshot(
         &self,
-        _request: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         // Staged in a file so that the stream can say how many bytes remain
         // without holding the state in memory.
         let mut file =
@@ -147,6 +151,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let target = request.into_inner().target_id;
         self.shared.consensus.transfer_leadership(target).await?;
         let revision = self.shared.sm.store().position().revision;
