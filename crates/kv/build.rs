@@ -5,9 +5,11 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/mvccpb/kv.proto",
+        "proto/authpb/auth.proto",
         "proto/etcdserverpb/rpc.proto",
         "proto/keel/command.proto",
         "proto/keel/forward.proto",
+        "proto/keel/observe.proto",
         "proto/v3lockpb/v3lock.proto",
         "proto/v3electionpb/v3election.proto",
     ];

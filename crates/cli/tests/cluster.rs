@@ -5,118 +5,19 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::*;
 
-/// A `keel cluster up` in the background, in its own temporary directory.
-/// Dropping it stops the cluster and kills anything still using the
-/// directory, so a failing test leaves nothing behind.
-struct LocalCluster {
-    dir: tempfile::TempDir,
-    up: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl LocalCluster {
-    fn start(members: u32) -> LocalCluster {
-        let dir = tempfile::tempdir().unwrap();
-        let base = free_base_port(members).to_string();
-        let mut up = keel(&[
-            "cluster",
-            "up",
-            "--members",
-            &members.to_string(),
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--base-port",
-            &base,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-        let lines = lines_of(up.stdout.take().unwrap());
-        // The supervisor's notices (members exiting) go to stderr; keep the
-        // pipe drained so it never blocks.
-        let notices = lines_of(up.stderr.take().unwrap());
-        std::thread::spawn(move || notices.iter().for_each(|l| eprintln!("[cluster up] {l}")));
-        let cluster = LocalCluster { dir, up, lines };
-        wait_for_line(&cluster.lines, "is up", Duration::from_secs(60));
-        cluster
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn dir_arg(&self) -> String {
-        self.path().display().to_string()
-    }
-
-    fn file(&self) -> toml::Table {
-        let text = std::fs::read_to_string(self.path().join("cluster.toml")).unwrap();
-        text.parse().unwrap()
-    }
-
-    fn member(&self, name: &str) -> toml::Table {
-        self.file()["member"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m.as_table().unwrap().clone())
-            .find(|m| m["name"].as_str() == Some(name))
-            .unwrap()
-    }
-
-    fn endpoints(&self) -> String {
-        self.file()["member"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| {
-                m["client-url"]
-                    .as_str()
-                    .unwrap()
-                    .trim_start_matches("http://")
-                    .to_string()
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn status(&self) -> Status {
-        Status::parse(&keel_ok(&[
-            "cluster",
-            "status",
-            "--data-dir",
-            &self.dir_arg(),
-        ]))
-    }
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        let _ = run_bounded(
-            keel(&[
-                "cluster",
-                "down",
-                "--data-dir",
-                &self.dir_arg(),
-                "--grace",
-                "5s",
-            ]),
-            Duration::from_secs(30),
-        );
-        let _ = self.up.kill();
-        let _ = self.up.wait();
-        for pid in processes_using(self.path()) {
-            kill_hard(pid);
-        }
-    }
+fn status_of(cluster: &LocalCluster) -> Status {
+    Status::parse(&keel_ok(&[
+        "cluster",
+        "status",
+        "--data-dir",
+        &cluster.dir_arg(),
+    ]))
 }
 
 /// `keel cluster status`, row by row: name → (role, warning), and the
@@ -206,7 +107,7 @@ fn cluster_survives_a_killed_leader_and_down_leaves_no_process() {
     }
 
     // One leader, no warnings.
-    let status = cluster.status();
+    let status = status_of(&cluster);
     assert_eq!(status.rows.len(), 3);
     let leaders = status.leaders();
     assert_eq!(leaders.len(), 1, "{}", status.summary);
@@ -225,12 +126,12 @@ fn cluster_survives_a_killed_leader_and_down_leaves_no_process() {
         .unwrap();
     let moved = keel_ok(&[&["transfer-leader", chosen][..], &ep].concat());
     assert!(moved.contains(&format!("to {chosen}")), "{moved}");
-    assert_eq!(cluster.status().leaders(), [chosen]);
+    assert_eq!(status_of(&cluster).leaders(), [chosen]);
     let old_leader = chosen.to_string();
     let pid = cluster.member(&old_leader)["pid"].as_integer().unwrap() as u32;
     kill_hard(pid);
     let status = eventually(Duration::from_secs(30), "a new leader", || {
-        let status = cluster.status();
+        let status = status_of(&cluster);
         let leaders = status.leaders();
         (leaders.len() == 1 && leaders[0] != old_leader).then_some(status)
     });
@@ -261,7 +162,7 @@ fn cluster_survives_a_killed_leader_and_down_leaves_no_process() {
             (out == "after\nfailover\n").then_some(())
         },
     );
-    let status = cluster.status();
+    let status = status_of(&cluster);
     assert_eq!(status.leaders().len(), 1);
     assert!(
         status.rows.iter().all(|(_, _, w)| w.is_empty()),

@@ -72,6 +72,38 @@ pub enum KvError {
     Unsupported(&'static str),
     #[error("etcdserver: invalid request: {0}")]
     InvalidRequest(&'static str),
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserExists,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleExists,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
     /// The leader's answer to a request this member forwarded to it,
     /// passed on to the client as it is.
     #[error("{}", .0.message())]
@@ -113,6 +145,22 @@ impl KvError {
             | KvError::MemberExists
             | KvError::LearnerNotReady => Code::FailedPrecondition,
             KvError::TooManyRequests | KvError::NoSpace => Code::ResourceExhausted,
+            KvError::UserEmpty
+            | KvError::RoleEmpty
+            | KvError::AuthFailed
+            | KvError::InvalidAuthMgmt
+            | KvError::AuthOldRevision => Code::InvalidArgument,
+            KvError::RootUserNotExist
+            | KvError::RootRoleNotExist
+            | KvError::UserExists
+            | KvError::UserNotFound
+            | KvError::RoleExists
+            | KvError::RoleNotFound
+            | KvError::RoleNotGranted
+            | KvError::PermissionNotGranted
+            | KvError::AuthNotEnabled => Code::FailedPrecondition,
+            KvError::PermissionDenied => Code::PermissionDenied,
+            KvError::InvalidAuthToken => Code::Unauthenticated,
             KvError::NotLeader
             | KvError::NoLeader
             | KvError::Timeout

@@ -7,11 +7,13 @@
 //! - [`Consensus`]: what the services need from Raft; [`replica`] runs them
 //!   on the `keel` Raft runtime, and [`LocalConsensus`] is a single-node
 //!   stand-in for tests.
+//! - [`auth`]: users, roles, permissions and simple tokens (etcd's Auth).
 //! - [`service`]: the etcd gRPC services over a `Consensus`.
 //! - [`backup`]: snapshot files (`snapshot save|status|restore`).
 //! - [`server`]: starting a member ([`server::MemberConfig`],
 //!   [`server::run`]), used by the `keel-kv` binary and `keel serve`.
 
+pub mod auth;
 pub mod backup;
 pub mod command;
 pub mod consensus;
@@ -20,6 +22,7 @@ pub mod leader;
 pub mod lessor;
 pub mod local;
 pub mod mvcc;
+pub mod observe;
 pub mod proto;
 pub mod rejection;
 pub mod replica;

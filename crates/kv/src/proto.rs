@@ -7,6 +7,11 @@ pub mod mvccpb {
     tonic::include_proto!("mvccpb");
 }
 
+/// etcd's auth data model: `User`, `Role`, `Permission`.
+pub mod authpb {
+    tonic::include_proto!("authpb");
+}
+
 /// etcd's v3 RPC messages and services.
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");

@@ -50,6 +50,39 @@ pub enum Rejection {
     /// raises an alarm other than NOSPACE (Keel raises no other).
     #[error("the alarm request names an action or alarm this member does not raise")]
     UnsupportedAlarm,
+    // Auth: etcd's refusals of users, roles and permissions.
+    #[error("authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("authentication failed")]
+    AuthFailed,
+    #[error("the user name is empty")]
+    UserEmpty,
+    #[error("the user exists")]
+    UserExists,
+    #[error("the user does not exist")]
+    UserNotFound,
+    #[error("the role name is empty")]
+    RoleEmpty,
+    #[error("the role exists")]
+    RoleExists,
+    #[error("the role does not exist")]
+    RoleNotFound,
+    #[error("there is no root user")]
+    RootUserNotExist,
+    #[error("the root user does not have the root role")]
+    RootRoleNotExist,
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("the role is not granted to the user")]
+    RoleNotGranted,
+    #[error("the permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("root may not lose its user or role while auth is enabled")]
+    InvalidAuthMgmt,
+    /// The command was checked against users and roles that have changed
+    /// since: the client should check again (etcd's clients retry).
+    #[error("the command's auth revision is old")]
+    AuthOldRevision,
 }
 
 impl Rejection {
@@ -66,8 +99,23 @@ impl Rejection {
             Rejection::EmptyKey => 11,
             Rejection::Undecodable => 12,
             Rejection::UnsupportedCommand => 13,
-            Rejection::NoSpace => 14,
-            Rejection::UnsupportedAlarm => 15,
+            Rejection::AuthNotEnabled => 14,
+            Rejection::AuthFailed => 15,
+            Rejection::UserEmpty => 16,
+            Rejection::UserExists => 17,
+            Rejection::UserNotFound => 18,
+            Rejection::RoleEmpty => 19,
+            Rejection::RoleExists => 20,
+            Rejection::RoleNotFound => 21,
+            Rejection::RootUserNotExist => 22,
+            Rejection::RootRoleNotExist => 23,
+            Rejection::PermissionDenied => 24,
+            Rejection::RoleNotGranted => 25,
+            Rejection::PermissionNotGranted => 26,
+            Rejection::InvalidAuthMgmt => 27,
+            Rejection::AuthOldRevision => 28,
+            Rejection::NoSpace => 29,
+            Rejection::UnsupportedAlarm => 30,
         }
     }
 
@@ -83,8 +131,23 @@ impl Rejection {
             11 => Rejection::EmptyKey,
             12 => Rejection::Undecodable,
             13 => Rejection::UnsupportedCommand,
-            14 => Rejection::NoSpace,
-            15 => Rejection::UnsupportedAlarm,
+            14 => Rejection::AuthNotEnabled,
+            15 => Rejection::AuthFailed,
+            16 => Rejection::UserEmpty,
+            17 => Rejection::UserExists,
+            18 => Rejection::UserNotFound,
+            19 => Rejection::RoleEmpty,
+            20 => Rejection::RoleExists,
+            21 => Rejection::RoleNotFound,
+            22 => Rejection::RootUserNotExist,
+            23 => Rejection::RootRoleNotExist,
+            24 => Rejection::PermissionDenied,
+            25 => Rejection::RoleNotGranted,
+            26 => Rejection::PermissionNotGranted,
+            27 => Rejection::InvalidAuthMgmt,
+            28 => Rejection::AuthOldRevision,
+            29 => Rejection::NoSpace,
+            30 => Rejection::UnsupportedAlarm,
             _ => return None,
         })
     }
@@ -109,6 +172,21 @@ impl From<Rejection> for KvError {
             Rejection::UnsupportedAlarm => KvError::Unsupported(
                 "an alarm action other than listing, disarming or raising NOSPACE",
             ),
+            Rejection::AuthNotEnabled => KvError::AuthNotEnabled,
+            Rejection::AuthFailed => KvError::AuthFailed,
+            Rejection::UserEmpty => KvError::UserEmpty,
+            Rejection::UserExists => KvError::UserExists,
+            Rejection::UserNotFound => KvError::UserNotFound,
+            Rejection::RoleEmpty => KvError::RoleEmpty,
+            Rejection::RoleExists => KvError::RoleExists,
+            Rejection::RoleNotFound => KvError::RoleNotFound,
+            Rejection::RootUserNotExist => KvError::RootUserNotExist,
+            Rejection::RootRoleNotExist => KvError::RootRoleNotExist,
+            Rejection::PermissionDenied => KvError::PermissionDenied,
+            Rejection::RoleNotGranted => KvError::RoleNotGranted,
+            Rejection::PermissionNotGranted => KvError::PermissionNotGranted,
+            Rejection::InvalidAuthMgmt => KvError::InvalidAuthMgmt,
+            Rejection::AuthOldRevision => KvError::AuthOldRevision,
         }
     }
 }
@@ -117,7 +195,7 @@ impl From<Rejection> for KvError {
 mod tests {
     use super::*;
 
-    const ALL: [Rejection; 11] = [
+    const ALL: [Rejection; 26] = [
         Rejection::Compacted,
         Rejection::FutureRevision,
         Rejection::KeyNotFound,
@@ -127,6 +205,21 @@ mod tests {
         Rejection::EmptyKey,
         Rejection::Undecodable,
         Rejection::UnsupportedCommand,
+        Rejection::AuthNotEnabled,
+        Rejection::AuthFailed,
+        Rejection::UserEmpty,
+        Rejection::UserExists,
+        Rejection::UserNotFound,
+        Rejection::RoleEmpty,
+        Rejection::RoleExists,
+        Rejection::RoleNotFound,
+        Rejection::RootUserNotExist,
+        Rejection::RootRoleNotExist,
+        Rejection::PermissionDenied,
+        Rejection::RoleNotGranted,
+        Rejection::PermissionNotGranted,
+        Rejection::InvalidAuthMgmt,
+        Rejection::AuthOldRevision,
         Rejection::NoSpace,
         Rejection::UnsupportedAlarm,
     ];
@@ -142,7 +235,7 @@ mod tests {
 
     #[test]
     fn unknown_and_retired_codes_are_not_rejections() {
-        for code in [0, 7, 8, 9, 10, 16, u32::MAX] {
+        for code in [0, 7, 8, 9, 10, 31, u32::MAX] {
             assert_eq!(Rejection::from_code(code), None);
         }
     }

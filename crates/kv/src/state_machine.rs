@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::auth::{SimpleTokens, TOKEN_TTL_DEFAULT};
 use crate::error::KvError;
 use crate::mvcc::{Applied, EntryPayload, Store, StorePosition};
 use crate::watch::WatchHub;
@@ -16,6 +17,9 @@ const DB_FILE: &str = "kv.redb";
 pub struct KvStateMachine {
     store: Store,
     hub: WatchHub,
+    /// The auth tokens this member learned from applied Authenticate
+    /// entries (member-local, as etcd's simple tokens).
+    tokens: SimpleTokens,
 }
 
 impl KvStateMachine {
@@ -35,7 +39,11 @@ impl KvStateMachine {
 
     fn over(store: Store) -> Arc<KvStateMachine> {
         let hub = WatchHub::new(store.position().revision);
-        Arc::new(KvStateMachine { store, hub })
+        Arc::new(KvStateMachine {
+            store,
+            hub,
+            tokens: SimpleTokens::new(TOKEN_TTL_DEFAULT),
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -44,6 +52,10 @@ impl KvStateMachine {
 
     pub fn hub(&self) -> &WatchHub {
         &self.hub
+    }
+
+    pub fn tokens(&self) -> &SimpleTokens {
+        &self.tokens
     }
 
     /// The database's size, for status reports.
@@ -67,6 +79,9 @@ impl KvStateMachine {
         };
         let revision = last.revision;
         for a in &mut applied {
+            if let Some(change) = a.token_change.take() {
+                self.tokens.apply(change);
+            }
             if !a.events.is_empty() {
                 self.hub.publish(a.revision, std::mem::take(&mut a.events));
             }

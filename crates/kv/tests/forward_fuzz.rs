@@ -64,7 +64,7 @@ fn command() -> impl Strategy<Value = Command> {
         prop_oneof![Just(0u64), any::<u64>()]
             .prop_map(|id| Op::MemberRemove(MemberRemoveRequest { id })),
     ];
-    proptest::option::weighted(0.9, op).prop_map(|op| Command { op })
+    proptest::option::weighted(0.9, op).prop_map(|op| Command { op, caller: None })
 }
 
 proptest! {

@@ -38,6 +38,7 @@ async fn cluster_id(cluster: &Cluster) -> u64 {
 fn put_command(key: &str) -> Bytes {
     let command = keel_kv::proto::command::Command {
         op: Some(keel_kv::proto::command::command::Op::Put(put(key, "v"))),
+        caller: None,
     };
     command.encode_to_vec().into()
 }
@@ -193,6 +194,7 @@ async fn garbage_forwarded_with_the_right_identity_is_refused_and_breaks_nothing
 fn hostile_commands() -> Vec<Bytes> {
     let empty_key = keel_kv::proto::command::Command {
         op: Some(keel_kv::proto::command::command::Op::Put(put("", "v"))),
+        caller: None,
     };
     vec![
         // Seven bytes that are no protobuf at all.

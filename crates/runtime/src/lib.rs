@@ -109,7 +109,7 @@ pub use histogram::{LATENCY_BUCKET_BOUNDS_MICROS, LatencyHistogram};
 pub use keel_raft::{LogIndex, Membership, MembershipChange, MembershipError, NodeId, Role, Term};
 pub use keel_storage::LogConfig;
 pub use keel_transport::{ConnectError, IdentityStamp, PeerCaller, PeerChannel, PeerServices, tls};
-pub use metrics::{Metrics, PeerMetrics};
+pub use metrics::{ElectionCounters, Metrics, PeerMetrics};
 pub use node::{Node, ReadConsistency};
 pub use restore::{InitialState, Storage};
 pub use state_machine::{Command, StateMachine};

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub snapshots_created: u64,
     /// Snapshots this node installed from a leader.
     pub snapshots_installed: u64,
+    /// Since start: the elections this node took part in as a candidate.
+    pub elections: ElectionCounters,
     pub transport: TransportMetrics,
     /// Per group commit: writing the log and making it durable.
     pub log_append: LatencyHistogram,
@@ -58,6 +60,52 @@ pub struct PeerMetrics {
     pub match_index: LogIndex,
     /// The next index the leader will send.
     pub next_index: LogIndex,
+}
+
+/// How often this node campaigned and won, counted from the role and term
+/// it holds after each input, so that watching elections costs three
+/// counters rather than an event log. An observer that samples these
+/// counters on several members can tell who campaigned, with pre-vote or
+/// vote, and who won, without seeing every transition itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ElectionCounters {
+    /// Times this node became a pre-candidate (§9.6): it asked whether it
+    /// would win, without raising its term.
+    pub pre_votes_started: u64,
+    /// Times this node raised its term to campaign. A single voter that
+    /// passes through pre-candidate and candidate within one input is
+    /// counted here (it campaigned) but not as a pre-vote.
+    pub votes_started: u64,
+    /// Terms this node became leader of.
+    pub elections_won: u64,
+    /// The role and term seen after the last input.
+    last_role: Option<Role>,
+    last_term: Term,
+}
+
+impl ElectionCounters {
+    /// Counts what changed since the last observation. A node's term only
+    /// grows, and it raises its own term only to campaign, so a higher
+    /// term together with the candidate or leader role is a campaign.
+    pub(crate) fn observe(&mut self, role: Role, term: Term) {
+        let role_changed = self.last_role != Some(role);
+        let term_changed = term != self.last_term;
+        if self.last_role.is_some() {
+            match role {
+                Role::PreCandidate if role_changed => self.pre_votes_started += 1,
+                Role::Candidate if term_changed => self.votes_started += 1,
+                Role::Leader if term_changed || role_changed => {
+                    if term_changed {
+                        self.votes_started += 1;
+                    }
+                    self.elections_won += 1;
+                }
+                _ => {}
+            }
+        }
+        self.last_role = Some(role);
+        self.last_term = term;
+    }
 }
 
 impl Metrics {
@@ -89,10 +137,77 @@ impl Metrics {
             proposals_failed: 0,
             snapshots_created: 0,
             snapshots_installed: 0,
+            elections: ElectionCounters::default(),
             transport: TransportMetrics::default(),
             log_append: LatencyHistogram::default(),
             log_sync: LatencyHistogram::default(),
             stopped: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed(steps: &[(Role, u64)]) -> ElectionCounters {
+        let mut counters = ElectionCounters::default();
+        for &(role, term) in steps {
+            counters.observe(role, Term(term));
+        }
+        counters
+    }
+
+    #[test]
+    fn pre_vote_then_vote_then_win_counts_each_once() {
+        let c = observed(&[
+            (Role::Follower, 1),
+            (Role::PreCandidate, 1),
+            (Role::PreCandidate, 1),
+            (Role::Candidate, 2),
+            (Role::Candidate, 2),
+            (Role::Leader, 2),
+            (Role::Leader, 2),
+        ]);
+        assert_eq!(
+            (c.pre_votes_started, c.votes_started, c.elections_won),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn split_vote_campaigns_again_in_a_higher_term() {
+        let c = observed(&[
+            (Role::Follower, 1),
+            (Role::Candidate, 2),
+            (Role::Candidate, 3),
+            (Role::Follower, 3),
+        ]);
+        assert_eq!(
+            (c.pre_votes_started, c.votes_started, c.elections_won),
+            (0, 2, 0)
+        );
+    }
+
+    #[test]
+    fn single_voter_campaigning_within_one_input_counts_vote_and_win() {
+        let c = observed(&[(Role::Follower, 0), (Role::Leader, 1)]);
+        assert_eq!(
+            (c.pre_votes_started, c.votes_started, c.elections_won),
+            (0, 1, 1)
+        );
+    }
+
+    #[test]
+    fn following_a_higher_term_is_no_campaign() {
+        let c = observed(&[(Role::Leader, 4), (Role::Follower, 5)]);
+        assert_eq!(
+            c,
+            ElectionCounters {
+                last_role: Some(Role::Follower),
+                last_term: Term(5),
+                ..Default::default()
+            }
+        );
     }
 }

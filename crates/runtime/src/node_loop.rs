@@ -46,7 +46,7 @@ pub use crate::storage::WriteBatch;
 use crate::clock::TickClock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::metrics::Metrics;
+use crate::metrics::{ElectionCounters, Metrics};
 use crate::node::ReadConsistency;
 use crate::proposals::Proposals;
 
@@ -161,6 +161,7 @@ pub struct NodeLoop<S> {
     leading: bool,
     snapshots_created: u64,
     snapshots_installed: u64,
+    elections: ElectionCounters,
     metrics_stale: bool,
     stopping: bool,
 }
@@ -187,6 +188,7 @@ impl<S> NodeLoop<S> {
             leading: false,
             snapshots_created: 0,
             snapshots_installed: 0,
+            elections: ElectionCounters::default(),
             metrics_stale: true,
             stopping: false,
             config,
@@ -239,6 +241,7 @@ impl<S> NodeLoop<S> {
             }
             Input::Unreachable(to) => self.raft.report_unreachable(to),
         }
+        self.elections.observe(self.raft.role(), self.raft.term());
     }
 
     /// Everything the inputs so far call for, in the order to execute it.
@@ -270,6 +273,7 @@ impl<S> NodeLoop<S> {
         m.proposals_failed = self.proposals.failed();
         m.snapshots_created = self.snapshots_created;
         m.snapshots_installed = self.snapshots_installed;
+        m.elections = self.elections;
         m
     }
 

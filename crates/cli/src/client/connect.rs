@@ -8,12 +8,18 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use keel::tls::ClientTls;
+use keel_kv::proto::etcdserverpb::AuthenticateRequest;
+use keel_kv::proto::etcdserverpb::auth_client::AuthClient;
 use tokio::time::Instant;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -73,9 +79,42 @@ pub struct ConnArgs {
         requires = "tls_cert"
     )]
     pub key: Option<PathBuf>,
+
+    /// Authenticate as this user, as `name` or `name:password` (etcdctl's
+    /// flag); the token is sent with every call.
+    #[arg(long, env = "KEEL_USER", value_name = "NAME[:PASSWORD]")]
+    pub user: Option<String>,
+
+    /// The password of --user, when it does not carry one.
+    #[arg(
+        long,
+        env = "KEEL_PASSWORD",
+        value_name = "PASSWORD",
+        requires = "user"
+    )]
+    pub password: Option<String>,
 }
 
 impl ConnArgs {
+    /// The user and password to authenticate with, if any.
+    fn credentials(&self) -> anyhow::Result<Option<(String, String)>> {
+        let Some(user) = &self.user else {
+            return Ok(None);
+        };
+        let (name, password) = match (user.split_once(':'), &self.password) {
+            (Some((name, password)), None) => (name, password),
+            (None, Some(password)) => (user.as_str(), password.as_str()),
+            (Some(_), Some(_)) => bail!("give the password in --user or in --password, not both"),
+            (None, None) => {
+                bail!("--user {user}: give a password as --user {user}:PASSWORD or --password")
+            }
+        };
+        if name.is_empty() {
+            bail!("--user: the user name is empty");
+        }
+        Ok(Some((name.to_owned(), password.to_owned())))
+    }
+
     /// Whether a TLS flag was given: bare `HOST:PORT` endpoints then mean
     /// `https://`.
     fn wants_tls(&self) -> bool {
@@ -93,6 +132,30 @@ impl ConnArgs {
     }
 }
 
+/// Adds the auth token, once there is one, to every call (etcd's `token`
+/// metadata).
+#[derive(Clone, Debug, Default)]
+pub struct TokenInterceptor {
+    token: Arc<Mutex<Option<AsciiMetadataValue>>>,
+}
+
+impl Interceptor for TokenInterceptor {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let token = self
+            .token
+            .lock()
+            .expect("token lock poisoned by a panic")
+            .clone();
+        if let Some(token) = token {
+            request.metadata_mut().insert("token", token);
+        }
+        Ok(request)
+    }
+}
+
+/// A connection to one member that carries the auth token.
+pub type Conn = InterceptedService<Channel, TokenInterceptor>;
+
 /// A cluster reached through its endpoints, with one lazily opened
 /// connection per endpoint.
 pub struct Cluster {
@@ -102,6 +165,10 @@ pub struct Cluster {
     channels: HashMap<String, Channel>,
     /// For `https://` endpoints.
     tls: ClientTls,
+    /// `--user`'s name and password, until they were exchanged for a token.
+    credentials: Option<(String, String)>,
+    /// Shared by every connection: set once, by the first one opened.
+    token: TokenInterceptor,
 }
 
 /// `HOST:PORT` → `http://HOST:PORT`, or `https://HOST:PORT` when `tls`
@@ -141,6 +208,8 @@ impl Cluster {
             command_timeout: args.command_timeout,
             channels: HashMap::new(),
             tls: args.client_tls()?,
+            credentials: args.credentials()?,
+            token: TokenInterceptor::default(),
         })
     }
 
@@ -148,8 +217,54 @@ impl Cluster {
         &self.endpoints
     }
 
-    /// A connection to `url`, opened on first use.
-    pub async fn channel(&mut self, url: &str) -> anyhow::Result<Channel> {
+    /// A connection to `url`, opened on first use. The first one opened
+    /// with --user authenticates: a token from one member serves on all.
+    pub async fn channel(&mut self, url: &str) -> anyhow::Result<Conn> {
+        let channel = self.raw_channel(url).await?;
+        if let Some((name, password)) = self.credentials.clone() {
+            self.authenticate(channel.clone(), name, password).await?;
+            self.credentials = None;
+        }
+        Ok(InterceptedService::new(channel, self.token.clone()))
+    }
+
+    /// Exchanges the user's password for a token. A cluster with auth off
+    /// answers that it is not enabled: then calls go without one, as
+    /// etcdctl's do.
+    async fn authenticate(
+        &mut self,
+        channel: Channel,
+        name: String,
+        password: String,
+    ) -> anyhow::Result<()> {
+        let answer = AuthClient::new(channel)
+            .authenticate(AuthenticateRequest { name, password })
+            .await;
+        match answer {
+            Ok(reply) => {
+                let token = AsciiMetadataValue::try_from(reply.into_inner().token)
+                    .context("the server's token is not ASCII")?;
+                *self
+                    .token
+                    .token
+                    .lock()
+                    .expect("token lock poisoned by a panic") = Some(token);
+                Ok(())
+            }
+            Err(status)
+                if status.code() == Code::FailedPrecondition
+                    && status.message() == "etcdserver: authentication is not enabled" =>
+            {
+                Ok(())
+            }
+            Err(status) if retryable(&status) => {
+                Err(anyhow!("authenticating: {}", status.message()))
+            }
+            Err(status) => Err(anyhow::Error::new(Refused(status))),
+        }
+    }
+
+    async fn raw_channel(&mut self, url: &str) -> anyhow::Result<Channel> {
         if let Some(channel) = self.channels.get(url) {
             return Ok(channel.clone());
         }
@@ -174,7 +289,7 @@ impl Cluster {
     /// Runs `call` on the first endpoint that gives a final answer.
     pub async fn call<T, F, Fut>(&mut self, what: &str, mut call: F) -> anyhow::Result<T>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Conn) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let deadline = Instant::now() + self.command_timeout;
@@ -183,6 +298,7 @@ impl Cluster {
             for url in self.endpoints.clone() {
                 let channel = match self.channel(&url).await {
                     Ok(channel) => channel,
+                    Err(e) if e.is::<Refused>() => bail!("{what} failed: {e}"),
                     Err(e) => {
                         last_error = e;
                         continue;
@@ -212,17 +328,24 @@ impl Cluster {
 
     /// The first endpoint that accepts a connection, for streams that stay
     /// on one member (watch, snapshot).
-    pub async fn any_channel(&mut self) -> anyhow::Result<(String, Channel)> {
+    pub async fn any_channel(&mut self) -> anyhow::Result<(String, Conn)> {
         let mut last_error = anyhow!("no endpoint was tried");
         for url in self.endpoints.clone() {
             match self.channel(&url).await {
                 Ok(channel) => return Ok((url, channel)),
+                Err(e) if e.is::<Refused>() => return Err(e),
                 Err(e) => last_error = e,
             }
         }
         Err(last_error.context("no endpoint accepted a connection"))
     }
 }
+
+/// A final answer to authenticating (a wrong password, say): no other
+/// endpoint would answer differently.
+#[derive(Debug, thiserror::Error)]
+#[error("authentication refused: {}", .0.message())]
+struct Refused(Status);
 
 #[cfg(test)]
 mod tests {

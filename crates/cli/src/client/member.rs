@@ -7,9 +7,8 @@ use keel_kv::proto::etcdserverpb::cluster_client::ClusterClient;
 use keel_kv::proto::etcdserverpb::{
     Member, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
 };
-use tonic::transport::Channel;
 
-use super::{Cluster, ConnArgs, WriteOut, hex};
+use super::{Cluster, Conn, ConnArgs, WriteOut, hex};
 
 #[derive(Subcommand, Debug)]
 pub enum MemberCommand {
@@ -135,7 +134,7 @@ async fn add(args: AddArgs) -> anyhow::Result<()> {
         is_learner: args.learner,
     };
     let response = cluster
-        .call("member add", |channel: Channel| {
+        .call("member add", |channel: Conn| {
             let request = request.clone();
             async move { ClusterClient::new(channel).member_add(request).await }
         })

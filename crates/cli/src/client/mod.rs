@@ -16,7 +16,7 @@ mod connect;
 /// where etcdctl succeeds. tonic's default is 4 MiB.
 pub const REPLY_BYTES_MAX: usize = i32::MAX as usize;
 
-pub use connect::{Cluster, ConnArgs};
+pub use connect::{Cluster, Conn, ConnArgs};
 
 /// How list-like answers are printed.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]

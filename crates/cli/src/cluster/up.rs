@@ -147,6 +147,13 @@ fn print_ready(file: &ClusterFile, cluster_dir: &Path, ready: &Ready, detach: bo
         );
     }
     println!();
+    if let Some(first) = file.members.first() {
+        println!(
+            "Watch it live: open {}/ in a browser (every member's metrics port serves the whole cluster's page).",
+            first.metrics_url
+        );
+        println!();
+    }
     println!("Try:");
     println!("  export KEEL_ENDPOINTS={endpoints}");
     println!("  {keel} put greeting hello && {keel} get greeting");

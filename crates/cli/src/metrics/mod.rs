@@ -3,10 +3,12 @@
 //! `/version`. They are
 //! served on the client port, as etcd serves them, and on the side-car's
 //! own `--listen-metrics-urls`, which is separate from the client port so
-//! that scraping and probing never compete with gRPC clients.
+//! that scraping and probing never compete with gRPC clients. The side-car
+//! also serves the live web view of the cluster at `/` (`web/`).
 
 mod exposition;
 mod sample;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -117,13 +119,15 @@ pub fn router(probe: Arc<dyn Probe>) -> Router {
         .with_state(probe)
 }
 
-/// Serves the side-car on `listener` until `shutdown` resolves.
+/// Serves the side-car's routes over `probe` and the web view over `feed`
+/// on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     probe: Arc<dyn Probe>,
+    feed: web::Feed,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(probe))
+    axum::serve(listener, router(probe).merge(web::router(feed)))
         .with_graceful_shutdown(shutdown)
         .await
 }

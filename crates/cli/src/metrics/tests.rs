@@ -176,7 +176,8 @@ async fn health_follows_the_leader_and_readyz_the_apply_lag() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, fixed.clone(), async {
+    let (_views, feed) = tokio::sync::watch::channel(Arc::from("{}"));
+    let server = tokio::spawn(serve(listener, fixed.clone(), feed, async {
         let _ = stopped.await;
     }));
 

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::config::ServeConfig;
 use super::probe::MemberProbe;
 use super::settings::ClusterState;
-use crate::metrics::{self, Probe};
+use crate::metrics::{self, Probe, web};
 
 /// keel-kv's configuration for this member.
 fn member_config(config: &ServeConfig) -> MemberConfig {
@@ -79,13 +79,18 @@ pub async fn run(
     };
     let probe: Arc<dyn Probe> = Arc::new(MemberProbe::new(member.metrics()));
     let mut side_cars = Vec::new();
-    for (url, listener) in side_car_listeners {
-        tracing::info!(%url, "serving /metrics, /health and /readyz");
-        side_cars.push(tokio::spawn(metrics::serve(
-            listener,
-            probe.clone(),
-            until_stopped(),
-        )));
+    // The web view's rounds run only where a side-car serves them.
+    if !side_car_listeners.is_empty() {
+        let feed = web::watch_cluster(member.metrics().observer(), until_stopped());
+        for (url, listener) in side_car_listeners {
+            tracing::info!(%url, "serving the web view at /, /metrics, /health and /readyz");
+            side_cars.push(tokio::spawn(metrics::serve(
+                listener,
+                probe.clone(),
+                feed.clone(),
+                until_stopped(),
+            )));
+        }
     }
     let outcome = member.run_until(stop).await;
     let _ = stopping.send(true);

@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod local_cluster;
+#[allow(unused_imports)] // Only the tests that run a whole cluster use it.
+pub use local_cluster::LocalCluster;
+
 pub const KEEL: &str = env!("CARGO_BIN_EXE_keel");
 
 /// A `keel` command with no `KEEL_*` settings from the environment.

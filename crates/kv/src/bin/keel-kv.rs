@@ -107,6 +107,15 @@ struct Args {
     /// Admit only peer certificates with this subject common name.
     #[arg(long)]
     peer_cert_allowed_cn: Option<String>,
+    /// The kind of auth token: `simple` (the only kind served).
+    #[arg(long, default_value = "simple")]
+    auth_token: String,
+    /// Seconds an auth token lives unused.
+    #[arg(long, default_value_t = 300)]
+    auth_token_ttl: u64,
+    /// The bcrypt cost of password hashes (4 to 31).
+    #[arg(long, default_value_t = keel_kv::auth::BCRYPT_COST_DEFAULT)]
+    bcrypt_cost: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -168,6 +177,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             &args.auto_compaction_retention,
             args.experimental_auto_compaction_revision_check_interval,
         )?,
+        auth_token: args.auth_token,
+        auth_token_ttl: Duration::from_secs(args.auth_token_ttl),
+        bcrypt_cost: args.bcrypt_cost,
         ..defaults
     };
     let shutdown = async {

@@ -8,9 +8,10 @@ use prost::Message;
 
 use super::apply_error::ApplyError;
 use super::op;
-use super::tables::{ALARMS, KV, LEASES, MEMBERS, META, meta_keys};
+use super::tables::{ALARMS, AUTH_ROLES, AUTH_USERS, KV, LEASES, MEMBERS, META, meta_keys};
 use super::write::{Tables, Writer};
 use super::{State, Store, load_state};
+use crate::auth::TokenChange;
 use crate::error::KvError;
 use crate::proto::command::command_result::Result as Outcome;
 use crate::proto::command::{Command, CommandResult, Rejected};
@@ -37,6 +38,8 @@ pub struct Applied {
     pub events: Vec<Event>,
     /// The store revision after the entry.
     pub revision: i64,
+    /// What the entry does to the member's tokens (auth commands only).
+    pub token_change: Option<TokenChange>,
 }
 
 /// How one attempt at a batch ended.
@@ -108,12 +111,14 @@ impl Store {
                 leases: txn.open_table(LEASES).map_err(KvError::storage)?,
                 members: txn.open_table(MEMBERS).map_err(KvError::storage)?,
                 alarms: txn.open_table(ALARMS).map_err(KvError::storage)?,
+                auth_users: txn.open_table(AUTH_USERS).map_err(KvError::storage)?,
+                auth_roles: txn.open_table(AUTH_ROLES).map_err(KvError::storage)?,
             };
             for &(index, term, payload) in entries {
                 if index <= state.applied_index {
                     continue;
                 }
-                let (result, events) = match payload {
+                let (result, events, token_change) = match payload {
                     EntryPayload::Command(bytes) => {
                         let applied_command = match refused.get(&index) {
                             Some(&rejection) => refusal(state, rejection),
@@ -124,11 +129,15 @@ impl Store {
                                 }
                             },
                         };
-                        let (mut result, events) = applied_command;
+                        let (mut result, events, token_change) = applied_command;
                         result.index = index;
-                        (Some(Bytes::from(result.encode_to_vec())), events)
+                        (
+                            Some(Bytes::from(result.encode_to_vec())),
+                            events,
+                            token_change,
+                        )
                     }
-                    EntryPayload::Other => (None, Vec::new()),
+                    EntryPayload::Other => (None, Vec::new(), None),
                 };
                 state.applied_index = index;
                 state.applied_term = term;
@@ -137,6 +146,7 @@ impl Store {
                     result,
                     events,
                     revision: state.current_revision,
+                    token_change,
                 });
             }
             if applied.is_empty() {
@@ -162,6 +172,8 @@ pub(crate) fn write_meta(
             meta_keys::COMPACTED_REVISION,
             state.compacted_revision as u64,
         ),
+        (meta_keys::AUTH_ENABLED, u64::from(state.auth.enabled)),
+        (meta_keys::AUTH_REVISION, state.auth.revision),
     ] {
         meta.insert(key, value).map_err(KvError::storage)?;
     }
@@ -185,6 +197,10 @@ pub(crate) fn write_meta(
     Ok(())
 }
 
+/// What one applied command produced: its result, its watch events and
+/// its change to the member's tokens.
+type AppliedCommand = (CommandResult, Vec<Event>, Option<TokenChange>);
+
 /// Applies one command's bytes, the entry at `index`. The outer `Err` is
 /// this replica's failure; the inner one a refusal found after the command
 /// began writing, which the caller answers by dropping the batch.
@@ -193,7 +209,7 @@ fn apply_command(
     tables: &mut Tables<'_>,
     index: u64,
     bytes: &[u8],
-) -> Result<Result<(CommandResult, Vec<Event>), Rejection>, KvError> {
+) -> Result<Result<AppliedCommand, Rejection>, KvError> {
     let Ok(command) = Command::decode(bytes) else {
         return Ok(Ok(refusal(state, Rejection::Undecodable)));
     };
@@ -201,16 +217,19 @@ fn apply_command(
     let Some(op) = command.op else {
         return Ok(Ok(refusal(state, Rejection::UnsupportedCommand)));
     };
+    // An entry older than auth carries no caller: it is checked as an
+    // unauthenticated client's, which matters only once auth is enabled.
+    let caller = command.caller.unwrap_or_default();
     let mut writer = Writer::new(state, tables, index);
-    let checked = match op::check(&writer, op) {
+    let checked = match op::check(&writer, &caller, op) {
         Ok(checked) => checked,
         Err(ApplyError::Rejected(rejection)) => return Ok(Ok(refusal(state, rejection))),
         Err(ApplyError::Failed(e)) => return Err(e),
     };
     match op::execute(&mut writer, checked) {
         Ok(outcome) => {
-            let events = writer.finish();
-            Ok(Ok((result_of(state, outcome), events)))
+            let (events, token_change) = writer.finish();
+            Ok(Ok((result_of(state, outcome), events, token_change)))
         }
         Err(ApplyError::Rejected(rejection)) => Ok(Err(rejection)),
         Err(ApplyError::Failed(e)) => Err(e),
@@ -218,11 +237,11 @@ fn apply_command(
 }
 
 /// The result of a command refused before it wrote anything.
-fn refusal(state: &State, rejection: Rejection) -> (CommandResult, Vec<Event>) {
+fn refusal(state: &State, rejection: Rejection) -> AppliedCommand {
     let outcome = Outcome::Rejected(Rejected {
         code: rejection.code(),
     });
-    (result_of(state, outcome), Vec::new())
+    (result_of(state, outcome), Vec::new(), None)
 }
 
 fn result_of(state: &State, outcome: Outcome) -> CommandResult {

@@ -12,6 +12,7 @@
 mod alarm;
 mod apply;
 mod apply_error;
+mod auth;
 mod backing;
 mod compaction;
 mod defrag;
@@ -41,11 +42,12 @@ pub use index::{KeyIndex, KeyRange, Revision};
 pub use read_txn::{is_read_only, is_serializable};
 pub use snapshot::{RestoreAs, SnapshotSource, SnapshotSummary, summarize};
 
+use crate::auth::AuthState;
 use crate::error::{KvError, decode};
 use crate::proto::command::{LeaseRecord, Revisioned};
 use crate::proto::etcdserverpb::Member;
 use backing::Backing;
-use tables::{ALARMS, KV, LEASES, MEMBERS, META, meta_keys};
+use tables::{ALARMS, AUTH_ROLES, AUTH_USERS, KV, LEASES, MEMBERS, META, meta_keys};
 
 /// The compacted revision of a store never compacted: etcd's, which clients
 /// see in HashKV, and below which a compaction at revision 0 still is one.
@@ -72,6 +74,7 @@ pub(crate) struct State {
     /// Invariant: when `Some`, every row the index no longer holds lies at
     /// or after it, at a revision `<= compacted_revision`.
     pub compaction_cursor: Option<Revision>,
+    pub auth: AuthState,
 }
 
 /// A lease as the state machine knows it: its granted TTL and the keys
@@ -205,6 +208,16 @@ impl Store {
         alarm::list(&self.read_state().alarms, alarm)
     }
 
+    /// The users, roles and enabled flag as of the last applied entry.
+    pub fn auth(&self) -> AuthState {
+        self.read_state().auth.clone()
+    }
+
+    /// Reads the auth state without copying it.
+    pub fn with_auth<T>(&self, f: impl FnOnce(&AuthState) -> T) -> T {
+        f(&self.read_state().auth)
+    }
+
     /// Makes every committed apply transaction durable. The runtime calls
     /// this before it discards log entries up to the applied index, since
     /// apply commits do not fsync.
@@ -233,6 +246,8 @@ fn for_each_table_created(txn: &redb::WriteTransaction) -> Result<(), KvError> {
     txn.open_table(LEASES).map_err(KvError::storage)?;
     txn.open_table(MEMBERS).map_err(KvError::storage)?;
     txn.open_table(ALARMS).map_err(KvError::storage)?;
+    txn.open_table(AUTH_USERS).map_err(KvError::storage)?;
+    txn.open_table(AUTH_ROLES).map_err(KvError::storage)?;
     Ok(())
 }
 
@@ -320,6 +335,25 @@ fn load_state(db: &Database) -> Result<State, KvError> {
         let (key, _) = row.map_err(KvError::storage)?;
         let (member_id, alarm) = key.value();
         state.alarms.insert(AlarmKey { member_id, alarm });
+    }
+    state.auth.enabled = meta_get(meta_keys::AUTH_ENABLED)? == 1;
+    // etcd's auth revision starts at 1, so that 0 can mean "no user".
+    state.auth.revision = meta_get(meta_keys::AUTH_REVISION)?.max(1);
+    let users = txn.open_table(AUTH_USERS).map_err(KvError::storage)?;
+    for row in users.iter().map_err(KvError::storage)? {
+        let (name, value) = row.map_err(KvError::storage)?;
+        state
+            .auth
+            .users
+            .insert(name.value().to_owned(), decode("auth user", value.value())?);
+    }
+    let roles = txn.open_table(AUTH_ROLES).map_err(KvError::storage)?;
+    for row in roles.iter().map_err(KvError::storage)? {
+        let (name, value) = row.map_err(KvError::storage)?;
+        state
+            .auth
+            .roles
+            .insert(name.value().to_owned(), decode("auth role", value.value())?);
     }
     Ok(state)
 }

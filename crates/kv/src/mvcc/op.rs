@@ -6,9 +6,10 @@ use super::alarm::{AlarmChange, change_of};
 use super::apply_error::ApplyError;
 use super::txn::TxnPath;
 use super::write::Writer;
-use crate::proto::command::Empty;
+use crate::auth::Required;
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
+use crate::proto::command::{Caller, Empty};
 use crate::proto::etcdserverpb::{
     CompactionResponse, DeleteRangeRequest, LeaseGrantResponse, LeaseRevokeResponse, Member,
     PutRequest, ResponseHeader, TxnRequest,
@@ -29,13 +30,20 @@ pub(crate) enum Checked {
     MemberRemove { id: u64 },
     Alarm(AlarmChange),
     CompactionStep,
+    Auth(Op),
 }
 
-/// Every refusal `op` can meet, found before anything changes.
-pub(crate) fn check(w: &Writer<'_, '_>, op: Op) -> Result<Checked, ApplyError> {
+/// Every refusal `op` can meet, found before anything changes: first
+/// whether `caller` may do it under the auth state of this log position,
+/// then what the operation itself can be refused for.
+pub(crate) fn check(w: &Writer<'_, '_>, caller: &Caller, op: Op) -> Result<Checked, ApplyError> {
     let state = &*w.state;
     let refuse = |r: Rejection| Err(ApplyError::Rejected(r));
     w.check_capacity(&op)?;
+    state
+        .auth
+        .permit(caller, &Required::op(&op, &state.leases))
+        .map_err(ApplyError::Rejected)?;
     Ok(match op {
         Op::Put(req) => {
             w.check_lone_put(&req)?;
@@ -78,6 +86,21 @@ pub(crate) fn check(w: &Writer<'_, '_>, op: Op) -> Result<Checked, ApplyError> {
         Op::MemberRemove(req) => Checked::MemberRemove { id: req.id },
         Op::Alarm(req) => Checked::Alarm(change_of(&req)?),
         Op::CompactionStep(_) => Checked::CompactionStep,
+        auth @ (Op::AuthEnable(_)
+        | Op::AuthDisable(_)
+        | Op::Authenticate(_)
+        | Op::UserAdd(_)
+        | Op::UserDelete(_)
+        | Op::UserChangePassword(_)
+        | Op::UserGrantRole(_)
+        | Op::UserRevokeRole(_)
+        | Op::RoleAdd(_)
+        | Op::RoleDelete(_)
+        | Op::RoleGrantPermission(_)
+        | Op::RoleRevokePermission(_)) => {
+            state.auth.check(&auth).map_err(ApplyError::Rejected)?;
+            Checked::Auth(auth)
+        }
     })
 }
 
@@ -120,6 +143,7 @@ pub(crate) fn execute(w: &mut Writer<'_, '_>, checked: Checked) -> Result<Outcom
             w.compaction_step()?;
             Outcome::Done(Empty {})
         }
+        Checked::Auth(op) => w.auth(&op)?,
     })
 }
 

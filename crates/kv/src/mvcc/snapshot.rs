@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::apply::write_meta;
-use super::tables::{ALARMS, KV, LEASES, MEMBERS, META, meta_keys};
+use super::tables::{ALARMS, AUTH_ROLES, AUTH_USERS, KV, LEASES, MEMBERS, META, meta_keys};
 use super::{NEVER_COMPACTED, Revision, State, Store, StorePosition, load_state};
 use crate::error::KvError;
 
@@ -17,10 +17,17 @@ const TAG_META: u8 = 1;
 const TAG_KV: u8 = 2;
 const TAG_LEASE: u8 = 3;
 const TAG_MEMBER: u8 = 4;
+/// Auth enabled flag and revision: two LE u64 words. Absent from
+/// snapshots older than auth, which restore with auth off.
+const TAG_AUTH_META: u8 = 5;
+/// `name_len: u32 LE, name, User`.
+const TAG_AUTH_USER: u8 = 6;
+/// `name_len: u32 LE, name, Role`.
+const TAG_AUTH_ROLE: u8 = 7;
 /// An active alarm: member ID (u64) and type (i32 as u64).
-const TAG_ALARM: u8 = 5;
+const TAG_ALARM: u8 = 8;
 /// The compaction cursor (main, sub), present while steps remain.
-const TAG_COMPACTION_CURSOR: u8 = 6;
+const TAG_COMPACTION_CURSOR: u8 = 9;
 const TAG_END: u8 = 0xff;
 /// Bounds a frame so that a corrupt length cannot make us allocate wildly.
 const FRAME_BYTES_MAX: usize = 64 << 20;
@@ -124,6 +131,27 @@ impl SnapshotSource {
                 &[&main.to_le_bytes(), &sub.to_le_bytes()],
             )?;
         }
+        let auth_meta = [
+            get(meta_keys::AUTH_ENABLED)?,
+            get(meta_keys::AUTH_REVISION)?,
+        ];
+        frame(
+            w,
+            TAG_AUTH_META,
+            &[&auth_meta[0].to_le_bytes(), &auth_meta[1].to_le_bytes()],
+        )?;
+        for (tag, table) in [(TAG_AUTH_USER, AUTH_USERS), (TAG_AUTH_ROLE, AUTH_ROLES)] {
+            let rows = txn.open_table(table).map_err(KvError::storage)?;
+            for row in rows.iter().map_err(KvError::storage)? {
+                let (name, value) = row.map_err(KvError::storage)?;
+                let name = name.value().as_bytes();
+                let name_len = u32::try_from(name.len()).map_err(|_| KvError::Corrupt {
+                    what: "auth name",
+                    detail: format!("{} bytes is too long", name.len()),
+                })?;
+                frame(w, tag, &[&name_len.to_le_bytes(), name, value.value()])?;
+            }
+        }
         frame(w, TAG_END, &[])?;
         Ok(position)
     }
@@ -173,6 +201,10 @@ impl Store {
             let mut meta = txn.open_table(META).map_err(KvError::storage)?;
             let mut alarms = txn.open_table(ALARMS).map_err(KvError::storage)?;
             alarms.retain(|_, _| false).map_err(KvError::storage)?;
+            let mut users = txn.open_table(AUTH_USERS).map_err(KvError::storage)?;
+            let mut roles = txn.open_table(AUTH_ROLES).map_err(KvError::storage)?;
+            users.retain(|_, _| false).map_err(KvError::storage)?;
+            roles.retain(|_, _| false).map_err(KvError::storage)?;
             kv.retain(|_, _| false).map_err(KvError::storage)?;
             leases.retain(|_, _| false).map_err(KvError::storage)?;
             members.retain(|_, _| false).map_err(KvError::storage)?;
@@ -212,6 +244,18 @@ impl Store {
                     TAG_COMPACTION_CURSOR => {
                         let cursor = (u64_at(&body, 0)?, u64_at(&body, 8)?);
                         restored.compaction_cursor = Some(Revision::from_db(cursor));
+                    }
+                    TAG_AUTH_META => {
+                        restored.auth.enabled = u64_at(&body, 0)? == 1;
+                        restored.auth.revision = u64_at(&body, 8)?.max(1);
+                    }
+                    TAG_AUTH_USER => {
+                        let (name, row) = named_row(&body)?;
+                        users.insert(name, row).map_err(KvError::storage)?;
+                    }
+                    TAG_AUTH_ROLE => {
+                        let (name, row) = named_row(&body)?;
+                        roles.insert(name, row).map_err(KvError::storage)?;
                     }
                     TAG_END => break,
                     other => return Err(unknown_tag(other)),
@@ -273,7 +317,12 @@ pub fn summarize(r: &mut impl Read) -> Result<SnapshotSummary, KvError> {
                 summary.revisions += 1;
             }
             TAG_LEASE => summary.leases += 1,
-            TAG_MEMBER | TAG_ALARM | TAG_COMPACTION_CURSOR => {}
+            TAG_MEMBER
+            | TAG_ALARM
+            | TAG_COMPACTION_CURSOR
+            | TAG_AUTH_META
+            | TAG_AUTH_USER
+            | TAG_AUTH_ROLE => {}
             TAG_END => return Ok(summary),
             other => return Err(unknown_tag(other)),
         }
@@ -324,6 +373,24 @@ fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<u8, KvError> {
     body.resize(len, 0);
     r.read_exact(body)?;
     Ok(head[0])
+}
+
+/// Splits a `name_len, name, row` frame body.
+fn named_row(body: &[u8]) -> Result<(&str, &[u8]), KvError> {
+    let short = || KvError::Corrupt {
+        what: "snapshot",
+        detail: "short auth frame".into(),
+    };
+    let len = body
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("slice of 4")) as usize)
+        .ok_or_else(short)?;
+    let name = body.get(4..4 + len).ok_or_else(short)?;
+    let name = std::str::from_utf8(name).map_err(|e| KvError::Corrupt {
+        what: "snapshot",
+        detail: format!("auth name: {e}"),
+    })?;
+    Ok((name, &body[4 + len..]))
 }
 
 fn u64_at(body: &[u8], at: usize) -> Result<u64, KvError> {

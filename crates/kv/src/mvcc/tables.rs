@@ -13,6 +13,10 @@ pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members")
 
 /// `(member ID, etcd AlarmType)` → nothing: the active alarms.
 pub const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new("alarms");
+/// user name → authpb `User` (its password as a bcrypt hash).
+pub const AUTH_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_users");
+/// role name → authpb `Role`.
+pub const AUTH_ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_roles");
 
 pub mod meta_keys {
     pub const APPLIED_INDEX: &str = "applied_index";
@@ -23,4 +27,7 @@ pub mod meta_keys {
     /// sub parts; absent when no compaction has rows left to delete.
     pub const COMPACTION_CURSOR_MAIN: &str = "compaction_cursor_main";
     pub const COMPACTION_CURSOR_SUB: &str = "compaction_cursor_sub";
+    /// 1 while auth is enabled.
+    pub const AUTH_ENABLED: &str = "auth_enabled";
+    pub const AUTH_REVISION: &str = "auth_revision";
 }

@@ -14,6 +14,7 @@ use redb::Table;
 use super::apply_error::ApplyError;
 use super::read::kv_at;
 use super::{KeyRange, LeaseState, Revision, State};
+use crate::auth::TokenChange;
 use crate::error::KvError;
 use crate::proto::command::{LeaseRecord, Revisioned};
 use crate::proto::etcdserverpb::{
@@ -28,6 +29,8 @@ pub(crate) struct Tables<'t> {
     pub leases: Table<'t, i64, &'static [u8]>,
     pub members: Table<'t, u64, &'static [u8]>,
     pub alarms: Table<'t, (u64, i32), ()>,
+    pub auth_users: Table<'t, &'static str, &'static [u8]>,
+    pub auth_roles: Table<'t, &'static str, &'static [u8]>,
 }
 
 /// Applies the writes of one store revision.
@@ -41,6 +44,8 @@ pub(crate) struct Writer<'s, 't> {
     /// The next sub-revision; `0` means nothing written yet.
     sub: i64,
     events: Vec<Event>,
+    /// What the entry does to the member's token table (auth commands).
+    pub token_change: Option<TokenChange>,
 }
 
 impl<'s, 't> Writer<'s, 't> {
@@ -53,15 +58,21 @@ impl<'s, 't> Writer<'s, 't> {
             main,
             sub: 0,
             events: Vec::new(),
+            token_change: None,
         }
     }
 
     /// Ends the entry: if anything was written, the store revision moves on.
-    pub fn finish(self) -> Vec<Event> {
+    pub fn finish(self) -> (Vec<Event>, Option<TokenChange>) {
         if self.sub > 0 {
             self.state.current_revision = self.main;
         }
-        self.events
+        (self.events, self.token_change)
+    }
+
+    /// The Raft index of the entry being applied.
+    pub fn index(&self) -> u64 {
+        self.index
     }
 
     /// The newest revision a read inside this entry sees.

@@ -34,3 +34,4 @@ pub use forward::{
     check_forwarded,
 };
 pub use machine::RaftMachine;
+pub(crate) use peers::PeerChannels;

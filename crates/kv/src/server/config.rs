@@ -193,6 +193,13 @@ pub struct MemberConfig {
     /// etcd's `--auto-compaction-mode` and `--auto-compaction-retention`,
     /// parsed with [`MemberConfig::parse_auto_compaction`]; off by default.
     pub auto_compaction: AutoCompaction,
+    /// etcd's `--auth-token`: only `simple` tokens (optionally followed by
+    /// `,option=value` pairs, which simple tokens ignore, as in etcd).
+    pub auth_token: String,
+    /// etcd's `--auth-token-ttl`: how long a token lives unused.
+    pub auth_token_ttl: Duration,
+    /// etcd's `--bcrypt-cost` for password hashes, 4 to 31.
+    pub bcrypt_cost: u32,
 }
 
 /// The shortest watch progress period (etcd's `minWatchProgressInterval`).
@@ -226,6 +233,9 @@ impl MemberConfig {
             peer_tls: TlsConfig::default(),
             quota_backend_bytes: 0,
             auto_compaction: AutoCompaction::Off,
+            auth_token: "simple".into(),
+            auth_token_ttl: crate::auth::TOKEN_TTL_DEFAULT,
+            bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
             name,
             data_dir: data_dir.into(),
         }
@@ -350,6 +360,18 @@ impl MemberConfig {
             return bad(
                 "--experimental-watch-progress-notify-interval must be at least 100ms".into(),
             );
+        }
+        let token_kind = self.auth_token.split(',').next().unwrap_or_default();
+        if token_kind != "simple" {
+            return bad(format!(
+                "--auth-token {token_kind:?} is not supported: keel-kv has simple tokens only"
+            ));
+        }
+        if self.auth_token_ttl.is_zero() {
+            return bad("--auth-token-ttl must be positive".into());
+        }
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return bad("--bcrypt-cost must be between 4 and 31".into());
         }
         Ok(())
     }

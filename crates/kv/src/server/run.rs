@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -25,7 +25,9 @@ use super::ids::{cluster_id, member_id};
 use super::serve::{ClientPort, GRPC_OVERHEAD_BYTES, serve_on};
 use super::tls::MemberTls;
 use super::urls::host_port;
+use crate::observe::{ClusterObserver, ObserveService};
 use crate::proto::command::forward_server::ForwardServer;
+use crate::proto::command::observe_server::ObserveServer;
 use crate::proto::etcdserverpb::Member;
 use crate::replica::{ForwardCounters, ForwardService, ForwardStats, RaftConsensus, RaftMachine};
 use crate::service::{Quota, ServiceConfig, Shared};
@@ -63,6 +65,13 @@ pub struct MemberMetrics {
     forward: ForwardCounters,
     grpc: GrpcCounters,
     leader_changes: Arc<AtomicU64>,
+    observer: ClusterObserver,
+}
+
+/// The size of the key-value database file at `path`, as
+/// Maintenance/Status reports it (0 if it cannot be read).
+pub(crate) fn db_size_bytes(path: &Path) -> i64 {
+    std::fs::metadata(path).map_or(0, |m| m.len() as i64)
 }
 
 impl MemberMetrics {
@@ -75,7 +84,12 @@ impl MemberMetrics {
 
     /// The key-value database file's size, as Maintenance/Status reports it.
     pub fn db_size_bytes(&self) -> i64 {
-        std::fs::metadata(&self.db_path).map_or(0, |m| m.len() as i64)
+        db_size_bytes(&self.db_path)
+    }
+
+    /// Asks every member of the cluster for its status, for the web view.
+    pub fn observer(&self) -> ClusterObserver {
+        self.observer.clone()
     }
 
     /// How many writes this member forwarded to a leader, in how many
@@ -244,6 +258,10 @@ pub async fn start_with_http(
         .collect();
 
     let sm = KvStateMachine::open(&config.data_dir.join("kv"), false)?;
+    let db_path = sm
+        .db_path()
+        .expect("a member's state machine was opened from its data directory")
+        .to_owned();
     let mut raft_config = raft_config(&config, identity, peer_addr, &advertise_peer)?;
     raft_config.peer_tls = tls.peer.clone();
     let storage = Storage::open(config.data_dir.join("raft"), &raft_config)?;
@@ -259,8 +277,10 @@ pub async fn start_with_http(
         peer_listener,
         |node, services| {
             let forward = ForwardService::new(node.clone(), config.max_request_bytes);
+            let observe = ObserveService::new(config.name.clone(), node.metrics(), db_path.clone());
             services
                 .add_service(ForwardServer::new(forward).max_decoding_message_size(forward_limit))
+                .add_service(ObserveServer::new(observe))
         },
     )
     .await?;
@@ -284,6 +304,8 @@ pub async fn start_with_http(
         client_tls: tls.client_out.clone(),
         quota: Quota::from_flag(config.quota_backend_bytes),
         auto_compaction: config.auto_compaction,
+        bcrypt_cost: config.bcrypt_cost,
+        auth_token_ttl: config.auth_token_ttl,
         ..ServiceConfig::new(&config.data_dir)
     };
     let shared = Shared::new(sm.clone(), Arc::new(consensus), service_config);
@@ -299,13 +321,11 @@ pub async fn start_with_http(
     let metrics = MemberMetrics {
         raft: node.metrics(),
         forward: forward_counters,
-        db_path: sm
-            .db_path()
-            .expect("a member's state machine was opened from its data directory")
-            .to_owned(),
         store: Arc::downgrade(&sm),
         grpc: GrpcCounters::default(),
         leader_changes,
+        observer: ClusterObserver::new(node.clone(), config.name.clone(), db_path.clone()),
+        db_path,
     };
     let (stop, stop_rx) = oneshot::channel();
     let client_port = ClientPort {

@@ -18,6 +18,7 @@ use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::proto::command::command::Op;
 use crate::proto::etcdserverpb::Member;
+use crate::proto::etcdserverpb::auth_server::AuthServer;
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
@@ -26,8 +27,8 @@ use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::service::{
-    ClusterService, ElectionService, KvService, LeaseService, LockService, MaintenanceService,
-    Shared, WatchService, run_compactor, run_expiry_loop,
+    AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService,
+    MaintenanceService, Shared, WatchService, run_compactor, run_expiry_loop,
 };
 
 /// Room for the gRPC framing around the largest request, as etcd allows
@@ -103,6 +104,7 @@ pub(crate) async fn serve_on<C: Consensus>(
                     .max_decoding_message_size(limit),
             )
             .add_service(LockServer::new(LockService::new(shared.clone())))
+            .add_service(AuthServer::new(AuthService::new(shared.clone())))
             .add_service(ElectionServer::new(ElectionService::new(shared)));
     // The HTTP routes are merged after the counting layer, so that only
     // the etcd API's calls are counted; requests are told apart by path.
@@ -138,7 +140,8 @@ async fn publish_self<C: Consensus>(shared: Arc<Shared<C>>, me: Member) {
         if registered.as_ref() == Some(&wanted) {
             return;
         }
-        let command = crate::command::encode(Op::MemberSet(wanted));
+        let command =
+            crate::command::encode_as(Op::MemberSet(wanted), crate::command::member_caller());
         match shared.consensus.propose(command).await {
             Ok(_) => return,
             Err(

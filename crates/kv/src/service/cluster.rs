@@ -65,12 +65,14 @@ impl<C: Consensus> Shared<C> {
     }
 
     async fn register(&self, member: Member) -> Result<(), KvError> {
-        self.propose(Op::MemberSet(member)).await.map(|_| ())
+        self.propose_as_member(Op::MemberSet(member))
+            .await
+            .map(|_| ())
     }
 
     async fn unregister(&self, id: u64) -> Result<(), KvError> {
         match self
-            .propose(Op::MemberRemove(MemberRemoveRequest { id }))
+            .propose_as_member(Op::MemberRemove(MemberRemoveRequest { id }))
             .await
         {
             Ok(_) | Err(KvError::MemberNotFound) => Ok(()),
@@ -94,6 +96,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let req = request.into_inner();
         if req.peer_ur_ls.is_empty() {
             return Err(KvError::InvalidRequest("peer URLs are required").into());
@@ -138,6 +141,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let req = request.into_inner();
         if !self.shared.member_list().iter().any(|m| m.id == req.id) {
             return Err(KvError::MemberNotFound.into());
@@ -166,6 +170,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let req = request.into_inner();
         let mut member = self
             .shared
@@ -198,6 +203,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let req = request.into_inner();
         let member = self
             .shared

@@ -183,7 +183,10 @@ pub async fn run_compactor<C: Consensus>(shared: Arc<Shared<C>>) {
             // Back to back: each step is one bounded entry, and writes
             // proposed meanwhile take their turn between them.
             if let Err(e) = shared
-                .propose_checked(Op::CompactionStep(CompactionStep {}))
+                .propose_checked(
+                    &crate::command::member_caller(),
+                    Op::CompactionStep(CompactionStep {}),
+                )
                 .await
             {
                 tracing::debug!(error = %e, "compaction step not applied");
@@ -199,7 +202,10 @@ pub async fn run_compactor<C: Consensus>(shared: Arc<Shared<C>>) {
                 revision: target,
                 physical: false,
             });
-            match shared.propose_checked(request).await {
+            match shared
+                .propose_checked(&crate::command::member_caller(), request)
+                .await
+            {
                 Ok(_) | Err(KvError::Compacted) => {
                     tracing::info!(revision = target, "auto-compaction compacted");
                     schedule.compacted(target, Instant::now());

@@ -56,6 +56,7 @@ impl<C: Consensus> Election for ElectionService<C> {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let mut req = request.into_inner();
         req.lease = recipes::session_lease(&self.shared, req.lease).await?;
         let prefix = recipes::prefix(&req.name);
@@ -99,6 +100,7 @@ impl<C: Consensus> Election for ElectionService<C> {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let req = request.into_inner();
         let leader = req
             .leader
@@ -113,6 +115,7 @@ impl<C: Consensus> Election for ElectionService<C> {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let name = request.into_inner().name;
         self.shared.consensus.read_barrier().await?;
         let (revision, leader) = current_leader(&self.shared, &recipes::prefix(&name))?;
@@ -127,6 +130,7 @@ impl<C: Consensus> Election for ElectionService<C> {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let prefix = recipes::prefix(&request.into_inner().name);
         self.shared.consensus.read_barrier().await?;
         let (tx, rx) = mpsc::channel(OBSERVE_QUEUE_RESPONSES);
@@ -143,6 +147,7 @@ impl<C: Consensus> Election for ElectionService<C> {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let leader = request
             .into_inner()
             .leader

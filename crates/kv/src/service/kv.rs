@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{Shared, mismatch, validate};
+use crate::auth::Required;
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::mvcc::{is_read_only, is_serializable};
@@ -32,19 +33,24 @@ impl<C: Consensus> Kv for KvService<C> {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
+        let caller = self.shared.caller(request.metadata()).await?;
         let req = request.into_inner();
         validate::range(&req)?;
+        // After the barrier, as etcd checks: a linearizable read meets
+        // every permission change acknowledged before it.
         if !req.serializable {
             self.shared.consensus.read_barrier().await?;
         }
+        self.shared.authorize(&caller, &Required::range(&req))?;
         let mut resp = self.shared.sm.store().range(&req)?;
         resp.header = self.shared.fill(resp.header);
         Ok(Response::new(resp))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let caller = self.shared.caller(request.metadata()).await?;
         let req = request.into_inner();
-        let Outcome::Put(mut resp) = self.shared.propose(Op::Put(req)).await?.1 else {
+        let Outcome::Put(mut resp) = self.shared.propose(&caller, Op::Put(req)).await?.1 else {
             return Err(mismatch("put").into());
         };
         resp.header = self.shared.fill(resp.header);
@@ -55,8 +61,10 @@ impl<C: Consensus> Kv for KvService<C> {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let caller = self.shared.caller(request.metadata()).await?;
         let req = request.into_inner();
-        let Outcome::DeleteRange(mut resp) = self.shared.propose(Op::DeleteRange(req)).await?.1
+        let Outcome::DeleteRange(mut resp) =
+            self.shared.propose(&caller, Op::DeleteRange(req)).await?.1
         else {
             return Err(mismatch("delete range").into());
         };
@@ -65,6 +73,7 @@ impl<C: Consensus> Kv for KvService<C> {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let caller = self.shared.caller(request.metadata()).await?;
         let req = request.into_inner();
         if is_read_only(&req) {
             // Served like a Range, as etcd serves it: no log entry.
@@ -72,11 +81,13 @@ impl<C: Consensus> Kv for KvService<C> {
             if !is_serializable(&req) {
                 self.shared.consensus.read_barrier().await?;
             }
+            let required = Required::txn(&req, &self.shared.sm.store().leases());
+            self.shared.authorize(&caller, &required)?;
             let mut resp = self.shared.sm.store().read_only_txn(&req)?;
             resp.header = self.shared.fill(resp.header);
             return Ok(Response::new(resp));
         }
-        let Outcome::Txn(mut resp) = self.shared.propose(Op::Txn(req)).await?.1 else {
+        let Outcome::Txn(mut resp) = self.shared.propose(&caller, Op::Txn(req)).await?.1 else {
             return Err(mismatch("txn").into());
         };
         resp.header = self.shared.fill(resp.header);
@@ -87,9 +98,11 @@ impl<C: Consensus> Kv for KvService<C> {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        let caller = self.shared.caller(request.metadata()).await?;
         let req = request.into_inner();
         let physical = req.physical;
-        let Outcome::Compaction(mut resp) = self.shared.propose(Op::Compaction(req)).await?.1
+        let Outcome::Compaction(mut resp) =
+            self.shared.propose(&caller, Op::Compaction(req)).await?.1
         else {
             return Err(mismatch("compaction").into());
         };

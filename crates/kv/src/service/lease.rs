@@ -90,13 +90,15 @@ impl<C: Consensus> Lease for LeaseService<C> {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let caller = self.shared.caller(request.metadata()).await?;
         let mut req = request.into_inner();
         req.ttl = req.ttl.max(self.shared.config.lease_ttl_min_seconds);
         if req.id == 0 {
             // The proposer picks the ID so that apply stays deterministic.
             req.id = rand::rng().random_range(1..i64::MAX);
         }
-        let Outcome::LeaseGrant(mut resp) = self.shared.propose(Op::LeaseGrant(req)).await?.1
+        let Outcome::LeaseGrant(mut resp) =
+            self.shared.propose(&caller, Op::LeaseGrant(req)).await?.1
         else {
             return Err(mismatch("lease grant").into());
         };
@@ -108,8 +110,9 @@ impl<C: Consensus> Lease for LeaseService<C> {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let caller = self.shared.caller(request.metadata()).await?;
         let req = request.into_inner();
-        let (revision, outcome) = self.shared.propose(Op::LeaseRevoke(req)).await?;
+        let (revision, outcome) = self.shared.propose(&caller, Op::LeaseRevoke(req)).await?;
         if !matches!(outcome, Outcome::LeaseRevoke(_)) {
             return Err(mismatch("lease revoke").into());
         }
@@ -208,7 +211,7 @@ pub async fn run_expiry_loop<C: Consensus>(shared: Arc<Shared<C>>) {
             let shared = shared.clone();
             tokio::spawn(async move {
                 match shared
-                    .propose(Op::LeaseRevoke(LeaseRevokeRequest { id }))
+                    .propose_as_member(Op::LeaseRevoke(LeaseRevokeRequest { id }))
                     .await
                 {
                     Ok(_) | Err(KvError::LeaseNotFound) => {

@@ -32,6 +32,7 @@ impl<C> LockService<C> {
 #[tonic::async_trait]
 impl<C: Consensus> Lock for LockService<C> {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let mut req = request.into_inner();
         req.lease = recipes::session_lease(&self.shared, req.lease).await?;
         let prefix = recipes::prefix(&req.name);
@@ -84,6 +85,7 @@ impl<C: Consensus> Lock for LockService<C> {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let key = request.into_inner().key;
         if key.is_empty() {
             return Err(KvError::EmptyKey.into());

@@ -55,6 +55,9 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
+        // etcd checks no permission on Alarm, but a token that is sent
+        // must be valid.
+        let caller = self.shared.caller(request.metadata()).await?;
         let req = request.into_inner();
         if req.action == AlarmAction::Get as i32 {
             // etcd answers a listing through the log; a read barrier gives
@@ -67,7 +70,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
                 alarms: self.shared.sm.store().alarm_members(req.alarm),
             }));
         }
-        let (_, outcome) = self.shared.propose_checked(Op::Alarm(req)).await?;
+        let (_, outcome) = self.shared.propose_checked(&caller, Op::Alarm(req)).await?;
         let Outcome::Alarm(mut resp) = outcome else {
             return Err(mismatch("alarm response").into());
         };
@@ -113,8 +116,9 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
 
     async fn defragment(
         &self,
-        _request: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         // Pauses this member's apply while redb rewrites its file; other
         // members go on (etcd defragments one member per call too).
         let sm = self.shared.sm.clone();
@@ -127,7 +131,8 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         }))
     }
 
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let (hash, _, revision) = self.shared.sm.store().hash_kv(0)?;
         Ok(Response::new(HashResponse {
             header: Some(self.shared.header(revision)),
@@ -139,6 +144,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let req = request.into_inner();
         let (hash, compact_revision, _) = self.shared.sm.store().hash_kv(req.revision)?;
         let revision = self.shared.sm.store().position().revision;
@@ -153,8 +159,9 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
 
     async fn snapshot(
         &self,
-        _request: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         // Staged in a file so that the stream can say how many bytes remain
         // without holding the state in memory.
         let mut file =
@@ -182,6 +189,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.shared.admit_admin(request.metadata()).await?;
         let target = request.into_inner().target_id;
         self.shared.consensus.transfer_leadership(target).await?;
         let revision = self.shared.sm.store().position().revision;

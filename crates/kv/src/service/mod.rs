@@ -4,6 +4,8 @@
 //! results; reads are served from the local store after a read barrier
 //! (linearizable) or at once (serializable).
 
+mod auth;
+mod caller;
 mod cluster;
 mod compactor;
 mod election;
@@ -19,16 +21,19 @@ mod watch;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::command::{decode_result, encode};
+use crate::auth::Required;
+use crate::command::{decode_result, encode_as};
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::leader::LeaderChannels;
 use crate::lessor::Lessor;
+use crate::proto::command::Caller;
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
 use crate::proto::etcdserverpb::ResponseHeader;
 use crate::state_machine::KvStateMachine;
 
+pub use auth::AuthService;
 pub use cluster::ClusterService;
 pub use compactor::{AutoCompaction, REVISION_CHECK_EVERY_DEFAULT, run_compactor};
 pub use election::ElectionService;
@@ -68,6 +73,10 @@ pub struct ServiceConfig {
     pub quota: Quota,
     /// What the leader compacts by itself (etcd's `--auto-compaction-*`).
     pub auto_compaction: AutoCompaction,
+    /// The bcrypt cost of password hashes (etcd's `--bcrypt-cost`).
+    pub bcrypt_cost: u32,
+    /// How long an auth token lives unused (etcd's `--auth-token-ttl`).
+    pub auth_token_ttl: Duration,
 }
 
 impl ServiceConfig {
@@ -84,6 +93,8 @@ impl ServiceConfig {
             client_tls: None,
             quota: Quota::Bytes(QUOTA_BACKEND_BYTES_DEFAULT),
             auto_compaction: AutoCompaction::Off,
+            bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
+            auth_token_ttl: crate::auth::TOKEN_TTL_DEFAULT,
         }
     }
 }
@@ -107,6 +118,7 @@ pub struct Shared<C> {
 
 impl<C: Consensus> Shared<C> {
     pub fn new(sm: Arc<KvStateMachine>, consensus: Arc<C>, config: ServiceConfig) -> Arc<Self> {
+        sm.tokens().set_ttl(config.auth_token_ttl);
         Arc::new(Shared {
             sm,
             consensus,
@@ -154,18 +166,49 @@ impl<C: Consensus> Shared<C> {
         }
     }
 
-    /// Validates a command, proposes it and decodes its apply result.
-    async fn propose(&self, op: Op) -> Result<(i64, Outcome), KvError> {
+    /// Whether `caller` may do what `required` says under the auth state
+    /// this member has applied (the check before proposing or reading;
+    /// apply checks proposed commands again).
+    fn authorize(&self, caller: &Caller, required: &Required) -> Result<(), KvError> {
+        self.sm
+            .store()
+            .with_auth(|auth| auth.permit(caller, required))
+            .map_err(KvError::from)
+    }
+
+    /// Refuses the request unless auth is off or its caller has the root
+    /// role: for the calls etcd reserves to admins (membership and most
+    /// maintenance) and for Lock and Election (see docs/etcd-compatibility.md).
+    pub(crate) async fn admit_admin(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(), KvError> {
+        let caller = self.caller(metadata).await?;
+        self.authorize(&caller, &Required::Admin)
+    }
+
+    /// Proposes a command on this member's own behalf (lease expiry, the
+    /// member registry, and the recipes behind Lock and Election once their
+    /// caller was admitted).
+    async fn propose_as_member(&self, op: Op) -> Result<(i64, Outcome), KvError> {
+        self.propose(&crate::command::member_caller(), op).await
+    }
+
+    /// Validates a command, checks that `caller` may run it, proposes it
+    /// on the caller's behalf and decodes its apply result.
+    async fn propose(&self, caller: &Caller, op: Op) -> Result<(i64, Outcome), KvError> {
         validate::op(&op)?;
         self.check_quota(&op).await?;
-        self.propose_checked(op).await
+        self.propose_checked(caller, op).await
     }
 
     /// [`Shared::propose`] without the quota check: for commands that do
     /// not grow the store, and for the NOSPACE alarm itself.
-    async fn propose_checked(&self, op: Op) -> Result<(i64, Outcome), KvError> {
+    async fn propose_checked(&self, caller: &Caller, op: Op) -> Result<(i64, Outcome), KvError> {
         validate::op(&op)?;
-        let command = encode(op.clone());
+        let required = Required::op(&op, &self.sm.store().leases());
+        self.authorize(caller, &required)?;
+        let command = encode_as(op.clone(), caller.clone());
         validate::size(&op, command.len(), self.config.max_request_bytes)?;
         let result = self.consensus.propose(command).await?;
         decode_result(&result)

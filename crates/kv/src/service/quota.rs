@@ -88,7 +88,10 @@ impl<C: Consensus> Shared<C> {
                 member_id,
                 alarm: AlarmType::Nospace as i32,
             });
-            if let Err(e) = self.propose_checked(alarm).await {
+            if let Err(e) = self
+                .propose_checked(&crate::command::member_caller(), alarm)
+                .await
+            {
                 tracing::warn!(error = %e, "raising the NOSPACE alarm failed");
             }
         }

@@ -107,7 +107,7 @@ pub(crate) async fn session_lease<C: Consensus>(
         ttl: SESSION_TTL_SECONDS.max(shared.config.lease_ttl_min_seconds),
         id,
     };
-    match shared.propose(Op::LeaseGrant(grant)).await?.1 {
+    match shared.propose_as_member(Op::LeaseGrant(grant)).await?.1 {
         Outcome::LeaseGrant(_) => Ok(id),
         _ => Err(super::mismatch("lease grant")),
     }
@@ -118,7 +118,7 @@ pub(crate) async fn txn<C: Consensus>(
     shared: &Shared<C>,
     txn: TxnRequest,
 ) -> Result<TxnResponse, KvError> {
-    match shared.propose(Op::Txn(txn)).await?.1 {
+    match shared.propose_as_member(Op::Txn(txn)).await?.1 {
         Outcome::Txn(response) => Ok(response),
         _ => Err(super::mismatch("txn")),
     }
@@ -130,7 +130,7 @@ pub(crate) async fn delete<C: Consensus>(shared: &Shared<C>, key: Bytes) -> Resu
         key,
         ..Default::default()
     };
-    Ok(shared.propose(Op::DeleteRange(request)).await?.0)
+    Ok(shared.propose_as_member(Op::DeleteRange(request)).await?.0)
 }
 
 /// A put of `value` on `key`, held by `lease`.

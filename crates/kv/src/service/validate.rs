@@ -46,7 +46,49 @@ pub fn op(op: &Op) -> Result<(), KvError> {
         Op::MemberRemove(req) => member_id(req.id),
         Op::Alarm(req) => alarm_change_of(req).map(|_| ()).map_err(KvError::from),
         Op::CompactionStep(_) => Ok(()),
+        Op::Authenticate(req) => token_prefix(&req.token_prefix),
+        Op::UserAdd(req) => {
+            let no_password = req.options.is_some_and(|o| o.no_password);
+            password_hashed(&req.password, &req.hashed_password, no_password)
+        }
+        Op::UserChangePassword(req) => password_hashed(&req.password, &req.hashed_password, false),
+        Op::RoleGrantPermission(req) if req.perm.is_none() => {
+            Err(KvError::InvalidRequest("a permission to grant is missing"))
+        }
+        Op::AuthEnable(_)
+        | Op::AuthDisable(_)
+        | Op::UserDelete(_)
+        | Op::UserGrantRole(_)
+        | Op::UserRevokeRole(_)
+        | Op::RoleAdd(_)
+        | Op::RoleDelete(_)
+        | Op::RoleGrantPermission(_)
+        | Op::RoleRevokePermission(_) => Ok(()),
     }
+}
+
+/// A token's random part: letters only, so that the `.` before the log
+/// index is the only one in a token.
+fn token_prefix(prefix: &str) -> Result<(), KvError> {
+    if (1..=64).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(())
+    } else {
+        Err(KvError::InvalidRequest("a token prefix is 1 to 64 letters"))
+    }
+}
+
+/// A user command carries its password as a hash only: the log must never
+/// hold a password, whoever proposes the command.
+fn password_hashed(password: &str, hashed: &str, no_password: bool) -> Result<(), KvError> {
+    if !password.is_empty() {
+        return Err(KvError::InvalidRequest(
+            "a password travels only as its hash",
+        ));
+    }
+    if hashed.is_empty() && !no_password {
+        return Err(KvError::InvalidRequest("the password hash is missing"));
+    }
+    Ok(())
 }
 
 /// etcd's `--max-request-bytes`, on the encoded command. etcd serves a txn

@@ -14,6 +14,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Shared;
+use crate::auth::Required;
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::mvcc::KeyRange;
@@ -54,6 +55,7 @@ impl<C: Consensus> Watch for WatchService<C> {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let require_leader = requires_leader(request.metadata());
+        let metadata = request.metadata().clone();
         if require_leader && self.shared.consensus.info().leader_id.is_none() {
             return Err(KvError::NoLeader.into());
         }
@@ -64,6 +66,7 @@ impl<C: Consensus> Watch for WatchService<C> {
             let leader_lost = leader_lost(shared.clone(), require_leader);
             let mut stream = WatchStream {
                 shared,
+                metadata,
                 out: tx,
                 watchers: HashMap::new(),
                 next_id: 0,
@@ -72,6 +75,30 @@ impl<C: Consensus> Watch for WatchService<C> {
             stream.stop_all();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// A gRPC code as grpc-go names it, for messages etcd formats with it.
+fn go_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
     }
 }
 
@@ -113,6 +140,9 @@ struct WatchStream<C> {
     out: mpsc::Sender<WatchReply>,
     watchers: HashMap<i64, (JoinHandle<()>, Arc<AtomicI64>)>,
     next_id: i64,
+    /// The stream's metadata: each create looks its token up again, as
+    /// etcd does, so a token that expired or was revoked stops new watches.
+    metadata: MetadataMap,
 }
 
 impl<C: Consensus> WatchStream<C> {
@@ -184,6 +214,25 @@ impl<C: Consensus> WatchStream<C> {
                 })
                 .await;
         }
+        if let Err(e) = self.admit(&req).await {
+            // etcd refuses a watch it does not permit the same way, with
+            // the gRPC error's text (as Go prints it) as the reason.
+            let status = Status::from(e);
+            return self
+                .send(WatchResponse {
+                    header,
+                    watch_id: -1,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: format!(
+                        "rpc error: code = {} desc = {}",
+                        go_code_name(status.code()),
+                        status.message()
+                    ),
+                    ..Default::default()
+                })
+                .await;
+        }
         let start = if req.start_revision > 0 {
             req.start_revision
         } else {
@@ -227,6 +276,13 @@ impl<C: Consensus> WatchStream<C> {
         });
         self.watchers.insert(id, (task, progress));
         true
+    }
+
+    /// Whether the stream's caller may read what `req` watches.
+    async fn admit(&self, req: &WatchCreateRequest) -> Result<(), KvError> {
+        let caller = self.shared.caller(&self.metadata).await?;
+        self.shared
+            .authorize(&caller, &Required::watch(&req.key, &req.range_end))
     }
 
     async fn cancel(&mut self, id: i64) -> bool {

@@ -13,6 +13,7 @@ use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::*;
 
+mod auth;
 mod disk;
 mod etcd_parity;
 mod fuzz;

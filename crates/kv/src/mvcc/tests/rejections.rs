@@ -64,8 +64,8 @@ fn undecodable_bytes_are_rejected_and_the_store_goes_on() {
 #[test]
 fn a_command_from_a_newer_format_is_rejected_as_unsupported() {
     let mut h = Harness::new();
-    // Field 15, length-delimited: an op this build does not know.
-    let newer = [0x7a, 0x02, 0x08, 0x01];
+    // Field 29, length-delimited: an op this build does not know.
+    let newer = [0xea, 0x01, 0x02, 0x08, 0x01];
     let err = apply_raw(&mut h, &newer).unwrap_err();
     assert!(matches!(err, KvError::Unsupported(_)), "{err:?}");
     assert_eq!(h.store.position().applied_index, 1);

@@ -1,0 +1,141 @@
+//! `keel` client commands with `--user`, against a member with auth on:
+//! the token serves the user's permitted keys, other keys and a wrong
+//! password are refused with etcd's errors. Auth is set up with stock
+//! etcdctl; skips (passing, with a message) when it is not installed.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::*;
+
+fn have_etcdctl() -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", "command -v etcdctl"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn etcdctl(endpoint: &str, args: &[&str]) -> String {
+    let mut command = std::process::Command::new("etcdctl");
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--command-timeout=5s")
+        .args(args);
+    let output = run_bounded(command, Duration::from_secs(30));
+    assert!(
+        output.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// `keel ARGS`: whether it succeeded, and its stdout or stderr.
+fn keel_run(args: &[&str]) -> (bool, String) {
+    let output = run_bounded(keel(args), Duration::from_secs(30));
+    let text = if output.status.success() {
+        output.stdout
+    } else {
+        output.stderr
+    };
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&text).into_owned(),
+    )
+}
+
+#[test]
+fn keel_with_user_sends_a_token_and_is_refused_outside_its_permissions() {
+    if !have_etcdctl() {
+        eprintln!("SKIPPED: etcdctl is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let client_url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let data_dir = dir.path().join("m1");
+    let mut command = keel(&[
+        "serve",
+        "--name",
+        "m1",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--listen-client-urls",
+        &client_url,
+        "--listen-peer-urls",
+        &peer_url,
+        "--initial-cluster",
+        &format!("m1={peer_url}"),
+    ]);
+    let _member = Killed(
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let endpoint = format!("127.0.0.1:{client}");
+    eventually(Duration::from_secs(20), "the member serves", || {
+        keel_run(&["put", "k", "v", "--endpoints", &endpoint])
+            .0
+            .then_some(())
+    });
+
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "grant-role", "root", "root"],
+        &["user", "add", "alice:alicepw"],
+        &["role", "add", "app"],
+        &[
+            "role",
+            "grant-permission",
+            "app",
+            "--prefix=true",
+            "readwrite",
+            "app/",
+        ],
+        &["user", "grant-role", "alice", "app"],
+        &["auth", "enable"],
+    ] {
+        etcdctl(&endpoint, args);
+    }
+
+    let as_alice = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--endpoints", &endpoint, "--user", "alice:alicepw"]);
+        keel_run(&all)
+    };
+    assert_eq!(as_alice(&["put", "app/1", "one"]), (true, "OK\n".into()));
+    assert_eq!(as_alice(&["get", "app/1"]), (true, "app/1\none\n".into()));
+    let (ok, err) = as_alice(&["put", "other", "x"]);
+    assert!(
+        !ok && err.contains("etcdserver: permission denied"),
+        "{err}"
+    );
+    let (ok, err) = keel_run(&["get", "app/1", "--endpoints", &endpoint]);
+    assert!(
+        !ok && err.contains("etcdserver: user name is empty"),
+        "{err}"
+    );
+    let (ok, err) = keel_run(&[
+        "get",
+        "app/1",
+        "--endpoints",
+        &endpoint,
+        "--user",
+        "alice",
+        "--password",
+        "wrong",
+    ]);
+    assert!(
+        !ok && err.contains("authentication failed, invalid user ID or password"),
+        "{err}"
+    );
+    let (ok, err) = keel_run(&["get", "app/1", "--endpoints", &endpoint, "--user", "alice"]);
+    assert!(!ok && err.contains("--password"), "{err}");
+}

@@ -1,0 +1,20 @@
+//! Watching the whole cluster from any one member, for the web view.
+//!
+//! Every member serves `keel.kv.v1.Observe/Status` on its peer listener
+//! (`status.rs`): its own role, term, indexes, followers' progress and
+//! election counters, read from its metrics. [`ClusterObserver`]
+//! (`gather.rs`) asks each member of the configuration for it, through the
+//! runtime's address book, and reports the ones that do not answer as
+//! down. The peer listener is used, rather than the other members' metrics
+//! ports, because its addresses are already known to every member (from
+//! the initial cluster, the member registry and inbound traffic) and
+//! already authenticated: nothing new to configure or publish.
+
+mod gather;
+mod status;
+
+pub use gather::{ClusterObserver, ClusterSnapshot, MemberReport};
+pub(crate) use status::ObserveService;
+pub use status::member_status;
+
+pub use crate::proto::command::{FollowerProgress, MemberStatus, Role};

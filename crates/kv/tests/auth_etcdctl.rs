@@ -1,0 +1,360 @@
+//! etcd's Auth API, side by side: the same `etcdctl user/role/auth`
+//! session against a three-member Keel cluster (each step sent to the
+//! next member in turn) and, when the `etcd` binary is installed, against
+//! real etcd 3.4; the outputs must be identical. Then a token obtained
+//! from one member is used on every member, before and after a revoked
+//! permission.
+//!
+//! Skips (passing, with a message) when `etcdctl` is not installed.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use keel_kv::proto::etcdserverpb::auth_client::AuthClient;
+use keel_kv::proto::etcdserverpb::kv_client::KvClient;
+use keel_kv::proto::etcdserverpb::{AuthRoleRevokePermissionRequest, AuthenticateRequest};
+use support::{Cluster, free_port};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tonic::Request;
+
+fn have(binary: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {binary}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// etcdctl's output: stdout, then its `Error:` lines (its retries log JSON
+/// to stderr, which differs from run to run). Every call is bounded: a
+/// watch never ends by itself.
+async fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("timeout")
+        .arg("4")
+        .arg("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--command-timeout=3s")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        use tokio::io::AsyncWriteExt;
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).await.unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error = stderr
+        .lines()
+        .filter(|l| l.starts_with("Error:") || l.starts_with("watch was canceled"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), error)
+        .trim()
+        .to_owned()
+}
+
+const ROOT: &str = "--user=root:rootpw";
+const ALICE: &str = "--user=alice:alicepw";
+
+/// The scripted session: `(args, stdin)`.
+fn steps() -> Vec<(Vec<&'static str>, Option<&'static str>)> {
+    vec![
+        (vec!["user", "add", "alice:alicepw"], None),
+        (vec!["role", "add", "app"], None),
+        (
+            vec![
+                "role",
+                "grant-permission",
+                "app",
+                "--prefix=true",
+                "readwrite",
+                "app/",
+            ],
+            None,
+        ),
+        (
+            vec!["role", "grant-permission", "app", "read", "shared"],
+            None,
+        ),
+        (vec!["user", "grant-role", "alice", "app"], None),
+        (vec!["auth", "enable"], None),
+        (vec!["user", "add", "root:rootpw"], None),
+        // etcdctl answers "root user does not have root role" by adding
+        // the role and granting it, then enables again.
+        (vec!["auth", "enable"], None),
+        (vec!["user", "grant-role", "root", "root"], None),
+        (vec!["auth", "enable", ROOT], None),
+        (vec!["user", "get", "alice", ROOT], None),
+        (vec!["user", "get", "root", ROOT], None),
+        (vec!["user", "list", ROOT], None),
+        (vec!["role", "get", "app", ROOT], None),
+        (vec!["role", "list", ROOT], None),
+        (vec!["user", "list", ALICE], None),
+        (vec!["put", "app/1", "one", ALICE], None),
+        (vec!["get", "app/1", ALICE], None),
+        (vec!["get", "app/", "--prefix", ALICE], None),
+        (vec!["put", "other", "x", ALICE], None),
+        (vec!["get", "other", ALICE], None),
+        (vec!["get", "shared", ALICE], None),
+        (vec!["put", "shared", "x", ALICE], None),
+        (vec!["get", "", "--from-key", ALICE], None),
+        (vec!["get", "app/1"], None),
+        (
+            vec!["txn", ALICE],
+            Some("value(\"app/1\") = \"one\"\n\nput app/2 two\n\nput app/2 none\n\n"),
+        ),
+        (
+            vec!["txn", ALICE],
+            Some("value(\"app/1\") = \"one\"\n\nput app/3 three\n\nput other y\n\n"),
+        ),
+        (vec!["watch", "other", ALICE], None),
+        (vec!["put", "other", "x", ROOT], None),
+        (vec!["get", "other", ROOT], None),
+        (vec!["get", "app/1", "--user=alice:wrong"], None),
+        (vec!["user", "delete", "root", ROOT], None),
+        (vec!["role", "revoke", "root", "root", ROOT], None),
+        (
+            vec![
+                "role",
+                "revoke-permission",
+                "app",
+                "--prefix=true",
+                "app/",
+                ROOT,
+            ],
+            None,
+        ),
+        (vec!["get", "app/1", ALICE], None),
+        (vec!["get", "app/1", ALICE], None),
+        (vec!["get", "app/1", ALICE], None),
+        (vec!["auth", "disable", ROOT], None),
+        (vec!["get", "app/", "--prefix"], None),
+    ]
+}
+
+async fn session(endpoints: &[String]) -> Vec<(String, String)> {
+    let mut outputs = Vec::new();
+    for (i, (args, stdin)) in steps().into_iter().enumerate() {
+        let endpoint = &endpoints[i % endpoints.len()];
+        let out = etcdctl(endpoint, &args, stdin).await;
+        outputs.push((args.join(" "), out));
+    }
+    outputs
+}
+
+struct Etcd(Child);
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+async fn start_etcd(dir: &std::path::Path) -> (Etcd, String) {
+    let (client, peer) = (free_port(), free_port());
+    let child = Command::new("etcd")
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--listen-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+        ])
+        .args([
+            "--advertise-client-urls",
+            &format!("http://127.0.0.1:{client}"),
+        ])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer}"),
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("default=http://127.0.0.1:{peer}"),
+        ])
+        .args(["--bcrypt-cost", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let endpoint = format!("127.0.0.1:{client}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if etcdctl(&endpoint, &["put", "health", "x"], None).await == "OK" {
+            etcdctl(&endpoint, &["del", "health"], None).await;
+            return (Etcd(child), endpoint);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("etcd at {endpoint} never served");
+}
+
+fn step<'a>(outputs: &'a [(String, String)], label: &str, nth: usize) -> &'a str {
+    &outputs
+        .iter()
+        .filter(|(l, _)| l == label)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no step {label}"))
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_session_matches_etcd_and_a_revoked_permission_is_refused_everywhere() {
+    if !have("etcdctl") {
+        eprintln!("SKIPPED: etcdctl is not installed");
+        return;
+    }
+    let cluster = Cluster::start(3, &["--bcrypt-cost", "4"]).await;
+    let endpoints: Vec<String> = cluster.members.iter().map(|m| m.endpoint()).collect();
+    let keel = session(&endpoints).await;
+
+    // What Keel must say, whatever etcd says.
+    let denied = "Error: etcdserver: permission denied";
+    assert_eq!(
+        step(&keel, "auth enable", 0),
+        "Error: etcdserver: root user does not exist"
+    );
+    assert_eq!(step(&keel, "auth enable", 1), "Authentication Enabled");
+    assert_eq!(
+        step(&keel, "user grant-role root root", 0),
+        "Error: etcdserver: user name is empty"
+    );
+    assert_eq!(
+        step(&keel, &format!("user get root {ROOT}"), 0),
+        "User: root\nRoles: root"
+    );
+    assert_eq!(step(&keel, &format!("put app/1 one {ALICE}"), 0), "OK");
+    assert_eq!(step(&keel, &format!("get app/1 {ALICE}"), 0), "app/1\none");
+    assert_eq!(step(&keel, &format!("put other x {ALICE}"), 0), denied);
+    assert_eq!(step(&keel, &format!("get other {ALICE}"), 0), denied);
+    assert_eq!(step(&keel, &format!("put shared x {ALICE}"), 0), denied);
+    assert_eq!(step(&keel, &format!("user list {ALICE}"), 0), denied);
+    assert_eq!(
+        step(&keel, "get app/1", 0),
+        "Error: etcdserver: user name is empty"
+    );
+    assert_eq!(step(&keel, &format!("txn {ALICE}"), 1), denied);
+    assert!(step(&keel, &format!("watch other {ALICE}"), 0).contains("permission denied"));
+    assert_eq!(
+        step(&keel, "get app/1 --user=alice:wrong", 0),
+        "Error: etcdserver: authentication failed, invalid user ID or password"
+    );
+    assert_eq!(
+        step(&keel, &format!("user delete root {ROOT}"), 0),
+        "Error: etcdserver: invalid auth management"
+    );
+    // Revoked, then refused by each of the three members in turn.
+    for nth in 1..=3 {
+        assert_eq!(step(&keel, &format!("get app/1 {ALICE}"), nth), denied);
+    }
+    assert_eq!(
+        step(&keel, "get app/ --prefix", 0),
+        "app/1\none\napp/2\ntwo"
+    );
+
+    if !have("etcd") {
+        eprintln!("etcd is not installed: compared nothing, checked Keel alone");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_etcd, etcd_endpoint) = start_etcd(dir.path()).await;
+    let etcd = session(&[etcd_endpoint]).await;
+    for ((label, ours), (_, theirs)) in keel.iter().zip(&etcd) {
+        assert_eq!(ours, theirs, "`etcdctl {label}` differs from etcd");
+    }
+}
+
+/// A request carrying `token` as etcd's clients send it.
+fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("token", token.parse().unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_from_one_member_serves_on_all_until_its_permission_is_revoked() {
+    if !have("etcdctl") {
+        eprintln!("SKIPPED: etcdctl is not installed");
+        return;
+    }
+    let cluster = Cluster::start(3, &["--bcrypt-cost", "4"]).await;
+    let endpoint = cluster.members[0].endpoint();
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "add", "alice:alicepw"],
+        &["role", "add", "app"],
+        &[
+            "role",
+            "grant-permission",
+            "app",
+            "--prefix=true",
+            "readwrite",
+            "app/",
+        ],
+        &["user", "grant-role", "alice", "app"],
+        &["auth", "enable"],
+        &["put", "app/1", "one", ROOT],
+    ] {
+        let out = etcdctl(&endpoint, args, None).await;
+        assert!(!out.starts_with("Error"), "etcdctl {args:?}: {out}");
+    }
+    let token = |name: &str, password: &str, i: usize| {
+        let (name, password) = (name.to_owned(), password.to_owned());
+        let cluster = &cluster;
+        async move {
+            AuthClient::new(cluster.channel(i).await)
+                .authenticate(AuthenticateRequest { name, password })
+                .await
+                .unwrap()
+                .into_inner()
+                .token
+        }
+    };
+    let alice = token("alice", "alicepw", 0).await;
+    let root = token("root", "rootpw", 2).await;
+    let get = |i: usize| {
+        let cluster = &cluster;
+        let alice = alice.clone();
+        async move {
+            KvClient::new(cluster.channel(i).await)
+                .range(with_token(support::range("app/1"), &alice))
+                .await
+        }
+    };
+    for i in 0..3 {
+        let reply = get(i).await.unwrap().into_inner();
+        assert_eq!(reply.kvs[0].value, "one", "member {i}");
+    }
+    AuthClient::new(cluster.channel(2).await)
+        .role_revoke_permission(with_token(
+            AuthRoleRevokePermissionRequest {
+                role: "app".into(),
+                key: "app/".into(),
+                range_end: "app0".into(),
+            },
+            &root,
+        ))
+        .await
+        .unwrap();
+    // The same token, on every member: the revoke applied everywhere.
+    for i in 0..3 {
+        let refused = get(i).await.unwrap_err();
+        assert_eq!(
+            refused.message(),
+            "etcdserver: permission denied",
+            "member {i}"
+        );
+    }
+}
