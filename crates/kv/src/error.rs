@@ -47,6 +47,12 @@ pub enum KvError {
     ChangePending,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
+    /// The backend quota is used up, or a NOSPACE alarm is active.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// A maintenance call that could not get the store to itself in time.
+    #[error("keel-kv: {0}")]
+    Busy(&'static str),
     #[error("etcdserver: too many requests")]
     TooManyRequests,
     #[error("etcdserver: leader changed")]
@@ -138,7 +144,7 @@ impl KvError {
             | KvError::MemberNotLearner
             | KvError::MemberExists
             | KvError::LearnerNotReady => Code::FailedPrecondition,
-            KvError::TooManyRequests => Code::ResourceExhausted,
+            KvError::TooManyRequests | KvError::NoSpace => Code::ResourceExhausted,
             KvError::UserEmpty
             | KvError::RoleEmpty
             | KvError::AuthFailed
@@ -161,7 +167,8 @@ impl KvError {
             | KvError::Stopped
             | KvError::ChangePending
             | KvError::LeaderChanged
-            | KvError::LeaderFailed => Code::Unavailable,
+            | KvError::LeaderFailed
+            | KvError::Busy(_) => Code::Unavailable,
             KvError::Remote(status) => status.code(),
             KvError::Unsupported(_) => Code::Unimplemented,
             KvError::Corrupt { .. } | KvError::Storage(_) | KvError::Io(_) => Code::Internal,

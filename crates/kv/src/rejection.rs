@@ -42,6 +42,14 @@ pub enum Rejection {
     /// written by a newer format version.
     #[error("the command names an operation this member does not know")]
     UnsupportedCommand,
+    /// A NOSPACE alarm is active and the command would grow the store
+    /// (etcd's capped applier).
+    #[error("a NOSPACE alarm is active")]
+    NoSpace,
+    /// An alarm request with an action etcd does not have, or one that
+    /// raises an alarm other than NOSPACE (Keel raises no other).
+    #[error("the alarm request names an action or alarm this member does not raise")]
+    UnsupportedAlarm,
     // Auth: etcd's refusals of users, roles and permissions.
     #[error("authentication is not enabled")]
     AuthNotEnabled,
@@ -106,6 +114,8 @@ impl Rejection {
             Rejection::PermissionNotGranted => 26,
             Rejection::InvalidAuthMgmt => 27,
             Rejection::AuthOldRevision => 28,
+            Rejection::NoSpace => 29,
+            Rejection::UnsupportedAlarm => 30,
         }
     }
 
@@ -136,6 +146,8 @@ impl Rejection {
             26 => Rejection::PermissionNotGranted,
             27 => Rejection::InvalidAuthMgmt,
             28 => Rejection::AuthOldRevision,
+            29 => Rejection::NoSpace,
+            30 => Rejection::UnsupportedAlarm,
             _ => return None,
         })
     }
@@ -156,6 +168,10 @@ impl From<Rejection> for KvError {
             Rejection::UnsupportedCommand => {
                 KvError::Unsupported("a command from a newer format version")
             }
+            Rejection::NoSpace => KvError::NoSpace,
+            Rejection::UnsupportedAlarm => KvError::Unsupported(
+                "an alarm action other than listing, disarming or raising NOSPACE",
+            ),
             Rejection::AuthNotEnabled => KvError::AuthNotEnabled,
             Rejection::AuthFailed => KvError::AuthFailed,
             Rejection::UserEmpty => KvError::UserEmpty,
@@ -179,7 +195,7 @@ impl From<Rejection> for KvError {
 mod tests {
     use super::*;
 
-    const ALL: [Rejection; 24] = [
+    const ALL: [Rejection; 26] = [
         Rejection::Compacted,
         Rejection::FutureRevision,
         Rejection::KeyNotFound,
@@ -204,6 +220,8 @@ mod tests {
         Rejection::PermissionNotGranted,
         Rejection::InvalidAuthMgmt,
         Rejection::AuthOldRevision,
+        Rejection::NoSpace,
+        Rejection::UnsupportedAlarm,
     ];
 
     #[test]
@@ -217,7 +235,7 @@ mod tests {
 
     #[test]
     fn unknown_and_retired_codes_are_not_rejections() {
-        for code in [0, 7, 8, 9, 10, 29, u32::MAX] {
+        for code in [0, 7, 8, 9, 10, 31, u32::MAX] {
             assert_eq!(Rejection::from_code(code), None);
         }
     }

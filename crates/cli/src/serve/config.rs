@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use keel_kv::server::{DurationError, TlsConfig, parse_go_duration};
+use keel_kv::service::{AutoCompaction, REVISION_CHECK_EVERY_DEFAULT};
 
 use super::settings::{ClusterState, Settings};
 use super::urls::{HttpUrl, UrlError, join};
@@ -39,6 +40,9 @@ pub struct ServeConfig {
     pub snapshot_count: u64,
     /// `None`: keel-kv's default.
     pub watch_progress_notify_interval: Option<Duration>,
+    /// etcd's `--quota-backend-bytes` (0: 2 GiB; negative: none).
+    pub quota_backend_bytes: i64,
+    pub auto_compaction: AutoCompaction,
     pub listen_metrics_urls: Vec<HttpUrl>,
     /// TLS for clients and for peers, checked against each other and the
     /// URLs by keel-kv when the member starts (`MemberConfig::validate`).
@@ -105,6 +109,10 @@ pub enum ConfigError {
     Zero { flag: &'static str },
     #[error("--election-timeout ({election_ms} ms) must be at least {ELECTION_HEARTBEATS_MIN} × --heartbeat-interval ({heartbeat_ms} ms); raise --election-timeout to {} or lower --heartbeat-interval", heartbeat_ms * ELECTION_HEARTBEATS_MIN)]
     ElectionTooShort { election_ms: u64, heartbeat_ms: u64 },
+    /// `--auto-compaction-mode` or `--auto-compaction-retention` unusable;
+    /// the message names the flag.
+    #[error("{0}")]
+    BadAutoCompaction(String),
     #[error("--{flag}: {error}")]
     BadDuration {
         flag: &'static str,
@@ -310,6 +318,27 @@ impl ServeConfig {
                 flag: "experimental-watch-progress-notify-interval",
                 error,
             })?;
+        let revision_check_every = s
+            .experimental_auto_compaction_revision_check_interval
+            .as_deref()
+            .map(parse_go_duration)
+            .transpose()
+            .map_err(|error| ConfigError::BadDuration {
+                flag: "experimental-auto-compaction-revision-check-interval",
+                error,
+            })?
+            .unwrap_or(REVISION_CHECK_EVERY_DEFAULT);
+        if revision_check_every.is_zero() {
+            return Err(ConfigError::Zero {
+                flag: "experimental-auto-compaction-revision-check-interval",
+            });
+        }
+        let auto_compaction = AutoCompaction::parse(
+            s.auto_compaction_mode.as_deref().unwrap_or("periodic"),
+            s.auto_compaction_retention.as_deref().unwrap_or("0"),
+            revision_check_every,
+        )
+        .map_err(ConfigError::BadAutoCompaction)?;
         Ok(ServeConfig {
             name,
             data_dir,
@@ -325,6 +354,8 @@ impl ServeConfig {
             election_timeout: Duration::from_millis(election_ms),
             snapshot_count,
             watch_progress_notify_interval,
+            quota_backend_bytes: s.quota_backend_bytes.unwrap_or(0),
+            auto_compaction,
             listen_metrics_urls,
             client_tls: TlsConfig {
                 cert_file: s.cert_file,
@@ -404,6 +435,39 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn disk_space_flags_default_as_etcds_and_parse_as_etcd_reads_them() {
+        let defaults = ServeConfig::resolve(Settings::default()).unwrap();
+        let member = keel_kv::server::MemberConfig::new("default", "default.keel");
+        assert_eq!(defaults.quota_backend_bytes, member.quota_backend_bytes);
+        assert_eq!(defaults.auto_compaction, member.auto_compaction);
+        assert_eq!(defaults.auto_compaction, AutoCompaction::Off);
+
+        let config = ServeConfig::resolve(Settings {
+            quota_backend_bytes: Some(4 << 20),
+            auto_compaction_mode: Some("revision".into()),
+            auto_compaction_retention: Some("1000".into()),
+            experimental_auto_compaction_revision_check_interval: Some("30s".into()),
+            ..Settings::default()
+        })
+        .unwrap();
+        assert_eq!(config.quota_backend_bytes, 4 << 20);
+        assert_eq!(
+            config.auto_compaction,
+            AutoCompaction::Revision {
+                retention: 1000,
+                check_every: Duration::from_secs(30)
+            }
+        );
+        let error = ServeConfig::resolve(Settings {
+            auto_compaction_mode: Some("hourly".into()),
+            auto_compaction_retention: Some("1".into()),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert_eq!(error.to_string(), "unknown auto-compaction-mode \"hourly\"");
     }
 
     #[test]

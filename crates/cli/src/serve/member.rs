@@ -42,6 +42,8 @@ fn member_config(config: &ServeConfig) -> MemberConfig {
             .unwrap_or(defaults.watch_progress_notify_interval),
         client_tls: config.client_tls.clone(),
         peer_tls: config.peer_tls.clone(),
+        quota_backend_bytes: config.quota_backend_bytes,
+        auto_compaction: config.auto_compaction,
         ..defaults
     }
 }

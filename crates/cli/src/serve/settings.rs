@@ -108,6 +108,37 @@ pub struct Settings {
     )]
     pub experimental_watch_progress_notify_interval: Option<String>,
 
+    /// The store's size in bytes past which writes are refused and a
+    /// NOSPACE alarm is raised; 0 means 2 GiB, a negative value no quota
+    /// [default: 0].
+    #[arg(
+        long,
+        env = "KEEL_QUOTA_BACKEND_BYTES",
+        value_name = "BYTES",
+        allow_negative_numbers = true
+    )]
+    pub quota_backend_bytes: Option<i64>,
+
+    /// `periodic` (keep a period of history) or `revision` (keep a number
+    /// of revisions) [default: periodic].
+    #[arg(long, env = "KEEL_AUTO_COMPACTION_MODE", value_name = "MODE")]
+    pub auto_compaction_mode: Option<String>,
+
+    /// History auto-compaction keeps: in periodic mode hours (1) or a
+    /// duration (30m), in revision mode revisions (1000); 0 turns it off
+    /// [default: 0].
+    #[arg(long, env = "KEEL_AUTO_COMPACTION_RETENTION", value_name = "RETENTION")]
+    pub auto_compaction_retention: Option<String>,
+
+    /// How often revision-mode auto-compaction looks (Keel only; etcd
+    /// always looks every 5m) [default: 5m].
+    #[arg(
+        long,
+        env = "KEEL_EXPERIMENTAL_AUTO_COMPACTION_REVISION_CHECK_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub experimental_auto_compaction_revision_check_interval: Option<String>,
+
     /// Comma-separated URLs to serve /metrics (Prometheus), /health,
     /// /livez, /readyz and /version on over plain HTTP, apart from the
     /// client port, which serves them too [default: none].
@@ -217,6 +248,14 @@ impl Settings {
             experimental_watch_progress_notify_interval: self
                 .experimental_watch_progress_notify_interval
                 .or(lower.experimental_watch_progress_notify_interval),
+            quota_backend_bytes: self.quota_backend_bytes.or(lower.quota_backend_bytes),
+            auto_compaction_mode: self.auto_compaction_mode.or(lower.auto_compaction_mode),
+            auto_compaction_retention: self
+                .auto_compaction_retention
+                .or(lower.auto_compaction_retention),
+            experimental_auto_compaction_revision_check_interval: self
+                .experimental_auto_compaction_revision_check_interval
+                .or(lower.experimental_auto_compaction_revision_check_interval),
             listen_metrics_urls: self.listen_metrics_urls.or(lower.listen_metrics_urls),
             cert_file: self.cert_file.or(lower.cert_file),
             key_file: self.key_file.or(lower.key_file),

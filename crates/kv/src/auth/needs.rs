@@ -87,10 +87,14 @@ impl Required {
             }
             Op::Txn(req) => txn_needs(req, leases, &mut needs),
             Op::LeaseRevoke(req) => lease_key_needs(req.id, leases, &mut needs),
-            Op::LeaseGrant(_) | Op::Authenticate(_) => return Required::Nothing,
+            // etcd checks no permission on Maintenance/Alarm: any client
+            // (with a valid token, if it sends one) may raise or clear one.
+            Op::LeaseGrant(_) | Op::Authenticate(_) | Op::Alarm(_) => return Required::Nothing,
             // Members publish their own attributes (proposed as the member,
             // see `Caller::member`); anyone else changing them is an admin.
+            // Compaction steps are proposed by the leader as the member.
             Op::Compaction(_)
+            | Op::CompactionStep(_)
             | Op::MemberSet(_)
             | Op::MemberRemove(_)
             | Op::AuthEnable(_)

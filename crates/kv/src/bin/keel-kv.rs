@@ -62,6 +62,22 @@ struct Args {
     /// (e.g. 10m, 500ms) [default: `MemberConfig`'s, 10m].
     #[arg(long, value_parser = parse_go_duration)]
     experimental_watch_progress_notify_interval: Option<Duration>,
+    /// The store's size, in bytes, past which writes are refused and a
+    /// NOSPACE alarm raised (0: etcd's default, 2 GiB; negative: no quota).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    quota_backend_bytes: i64,
+    /// `periodic` (keep a period of history) or `revision` (keep a number
+    /// of revisions).
+    #[arg(long, default_value = "periodic")]
+    auto_compaction_mode: String,
+    /// How much history auto-compaction keeps: periodic mode, hours (`1`)
+    /// or a duration (`30m`); revision mode, revisions (`1000`); 0: off.
+    #[arg(long, default_value = "0")]
+    auto_compaction_retention: String,
+    /// How often revision-mode auto-compaction looks (Keel only; etcd
+    /// always looks every 5m).
+    #[arg(long, value_parser = parse_go_duration)]
+    experimental_auto_compaction_revision_check_interval: Option<Duration>,
     /// The member's certificate for https client URLs (PEM).
     #[arg(long)]
     cert_file: Option<PathBuf>,
@@ -155,6 +171,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             client_cert_auth: args.peer_client_cert_auth,
             allowed_cn: args.peer_cert_allowed_cn,
         },
+        quota_backend_bytes: args.quota_backend_bytes,
+        auto_compaction: MemberConfig::parse_auto_compaction(
+            &args.auto_compaction_mode,
+            &args.auto_compaction_retention,
+            args.experimental_auto_compaction_revision_check_interval,
+        )?,
         auth_token: args.auth_token,
         auth_token_ttl: Duration::from_secs(args.auth_token_ttl),
         bcrypt_cost: args.bcrypt_cost,

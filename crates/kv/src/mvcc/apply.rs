@@ -8,7 +8,7 @@ use prost::Message;
 
 use super::apply_error::ApplyError;
 use super::op;
-use super::tables::{AUTH_ROLES, AUTH_USERS, KV, LEASES, MEMBERS, META, meta_keys};
+use super::tables::{ALARMS, AUTH_ROLES, AUTH_USERS, KV, LEASES, MEMBERS, META, meta_keys};
 use super::write::{Tables, Writer};
 use super::{State, Store, load_state};
 use crate::auth::TokenChange;
@@ -85,7 +85,7 @@ impl Store {
                         "a command was refused after it began writing (its check missed \
                          this); redoing the batch with the command refused"
                     );
-                    *state = load_state(&self.db)?;
+                    *state = load_state(&self.db())?;
                     let first = refused.insert(index, rejection).is_none();
                     assert!(first, "a command refused up front cannot abort a batch");
                 }
@@ -99,7 +99,7 @@ impl Store {
         entries: &[(u64, u64, EntryPayload<'_>)],
         refused: &BTreeMap<u64, Rejection>,
     ) -> Result<Attempt, KvError> {
-        let mut txn = self.db.begin_write().map_err(KvError::storage)?;
+        let mut txn = self.db().begin_write().map_err(KvError::storage)?;
         if !self.durable_apply {
             txn.set_durability(redb::Durability::None)
                 .map_err(KvError::storage)?;
@@ -110,6 +110,7 @@ impl Store {
                 kv: txn.open_table(KV).map_err(KvError::storage)?,
                 leases: txn.open_table(LEASES).map_err(KvError::storage)?,
                 members: txn.open_table(MEMBERS).map_err(KvError::storage)?,
+                alarms: txn.open_table(ALARMS).map_err(KvError::storage)?,
                 auth_users: txn.open_table(AUTH_USERS).map_err(KvError::storage)?,
                 auth_roles: txn.open_table(AUTH_ROLES).map_err(KvError::storage)?,
             };
@@ -175,6 +176,23 @@ pub(crate) fn write_meta(
         (meta_keys::AUTH_REVISION, state.auth.revision),
     ] {
         meta.insert(key, value).map_err(KvError::storage)?;
+    }
+    let cursor_keys = [
+        meta_keys::COMPACTION_CURSOR_MAIN,
+        meta_keys::COMPACTION_CURSOR_SUB,
+    ];
+    match state.compaction_cursor {
+        Some(cursor) => {
+            let (main, sub) = cursor.to_db();
+            for (key, value) in cursor_keys.into_iter().zip([main, sub]) {
+                meta.insert(key, value).map_err(KvError::storage)?;
+            }
+        }
+        None => {
+            for key in cursor_keys {
+                meta.remove(key).map_err(KvError::storage)?;
+            }
+        }
     }
     Ok(())
 }

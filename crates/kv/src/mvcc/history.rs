@@ -26,7 +26,7 @@ impl Store {
         if from < state.compacted_revision {
             return Err(KvError::Compacted);
         }
-        let txn = self.db.begin_read().map_err(KvError::storage)?;
+        let txn = self.db().begin_read().map_err(KvError::storage)?;
         let table = txn.open_table(KV).map_err(KvError::storage)?;
         let start = Revision { main: from, sub: 0 }.to_db();
         let end = Revision {
@@ -45,7 +45,7 @@ impl Store {
             }
             let stored: Revisioned = decode("kv row", value.value())?;
             let kv = stored.kv.unwrap_or_default();
-            if !range.contains(&kv.key) {
+            if !range.contains(&kv.key) || state.is_garbage(&kv.key, rev) {
                 continue;
             }
             let prev_kv = match state.index.get(&kv.key, rev.main - 1) {

@@ -152,6 +152,15 @@ impl KeyIndex {
         dropped
     }
 
+    /// Whether `key`'s change at `rev` is still recorded: a row the index
+    /// no longer holds was forgotten by a compaction and is garbage, even
+    /// while it waits in the store for its deletion step.
+    pub fn holds(&self, key: &[u8], rev: Revision) -> bool {
+        self.keys
+            .get(key)
+            .is_some_and(|changes| changes.binary_search_by_key(&rev, |c| c.rev).is_ok())
+    }
+
     /// Number of keys with any recorded history (live or not).
     pub fn key_count(&self) -> usize {
         self.keys.len()
@@ -196,6 +205,9 @@ mod tests {
         assert_eq!(dropped, vec![rev(1), rev(3), rev(4)]);
         assert_eq!(index.get(b"a", 4), Some(rev(2)));
         assert_eq!(index.key_count(), 1);
+        assert!(index.holds(b"a", rev(2)));
+        assert!(!index.holds(b"a", rev(1)));
+        assert!(!index.holds(b"b", rev(3)));
     }
 
     #[test]

@@ -9,10 +9,13 @@
 //! redb transaction as the data it reflects, so a crash can never leave the
 //! recorded applied index ahead of (or behind) the data.
 
+mod alarm;
 mod apply;
 mod apply_error;
 mod auth;
 mod backing;
+mod compaction;
+mod defrag;
 mod history;
 mod index;
 mod op;
@@ -25,12 +28,16 @@ mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+pub(crate) use alarm::change_of as alarm_change_of;
+pub use alarm::{AlarmKey, cost_bytes};
 pub use apply::{Applied, EntryPayload};
+pub use compaction::COMPACTION_STEP_ROWS;
+pub use defrag::DbUsage;
 pub use index::{KeyIndex, KeyRange, Revision};
 pub use read_txn::{is_read_only, is_serializable};
 pub use snapshot::{RestoreAs, SnapshotSource, SnapshotSummary, summarize};
@@ -40,7 +47,7 @@ use crate::error::{KvError, decode};
 use crate::proto::command::{LeaseRecord, Revisioned};
 use crate::proto::etcdserverpb::Member;
 use backing::Backing;
-use tables::{AUTH_ROLES, AUTH_USERS, KV, LEASES, MEMBERS, META, meta_keys};
+use tables::{ALARMS, AUTH_ROLES, AUTH_USERS, KV, LEASES, MEMBERS, META, meta_keys};
 
 /// The compacted revision of a store never compacted: etcd's, which clients
 /// see in HashKV, and below which a compaction at revision 0 still is one.
@@ -60,6 +67,13 @@ pub(crate) struct State {
     pub applied_term: u64,
     pub leases: BTreeMap<i64, LeaseState>,
     pub members: BTreeMap<u64, Member>,
+    /// The active alarms; a NOSPACE one caps the store (`alarm.rs`).
+    pub alarms: BTreeSet<AlarmKey>,
+    /// The next row a compaction step examines; `None` when no compaction
+    /// has rows left to delete (`compaction.rs`).
+    /// Invariant: when `Some`, every row the index no longer holds lies at
+    /// or after it, at a revision `<= compacted_revision`.
+    pub compaction_cursor: Option<Revision>,
     pub auth: AuthState,
 }
 
@@ -77,7 +91,10 @@ pub struct LeaseState {
 
 /// The persistent MVCC key-value store.
 pub struct Store {
-    db: Database,
+    /// Behind a lock only so that a defragmentation (`defrag.rs`) can have
+    /// it alone: everything else takes it shared, for one statement, to
+    /// begin a transaction.
+    db: RwLock<Database>,
     backing: Backing,
     state: RwLock<State>,
     /// Whether apply transactions fsync. A Raft-backed store does not need
@@ -120,6 +137,7 @@ impl Store {
         for_each_table_created(&txn)?;
         txn.commit().map_err(KvError::storage)?;
         let state = load_state(&db)?;
+        let db = RwLock::new(db);
         tracing::info!(
             applied_index = state.applied_index,
             revision = state.current_revision,
@@ -136,6 +154,16 @@ impl Store {
 
     pub(crate) fn read_state(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().expect("store lock poisoned by a panic")
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().expect("store lock poisoned by a panic")
+    }
+
+    /// The database, to begin one transaction: hold the guard no longer
+    /// than that, or a defragmentation waits for it.
+    pub(crate) fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db.read().expect("database lock poisoned by a panic")
     }
 
     /// Where the store is: applied index, current and compacted revision.
@@ -169,6 +197,17 @@ impl Store {
         self.read_state().members.clone()
     }
 
+    /// The active alarms.
+    pub fn alarms(&self) -> BTreeSet<AlarmKey> {
+        self.read_state().alarms.clone()
+    }
+
+    /// The active alarms of etcd `AlarmType` `alarm` (`NONE`: all), as
+    /// `Maintenance/Alarm` lists them.
+    pub fn alarm_members(&self, alarm: i32) -> Vec<crate::proto::etcdserverpb::AlarmMember> {
+        alarm::list(&self.read_state().alarms, alarm)
+    }
+
     /// The users, roles and enabled flag as of the last applied entry.
     pub fn auth(&self) -> AuthState {
         self.read_state().auth.clone()
@@ -183,7 +222,7 @@ impl Store {
     /// this before it discards log entries up to the applied index, since
     /// apply commits do not fsync.
     pub fn flush(&self) -> Result<(), KvError> {
-        let mut txn = self.db.begin_write().map_err(KvError::storage)?;
+        let mut txn = self.db().begin_write().map_err(KvError::storage)?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(KvError::storage)?;
         txn.commit().map_err(KvError::storage)
@@ -206,6 +245,7 @@ fn for_each_table_created(txn: &redb::WriteTransaction) -> Result<(), KvError> {
     txn.open_table(META).map_err(KvError::storage)?;
     txn.open_table(LEASES).map_err(KvError::storage)?;
     txn.open_table(MEMBERS).map_err(KvError::storage)?;
+    txn.open_table(ALARMS).map_err(KvError::storage)?;
     txn.open_table(AUTH_USERS).map_err(KvError::storage)?;
     txn.open_table(AUTH_ROLES).map_err(KvError::storage)?;
     Ok(())
@@ -232,6 +272,15 @@ fn load_state(db: &Database) -> Result<State, KvError> {
         .get(meta_keys::COMPACTED_REVISION)
         .map_err(KvError::storage)?
         .map_or(NEVER_COMPACTED, |v| v.value() as i64);
+    let cursor_main = meta
+        .get(meta_keys::COMPACTION_CURSOR_MAIN)
+        .map_err(KvError::storage)?;
+    let cursor_sub = meta
+        .get(meta_keys::COMPACTION_CURSOR_SUB)
+        .map_err(KvError::storage)?;
+    if let (Some(main), Some(sub)) = (cursor_main, cursor_sub) {
+        state.compaction_cursor = Some(Revision::from_db((main.value(), sub.value())));
+    }
 
     let leases = txn.open_table(LEASES).map_err(KvError::storage)?;
     for row in leases.iter().map_err(KvError::storage)? {
@@ -264,6 +313,9 @@ fn load_state(db: &Database) -> Result<State, KvError> {
             key_lease.insert(kv.key, kv.lease);
         }
     }
+    // Rows a compaction forgot may still wait for their deletion step;
+    // forgetting them again leaves the index as the compaction left it.
+    state.index.compact(state.compacted_revision);
     for (key, lease) in key_lease {
         if let Some(l) = state.leases.get_mut(&lease) {
             l.keys.insert(key);
@@ -278,6 +330,12 @@ fn load_state(db: &Database) -> Result<State, KvError> {
             .insert(id.value(), decode("member", value.value())?);
     }
 
+    let alarms = txn.open_table(ALARMS).map_err(KvError::storage)?;
+    for row in alarms.iter().map_err(KvError::storage)? {
+        let (key, _) = row.map_err(KvError::storage)?;
+        let (member_id, alarm) = key.value();
+        state.alarms.insert(AlarmKey { member_id, alarm });
+    }
     state.auth.enabled = meta_get(meta_keys::AUTH_ENABLED)? == 1;
     // etcd's auth revision starts at 1, so that 0 can mean "no user".
     state.auth.revision = meta_get(meta_keys::AUTH_REVISION)?.max(1);

@@ -2,6 +2,7 @@
 //! against the state before the entry, and changes nothing (it holds the
 //! writer by shared reference); [`execute`] then makes the changes.
 
+use super::alarm::{AlarmChange, change_of};
 use super::apply_error::ApplyError;
 use super::txn::TxnPath;
 use super::write::Writer;
@@ -27,6 +28,8 @@ pub(crate) enum Checked {
     LeaseRevoke { id: i64 },
     MemberSet(Member),
     MemberRemove { id: u64 },
+    Alarm(AlarmChange),
+    CompactionStep,
     Auth(Op),
 }
 
@@ -36,6 +39,7 @@ pub(crate) enum Checked {
 pub(crate) fn check(w: &Writer<'_, '_>, caller: &Caller, op: Op) -> Result<Checked, ApplyError> {
     let state = &*w.state;
     let refuse = |r: Rejection| Err(ApplyError::Rejected(r));
+    w.check_capacity(&op)?;
     state
         .auth
         .permit(caller, &Required::op(&op, &state.leases))
@@ -80,6 +84,8 @@ pub(crate) fn check(w: &Writer<'_, '_>, caller: &Caller, op: Op) -> Result<Check
             return refuse(Rejection::MemberNotFound);
         }
         Op::MemberRemove(req) => Checked::MemberRemove { id: req.id },
+        Op::Alarm(req) => Checked::Alarm(change_of(&req)?),
+        Op::CompactionStep(_) => Checked::CompactionStep,
         auth @ (Op::AuthEnable(_)
         | Op::AuthDisable(_)
         | Op::Authenticate(_)
@@ -105,7 +111,7 @@ pub(crate) fn execute(w: &mut Writer<'_, '_>, checked: Checked) -> Result<Outcom
         Checked::DeleteRange(req) => Outcome::DeleteRange(w.delete_range(&req)?),
         Checked::Txn(req, path) => Outcome::Txn(w.run_txn(&req, &path)?),
         Checked::Compaction { revision } => {
-            w.compact(revision)?;
+            w.compact(revision);
             Outcome::Compaction(CompactionResponse {
                 header: header(w.state.current_revision),
             })
@@ -130,6 +136,11 @@ pub(crate) fn execute(w: &mut Writer<'_, '_>, checked: Checked) -> Result<Outcom
         }
         Checked::MemberRemove { id } => {
             w.member_remove(id)?;
+            Outcome::Done(Empty {})
+        }
+        Checked::Alarm(change) => Outcome::Alarm(w.alarm(change)?),
+        Checked::CompactionStep => {
+            w.compaction_step()?;
             Outcome::Done(Empty {})
         }
         Checked::Auth(op) => w.auth(&op)?,

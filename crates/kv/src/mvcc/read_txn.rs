@@ -45,7 +45,7 @@ impl Store {
         assert!(is_read_only(req), "callers serve only read-only txns here");
         let state = self.read_state();
         // Opened under the state lock, so that rows and index agree.
-        let txn = self.db.begin_read().map_err(KvError::storage)?;
+        let txn = self.db().begin_read().map_err(KvError::storage)?;
         let table = txn.open_table(KV).map_err(KvError::storage)?;
         let current = state.current_revision;
         let mut succeeded = true;

@@ -28,6 +28,7 @@ pub(crate) struct Tables<'t> {
     pub kv: Table<'t, (u64, u64), &'static [u8]>,
     pub leases: Table<'t, i64, &'static [u8]>,
     pub members: Table<'t, u64, &'static [u8]>,
+    pub alarms: Table<'t, (u64, i32), ()>,
     pub auth_users: Table<'t, &'static str, &'static [u8]>,
     pub auth_roles: Table<'t, &'static str, &'static [u8]>,
 }
@@ -243,20 +244,6 @@ impl<'s, 't> Writer<'s, 't> {
             deleted: doomed.len() as i64,
             prev_kvs: if req.prev_kv { prev_kvs } else { Vec::new() },
         })
-    }
-
-    /// Compacts history up to `revision`, which `op::check` bounded by the
-    /// compacted and current revisions: rows that no read at or after it
-    /// can see are deleted in the same transaction.
-    pub fn compact(&mut self, revision: i64) -> Result<(), KvError> {
-        for rev in self.state.index.compact(revision) {
-            self.tables
-                .kv
-                .remove(rev.to_db())
-                .map_err(KvError::storage)?;
-        }
-        self.state.compacted_revision = revision;
-        Ok(())
     }
 
     /// Grants a lease whose ID `op::check` found free.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::ServerError;
 use super::urls::{host_port, is_https};
-use crate::service::MAX_REQUEST_BYTES_DEFAULT;
+use crate::service::{AutoCompaction, MAX_REQUEST_BYTES_DEFAULT, REVISION_CHECK_EVERY_DEFAULT};
 
 /// Whether the member founds a new cluster or joins a running one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -186,6 +186,13 @@ pub struct MemberConfig {
     pub client_tls: TlsConfig,
     /// TLS between members: required when the peer URLs are `https://`.
     pub peer_tls: TlsConfig,
+    /// etcd's `--quota-backend-bytes`: the store's file size past which
+    /// writes are refused and a NOSPACE alarm is raised; 0 means etcd's
+    /// default (2 GiB), a negative value no quota.
+    pub quota_backend_bytes: i64,
+    /// etcd's `--auto-compaction-mode` and `--auto-compaction-retention`,
+    /// parsed with [`MemberConfig::parse_auto_compaction`]; off by default.
+    pub auto_compaction: AutoCompaction,
     /// etcd's `--auth-token`: only `simple` tokens (optionally followed by
     /// `,option=value` pairs, which simple tokens ignore, as in etcd).
     pub auth_token: String,
@@ -224,6 +231,8 @@ impl MemberConfig {
             watch_progress_notify_interval: Duration::from_secs(600),
             client_tls: TlsConfig::default(),
             peer_tls: TlsConfig::default(),
+            quota_backend_bytes: 0,
+            auto_compaction: AutoCompaction::Off,
             auth_token: "simple".into(),
             auth_token_ttl: crate::auth::TOKEN_TTL_DEFAULT,
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
@@ -245,6 +254,24 @@ impl MemberConfig {
                 Ok((name.to_owned(), url.to_owned()))
             })
             .collect()
+    }
+
+    /// Parses etcd's `--auto-compaction-mode` (`periodic`, `revision`) and
+    /// `--auto-compaction-retention` (periodic: hours or a Go duration such
+    /// as `30m`; revision: a number of revisions; `0`: off). Revision mode
+    /// looks every `revision_check_every` (`None`: etcd's five minutes).
+    pub fn parse_auto_compaction(
+        mode: &str,
+        retention: &str,
+        revision_check_every: Option<Duration>,
+    ) -> Result<AutoCompaction, ServerError> {
+        let every = revision_check_every.unwrap_or(REVISION_CHECK_EVERY_DEFAULT);
+        if every.is_zero() {
+            return Err(ServerError::Config(
+                "the auto-compaction revision check interval must be positive".into(),
+            ));
+        }
+        AutoCompaction::parse(mode, retention, every).map_err(ServerError::Config)
     }
 
     /// Parses a comma-separated URL list, as etcd's URL flags take.

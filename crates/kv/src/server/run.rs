@@ -30,7 +30,7 @@ use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::command::observe_server::ObserveServer;
 use crate::proto::etcdserverpb::Member;
 use crate::replica::{ForwardCounters, ForwardService, ForwardStats, RaftConsensus, RaftMachine};
-use crate::service::{ServiceConfig, Shared};
+use crate::service::{Quota, ServiceConfig, Shared};
 use crate::state_machine::KvStateMachine;
 
 /// How often peer addresses are copied from the member registry into the
@@ -302,6 +302,8 @@ pub async fn start_with_http(
         max_request_bytes: config.max_request_bytes,
         cluster_token: config.initial_cluster_token.clone(),
         client_tls: tls.client_out.clone(),
+        quota: Quota::from_flag(config.quota_backend_bytes),
+        auto_compaction: config.auto_compaction,
         bcrypt_cost: config.bcrypt_cost,
         auth_token_ttl: config.auth_token_ttl,
         ..ServiceConfig::new(&config.data_dir)

@@ -28,7 +28,7 @@ use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::service::{
     AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService,
-    MaintenanceService, Shared, WatchService, run_expiry_loop,
+    MaintenanceService, Shared, WatchService, run_compactor, run_expiry_loop,
 };
 
 /// Room for the gRPC framing around the largest request, as etcd allows
@@ -36,7 +36,8 @@ use crate::service::{
 pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Serves the etcd API on `listener` until `shutdown` resolves, and runs
-/// the member's background tasks (lease expiry, self-registration).
+/// the member's background tasks (lease expiry, the compactor,
+/// self-registration).
 pub async fn serve<C: Consensus>(
     shared: Arc<Shared<C>>,
     listener: TcpListener,
@@ -73,6 +74,7 @@ pub(crate) async fn serve_on<C: Consensus>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let expiry = tokio::spawn(run_expiry_loop(shared.clone()));
+    let compactor = tokio::spawn(run_compactor(shared.clone()));
     let publish = tokio::spawn(publish_self(shared.clone(), me));
     let limit = shared.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let mut incoming = StreamMap::new();
@@ -119,6 +121,7 @@ pub(crate) async fn serve_on<C: Consensus>(
         .serve_with_incoming_shutdown(incoming.map(|(_, conn)| conn), shutdown)
         .await;
     expiry.abort();
+    compactor.abort();
     publish.abort();
     result
 }

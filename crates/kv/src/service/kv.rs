@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::{Shared, mismatch, validate};
 use crate::auth::Required;
 use crate::consensus::Consensus;
+use crate::error::KvError;
 use crate::mvcc::{is_read_only, is_serializable};
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
@@ -99,12 +100,38 @@ impl<C: Consensus> Kv for KvService<C> {
     ) -> Result<Response<CompactionResponse>, Status> {
         let caller = self.shared.caller(request.metadata()).await?;
         let req = request.into_inner();
+        let physical = req.physical;
         let Outcome::Compaction(mut resp) =
             self.shared.propose(&caller, Op::Compaction(req)).await?.1
         else {
             return Err(mismatch("compaction").into());
         };
+        if physical {
+            self.wait_compacted_rows_deleted().await?;
+        }
         resp.header = self.shared.fill(resp.header);
         Ok(Response::new(resp))
     }
 }
+
+impl<C: Consensus> KvService<C> {
+    /// etcd's `physical` compaction: answers once this member has deleted
+    /// the rows the compaction made unreadable (the leader's compaction
+    /// steps, `service::compactor`), so that a defragmentation after it
+    /// frees them.
+    async fn wait_compacted_rows_deleted(&self) -> Result<(), KvError> {
+        let deadline = tokio::time::Instant::now() + PHYSICAL_COMPACTION_WAIT;
+        while self.shared.sm.store().compaction_pending() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(KvError::Timeout);
+            }
+            tokio::time::sleep(PHYSICAL_COMPACTION_POLL).await;
+        }
+        Ok(())
+    }
+}
+
+/// How long a `physical` compaction waits for its rows to go, and how
+/// often it looks.
+const PHYSICAL_COMPACTION_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const PHYSICAL_COMPACTION_POLL: std::time::Duration = std::time::Duration::from_millis(10);

@@ -11,13 +11,16 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::Shared;
+use super::{Shared, mismatch, validate};
 use crate::backup::{BLOCK_BYTES, SHA256_BYTES};
 use crate::consensus::Consensus;
 use crate::error::KvError;
+use crate::proto::command::command::Op;
+use crate::proto::command::command_result::Result as Outcome;
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, HashKvRequest,
     HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
     SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
@@ -50,14 +53,29 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 impl<C: Consensus> Maintenance for MaintenanceService<C> {
     async fn alarm(
         &self,
-        _request: Request<AlarmRequest>,
+        request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        // Keel raises no alarms (no space quota, no corruption checker yet).
-        let revision = self.shared.sm.store().position().revision;
-        Ok(Response::new(AlarmResponse {
-            header: Some(self.shared.header(revision)),
-            alarms: Vec::new(),
-        }))
+        // etcd checks no permission on Alarm, but a token that is sent
+        // must be valid.
+        let caller = self.shared.caller(request.metadata()).await?;
+        let req = request.into_inner();
+        if req.action == AlarmAction::Get as i32 {
+            // etcd answers a listing through the log; a read barrier gives
+            // the same linearizable view without an entry.
+            validate::op(&Op::Alarm(req))?;
+            self.shared.consensus.read_barrier().await?;
+            let revision = self.shared.sm.store().position().revision;
+            return Ok(Response::new(AlarmResponse {
+                header: Some(self.shared.header(revision)),
+                alarms: self.shared.sm.store().alarm_members(req.alarm),
+            }));
+        }
+        let (_, outcome) = self.shared.propose_checked(&caller, Op::Alarm(req)).await?;
+        let Outcome::Alarm(mut resp) = outcome else {
+            return Err(mismatch("alarm response").into());
+        };
+        resp.header = self.shared.fill(resp.header);
+        Ok(Response::new(resp))
     }
 
     async fn status(
@@ -66,17 +84,32 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
     ) -> Result<Response<StatusResponse>, Status> {
         let info = self.shared.consensus.info();
         let position = self.shared.sm.store().position();
-        let db_size = self.shared.sm.db_size_bytes();
+        let sm = self.shared.sm.clone();
+        let usage = tokio::task::spawn_blocking(move || sm.store().usage())
+            .await
+            .map_err(|_| KvError::Stopped)??;
+        // etcd lists the active alarms as the status's errors.
+        let errors = self
+            .shared
+            .sm
+            .store()
+            .alarm_members(AlarmType::None as i32)
+            .into_iter()
+            .map(|a| {
+                let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+                format!("memberID:{} alarm:{} ", a.member_id, name)
+            })
+            .collect();
         Ok(Response::new(StatusResponse {
             header: Some(self.shared.header(position.revision)),
             version: API_VERSION.into(),
-            db_size,
+            db_size: usage.size_bytes,
             leader: info.leader_id.unwrap_or(0),
             raft_index: info.commit_index,
             raft_term: info.term,
             raft_applied_index: info.applied_index,
-            errors: Vec::new(),
-            db_size_in_use: db_size,
+            errors,
+            db_size_in_use: usage.in_use_bytes,
             is_learner: info.is_learner(),
         }))
     }
@@ -86,7 +119,12 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         self.shared.admit_admin(request.metadata()).await?;
-        // redb reuses freed pages itself; there is nothing to rewrite.
+        // Pauses this member's apply while redb rewrites its file; other
+        // members go on (etcd defragments one member per call too).
+        let sm = self.shared.sm.clone();
+        tokio::task::spawn_blocking(move || sm.store().defragment())
+            .await
+            .map_err(|_| KvError::Stopped)??;
         let revision = self.shared.sm.store().position().revision;
         Ok(Response::new(DefragmentResponse {
             header: Some(self.shared.header(revision)),

@@ -7,11 +7,13 @@
 mod auth;
 mod caller;
 mod cluster;
+mod compactor;
 mod election;
 mod kv;
 mod lease;
 mod lock;
 mod maintenance;
+mod quota;
 mod recipes;
 pub(crate) mod validate;
 mod watch;
@@ -33,11 +35,13 @@ use crate::state_machine::KvStateMachine;
 
 pub use auth::AuthService;
 pub use cluster::ClusterService;
+pub use compactor::{AutoCompaction, REVISION_CHECK_EVERY_DEFAULT, run_compactor};
 pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::{LeaseService, run_expiry_loop};
 pub use lock::LockService;
 pub use maintenance::{API_VERSION, CLUSTER_VERSION, MaintenanceService};
+pub use quota::{QUOTA_BACKEND_BYTES_DEFAULT, QUOTA_BACKEND_BYTES_MAX, Quota};
 pub use watch::WatchService;
 
 /// Settings the services need.
@@ -65,6 +69,10 @@ pub struct ServiceConfig {
     /// How this member speaks TLS to another member's `https://` client
     /// URL (relaying calls only the leader answers); `None`: it cannot.
     pub client_tls: Option<keel::tls::ClientTls>,
+    /// The backend quota (etcd's `--quota-backend-bytes`).
+    pub quota: Quota,
+    /// What the leader compacts by itself (etcd's `--auto-compaction-*`).
+    pub auto_compaction: AutoCompaction,
     /// The bcrypt cost of password hashes (etcd's `--bcrypt-cost`).
     pub bcrypt_cost: u32,
     /// How long an auth token lives unused (etcd's `--auth-token-ttl`).
@@ -83,6 +91,8 @@ impl ServiceConfig {
             max_request_bytes: MAX_REQUEST_BYTES_DEFAULT,
             cluster_token: String::from("etcd-cluster"),
             client_tls: None,
+            quota: Quota::Bytes(QUOTA_BACKEND_BYTES_DEFAULT),
+            auto_compaction: AutoCompaction::Off,
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
             auth_token_ttl: crate::auth::TOKEN_TTL_DEFAULT,
         }
@@ -187,6 +197,14 @@ impl<C: Consensus> Shared<C> {
     /// Validates a command, checks that `caller` may run it, proposes it
     /// on the caller's behalf and decodes its apply result.
     async fn propose(&self, caller: &Caller, op: Op) -> Result<(i64, Outcome), KvError> {
+        validate::op(&op)?;
+        self.check_quota(&op).await?;
+        self.propose_checked(caller, op).await
+    }
+
+    /// [`Shared::propose`] without the quota check: for commands that do
+    /// not grow the store, and for the NOSPACE alarm itself.
+    async fn propose_checked(&self, caller: &Caller, op: Op) -> Result<(i64, Outcome), KvError> {
         validate::op(&op)?;
         let required = Required::op(&op, &self.sm.store().leases());
         self.authorize(caller, &required)?;

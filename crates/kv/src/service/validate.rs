@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 
 use crate::error::KvError;
-use crate::mvcc::is_read_only;
+use crate::mvcc::{alarm_change_of, is_read_only};
 use crate::proto::command::command::Op;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::request_op::Request;
@@ -44,6 +44,8 @@ pub fn op(op: &Op) -> Result<(), KvError> {
         }
         Op::MemberSet(member) => member_id(member.id),
         Op::MemberRemove(req) => member_id(req.id),
+        Op::Alarm(req) => alarm_change_of(req).map(|_| ()).map_err(KvError::from),
+        Op::CompactionStep(_) => Ok(()),
         Op::Authenticate(req) => token_prefix(&req.token_prefix),
         Op::UserAdd(req) => {
             let no_password = req.options.is_some_and(|o| o.no_password);

@@ -14,6 +14,7 @@ use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::*;
 
 mod auth;
+mod disk;
 mod etcd_parity;
 mod fuzz;
 mod read_txn;

@@ -1,0 +1,267 @@
+//! Disk space on a real three-member cluster (three `keel-kv` processes),
+//! driven by the stock `etcdctl` 3.4 as an operator would drive it: a small
+//! `--quota-backend-bytes` fills up, the NOSPACE alarm is raised on every
+//! member, writes that grow the store are refused with etcd's error while
+//! reads and deletes work, and `compact`, `defrag` and `alarm disarm` bring
+//! writes back without losing anything acknowledged. And auto-compaction
+//! in revision mode moves the compacted revision by itself.
+//!
+//! Skips (passing, with a message) when `etcdctl` is not installed.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::Cluster;
+use tokio::process::Command;
+use tokio::time::Instant;
+
+/// Bounds every etcdctl call; a call that hangs fails the test.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// The quota the cluster runs with: 4 MiB, filled by a few dozen values.
+const QUOTA_BYTES: u64 = 4 << 20;
+const VALUE_BYTES: usize = 100_000;
+/// Puts tried before the quota must have refused one.
+const FILL_PUTS_MAX: usize = 200;
+const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
+
+fn etcdctl_available() -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", "command -v etcdctl"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs etcdctl against `endpoints`: stdout, then the `Error:` lines of
+/// stderr (etcdctl's retries log JSON there too).
+async fn etcdctl(endpoints: &str, args: &[&str]) -> String {
+    let child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("etcdctl {args:?} took over {CALL_TIMEOUT:?}"))
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Error")).collect();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        errors.join("\n")
+    )
+}
+
+/// Runs etcdctl until `accept` likes its output (bounded).
+async fn etcdctl_until(endpoints: &str, args: &[&str], accept: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    loop {
+        let out = etcdctl(endpoints, args).await;
+        if accept(&out) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcdctl {args:?} never succeeded; last: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A field of `endpoint status -w json` for one endpoint.
+async fn status_field(endpoint: &str, field: &str) -> i64 {
+    let out = etcdctl(endpoint, &["endpoint", "status", "-w", "json"]).await;
+    let json: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let status = &json[0]["Status"];
+    let value = match field {
+        "revision" => &status["header"]["revision"],
+        other => &status[other],
+    };
+    value
+        .as_i64()
+        .unwrap_or_else(|| panic!("no {field} in {out}"))
+}
+
+fn value_of(i: usize) -> String {
+    format!("{i:04}").repeat(VALUE_BYTES / 4)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_quota_alarms_every_member_until_compact_defrag_and_disarm() {
+    if !etcdctl_available() {
+        eprintln!("skipping: etcdctl is not installed");
+        return;
+    }
+    let quota = format!("--quota-backend-bytes={QUOTA_BYTES}");
+    let cluster = Cluster::start(3, &[&quota]).await;
+    let endpoints: Vec<String> = (0..3).map(|i| cluster.members[i].endpoint()).collect();
+
+    // Fill the store through every member in turn until one refuses.
+    let mut acknowledged = BTreeMap::new();
+    let mut refusal = None;
+    for i in 0..FILL_PUTS_MAX {
+        let key = format!("k{i:03}");
+        let out = etcdctl(&endpoints[i % 3], &["put", &key, &value_of(i)]).await;
+        if out.trim() == "OK" {
+            acknowledged.insert(key, value_of(i));
+        } else {
+            refusal = Some(out);
+            break;
+        }
+    }
+    let refusal = refusal.expect("the quota never refused a put");
+    assert!(refusal.contains(NO_SPACE), "{refusal}");
+    assert!(acknowledged.len() >= 5, "{} puts fit", acknowledged.len());
+
+    // The alarm is replicated: every member lists it and refuses writes
+    // that grow the store, with etcd's error, while reads and deletes work.
+    for endpoint in &endpoints {
+        etcdctl_until(endpoint, &["alarm", "list"], |out| {
+            out.contains("alarm:NOSPACE")
+        })
+        .await;
+        let put = etcdctl(endpoint, &["put", "small", "v"]).await;
+        assert!(put.contains(NO_SPACE), "{endpoint}: {put}");
+        let grant = etcdctl(endpoint, &["lease", "grant", "60"]).await;
+        assert!(grant.contains(NO_SPACE), "{endpoint}: {grant}");
+        let status = etcdctl(endpoint, &["endpoint", "status"]).await;
+        assert!(status.contains("alarm:NOSPACE"), "{endpoint}: {status}");
+        let (key, value) = acknowledged.iter().next_back().unwrap();
+        let got = etcdctl(endpoint, &["get", key, "--print-value-only"]).await;
+        assert_eq!(got.trim(), value, "{endpoint}: {key}");
+    }
+    let doomed: Vec<String> = acknowledged.keys().step_by(2).cloned().collect();
+    for (n, key) in doomed.iter().enumerate() {
+        let out = etcdctl(&endpoints[n % 3], &["del", key]).await;
+        assert_eq!(out.trim(), "1", "del {key}");
+        acknowledged.remove(key);
+    }
+
+    // Compaction and defragmentation shrink every member's file, but the
+    // alarm still caps the store until it is disarmed.
+    let revision = status_field(&endpoints[0], "revision").await;
+    let out = etcdctl(
+        &endpoints[1],
+        &["compact", &revision.to_string(), "--physical"],
+    )
+    .await;
+    assert_eq!(out.trim(), format!("compacted revision {revision}"));
+    let all = endpoints.join(",");
+    let before = db_sizes(&endpoints).await;
+    // `--physical` waited for the compacted rows to go on the member that
+    // served it; another may still apply the last step, so defragment
+    // until every file is well under the quota (bounded).
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    let after = loop {
+        let out = etcdctl(&all, &["defrag"]).await;
+        assert_eq!(
+            out.matches("Finished defragmenting etcd member").count(),
+            3,
+            "{out}"
+        );
+        let after = db_sizes(&endpoints).await;
+        if after.iter().all(|a| (*a as u64) < QUOTA_BYTES / 2) {
+            break after;
+        }
+        assert!(Instant::now() < deadline, "{before:?} → {after:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (b, a) in before.iter().zip(&after) {
+        assert!(a < b, "{before:?} → {after:?}");
+    }
+    for endpoint in &endpoints {
+        let put = etcdctl(endpoint, &["put", "small", "v"]).await;
+        assert!(put.contains(NO_SPACE), "still capped: {endpoint}: {put}");
+    }
+    let disarmed = etcdctl(&endpoints[2], &["alarm", "disarm"]).await;
+    assert!(disarmed.contains("alarm:NOSPACE"), "{disarmed}");
+    for endpoint in &endpoints {
+        etcdctl_until(endpoint, &["alarm", "list"], |out| out.trim().is_empty()).await;
+        let put = etcdctl(endpoint, &["put", "small", "v"]).await;
+        assert_eq!(put.trim(), "OK", "{endpoint}");
+    }
+
+    // Nothing acknowledged was lost, on any member.
+    for (n, (key, value)) in acknowledged.iter().enumerate() {
+        let endpoint = &endpoints[n % 3];
+        let got = etcdctl(endpoint, &["get", key, "--print-value-only"]).await;
+        assert_eq!(got.trim(), value, "{endpoint}: {key}");
+    }
+    for key in &doomed {
+        let got = etcdctl(&endpoints[0], &["get", key]).await;
+        assert!(got.trim().is_empty(), "{key} was deleted: {got}");
+    }
+}
+
+/// Every member's `dbSize`.
+async fn db_sizes(endpoints: &[String]) -> Vec<i64> {
+    let mut sizes = Vec::new();
+    for endpoint in endpoints {
+        sizes.push(status_field(endpoint, "dbSize").await);
+    }
+    sizes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revision_auto_compaction_keeps_the_last_revisions_on_every_member() {
+    if !etcdctl_available() {
+        eprintln!("skipping: etcdctl is not installed");
+        return;
+    }
+    let cluster = Cluster::start(
+        3,
+        &[
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention=10",
+            "--experimental-auto-compaction-revision-check-interval=200ms",
+        ],
+    )
+    .await;
+    let endpoints: Vec<String> = (0..3).map(|i| cluster.members[i].endpoint()).collect();
+    for i in 0..40 {
+        let out = etcdctl(&endpoints[i % 3], &["put", "key", &i.to_string()]).await;
+        assert_eq!(out.trim(), "OK");
+    }
+    let current = status_field(&endpoints[0], "revision").await;
+    let kept = (current - 10).to_string();
+    let gone = (current - 11).to_string();
+    for endpoint in &endpoints {
+        etcdctl_until(endpoint, &["get", "key", "--rev", &gone], |out| {
+            out.contains("required revision has been compacted")
+        })
+        .await;
+        let out = etcdctl(
+            endpoint,
+            &["get", "key", "--rev", &kept, "--print-value-only"],
+        )
+        .await;
+        assert_eq!(out.trim(), (current - 10 - 2).to_string(), "{endpoint}");
+    }
+    // The compacted rows are deleted alike on every member.
+    let hashes: Vec<String> = {
+        let mut hashes = Vec::new();
+        for endpoint in &endpoints {
+            let out = etcdctl(endpoint, &["endpoint", "hashkv", "-w", "json"]).await;
+            let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(
+                json[0]["HashKV"]["compact_revision"].as_i64(),
+                Some(current - 10),
+                "{out}"
+            );
+            hashes.push(json[0]["HashKV"]["hash"].to_string());
+        }
+        hashes
+    };
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+}
