@@ -36,6 +36,29 @@ term() {
     curl -s 127.0.0.1:41381/metrics | awk '$1 == "keel_raft_term" { print $2 }'
 }
 
+# Waits (at most 120 s) until every member answers and has applied what
+# member 1 had committed when the wait began, so that each run starts with
+# all three members current: killing a leader while the member restarted
+# in the previous run still catches up would measure a lost quorum, not a
+# failover. Prints how long the wait took.
+caught_up() {
+    local start=$SECONDS target=""
+    while ((SECONDS - start < 120)); do
+        [ -n "$target" ] || target=$(curl -s 127.0.0.1:41381/metrics |
+            awk '$1 == "keel_raft_commit_index" { print $2 }')
+        local behind=0
+        for port in 41381 41481 41581; do
+            applied=$(curl -s "127.0.0.1:$port/metrics" |
+                awk '$1 == "keel_raft_applied_index" { print $2 }')
+            if [ -z "$target" ] || [ -z "$applied" ] || ((applied < target)); then behind=1; fi
+        done
+        ((behind)) || { echo "$((SECONDS - start))"; return 0; }
+        sleep 0.5
+    done
+    echo "timeout"
+    return 1
+}
+
 up
 before=$(term)
 "$KEEL" bench put --endpoints "$eps" --clients 100 --conns 10 --duration "${QUIET}s" \
@@ -46,6 +69,7 @@ grep -E "requests:|latency" "$work/quiet.txt"
 
 stalls=()
 for run in $(seq "$RUNS"); do
+    waited=$(caught_up) || { echo "run $run: a member did not catch up within 120 s" >&2; exit 1; }
     "$KEEL" bench put --endpoints "$eps" --clients 100 --conns 10 --duration 5s \
         --json --no-progress >"$work/run.json" &
     bench=$!
@@ -55,7 +79,7 @@ for run in $(seq "$RUNS"); do
     kill -9 "$pid"
     wait "$bench"
     stall=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["max_stall_ms"])' "$work/run.json")
-    echo "run $run: killed leader pid $pid; writes stalled for $stall ms"
+    echo "run $run: all members current after ${waited} s; killed leader pid $pid; writes stalled for $stall ms"
     stalls+=("$stall")
     up
 done

@@ -44,10 +44,23 @@ struct Plan {
 impl Plan {
     /// Notes a successful response, measuring the stall it ends.
     fn acknowledged(&self) {
-        let now = self.started.elapsed().as_micros() as u64;
+        self.stall_ends(self.started.elapsed());
+    }
+
+    /// Notes that a stall (if any) ended `at` after the start.
+    fn stall_ends(&self, at: Duration) {
+        let now = at.as_micros() as u64;
         let previous = self.last_ok_us.fetch_max(now, Ordering::Relaxed);
         self.max_stall_us
             .fetch_max(now.saturating_sub(previous), Ordering::Relaxed);
+    }
+
+    /// The longest stall, counting one still running when the run ended
+    /// `elapsed` after the start: a run whose writes never resumed after a
+    /// fault stalled until its end, not for no time at all.
+    fn longest_stall(&self, elapsed: Duration) -> Duration {
+        self.stall_ends(elapsed);
+        Duration::from_micros(self.max_stall_us.load(Ordering::Relaxed))
     }
 
     /// The next request number, or `None` when the run is over.
@@ -289,7 +302,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         elapsed_s: elapsed.as_secs_f64(),
         requests_per_s: ok as f64 / elapsed.as_secs_f64().max(1e-9),
         latency: Latency::from_histogram(&tally.latency),
-        max_stall_ms: plan.max_stall_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        max_stall_ms: plan.longest_stall(elapsed).as_secs_f64() * 1000.0,
         timeline,
         percentiles: percentile_curve(&tally.latency),
         cpu,
@@ -298,4 +311,49 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         plot::draw(&report, path)?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            next_seq: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            last_ok_us: AtomicU64::new(0),
+            max_stall_us: AtomicU64::new(0),
+            total: None,
+            deadline: None,
+            started: Instant::now(),
+            gap: None,
+        }
+    }
+
+    #[test]
+    fn the_longest_stall_is_between_acknowledgements() {
+        let plan = plan();
+        plan.stall_ends(Duration::from_millis(10));
+        plan.stall_ends(Duration::from_millis(700));
+        plan.stall_ends(Duration::from_millis(750));
+        assert_eq!(
+            plan.longest_stall(Duration::from_millis(800)),
+            Duration::from_millis(690)
+        );
+    }
+
+    #[test]
+    fn a_stall_that_never_ended_lasts_until_the_end_of_the_run() {
+        let broken = plan();
+        broken.stall_ends(Duration::from_millis(100));
+        assert_eq!(
+            broken.longest_stall(Duration::from_secs(5)),
+            Duration::from_millis(4_900)
+        );
+        let silent = plan();
+        assert_eq!(
+            silent.longest_stall(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+    }
 }

@@ -64,6 +64,8 @@ pub struct Config {
     /// Apply batches waiting for the state machine.
     pub apply_queue_max: usize,
     /// Take a snapshot once this many entries were applied since the last.
+    /// With `snapshots_kept` ≥ 2 the log is compacted to the snapshot
+    /// before the newest, so it holds between one and two intervals.
     pub snapshot_entries: u64,
     /// Snapshots kept on disk.
     pub snapshots_kept: usize,

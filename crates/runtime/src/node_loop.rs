@@ -119,7 +119,8 @@ pub enum Effect<S> {
     /// Make this batch durable after every earlier one.
     Write(WriteBatch),
     /// A snapshot through `(index, term)` is published: the log it covers
-    /// may be discarded.
+    /// may be discarded. Taking a snapshot compacts the log to the one
+    /// taken before it (see `NodeLoop::uncompacted`).
     Compact { index: LogIndex, term: Term },
     /// Run this against the state machine after every earlier apply op.
     Apply(ApplyOp<S>),
@@ -157,6 +158,16 @@ pub struct NodeLoop<S> {
     snapshot_sends: BTreeSet<NodeId>,
     /// Leaders' snapshots staged since the last [`NodeLoop::effects`].
     staged: Vec<SnapshotMeta>,
+    /// The newest snapshot this node took, to which the log is not yet
+    /// compacted. The log is compacted one snapshot behind: a follower
+    /// that fell behind by less than a snapshot interval (a restart, a
+    /// pause, a slow disk) catches up from the log instead of receiving
+    /// the whole state machine — which, for a large store under load, can
+    /// take longer than the next snapshot interval, so that it never
+    /// catches up. Only while the previous snapshot is kept on disk
+    /// (`snapshots_kept` ≥ 2), since that is the one a lagging follower
+    /// is then sent.
+    uncompacted: Option<SnapshotMeta>,
     effects: Vec<Effect<S>>,
     leading: bool,
     snapshots_created: u64,
@@ -184,6 +195,7 @@ impl<S> NodeLoop<S> {
             held: VecDeque::new(),
             snapshot_sends: BTreeSet::new(),
             staged: Vec::new(),
+            uncompacted: None,
             effects: Vec::new(),
             leading: false,
             snapshots_created: 0,
@@ -230,10 +242,15 @@ impl<S> NodeLoop<S> {
                 self.metrics_stale = true;
             }
             Input::SnapshotCreated(meta) => {
-                let (index, term) = (meta.index, meta.term);
-                self.raft.snapshot_created(meta);
                 self.snapshots_created += 1;
-                self.effects.push(Effect::Compact { index, term });
+                let compact_to = if self.config.snapshots_kept >= 2 {
+                    self.uncompacted.replace(meta)
+                } else {
+                    Some(meta)
+                };
+                if let Some(meta) = compact_to {
+                    self.compact(meta);
+                }
             }
             Input::SnapshotSent { to, ok } => {
                 self.snapshot_sends.remove(&to);
@@ -394,6 +411,17 @@ impl<S> NodeLoop<S> {
         } else {
             self.held.push_back((write_seq, op));
         }
+    }
+
+    /// Forgets the log that the snapshot `meta` covers, unless the core
+    /// already holds a later snapshot (one installed from a leader).
+    fn compact(&mut self, meta: SnapshotMeta) {
+        if meta.index < self.raft.status().first_index {
+            return;
+        }
+        let (index, term) = (meta.index, meta.term);
+        self.raft.snapshot_created(meta);
+        self.effects.push(Effect::Compact { index, term });
     }
 
     fn step(&mut self, m: Message) {
@@ -720,6 +748,56 @@ mod tests {
             !commit_only.messages.is_empty(),
             "the acknowledgement leaves after the write, in order"
         );
+    }
+
+    /// A snapshot compacts the log only when the next one is taken: the
+    /// entries between the two stay, so that a follower that fell behind
+    /// by less than a snapshot interval catches up from the log.
+    #[test]
+    fn the_log_is_compacted_one_snapshot_behind() {
+        let mut node = follower();
+        let entries = (1..=20)
+            .map(|i| Entry {
+                term: Term(2),
+                index: LogIndex(i),
+                payload: Payload::Blank,
+            })
+            .collect();
+        node.handle(Moment::ZERO, append(0, entries, 20));
+        let write = the_write(&mut node);
+        node.handle(
+            Moment::ZERO,
+            Input::Persisted {
+                seq: write.seq,
+                up_to: write.persisted_up_to,
+                messages: write.messages,
+            },
+        );
+        node.effects(Moment::ZERO);
+        node.handle(Moment::ZERO, Input::Applied(LogIndex(20)));
+        let taken = |index| SnapshotMeta {
+            index: LogIndex(index),
+            term: Term(2),
+            membership: node.raft().membership().clone(),
+        };
+        let (first, second) = (taken(10), taken(20));
+
+        node.handle(Moment::ZERO, Input::SnapshotCreated(first));
+        let compactions = |node: &mut NodeLoop<()>| {
+            node.effects(Moment::ZERO)
+                .into_iter()
+                .filter_map(|e| match e {
+                    Effect::Compact { index, .. } => Some(index),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(compactions(&mut node), Vec::new());
+        assert_eq!(node.raft().status().first_index, LogIndex(1));
+
+        node.handle(Moment::ZERO, Input::SnapshotCreated(second));
+        assert_eq!(compactions(&mut node), vec![LogIndex(10)]);
+        assert_eq!(node.raft().status().first_index, LogIndex(11));
     }
 
     /// Ticks follow the time the inputs carry, not the number of ticks.

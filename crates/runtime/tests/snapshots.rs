@@ -55,3 +55,46 @@ async fn follower_behind_compaction_catches_up_through_a_snapshot() {
     })
     .await;
 }
+
+/// The log is compacted one snapshot behind the newest, so a follower that
+/// missed less than a snapshot interval catches up from the log, not by a
+/// transfer of the whole state machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_behind_less_than_an_interval_catches_up_from_the_log() {
+    within(Duration::from_secs(60), async {
+        let mut cluster = Cluster::start_with(3, snapshot_often).await;
+        let leader = cluster.leader().await;
+        let lagging = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+        for i in 0..50 {
+            cluster.propose(&format!("k{i}={i}")).await;
+        }
+        cluster
+            .node(lagging)
+            .wait_for(WAIT, |m| m.applied_index >= LogIndex(50))
+            .await
+            .unwrap();
+        cluster.stop(lagging).await;
+        for i in 50..100 {
+            cluster.propose(&format!("k{i}={i}")).await;
+        }
+        // Two snapshots were taken: the log is compacted to the first one,
+        // which the stopped follower already holds.
+        let status = cluster
+            .node(leader)
+            .wait_for(WAIT, |m| m.snapshots_created >= 2)
+            .await
+            .unwrap();
+        assert!(status.first_index > LogIndex(1), "{status:#?}");
+        assert!(status.first_index <= LogIndex(50), "{status:#?}");
+
+        cluster.restart(lagging).await;
+        let k99 = cluster
+            .read(lagging, |kv: &Kv| (kv.get("k0"), kv.get("k99")))
+            .await;
+        assert_eq!(k99, (Some("0".into()), Some("99".into())));
+        let follower = cluster.node(lagging).status();
+        assert_eq!(follower.snapshots_installed, 0, "{follower:#?}");
+        cluster.shutdown().await;
+    })
+    .await;
+}

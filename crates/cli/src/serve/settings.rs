@@ -94,8 +94,9 @@ pub struct Settings {
     #[arg(long, env = "KEEL_ELECTION_TIMEOUT", value_name = "MS")]
     pub election_timeout: Option<u64>,
 
-    /// Committed entries between two snapshots; a snapshot lets the member
-    /// drop the log before it [default: 100000].
+    /// Committed entries between two snapshots; taking one lets the member
+    /// drop the log before the previous one, so the log holds one to two
+    /// intervals [default: 100000].
     #[arg(long, env = "KEEL_SNAPSHOT_COUNT", value_name = "ENTRIES")]
     pub snapshot_count: Option<u64>,
 
