@@ -108,7 +108,7 @@ impl RaftConsensus {
         loop {
             match self.node.change_membership(change.clone()).await {
                 Ok(()) => return Ok(()),
-                Err(e) if is_retryable(&e) && backoff.wait().await => {}
+                Err(e) if is_retryable(&e) && backoff.wait(new_leader(&self.metrics)).await => {}
                 Err(e) => return Err(to_kv(e)),
             }
         }
@@ -140,7 +140,7 @@ impl Consensus for RaftConsensus {
                 Err(e) if is_retryable(&e) => to_kv(e),
                 Err(e) => return Err(to_kv(e)),
             };
-            if !backoff.wait().await {
+            if !backoff.wait(new_leader(&self.metrics)).await {
                 return Err(failure);
             }
         }
@@ -155,7 +155,7 @@ impl Consensus for RaftConsensus {
                 Err(e) if is_retryable(&e) => to_kv(e),
                 Err(e) => return Err(to_kv(e)),
             };
-            if !backoff.wait().await {
+            if !backoff.wait(new_leader(&self.metrics)).await {
                 return Err(failure);
             }
         }
@@ -226,7 +226,10 @@ impl Consensus for RaftConsensus {
     }
 }
 
-/// Exponential pauses between retries, up to a deadline.
+/// Exponential pauses between retries, up to a deadline, cut short when a
+/// new leader becomes known: most retries wait for an election, and a
+/// request that slept through the end of one would add up to a whole
+/// pause to the failover.
 struct Backoff {
     deadline: Instant,
     next: Duration,
@@ -240,14 +243,62 @@ impl Backoff {
         }
     }
 
-    /// Pauses before the next attempt; `false` once the deadline is near.
-    async fn wait(&mut self) -> bool {
+    /// Pauses before the next attempt, until the pause is over or
+    /// `new_leader` completes (which starts the pauses over); `false` once
+    /// the deadline is near.
+    async fn wait(&mut self, new_leader: impl Future<Output = ()>) -> bool {
         let wake = Instant::now() + self.next;
         if wake >= self.deadline {
             return false;
         }
-        tokio::time::sleep_until(wake).await;
-        self.next = (self.next * 2).min(RETRY_BACKOFF_MAX);
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {
+                self.next = (self.next * 2).min(RETRY_BACKOFF_MAX);
+            }
+            () = new_leader => self.next = RETRY_BACKOFF_MIN,
+        }
         true
+    }
+}
+
+/// Completes once `metrics` name a leader other than the one they name
+/// now; never if the node stops.
+fn new_leader(metrics: &watch::Receiver<Metrics>) -> impl Future<Output = ()> + use<> {
+    let mut metrics = metrics.clone();
+    let before = metrics.borrow_and_update().leader;
+    async move {
+        while metrics.changed().await.is_ok() {
+            let leader = metrics.borrow_and_update().leader;
+            if leader.is_some() && leader != before {
+                return;
+            }
+        }
+        std::future::pending().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pauses_grow_until_the_deadline() {
+        let start = Instant::now();
+        let mut backoff = Backoff::until(start + Duration::from_millis(100));
+        let mut slept = Vec::new();
+        while backoff.wait(std::future::pending()).await {
+            slept.push(start.elapsed().as_millis());
+        }
+        assert_eq!(slept, vec![10, 30, 70]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_leader_ends_the_pause_and_starts_the_pauses_over() {
+        let start = Instant::now();
+        let mut backoff = Backoff::until(start + Duration::from_secs(10));
+        backoff.next = RETRY_BACKOFF_MAX;
+        assert!(backoff.wait(tokio::time::sleep(Duration::from_millis(5))).await);
+        assert_eq!(start.elapsed(), Duration::from_millis(5));
+        assert_eq!(backoff.next, RETRY_BACKOFF_MIN);
     }
 }
