@@ -22,7 +22,13 @@ target=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 KEEL=$target/release/keel
 work=$(mktemp -d)
-trap '"$KEEL" cluster down --data-dir "$work/keel" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+# On failure the members' logs are kept for a look.
+finish() {
+    local status=$?
+    "$KEEL" cluster down --data-dir "$work/keel" >/dev/null 2>&1 || true
+    if ((status)); then echo "members' logs kept in $work/keel" >&2; else rm -rf "$work"; fi
+}
+trap finish EXIT
 
 eps=127.0.0.1:41379,127.0.0.1:41479,127.0.0.1:41579
 up() { "$KEEL" cluster up --members 3 --data-dir "$work/keel" --base-port 41379 --detach >/dev/null; }
