@@ -297,7 +297,11 @@ mod tests {
         let start = Instant::now();
         let mut backoff = Backoff::until(start + Duration::from_secs(10));
         backoff.next = RETRY_BACKOFF_MAX;
-        assert!(backoff.wait(tokio::time::sleep(Duration::from_millis(5))).await);
+        assert!(
+            backoff
+                .wait(tokio::time::sleep(Duration::from_millis(5)))
+                .await
+        );
         assert_eq!(start.elapsed(), Duration::from_millis(5));
         assert_eq!(backoff.next, RETRY_BACKOFF_MIN);
     }
