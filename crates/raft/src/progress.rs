@@ -1,5 +1,7 @@
 //! What a leader knows about each follower's log, and how it replicates to
-//! it. All transitions between the three states live in this file.
+//! it. All transitions between the three states live in this file: the
+//! fields are private, and the leader changes a follower's record only
+//! through methods named after what happened.
 
 use crate::types::LogIndex;
 
