@@ -17,9 +17,7 @@ use std::io::{Cursor, Read};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use keel::node_loop::{
-    Applier, ApplyOp, DurableWrite, Effect, Input, Moment, NodeLoop, Request,
-};
+use keel::node_loop::{Applier, ApplyOp, DurableWrite, Effect, Input, Moment, NodeLoop, Request};
 use keel::{Command, Config, Error, LogIndex, NodeId, StateMachine, StateMachineError};
 use keel_raft::{Membership, Message, Raft, RestoredState, Role, SnapshotMeta, Term};
 use keel_storage::{LogStore, MemLogStore};

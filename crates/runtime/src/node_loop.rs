@@ -782,7 +782,7 @@ mod tests {
             Moment::ZERO,
             Input::Persisted {
                 seq: write.seq,
-                up_to: write.persisted_up_to,
+                durable: synced(&write),
                 messages: write.messages,
             },
         );

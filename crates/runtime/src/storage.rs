@@ -83,7 +83,6 @@ impl DurableWrite {
 }
 
 impl WriteBatch {
-
     /// Writes the batch to `log` (not yet durable): compaction to the
     /// leader's snapshot first, then the entries, then the hard state.
     pub fn write_to(&self, log: &mut dyn LogStore) {

@@ -45,9 +45,9 @@ impl Raft {
             .leadership_mut()
             .expect("check-quorum runs only while leading");
         let progress = &leader.progress;
-        let active = self.membership.has_quorum(|id| {
-            id == me || progress.get(&id).is_some_and(|p| p.is_recently_active())
-        });
+        let active = self
+            .membership
+            .has_quorum(|id| id == me || progress.get(&id).is_some_and(|p| p.is_recently_active()));
         for pr in leader.progress.values_mut() {
             pr.start_activity_round();
         }
@@ -130,10 +130,7 @@ impl Raft {
 
     fn send_snapshot(&mut self, to: NodeId) {
         let meta = self.log.snapshot().clone();
-        let pr = self
-            .role
-            .progress_mut(to)
-            .expect("caller checked the peer");
+        let pr = self.role.progress_mut(to).expect("caller checked the peer");
         pr.become_snapshot(meta.index);
         self.send(to, MessageBody::InstallSnapshot { meta });
     }

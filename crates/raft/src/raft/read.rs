@@ -170,10 +170,7 @@ impl Raft {
     /// ignore vote requests for an election timeout after hearing from us,
     /// measured from when the confirming heartbeat was *sent* (§6.4.1).
     fn lease_valid(&mut self) -> bool {
-        let leader = self
-            .role
-            .leadership()
-            .expect("only a leader holds a lease");
+        let leader = self.role.leadership().expect("only a leader holds a lease");
         if !self.config.check_quorum || leader.timeout_now_sent || leader.transfer.is_some() {
             return false;
         }

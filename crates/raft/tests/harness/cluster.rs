@@ -25,10 +25,11 @@ pub struct Disk {
 /// itself is the proof of what it holds.
 impl DurabilityProof for Disk {
     fn durable_through(&self) -> (LogIndex, Term) {
-        self.entries.last().map_or(
-            (self.snapshot.index, self.snapshot.term),
-            |e| (e.index, e.term),
-        )
+        self.entries
+            .last()
+            .map_or((self.snapshot.index, self.snapshot.term), |e| {
+                (e.index, e.term)
+            })
     }
 }
 
