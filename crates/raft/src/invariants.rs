@@ -86,10 +86,12 @@ impl Raft {
                 return fail(format!("leader does not track member {untracked}"));
             }
             for (id, pr) in &s.progress {
-                if pr.match_index >= pr.next_index || pr.next_index > s.last_index.next() {
+                if pr.match_index() >= pr.next_index() || pr.next_index() > s.last_index.next() {
                     return fail(format!(
                         "progress of {id}: match {} next {} last {}",
-                        pr.match_index, pr.next_index, s.last_index
+                        pr.match_index(),
+                        pr.next_index(),
+                        s.last_index
                     ));
                 }
                 if let ProgressState::Replicate { inflight } = pr.state()

@@ -12,7 +12,19 @@
 //! "network" that is a vector of messages:
 //!
 //! ```
-//! use keel_raft::{Config, Membership, NodeId, Raft, RestoredState, Payload, Message};
+//! use keel_raft::{
+//!     Config, DurabilityProof, LogIndex, Membership, Message, NodeId, Payload, Raft,
+//!     RestoredState, Term,
+//! };
+//!
+//! // What a store's fsync returns: proof of the last entry it made durable.
+//! // Here memory is the "disk", so writing an entry is all it takes.
+//! struct Synced(LogIndex, Term);
+//! impl DurabilityProof for Synced {
+//!     fn durable_through(&self) -> (LogIndex, Term) {
+//!         (self.0, self.1)
+//!     }
+//! }
 //!
 //! let ids = [NodeId(1), NodeId(2), NodeId(3)];
 //! let membership = Membership::new(ids, []).unwrap();
@@ -29,9 +41,9 @@
 //!             let ready = node.ready();
 //!             network.extend(ready.messages.iter().cloned()); // may leave at once
 //!             // ... a real caller writes ready.entries and ready.hard_state
-//!             // to disk and fsyncs here ...
+//!             // to disk and fsyncs here, which hands it the proof ...
 //!             if let Some((index, term)) = ready.persisted_up_to() {
-//!                 node.persisted(index, term);
+//!                 node.persisted((index, term), &Synced(index, term));
 //!             }
 //!             network.extend(ready.persisted_messages.iter().cloned()); // only now
 //!             for entry in &ready.committed_entries {
@@ -69,6 +81,7 @@
 //! loop above delivers them and the real election that follows.
 
 mod config;
+mod durable;
 mod invariants;
 mod log;
 mod membership;
@@ -83,6 +96,7 @@ mod types;
 #[cfg(feature = "fault-injection")]
 pub use config::Bugs;
 pub use config::{Config, ConfigError};
+pub use durable::DurabilityProof;
 pub use invariants::InvariantViolation;
 pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{AppendResult, Message, MessageBody, ReadId};

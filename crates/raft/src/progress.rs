@@ -1,5 +1,7 @@
 //! What a leader knows about each follower's log, and how it replicates to
-//! it. All transitions between the three states live in this file.
+//! it. All transitions between the three states live in this file: the
+//! fields are private, and the leader changes a follower's record only
+//! through methods named after what happened.
 
 use crate::types::LogIndex;
 
@@ -48,14 +50,14 @@ impl Inflight {
 /// Invariant: `match_index < next_index`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Progress {
-    pub(crate) match_index: LogIndex,
-    pub(crate) next_index: LogIndex,
-    pub(crate) state: ProgressState,
+    match_index: LogIndex,
+    next_index: LogIndex,
+    state: ProgressState,
     /// Heard from since the last check-quorum round (§6.2).
-    pub(crate) recent_active: bool,
+    recent_active: bool,
     /// The last heartbeat round this follower answered; confirms leadership
     /// for reads and leases.
-    pub(crate) acked_round: u64,
+    acked_round: u64,
 }
 
 impl Progress {
@@ -83,6 +85,33 @@ impl Progress {
         &self.state
     }
 
+    /// The last heartbeat round this follower answered.
+    pub(crate) fn acked_round(&self) -> u64 {
+        self.acked_round
+    }
+
+    /// Whether the follower was heard from since the last check-quorum round.
+    pub(crate) fn is_recently_active(&self) -> bool {
+        self.recent_active
+    }
+
+    /// The follower answered something: it is alive for check-quorum.
+    pub(crate) fn heard_from(&mut self) {
+        self.recent_active = true;
+    }
+
+    /// A check-quorum round ended: the follower must be heard from again
+    /// before the next one.
+    pub(crate) fn start_activity_round(&mut self) {
+        self.recent_active = false;
+    }
+
+    /// The follower answered heartbeat `round`. Answers may arrive out of
+    /// order; the newest round answered is what counts.
+    pub(crate) fn heartbeat_acked(&mut self, round: u64) {
+        self.acked_round = self.acked_round.max(round);
+    }
+
     /// Whether the leader should hold back new AppendEntries.
     pub(crate) fn is_paused(&self, max_inflight: usize) -> bool {
         match &self.state {
@@ -105,6 +134,7 @@ impl Progress {
             }
             ProgressState::Snapshot { .. } => unreachable!("nothing is sent while snapshotting"),
         }
+        self.debug_check();
     }
 
     /// A heartbeat answer lets a paused probe try again, and frees one slot
@@ -138,6 +168,7 @@ impl Progress {
                 }
             }
         }
+        self.debug_check();
         news
     }
 
@@ -160,10 +191,27 @@ impl Progress {
         }
         self.next_index = retry_at.min(rejected).max(self.match_index.next());
         self.state = ProgressState::Probe { paused: false };
+        self.debug_check();
         true
     }
 
-    pub(crate) fn become_replicate(&mut self) {
+    /// The transport could not reach the follower: messages in flight are
+    /// probably lost, so stop streaming and probe from what it is known to
+    /// hold. A follower already probing or receiving a snapshot is left as
+    /// it is.
+    pub(crate) fn unreachable(&mut self) {
+        if matches!(self.state, ProgressState::Replicate { .. }) {
+            self.become_probe();
+        }
+    }
+
+    /// Probe from the entry after the last one known to match.
+    fn become_probe(&mut self) {
+        self.state = ProgressState::Probe { paused: false };
+        self.next_index = self.match_index.next();
+    }
+
+    fn become_replicate(&mut self) {
         self.next_index = self.match_index.next();
         self.state = ProgressState::Replicate {
             inflight: Inflight::default(),
@@ -184,6 +232,19 @@ impl Progress {
             }
             self.state = ProgressState::Probe { paused: success };
         }
+        self.debug_check();
+    }
+
+    /// Checks the record's invariant after a transition: the next entry to
+    /// send always lies after the last one known to match, or the leader
+    /// would resend entries the follower acknowledged as if they were new.
+    fn debug_check(&self) {
+        debug_assert!(
+            self.match_index < self.next_index,
+            "progress invariant match < next broken: match {} next {}",
+            self.match_index,
+            self.next_index
+        );
     }
 }
 

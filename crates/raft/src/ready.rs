@@ -13,7 +13,8 @@ use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SnapshotMeta, Term}
 ///    entries at or after the first one's index), then `hard_state` —
 ///    durably (fsync) — and only then send `persisted_messages`.
 /// 3. Report durability with [`crate::Raft::persisted`] using
-///    [`Ready::persisted_up_to`].
+///    [`Ready::persisted_up_to`] and the proof the store's sync returned
+///    ([`crate::DurabilityProof`]).
 /// 4. Apply `committed_entries` in order (they are already durable), and
 ///    report with [`crate::Raft::applied`].
 /// 5. Serve `reads` whose result is `Ok` from the state machine: the core

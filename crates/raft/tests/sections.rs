@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use keel_raft::{
-    Config, Entry, HardState, LogIndex, Membership, Message, MessageBody, NodeId, Payload,
-    ProposeError, Raft, RestoreError, RestoredState, Role, StepError, Term,
+    Config, DurabilityProof, Entry, HardState, LogIndex, Membership, Message, MessageBody, NodeId,
+    Payload, ProposeError, Raft, RestoreError, RestoredState, Role, StepError, Term,
 };
 
 fn three() -> Membership {
@@ -137,6 +137,15 @@ fn section_9_6_pre_vote_does_not_change_the_term() {
 }
 
 /// Elects node 1 of three by hand and returns it with a follower.
+/// A write these tests declare durable: they keep no disk.
+struct Written(LogIndex, Term);
+
+impl DurabilityProof for Written {
+    fn durable_through(&self) -> (LogIndex, Term) {
+        (self.0, self.1)
+    }
+}
+
 fn elected() -> (Raft, Raft) {
     let mut leader = node(1, false);
     let mut follower = node(2, false);
@@ -197,7 +206,28 @@ fn section_5_4_2_leader_counts_itself_only_once_persisted() {
         LogIndex(0),
         "one of three durable is no majority"
     );
-    leader.persisted(durable.0, durable.1);
+    leader.persisted(durable, &Written(durable.0, durable.1));
+    assert_eq!(leader.status().commit, LogIndex(1));
+}
+
+#[test]
+fn section_5_4_2_leader_counts_itself_only_for_what_the_proof_covers() {
+    let (mut leader, mut follower) = elected();
+    let ready = leader.ready();
+    let written = ready.persisted_up_to().unwrap();
+    for m in ready.messages.into_iter().filter(|m| m.to == NodeId(2)) {
+        follower.step(m).unwrap();
+    }
+    for m in follower.ready().persisted_messages {
+        leader.step(m).unwrap();
+    }
+    leader.persisted(written, &Written(LogIndex(0), Term(0)));
+    assert_eq!(
+        leader.status().commit,
+        LogIndex(0),
+        "the store vouched for nothing, so the leader's entry does not count"
+    );
+    leader.persisted(written, &Written(written.0, written.1));
     assert_eq!(leader.status().commit, LogIndex(1));
 }
 

@@ -17,7 +17,7 @@ use std::io::{Cursor, Read};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use keel::node_loop::{Applier, ApplyOp, Effect, Input, Moment, NodeLoop, Request};
+use keel::node_loop::{Applier, ApplyOp, DurableWrite, Effect, Input, Moment, NodeLoop, Request};
 use keel::{Command, Config, Error, LogIndex, NodeId, StateMachine, StateMachineError};
 use keel_raft::{Membership, Message, Raft, RestoredState, Role, SnapshotMeta, Term};
 use keel_storage::{LogStore, MemLogStore};
@@ -134,11 +134,11 @@ impl Cluster {
             if tick {
                 member.node.handle(now, Input::Tick);
             }
-            let _durable = member.log.sync().expect("memory does not fail");
+            let proof = member.log.sync().expect("memory does not fail");
             for w in std::mem::take(&mut member.written) {
                 let input = Input::Persisted {
                     seq: w.seq,
-                    up_to: w.up_to,
+                    durable: DurableWrite::after_sync(w.up_to, Some(&proof)),
                     messages: w.messages,
                 };
                 member.node.handle(now, input);

@@ -193,11 +193,11 @@ impl<S: StateMachine> Driver<S> {
         let input = match event {
             Event::Persisted {
                 seq,
-                up_to,
+                durable,
                 messages,
             } => Input::Persisted {
                 seq,
-                up_to,
+                durable,
                 messages,
             },
             Event::Applied(index) => Input::Applied(index),

@@ -3,16 +3,17 @@
 //! snapshot creation and transfers. Its own module, so that the threads
 //! depend on it and not on the driver that consumes it.
 
-use keel_raft::{LogIndex, Message, NodeId, SnapshotMeta, Term};
+use keel_raft::{LogIndex, Message, NodeId, SnapshotMeta};
 
 use crate::error::StopReason;
+use crate::storage::DurableWrite;
 
 /// What the storage thread, the apply thread and snapshot transfers report.
 pub(crate) enum Event {
     /// Write batch `seq` (and every one before it) is durable.
     Persisted {
         seq: u64,
-        up_to: Option<(LogIndex, Term)>,
+        durable: Option<DurableWrite>,
         messages: Vec<Message>,
     },
     /// The state machine applied every entry through this index.

@@ -15,8 +15,9 @@
 //!    while its own write of the same entries is still in flight;
 //! 2. [`Effect::Write`] batches are made durable in order; when batch `seq`
 //!    (and every one before it) is durable, report [`Input::Persisted`]
-//!    with the batch's `persisted_up_to` and `messages`, which the loop
-//!    then sends (votes and acknowledgements wait for durability, §5.2);
+//!    with what the batch made durable ([`DurableWrite::after_sync`], which
+//!    takes the store's proof) and its `messages`, which the loop then
+//!    sends (votes and acknowledgements wait for durability, §5.2);
 //! 3. [`Effect::Apply`] ops run against the state machine in the order
 //!    given; report [`Input::Applied`] as they complete;
 //! 4. [`Effect::PublishSnapshot`] publishes the staged snapshot the core
@@ -41,7 +42,7 @@ pub use crate::apply::{Applier, ApplyOp, ReadFn, SnapshotTaken};
 pub use crate::clock::Moment;
 pub use crate::proposals::Responder;
 pub use crate::restore::resume_from;
-pub use crate::storage::WriteBatch;
+pub use crate::storage::{DurableWrite, WriteBatch};
 
 use crate::clock::TickClock;
 use crate::config::Config;
@@ -86,10 +87,12 @@ pub enum Input<S> {
     /// staged snapshot not published by the end of [`NodeLoop::effects`]
     /// was refused and may be discarded.
     SnapshotStaged(Message),
-    /// Write batch `seq` (and every one before it) is durable.
+    /// Write batch `seq` (and every one before it) is durable; `durable`
+    /// is what it made durable, with the store's proof, if it held entries
+    /// or a snapshot.
     Persisted {
         seq: u64,
-        up_to: Option<(LogIndex, Term)>,
+        durable: Option<DurableWrite>,
         messages: Vec<Message>,
     },
     /// The state machine applied every entry through this index.
@@ -234,9 +237,9 @@ impl<S> NodeLoop<S> {
             }
             Input::Persisted {
                 seq,
-                up_to,
+                durable,
                 messages,
-            } => self.on_persisted(seq, up_to, messages),
+            } => self.on_persisted(seq, durable, messages),
             Input::Applied(index) => {
                 self.raft.applied(index);
                 self.metrics_stale = true;
@@ -379,11 +382,11 @@ impl<S> NodeLoop<S> {
         }
     }
 
-    fn on_persisted(&mut self, seq: u64, up_to: Option<(LogIndex, Term)>, messages: Vec<Message>) {
+    fn on_persisted(&mut self, seq: u64, durable: Option<DurableWrite>, messages: Vec<Message>) {
         assert_eq!(seq, self.persisted_seq + 1, "writes complete in order");
         self.persisted_seq = seq;
-        if let Some((index, term)) = up_to {
-            self.raft.persisted(index, term);
+        if let Some(write) = durable {
+            self.raft.persisted(write.up_to, &write.proof);
         }
         for m in messages {
             self.send(m);
@@ -574,6 +577,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use keel_raft::{Entry, Membership, Payload, RestoredState};
+    use keel_storage::{LogStore, MemLogStore};
 
     use super::*;
 
@@ -626,7 +630,7 @@ mod tests {
         let Effect::Write(batch) = &effects[write] else {
             unreachable!()
         };
-        let (seq, up_to) = (batch.seq, batch.persisted_up_to);
+        let (seq, durable) = (batch.seq, synced(batch));
 
         let read_ran = Arc::new(Mutex::new(false));
         let flag = read_ran.clone();
@@ -644,12 +648,12 @@ mod tests {
             "the read waits behind the restore"
         );
 
-        let durable = Input::Persisted {
+        let persisted = Input::Persisted {
             seq,
-            up_to,
+            durable,
             messages: Vec::new(),
         };
-        node.handle(Moment::ZERO, durable);
+        node.handle(Moment::ZERO, persisted);
         let applies: Vec<ApplyOp<()>> = node
             .effects(Moment::ZERO)
             .into_iter()
@@ -701,6 +705,15 @@ mod tests {
         }])
     }
 
+    /// Writes `batch` to a fresh in-memory store and syncs it: what the
+    /// storage thread reports for the batch.
+    fn synced(batch: &WriteBatch) -> Option<DurableWrite> {
+        let mut store = MemLogStore::new();
+        batch.write_to(&mut store);
+        let proof = store.sync().unwrap();
+        DurableWrite::after_sync(batch.persisted_up_to, Some(&proof))
+    }
+
     fn the_write(node: &mut NodeLoop<()>) -> WriteBatch {
         let mut writes = node
             .effects(Moment::ZERO)
@@ -731,7 +744,7 @@ mod tests {
             Moment::ZERO,
             Input::Persisted {
                 seq: first.seq,
-                up_to: first.persisted_up_to,
+                durable: synced(&first),
                 messages: first.messages,
             },
         );
@@ -769,7 +782,7 @@ mod tests {
             Moment::ZERO,
             Input::Persisted {
                 seq: write.seq,
-                up_to: write.persisted_up_to,
+                durable: synced(&write),
                 messages: write.messages,
             },
         );

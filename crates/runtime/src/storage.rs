@@ -1,7 +1,9 @@
 //! The storage thread: the only writer of the log. It takes write batches
 //! in the order the driver produced them, applies every batch waiting, and
 //! makes them durable with one fsync (group commit); only then does it
-//! release the messages that waited for that durability. A group of
+//! release the messages that waited for that durability, and hand the
+//! core the store's proof ([`Durable`]) with what each batch made durable
+//! ([`DurableWrite`]). A group of
 //! batches that only move the commit index is not synced at all
 //! ([`WriteBatch::must_sync`]).
 //!
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keel_raft::{Entry, HardState, LogIndex, Message, NodeId, SnapshotMeta, Term};
-use keel_storage::LogStore;
+use keel_storage::{Durable, LogStore};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
@@ -46,6 +48,38 @@ pub struct WriteBatch {
     /// an earlier or the same group commit makes durable: a commit then
     /// costs no fsync on the path of the next proposal.
     pub must_sync: bool,
+}
+
+/// What one write batch made durable, with the proof: the core
+/// acknowledges `up_to` only against the store's [`Durable`]
+/// ([`keel_raft::Raft::persisted`]).
+#[derive(Clone, Debug)]
+pub struct DurableWrite {
+    /// The batch's `persisted_up_to`: its last entry, or its snapshot.
+    pub up_to: (LogIndex, Term),
+    /// What the sync that covered the batch returned.
+    pub proof: Durable,
+}
+
+impl DurableWrite {
+    /// What a batch whose `persisted_up_to` is `up_to` made durable, once
+    /// its group commit returned `proof` (`None` when the group needed no
+    /// sync); `None` for a batch with no entries and no snapshot.
+    ///
+    /// # Panics
+    /// If the batch holds entries or a snapshot and no sync covered it:
+    /// such a batch is always [`WriteBatch::must_sync`].
+    pub fn after_sync(
+        up_to: Option<(LogIndex, Term)>,
+        proof: Option<&Durable>,
+    ) -> Option<DurableWrite> {
+        let up_to = up_to?;
+        let proof = proof.expect("a batch with entries or a snapshot is synced before it is done");
+        Some(DurableWrite {
+            up_to,
+            proof: proof.clone(),
+        })
+    }
 }
 
 impl WriteBatch {
@@ -113,15 +147,20 @@ pub(crate) fn run(
             }
             writing += started.elapsed();
         }
+        let mut proof = None;
         if must_sync {
             let syncing = Instant::now();
-            // The proof of durability is all that matters here; what it
-            // covers is what the batches say (a later batch may have
-            // replaced an earlier one's entries, which the core then ignores).
-            if let Err(e) = log.sync() {
-                error!(error = %e, "log sync failed; stopping the node");
-                let _ = events.send(Event::Fatal(StopReason::Storage(Arc::new(e))));
-                return;
+            // One proof covers the whole group; each batch reports what it
+            // wrote (a later batch may have replaced an earlier one's
+            // entries: the proof then does not cover them, and the core
+            // ignores them).
+            match log.sync() {
+                Ok(durable) => proof = Some(durable),
+                Err(e) => {
+                    error!(error = %e, "log sync failed; stopping the node");
+                    let _ = events.send(Event::Fatal(StopReason::Storage(Arc::new(e))));
+                    return;
+                }
             }
             let synced = syncing.elapsed();
             timings.sync.observe(synced);
@@ -130,7 +169,7 @@ pub(crate) fn run(
         for batch in done.drain(..) {
             let persisted = Event::Persisted {
                 seq: batch.seq,
-                up_to: batch.persisted_up_to,
+                durable: DurableWrite::after_sync(batch.persisted_up_to, proof.as_ref()),
                 messages: batch.messages,
             };
             if events.send(persisted).is_err() {

@@ -8,7 +8,8 @@
 //! (nobody was told they were durable); losing synced ones never happens.
 
 use keel_raft::{
-    Entry, HardState, LogIndex, Membership, Payload, RestoredState, SnapshotMeta, Term,
+    DurabilityProof, Entry, HardState, LogIndex, Membership, Payload, RestoredState, SnapshotMeta,
+    Term,
 };
 
 use crate::kv::KvState;
@@ -167,6 +168,21 @@ pub struct CrashKeep {
     pub torn_entries: usize,
 }
 
+/// What an `fsync` of the simulated disk returns: the last entry it made
+/// durable, the proof the core's `persisted` requires. Only [`Disk::sync`]
+/// builds one, and [`Disk::pretend_synced`] for the caller bug that
+/// acknowledges before the fsync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Synced {
+    last: (LogIndex, Term),
+}
+
+impl DurabilityProof for Synced {
+    fn durable_through(&self) -> (LogIndex, Term) {
+        self.last
+    }
+}
+
 /// A node's disk.
 ///
 /// Invariant: `latest` is `durable` with every `pending` write applied.
@@ -210,12 +226,28 @@ impl Disk {
     }
 
     /// `fsync`: everything written so far becomes durable.
-    pub fn sync(&mut self) {
+    pub fn sync(&mut self) -> Synced {
         for write in self.pending.drain(..) {
             self.durable
                 .apply(&write)
                 .expect("the write already applied to the latest image");
         }
+        Disk::proof_of(&self.durable)
+    }
+
+    /// A proof for everything written, synced or not: a lie, told only by
+    /// the deliberately broken caller that acknowledges before the fsync
+    /// (`CallerBugs::ack_before_fsync`).
+    pub fn pretend_synced(&self) -> Synced {
+        Disk::proof_of(&self.latest)
+    }
+
+    fn proof_of(image: &LogImage) -> Synced {
+        let last = image.last_index();
+        let term = image
+            .term_at(last)
+            .expect("the last index of an image has a term");
+        Synced { last: (last, term) }
     }
 
     /// A crash: unsynced writes are lost except the prefix `keep` says
@@ -271,9 +303,18 @@ mod tests {
     fn crash_loses_unsynced_entries_only() {
         let mut d = disk();
         d.write(Write::Entries(entries(1, &[1, 1]))).unwrap();
-        d.sync();
+        assert_eq!(
+            d.sync().durable_through(),
+            (LogIndex(2), Term(1)),
+            "the proof covers what was synced"
+        );
         d.write(Write::Entries(entries(3, &[1, 1]))).unwrap();
         assert_eq!(d.latest().last_index(), LogIndex(4));
+        assert_eq!(
+            d.pretend_synced().durable_through(),
+            (LogIndex(4), Term(1)),
+            "a pretended proof covers unsynced writes too"
+        );
         d.crash(CrashKeep {
             writes: 0,
             torn_entries: 0,

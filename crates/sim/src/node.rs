@@ -16,7 +16,7 @@ use keel_raft::{
     ReadId, ReadMode, ReadOutcome, Role, SnapshotMeta, Term,
 };
 
-use crate::disk::{CrashKeep, Disk, Write};
+use crate::disk::{CrashKeep, Disk, Synced, Write};
 use crate::invariants::{Checker, Invariant, Violation};
 use crate::kv::{Command, KvState, Tag};
 use crate::options::CallerBugs;
@@ -315,7 +315,8 @@ impl SimNode {
             acknowledged_early: false,
         };
         if ctx.bugs.ack_before_fsync {
-            self.acknowledge(&mut sync, ctx);
+            let pretended = self.disk.pretend_synced();
+            self.acknowledge(&mut sync, &pretended, ctx);
             sync.acknowledged_early = true;
         }
         self.in_flight = Some(sync);
@@ -335,11 +336,11 @@ impl SimNode {
         })
     }
 
-    /// Tells the core what is durable and lets the messages that depended
-    /// on it leave.
-    fn acknowledge(&mut self, sync: &mut InFlightSync, ctx: &mut Ctx<'_>) {
-        if let Some((index, term)) = sync.persisted_up_to {
-            self.raft_mut().persisted(index, term);
+    /// Tells the core what is durable, as `proof` from the disk shows, and
+    /// lets the messages that depended on it leave.
+    fn acknowledge(&mut self, sync: &mut InFlightSync, proof: &Synced, ctx: &mut Ctx<'_>) {
+        if let Some(up_to) = sync.persisted_up_to {
+            self.raft_mut().persisted(up_to, proof);
         }
         ctx.out.messages.append(&mut sync.persisted_messages);
     }
@@ -352,12 +353,12 @@ impl SimNode {
             .take()
             .expect("a sync completes only while one is in flight");
         let before = self.disk.durable().hard_state.commit;
-        self.disk.sync();
+        let synced = self.disk.sync();
         let after = self.disk.durable().hard_state.commit;
         ctx.checker
             .on_commit_written(self.id, before, after, "durable hard state")?;
         if !sync.acknowledged_early {
-            self.acknowledge(&mut sync, ctx);
+            self.acknowledge(&mut sync, &synced, ctx);
         }
         if let Some(meta) = &sync.snapshot {
             self.kv = self.disk.latest().snapshot_data.clone();

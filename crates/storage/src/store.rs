@@ -1,6 +1,6 @@
 //! The contract every log store keeps: [`LogStore`] and its durability proof.
 
-use keel_raft::{Entry, HardState, LogIndex, Term};
+use keel_raft::{DurabilityProof, Entry, HardState, LogIndex, Term};
 
 use crate::error::StorageError;
 
@@ -17,7 +17,8 @@ use crate::error::StorageError;
 /// and `sync()` returns only after `fdatasync` did, there is no code path
 /// that releases a response against state still sitting in a buffer. A
 /// runtime that wants the compiler's help keeps its outbox of held messages
-/// drainable only by a method taking `&Durable`.
+/// drainable only by a method taking `&Durable`, and the core itself
+/// takes one in [`keel_raft::Raft::persisted`].
 #[must_use = "a Durable is what allows held messages to be sent"]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Durable {
@@ -48,6 +49,14 @@ impl Durable {
     /// The durable term, vote and commit index.
     pub fn hard_state(&self) -> &HardState {
         &self.hard_state
+    }
+}
+
+/// The core acknowledges entries only against this proof
+/// ([`keel_raft::Raft::persisted`]).
+impl DurabilityProof for Durable {
+    fn durable_through(&self) -> (LogIndex, Term) {
+        (self.last_index, self.last_term)
     }
 }
 

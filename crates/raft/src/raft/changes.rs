@@ -2,7 +2,7 @@
 
 use crate::membership::{MembershipChange, MembershipError};
 use crate::message::MessageBody;
-use crate::types::{NodeId, Payload, Role};
+use crate::types::{NodeId, Payload};
 
 use super::{Proposal, ProposeError, Raft};
 
@@ -48,11 +48,14 @@ impl Raft {
     /// the cluster does not wait an election timeout (§4.2.2).
     pub(super) fn hand_off_after_removal(&mut self) {
         let successor = self
+            .role
+            .leadership()
+            .expect("only a leader hands off leadership")
             .progress
             .iter()
             .filter(|(id, _)| self.membership.is_voter(**id))
-            .max_by_key(|(_, pr)| pr.match_index)
-            .map(|(&id, pr)| (id, pr.match_index));
+            .max_by_key(|(_, pr)| pr.match_index())
+            .map(|(&id, pr)| (id, pr.match_index()));
         if let Some((id, matched)) = successor
             && matched == self.log.last_index()
         {
@@ -65,7 +68,7 @@ impl Raft {
     /// the target up to date, then tell it to campaign. Abandoned if it has
     /// not happened within an election timeout.
     pub fn transfer_leader(&mut self, target: NodeId) -> Result<(), ProposeError> {
-        if self.role != Role::Leader {
+        if !self.role.is_leader() {
             return Err(ProposeError::NotLeader {
                 leader_hint: self.leader,
             });
@@ -76,7 +79,7 @@ impl Raft {
         if !self.membership.voters().contains(&target) {
             return Err(MembershipError::UnknownMember(target).into());
         }
-        self.transfer = Some(target);
+        self.leadership_mut().transfer = Some(target);
         self.election_elapsed = 0;
         if !self.maybe_finish_transfer(target) {
             self.send_append(target, true);
@@ -86,12 +89,17 @@ impl Raft {
 
     /// Sends TimeoutNow once the transfer target holds the whole log.
     pub(super) fn maybe_finish_transfer(&mut self, from: NodeId) -> bool {
-        let caught_up = self
+        let last_index = self.log.last_index();
+        // Also called after a commit, which may have ended this leadership.
+        let Some(leader) = self.role.leadership_mut() else {
+            return false;
+        };
+        let caught_up = leader
             .progress
             .get(&from)
-            .is_some_and(|pr| pr.match_index == self.log.last_index());
-        if self.transfer == Some(from) && caught_up {
-            self.timeout_now_sent = true;
+            .is_some_and(|pr| pr.match_index() == last_index);
+        if leader.transfer == Some(from) && caught_up {
+            leader.timeout_now_sent = true;
             self.send(from, MessageBody::TimeoutNow);
             return true;
         }

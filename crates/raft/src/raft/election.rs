@@ -2,10 +2,12 @@
 //! (§9.6).
 
 use crate::message::MessageBody;
+use crate::progress::Progress;
 use crate::quorum::VoteResult;
-use crate::types::{LogIndex, NodeId, Payload, Role, Term};
+use crate::types::{LogIndex, NodeId, Payload, Term};
 
 use super::Raft;
+use super::role::{Campaign, Leadership, RoleState};
 
 impl Raft {
     /// Follower and candidate clock: campaign when no leader was heard
@@ -26,24 +28,27 @@ impl Raft {
     /// `transfer` marks the campaign that a leadership transfer asked for;
     /// voters then skip leader stickiness (§3.10).
     pub(super) fn start_campaign_with(&mut self, pre_vote: bool, transfer: bool) {
+        assert!(
+            !self.role.is_leader(),
+            "a leader never campaigns: it steps down first"
+        );
+        debug_assert!(self.is_promotable(), "only voters campaign (§4.2.1)");
+        let me = self.id();
         let campaign_term = if pre_vote {
-            self.role = Role::PreCandidate;
+            self.role = RoleState::PreCandidate(Campaign::new(me));
             self.leader = None;
             self.term.next()
         } else {
             self.term = self.term.next();
-            self.vote = Some(self.id());
-            self.role = Role::Candidate;
+            self.vote = Some(me);
+            self.role = RoleState::Candidate(Campaign::new(me));
             self.leader = None;
             self.term
         };
         self.reset_election_timer();
-        self.votes.clear();
-        self.votes.insert(self.id(), true);
         if self.tally(pre_vote) {
             return;
         }
-        let me = self.id();
         let membership = &self.membership;
         let voters: Vec<NodeId> = membership
             .nodes()
@@ -78,7 +83,17 @@ impl Raft {
         #[cfg(feature = "fault-injection")]
         let up_to_date = up_to_date || self.config.bugs.vote_without_log_check;
         let granted = can_vote && up_to_date;
+        debug_assert!(
+            term >= self.term && (pre_vote || term == self.term),
+            "the term rules let through only vote requests of our term, or pre-votes for a later one"
+        );
         if granted && !pre_vote {
+            assert!(
+                self.vote.is_none() || self.vote == Some(from),
+                "one vote per term (§5.2): voted for {:?}, granting {from} in term {}",
+                self.vote,
+                self.term
+            );
             self.vote = Some(from);
             self.election_elapsed = 0;
         }
@@ -92,23 +107,45 @@ impl Raft {
         );
     }
 
-    pub(super) fn handle_vote_response(&mut self, from: NodeId, pre_vote: bool, granted: bool) {
-        let expected = if pre_vote {
-            Role::PreCandidate
-        } else {
-            Role::Candidate
+    /// Counts an answer to this node's campaign: a pre-vote answer only
+    /// toward a pre-vote campaign, a vote only toward a real one.
+    pub(super) fn handle_vote_response(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        pre_vote: bool,
+        granted: bool,
+    ) {
+        let Some(campaign) = self.role.campaign_for_mut(pre_vote) else {
+            return;
         };
-        if self.role != expected || !self.membership.is_voter(from) {
+        if !self.membership.is_voter(from) {
             return;
         }
-        self.votes.insert(from, granted);
+        // A granted pre-vote answers in the term we would campaign in; any
+        // other answer from a later term made us follow it before we got here.
+        debug_assert!(
+            term == self.term || (pre_vote && granted && term == self.term.next()),
+            "votes are counted only in the candidate's term: answer of term {term} in term {}",
+            self.term
+        );
+        campaign.votes.insert(from, granted);
         self.tally(pre_vote);
     }
 
     /// Counts votes; acts on a decided election. Returns whether it was
     /// decided.
     fn tally(&mut self, pre_vote: bool) -> bool {
-        let votes = &self.votes;
+        let votes = &self
+            .role
+            .campaign()
+            .expect("votes are tallied only during a campaign")
+            .votes;
+        debug_assert_eq!(
+            votes.get(&self.config.id),
+            Some(&true),
+            "a campaigning node votes for itself"
+        );
         let vote_of = |id: NodeId| votes.get(&id).copied();
         let result = self.membership.vote_result(vote_of);
         #[cfg(feature = "fault-injection")]
@@ -136,7 +173,7 @@ impl Raft {
 
     /// A leadership transfer chose this node: campaign at once (§3.10).
     pub(super) fn handle_timeout_now(&mut self) {
-        if self.role != Role::Leader && self.is_promotable() {
+        if !self.role.is_leader() && self.is_promotable() {
             self.start_campaign_with(false, true);
         }
     }
@@ -144,26 +181,28 @@ impl Raft {
     /// Takes office: every follower starts in probe, and a blank entry of the
     /// new term lets entries of earlier terms commit (§5.4.2, §8).
     fn become_leader(&mut self) {
-        assert_eq!(
-            self.role,
-            Role::Candidate,
-            "only a candidate becomes leader"
+        assert!(
+            matches!(self.role, RoleState::Candidate(_)),
+            "only a candidate becomes leader, not a {:?}",
+            self.role()
         );
-        self.role = Role::Leader;
-        self.leader = Some(self.id());
-        self.reset_election_timer();
-        self.timeout_now_sent = false;
-        self.transfer = None;
-        self.reads.reset_rounds();
-        let next = self.log.last_index().next();
         let me = self.id();
-        self.progress = self
+        assert_eq!(
+            self.vote,
+            Some(me),
+            "a leader voted for itself in its term (§5.2)"
+        );
+        let next = self.log.last_index().next();
+        let progress = self
             .membership
             .nodes()
             .into_iter()
             .filter(|&id| id != me)
-            .map(|id| (id, crate::progress::Progress::new(next)))
+            .map(|id| (id, Progress::new(next)))
             .collect();
+        self.role = RoleState::Leader(Leadership::new(progress));
+        self.leader = Some(me);
+        self.reset_election_timer();
         self.log.push(self.term, Payload::Blank);
         self.after_leader_append();
     }

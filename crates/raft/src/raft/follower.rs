@@ -4,6 +4,7 @@ use crate::message::{AppendResult, MessageBody};
 use crate::types::{Entry, LogIndex, NodeId, Payload, SnapshotMeta, Term};
 
 use super::Raft;
+use super::role::RoleState;
 
 impl Raft {
     /// AppendEntries: accept entries that follow a matching entry, replacing
@@ -16,6 +17,7 @@ impl Raft {
         entries: &[Entry],
         leader_commit: LogIndex,
     ) {
+        self.debug_assert_following(from);
         let committed = self.log.committed();
         if prev_log_index < committed {
             // Everything up to our commit index matches any leader's log
@@ -44,6 +46,10 @@ impl Raft {
             self.refresh_membership();
         }
         self.log.commit_to(leader_commit.min(vouched));
+        debug_assert!(
+            self.log.committed() >= committed,
+            "the commit index never decreases"
+        );
         self.reply_append(
             from,
             AppendResult::Success {
@@ -69,12 +75,31 @@ impl Raft {
         }
     }
 
+    /// Messages that only a leader sends reach a follower of that leader:
+    /// `follow` made us one. In particular a leader never takes entries
+    /// from another, so it never truncates its own log (Leader
+    /// Append-Only, §5.3).
+    fn debug_assert_following(&self, from: NodeId) {
+        debug_assert!(
+            matches!(self.role, RoleState::Follower) && self.leader == Some(from),
+            "a message from leader {from} reached a {:?} following {:?}",
+            self.role(),
+            self.leader
+        );
+    }
+
     fn reply_append(&mut self, to: NodeId, result: AppendResult) {
         self.send(to, MessageBody::AppendResponse(result));
     }
 
     pub(super) fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex, round: u64) {
+        self.debug_assert_following(from);
+        let committed = self.log.committed();
         self.log.commit_to(commit.min(self.log.last_index()));
+        debug_assert!(
+            self.log.committed() >= committed,
+            "the commit index never decreases"
+        );
         self.send(from, MessageBody::HeartbeatResponse { round });
     }
 
@@ -82,6 +107,7 @@ impl Raft {
     /// snapshot is acknowledged and ignored; one whose last entry we already
     /// hold just moves the commit index, keeping the log after it (§7).
     pub(super) fn handle_snapshot(&mut self, from: NodeId, meta: SnapshotMeta) {
+        self.debug_assert_following(from);
         let committed = self.log.committed();
         if meta.index <= committed {
             self.reply_append(
@@ -104,6 +130,10 @@ impl Raft {
         }
         let index = meta.index;
         self.log.install_snapshot(meta.clone());
+        debug_assert!(
+            self.log.committed() == index && self.log.last_index() == index,
+            "an installed snapshot is the whole log, and committed"
+        );
         self.out.snapshot = Some(meta);
         self.refresh_membership();
         self.reply_append(from, AppendResult::Success { match_index: index });

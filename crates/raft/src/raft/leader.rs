@@ -3,14 +3,20 @@
 
 use crate::message::{AppendResult, MessageBody};
 use crate::progress::ProgressState;
-use crate::types::{LogIndex, NodeId, Role};
+use crate::types::{LogIndex, NodeId};
 
 use super::Raft;
+use super::role::Leadership;
 
 impl Raft {
     /// Leader clock: heartbeats, check-quorum, and abandoning a leadership
     /// transfer that did not happen within an election timeout.
     pub(super) fn tick_leader(&mut self) {
+        debug_assert!(
+            self.heartbeat_elapsed < self.config.heartbeat_ticks
+                && self.election_elapsed < self.config.election_ticks,
+            "the leader clock fires every heartbeat and check-quorum round on time"
+        );
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
         if self.election_elapsed >= self.config.election_ticks {
@@ -22,7 +28,7 @@ impl Raft {
                 self.become_follower(self.term, None);
                 return;
             }
-            self.transfer = None;
+            self.leadership_mut().transfer = None;
         }
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
@@ -34,26 +40,39 @@ impl Raft {
     /// marks for the next round.
     fn quorum_recently_active(&mut self) -> bool {
         let me = self.id();
-        let progress = &self.progress;
+        let leader = self
+            .role
+            .leadership_mut()
+            .expect("check-quorum runs only while leading");
+        let progress = &leader.progress;
         let active = self
             .membership
-            .has_quorum(|id| id == me || progress.get(&id).is_some_and(|p| p.recent_active));
-        for pr in self.progress.values_mut() {
-            pr.recent_active = false;
+            .has_quorum(|id| id == me || progress.get(&id).is_some_and(|p| p.is_recently_active()));
+        for pr in leader.progress.values_mut() {
+            pr.start_activity_round();
         }
         active
     }
 
+    /// The leader's own state. Callers run only while leading: a handler of
+    /// a message or event that may reach any role looks the state up with
+    /// `self.role.leadership_mut()` instead.
+    pub(super) fn leadership_mut(&mut self) -> &mut Leadership {
+        self.role
+            .leadership_mut()
+            .expect("called only while leading")
+    }
+
     /// After the leader appended to its log: replicate with the next Ready.
     pub(super) fn after_leader_append(&mut self) {
-        self.entries_unsent = true;
+        self.leadership_mut().entries_unsent = true;
     }
 
     /// Sends new entries to every follower that can take them; with
     /// `even_if_empty`, also an empty AppendEntries so followers learn the
     /// commit index.
     pub(super) fn broadcast_append(&mut self, even_if_empty: bool) {
-        let peers: Vec<NodeId> = self.progress.keys().copied().collect();
+        let peers: Vec<NodeId> = self.leadership_mut().progress.keys().copied().collect();
         for to in peers {
             // A pipelined follower gets as many messages as its window
             // allows; a probing one stops after the first.
@@ -67,32 +86,36 @@ impl Raft {
     /// were compacted. Returns whether anything was sent.
     pub(super) fn send_append(&mut self, to: NodeId, even_if_empty: bool) -> bool {
         let max_inflight = self.config.max_inflight_msgs;
-        let Some(pr) = self.progress.get(&to) else {
+        // Also called after a commit, which may have made this leader step
+        // down (its own removal committed): then there is no one to send to.
+        let Some(pr) = self
+            .role
+            .leadership()
+            .and_then(|leader| leader.progress.get(&to))
+        else {
             return false;
         };
         if pr.is_paused(max_inflight) {
             return false;
         }
-        let prev_log_index = pr.next_index.prev();
+        let next_index = pr.next_index();
+        let replicating = matches!(pr.state(), ProgressState::Replicate { .. });
+        let prev_log_index = next_index.prev();
         let Some(prev_log_term) = self.log.term(prev_log_index) else {
             self.send_snapshot(to);
             return true;
         };
-        let entries = if pr.next_index <= self.log.last_index() {
-            self.log
-                .entries_from(pr.next_index, self.config.max_msg_bytes)
+        let entries = if next_index <= self.log.last_index() {
+            self.log.entries_from(next_index, self.config.max_msg_bytes)
         } else {
             Vec::new()
         };
-        if entries.is_empty()
-            && !even_if_empty
-            && matches!(pr.state, ProgressState::Replicate { .. })
-        {
+        if entries.is_empty() && !even_if_empty && replicating {
             return false;
         }
         let last = entries.last().map_or(prev_log_index, |e| e.index);
-        self.progress
-            .get_mut(&to)
+        self.role
+            .progress_mut(to)
             .expect("checked above")
             .sent(last);
         let body = MessageBody::AppendEntries {
@@ -107,7 +130,7 @@ impl Raft {
 
     fn send_snapshot(&mut self, to: NodeId) {
         let meta = self.log.snapshot().clone();
-        let pr = self.progress.get_mut(&to).expect("caller checked the peer");
+        let pr = self.role.progress_mut(to).expect("caller checked the peer");
         pr.become_snapshot(meta.index);
         self.send(to, MessageBody::InstallSnapshot { meta });
     }
@@ -115,12 +138,14 @@ impl Raft {
     /// Heartbeats carry the commit index only up to what each follower is
     /// known to hold, so a follower never commits an entry it may lack.
     pub(super) fn broadcast_heartbeat(&mut self) {
-        let round = self.reads.start_round(self.ticks);
+        let now = self.ticks;
         let committed = self.log.committed();
-        let beats: Vec<_> = self
+        let leader = self.leadership_mut();
+        let round = leader.reads.start_round(now);
+        let beats: Vec<_> = leader
             .progress
             .iter()
-            .map(|(&id, pr)| (id, pr.match_index.min(committed)))
+            .map(|(&id, pr)| (id, pr.match_index().min(committed)))
             .collect();
         for (to, commit) in beats {
             self.send(to, MessageBody::Heartbeat { commit, round });
@@ -128,13 +153,10 @@ impl Raft {
     }
 
     pub(super) fn handle_append_response(&mut self, from: NodeId, result: AppendResult) {
-        if self.role != Role::Leader {
-            return;
-        }
-        let Some(pr) = self.progress.get_mut(&from) else {
+        let Some(pr) = self.role.progress_mut(from) else {
             return;
         };
-        pr.recent_active = true;
+        pr.heard_from();
         match result {
             AppendResult::Success { match_index } => {
                 if pr.matched(match_index) {
@@ -153,7 +175,7 @@ impl Raft {
                 let retry_at = hint_term
                     .and_then(|t| self.log.last_index_of_term(t, rejected))
                     .map_or(hint_index, LogIndex::next);
-                let pr = self.progress.get_mut(&from).expect("looked up above");
+                let pr = self.role.progress_mut(from).expect("looked up above");
                 if pr.rejected(rejected, retry_at) {
                     self.send_append(from, true);
                 }
@@ -162,16 +184,15 @@ impl Raft {
     }
 
     pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
-        if self.role != Role::Leader {
-            return;
-        }
-        let Some(pr) = self.progress.get_mut(&from) else {
+        let max_inflight = self.config.max_inflight_msgs;
+        let last_index = self.log.last_index();
+        let Some(pr) = self.role.progress_mut(from) else {
             return;
         };
-        pr.recent_active = true;
-        pr.acked_round = pr.acked_round.max(round);
-        pr.resume(self.config.max_inflight_msgs);
-        if pr.match_index < self.log.last_index() {
+        pr.heard_from();
+        pr.heartbeat_acked(round);
+        pr.resume(max_inflight);
+        if pr.match_index() < last_index {
             // Even with nothing new to send: if earlier messages were lost,
             // the follower rejects this one and probing starts over.
             self.send_append(from, true);
@@ -181,18 +202,15 @@ impl Raft {
 
     /// The caller reports whether a snapshot reached `to`.
     pub fn report_snapshot(&mut self, to: NodeId, success: bool) {
-        if let Some(pr) = self.progress.get_mut(&to) {
+        if let Some(pr) = self.role.progress_mut(to) {
             pr.snapshot_done(success);
         }
     }
 
     /// The caller could not reach `to`; stop streaming to it and probe.
     pub fn report_unreachable(&mut self, to: NodeId) {
-        if let Some(pr) = self.progress.get_mut(&to)
-            && matches!(pr.state, ProgressState::Replicate { .. })
-        {
-            pr.state = ProgressState::Probe { paused: false };
-            pr.next_index = pr.match_index.next();
+        if let Some(pr) = self.role.progress_mut(to) {
+            pr.unreachable();
         }
     }
 
@@ -202,12 +220,16 @@ impl Raft {
     pub(super) fn maybe_commit(&mut self) -> bool {
         let me = self.id();
         let persisted = self.log.persisted();
-        let progress = &self.progress;
+        let progress = &self
+            .role
+            .leadership()
+            .expect("only a leader commits by counting replicas")
+            .progress;
         let match_of = |id: NodeId| {
             if id == me {
                 Some(persisted)
             } else {
-                progress.get(&id).map(|p| p.match_index)
+                progress.get(&id).map(|p| p.match_index())
             }
         };
         let quorum_index = self.membership.committed_index(match_of);
@@ -224,8 +246,12 @@ impl Raft {
         if quorum_index <= self.log.committed() || !own_term {
             return false;
         }
+        debug_assert!(
+            persisted <= self.log.last_index(),
+            "the leader's own durable index {persisted} lies within its log"
+        );
         self.log.commit_to(quorum_index);
-        self.commit_unannounced = true;
+        self.leadership_mut().commit_unannounced = true;
         self.after_commit();
         true
     }

@@ -1,18 +1,21 @@
 //! The Raft state machine of one node: its public inputs, the term rules
 //! every message passes through, and role transitions. Each role's handling
-//! lives in a sibling module.
+//! lives in a sibling module; each role's state lives in its variant of
+//! [`RoleState`] (`role.rs`).
 
 mod changes;
 mod election;
 mod follower;
 mod leader;
 mod read;
+mod role;
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
 use crate::config::{Config, ConfigError};
+use crate::durable::DurabilityProof;
 use crate::log::RaftLog;
 use crate::membership::{Membership, MembershipError};
 use crate::message::{Message, MessageBody};
@@ -23,6 +26,7 @@ use crate::types::{Entry, HardState, LogIndex, NodeId, Payload, Role, SnapshotMe
 
 pub use read::ReadMode;
 use read::Reads;
+use role::{Leadership, RoleState};
 
 /// The durable state a node starts from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,17 +149,14 @@ pub struct Raft {
     rng: Rng,
     term: Term,
     vote: Option<NodeId>,
-    role: Role,
+    /// The role, owning the state only that role has.
+    role: RoleState,
     leader: Option<NodeId>,
     log: RaftLog,
     /// The configuration in force: the latest one in the log (§4.1).
     membership: Membership,
     /// The index of the entry that set `membership`.
     membership_index: LogIndex,
-    /// Leader only: every other member's replication state.
-    progress: BTreeMap<NodeId, Progress>,
-    /// Candidate only: answers received, this node's own included.
-    votes: BTreeMap<NodeId, bool>,
     election_elapsed: u32,
     heartbeat_elapsed: u32,
     /// This term's randomized election timeout, in
@@ -166,20 +167,9 @@ pub struct Raft {
     /// Whether the node restarted with durable state: it then assumes a
     /// leader may hold a lease and votes only after an election timeout.
     restarted: bool,
-    /// Leader only: the node leadership is being handed to (§3.10).
-    transfer: Option<NodeId>,
-    /// Leader only: TimeoutNow went out this term, so some voter may elect
-    /// another leader at any moment and no lease can be trusted.
-    timeout_now_sent: bool,
+    /// Reads that outlive a change of role: those confirmed and waiting for
+    /// the state machine, and those forwarded to a leader.
     reads: Reads,
-    /// Leader only: the commit index advanced since followers were last
-    /// told; one AppendEntries round goes out with the next Ready rather
-    /// than one per acknowledgement.
-    commit_unannounced: bool,
-    /// Leader only: entries were appended since the last broadcast. All
-    /// proposals made between two Readies share one AppendEntries per
-    /// follower (batching).
-    entries_unsent: bool,
     out: Outbox,
 }
 
@@ -224,23 +214,17 @@ impl Raft {
             rng: Rng::new(config.seed),
             term: hard_state.term,
             vote: hard_state.vote,
-            role: Role::Follower,
+            role: RoleState::Follower,
             leader: None,
             log,
             membership,
             membership_index,
-            progress: BTreeMap::new(),
-            votes: BTreeMap::new(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             election_timeout: config.election_ticks,
             ticks: 0,
             restarted: hard_state.term > Term(0),
-            transfer: None,
-            timeout_now_sent: false,
             reads: Reads::default(),
-            commit_unannounced: false,
-            entries_unsent: false,
             out: Outbox {
                 last_hard_state: hard_state,
                 ..Outbox::default()
@@ -256,7 +240,7 @@ impl Raft {
     }
 
     pub fn role(&self) -> Role {
-        self.role
+        self.role.role()
     }
 
     pub fn term(&self) -> Term {
@@ -290,7 +274,7 @@ impl Raft {
     pub fn status(&self) -> Status {
         Status {
             id: self.id(),
-            role: self.role,
+            role: self.role(),
             term: self.term,
             vote: self.vote,
             leader: self.leader,
@@ -300,7 +284,11 @@ impl Raft {
             first_index: self.log.first_index(),
             last_index: self.log.last_index(),
             membership: self.membership.clone(),
-            progress: self.progress.clone(),
+            progress: self
+                .role
+                .leadership()
+                .map(|leader| leader.progress.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -312,7 +300,7 @@ impl Raft {
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
         self.ticks += 1;
-        if self.role == Role::Leader {
+        if self.role.is_leader() {
             self.tick_leader();
         } else {
             self.tick_election();
@@ -322,7 +310,7 @@ impl Raft {
     /// Starts an election now, as if the election timeout had passed
     /// (with a pre-vote first when configured).
     pub fn campaign(&mut self) {
-        if self.role != Role::Leader && self.is_promotable() {
+        if !self.role.is_leader() && self.is_promotable() {
             self.start_campaign(self.config.pre_vote);
         }
     }
@@ -358,9 +346,22 @@ impl Raft {
         Ok(())
     }
 
-    /// The caller made this node's log durable up to `(index, term)`.
-    pub fn persisted(&mut self, index: LogIndex, term: Term) {
-        if self.log.persisted_to(index, term) && self.role == Role::Leader {
+    /// The caller made this node's log durable up to `up_to`, the
+    /// `(index, term)` of [`Ready::persisted_up_to`], as its store's `proof`
+    /// shows.
+    ///
+    /// Entries the proof does not cover are not acknowledged: a later write
+    /// in the same sync replaced them (a follower overwriting a conflicting
+    /// suffix), and the log no longer holds them either. Acknowledgements
+    /// for entries since replaced are ignored for the same reason.
+    pub fn persisted(&mut self, up_to: (LogIndex, Term), proof: &impl DurabilityProof) {
+        let (index, term) = up_to;
+        let (durable_index, durable_term) = proof.durable_through();
+        let covered = index < durable_index || (index == durable_index && term == durable_term);
+        if !covered {
+            return;
+        }
+        if self.log.persisted_to(index, term) && self.role.is_leader() {
             self.maybe_commit();
         }
     }
@@ -388,16 +389,20 @@ impl Raft {
             || self.hard_state() != out.last_hard_state
             || Some(self.soft_state()) != out.last_soft_state
             || self.reads.has_work(self.log.applied())
-            || self.commit_unannounced
-            || self.entries_unsent
+            || self
+                .role
+                .leadership()
+                .is_some_and(Leadership::has_unsent_work)
     }
 
     /// Takes the work accumulated since the last call.
     pub fn ready(&mut self) -> Ready {
-        let announce_commit = std::mem::take(&mut self.commit_unannounced);
-        let send_entries = std::mem::take(&mut self.entries_unsent);
-        if self.role == Role::Leader && (announce_commit || send_entries) {
-            self.broadcast_append(announce_commit);
+        if let Some(leader) = self.role.leadership_mut() {
+            let announce_commit = std::mem::take(&mut leader.commit_unannounced);
+            let send_entries = std::mem::take(&mut leader.entries_unsent);
+            if announce_commit || send_entries {
+                self.broadcast_append(announce_commit);
+            }
         }
         self.flush_reads();
         let hard_state = self.hard_state();
@@ -429,7 +434,7 @@ impl Raft {
 
     fn soft_state(&self) -> SoftState {
         SoftState {
-            role: self.role,
+            role: self.role(),
             term: self.term,
             leader: self.leader,
         }
@@ -502,7 +507,7 @@ impl Raft {
                 ..
             } => self.handle_vote_request(from, m.term, pre_vote, last_log_index, last_log_term),
             MessageBody::VoteResponse { pre_vote, granted } => {
-                self.handle_vote_response(from, pre_vote, granted);
+                self.handle_vote_response(from, m.term, pre_vote, granted);
             }
             MessageBody::AppendEntries {
                 prev_log_index,
@@ -533,7 +538,7 @@ impl Raft {
 
     /// A message from the leader of the current term arrived.
     fn follow(&mut self, leader: NodeId) {
-        if self.role != Role::Follower {
+        if !matches!(self.role, RoleState::Follower) {
             self.become_follower(self.term, Some(leader));
         }
         self.leader = Some(leader);
@@ -600,19 +605,27 @@ impl Raft {
                 || (self.restarted && self.ticks < u64::from(self.config.election_ticks)))
     }
 
+    /// Follows `leader` (or waits to hear of one) in `term`. Whatever the
+    /// previous role held goes with it; only a leader's reads in
+    /// confirmation need an answer.
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        assert!(
+            term >= self.term,
+            "terms never decrease (§5.1): following term {term} in term {}",
+            self.term
+        );
         if term > self.term {
             self.term = term;
             self.vote = None;
         }
-        let was_leader = self.role == Role::Leader;
-        self.role = Role::Follower;
+        let previous = std::mem::replace(&mut self.role, RoleState::Follower);
         self.leader = leader;
-        self.progress.clear();
-        self.votes.clear();
-        self.transfer = None;
         self.reset_election_timer();
-        self.fail_pending_reads(was_leader);
+        let leader_reads = match previous {
+            RoleState::Leader(leadership) => Some(leadership.reads),
+            _ => None,
+        };
+        self.fail_pending_reads(leader_reads);
     }
 
     /// Re-reads the configuration after the log changed; a leader tracks
@@ -624,13 +637,14 @@ impl Raft {
             return;
         }
         self.membership = membership;
-        if self.role == Role::Leader {
-            let me = self.id();
-            let next = self.log.last_index().next();
+        let me = self.id();
+        let next = self.log.last_index().next();
+        if let Some(leader) = self.role.leadership_mut() {
             let nodes = self.membership.nodes();
-            self.progress.retain(|id, _| nodes.contains(id));
+            leader.progress.retain(|id, _| nodes.contains(id));
             for id in nodes.into_iter().filter(|&id| id != me) {
-                self.progress
+                leader
+                    .progress
                     .entry(id)
                     .or_insert_with(|| Progress::new(next));
             }
@@ -638,12 +652,12 @@ impl Raft {
     }
 
     fn check_can_propose(&self) -> Result<(), ProposeError> {
-        if self.role != Role::Leader {
+        let Some(leader) = self.role.leadership() else {
             return Err(ProposeError::NotLeader {
                 leader_hint: self.leader,
             });
-        }
-        if let Some(target) = self.transfer {
+        };
+        if let Some(target) = leader.transfer {
             return Err(ProposeError::TransferInProgress { target });
         }
         Ok(())

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::message::{MessageBody, ReadId};
 use crate::ready::{ReadError, ReadOutcome};
-use crate::types::{LogIndex, NodeId, Role};
+use crate::types::{LogIndex, NodeId};
 
 use super::Raft;
 
@@ -39,33 +39,44 @@ struct PendingRead {
     round: u64,
 }
 
-/// Read requests at their various stages.
-///
-/// Invariant: rounds in `round_sent_at` increase; `pending` reads wait for a
-/// round not yet confirmed.
+/// Reads in any role: those confirmed and waiting for the state machine,
+/// and those forwarded to the leader. Both outlive a change of role: a
+/// confirmed read stays valid, and a forwarded one is answered by the
+/// leader it went to.
 #[derive(Debug, Default)]
 pub(super) struct Reads {
-    /// Leader: reads that arrived before the first commit of the term.
-    awaiting_commit: Vec<(Requester, ReadMode)>,
-    /// Leader: reads waiting for a heartbeat round to be confirmed.
-    pending: VecDeque<PendingRead>,
     /// Confirmed reads waiting for the state machine to reach their index.
     confirmed: VecDeque<(ReadId, LogIndex)>,
-    /// Follower: reads forwarded to the leader, awaiting its answer.
+    /// Reads forwarded to the leader, awaiting its answer.
     forwarded: BTreeMap<ReadId, NodeId>,
-    /// Leader: the last heartbeat round started this term.
+}
+
+/// A leader's reads in confirmation, and the heartbeat rounds that confirm
+/// them; it lives in [`super::role::Leadership`] and ends with the term.
+///
+/// Invariant: rounds in `round_sent_at` increase; `pending` reads wait for
+/// rounds in increasing order, none before a round already confirmed.
+#[derive(Debug, Default)]
+pub(super) struct LeaderReads {
+    /// Reads that arrived before the first commit of the term.
+    awaiting_commit: Vec<(Requester, ReadMode)>,
+    /// Reads waiting for a heartbeat round to be confirmed.
+    pending: VecDeque<PendingRead>,
+    /// The last heartbeat round started this term.
     round: u64,
-    /// Leader: the tick each not-yet-confirmed round was sent at (and the
-    /// newest confirmed one), to measure the lease from.
+    /// The tick each not-yet-confirmed round was sent at (and the newest
+    /// confirmed one), to measure the lease from.
     round_sent_at: VecDeque<(u64, u64)>,
 }
 
 impl Reads {
-    pub(super) fn reset_rounds(&mut self) {
-        self.round = 0;
-        self.round_sent_at.clear();
+    /// Whether confirmed reads can be released.
+    pub(super) fn has_work(&self, applied: LogIndex) -> bool {
+        self.confirmed.iter().any(|&(_, index)| index <= applied)
     }
+}
 
+impl LeaderReads {
     pub(super) fn start_round(&mut self, now: u64) -> u64 {
         self.round += 1;
         if self.round_sent_at.len() >= ROUNDS_REMEMBERED_MAX {
@@ -76,10 +87,20 @@ impl Reads {
         self.round
     }
 
-    /// Whether confirmed reads can be released.
-    pub(super) fn has_work(&self, applied: LogIndex) -> bool {
-        self.confirmed.iter().any(|&(_, index)| index <= applied)
-            || self.pending.iter().any(|p| p.round > self.round)
+    /// Whether reads wait for a heartbeat round not yet started, which the
+    /// next Ready starts.
+    pub(super) fn has_unstarted_round(&self) -> bool {
+        self.pending.iter().any(|p| p.round > self.round)
+    }
+
+    /// Takes the reads whose round `confirmed` or an earlier one confirmed.
+    fn take_confirmed_through(&mut self, confirmed: u64) -> Vec<PendingRead> {
+        let count = self
+            .pending
+            .iter()
+            .take_while(|p| p.round <= confirmed)
+            .count();
+        self.pending.drain(..count).collect()
     }
 
     /// The tick at which `round` was sent, forgetting older rounds.
@@ -99,8 +120,8 @@ impl Raft {
     /// [`crate::Ready::reads`] once the state machine has applied every
     /// write the read must observe.
     pub fn read(&mut self, id: ReadId, mode: ReadMode) {
-        match (self.role, self.leader) {
-            (Role::Leader, _) => self.leader_read(Requester::Local(id), mode),
+        match (self.role.is_leader(), self.leader) {
+            (true, _) => self.leader_read(Requester::Local(id), mode),
             (_, Some(leader)) => {
                 self.reads.forwarded.insert(id, leader);
                 self.send(leader, MessageBody::ReadIndexRequest { id });
@@ -116,7 +137,10 @@ impl Raft {
         // Until the leader commits an entry of its term its commit index may
         // lag entries its predecessor committed (§6.4 step 1).
         if !self.log.committed_in_term(self.term) {
-            self.reads.awaiting_commit.push((requester, mode));
+            self.leadership_mut()
+                .reads
+                .awaiting_commit
+                .push((requester, mode));
             return;
         }
         let index = self.log.committed();
@@ -129,8 +153,13 @@ impl Raft {
         }
         // Wait for a heartbeat round that starts after this request; rounds
         // are started in batches when the caller takes a Ready.
-        let round = self.reads.round + 1;
-        self.reads.pending.push_back(PendingRead {
+        let reads = &mut self.leadership_mut().reads;
+        let round = reads.round + 1;
+        debug_assert!(
+            reads.pending.back().is_none_or(|last| last.round <= round),
+            "pending reads wait for heartbeat rounds in order"
+        );
+        reads.pending.push_back(PendingRead {
             requester,
             index,
             round,
@@ -141,7 +170,8 @@ impl Raft {
     /// ignore vote requests for an election timeout after hearing from us,
     /// measured from when the confirming heartbeat was *sent* (§6.4.1).
     fn lease_valid(&mut self) -> bool {
-        if !self.config.check_quorum || self.timeout_now_sent || self.transfer.is_some() {
+        let leader = self.role.leadership().expect("only a leader holds a lease");
+        if !self.config.check_quorum || leader.timeout_now_sent || leader.transfer.is_some() {
             return false;
         }
         #[cfg(feature = "fault-injection")]
@@ -149,7 +179,7 @@ impl Raft {
             return true;
         }
         let confirmed = self.confirmed_round();
-        let Some(sent_at) = self.reads.sent_at(confirmed) else {
+        let Some(sent_at) = self.leadership_mut().reads.sent_at(confirmed) else {
             return false;
         };
         let lease_ticks = u64::from(self.config.election_ticks - self.config.lease_drift_ticks);
@@ -159,19 +189,23 @@ impl Raft {
     /// The newest heartbeat round a quorum has answered.
     fn confirmed_round(&self) -> u64 {
         let me = self.id();
-        let own_round = self.reads.round;
-        let progress = &self.progress;
+        let leader = self
+            .role
+            .leadership()
+            .expect("only a leader's heartbeat rounds are confirmed");
+        let own_round = leader.reads.round;
+        let progress = &leader.progress;
         self.membership.majority_value(|id| {
             if id == me {
                 own_round
             } else {
-                progress.get(&id).map_or(0, |p| p.acked_round)
+                progress.get(&id).map_or(0, |p| p.acked_round())
             }
         })
     }
 
     pub(super) fn handle_read_index_request(&mut self, from: NodeId, id: ReadId) {
-        if self.role == Role::Leader {
+        if self.role.is_leader() {
             self.leader_read(Requester::Remote(from, id), ReadMode::ReadIndex);
         } else {
             self.send(from, MessageBody::ReadIndexResponse { id, index: None });
@@ -209,20 +243,20 @@ impl Raft {
     /// Frees reads whose heartbeat round a quorum has answered.
     pub(super) fn confirm_reads(&mut self) {
         let confirmed = self.confirmed_round();
-        self.reads.sent_at(confirmed);
-        while self
-            .reads
-            .pending
-            .front()
-            .is_some_and(|p| p.round <= confirmed)
-        {
-            let read = self.reads.pending.pop_front().expect("front exists");
+        let reads = &mut self.leadership_mut().reads;
+        reads.sent_at(confirmed);
+        for read in reads.take_confirmed_through(confirmed) {
+            debug_assert!(
+                read.index <= self.log.committed(),
+                "a read index is a commit index, which never decreases"
+            );
             self.read_confirmed(read.requester, read.index);
         }
     }
 
     pub(super) fn release_reads_awaiting_commit(&mut self) {
-        for (requester, mode) in std::mem::take(&mut self.reads.awaiting_commit) {
+        let waiting = std::mem::take(&mut self.leadership_mut().reads.awaiting_commit);
+        for (requester, mode) in waiting {
             self.leader_read(requester, mode);
         }
     }
@@ -231,12 +265,10 @@ impl Raft {
     /// that arrived since the last, and releases reads the state machine
     /// has caught up with.
     pub(super) fn flush_reads(&mut self) {
-        if self.role == Role::Leader
-            && self
-                .reads
-                .pending
-                .iter()
-                .any(|p| p.round > self.reads.round)
+        if self
+            .role
+            .leadership()
+            .is_some_and(|leader| leader.reads.has_unstarted_round())
         {
             self.broadcast_heartbeat();
         }
@@ -255,12 +287,13 @@ impl Raft {
     }
 
     /// Leadership or the known leader changed: reads that depended on it
-    /// fail and may be retried.
-    pub(super) fn fail_pending_reads(&mut self, was_leader: bool) {
+    /// fail and may be retried. `leader_reads` are the reads of the
+    /// leadership that just ended, if one did.
+    pub(super) fn fail_pending_reads(&mut self, leader_reads: Option<LeaderReads>) {
         let mut failed: Vec<Requester> = Vec::new();
-        if was_leader {
-            failed.extend(self.reads.awaiting_commit.drain(..).map(|(r, _)| r));
-            failed.extend(self.reads.pending.drain(..).map(|p| p.requester));
+        if let Some(reads) = leader_reads {
+            failed.extend(reads.awaiting_commit.into_iter().map(|(r, _)| r));
+            failed.extend(reads.pending.into_iter().map(|p| p.requester));
         }
         failed.extend(
             std::mem::take(&mut self.reads.forwarded)

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use keel_raft::{
-    Config, Entry, HardState, LogIndex, Membership, Message, MessageBody, NodeId, Payload, Raft,
-    ReadOutcome, RestoredState, SnapshotMeta, Term,
+    Config, DurabilityProof, Entry, HardState, LogIndex, Membership, Message, MessageBody, NodeId,
+    Payload, Raft, ReadOutcome, RestoredState, SnapshotMeta, Term,
 };
 
 use super::format;
@@ -19,6 +19,18 @@ pub struct Disk {
     /// Commands applied up to `snapshot.index`, standing in for its data.
     pub snapshot_data: Vec<Bytes>,
     pub entries: Vec<Entry>,
+}
+
+/// Every write to this disk is durable as soon as it is made, so the disk
+/// itself is the proof of what it holds.
+impl DurabilityProof for Disk {
+    fn durable_through(&self) -> (LogIndex, Term) {
+        self.entries
+            .last()
+            .map_or((self.snapshot.index, self.snapshot.term), |e| {
+                (e.index, e.term)
+            })
+    }
 }
 
 pub struct Node {
@@ -124,8 +136,8 @@ impl Cluster {
         if let Some(hs) = &ready.hard_state {
             node.disk.hard_state = hs.clone();
         }
-        if let Some((index, term)) = ready.persisted_up_to() {
-            node.raft.persisted(index, term);
+        if let Some(up_to) = ready.persisted_up_to() {
+            node.raft.persisted(up_to, &node.disk);
         }
         self.network
             .extend(ready.persisted_messages.iter().cloned());

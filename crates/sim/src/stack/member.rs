@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use keel::Config;
 use keel::node_loop::{
-    Applier, ApplyOp, Effect, Input, Moment, NodeLoop, SnapshotTaken, resume_from,
+    Applier, ApplyOp, DurableWrite, Effect, Input, Moment, NodeLoop, SnapshotTaken, resume_from,
 };
 use keel_kv::KvStateMachine;
 use keel_kv::replica::RaftMachine;
@@ -197,14 +197,15 @@ impl Member {
     /// the commit index is reported without a sync (and stays unsynced).
     pub fn sync(&mut self, now: Micros, out: &mut Vec<Outgoing>) -> Result<(), MemberFailure> {
         self.sync_scheduled = false;
+        let mut proof = None;
         if self.unsynced.iter().any(|batch| batch.must_sync) {
-            let _durable = self.disk.log.sync()?;
+            proof = Some(self.disk.log.sync()?);
         }
         let moment = self.moment(now);
         for batch in std::mem::take(&mut self.unsynced) {
             let input = Input::Persisted {
                 seq: batch.seq,
-                up_to: batch.up_to,
+                durable: DurableWrite::after_sync(batch.up_to, proof.as_ref()),
                 messages: batch.messages,
             };
             self.node.handle(moment, input);
