@@ -94,27 +94,6 @@ impl Member {
     }
 }
 
-/// `etcdctl --endpoints <endpoints> args…`, its stdout; fails the test on
-/// an error.
-fn etcdctl(endpoints: &str, args: &[&str]) -> String {
-    let output = etcdctl_output(endpoints, args);
-    assert!(
-        output.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn etcdctl_output(endpoints: &str, args: &[&str]) -> std::process::Output {
-    let mut command = std::process::Command::new("etcdctl");
-    command
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoints, "--command-timeout", "10s"])
-        .args(args);
-    run_bounded(command, Duration::from_secs(30))
-}
-
 /// The revision in a `get -w json` reply's header.
 fn revision(endpoints: &str) -> i64 {
     let json = etcdctl(endpoints, &["get", "nothing", "-w", "json"]);

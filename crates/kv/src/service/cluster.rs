@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::Shared;
+use super::{Credentials, Shared};
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::proto::command::command::Op;
@@ -96,7 +96,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        self.shared.admit_admin(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         if req.peer_ur_ls.is_empty() {
             return Err(KvError::InvalidRequest("peer URLs are required").into());
@@ -141,7 +141,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        self.shared.admit_admin(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         if !self.shared.member_list().iter().any(|m| m.id == req.id) {
             return Err(KvError::MemberNotFound.into());
@@ -170,7 +170,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        self.shared.admit_admin(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         let mut member = self
             .shared
@@ -203,7 +203,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        self.shared.admit_admin(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         let member = self
             .shared
