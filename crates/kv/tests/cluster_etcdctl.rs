@@ -153,8 +153,7 @@ async fn etcdctl_kv_watch_lease_and_compaction_on_three_members() {
     assert_eq!(
         etcdctl(
             &o,
-            &["put", "leased", "v", &format!("--lease={lease}")],
-            None
+            &["put", "leased", "v", &format!("--lease={lease}")]
         )
         .await
         .trim(),
@@ -209,8 +208,7 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
         let key = format!("k{i}");
         etcdctl(
             &cluster.members[i % 3].endpoint(),
-            &["put", &key, "v"],
-            None,
+            &["put", &key, "v"]
         )
         .await;
     }
@@ -240,8 +238,7 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
     let file = cluster.root().join("snap.db");
     let saved = etcdctl(
         &cluster.members[(leader + 1) % 3].endpoint(),
-        &["snapshot", "save", file.to_str().unwrap()],
-        None,
+        &["snapshot", "save", file.to_str().unwrap()]
     )
     .await;
     assert!(saved.contains("Snapshot saved at"), "{saved}");
@@ -266,8 +263,7 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
             &cluster.members[new].name,
             &format!("--peer-urls={peer_url}"),
             "--learner",
-        ],
-        None,
+        ]
     )
     .await;
     assert!(
