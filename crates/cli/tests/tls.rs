@@ -193,14 +193,16 @@ fn cluster_up_tls_serves_keel_and_etcdctl_with_its_certificates_only() {
         .unwrap()
         .starts_with("https://"));
 
-    let with_tls = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--endpoints", &urls]);
-        all.extend(&tls);
-        all
-    };
-    assert_eq!(keel_ok(&with_tls(&["put", "k", "v"])), "OK\n");
-    assert_eq!(keel_ok(&with_tls(&["get", "k"])), "k\nv\n");
+    let put: Vec<&str> = ["put", "k", "v", "--endpoints", &urls]
+        .into_iter()
+        .chain(tls.iter().copied())
+        .collect();
+    assert_eq!(keel_ok(&put), "OK\n");
+    let get: Vec<&str> = ["get", "k", "--endpoints", &urls]
+        .into_iter()
+        .chain(tls.iter().copied())
+        .collect();
+    assert_eq!(keel_ok(&get), "k\nv\n");
     let status = keel_ok(&["cluster", "status", "--data-dir", &cluster.dir_arg()]);
     assert!(status.contains("3 of 3 members answering"), "{status}");
 
