@@ -33,6 +33,8 @@ fn keel_with_user_sends_a_token_and_is_refused_outside_its_permissions() {
         &peer_url,
         "--initial-cluster",
         &format!("m1={peer_url}"),
+        "--bcrypt-cost",
+        "4",
     ]);
     let _member = Killed(
         command

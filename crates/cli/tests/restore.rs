@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{Killed, eventually, free_port, have, http_get, keel, keel_ok, run_bounded};
+use support::{
+    Killed, etcdctl, etcdctl_output, eventually, free_port, have, http_get, keel, keel_ok,
+    run_bounded,
+};
 
 /// A `keel serve` process and the ports it was given.
 struct Member {
