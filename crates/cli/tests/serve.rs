@@ -90,11 +90,20 @@ fn unusable_auth_settings_are_refused_naming_the_flag() {
     };
     for (flags, expected) in [
         (
-            &["--auth-token", "jwt,pub-key=a.pem,priv-key=a.key,sign-method=RS256"][..],
+            &[
+                "--auth-token",
+                "jwt,pub-key=a.pem,priv-key=a.key,sign-method=RS256",
+            ][..],
             "--auth-token \"jwt\": unsupported token type (Keel serves `simple` tokens only)",
         ),
-        (&["--auth-token-ttl", "0"], "--auth-token-ttl must be positive"),
-        (&["--bcrypt-cost", "3"], "--bcrypt-cost must be between 4 and 31"),
+        (
+            &["--auth-token-ttl", "0"],
+            "--auth-token-ttl must be positive",
+        ),
+        (
+            &["--bcrypt-cost", "3"],
+            "--bcrypt-cost must be between 4 and 31",
+        ),
     ] {
         let stderr = serve(flags);
         assert!(stderr.contains(expected), "{flags:?}: {stderr}");

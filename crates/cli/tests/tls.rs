@@ -183,15 +183,19 @@ fn cluster_up_tls_serves_keel_and_etcdctl_with_its_certificates_only() {
     let tls = cluster.tls_flags();
     let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
     assert!(
-        hints.iter().any(|l| tls.iter().all(|flag| l.contains(flag))),
+        hints
+            .iter()
+            .any(|l| tls.iter().all(|flag| l.contains(flag))),
         "the printed etcdctl line lacks the TLS flags: {hints:#?}"
     );
     let urls = cluster.client_urls();
     assert_eq!(urls.matches("https://").count(), 3, "{urls}");
-    assert!(cluster.member("m1")["peer-url"]
-        .as_str()
-        .unwrap()
-        .starts_with("https://"));
+    assert!(
+        cluster.member("m1")["peer-url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
 
     let put: Vec<&str> = ["put", "k", "v", "--endpoints", &urls]
         .into_iter()
@@ -214,7 +218,11 @@ fn cluster_up_tls_serves_keel_and_etcdctl_with_its_certificates_only() {
     get.extend(["get", "k"]);
     assert_eq!(etcdctl(&urls, &get), "k\nv\n");
     let plain = urls.replace("https://", "http://");
-    assert!(!etcdctl_output(&plain, &["--dial-timeout=1s", "get", "k"]).status.success());
+    assert!(
+        !etcdctl_output(&plain, &["--dial-timeout=1s", "get", "k"])
+            .status
+            .success()
+    );
     let no_certificate = [tls[0], "--dial-timeout=1s", "get", "k"];
     assert!(
         !etcdctl_output(&urls, &no_certificate).status.success(),

@@ -117,7 +117,10 @@ async fn session(certs: &Certs, clients: &Clients, endpoints: &[String]) -> Vec<
             .run_with_input(&args, stdin)
             .await
             .text();
-        outputs.push((format!("{holder:?}: {}", args.join(" ")), out.trim().to_owned()));
+        outputs.push((
+            format!("{holder:?}: {}", args.join(" ")),
+            out.trim().to_owned(),
+        ));
     }
     outputs
 }
@@ -187,7 +190,10 @@ async fn services_as_alice(channel: Channel) -> Vec<(Option<Code>, String)> {
             value: "first".into(),
         })
         .await;
-    let leader = campaign.as_ref().ok().and_then(|r| r.get_ref().leader.clone());
+    let leader = campaign
+        .as_ref()
+        .ok()
+        .and_then(|r| r.get_ref().leader.clone());
     outcomes.push(outcome(campaign.map(drop)));
     if let Some(leader) = leader {
         let proclaimed = election
@@ -327,5 +333,8 @@ async fn client_certificate_names_the_user_and_lock_and_election_act_as_the_call
     // the same messages (docs/etcd-compatibility.md).
     let etcd_services = services_as_alice(channel(&server.endpoint, &alice_tls)).await;
     let etcd_messages: Vec<String> = etcd_services.into_iter().map(|(_, m)| m).collect();
-    assert_eq!(messages, etcd_messages, "Lock and Election differ from etcd");
+    assert_eq!(
+        messages, etcd_messages,
+        "Lock and Election differ from etcd"
+    );
 }

@@ -119,10 +119,7 @@ async fn etcdctl_kv_watch_lease_and_compaction_on_three_members() {
     let rev = json_revision(&rev_out);
     drop(live);
     live = Watch::start(&o, &["w", &format!("--rev={}", rev + 1)]).await;
-    assert_eq!(
-        etcdctl(&f, &["put", "w", "second"]).await.trim(),
-        "OK"
-    );
+    assert_eq!(etcdctl(&f, &["put", "w", "second"]).await.trim(), "OK");
     assert_eq!(live.next_lines(3).await, ["PUT", "w", "second"]);
     // Resuming from a revision replays history first.
     let mut resumed = Watch::start(&l, &["w", &format!("--rev={rev}")]).await;
@@ -151,12 +148,9 @@ async fn etcdctl_kv_watch_lease_and_compaction_on_three_members() {
     let lease = granted.split_whitespace().nth(1).unwrap().to_owned();
     assert!(granted.ends_with("granted with TTL(60s)\n"), "{granted}");
     assert_eq!(
-        etcdctl(
-            &o,
-            &["put", "leased", "v", &format!("--lease={lease}")]
-        )
-        .await
-        .trim(),
+        etcdctl(&o, &["put", "leased", "v", &format!("--lease={lease}")])
+            .await
+            .trim(),
         "OK"
     );
     let alive = etcdctl(&o, &["lease", "keep-alive", "--once", &lease]).await;
@@ -206,11 +200,7 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
     let leader = cluster.wait_leader().await;
     for i in 0..20 {
         let key = format!("k{i}");
-        etcdctl(
-            &cluster.members[i % 3].endpoint(),
-            &["put", &key, "v"]
-        )
-        .await;
+        etcdctl(&cluster.members[i % 3].endpoint(), &["put", &key, "v"]).await;
     }
 
     // Status: one leader, the same term and applied index everywhere.
@@ -238,7 +228,7 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
     let file = cluster.root().join("snap.db");
     let saved = etcdctl(
         &cluster.members[(leader + 1) % 3].endpoint(),
-        &["snapshot", "save", file.to_str().unwrap()]
+        &["snapshot", "save", file.to_str().unwrap()],
     )
     .await;
     assert!(saved.contains("Snapshot saved at"), "{saved}");
@@ -263,7 +253,7 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
             &cluster.members[new].name,
             &format!("--peer-urls={peer_url}"),
             "--learner",
-        ]
+        ],
     )
     .await;
     assert!(
@@ -302,10 +292,7 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
             .trim(),
         "OK"
     );
-    assert_eq!(
-        etcdctl(&all, &["get", "from-new"]).await,
-        "from-new\n1\n"
-    );
+    assert_eq!(etcdctl(&all, &["get", "from-new"]).await, "from-new\n1\n");
 
     // Remove it again.
     let removed = etcdctl(&all, &["member", "remove", &new_id]).await;

@@ -61,7 +61,8 @@ impl TlsFiles {
     pub fn generate(cluster_dir: &Path) -> anyhow::Result<TlsFiles> {
         let files = TlsFiles::in_dir(cluster_dir);
         let dir = TlsFiles::dir(cluster_dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let ca_key = KeyPair::generate().context("cannot generate the CA's key")?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -91,11 +92,8 @@ impl TlsFiles {
     /// How the `keel` command itself (probes, `cluster status`) reaches
     /// the members: trusting the cluster's CA, with the client certificate.
     pub fn client_tls(&self) -> anyhow::Result<ClientTls> {
-        ClientTls::from_files(
-            Some(&self.ca),
-            Some((&self.client_cert, &self.client_key)),
-        )
-        .context("the local cluster's TLS files cannot be used; start a new cluster with --tls")
+        ClientTls::from_files(Some(&self.ca), Some((&self.client_cert, &self.client_key)))
+            .context("the local cluster's TLS files cannot be used; start a new cluster with --tls")
     }
 }
 

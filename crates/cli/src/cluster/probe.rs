@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use keel::tls::ClientTls;
 use keel_kv::proto::etcdserverpb::cluster_client::ClusterClient;
 use keel_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use keel_kv::proto::etcdserverpb::{MemberListRequest, StatusRequest};
-use keel::tls::ClientTls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
@@ -30,11 +30,7 @@ pub struct MemberView {
 }
 
 /// A channel to a member's client URL; `tls` for an `https://` one.
-async fn connect(
-    url: &str,
-    tls: Option<&ClientTls>,
-    timeout: Duration,
-) -> Result<Channel, String> {
+async fn connect(url: &str, tls: Option<&ClientTls>, timeout: Duration) -> Result<Channel, String> {
     let mut endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| e.to_string())?;
     if let Some(tls) = tls {
         endpoint = tls.apply(endpoint).map_err(|e| e.to_string())?;

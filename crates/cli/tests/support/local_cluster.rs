@@ -42,11 +42,11 @@ impl LocalCluster {
         ];
         args.extend(flags);
         let mut up = keel(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let lines = lines_of(up.stdout.take().unwrap());
         // The supervisor's notices (members exiting) go to stderr; keep the
         // pipe drained so it never blocks.

@@ -117,7 +117,10 @@ impl<C: Consensus> Auth for AuthService<C> {
         request: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
         let header = self
-            .change(&Credentials::of(&request), Op::AuthEnable(AuthEnableRequest {}))
+            .change(
+                &Credentials::of(&request),
+                Op::AuthEnable(AuthEnableRequest {}),
+            )
             .await?;
         Ok(Response::new(AuthEnableResponse { header }))
     }
@@ -127,7 +130,10 @@ impl<C: Consensus> Auth for AuthService<C> {
         request: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
         let header = self
-            .change(&Credentials::of(&request), Op::AuthDisable(AuthDisableRequest {}))
+            .change(
+                &Credentials::of(&request),
+                Op::AuthDisable(AuthDisableRequest {}),
+            )
             .await?;
         Ok(Response::new(AuthDisableResponse { header }))
     }
@@ -222,7 +228,9 @@ impl<C: Consensus> Auth for AuthService<C> {
         let caller = self.shared.caller(&credentials).await?;
         self.shared.authorize(&caller, &Required::Admin)?;
         req.hashed_password = self.hash(std::mem::take(&mut req.password)).await?;
-        let header = self.change(&credentials, Op::UserChangePassword(req)).await?;
+        let header = self
+            .change(&credentials, Op::UserChangePassword(req))
+            .await?;
         Ok(Response::new(AuthUserChangePasswordResponse { header }))
     }
 
@@ -306,7 +314,9 @@ impl<C: Consensus> Auth for AuthService<C> {
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
         let credentials = Credentials::of(&request);
         let req = request.into_inner();
-        let header = self.change(&credentials, Op::RoleGrantPermission(req)).await?;
+        let header = self
+            .change(&credentials, Op::RoleGrantPermission(req))
+            .await?;
         Ok(Response::new(AuthRoleGrantPermissionResponse { header }))
     }
 

@@ -37,7 +37,10 @@ pub(crate) struct Credentials {
 impl Credentials {
     pub(crate) fn of<T>(request: &Request<T>) -> Credentials {
         let metadata = request.metadata();
-        let token = TOKEN_KEYS.iter().find_map(|key| metadata.get(*key)).cloned();
+        let token = TOKEN_KEYS
+            .iter()
+            .find_map(|key| metadata.get(*key))
+            .cloned();
         let common_name = if metadata.contains_key(GATEWAY_HEADER) {
             None
         } else {

@@ -15,10 +15,10 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Credentials, Shared};
 use super::recipes::{
     self, Abandon, by_creation, created_at, participant_key, put_op, range_kv, range_op, txn,
 };
+use super::{Credentials, Shared};
 use crate::auth::Required;
 use crate::consensus::Consensus;
 use crate::error::KvError;
@@ -86,7 +86,10 @@ impl<C: Consensus> Election for ElectionService<C> {
             rev = kv.create_revision;
             if kv.value != req.value {
                 let leader = leader_key(&req.name, &key, rev, req.lease);
-                if let Err(e) = self.proclaim_value(&caller, &leader, req.value.clone()).await {
+                if let Err(e) = self
+                    .proclaim_value(&caller, &leader, req.value.clone())
+                    .await
+                {
                     let _ = self.resign_key(&caller, &leader).await;
                     return Err(e);
                 }

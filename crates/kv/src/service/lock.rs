@@ -9,10 +9,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tonic::{Request, Response, Status};
 
-use super::{Credentials, Shared};
 use super::recipes::{
     self, Abandon, by_creation, created_at, participant_key, put_op, range_kv, range_op, txn,
 };
+use super::{Credentials, Shared};
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::proto::etcdserverpb::range_request::SortOrder;

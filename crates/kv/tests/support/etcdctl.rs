@@ -51,7 +51,9 @@ impl Output {
             .stderr
             .lines()
             .filter(|l| {
-                l.starts_with("Error") || l.starts_with("watch was canceled") || l.contains("healthy")
+                l.starts_with("Error")
+                    || l.starts_with("watch was canceled")
+                    || l.contains("healthy")
             })
             .collect();
         format!("{}{}", self.stdout, verdicts.join("\n"))
@@ -108,7 +110,10 @@ impl Etcdctl {
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints))
             .arg("--dial-timeout=2s")
-            .arg(format!("--command-timeout={}s", self.command_timeout_seconds))
+            .arg(format!(
+                "--command-timeout={}s",
+                self.command_timeout_seconds
+            ))
             .args(&self.flags)
             .args(args)
             .stdin(Stdio::piped())
