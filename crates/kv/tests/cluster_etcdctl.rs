@@ -14,7 +14,6 @@ use support::Cluster;
 use support::etcdctl::{etcdctl, etcdctl_available, etcdctl_until, etcdctl_with_input};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use tokio::time::Instant;
 
 /// Bounds the wait for a watch's next line.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
