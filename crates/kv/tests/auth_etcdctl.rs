@@ -276,3 +276,37 @@ async fn a_token_from_one_member_serves_on_all_until_its_permission_is_revoked()
         );
     }
 }
+
+/// Membership calls that reach a follower are relayed to the leader with
+/// the caller's token, so the leader admits root and refuses others, as
+/// the follower did.
+#[tokio::test(flavor = "multi_thread")]
+async fn membership_calls_through_a_follower_are_checked_as_their_caller() {
+    if !have("etcdctl") {
+        eprintln!("SKIPPED: etcdctl is not installed");
+        return;
+    }
+    let cluster = Cluster::start(3, &["--bcrypt-cost", "4"]).await;
+    let leader = cluster.wait_leader().await;
+    let follower = cluster.members[(leader + 1) % 3].endpoint();
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "add", "alice:alicepw"],
+        &["auth", "enable"],
+    ] {
+        let out = etcdctl(&follower, args, None).await;
+        assert!(!out.starts_with("Error"), "etcdctl {args:?}: {out}");
+    }
+    let peer_url = format!("--peer-urls=http://127.0.0.1:{}", support::free_port());
+    let add = ["member", "add", "extra", &peer_url, "--learner"];
+    let refused = etcdctl(&follower, &[&add[..], &[ALICE]].concat(), None).await;
+    assert_eq!(refused, "Error: etcdserver: permission denied");
+    let added = etcdctl(&follower, &[&add[..], &[ROOT]].concat(), None).await;
+    assert!(added.contains("ETCD_INITIAL_CLUSTER_STATE"), "{added}");
+    let id = added
+        .split_whitespace()
+        .nth(1)
+        .expect("etcdctl names the new member's ID");
+    let removed = etcdctl(&follower, &["member", "remove", id, ROOT], None).await;
+    assert!(removed.contains("removed from cluster"), "{removed}");
+}

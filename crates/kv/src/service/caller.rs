@@ -51,6 +51,19 @@ impl Credentials {
         };
         Credentials { token, common_name }
     }
+
+    /// `message` as a request to relay to the leader's client URL on the
+    /// caller's behalf, carrying the caller's token, so that the leader
+    /// checks the same user. (A caller known by its certificate alone is
+    /// not: the relayed call presents this member's certificate. Such a
+    /// caller's membership calls must go to the leader, or carry a token.)
+    pub(crate) fn relay<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(token) = &self.token {
+            request.metadata_mut().insert(TOKEN_KEYS[0], token.clone());
+        }
+        request
+    }
 }
 
 impl<C: Consensus> Shared<C> {
