@@ -116,3 +116,97 @@ impl<C: Consensus> Shared<C> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tonic::transport::server::TcpConnectInfo;
+
+    use super::*;
+    use crate::local::LocalConsensus;
+    use crate::service::ServiceConfig;
+    use crate::state_machine::KvStateMachine;
+
+    /// A member whose `--client-cert-auth` is `client_cert_auth`.
+    fn member(client_cert_auth: bool) -> Arc<Shared<LocalConsensus>> {
+        let sm = KvStateMachine::in_memory().unwrap();
+        let consensus = Arc::new(LocalConsensus::new(sm.clone(), 1, 1));
+        let config = ServiceConfig {
+            client_cert_auth,
+            ..ServiceConfig::new(std::env::temp_dir())
+        };
+        Shared::new(sm, consensus, config)
+    }
+
+    #[tokio::test]
+    async fn without_a_token_the_certificate_names_the_user_only_with_client_cert_auth() {
+        let alice = Credentials::of(&request(None, Some("alice"), false));
+        let caller = member(true).caller(&alice).await.unwrap();
+        assert_eq!(
+            caller,
+            Caller {
+                user: "alice".into(),
+                auth_revision: 1,
+                member: false,
+            }
+        );
+        // `--trusted-ca-file` alone verifies certificates but, as in etcd,
+        // does not make their names users.
+        let caller = member(false).caller(&alice).await.unwrap();
+        assert_eq!(caller, Caller::default());
+        let nameless = Credentials::of(&request(None, Some(""), false));
+        let caller = member(true).caller(&nameless).await.unwrap();
+        assert_eq!(caller, Caller::default());
+    }
+
+    #[tokio::test]
+    async fn a_token_decides_even_when_it_is_unknown() {
+        let credentials = Credentials::of(&request(Some("nope.1"), Some("alice"), false));
+        let refused = member(true).caller(&credentials).await.unwrap_err();
+        assert!(matches!(refused, KvError::InvalidAuthToken), "{refused:?}");
+    }
+
+    fn request(token: Option<&str>, common_name: Option<&str>, gateway: bool) -> Request<()> {
+        let mut request = Request::new(());
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("token", token.parse().unwrap());
+        }
+        if gateway {
+            request
+                .metadata_mut()
+                .insert(GATEWAY_HEADER, "application/json".parse().unwrap());
+        }
+        request.extensions_mut().insert(ConnInfo {
+            tcp: TcpConnectInfo {
+                local_addr: None,
+                remote_addr: None,
+            },
+            client_common_name: common_name.map(str::to_owned),
+        });
+        request
+    }
+
+    #[test]
+    fn the_certificate_name_is_kept_unless_the_call_came_through_a_gateway() {
+        let plain = Credentials::of(&request(None, Some("alice"), false));
+        assert_eq!(plain.common_name.as_deref(), Some("alice"));
+        assert!(plain.token.is_none());
+        let relayed = Credentials::of(&request(None, Some("alice"), true));
+        assert_eq!(relayed.common_name, None);
+        let unknown_connection = Credentials::of(&Request::new(()));
+        assert_eq!(unknown_connection.common_name, None);
+    }
+
+    #[test]
+    fn a_relayed_call_carries_the_token_and_nothing_else() {
+        let credentials = Credentials::of(&request(Some("abc.7"), Some("alice"), false));
+        let relayed = credentials.relay(());
+        assert_eq!(relayed.metadata().get("token").unwrap(), "abc.7");
+        assert!(relayed.extensions().get::<ConnInfo>().is_none());
+        let without = Credentials::of(&request(None, Some("alice"), false)).relay(());
+        assert!(without.metadata().get("token").is_none());
+    }
+}
