@@ -10,47 +10,9 @@ use std::time::Duration;
 
 use support::*;
 
-fn have_etcdctl() -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", "command -v etcdctl"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn etcdctl(endpoint: &str, args: &[&str]) -> String {
-    let mut command = std::process::Command::new("etcdctl");
-    command
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .arg("--command-timeout=5s")
-        .args(args);
-    let output = run_bounded(command, Duration::from_secs(30));
-    assert!(
-        output.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-/// `keel ARGS`: whether it succeeded, and its stdout or stderr.
-fn keel_run(args: &[&str]) -> (bool, String) {
-    let output = run_bounded(keel(args), Duration::from_secs(30));
-    let text = if output.status.success() {
-        output.stdout
-    } else {
-        output.stderr
-    };
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&text).into_owned(),
-    )
-}
-
 #[test]
 fn keel_with_user_sends_a_token_and_is_refused_outside_its_permissions() {
-    if !have_etcdctl() {
+    if !have("etcdctl") {
         eprintln!("SKIPPED: etcdctl is not installed");
         return;
     }
@@ -71,6 +33,8 @@ fn keel_with_user_sends_a_token_and_is_refused_outside_its_permissions() {
         &peer_url,
         "--initial-cluster",
         &format!("m1={peer_url}"),
+        "--bcrypt-cost",
+        "4",
     ]);
     let _member = Killed(
         command

@@ -61,22 +61,6 @@ impl Status {
     }
 }
 
-fn etcdctl(endpoints: &str, args: &[&str]) -> String {
-    let mut command = std::process::Command::new("etcdctl");
-    command
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .arg("--command-timeout=5s")
-        .args(args);
-    let output = run_bounded(command, Duration::from_secs(30));
-    assert!(
-        output.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
 #[test]
 fn cluster_survives_a_killed_leader_and_down_leaves_no_process() {
     let cluster = LocalCluster::start(3);

@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{Killed, eventually, free_port, have, http_get, keel, keel_ok, run_bounded};
+use support::{
+    Killed, etcdctl, etcdctl_output, eventually, free_port, have, http_get, keel, keel_ok,
+    run_bounded,
+};
 
 /// A `keel serve` process and the ports it was given.
 struct Member {
@@ -92,27 +95,6 @@ impl Member {
     fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
     }
-}
-
-/// `etcdctl --endpoints <endpoints> args…`, its stdout; fails the test on
-/// an error.
-fn etcdctl(endpoints: &str, args: &[&str]) -> String {
-    let output = etcdctl_output(endpoints, args);
-    assert!(
-        output.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn etcdctl_output(endpoints: &str, args: &[&str]) -> std::process::Output {
-    let mut command = std::process::Command::new("etcdctl");
-    command
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoints, "--command-timeout", "10s"])
-        .args(args);
-    run_bounded(command, Duration::from_secs(30))
 }
 
 /// The revision in a `get -w json` reply's header.

@@ -66,6 +66,57 @@ fn flag_beats_variable_beats_config_file() {
     assert!(stderr.contains("this member `from-flag`"), "{stderr}");
 }
 
+/// The auth flags reach the member, which refuses what it cannot serve
+/// before it binds a port; the file takes them too.
+#[test]
+fn unusable_auth_settings_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("m1");
+    let (client, peer) = (free_port(), free_port());
+    let serve = |flags: &[&str]| {
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut args = vec![
+            "serve",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--listen-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &peer_url,
+        ];
+        args.extend(flags);
+        serve_error(keel(&args))
+    };
+    for (flags, expected) in [
+        (
+            &[
+                "--auth-token",
+                "jwt,pub-key=a.pem,priv-key=a.key,sign-method=RS256",
+            ][..],
+            "--auth-token \"jwt\": unsupported token type (Keel serves `simple` tokens only)",
+        ),
+        (
+            &["--auth-token-ttl", "0"],
+            "--auth-token-ttl must be positive",
+        ),
+        (
+            &["--bcrypt-cost", "3"],
+            "--bcrypt-cost must be between 4 and 31",
+        ),
+    ] {
+        let stderr = serve(flags);
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+    }
+    let file = dir.path().join("keel.toml");
+    std::fs::write(&file, "bcrypt-cost = 32\n").unwrap();
+    let stderr = serve(&["--config", file.to_str().unwrap()]);
+    assert!(
+        stderr.contains("--bcrypt-cost must be between 4 and 31"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn unknown_config_file_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -175,3 +175,57 @@ fn malformed_certificate_file_is_refused_naming_the_file() {
     assert!(stderr.contains("broken-cert.pem"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn cluster_up_tls_serves_keel_and_etcdctl_with_its_certificates_only() {
+    let cluster = LocalCluster::start_with(3, &["--tls"]);
+    let hints = wait_for_line(&cluster.lines, "etcdctl", Duration::from_secs(10));
+    let tls = cluster.tls_flags();
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    assert!(
+        hints
+            .iter()
+            .any(|l| tls.iter().all(|flag| l.contains(flag))),
+        "the printed etcdctl line lacks the TLS flags: {hints:#?}"
+    );
+    let urls = cluster.client_urls();
+    assert_eq!(urls.matches("https://").count(), 3, "{urls}");
+    assert!(
+        cluster.member("m1")["peer-url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
+
+    let put: Vec<&str> = ["put", "k", "v", "--endpoints", &urls]
+        .into_iter()
+        .chain(tls.iter().copied())
+        .collect();
+    assert_eq!(keel_ok(&put), "OK\n");
+    let get: Vec<&str> = ["get", "k", "--endpoints", &urls]
+        .into_iter()
+        .chain(tls.iter().copied())
+        .collect();
+    assert_eq!(keel_ok(&get), "k\nv\n");
+    let status = keel_ok(&["cluster", "status", "--data-dir", &cluster.dir_arg()]);
+    assert!(status.contains("3 of 3 members answering"), "{status}");
+
+    if !have("etcdctl") {
+        eprintln!("etcdctl is not installed: checked keel alone");
+        return;
+    }
+    let mut get = tls.clone();
+    get.extend(["get", "k"]);
+    assert_eq!(etcdctl(&urls, &get), "k\nv\n");
+    let plain = urls.replace("https://", "http://");
+    assert!(
+        !etcdctl_output(&plain, &["--dial-timeout=1s", "get", "k"])
+            .status
+            .success()
+    );
+    let no_certificate = [tls[0], "--dial-timeout=1s", "get", "k"];
+    assert!(
+        !etcdctl_output(&urls, &no_certificate).status.success(),
+        "a client without a certificate must be refused"
+    );
+}

@@ -9,55 +9,22 @@
 
 mod support;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use keel_kv::proto::etcdserverpb::auth_client::AuthClient;
 use keel_kv::proto::etcdserverpb::kv_client::KvClient;
 use keel_kv::proto::etcdserverpb::{AuthRoleRevokePermissionRequest, AuthenticateRequest};
-use support::{Cluster, free_port};
-use tokio::process::{Child, Command};
-use tokio::time::Instant;
+use support::Cluster;
+use support::etcd::Etcd;
+use support::etcdctl::{Etcdctl, have};
 use tonic::Request;
 
-fn have(binary: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {binary}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// etcdctl's output: stdout, then its `Error:` lines (its retries log JSON
-/// to stderr, which differs from run to run). Every call is bounded: a
-/// watch never ends by itself.
+/// A session step's output: stdout and etcdctl's error lines, trimmed.
+/// The command timeout is short: a watch step lasts until it runs out.
 async fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("timeout")
-        .arg("4")
-        .arg("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .arg("--command-timeout=3s")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        use tokio::io::AsyncWriteExt;
-        let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(input.as_bytes()).await.unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().await.unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let error = stderr
-        .lines()
-        .filter(|l| l.starts_with("Error:") || l.starts_with("watch was canceled"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), error)
+    Etcdctl::new(endpoint)
+        .command_timeout_seconds(3)
+        .run_with_input(args, stdin)
+        .await
+        .text()
         .trim()
         .to_owned()
 }
@@ -151,54 +118,6 @@ async fn session(endpoints: &[String]) -> Vec<(String, String)> {
     outputs
 }
 
-struct Etcd(Child);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
-async fn start_etcd(dir: &std::path::Path) -> (Etcd, String) {
-    let (client, peer) = (free_port(), free_port());
-    let child = Command::new("etcd")
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "--listen-client-urls",
-            &format!("http://127.0.0.1:{client}"),
-        ])
-        .args([
-            "--advertise-client-urls",
-            &format!("http://127.0.0.1:{client}"),
-        ])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-        .args([
-            "--initial-advertise-peer-urls",
-            &format!("http://127.0.0.1:{peer}"),
-        ])
-        .args([
-            "--initial-cluster",
-            &format!("default=http://127.0.0.1:{peer}"),
-        ])
-        .args(["--bcrypt-cost", "4"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let endpoint = format!("127.0.0.1:{client}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if etcdctl(&endpoint, &["put", "health", "x"], None).await == "OK" {
-            etcdctl(&endpoint, &["del", "health"], None).await;
-            return (Etcd(child), endpoint);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("etcd at {endpoint} never served");
-}
-
 fn step<'a>(outputs: &'a [(String, String)], label: &str, nth: usize) -> &'a str {
     &outputs
         .iter()
@@ -266,9 +185,8 @@ async fn auth_session_matches_etcd_and_a_revoked_permission_is_refused_everywher
         eprintln!("etcd is not installed: compared nothing, checked Keel alone");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (_etcd, etcd_endpoint) = start_etcd(dir.path()).await;
-    let etcd = session(&[etcd_endpoint]).await;
+    let server = Etcd::start("http", &["--bcrypt-cost".into(), "4".into()], &[]).await;
+    let etcd = session(std::slice::from_ref(&server.endpoint)).await;
     for ((label, ours), (_, theirs)) in keel.iter().zip(&etcd) {
         assert_eq!(ours, theirs, "`etcdctl {label}` differs from etcd");
     }
@@ -357,4 +275,38 @@ async fn a_token_from_one_member_serves_on_all_until_its_permission_is_revoked()
             "member {i}"
         );
     }
+}
+
+/// Membership calls that reach a follower are relayed to the leader with
+/// the caller's token, so the leader admits root and refuses others, as
+/// the follower did.
+#[tokio::test(flavor = "multi_thread")]
+async fn membership_calls_through_a_follower_are_checked_as_their_caller() {
+    if !have("etcdctl") {
+        eprintln!("SKIPPED: etcdctl is not installed");
+        return;
+    }
+    let cluster = Cluster::start(3, &["--bcrypt-cost", "4"]).await;
+    let leader = cluster.wait_leader().await;
+    let follower = cluster.members[(leader + 1) % 3].endpoint();
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "add", "alice:alicepw"],
+        &["auth", "enable"],
+    ] {
+        let out = etcdctl(&follower, args, None).await;
+        assert!(!out.starts_with("Error"), "etcdctl {args:?}: {out}");
+    }
+    let peer_url = format!("--peer-urls=http://127.0.0.1:{}", support::free_port());
+    let add = ["member", "add", "extra", &peer_url, "--learner"];
+    let refused = etcdctl(&follower, &[&add[..], &[ALICE]].concat(), None).await;
+    assert_eq!(refused, "Error: etcdserver: permission denied");
+    let added = etcdctl(&follower, &[&add[..], &[ROOT]].concat(), None).await;
+    assert!(added.contains("ETCD_INITIAL_CLUSTER_STATE"), "{added}");
+    let id = added
+        .split_whitespace()
+        .nth(1)
+        .expect("etcdctl names the new member's ID");
+    let removed = etcdctl(&follower, &["member", "remove", id, ROOT], None).await;
+    assert!(removed.contains("removed from cluster"), "{removed}");
 }

@@ -11,81 +11,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use support::Cluster;
+use support::etcdctl::{etcdctl, etcdctl_available, etcdctl_until, etcdctl_with_input};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use tokio::time::Instant;
 
-/// Bounds every etcdctl call; a call that hangs fails the test.
+/// Bounds the wait for a watch's next line.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn etcdctl_available() -> bool {
-    let have = || {
-        std::process::Command::new("sh")
-            .args(["-c", "command -v etcdctl"])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !have() {
-        let _ = std::process::Command::new("timeout")
-            .args(["300", "apt-get", "install", "-y", "-q", "etcd-client"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-    have()
-}
-
-/// Runs etcdctl against `endpoints`; returns stdout and the `Error:` lines
-/// of stderr (etcdctl's retries log JSON there too).
-async fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .arg("--command-timeout=10s")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        use tokio::io::AsyncWriteExt;
-        input.write_all(text.as_bytes()).await.unwrap();
-    }
-    drop(input);
-    let out = tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("etcdctl {args:?} took over {CALL_TIMEOUT:?}"))
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Error")).collect();
-    let health: Vec<&str> = stderr.lines().filter(|l| l.contains("healthy")).collect();
-    format!(
-        "{}{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        health.join("\n"),
-        errors.join("\n")
-    )
-}
-
-/// Runs etcdctl until `accept` likes its output (bounded).
-async fn etcdctl_until(endpoints: &str, args: &[&str], accept: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + CALL_TIMEOUT;
-    loop {
-        let out = etcdctl(endpoints, args, None).await;
-        if accept(&out) {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "etcdctl {args:?} never succeeded; last: {out}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A running `etcdctl watch`, read line by line.
 struct Watch {
@@ -140,42 +71,42 @@ async fn etcdctl_kv_watch_lease_and_compaction_on_three_members() {
     let [l, f, o] = [leader, follower, other].map(|i| cluster.members[i].endpoint());
 
     // Writes on a follower are forwarded; reads anywhere see them.
-    assert_eq!(etcdctl(&f, &["put", "a", "1"], None).await.trim(), "OK");
-    assert_eq!(etcdctl(&o, &["put", "ab", "2"], None).await.trim(), "OK");
-    assert_eq!(etcdctl(&l, &["put", "b", "3"], None).await.trim(), "OK");
-    assert_eq!(etcdctl(&o, &["get", "a"], None).await, "a\n1\n");
+    assert_eq!(etcdctl(&f, &["put", "a", "1"]).await.trim(), "OK");
+    assert_eq!(etcdctl(&o, &["put", "ab", "2"]).await.trim(), "OK");
+    assert_eq!(etcdctl(&l, &["put", "b", "3"]).await.trim(), "OK");
+    assert_eq!(etcdctl(&o, &["get", "a"]).await, "a\n1\n");
     assert_eq!(
-        etcdctl(&f, &["get", "a", "--prefix"], None).await,
+        etcdctl(&f, &["get", "a", "--prefix"]).await,
         "a\n1\nab\n2\n"
     );
     assert_eq!(
-        etcdctl(&l, &["get", "a", "--prefix", "--keys-only"], None).await,
+        etcdctl(&l, &["get", "a", "--prefix", "--keys-only"]).await,
         "a\n\nab\n\n"
     );
     assert_eq!(
-        etcdctl(&o, &["get", "", "--from-key", "--limit=2"], None).await,
+        etcdctl(&o, &["get", "", "--from-key", "--limit=2"]).await,
         "a\n1\nab\n2\n"
     );
     // The first write made revision 2: `a` did not exist at revision 1.
-    assert_eq!(etcdctl(&f, &["get", "a", "--rev=1"], None).await, "");
-    assert_eq!(etcdctl(&f, &["get", "a", "--rev=2"], None).await, "a\n1\n");
+    assert_eq!(etcdctl(&f, &["get", "a", "--rev=1"]).await, "");
+    assert_eq!(etcdctl(&f, &["get", "a", "--rev=2"]).await, "a\n1\n");
     // A serializable read is local; the follower applied `b` before the
     // leader answered the put (it waits for its own apply).
     assert_eq!(
-        etcdctl(&l, &["get", "b", "--consistency=s"], None).await,
+        etcdctl(&l, &["get", "b", "--consistency=s"]).await,
         "b\n3\n"
     );
 
     // An interactive txn: compares, then success ops, then failure ops.
     let txn = "value(\"a\") = \"1\"\n\nput t yes\nget a\n\nput t no\n\n";
     assert_eq!(
-        etcdctl(&o, &["txn"], Some(txn)).await,
+        etcdctl_with_input(&o, &["txn"], txn).await,
         "SUCCESS\n\nOK\n\na\n1\n"
     );
-    assert_eq!(etcdctl(&f, &["get", "t"], None).await, "t\nyes\n");
+    assert_eq!(etcdctl(&f, &["get", "t"]).await, "t\nyes\n");
     let failing = "value(\"a\") = \"9\"\n\nput t yes\n\nput t no\n\n";
     assert_eq!(
-        etcdctl(&l, &["txn"], Some(failing)).await,
+        etcdctl_with_input(&l, &["txn"], failing).await,
         "FAILURE\n\nOK\n"
     );
 
@@ -183,14 +114,11 @@ async fn etcdctl_kv_watch_lease_and_compaction_on_three_members() {
     let mut live = Watch::start(&o, &["w"]).await;
     // The watch is registered once the stream is open; a put that raced
     // ahead of it would be missed, so resume from the current revision.
-    let rev_out = etcdctl(&f, &["put", "w", "first", "-w", "json"], None).await;
+    let rev_out = etcdctl(&f, &["put", "w", "first", "-w", "json"]).await;
     let rev = json_revision(&rev_out);
     drop(live);
     live = Watch::start(&o, &["w", &format!("--rev={}", rev + 1)]).await;
-    assert_eq!(
-        etcdctl(&f, &["put", "w", "second"], None).await.trim(),
-        "OK"
-    );
+    assert_eq!(etcdctl(&f, &["put", "w", "second"]).await.trim(), "OK");
     assert_eq!(live.next_lines(3).await, ["PUT", "w", "second"]);
     // Resuming from a revision replays history first.
     let mut resumed = Watch::start(&l, &["w", &format!("--rev={rev}")]).await;
@@ -199,14 +127,14 @@ async fn etcdctl_kv_watch_lease_and_compaction_on_three_members() {
         ["PUT", "w", "first", "PUT", "w", "second"]
     );
 
-    assert_eq!(etcdctl(&o, &["del", "ab"], None).await, "1\n");
-    assert_eq!(etcdctl(&o, &["get", "ab"], None).await, "");
+    assert_eq!(etcdctl(&o, &["del", "ab"]).await, "1\n");
+    assert_eq!(etcdctl(&o, &["get", "ab"]).await, "");
 
     // Compaction: older revisions are gone, everywhere.
-    let compact = etcdctl(&f, &["compact", &rev.to_string()], None).await;
+    let compact = etcdctl(&f, &["compact", &rev.to_string()]).await;
     assert_eq!(compact.trim(), format!("compacted revision {rev}"));
     for endpoint in [&l, &f, &o] {
-        let old = etcdctl(endpoint, &["get", "a", "--rev=2"], None).await;
+        let old = etcdctl(endpoint, &["get", "a", "--rev=2"]).await;
         assert!(
             old.contains("required revision has been compacted"),
             "{endpoint}: {old}"
@@ -215,38 +143,34 @@ async fn etcdctl_kv_watch_lease_and_compaction_on_three_members() {
 
     // Leases: grant on one member, attach, renew and inspect on others,
     // revoke: the attached key vanishes on every member.
-    let granted = etcdctl(&f, &["lease", "grant", "60"], None).await;
+    let granted = etcdctl(&f, &["lease", "grant", "60"]).await;
     let lease = granted.split_whitespace().nth(1).unwrap().to_owned();
     assert!(granted.ends_with("granted with TTL(60s)\n"), "{granted}");
     assert_eq!(
-        etcdctl(
-            &o,
-            &["put", "leased", "v", &format!("--lease={lease}")],
-            None
-        )
-        .await
-        .trim(),
+        etcdctl(&o, &["put", "leased", "v", &format!("--lease={lease}")])
+            .await
+            .trim(),
         "OK"
     );
-    let alive = etcdctl(&o, &["lease", "keep-alive", "--once", &lease], None).await;
+    let alive = etcdctl(&o, &["lease", "keep-alive", "--once", &lease]).await;
     assert_eq!(
         alive.trim(),
         format!("lease {lease} keepalived with TTL(60)")
     );
-    let ttl = etcdctl(&f, &["lease", "timetolive", &lease, "--keys"], None).await;
+    let ttl = etcdctl(&f, &["lease", "timetolive", &lease, "--keys"]).await;
     assert!(
         ttl.starts_with(&format!("lease {lease} granted with TTL(60s), remaining(")),
         "{ttl}"
     );
     assert!(ttl.contains("attached keys([leased])"), "{ttl}");
     assert_eq!(
-        etcdctl(&l, &["lease", "revoke", &lease], None).await.trim(),
+        etcdctl(&l, &["lease", "revoke", &lease]).await.trim(),
         format!("lease {lease} revoked")
     );
     for endpoint in [&l, &f, &o] {
-        assert_eq!(etcdctl(endpoint, &["get", "leased"], None).await, "");
+        assert_eq!(etcdctl(endpoint, &["get", "leased"]).await, "");
     }
-    let gone = etcdctl(&o, &["lease", "timetolive", &lease], None).await;
+    let gone = etcdctl(&o, &["lease", "timetolive", &lease]).await;
     assert_eq!(gone.trim(), format!("lease {lease} already expired"));
 }
 
@@ -275,12 +199,7 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
     let leader = cluster.wait_leader().await;
     for i in 0..20 {
         let key = format!("k{i}");
-        etcdctl(
-            &cluster.members[i % 3].endpoint(),
-            &["put", &key, "v"],
-            None,
-        )
-        .await;
+        etcdctl(&cluster.members[i % 3].endpoint(), &["put", &key, "v"]).await;
     }
 
     // Status: one leader, the same term and applied index everywhere.
@@ -294,9 +213,9 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
     })
     .await;
     assert_eq!(status.matches(", true, false, ").count(), 1, "{status}");
-    let health = etcdctl(&all, &["endpoint", "health"], None).await;
+    let health = etcdctl(&all, &["endpoint", "health"]).await;
     assert_eq!(health.matches("is healthy").count(), 3, "{health}");
-    let hashes = etcdctl(&all, &["endpoint", "hashkv"], None).await;
+    let hashes = etcdctl(&all, &["endpoint", "hashkv"]).await;
     let hashes: Vec<&str> = hashes
         .lines()
         .map(|l| l.split(", ").nth(1).unwrap())
@@ -309,17 +228,16 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
     let saved = etcdctl(
         &cluster.members[(leader + 1) % 3].endpoint(),
         &["snapshot", "save", file.to_str().unwrap()],
-        None,
     )
     .await;
     assert!(saved.contains("Snapshot saved at"), "{saved}");
     assert_eq!(std::fs::metadata(&file).unwrap().len() % 512, 32);
 
     // Move the leadership to a follower.
-    let list = etcdctl(&all, &["member", "list"], None).await;
+    let list = etcdctl(&all, &["member", "list"]).await;
     assert_eq!(list.matches(", started, ").count(), 3, "{list}");
     let target = member_id(&list, &cluster.members[(leader + 1) % 3].name);
-    let moved = etcdctl(&all, &["move-leader", &target], None).await;
+    let moved = etcdctl(&all, &["move-leader", &target]).await;
     assert!(moved.contains(&format!("to {target}")), "{moved}");
     assert_eq!(cluster.wait_leader().await, (leader + 1) % 3);
 
@@ -335,7 +253,6 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
             &format!("--peer-urls={peer_url}"),
             "--learner",
         ],
-        None,
     )
     .await;
     assert!(
@@ -365,27 +282,24 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
         out.contains("promoted")
     })
     .await;
-    let list = etcdctl(&all, &["member", "list"], None).await;
+    let list = etcdctl(&all, &["member", "list"]).await;
     assert_eq!(list.matches(", false").count(), 4, "{list}");
     // The new voter serves linearizable reads and takes writes.
     assert_eq!(
-        etcdctl(&new_endpoint, &["put", "from-new", "1"], None)
+        etcdctl(&new_endpoint, &["put", "from-new", "1"])
             .await
             .trim(),
         "OK"
     );
-    assert_eq!(
-        etcdctl(&all, &["get", "from-new"], None).await,
-        "from-new\n1\n"
-    );
+    assert_eq!(etcdctl(&all, &["get", "from-new"]).await, "from-new\n1\n");
 
     // Remove it again.
-    let removed = etcdctl(&all, &["member", "remove", &new_id], None).await;
+    let removed = etcdctl(&all, &["member", "remove", &new_id]).await;
     assert!(removed.contains("removed from cluster"), "{removed}");
-    let list = etcdctl(&all, &["member", "list"], None).await;
+    let list = etcdctl(&all, &["member", "list"]).await;
     assert_eq!(list.lines().count(), 3, "{list}");
     assert!(!list.contains(&new_id), "{list}");
-    let unknown = etcdctl(&all, &["member", "remove", &new_id], None).await;
+    let unknown = etcdctl(&all, &["member", "remove", &new_id]).await;
     assert!(unknown.contains("member not found"), "{unknown}");
 }
 

@@ -13,130 +13,25 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use keel_kv::proto::etcdserverpb::RangeRequest;
 use keel_kv::proto::etcdserverpb::kv_client::KvClient;
-use keel_transport::tls::ClientTls;
-use keel_transport::tls::test_certs::TestCa;
+use support::certs::Certs;
+use support::etcdctl::{Etcdctl, etcdctl_available};
 use support::{Cluster, range};
-use tokio::process::Command;
 use tokio::time::Instant;
 use tonic::transport::Endpoint;
 
-/// Bounds every etcdctl call; a call that hangs fails the test.
-const CALL_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn etcdctl_available() -> bool {
-    let have = || {
-        std::process::Command::new("sh")
-            .args(["-c", "command -v etcdctl"])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !have() {
-        let _ = std::process::Command::new("timeout")
-            .args(["300", "apt-get", "install", "-y", "-q", "etcd-client"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-    have()
-}
-
-/// The certificates of one test: the cluster's CA, one certificate every
-/// member uses for clients and peers, a client's, and another CA's.
-struct Certs {
-    dir: tempfile::TempDir,
-    ca: PathBuf,
-    member: (PathBuf, PathBuf),
-    client: (PathBuf, PathBuf),
-    rogue_ca: PathBuf,
-    rogue: (PathBuf, PathBuf),
-}
-
-impl Certs {
-    fn new() -> Certs {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = TestCa::new("keel test CA");
-        let rogue_ca = TestCa::new("rogue CA");
-        Certs {
-            ca: ca.write(dir.path(), "ca"),
-            member: ca.issue_local("member").write(dir.path(), "member"),
-            client: ca.issue_local("client").write(dir.path(), "client"),
-            rogue_ca: rogue_ca.write(dir.path(), "rogue-ca"),
-            rogue: rogue_ca.issue_local("member").write(dir.path(), "rogue"),
-            dir,
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Every member's flags: TLS on both sides, certificates required.
-    fn member_flags(&self, peer: &(PathBuf, PathBuf)) -> Vec<String> {
-        let s = |p: &Path| p.display().to_string();
-        vec![
-            "--cert-file".into(),
-            s(&self.member.0),
-            "--key-file".into(),
-            s(&self.member.1),
-            "--trusted-ca-file".into(),
-            s(&self.ca),
-            "--client-cert-auth".into(),
-            "--peer-cert-file".into(),
-            s(&peer.0),
-            "--peer-key-file".into(),
-            s(&peer.1),
-            "--peer-trusted-ca-file".into(),
-            s(&self.ca),
-            "--peer-client-cert-auth".into(),
-        ]
-    }
-
-    /// etcdctl's TLS flags for a client holding `cert`.
-    fn etcdctl_flags(&self, cert: &(PathBuf, PathBuf)) -> Vec<String> {
-        vec![
-            format!("--cacert={}", self.ca.display()),
-            format!("--cert={}", cert.0.display()),
-            format!("--key={}", cert.1.display()),
-        ]
-    }
-
-    fn client_tls(&self, cert: &(PathBuf, PathBuf)) -> ClientTls {
-        ClientTls::from_files(Some(&self.ca), Some((&cert.0, &cert.1))).unwrap()
-    }
-}
-
-/// Runs etcdctl with `tls` flags against `endpoints`; returns whether it
-/// succeeded, and its stdout followed by its stderr.
+/// etcdctl with `tls` flags against `endpoints`: whether it succeeded,
+/// and everything it printed.
 async fn etcdctl(endpoints: &str, tls: &[String], args: &[&str]) -> (bool, String) {
-    let child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .args(["--dial-timeout=2s", "--command-timeout=5s"])
-        .args(tls)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let out = tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("etcdctl {args:?} took over {CALL_TIMEOUT:?}"))
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let out = Etcdctl::new(endpoints)
+        .flags(tls)
+        .command_timeout_seconds(5)
+        .run(args)
+        .await;
+    (out.success, out.all())
 }
 
 fn member_urls(cluster: &Cluster, members: &[usize]) -> String {

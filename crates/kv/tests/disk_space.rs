@@ -11,72 +11,20 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use support::Cluster;
-use tokio::process::Command;
+use support::etcdctl::{etcdctl, etcdctl_available, etcdctl_until};
 use tokio::time::Instant;
 
-/// Bounds every etcdctl call; a call that hangs fails the test.
-const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bounds the wait for defragmentation to shrink every file.
+const DEFRAG_TIMEOUT: Duration = Duration::from_secs(20);
 /// The quota the cluster runs with: 4 MiB, filled by a few dozen values.
 const QUOTA_BYTES: u64 = 4 << 20;
 const VALUE_BYTES: usize = 100_000;
 /// Puts tried before the quota must have refused one.
 const FILL_PUTS_MAX: usize = 200;
 const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
-
-fn etcdctl_available() -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", "command -v etcdctl"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Runs etcdctl against `endpoints`: stdout, then the `Error:` lines of
-/// stderr (etcdctl's retries log JSON there too).
-async fn etcdctl(endpoints: &str, args: &[&str]) -> String {
-    let child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .arg("--command-timeout=10s")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let out = tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("etcdctl {args:?} took over {CALL_TIMEOUT:?}"))
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("Error")).collect();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        errors.join("\n")
-    )
-}
-
-/// Runs etcdctl until `accept` likes its output (bounded).
-async fn etcdctl_until(endpoints: &str, args: &[&str], accept: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + CALL_TIMEOUT;
-    loop {
-        let out = etcdctl(endpoints, args).await;
-        if accept(&out) {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "etcdctl {args:?} never succeeded; last: {out}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A field of `endpoint status -w json` for one endpoint.
 async fn status_field(endpoint: &str, field: &str) -> i64 {
@@ -162,7 +110,7 @@ async fn a_full_quota_alarms_every_member_until_compact_defrag_and_disarm() {
     // `--physical` waited for the compacted rows to go on the member that
     // served it; another may still apply the last step, so defragment
     // until every file is well under the quota (bounded).
-    let deadline = Instant::now() + CALL_TIMEOUT;
+    let deadline = Instant::now() + DEFRAG_TIMEOUT;
     let after = loop {
         let out = etcdctl(&all, &["defrag"]).await;
         assert_eq!(

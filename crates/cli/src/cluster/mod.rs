@@ -5,6 +5,7 @@
 //! `<data-dir>/cluster.toml`; `down` and `status` read that file, so they
 //! work from any terminal.
 
+mod certs;
 mod down;
 mod ports;
 mod probe;

@@ -18,8 +18,10 @@ fn free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
-/// The members of a new `members`-member cluster, with names m1, m2, …
-pub fn plan(members: u16, base_port: u16) -> anyhow::Result<Vec<MemberEntry>> {
+/// The members of a new `members`-member cluster, with names m1, m2, …;
+/// with `tls`, their client and peer URLs are `https://` (the metrics
+/// side-car speaks plain HTTP only).
+pub fn plan(members: u16, base_port: u16, tls: bool) -> anyhow::Result<Vec<MemberEntry>> {
     if members == 0 || members > MEMBERS_MAX {
         bail!("--members must be from 1 to {MEMBERS_MAX}");
     }
@@ -27,13 +29,14 @@ pub fn plan(members: u16, base_port: u16) -> anyhow::Result<Vec<MemberEntry>> {
     if last > u32::from(u16::MAX) {
         bail!("--base-port {base_port} leaves no room for {members} members; use a lower one");
     }
+    let scheme = if tls { "https" } else { "http" };
     Ok((0..members)
         .map(|i| {
             let client = base_port + MEMBER_PORT_STRIDE * i;
             MemberEntry {
                 name: format!("m{}", i + 1),
-                client_url: format!("http://127.0.0.1:{client}"),
-                peer_url: format!("http://127.0.0.1:{}", client + 1),
+                client_url: format!("{scheme}://127.0.0.1:{client}"),
+                peer_url: format!("{scheme}://127.0.0.1:{}", client + 1),
                 metrics_url: format!("http://127.0.0.1:{}", client + 2),
                 pid: None,
             }
@@ -73,18 +76,22 @@ mod tests {
 
     #[test]
     fn default_blocks_follow_etcds_ports() {
-        let members = plan(3, 2379).unwrap();
+        let members = plan(3, 2379, false).unwrap();
         assert_eq!(members[0].client_url, "http://127.0.0.1:2379");
         assert_eq!(members[0].peer_url, "http://127.0.0.1:2380");
         assert_eq!(members[2].metrics_url, "http://127.0.0.1:2581");
         assert_eq!(members[2].name, "m3");
+        let secured = plan(1, 2379, true).unwrap();
+        assert_eq!(secured[0].client_url, "https://127.0.0.1:2379");
+        assert_eq!(secured[0].peer_url, "https://127.0.0.1:2380");
+        assert_eq!(secured[0].metrics_url, "http://127.0.0.1:2381");
     }
 
     #[test]
     fn member_count_and_port_range_are_bounded() {
-        assert!(plan(0, 2379).is_err());
-        assert!(plan(10, 2379).is_err());
-        assert!(plan(3, 65400).is_err());
+        assert!(plan(0, 2379, false).is_err());
+        assert!(plan(10, 2379, false).is_err());
+        assert!(plan(3, 65400, false).is_err());
     }
 
     #[test]

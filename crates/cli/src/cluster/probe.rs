@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use keel::tls::ClientTls;
 use keel_kv::proto::etcdserverpb::cluster_client::ClusterClient;
 use keel_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use keel_kv::proto::etcdserverpb::{MemberListRequest, StatusRequest};
@@ -28,9 +29,13 @@ pub struct MemberView {
     pub log_entries: Option<u64>,
 }
 
-async fn connect(url: &str, timeout: Duration) -> Result<Channel, String> {
-    Endpoint::from_shared(url.to_string())
-        .map_err(|e| e.to_string())?
+/// A channel to a member's client URL; `tls` for an `https://` one.
+async fn connect(url: &str, tls: Option<&ClientTls>, timeout: Duration) -> Result<Channel, String> {
+    let mut endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| e.to_string())?;
+    if let Some(tls) = tls {
+        endpoint = tls.apply(endpoint).map_err(|e| e.to_string())?;
+    }
+    endpoint
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect()
@@ -40,8 +45,12 @@ async fn connect(url: &str, timeout: Duration) -> Result<Channel, String> {
 
 /// The names in a member's member list; a member appears there without a
 /// name until it has started and published itself.
-pub async fn member_names(url: &str, timeout: Duration) -> Result<Vec<String>, String> {
-    let channel = connect(url, timeout).await?;
+pub async fn member_names(
+    url: &str,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
+    let channel = connect(url, tls, timeout).await?;
     let members = ClusterClient::new(channel)
         .member_list(MemberListRequest {
             linearizable: false,
@@ -54,8 +63,12 @@ pub async fn member_names(url: &str, timeout: Duration) -> Result<Vec<String>, S
 }
 
 /// Maintenance/Status, or why it failed.
-async fn grpc_status(url: &str, timeout: Duration) -> Result<MemberView, String> {
-    let channel = connect(url, timeout).await?;
+async fn grpc_status(
+    url: &str,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> Result<MemberView, String> {
+    let channel = connect(url, tls, timeout).await?;
     let status = MaintenanceClient::new(channel)
         .status(StatusRequest {})
         .await
@@ -119,10 +132,15 @@ fn role(text: &str) -> Option<String> {
     .map(str::to_string)
 }
 
-/// Asks `member`; `Err` says why it could not answer.
-pub async fn probe(member: &MemberEntry, timeout: Duration) -> Result<MemberView, String> {
+/// Asks `member` (over `tls` when the cluster has TLS); `Err` says why it
+/// could not answer.
+pub async fn probe(
+    member: &MemberEntry,
+    tls: Option<&ClientTls>,
+    timeout: Duration,
+) -> Result<MemberView, String> {
     let (status, metrics) = tokio::join!(
-        grpc_status(&member.client_url, timeout),
+        grpc_status(&member.client_url, tls, timeout),
         fetch_metrics(&member.metrics_url, timeout)
     );
     let mut view = status?;

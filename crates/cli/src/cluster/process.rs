@@ -12,17 +12,21 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::certs::TlsFiles;
 use super::state::MemberEntry;
 
 /// How often a stopping process is checked on.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// The `keel serve` command line of a cluster member.
+/// The `keel serve` command line of a cluster member; with `tls`, TLS on
+/// its client and peer ports, certificates required on both, from the
+/// cluster's own CA.
 pub fn serve_args(
     member: &MemberEntry,
     cluster_dir: &Path,
     initial_cluster: &str,
     token: &str,
+    tls: Option<&TlsFiles>,
 ) -> Vec<String> {
     let flags = [
         ("--name", member.name.clone()),
@@ -43,6 +47,22 @@ pub fn serve_args(
     for (flag, value) in flags {
         args.push(flag.to_string());
         args.push(value);
+    }
+    if let Some(files) = tls {
+        let path = |p: &Path| p.display().to_string();
+        for (flag, value) in [
+            ("--cert-file", path(&files.member_cert)),
+            ("--key-file", path(&files.member_key)),
+            ("--trusted-ca-file", path(&files.ca)),
+            ("--peer-cert-file", path(&files.member_cert)),
+            ("--peer-key-file", path(&files.member_key)),
+            ("--peer-trusted-ca-file", path(&files.ca)),
+        ] {
+            args.push(flag.to_string());
+            args.push(value);
+        }
+        args.push("--client-cert-auth".to_string());
+        args.push("--peer-client-cert-auth".to_string());
     }
     args
 }

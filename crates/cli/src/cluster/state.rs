@@ -5,7 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use keel::tls::ClientTls;
 use serde::{Deserialize, Serialize};
+
+use super::certs::TlsFiles;
 
 /// The file's name inside the cluster's data directory.
 pub const FILE_NAME: &str = "cluster.toml";
@@ -31,6 +34,11 @@ pub struct ClusterFile {
     /// The `keel cluster up` process that supervises the members, if it
     /// still runs (absent with --detach).
     pub supervisor_pid: Option<u32>,
+    /// Started with `--tls`: client and peer URLs are `https://`, with the
+    /// certificates in `<data-dir>/tls/` (`certs.rs`). Absent in files
+    /// written before TLS existed, which means plain text.
+    #[serde(default)]
+    pub tls: bool,
     #[serde(rename = "member")]
     pub members: Vec<MemberEntry>,
 }
@@ -51,7 +59,10 @@ impl MemberEntry {
 
     /// `HOST:PORT` of the client URL, as etcdctl's --endpoints takes it.
     pub fn endpoint(&self) -> &str {
-        self.client_url.trim_start_matches("http://")
+        let url = &self.client_url;
+        url.strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .unwrap_or(url)
     }
 }
 
@@ -103,6 +114,19 @@ impl ClusterFile {
             .join(",")
     }
 
+    /// The certificate files, when the cluster runs with TLS.
+    pub fn tls_files(&self, cluster_dir: &Path) -> Option<TlsFiles> {
+        self.tls.then(|| TlsFiles::in_dir(cluster_dir))
+    }
+
+    /// How `keel` itself speaks to the members' client URLs: TLS with the
+    /// cluster's client certificate, or plain text.
+    pub fn client_tls(&self, cluster_dir: &Path) -> anyhow::Result<Option<ClientTls>> {
+        self.tls_files(cluster_dir)
+            .map(|files| files.client_tls())
+            .transpose()
+    }
+
     /// `--initial-cluster` for the members: `m1=PEER,m2=PEER,…`.
     pub fn initial_cluster(&self) -> String {
         self.members
@@ -124,6 +148,7 @@ mod tests {
         let file = ClusterFile {
             token: "t".into(),
             supervisor_pid: Some(10),
+            tls: false,
             members: vec![MemberEntry {
                 name: "m1".into(),
                 client_url: "http://127.0.0.1:2379".into(),
@@ -136,6 +161,24 @@ mod tests {
         assert_eq!(ClusterFile::load(dir.path()).unwrap(), Some(file.clone()));
         assert_eq!(file.endpoints(), "127.0.0.1:2379");
         assert_eq!(file.initial_cluster(), "m1=http://127.0.0.1:2380");
+    }
+
+    #[test]
+    fn a_file_from_before_tls_is_a_plain_cluster() {
+        let file: ClusterFile = toml::from_str("token = \"t\"\nmember = []\n").unwrap();
+        assert!(!file.tls);
+    }
+
+    #[test]
+    fn endpoints_drop_either_scheme() {
+        let member = MemberEntry {
+            name: "m1".into(),
+            client_url: "https://127.0.0.1:2379".into(),
+            peer_url: "https://127.0.0.1:2380".into(),
+            metrics_url: "http://127.0.0.1:2381".into(),
+            pid: None,
+        };
+        assert_eq!(member.endpoint(), "127.0.0.1:2379");
     }
 
     #[test]

@@ -149,12 +149,16 @@ pub async fn observe<'a>(
     file: &'a ClusterFile,
     cluster_dir: &Path,
     timeout: Duration,
-) -> Vec<Observed<'a>> {
+) -> anyhow::Result<Vec<Observed<'a>>> {
+    let tls = file.client_tls(cluster_dir)?;
     let probes: Vec<_> = file
         .members
         .iter()
         .cloned()
-        .map(|member| tokio::spawn(async move { probe(&member, timeout).await }))
+        .map(|member| {
+            let tls = tls.clone();
+            tokio::spawn(async move { probe(&member, tls.as_ref(), timeout).await })
+        })
         .collect();
     let mut observed = Vec::with_capacity(probes.len());
     for (member, probe) in file.members.iter().zip(probes) {
@@ -164,13 +168,13 @@ pub async fn observe<'a>(
             view: probe.await.unwrap_or_else(|e| Err(e.to_string())),
         });
     }
-    observed
+    Ok(observed)
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let cluster_dir = args.dir.resolve()?;
     let file = ClusterFile::require(&cluster_dir)?;
-    let observed = observe(&file, &cluster_dir, args.timeout).await;
+    let observed = observe(&file, &cluster_dir, args.timeout).await?;
     let (table, summary) = render(&observed);
     println!("{table}");
     println!("{summary}");

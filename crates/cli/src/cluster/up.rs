@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::ClusterDir;
+use super::certs::TlsFiles;
 use super::down::stop_members;
 use super::ports::{check_free, plan};
 use super::process::{is_supervisor_process, running_member, serve_args, spawn};
@@ -54,6 +55,11 @@ pub struct UpArgs {
     /// stop them with `keel cluster down`.
     #[arg(long)]
     pub detach: bool,
+    /// Make a throwaway CA and certificates in DIR/tls and run a new
+    /// cluster with TLS on client and peer URLs, certificates required on
+    /// both (a cluster keeps the choice it was created with).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// The existing cluster in `cluster_dir`, checked against the flags, or a
@@ -61,6 +67,13 @@ pub struct UpArgs {
 fn load_or_plan(args: &UpArgs, cluster_dir: &Path) -> anyhow::Result<(ClusterFile, bool)> {
     match ClusterFile::load(cluster_dir)? {
         Some(file) => {
+            if args.tls && !file.tls {
+                bail!(
+                    "{} holds a cluster created without TLS; run without --tls, \
+                     or use another --data-dir for a TLS cluster",
+                    cluster_dir.display()
+                );
+            }
             let existing = file.members.len();
             if args.members.is_some_and(|n| usize::from(n) != existing) {
                 bail!(
@@ -72,7 +85,7 @@ fn load_or_plan(args: &UpArgs, cluster_dir: &Path) -> anyhow::Result<(ClusterFil
             Ok((file, false))
         }
         None => {
-            let members = plan(args.members.unwrap_or(3), args.base_port)?;
+            let members = plan(args.members.unwrap_or(3), args.base_port, args.tls)?;
             let seed = format!(
                 "{}{:?}",
                 cluster_dir.display(),
@@ -82,6 +95,7 @@ fn load_or_plan(args: &UpArgs, cluster_dir: &Path) -> anyhow::Result<(ClusterFil
             let file = ClusterFile {
                 token,
                 supervisor_pid: None,
+                tls: args.tls,
                 members,
             };
             Ok((file, true))
@@ -130,6 +144,12 @@ fn print_ready(file: &ClusterFile, cluster_dir: &Path, ready: &Ready, detach: bo
     let keel = self_command();
     let dir = dir_flag(cluster_dir);
     let endpoints = file.endpoints();
+    let urls = file
+        .members
+        .iter()
+        .map(|m| m.client_url.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     println!(
         "Keel cluster of {} members is up: leader {} (term {}).",
         file.members.len(),
@@ -155,10 +175,29 @@ fn print_ready(file: &ClusterFile, cluster_dir: &Path, ready: &Ready, detach: bo
         println!();
     }
     println!("Try:");
-    println!("  export KEEL_ENDPOINTS={endpoints}");
-    println!("  {keel} put greeting hello && {keel} get greeting");
-    println!("  {keel} cluster status{dir}");
-    println!("  ETCDCTL_API=3 etcdctl --endpoints={endpoints} endpoint status -w table");
+    match file.tls_files(cluster_dir) {
+        Some(tls) => {
+            let (ca, cert, key) = (
+                tls.ca.display(),
+                tls.client_cert.display(),
+                tls.client_key.display(),
+            );
+            println!(
+                "  export KEEL_ENDPOINTS={urls} KEEL_CACERT={ca} KEEL_CERT={cert} KEEL_KEY={key}"
+            );
+            println!("  {keel} put greeting hello && {keel} get greeting");
+            println!("  {keel} cluster status{dir}");
+            println!(
+                "  ETCDCTL_API=3 etcdctl --endpoints={urls} --cacert={ca} --cert={cert} --key={key} endpoint status -w table"
+            );
+        }
+        None => {
+            println!("  export KEEL_ENDPOINTS={endpoints}");
+            println!("  {keel} put greeting hello && {keel} get greeting");
+            println!("  {keel} cluster status{dir}");
+            println!("  ETCDCTL_API=3 etcdctl --endpoints={endpoints} endpoint status -w table");
+        }
+    }
     println!();
     if detach {
         println!("Stop it with `{keel} cluster down{dir}`.");
@@ -213,11 +252,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     // Without a supervisor of our own the members must outlive us.
     let detach = args.detach || other_supervisor.is_some();
+    // A new TLS cluster gets its certificates before any member starts;
+    // a restarted one keeps those it was created with.
+    let tls = if new && file.tls {
+        let files = TlsFiles::generate(&cluster_dir)?;
+        println!(
+            "Made a throwaway CA and certificates in {}",
+            TlsFiles::dir(&cluster_dir).display()
+        );
+        Some(files)
+    } else {
+        file.tls_files(&cluster_dir)
+    };
     let initial_cluster = file.initial_cluster();
     let mut started = Started(Vec::new());
     for &i in &missing {
         let member = &file.members[i];
-        let serve = serve_args(member, &cluster_dir, &initial_cluster, &file.token);
+        let serve = serve_args(
+            member,
+            &cluster_dir,
+            &initial_cluster,
+            &file.token,
+            tls.as_ref(),
+        );
         let child = spawn(member, &cluster_dir, &serve, args.log_level.name(), detach)?;
         started.0.push((member.name.clone(), child));
         file.members[i].pid = started.0.last().map(|(_, child)| child.id());

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
+use keel::tls::ClientTls;
 use tokio::time::Instant;
 
 use super::probe::{member_names, probe};
@@ -36,12 +37,12 @@ fn log_tail(path: &Path) -> String {
 /// the leader's member list names every member (members publish their
 /// names shortly after they start; commands that take a member name need
 /// them).
-async fn leader_agreed(file: &ClusterFile) -> (usize, Option<Ready>) {
+async fn leader_agreed(file: &ClusterFile, tls: Option<&ClientTls>) -> (usize, Option<Ready>) {
     let mut answering = 0;
     let mut leaders = Vec::new();
     let mut ids = Vec::new();
     for member in &file.members {
-        if let Ok(view) = probe(member, PROBE_TIMEOUT).await {
+        if let Ok(view) = probe(member, tls, PROBE_TIMEOUT).await {
             answering += 1;
             leaders.push((view.leader, view.term));
             ids.push((view.id, member.name.clone()));
@@ -64,7 +65,7 @@ async fn leader_agreed(file: &ClusterFile) -> (usize, Option<Ready>) {
         .find(|m| m.name == leader_name)
         .map(|m| m.client_url.as_str())
         .unwrap_or_default();
-    let published = member_names(leader_url, PROBE_TIMEOUT)
+    let published = member_names(leader_url, tls, PROBE_TIMEOUT)
         .await
         .is_ok_and(|names| file.members.iter().all(|m| names.contains(&m.name)));
     (answering, published.then_some(Ready { leader_name, term }))
@@ -78,6 +79,7 @@ pub async fn wait_for_leader(
     children: &mut [(String, Child)],
     timeout: Duration,
 ) -> anyhow::Result<Ready> {
+    let tls = file.client_tls(cluster_dir)?;
     let spinner = ProgressBar::new_spinner();
     spinner.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})")?);
     spinner.enable_steady_tick(Duration::from_millis(100));
@@ -99,7 +101,7 @@ pub async fn wait_for_leader(
                 );
             }
         }
-        let (answering, ready) = leader_agreed(file).await;
+        let (answering, ready) = leader_agreed(file, tls.as_ref()).await;
         if let Some(ready) = ready {
             break Ok(ready);
         }

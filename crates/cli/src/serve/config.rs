@@ -48,6 +48,12 @@ pub struct ServeConfig {
     /// URLs by keel-kv when the member starts (`MemberConfig::validate`).
     pub client_tls: TlsConfig,
     pub peer_tls: TlsConfig,
+    /// etcd's `--auth-token`, `--auth-token-ttl` and `--bcrypt-cost`;
+    /// `None`: keel-kv's default. keel-kv checks them when the member
+    /// starts (`MemberConfig::validate`).
+    pub auth_token: Option<String>,
+    pub auth_token_ttl: Option<Duration>,
+    pub bcrypt_cost: Option<u32>,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
 }
@@ -371,6 +377,9 @@ impl ServeConfig {
                 client_cert_auth: s.peer_client_cert_auth.unwrap_or(false),
                 allowed_cn: s.peer_cert_allowed_cn,
             },
+            auth_token: s.auth_token,
+            auth_token_ttl: s.auth_token_ttl.map(Duration::from_secs),
+            bcrypt_cost: s.bcrypt_cost,
             log_level: s.log_level.unwrap_or_default(),
             log_format: s.log_format.unwrap_or_default(),
         })

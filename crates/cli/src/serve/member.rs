@@ -44,6 +44,12 @@ fn member_config(config: &ServeConfig) -> MemberConfig {
         peer_tls: config.peer_tls.clone(),
         quota_backend_bytes: config.quota_backend_bytes,
         auto_compaction: config.auto_compaction,
+        auth_token: config
+            .auth_token
+            .clone()
+            .unwrap_or_else(|| defaults.auth_token.clone()),
+        auth_token_ttl: config.auth_token_ttl.unwrap_or(defaults.auth_token_ttl),
+        bcrypt_cost: config.bcrypt_cost.unwrap_or(defaults.bcrypt_cost),
         ..defaults
     }
 }

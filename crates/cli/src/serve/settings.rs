@@ -187,6 +187,20 @@ pub struct Settings {
     #[arg(long, env = "KEEL_PEER_CERT_ALLOWED_CN", value_name = "CN")]
     pub peer_cert_allowed_cn: Option<String>,
 
+    /// The kind of auth token, as etcd writes it: `simple` (the only kind
+    /// served; a `jwt,…` setting is refused) [default: simple].
+    #[arg(long, env = "KEEL_AUTH_TOKEN", value_name = "KIND")]
+    pub auth_token: Option<String>,
+
+    /// Seconds a simple auth token lives without use [default: 300].
+    #[arg(long, env = "KEEL_AUTH_TOKEN_TTL", value_name = "SECONDS")]
+    pub auth_token_ttl: Option<u64>,
+
+    /// The bcrypt cost of password hashes, 4 to 31; lower it only for
+    /// tests [default: 10].
+    #[arg(long, env = "KEEL_BCRYPT_COST", value_name = "COST")]
+    pub bcrypt_cost: Option<u32>,
+
     /// The least severe log events to print; RUST_LOG overrides it
     /// [default: info].
     #[arg(long, env = "KEEL_LOG_LEVEL", value_name = "LEVEL")]
@@ -267,6 +281,9 @@ impl Settings {
             peer_client_cert_auth: self.peer_client_cert_auth.or(lower.peer_client_cert_auth),
             peer_trusted_ca_file: self.peer_trusted_ca_file.or(lower.peer_trusted_ca_file),
             peer_cert_allowed_cn: self.peer_cert_allowed_cn.or(lower.peer_cert_allowed_cn),
+            auth_token: self.auth_token.or(lower.auth_token),
+            auth_token_ttl: self.auth_token_ttl.or(lower.auth_token_ttl),
+            bcrypt_cost: self.bcrypt_cost.or(lower.bcrypt_cost),
             log_level: self.log_level.or(lower.log_level),
             log_format: self.log_format.or(lower.log_format),
         }

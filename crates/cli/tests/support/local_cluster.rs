@@ -21,23 +21,32 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     pub fn start(members: u32) -> LocalCluster {
+        LocalCluster::start_with(members, &[])
+    }
+
+    /// `keel cluster up` with `flags` besides the members, directory and
+    /// ports.
+    pub fn start_with(members: u32, flags: &[&str]) -> LocalCluster {
         let dir = tempfile::tempdir().unwrap();
         let base = free_base_port(members).to_string();
-        let mut up = keel(&[
+        let count = members.to_string();
+        let mut args = vec![
             "cluster",
             "up",
             "--members",
-            &members.to_string(),
+            &count,
             "--data-dir",
             dir.path().to_str().unwrap(),
             "--base-port",
             &base,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ];
+        args.extend(flags);
+        let mut up = keel(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let lines = lines_of(up.stdout.take().unwrap());
         // The supervisor's notices (members exiting) go to stderr; keep the
         // pipe drained so it never blocks.
@@ -75,20 +84,35 @@ impl LocalCluster {
             .unwrap()
     }
 
+    /// Every member's `HOST:PORT`.
     pub fn endpoints(&self) -> String {
+        self.client_urls()
+            .split(',')
+            .map(|url| url.split_once("://").map_or(url, |(_, rest)| rest))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every member's client URL, with its scheme.
+    pub fn client_urls(&self) -> String {
         self.file()["member"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| {
-                m["client-url"]
-                    .as_str()
-                    .unwrap()
-                    .trim_start_matches("http://")
-                    .to_string()
-            })
+            .map(|m| m["client-url"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// `--cacert/--cert/--key` for the certificates `cluster up --tls`
+    /// made (etcdctl's and keel's flags alike).
+    pub fn tls_flags(&self) -> Vec<String> {
+        let tls = self.path().join("tls");
+        vec![
+            format!("--cacert={}", tls.join("ca.pem").display()),
+            format!("--cert={}", tls.join("client.pem").display()),
+            format!("--key={}", tls.join("client.key").display()),
+        ]
     }
 }
 

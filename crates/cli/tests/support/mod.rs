@@ -79,6 +79,45 @@ pub fn keel_ok(args: &[&str]) -> String {
     stdout
 }
 
+/// `keel args…`: whether it succeeded, and its stdout, or its stderr when
+/// it failed.
+pub fn keel_run(args: &[&str]) -> (bool, String) {
+    let output = run_bounded(keel(args), Duration::from_secs(30));
+    let text = if output.status.success() {
+        output.stdout
+    } else {
+        output.stderr
+    };
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&text).into_owned(),
+    )
+}
+
+/// `etcdctl --endpoints <endpoints> args…`, bounded in time, whatever it
+/// answered.
+pub fn etcdctl_output(endpoints: &str, args: &[&str]) -> Output {
+    let mut command = Command::new("etcdctl");
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--command-timeout=10s")
+        .args(args);
+    run_bounded(command, Duration::from_secs(30))
+}
+
+/// `etcdctl --endpoints <endpoints> args…`, its stdout; fails the test on
+/// an error.
+pub fn etcdctl(endpoints: &str, args: &[&str]) -> String {
+    let output = etcdctl_output(endpoints, args);
+    assert!(
+        output.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Retries `check` until it returns `Some`, for at most `timeout`.
 pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

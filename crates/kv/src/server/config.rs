@@ -364,7 +364,7 @@ impl MemberConfig {
         let token_kind = self.auth_token.split(',').next().unwrap_or_default();
         if token_kind != "simple" {
             return bad(format!(
-                "--auth-token {token_kind:?} is not supported: keel-kv has simple tokens only"
+                "--auth-token {token_kind:?}: unsupported token type (Keel serves `simple` tokens only)"
             ));
         }
         if self.auth_token_ttl.is_zero() {

@@ -306,6 +306,7 @@ pub async fn start_with_http(
         auto_compaction: config.auto_compaction,
         bcrypt_cost: config.bcrypt_cost,
         auth_token_ttl: config.auth_token_ttl,
+        client_cert_auth: config.client_tls.client_cert_auth,
         ..ServiceConfig::new(&config.data_dir)
     };
     let shared = Shared::new(sm.clone(), Arc::new(consensus), service_config);

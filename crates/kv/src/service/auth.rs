@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{Shared, mismatch};
+use super::{Credentials, Shared, mismatch};
 use crate::auth::{Required, hash_password, password_matches, token_prefix};
 use crate::consensus::Consensus;
 use crate::error::KvError;
@@ -33,14 +33,14 @@ impl<C> AuthService<C> {
 }
 
 impl<C: Consensus> AuthService<C> {
-    /// Proposes an auth change for the caller of `metadata`; the header of
-    /// the answer, at the revision the change applied at.
+    /// Proposes an auth change for the caller with `credentials`; the
+    /// header of the answer, at the revision the change applied at.
     async fn change(
         &self,
-        metadata: &tonic::metadata::MetadataMap,
+        credentials: &Credentials,
         op: Op,
     ) -> Result<Option<ResponseHeader>, KvError> {
-        let caller = self.shared.caller(metadata).await?;
+        let caller = self.shared.caller(credentials).await?;
         let (revision, outcome) = self.shared.propose(&caller, op).await?;
         match outcome {
             Outcome::Done(_) => Ok(Some(self.shared.header(revision))),
@@ -48,11 +48,11 @@ impl<C: Consensus> AuthService<C> {
         }
     }
 
-    /// The caller of `metadata`, once this member has applied everything
-    /// committed, for reads of users and roles.
-    async fn reader(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, KvError> {
+    /// The caller with `credentials`, once this member has applied
+    /// everything committed, for reads of users and roles.
+    async fn reader(&self, credentials: &Credentials) -> Result<Caller, KvError> {
         self.shared.consensus.read_barrier().await?;
-        self.shared.caller(metadata).await
+        self.shared.caller(credentials).await
     }
 
     /// Hashes a password off the async threads: bcrypt is slow by design.
@@ -117,7 +117,10 @@ impl<C: Consensus> Auth for AuthService<C> {
         request: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
         let header = self
-            .change(request.metadata(), Op::AuthEnable(AuthEnableRequest {}))
+            .change(
+                &Credentials::of(&request),
+                Op::AuthEnable(AuthEnableRequest {}),
+            )
             .await?;
         Ok(Response::new(AuthEnableResponse { header }))
     }
@@ -127,7 +130,10 @@ impl<C: Consensus> Auth for AuthService<C> {
         request: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
         let header = self
-            .change(request.metadata(), Op::AuthDisable(AuthDisableRequest {}))
+            .change(
+                &Credentials::of(&request),
+                Op::AuthDisable(AuthDisableRequest {}),
+            )
             .await?;
         Ok(Response::new(AuthDisableResponse { header }))
     }
@@ -156,15 +162,16 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthUserAddRequest>,
     ) -> Result<Response<AuthUserAddResponse>, Status> {
-        let (metadata, _, mut req) = request.into_parts();
-        let caller = self.shared.caller(&metadata).await?;
+        let credentials = Credentials::of(&request);
+        let mut req = request.into_inner();
+        let caller = self.shared.caller(&credentials).await?;
         // Refused callers cost no hashing.
         self.shared.authorize(&caller, &Required::Admin)?;
         if !req.options.is_some_and(|o| o.no_password) {
             req.hashed_password = self.hash(std::mem::take(&mut req.password)).await?;
         }
         req.password.clear();
-        let header = self.change(&metadata, Op::UserAdd(req)).await?;
+        let header = self.change(&credentials, Op::UserAdd(req)).await?;
         Ok(Response::new(AuthUserAddResponse { header }))
     }
 
@@ -172,7 +179,7 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthUserGetRequest>,
     ) -> Result<Response<AuthUserGetResponse>, Status> {
-        let caller = self.reader(request.metadata()).await?;
+        let caller = self.reader(&Credentials::of(&request)).await?;
         let name = &request.get_ref().name;
         let roles = self.shared.sm.store().with_auth(|auth| {
             auth.may_get_user(&caller, name)?;
@@ -191,7 +198,7 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthUserListRequest>,
     ) -> Result<Response<AuthUserListResponse>, Status> {
-        let caller = self.reader(request.metadata()).await?;
+        let caller = self.reader(&Credentials::of(&request)).await?;
         let users = self.shared.sm.store().with_auth(|auth| {
             auth.permit(&caller, &Required::Admin)
                 .map(|()| auth.users.keys().cloned().collect())
@@ -206,8 +213,9 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthUserDeleteRequest>,
     ) -> Result<Response<AuthUserDeleteResponse>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let header = self.change(&metadata, Op::UserDelete(req)).await?;
+        let credentials = Credentials::of(&request);
+        let req = request.into_inner();
+        let header = self.change(&credentials, Op::UserDelete(req)).await?;
         Ok(Response::new(AuthUserDeleteResponse { header }))
     }
 
@@ -215,11 +223,14 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        let (metadata, _, mut req) = request.into_parts();
-        let caller = self.shared.caller(&metadata).await?;
+        let credentials = Credentials::of(&request);
+        let mut req = request.into_inner();
+        let caller = self.shared.caller(&credentials).await?;
         self.shared.authorize(&caller, &Required::Admin)?;
         req.hashed_password = self.hash(std::mem::take(&mut req.password)).await?;
-        let header = self.change(&metadata, Op::UserChangePassword(req)).await?;
+        let header = self
+            .change(&credentials, Op::UserChangePassword(req))
+            .await?;
         Ok(Response::new(AuthUserChangePasswordResponse { header }))
     }
 
@@ -227,8 +238,9 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthUserGrantRoleRequest>,
     ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let header = self.change(&metadata, Op::UserGrantRole(req)).await?;
+        let credentials = Credentials::of(&request);
+        let req = request.into_inner();
+        let header = self.change(&credentials, Op::UserGrantRole(req)).await?;
         Ok(Response::new(AuthUserGrantRoleResponse { header }))
     }
 
@@ -236,8 +248,9 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthUserRevokeRoleRequest>,
     ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let header = self.change(&metadata, Op::UserRevokeRole(req)).await?;
+        let credentials = Credentials::of(&request);
+        let req = request.into_inner();
+        let header = self.change(&credentials, Op::UserRevokeRole(req)).await?;
         Ok(Response::new(AuthUserRevokeRoleResponse { header }))
     }
 
@@ -245,8 +258,9 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthRoleAddRequest>,
     ) -> Result<Response<AuthRoleAddResponse>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let header = self.change(&metadata, Op::RoleAdd(req)).await?;
+        let credentials = Credentials::of(&request);
+        let req = request.into_inner();
+        let header = self.change(&credentials, Op::RoleAdd(req)).await?;
         Ok(Response::new(AuthRoleAddResponse { header }))
     }
 
@@ -254,7 +268,7 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthRoleGetRequest>,
     ) -> Result<Response<AuthRoleGetResponse>, Status> {
-        let caller = self.reader(request.metadata()).await?;
+        let caller = self.reader(&Credentials::of(&request)).await?;
         let name = &request.get_ref().role;
         let perm = self.shared.sm.store().with_auth(|auth| {
             auth.may_get_role(&caller, name)?;
@@ -273,7 +287,7 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthRoleListRequest>,
     ) -> Result<Response<AuthRoleListResponse>, Status> {
-        let caller = self.reader(request.metadata()).await?;
+        let caller = self.reader(&Credentials::of(&request)).await?;
         let roles = self.shared.sm.store().with_auth(|auth| {
             auth.permit(&caller, &Required::Admin)
                 .map(|()| auth.roles.keys().cloned().collect())
@@ -288,8 +302,9 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthRoleDeleteRequest>,
     ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let header = self.change(&metadata, Op::RoleDelete(req)).await?;
+        let credentials = Credentials::of(&request);
+        let req = request.into_inner();
+        let header = self.change(&credentials, Op::RoleDelete(req)).await?;
         Ok(Response::new(AuthRoleDeleteResponse { header }))
     }
 
@@ -297,8 +312,11 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
-        let (metadata, _, req) = request.into_parts();
-        let header = self.change(&metadata, Op::RoleGrantPermission(req)).await?;
+        let credentials = Credentials::of(&request);
+        let req = request.into_inner();
+        let header = self
+            .change(&credentials, Op::RoleGrantPermission(req))
+            .await?;
         Ok(Response::new(AuthRoleGrantPermissionResponse { header }))
     }
 
@@ -306,9 +324,10 @@ impl<C: Consensus> Auth for AuthService<C> {
         &self,
         request: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
-        let (metadata, _, req) = request.into_parts();
+        let credentials = Credentials::of(&request);
+        let req = request.into_inner();
         let header = self
-            .change(&metadata, Op::RoleRevokePermission(req))
+            .change(&credentials, Op::RoleRevokePermission(req))
             .await?;
         Ok(Response::new(AuthRoleRevokePermissionResponse { header }))
     }

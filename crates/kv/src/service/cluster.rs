@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::Shared;
+use super::{Credentials, Shared};
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::proto::command::command::Op;
@@ -96,7 +96,8 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        let credentials = Credentials::of(&request);
+        self.shared.admit_admin(&credentials).await?;
         let req = request.into_inner();
         if req.peer_ur_ls.is_empty() {
             return Err(KvError::InvalidRequest("peer URLs are required").into());
@@ -105,7 +106,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
             return Err(KvError::InvalidRequest("a peer URL must be http(s)://host:port").into());
         }
         if let Some(mut leader) = self.shared.cluster_leader().await? {
-            return leader.member_add(req).await;
+            return leader.member_add(credentials.relay(req)).await;
         }
         let current = self.shared.member_list();
         let taken = current
@@ -141,13 +142,14 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        let credentials = Credentials::of(&request);
+        self.shared.admit_admin(&credentials).await?;
         let req = request.into_inner();
         if !self.shared.member_list().iter().any(|m| m.id == req.id) {
             return Err(KvError::MemberNotFound.into());
         }
         if let Some(mut leader) = self.shared.cluster_leader().await? {
-            return leader.member_remove(req).await;
+            return leader.member_remove(credentials.relay(req)).await;
         }
         // The registry entry goes second, so that a refused removal leaves
         // the member listed as it was; but a leader removing itself can
@@ -170,7 +172,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        self.shared.admit_admin(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         let mut member = self
             .shared
@@ -203,7 +205,8 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        let credentials = Credentials::of(&request);
+        self.shared.admit_admin(&credentials).await?;
         let req = request.into_inner();
         let member = self
             .shared
@@ -215,7 +218,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
             return Err(KvError::MemberNotLearner.into());
         }
         if let Some(mut leader) = self.shared.cluster_leader().await? {
-            return leader.member_promote(req).await;
+            return leader.member_promote(credentials.relay(req)).await;
         }
         self.shared.consensus.promote_member(req.id).await?;
         self.shared

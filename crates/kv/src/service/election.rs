@@ -2,7 +2,9 @@
 //! semantics. A candidate's key is `name/<lease hex>` holding its value;
 //! the oldest key under `name/` leads. `Campaign` returns once every older
 //! candidate is gone; `Proclaim` and `Resign` act only while the caller's
-//! key is still the one it campaigned with (same create revision).
+//! key is still the one it campaigned with (same create revision). Each
+//! step acts as the caller (`recipes`); `Leader` and `Observe` need READ
+//! on the prefix.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,12 +15,14 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::Shared;
 use super::recipes::{
     self, Abandon, by_creation, created_at, participant_key, put_op, range_kv, range_op, txn,
 };
+use super::{Credentials, Shared};
+use crate::auth::Required;
 use crate::consensus::Consensus;
 use crate::error::KvError;
+use crate::proto::command::Caller;
 use crate::proto::etcdserverpb::range_request::SortOrder;
 use crate::proto::etcdserverpb::request_op::Request as Op;
 use crate::proto::etcdserverpb::{DeleteRangeRequest, RangeRequest, RequestOp, TxnRequest};
@@ -56,13 +60,14 @@ impl<C: Consensus> Election for ElectionService<C> {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let mut req = request.into_inner();
-        req.lease = recipes::session_lease(&self.shared, req.lease).await?;
+        req.lease = recipes::session_lease(&self.shared, &caller, req.lease).await?;
         let prefix = recipes::prefix(&req.name);
         let key = participant_key(&prefix, req.lease);
         let entered = txn(
             &self.shared,
+            &caller,
             TxnRequest {
                 compare: vec![created_at(&key, 0)],
                 success: vec![put_op(&key, req.value.clone(), req.lease)],
@@ -81,8 +86,11 @@ impl<C: Consensus> Election for ElectionService<C> {
             rev = kv.create_revision;
             if kv.value != req.value {
                 let leader = leader_key(&req.name, &key, rev, req.lease);
-                if let Err(e) = self.proclaim_value(&leader, req.value.clone()).await {
-                    let _ = self.resign_key(&leader).await;
+                if let Err(e) = self
+                    .proclaim_value(&caller, &leader, req.value.clone())
+                    .await
+                {
+                    let _ = self.resign_key(&caller, &leader).await;
                     return Err(e);
                 }
             }
@@ -100,12 +108,12 @@ impl<C: Consensus> Election for ElectionService<C> {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         let leader = req
             .leader
             .ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
-        let revision = self.proclaim_value(&leader, req.value).await?;
+        let revision = self.proclaim_value(&caller, &leader, req.value).await?;
         Ok(Response::new(ProclaimResponse {
             header: Some(self.shared.header(revision)),
         }))
@@ -115,10 +123,11 @@ impl<C: Consensus> Election for ElectionService<C> {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
-        let name = request.into_inner().name;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
+        let prefix = recipes::prefix(&request.into_inner().name);
         self.shared.consensus.read_barrier().await?;
-        let (revision, leader) = current_leader(&self.shared, &recipes::prefix(&name))?;
+        self.shared.authorize(&caller, &read_prefix(&prefix))?;
+        let (revision, leader) = current_leader(&self.shared, &prefix)?;
         let kv = leader.ok_or_else(|| Status::unknown(NO_LEADER))?;
         Ok(Response::new(LeaderResponse {
             header: Some(self.shared.header(revision)),
@@ -130,9 +139,11 @@ impl<C: Consensus> Election for ElectionService<C> {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let prefix = recipes::prefix(&request.into_inner().name);
         self.shared.consensus.read_barrier().await?;
+        // Checked once, as etcd checks a watch when it is created.
+        self.shared.authorize(&caller, &read_prefix(&prefix))?;
         let (tx, rx) = mpsc::channel(OBSERVE_QUEUE_RESPONSES);
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -147,12 +158,12 @@ impl<C: Consensus> Election for ElectionService<C> {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let leader = request
             .into_inner()
             .leader
             .ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
-        let revision = self.resign_key(&leader).await?;
+        let revision = self.resign_key(&caller, &leader).await?;
         Ok(Response::new(ResignResponse {
             header: Some(self.shared.header(revision)),
         }))
@@ -162,10 +173,16 @@ impl<C: Consensus> Election for ElectionService<C> {
 impl<C: Consensus> ElectionService<C> {
     /// Sets the leader's value if `leader` still names the key it
     /// campaigned with; returns the revision after it.
-    async fn proclaim_value(&self, leader: &LeaderKey, value: Bytes) -> Result<i64, Status> {
+    async fn proclaim_value(
+        &self,
+        caller: &Caller,
+        leader: &LeaderKey,
+        value: Bytes,
+    ) -> Result<i64, Status> {
         let key = leader.key.clone();
         let done = txn(
             &self.shared,
+            caller,
             TxnRequest {
                 compare: vec![created_at(&key, leader.rev)],
                 success: vec![put_op(&key, value, leader.lease)],
@@ -180,10 +197,11 @@ impl<C: Consensus> ElectionService<C> {
     }
 
     /// Deletes the leader's key if it is still the one it campaigned with.
-    async fn resign_key(&self, leader: &LeaderKey) -> Result<i64, KvError> {
+    async fn resign_key(&self, caller: &Caller, leader: &LeaderKey) -> Result<i64, KvError> {
         let key = leader.key.clone();
         let done = txn(
             &self.shared,
+            caller,
             TxnRequest {
                 compare: vec![created_at(&key, leader.rev)],
                 success: vec![RequestOp {
@@ -198,6 +216,12 @@ impl<C: Consensus> ElectionService<C> {
         .await?;
         Ok(done.header.map_or(0, |h| h.revision))
     }
+}
+
+/// What reading the candidates under `prefix` needs (etcd's Leader and
+/// Observe are a Get and a Watch of the prefix).
+fn read_prefix(prefix: &Bytes) -> Required {
+    Required::range(&by_creation(prefix, SortOrder::Ascend, 0))
 }
 
 /// The store revision and the leading candidate's key, if any.

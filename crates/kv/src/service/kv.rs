@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{Shared, mismatch, validate};
+use super::{Credentials, Shared, mismatch, validate};
 use crate::auth::Required;
 use crate::consensus::Consensus;
 use crate::error::KvError;
@@ -33,7 +33,7 @@ impl<C: Consensus> Kv for KvService<C> {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        let caller = self.shared.caller(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         validate::range(&req)?;
         // After the barrier, as etcd checks: a linearizable read meets
@@ -48,7 +48,7 @@ impl<C: Consensus> Kv for KvService<C> {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let caller = self.shared.caller(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         let Outcome::Put(mut resp) = self.shared.propose(&caller, Op::Put(req)).await?.1 else {
             return Err(mismatch("put").into());
@@ -61,7 +61,7 @@ impl<C: Consensus> Kv for KvService<C> {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let caller = self.shared.caller(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         let Outcome::DeleteRange(mut resp) =
             self.shared.propose(&caller, Op::DeleteRange(req)).await?.1
@@ -73,7 +73,7 @@ impl<C: Consensus> Kv for KvService<C> {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let caller = self.shared.caller(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         if is_read_only(&req) {
             // Served like a Range, as etcd serves it: no log entry.
@@ -98,7 +98,7 @@ impl<C: Consensus> Kv for KvService<C> {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        let caller = self.shared.caller(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         let physical = req.physical;
         let Outcome::Compaction(mut resp) =

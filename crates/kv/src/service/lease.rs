@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Shared, mismatch};
+use super::{Credentials, Shared, mismatch};
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::proto::command::command::Op;
@@ -90,7 +90,7 @@ impl<C: Consensus> Lease for LeaseService<C> {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        let caller = self.shared.caller(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let mut req = request.into_inner();
         req.ttl = req.ttl.max(self.shared.config.lease_ttl_min_seconds);
         if req.id == 0 {
@@ -110,7 +110,7 @@ impl<C: Consensus> Lease for LeaseService<C> {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let caller = self.shared.caller(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         let (revision, outcome) = self.shared.propose(&caller, Op::LeaseRevoke(req)).await?;
         if !matches!(outcome, Outcome::LeaseRevoke(_)) {

@@ -1,17 +1,18 @@
 //! `v3lockpb.Lock`: a distributed lock held by a lease, with etcd's
 //! semantics. The caller's key is `name/<lease hex>`; the oldest key under
 //! `name/` holds the lock; `Lock` returns once every older key is gone
-//! (unlocked, or deleted with its expired lease).
+//! (unlocked, or deleted with its expired lease). Each step acts as the
+//! caller (`recipes`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tonic::{Request, Response, Status};
 
-use super::Shared;
 use super::recipes::{
     self, Abandon, by_creation, created_at, participant_key, put_op, range_kv, range_op, txn,
 };
+use super::{Credentials, Shared};
 use crate::consensus::Consensus;
 use crate::error::KvError;
 use crate::proto::etcdserverpb::range_request::SortOrder;
@@ -32,14 +33,15 @@ impl<C> LockService<C> {
 #[tonic::async_trait]
 impl<C: Consensus> Lock for LockService<C> {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let mut req = request.into_inner();
-        req.lease = recipes::session_lease(&self.shared, req.lease).await?;
+        req.lease = recipes::session_lease(&self.shared, &caller, req.lease).await?;
         let prefix = recipes::prefix(&req.name);
         let key = participant_key(&prefix, req.lease);
         let owner = by_creation(&prefix, SortOrder::Ascend, 0);
         let queued = txn(
             &self.shared,
+            &caller,
             TxnRequest {
                 compare: vec![created_at(&key, 0)],
                 success: vec![
@@ -85,12 +87,12 @@ impl<C: Consensus> Lock for LockService<C> {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let key = request.into_inner().key;
         if key.is_empty() {
             return Err(KvError::EmptyKey.into());
         }
-        let revision = recipes::delete(&self.shared, key).await?;
+        let revision = recipes::delete(&self.shared, &caller, key).await?;
         Ok(Response::new(UnlockResponse {
             header: Some(self.shared.header(revision)),
         }))

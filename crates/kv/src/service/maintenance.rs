@@ -11,7 +11,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Shared, mismatch, validate};
+use super::{Credentials, Shared, mismatch, validate};
 use crate::backup::{BLOCK_BYTES, SHA256_BYTES};
 use crate::consensus::Consensus;
 use crate::error::KvError;
@@ -57,7 +57,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
     ) -> Result<Response<AlarmResponse>, Status> {
         // etcd checks no permission on Alarm, but a token that is sent
         // must be valid.
-        let caller = self.shared.caller(request.metadata()).await?;
+        let caller = self.shared.caller(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         if req.action == AlarmAction::Get as i32 {
             // etcd answers a listing through the log; a read barrier gives
@@ -118,7 +118,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        self.shared.admit_admin(&Credentials::of(&request)).await?;
         // Pauses this member's apply while redb rewrites its file; other
         // members go on (etcd defragments one member per call too).
         let sm = self.shared.sm.clone();
@@ -132,7 +132,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
     }
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        self.shared.admit_admin(&Credentials::of(&request)).await?;
         let (hash, _, revision) = self.shared.sm.store().hash_kv(0)?;
         Ok(Response::new(HashResponse {
             header: Some(self.shared.header(revision)),
@@ -144,7 +144,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        self.shared.admit_admin(&Credentials::of(&request)).await?;
         let req = request.into_inner();
         let (hash, compact_revision, _) = self.shared.sm.store().hash_kv(req.revision)?;
         let revision = self.shared.sm.store().position().revision;
@@ -161,7 +161,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        self.shared.admit_admin(&Credentials::of(&request)).await?;
         // Staged in a file so that the stream can say how many bytes remain
         // without holding the state in memory.
         let mut file =
@@ -189,7 +189,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        self.shared.admit_admin(request.metadata()).await?;
+        self.shared.admit_admin(&Credentials::of(&request)).await?;
         let target = request.into_inner().target_id;
         self.shared.consensus.transfer_leadership(target).await?;
         let revision = self.shared.sm.store().position().revision;

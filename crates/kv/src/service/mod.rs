@@ -32,6 +32,7 @@ use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
 use crate::proto::etcdserverpb::ResponseHeader;
 use crate::state_machine::KvStateMachine;
+pub(crate) use caller::Credentials;
 
 pub use auth::AuthService;
 pub use cluster::ClusterService;
@@ -77,6 +78,9 @@ pub struct ServiceConfig {
     pub bcrypt_cost: u32,
     /// How long an auth token lives unused (etcd's `--auth-token-ttl`).
     pub auth_token_ttl: Duration,
+    /// Whether a request without a token is the user its verified client
+    /// certificate's common name names (etcd's `--client-cert-auth`).
+    pub client_cert_auth: bool,
 }
 
 impl ServiceConfig {
@@ -95,6 +99,7 @@ impl ServiceConfig {
             auto_compaction: AutoCompaction::Off,
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
             auth_token_ttl: crate::auth::TOKEN_TTL_DEFAULT,
+            client_cert_auth: false,
         }
     }
 }
@@ -178,32 +183,29 @@ impl<C: Consensus> Shared<C> {
 
     /// Refuses the request unless auth is off or its caller has the root
     /// role: for the calls etcd reserves to admins (membership and most
-    /// maintenance) and for Lock and Election (see docs/etcd-compatibility.md).
-    pub(crate) async fn admit_admin(
-        &self,
-        metadata: &tonic::metadata::MetadataMap,
-    ) -> Result<(), KvError> {
-        let caller = self.caller(metadata).await?;
+    /// maintenance).
+    pub(crate) async fn admit_admin(&self, credentials: &Credentials) -> Result<(), KvError> {
+        let caller = self.caller(credentials).await?;
         self.authorize(&caller, &Required::Admin)
     }
 
     /// Proposes a command on this member's own behalf (lease expiry, the
-    /// member registry, and the recipes behind Lock and Election once their
-    /// caller was admitted).
+    /// member registry).
     async fn propose_as_member(&self, op: Op) -> Result<(i64, Outcome), KvError> {
         self.propose(&crate::command::member_caller(), op).await
     }
 
-    /// Validates a command, checks that `caller` may run it, proposes it
-    /// on the caller's behalf and decodes its apply result.
+    /// Checks the backend quota, then proposes the command as
+    /// [`Shared::propose_checked`] does.
     async fn propose(&self, caller: &Caller, op: Op) -> Result<(i64, Outcome), KvError> {
-        validate::op(&op)?;
         self.check_quota(&op).await?;
         self.propose_checked(caller, op).await
     }
 
-    /// [`Shared::propose`] without the quota check: for commands that do
-    /// not grow the store, and for the NOSPACE alarm itself.
+    /// Validates a command, checks that `caller` may run it, proposes it
+    /// on the caller's behalf and decodes its apply result; without the
+    /// quota check: for commands that do not grow the store, and for the
+    /// NOSPACE alarm itself.
     async fn propose_checked(&self, caller: &Caller, op: Op) -> Result<(i64, Outcome), KvError> {
         validate::op(&op)?;
         let required = Required::op(&op, &self.sm.store().leases());

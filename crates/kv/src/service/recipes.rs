@@ -3,6 +3,11 @@
 //! the member): a key per participant under a prefix, held by the
 //! participant's lease, created by a txn; the oldest key wins; the others
 //! wait until every older key is gone.
+//!
+//! Every step is proposed as the request's caller and authorized like the
+//! caller's own Txn, Put or DeleteRange (etcd's server runs the recipes
+//! through a client that carries the request's credentials): with auth
+//! on, a lock or an election needs READ and WRITE on its `name/` prefix.
 
 use std::sync::Arc;
 
@@ -12,6 +17,7 @@ use rand::Rng;
 use super::Shared;
 use crate::consensus::Consensus;
 use crate::error::KvError;
+use crate::proto::command::Caller;
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -96,6 +102,7 @@ const SESSION_TTL_SECONDS: i64 = 60;
 /// which orphan the session).
 pub(crate) async fn session_lease<C: Consensus>(
     shared: &Shared<C>,
+    caller: &Caller,
     lease: i64,
 ) -> Result<i64, KvError> {
     if lease != 0 {
@@ -107,30 +114,36 @@ pub(crate) async fn session_lease<C: Consensus>(
         ttl: SESSION_TTL_SECONDS.max(shared.config.lease_ttl_min_seconds),
         id,
     };
-    match shared.propose_as_member(Op::LeaseGrant(grant)).await?.1 {
+    match shared.propose(caller, Op::LeaseGrant(grant)).await?.1 {
         Outcome::LeaseGrant(_) => Ok(id),
         _ => Err(super::mismatch("lease grant")),
     }
 }
 
-/// Proposes a txn and returns its response.
+/// Proposes a txn as `caller` and returns its response.
 pub(crate) async fn txn<C: Consensus>(
     shared: &Shared<C>,
+    caller: &Caller,
     txn: TxnRequest,
 ) -> Result<TxnResponse, KvError> {
-    match shared.propose_as_member(Op::Txn(txn)).await?.1 {
+    match shared.propose(caller, Op::Txn(txn)).await?.1 {
         Outcome::Txn(response) => Ok(response),
         _ => Err(super::mismatch("txn")),
     }
 }
 
-/// Deletes `key` through the log; returns the revision after it.
-pub(crate) async fn delete<C: Consensus>(shared: &Shared<C>, key: Bytes) -> Result<i64, KvError> {
+/// Deletes `key` through the log as `caller`; returns the revision after
+/// it.
+pub(crate) async fn delete<C: Consensus>(
+    shared: &Shared<C>,
+    caller: &Caller,
+    key: Bytes,
+) -> Result<i64, KvError> {
     let request = DeleteRangeRequest {
         key,
         ..Default::default()
     };
-    Ok(shared.propose_as_member(Op::DeleteRange(request)).await?.0)
+    Ok(shared.propose(caller, Op::DeleteRange(request)).await?.0)
 }
 
 /// A put of `value` on `key`, held by `lease`.
@@ -161,7 +174,11 @@ pub(crate) fn range_kv(op: &ResponseOp) -> Option<&KeyValue> {
 
 /// Deletes a waiting participant's key unless disarmed: it is dropped with
 /// the request's future when the client cancels or disconnects, and then
-/// gives up its place, as etcd's recipes do.
+/// gives up its place, as etcd's recipes do. The member deletes it in its
+/// own name: the key is the one the caller's own txn wrote (which needed
+/// WRITE on it) a moment ago, and leaving the queue must not fail because
+/// the caller's token or permissions changed while it waited — the key
+/// would then block everyone behind it until its lease ran out.
 pub(crate) struct Abandon<C: Consensus> {
     shared: Arc<Shared<C>>,
     key: Option<Bytes>,
@@ -187,7 +204,7 @@ impl<C: Consensus> Drop for Abandon<C> {
         };
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            if let Err(e) = delete(&shared, key).await {
+            if let Err(e) = delete(&shared, &crate::command::member_caller(), key).await {
                 tracing::warn!(error = %e, "could not remove an abandoned waiter's key");
             }
         });

@@ -13,7 +13,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Shared;
+use super::{Credentials, Shared};
 use crate::auth::Required;
 use crate::consensus::Consensus;
 use crate::error::KvError;
@@ -55,7 +55,7 @@ impl<C: Consensus> Watch for WatchService<C> {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let require_leader = requires_leader(request.metadata());
-        let metadata = request.metadata().clone();
+        let credentials = Credentials::of(&request);
         if require_leader && self.shared.consensus.info().leader_id.is_none() {
             return Err(KvError::NoLeader.into());
         }
@@ -66,7 +66,7 @@ impl<C: Consensus> Watch for WatchService<C> {
             let leader_lost = leader_lost(shared.clone(), require_leader);
             let mut stream = WatchStream {
                 shared,
-                metadata,
+                credentials,
                 out: tx,
                 watchers: HashMap::new(),
                 next_id: 0,
@@ -140,9 +140,9 @@ struct WatchStream<C> {
     out: mpsc::Sender<WatchReply>,
     watchers: HashMap<i64, (JoinHandle<()>, Arc<AtomicI64>)>,
     next_id: i64,
-    /// The stream's metadata: each create looks its token up again, as
+    /// Who opened the stream: each create looks its token up again, as
     /// etcd does, so a token that expired or was revoked stops new watches.
-    metadata: MetadataMap,
+    credentials: Credentials,
 }
 
 impl<C: Consensus> WatchStream<C> {
@@ -280,7 +280,7 @@ impl<C: Consensus> WatchStream<C> {
 
     /// Whether the stream's caller may read what `req` watches.
     async fn admit(&self, req: &WatchCreateRequest) -> Result<(), KvError> {
-        let caller = self.shared.caller(&self.metadata).await?;
+        let caller = self.shared.caller(&self.credentials).await?;
         self.shared
             .authorize(&caller, &Required::watch(&req.key, &req.range_end))
     }

@@ -4,6 +4,10 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod certs;
+pub mod etcd;
+pub mod etcdctl;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
