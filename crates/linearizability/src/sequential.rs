@@ -36,8 +36,7 @@ pub trait Model {
     fn init(&self) -> Self::State;
 
     /// Applies `request` to `state`.
-    fn step(&self, state: &Self::State, request: &Self::Request)
-    -> (Self::State, Self::Response);
+    fn step(&self, state: &Self::State, request: &Self::Request) -> (Self::State, Self::Response);
 }
 
 /// One client operation as observed from outside.
@@ -222,7 +221,10 @@ pub fn check_model<M: Model>(
             }
             cursor = events.next[cursor];
         } else {
-            if deepest.as_ref().is_none_or(|(depth, ..)| stack.len() > *depth) {
+            if deepest
+                .as_ref()
+                .is_none_or(|(depth, ..)| stack.len() > *depth)
+            {
                 deepest = Some((stack.len(), event.op, state.clone()));
             }
             let Some((call, previous)) = stack.pop() else {
@@ -279,7 +281,13 @@ mod tests {
         }
     }
 
-    fn ok(client: u64, request: Option<i64>, invoke: u64, at: u64, response: i64) -> ModelOp<Option<i64>, i64> {
+    fn ok(
+        client: u64,
+        request: Option<i64>,
+        invoke: u64,
+        at: u64,
+        response: i64,
+    ) -> ModelOp<Option<i64>, i64> {
         ModelOp {
             client,
             request,
@@ -290,14 +298,22 @@ mod tests {
 
     #[test]
     fn concurrent_increments_in_either_order_are_linearizable() {
-        let ops = [ok(1, Some(1), 0, 10, 2), ok(2, Some(1), 1, 9, 1), ok(3, None, 11, 12, 2)];
-        assert_eq!(check_model(&Counter, &ops, 1_000), ModelVerdict::Linearizable);
+        let ops = [
+            ok(1, Some(1), 0, 10, 2),
+            ok(2, Some(1), 1, 9, 1),
+            ok(3, None, 11, 12, 2),
+        ];
+        assert_eq!(
+            check_model(&Counter, &ops, 1_000),
+            ModelVerdict::Linearizable
+        );
     }
 
     #[test]
     fn a_stale_read_is_refuted() {
         let ops = [ok(1, Some(1), 0, 10, 1), ok(2, None, 11, 12, 0)];
-        let ModelVerdict::NotLinearizable { explanation } = check_model(&Counter, &ops, 1_000) else {
+        let ModelVerdict::NotLinearizable { explanation } = check_model(&Counter, &ops, 1_000)
+        else {
             panic!("a read after an acknowledged increment must see it");
         };
         assert!(explanation.contains("would answer 1"), "{explanation}");
@@ -313,8 +329,14 @@ mod tests {
         };
         let seen = [unknown.clone(), ok(2, None, 20, 21, 5)];
         let unseen = [unknown, ok(2, None, 20, 21, 0)];
-        assert_eq!(check_model(&Counter, &seen, 1_000), ModelVerdict::Linearizable);
-        assert_eq!(check_model(&Counter, &unseen, 1_000), ModelVerdict::Linearizable);
+        assert_eq!(
+            check_model(&Counter, &seen, 1_000),
+            ModelVerdict::Linearizable
+        );
+        assert_eq!(
+            check_model(&Counter, &unseen, 1_000),
+            ModelVerdict::Linearizable
+        );
     }
 
     #[test]
@@ -328,7 +350,9 @@ mod tests {
 
     #[test]
     fn a_small_budget_is_inconclusive_rather_than_wrong() {
-        let ops: Vec<_> = (0..20).map(|c| ok(c, Some(1), 0, 100, 20 - c as i64)).collect();
+        let ops: Vec<_> = (0..20)
+            .map(|c| ok(c, Some(1), 0, 100, 20 - c as i64))
+            .collect();
         assert_eq!(check_model(&Counter, &ops, 5), ModelVerdict::Inconclusive);
     }
 }
