@@ -51,15 +51,16 @@
 //! }
 //!
 //! impl StateMachine for Register {
-//!     fn apply(&mut self, commands: &[Command], through: LogIndex) -> Result<Vec<Bytes>, StateMachineError> {
+//!     type Response = u64;
+//!
+//!     fn apply(&mut self, commands: &[Command], through: LogIndex) -> Result<Vec<u64>, StateMachineError> {
 //!         self.applied = through;
-//!         Ok(commands
-//!             .iter()
-//!             .map(|c| {
-//!                 let new = u64::from_le_bytes(c.data.as_ref().try_into().expect("8 bytes"));
-//!                 Bytes::copy_from_slice(&std::mem::replace(&mut self.value, new).to_le_bytes())
-//!             })
-//!             .collect())
+//!         let mut previous = Vec::new();
+//!         for c in commands {
+//!             let new = u64::from_le_bytes(c.data.as_ref().try_into()?);
+//!             previous.push(std::mem::replace(&mut self.value, new));
+//!         }
+//!         Ok(previous)
 //!     }
 //!     fn applied_index(&self) -> LogIndex {
 //!         self.applied
@@ -99,10 +100,6 @@
 //!     fn encode(&self, request: &u64) -> Bytes {
 //!         Bytes::copy_from_slice(&request.to_le_bytes())
 //!     }
-//!     fn decode(&self, _: &u64, response: &Bytes) -> Result<u64, String> {
-//!         let bytes = response.as_ref().try_into().map_err(|_| "not 8 bytes")?;
-//!         Ok(u64::from_le_bytes(bytes))
-//!     }
 //!     fn query(&self, machine: &Register, _: &u64) -> u64 {
 //!         machine.value
 //!     }
@@ -139,11 +136,13 @@ pub const SEED_VARIABLE: &str = "KEEL_SIM_SEED";
 /// An embedder's state machine, its sequential model, and its clients.
 pub trait Service {
     /// The replicated state machine under test; one per life of a member.
-    type Machine: StateMachine;
+    /// Its responses are what the model's are compared with.
+    type Machine: StateMachine<Response = Self::Response>;
     /// One client request, as the model sees it.
     type Request: Clone + Debug;
-    /// What a request answers, as the model sees it.
-    type Response: Clone + Debug + PartialEq;
+    /// What a request answers: the machine's response to a write, the
+    /// query's answer to a read, the model's to either.
+    type Response: Clone + Debug + PartialEq + Send + 'static;
     /// The model's state. Hashed to memoise the linearizability search:
     /// keep it small.
     type State: Clone + Debug + Eq + Hash;
@@ -163,9 +162,6 @@ pub trait Service {
 
     /// The command a write request proposes.
     fn encode(&self, request: &Self::Request) -> Bytes;
-
-    /// The response to `request` from the bytes the machine answered.
-    fn decode(&self, request: &Self::Request, response: &Bytes) -> Result<Self::Response, String>;
 
     /// `Some` for a request served as a read — by [`Service::query`] on the
     /// member's machine, after a read barrier of this consistency — rather
@@ -343,10 +339,8 @@ impl<S: Service> App for ServiceApp<'_, S> {
         (member, operation)
     }
 
-    fn write_output(&self, request: &S::Request, response: &Bytes) -> Result<S::Response, String> {
-        self.service
-            .decode(request, response)
-            .map_err(|e| format!("the response to {request:?} does not decode: {e}"))
+    fn write_output(&self, _: &S::Request, response: S::Response) -> Result<S::Response, String> {
+        Ok(response)
     }
 
     fn read_output(
@@ -474,11 +468,13 @@ struct OnceOnly<M> {
 }
 
 impl<M: StateMachine> StateMachine for OnceOnly<M> {
+    type Response = M::Response;
+
     fn apply(
         &mut self,
         commands: &[Command],
         applied_through: LogIndex,
-    ) -> Result<Vec<Bytes>, StateMachineError> {
+    ) -> Result<Vec<M::Response>, StateMachineError> {
         let mut last = self.applied;
         for command in commands {
             if command.index <= last {

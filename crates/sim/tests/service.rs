@@ -49,11 +49,14 @@ impl Counter {
 }
 
 impl StateMachine for Counter {
+    /// The counter's value after the increment.
+    type Response = i64;
+
     fn apply(
         &mut self,
         commands: &[Command],
         through: LogIndex,
-    ) -> Result<Vec<Bytes>, StateMachineError> {
+    ) -> Result<Vec<i64>, StateMachineError> {
         let mut responses = Vec::with_capacity(commands.len());
         for command in commands {
             let mut data = command.data.clone();
@@ -61,8 +64,7 @@ impl StateMachine for Counter {
                 return Err(format!("a command of {} bytes, not 20", data.len()).into());
             }
             let (client, sequence, amount) = (data.get_u32(), data.get_u64(), data.get_i64());
-            let value = self.add(client, sequence, amount);
-            responses.push(Bytes::copy_from_slice(&value.to_be_bytes()));
+            responses.push(self.add(client, sequence, amount));
         }
         self.applied = through;
         Ok(responses)
@@ -158,14 +160,6 @@ impl Service for CounterService {
             out.put_i64(*amount);
         }
         out.freeze()
-    }
-
-    fn decode(&self, _: &Request, response: &Bytes) -> Result<i64, String> {
-        let bytes: [u8; 8] = response
-            .as_ref()
-            .try_into()
-            .map_err(|_| format!("{} bytes, not 8", response.len()))?;
-        Ok(i64::from_be_bytes(bytes))
     }
 
     fn read_consistency(&self, request: &Request) -> Option<ReadConsistency> {

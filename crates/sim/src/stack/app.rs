@@ -13,6 +13,9 @@ use crate::kv::Tag;
 use crate::rng::Rng;
 use crate::time::Micros;
 
+/// What application `A`'s state machine answers a write.
+pub type Response<A> = <<A as App>::Machine as StateMachine>::Response;
+
 /// How a call reaches the state machine.
 #[derive(Clone, Debug)]
 pub enum CallKind {
@@ -63,8 +66,9 @@ pub trait App {
         pinned: Option<NodeId>,
     ) -> (NodeId, Operation<Self::Op>);
 
-    /// What a write returned, from the state machine's response bytes.
-    fn write_output(&self, op: &Self::Op, response: &Bytes) -> Result<Self::Output, String>;
+    /// What a write returned, from the state machine's response.
+    fn write_output(&self, op: &Self::Op, response: Response<Self>)
+    -> Result<Self::Output, String>;
 
     /// What a read returns from member `id`'s `machine`, once its barrier
     /// passed.

@@ -12,7 +12,7 @@ use crate::time::Micros;
 
 /// Something that happens in the world at a moment of virtual time.
 #[derive(Debug)]
-pub enum Event {
+pub enum Event<R> {
     Tick(NodeId, u64),
     Sync(NodeId, u64),
     Apply(NodeId, u64),
@@ -34,7 +34,7 @@ pub enum Event {
     /// The leader's answer to a forward reaches the call's member.
     ForwardReply {
         call: u64,
-        reply: ForwardReply,
+        reply: ForwardReply<R>,
     },
     CallRetry(u64),
     CallDeadline(u64),
@@ -51,46 +51,55 @@ pub enum Event {
 
 /// The leader's answer to a forwarded command.
 #[derive(Debug)]
-pub enum ForwardReply {
-    Applied(Bytes),
+pub enum ForwardReply<R> {
+    /// Applied; the state machine's response.
+    Applied(R),
     /// Not appended by the leader: retry.
     Refused,
     Failed(Error),
 }
 
 /// An event and when it happens.
-struct Scheduled {
+struct Scheduled<R> {
     at: Micros,
     seq: u64,
-    event: Event,
+    event: Event<R>,
 }
 
-impl PartialEq for Scheduled {
+impl<R> PartialEq for Scheduled<R> {
     fn eq(&self, other: &Self) -> bool {
         (self.at, self.seq) == (other.at, other.seq)
     }
 }
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
+impl<R> Eq for Scheduled<R> {}
+impl<R> PartialOrd for Scheduled<R> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Scheduled {
+impl<R> Ord for Scheduled<R> {
     /// Reversed: the max-heap pops the earliest event first.
     fn cmp(&self, other: &Self) -> Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
     }
 }
 /// Events waiting for their time.
-#[derive(Default)]
-pub struct Queue {
-    heap: BinaryHeap<Scheduled>,
+pub struct Queue<R> {
+    heap: BinaryHeap<Scheduled<R>>,
     seq: u64,
 }
 
-impl Queue {
-    pub fn push(&mut self, at: Micros, event: Event) {
+impl<R> Default for Queue<R> {
+    fn default() -> Queue<R> {
+        Queue {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl<R> Queue<R> {
+    pub fn push(&mut self, at: Micros, event: Event<R>) {
         self.seq += 1;
         self.heap.push(Scheduled {
             at,
@@ -100,7 +109,7 @@ impl Queue {
     }
 
     /// The earliest event and its time.
-    pub fn pop(&mut self) -> Option<(Micros, Event)> {
+    pub fn pop(&mut self) -> Option<(Micros, Event<R>)> {
         self.heap.pop().map(|s| (s.at, s.event))
     }
 }

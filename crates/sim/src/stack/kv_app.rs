@@ -222,8 +222,8 @@ impl App for KvApp {
         self.clients[client].next(up, pinned)
     }
 
-    fn write_output(&self, op: &OpKind, response: &Bytes) -> Result<Output, String> {
-        write_output(op, response)
+    fn write_output(&self, op: &OpKind, response: Bytes) -> Result<Output, String> {
+        write_output(op, &response)
             .map_err(|e| format!("the store refused a well-formed {}: {e}", op.name()))
     }
 

@@ -75,7 +75,7 @@ pub enum MemberFailure {
 }
 
 /// One life of a member, from start to crash.
-pub struct Member<M> {
+pub struct Member<M: StateMachine> {
     pub id: NodeId,
     pub node: NodeLoop<M>,
     applier: Applier<M>,

@@ -8,13 +8,12 @@
 //! machine. Every answer, and every call given up, lands in the
 //! application's history.
 
-use bytes::Bytes;
 use keel::Error;
-use keel::node_loop::{Input, ReadFn, Request};
+use keel::node_loop::{Input, ReadFn, Request, Responder};
 use keel_raft::NodeId;
 use tokio::sync::oneshot;
 
-use super::app::{App, CallKind, Operation};
+use super::app::{App, CallKind, Operation, Response};
 use super::events::{Event, ForwardReply};
 use super::world::{REQUEST_TIMEOUT, Slot, World};
 use crate::time::{Micros, TICK};
@@ -27,21 +26,18 @@ const CLIENT_HOP: Micros = Micros(200);
 /// How often a client that resends writes of unknown outcome resends one.
 const RESENDS_MAX: u32 = 3;
 
-/// Where a node's answer to a proposal arrives.
-type ProposalAnswer = oneshot::Receiver<Result<Bytes, Error>>;
-
-/// What a call waits for.
-pub(super) enum Waiting {
+/// What a call waits for; `R` is the state machine's response.
+pub(super) enum Waiting<R> {
     /// On its way to the member, or backing off.
     Nothing,
-    Proposal(ProposalAnswer),
+    Proposal(oneshot::Receiver<Result<R, Error>>),
     Read(oneshot::Receiver<Result<(), Error>>),
     /// Forwarded to the leader; its reply travels back.
     Forwarded,
 }
 
 /// One request inside the client layer of its member.
-pub(super) struct Call<Op> {
+pub(super) struct Call<Op, R> {
     client: usize,
     operation: Operation<Op>,
     pub(super) member: NodeId,
@@ -49,7 +45,7 @@ pub(super) struct Call<Op> {
     incarnation: u64,
     deadline: Micros,
     backoff: Micros,
-    waiting: Waiting,
+    waiting: Waiting<R>,
     /// The most recent error, reported if the deadline passes.
     last_error: Option<Error>,
     /// How often the client sent this request again after not hearing
@@ -120,7 +116,8 @@ impl<A: App> World<A> {
         let kind = call.operation.kind.clone();
         let waiting = match kind {
             CallKind::Write(command) => {
-                let (responder, rx) = oneshot::channel();
+                let (sender, rx) = oneshot::channel();
+                let responder = Responder::Command(sender);
                 self.member_input(
                     member,
                     Input::Request(Request::Propose {
@@ -200,9 +197,9 @@ impl<A: App> World<A> {
         }
     }
 
-    fn on_proposal(&mut self, id: u64, result: Result<Bytes, Error>) {
+    fn on_proposal(&mut self, id: u64, result: Result<Response<A>, Error>) {
         match result {
-            Ok(bytes) => self.write_done(id, &bytes),
+            Ok(response) => self.write_done(id, response),
             Err(Error::NotLeader {
                 leader: Some(leader),
             }) if Some(leader) != self.calls.get(&id).map(|c| c.member) => {
@@ -266,7 +263,8 @@ impl<A: App> World<A> {
         if !self.is_up(to) {
             return;
         }
-        let (responder, rx) = oneshot::channel();
+        let (sender, rx) = oneshot::channel();
+        let responder = Responder::Command(sender);
         self.member_input(
             to,
             Input::Request(Request::Propose {
@@ -277,7 +275,7 @@ impl<A: App> World<A> {
         self.forwarded.insert(id, (to, rx));
     }
 
-    pub(super) fn forward_reply(&mut self, id: u64, reply: ForwardReply) {
+    pub(super) fn forward_reply(&mut self, id: u64, reply: ForwardReply<Response<A>>) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -285,7 +283,7 @@ impl<A: App> World<A> {
             return;
         }
         match reply {
-            ForwardReply::Applied(bytes) => self.write_done(id, &bytes),
+            ForwardReply::Applied(response) => self.write_done(id, response),
             ForwardReply::Refused => self.retry(id, Error::NotLeader { leader: None }),
             ForwardReply::Failed(e) => self.call_failed(id, e),
         }
@@ -305,7 +303,7 @@ impl<A: App> World<A> {
         self.schedule(backoff, Event::CallRetry(id));
     }
 
-    fn write_done(&mut self, id: u64, response: &Bytes) {
+    fn write_done(&mut self, id: u64, response: Response<A>) {
         let output = self
             .app
             .write_output(&self.calls[&id].operation.op, response);

@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use keel::Error;
 use keel::node_loop::Input;
+use keel::{Error, StateMachine};
 use keel_raft::{Membership, Message, NodeId, Role, Term};
 use keel_storage::CrashKeep;
 use tokio::sync::oneshot;
 
-use super::app::{App, PinnedReaders};
+use super::app::{App, PinnedReaders, Response};
 use super::checks::Checks;
 use super::events::{Event, Queue};
 use super::member::{Disk, Member, MemberFailure, Outgoing};
@@ -30,12 +30,12 @@ use crate::time::{Micros, TICK};
 pub(super) const REQUEST_TIMEOUT: Micros = Micros(100 * TICK.0);
 
 /// A member's state in the world.
-pub(super) enum Slot<M> {
+pub(super) enum Slot<M: StateMachine, R> {
     Up {
         member: Box<Member<M>>,
         /// Frozen: events wait in `deferred` until it resumes.
         paused: bool,
-        deferred: Vec<Event>,
+        deferred: Vec<Event<R>>,
     },
     Down(Disk),
 }
@@ -45,8 +45,8 @@ pub(super) struct World<A: App> {
     pub(super) options: StackOptions,
     pub(super) app: A,
     pub(super) now: Micros,
-    queue: Queue,
-    pub(super) slots: BTreeMap<NodeId, Slot<A::Machine>>,
+    queue: Queue<Response<A>>,
+    pub(super) slots: BTreeMap<NodeId, Slot<A::Machine, Response<A>>>,
     incarnations: BTreeMap<NodeId, u64>,
     drift_ppm: BTreeMap<NodeId, i64>,
     pub(super) sync_latency: BTreeMap<NodeId, Micros>,
@@ -56,9 +56,9 @@ pub(super) struct World<A: App> {
     pub(super) rng: Rng,
     /// How many clients the application has.
     pub(super) clients: usize,
-    pub(super) calls: BTreeMap<u64, Call<A::Op>>,
+    pub(super) calls: BTreeMap<u64, Call<A::Op, Response<A>>>,
     /// A leader's proposals for forwarded calls, by call.
-    pub(super) forwarded: BTreeMap<u64, (NodeId, oneshot::Receiver<Result<Bytes, Error>>)>,
+    pub(super) forwarded: BTreeMap<u64, (NodeId, oneshot::Receiver<Result<Response<A>, Error>>)>,
     pub(super) next_call: u64,
     /// The member the pinned readers of the targeted profiles read from.
     pub(super) pinned: Option<NodeId>,
@@ -195,11 +195,11 @@ impl<A: App> World<A> {
         self.finish()
     }
 
-    pub(super) fn schedule(&mut self, after: Micros, event: Event) {
+    pub(super) fn schedule(&mut self, after: Micros, event: Event<Response<A>>) {
         self.schedule_at(self.now.plus(after), event);
     }
 
-    pub(super) fn schedule_at(&mut self, at: Micros, event: Event) {
+    pub(super) fn schedule_at(&mut self, at: Micros, event: Event<Response<A>>) {
         self.queue.push(at, event);
     }
 
@@ -281,7 +281,7 @@ impl<A: App> World<A> {
         self.restarts += 1;
     }
 
-    pub(super) fn on_event(&mut self, event: Event) {
+    pub(super) fn on_event(&mut self, event: Event<Response<A>>) {
         let target = match &event {
             Event::Tick(id, _)
             | Event::Sync(id, _)
