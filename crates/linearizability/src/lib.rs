@@ -29,6 +29,9 @@
 //!    it yields [`CheckResult::Timeout`] instead of hanging (the problem is
 //!    NP-complete in general).
 //!
+//! For a state machine other than the KV registers, [`check_model`] runs the
+//! same search over any sequential [`Model`] (module [`sequential`]).
+//!
 //! # Outcomes
 //!
 //! * [`Outcome::Ok`]: the operation took effect at some instant between
@@ -71,6 +74,7 @@ mod jsonl;
 mod memo;
 pub mod model;
 mod recorder;
+pub mod sequential;
 mod wgl;
 
 pub use check::{CheckConfig, CheckResult, check, check_with};
@@ -78,3 +82,4 @@ pub use history::{History, HistoryError, Operation, Outcome};
 pub use jsonl::ParseError;
 pub use model::{OpKind, Output};
 pub use recorder::{HistoryRecorder, OpId, RecordError};
+pub use sequential::{Model, ModelOp, ModelVerdict, check_model};

@@ -26,6 +26,8 @@ struct Sink {
 }
 
 impl StateMachine for Sink {
+    type Response = Bytes;
+
     fn apply(
         &mut self,
         commands: &[Command],

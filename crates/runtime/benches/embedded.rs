@@ -17,7 +17,9 @@ use std::io::{Cursor, Read};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use keel::node_loop::{Applier, ApplyOp, DurableWrite, Effect, Input, Moment, NodeLoop, Request};
+use keel::node_loop::{
+    Applier, ApplyOp, DurableWrite, Effect, Input, Moment, NodeLoop, Request, Responder,
+};
 use keel::{Command, Config, Error, LogIndex, NodeId, StateMachine, StateMachineError};
 use keel_raft::{Membership, Message, Raft, RestoredState, Role, SnapshotMeta, Term};
 use keel_storage::{LogStore, MemLogStore};
@@ -30,6 +32,8 @@ struct Sink {
 }
 
 impl StateMachine for Sink {
+    type Response = Bytes;
+
     fn apply(
         &mut self,
         commands: &[Command],
@@ -183,10 +187,10 @@ impl Cluster {
     }
 
     fn propose(&mut self, leader: usize) -> oneshot::Receiver<Result<Bytes, Error>> {
-        let (responder, answer) = oneshot::channel();
+        let (sender, answer) = oneshot::channel();
         let request = Request::Propose {
             data: Bytes::new(),
-            responder,
+            responder: Responder::Command(sender),
         };
         let now = self.now();
         self.members[leader]

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 use std::time::Duration;
 
-use bytes::Bytes;
 use keel::{
     Command, Config, LogIndex, Node, NodeId, ReadConsistency, StateMachine, StateMachineError,
 };
@@ -21,17 +20,20 @@ struct Counter {
 }
 
 impl StateMachine for Counter {
-    /// Each command is a little-endian i64 to add; the response is the new value.
+    /// The counter's new value.
+    type Response = i64;
+
+    /// Each command is a little-endian i64 to add.
     fn apply(
         &mut self,
         commands: &[Command],
         through: LogIndex,
-    ) -> Result<Vec<Bytes>, StateMachineError> {
+    ) -> Result<Vec<i64>, StateMachineError> {
         let mut responses = Vec::with_capacity(commands.len());
         for command in commands {
             let delta: [u8; 8] = command.data.as_ref().try_into()?;
             self.value += i64::from_le_bytes(delta);
-            responses.push(Bytes::copy_from_slice(&self.value.to_le_bytes()));
+            responses.push(self.value);
         }
         self.applied = through;
         Ok(responses)
@@ -88,8 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .expect("the leader is one of ours");
     println!("node {leader_id} leads term {}", metrics.term);
     for delta in [5i64, 10, -3] {
-        let response = leader.propose(delta.to_le_bytes().to_vec()).await?;
-        let value = i64::from_le_bytes(response.as_ref().try_into()?);
+        let value = leader.propose(delta.to_le_bytes().to_vec()).await?;
         println!("added {delta:>3} -> counter is {value}");
     }
 

@@ -8,7 +8,6 @@ use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
 use keel_raft::{Entry, LogIndex, Membership, Payload, SnapshotMeta, Term};
 use keel_storage::SnapshotStore;
 use tokio::sync::mpsc;
@@ -23,11 +22,11 @@ use crate::state_machine::{Command, StateMachine};
 /// A read to run against the state machine, or to fail.
 pub type ReadFn<S> = Box<dyn FnOnce(Result<&S, Error>) + Send>;
 
-pub enum ApplyOp<S> {
+pub enum ApplyOp<S: StateMachine> {
     /// Committed entries, in order, with the proposers waiting for some.
     Entries {
         entries: Vec<Entry>,
-        waiters: Vec<(LogIndex, Responder)>,
+        waiters: Vec<(LogIndex, Responder<S::Response>)>,
     },
     /// A snapshot from the leader is durable: replace the state with it.
     Restore(SnapshotMeta),
@@ -35,13 +34,13 @@ pub enum ApplyOp<S> {
     Read(ReadFn<S>),
 }
 
-impl<S> ApplyOp<S> {
+impl<S: StateMachine> ApplyOp<S> {
     /// Answers whoever waits on this op with `error`: it will not run.
     pub fn fail(self, error: &Error) {
         match self {
             ApplyOp::Entries { waiters, .. } => {
                 for (_, responder) in waiters {
-                    let _ = responder.send(Err(error.clone()));
+                    responder.fail(error.clone());
                 }
             }
             ApplyOp::Read(f) => f(Err(error.clone())),
@@ -101,7 +100,7 @@ impl<S: StateMachine> Applier<S> {
     pub fn apply(
         &mut self,
         entries: Vec<Entry>,
-        waiters: Vec<(LogIndex, Responder)>,
+        waiters: Vec<(LogIndex, Responder<S::Response>)>,
     ) -> Result<Option<LogIndex>, StateMachineError> {
         let Some(last) = entries.last() else {
             return Ok(None);
@@ -137,12 +136,21 @@ impl<S: StateMachine> Applier<S> {
         let mut responses = commands.iter().map(|c| c.index).zip(responses).peekable();
         for (index, responder) in waiters {
             // Waiters and commands are both in index order; a waiter with no
-            // command is a configuration change, answered with no data.
+            // command is a configuration change.
             while responses.next_if(|(i, _)| *i < index).is_some() {}
-            let response = responses
-                .next_if(|(i, _)| *i == index)
-                .map_or_else(Bytes::new, |(_, r)| r);
-            let _ = responder.send(Ok(response));
+            let response = responses.next_if(|(i, _)| *i == index).map(|(_, r)| r);
+            match (responder, response) {
+                (Responder::Command(sender), Some(response)) => {
+                    let _ = sender.send(Ok(response));
+                }
+                (Responder::Change(sender), None) => {
+                    let _ = sender.send(Ok(()));
+                }
+                // The entry this proposal won is not what it proposed: the
+                // tracker matched index and term, so this cannot be; say
+                // so rather than answer something else.
+                (responder, _) => responder.fail(Error::OutcomeUnknown { index }),
+            }
         }
         self.last_index = last_index;
         self.last_term = last_term;
@@ -273,7 +281,7 @@ fn maybe_snapshot<S: StateMachine>(
 }
 
 /// Fails every op still queued once the machine cannot run them.
-fn fail_queued<S>(ops: &mut mpsc::Receiver<ApplyOp<S>>, error: &Error) {
+fn fail_queued<S: StateMachine>(ops: &mut mpsc::Receiver<ApplyOp<S>>, error: &Error) {
     ops.close();
     while let Ok(op) = ops.try_recv() {
         op.fail(error);

@@ -31,7 +31,7 @@ use crate::state_machine::StateMachine;
 use crate::storage::StorageOp;
 
 /// The driver's connections to the rest of the node.
-pub(crate) struct Wiring<S> {
+pub(crate) struct Wiring<S: StateMachine> {
     pub(crate) transport: Transport,
     pub(crate) snapshots: Arc<SnapshotStore>,
     pub(crate) requests: mpsc::Receiver<Request<S>>,
@@ -49,7 +49,7 @@ pub(crate) struct Wiring<S> {
     pub(crate) stop_reason: Arc<OnceLock<StopReason>>,
 }
 
-pub(crate) struct Driver<S> {
+pub(crate) struct Driver<S: StateMachine> {
     node: NodeLoop<S>,
     config: Config,
     io: Wiring<S>,

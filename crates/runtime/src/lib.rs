@@ -4,7 +4,7 @@
 //! machine, and call [`Node::propose`] on the leader. Keel replicates each
 //! command through the Raft log, makes it durable on a majority, applies it
 //! to every node's state machine in the same order, and hands the
-//! proposer your state machine's response.
+//! proposer your state machine's response, typed as you declared it.
 //!
 //! # Getting started
 //!
@@ -15,7 +15,6 @@
 //! use std::collections::BTreeMap;
 //! use std::io::Read;
 //!
-//! use bytes::Bytes;
 //! use keel::{Command, Config, LogIndex, Node, NodeId, ReadConsistency, StateMachine, StateMachineError};
 //!
 //! #[derive(Default)]
@@ -25,13 +24,16 @@
 //! }
 //!
 //! impl StateMachine for Counter {
-//!     fn apply(&mut self, commands: &[Command], through: LogIndex) -> Result<Vec<Bytes>, StateMachineError> {
+//!     /// The new value.
+//!     type Response = u64;
+//!
+//!     fn apply(&mut self, commands: &[Command], through: LogIndex) -> Result<Vec<u64>, StateMachineError> {
 //!         self.applied = through;
 //!         Ok(commands
 //!             .iter()
 //!             .map(|c| {
 //!                 self.value += u64::from(c.data[0]);
-//!                 Bytes::copy_from_slice(&self.value.to_le_bytes())
+//!                 self.value
 //!             })
 //!             .collect())
 //!     }
@@ -57,8 +59,8 @@
 //!
 //! // Wait for the election, then propose.
 //! node.wait_for(std::time::Duration::from_secs(5), |m| m.leader == Some(NodeId(1))).await?;
-//! let response = node.propose(vec![5u8]).await?;
-//! assert_eq!(response.as_ref(), 5u64.to_le_bytes());
+//! let value = node.propose(vec![5u8]).await?;
+//! assert_eq!(value, 5);
 //!
 //! let value = node.read(ReadConsistency::Linearizable, |c: &Counter| c.value).await?;
 //! assert_eq!(value, 5);

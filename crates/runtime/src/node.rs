@@ -21,6 +21,7 @@ use crate::histogram::LogTimings;
 use crate::inbound::InboundHandler;
 use crate::metrics::Metrics;
 use crate::node_loop::Request;
+use crate::proposals::Responder;
 use crate::restore::{Storage, restore};
 use crate::state_machine::StateMachine;
 use crate::storage;
@@ -41,11 +42,11 @@ pub enum ReadConsistency {
 
 /// A handle to a running node. Cheap to clone; the node stops when
 /// [`Node::shutdown`] is called or every handle is dropped.
-pub struct Node<S> {
+pub struct Node<S: StateMachine> {
     inner: Arc<Inner<S>>,
 }
 
-impl<S> Clone for Node<S> {
+impl<S: StateMachine> Clone for Node<S> {
     fn clone(&self) -> Self {
         Node {
             inner: self.inner.clone(),
@@ -53,7 +54,7 @@ impl<S> Clone for Node<S> {
     }
 }
 
-struct Inner<S> {
+struct Inner<S: StateMachine> {
     id: NodeId,
     addr: SocketAddr,
     requests: mpsc::Sender<Request<S>>,
@@ -268,12 +269,13 @@ impl<S: StateMachine> Node<S> {
     }
 
     /// Replicates `command` and returns the state machine's response to it
-    /// once applied. Only the leader accepts proposals.
-    pub async fn propose(&self, command: impl Into<Bytes>) -> Result<Bytes, Error> {
-        let (responder, answer) = oneshot::channel();
+    /// once applied, as [`StateMachine::apply`] returned it. Only the
+    /// leader accepts proposals.
+    pub async fn propose(&self, command: impl Into<Bytes>) -> Result<S::Response, Error> {
+        let (sender, answer) = oneshot::channel();
         self.request(Request::Propose {
             data: command.into(),
-            responder,
+            responder: Responder::Command(sender),
         })?;
         answer.await.map_err(|_| self.stopped())?
     }
@@ -309,9 +311,10 @@ impl<S: StateMachine> Node<S> {
     /// configuration; returns once the change is applied here. A joint
     /// configuration is left automatically once it commits.
     pub async fn change_membership(&self, change: MembershipChange) -> Result<(), Error> {
-        let (responder, answer) = oneshot::channel();
+        let (sender, answer) = oneshot::channel();
+        let responder = Responder::Change(sender);
         self.request(Request::ChangeMembership { change, responder })?;
-        answer.await.map_err(|_| self.stopped())?.map(|_| ())
+        answer.await.map_err(|_| self.stopped())?
     }
 
     /// Hands leadership to `target` and waits until it leads.

@@ -50,17 +50,18 @@ use crate::error::Error;
 use crate::metrics::{ElectionCounters, Metrics};
 use crate::node::ReadConsistency;
 use crate::proposals::Proposals;
+use crate::state_machine::StateMachine;
 
 /// What an application asks of its node.
-pub enum Request<S> {
+pub enum Request<S: StateMachine> {
     /// Append a command; `responder` gets the state machine's response.
     Propose {
         data: Bytes,
-        responder: Responder,
+        responder: Responder<S::Response>,
     },
     ChangeMembership {
         change: MembershipChange,
-        responder: Responder,
+        responder: Responder<S::Response>,
     },
     /// Run `read` against the state machine once `consistency` allows.
     Read {
@@ -75,7 +76,7 @@ pub enum Request<S> {
 }
 
 /// Everything that happens to a node, in the order it happened.
-pub enum Input<S> {
+pub enum Input<S: StateMachine> {
     /// Time passed; the loop ticks the core for every interval elapsed.
     Tick,
     Request(Request<S>),
@@ -110,7 +111,7 @@ pub enum Input<S> {
 }
 
 /// What the loop asks its driver to do, in order.
-pub enum Effect<S> {
+pub enum Effect<S: StateMachine> {
     /// Send a message now.
     Send(Message),
     /// Stream the stored snapshot this InstallSnapshot names to its
@@ -130,10 +131,10 @@ pub enum Effect<S> {
 }
 
 /// The deterministic core of a node; see the module documentation.
-pub struct NodeLoop<S> {
+pub struct NodeLoop<S: StateMachine> {
     raft: Raft,
     config: Config,
-    proposals: Proposals,
+    proposals: Proposals<S::Response>,
     /// Linearizable reads waiting for the core, with when they were asked.
     reads: BTreeMap<ReadId, (Moment, ReadFn<S>)>,
     /// Starts at a value no earlier incarnation of this node used, so that
@@ -180,7 +181,7 @@ pub struct NodeLoop<S> {
     stopping: bool,
 }
 
-impl<S> NodeLoop<S> {
+impl<S: StateMachine> NodeLoop<S> {
     /// A loop over `raft`, started at [`Moment::ZERO`]. `read_id_origin`
     /// must exceed every read id an earlier incarnation of this node used.
     pub fn new(raft: Raft, config: Config, read_id_origin: u64) -> NodeLoop<S> {
@@ -496,17 +497,17 @@ impl<S> NodeLoop<S> {
 
     fn propose(
         &mut self,
-        responder: Responder,
+        responder: Responder<S::Response>,
         append: impl FnOnce(&mut Raft) -> Result<Proposal, ProposeError>,
     ) {
         if self.proposals.is_full() {
-            let _ = responder.send(Err(Error::Overloaded));
+            responder.fail(Error::Overloaded);
             return;
         }
         match append(&mut self.raft) {
             Ok(proposal) => self.proposals.insert(proposal, responder),
             Err(e) => {
-                let _ = responder.send(Err(e.into()));
+                responder.fail(e.into());
             }
         }
     }

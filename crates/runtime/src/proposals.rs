@@ -7,20 +7,33 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
 use keel_raft::{LogIndex, Proposal, Term};
 use tokio::sync::oneshot;
 
 use crate::clock::Moment;
 use crate::error::Error;
 
-/// Where a proposal's outcome goes: the state machine's response, or why
-/// there is none.
-pub type Responder = oneshot::Sender<Result<Bytes, Error>>;
+/// Where a proposal's outcome goes: the state machine's response (of type
+/// `R`), or for a configuration change only that it took effect; or why
+/// neither.
+pub enum Responder<R> {
+    Command(oneshot::Sender<Result<R, Error>>),
+    Change(oneshot::Sender<Result<(), Error>>),
+}
 
-struct Pending {
+impl<R> Responder<R> {
+    /// Tells the proposer that the proposal failed.
+    pub fn fail(self, error: Error) {
+        let _ = match self {
+            Responder::Command(sender) => sender.send(Err(error)).map_err(drop),
+            Responder::Change(sender) => sender.send(Err(error)).map_err(drop),
+        };
+    }
+}
+
+struct Pending<R> {
     term: Term,
-    responder: Responder,
+    responder: Responder<R>,
     /// When this node lost the leadership under which the proposal was
     /// made; from then on its fate is unknown until its index is applied.
     orphaned_at: Option<Moment>,
@@ -46,8 +59,8 @@ struct Pending {
 /// entry per index.
 /// Invariant: every proposal inserted is counted exactly once, in
 /// `committed` or `failed`, once it leaves `pending`.
-pub(crate) struct Proposals {
-    pending: BTreeMap<LogIndex, Vec<Pending>>,
+pub(crate) struct Proposals<R> {
+    pending: BTreeMap<LogIndex, Vec<Pending<R>>>,
     /// How many proposals `pending` holds, over all indexes.
     count: usize,
     capacity: usize,
@@ -59,8 +72,8 @@ pub(crate) struct Proposals {
     failed: u64,
 }
 
-impl Proposals {
-    pub(crate) fn new(capacity: usize) -> Proposals {
+impl<R> Proposals<R> {
+    pub(crate) fn new(capacity: usize) -> Proposals<R> {
         Proposals {
             pending: BTreeMap::new(),
             count: 0,
@@ -80,9 +93,9 @@ impl Proposals {
 
     /// Answers a proposal that left `pending` with `error`; every failure
     /// goes through here so that the count is complete.
-    fn fail(&mut self, responder: Responder, error: Error) {
+    fn fail(&mut self, responder: Responder<R>, error: Error) {
         self.failed += 1;
-        let _ = responder.send(Err(error));
+        responder.fail(error);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -93,7 +106,7 @@ impl Proposals {
         self.count >= self.capacity
     }
 
-    pub(crate) fn insert(&mut self, proposal: Proposal, responder: Responder) {
+    pub(crate) fn insert(&mut self, proposal: Proposal, responder: Responder<R>) {
         assert!(!self.is_full(), "caller checks capacity before proposing");
         let waiting = self.pending.entry(proposal.index).or_default();
         assert!(
@@ -112,7 +125,7 @@ impl Proposals {
     /// to be applied. Proposals at `index` from other terms certainly did
     /// not take effect (the committed entry there is another) and are told
     /// so.
-    pub(crate) fn take_committed(&mut self, index: LogIndex, term: Term) -> Option<Responder> {
+    pub(crate) fn take_committed(&mut self, index: LogIndex, term: Term) -> Option<Responder<R>> {
         let waiting = self.pending.remove(&index)?;
         self.count -= waiting.len();
         let mut winner = None;
@@ -136,7 +149,7 @@ impl Proposals {
 
     /// Fails orphaned proposals older than `timeout`.
     pub(crate) fn expire(&mut self, now: Moment, timeout: Duration) {
-        let expired = |p: &Pending| {
+        let expired = |p: &Pending<R>| {
             p.orphaned_at
                 .is_some_and(|t| now.saturating_since(t) >= timeout)
         };
@@ -148,7 +161,7 @@ impl Proposals {
             .collect();
         for index in indexes {
             let waiting = self.pending.remove(&index).expect("collected above");
-            let (gone, kept): (Vec<Pending>, Vec<Pending>) =
+            let (gone, kept): (Vec<Pending<R>>, Vec<Pending<R>>) =
                 waiting.into_iter().partition(|p| expired(p));
             self.count -= gone.len();
             for p in gone {
@@ -194,9 +207,9 @@ mod tests {
 
     #[test]
     fn entry_of_another_term_at_the_index_drops_the_proposal() {
-        let mut proposals = Proposals::new(10);
+        let mut proposals = Proposals::<&str>::new(10);
         let (tx, mut rx) = oneshot::channel();
-        proposals.insert(proposal(2, 5), tx);
+        proposals.insert(proposal(2, 5), Responder::Command(tx));
         assert!(proposals.take_committed(LogIndex(5), Term(3)).is_none());
         assert!(matches!(
             rx.try_recv(),
@@ -207,9 +220,9 @@ mod tests {
 
     #[test]
     fn orphaned_proposal_fails_as_unknown_after_the_timeout() {
-        let mut proposals = Proposals::new(10);
+        let mut proposals = Proposals::<&str>::new(10);
         let (tx, mut rx) = oneshot::channel();
-        proposals.insert(proposal(2, 5), tx);
+        proposals.insert(proposal(2, 5), Responder::Command(tx));
         let t0 = Moment::ZERO;
         proposals.orphan_all(t0);
         proposals.expire(t0 + Duration::from_millis(10), Duration::from_secs(1));
@@ -223,9 +236,9 @@ mod tests {
 
     #[test]
     fn orphaned_proposal_whose_entry_commits_still_succeeds() {
-        let mut proposals = Proposals::new(10);
+        let mut proposals = Proposals::<&str>::new(10);
         let (tx, _rx) = oneshot::channel();
-        proposals.insert(proposal(2, 5), tx);
+        proposals.insert(proposal(2, 5), Responder::Command(tx));
         proposals.orphan_all(Moment::ZERO);
         assert!(proposals.take_committed(LogIndex(5), Term(2)).is_some());
         assert_eq!(proposals.len(), 0);
@@ -238,17 +251,20 @@ mod tests {
     /// follower), so it must not be failed as dropped until 11 commits.
     #[test]
     fn an_overwritten_proposal_waits_for_its_index_to_commit() {
-        let mut proposals = Proposals::new(10);
+        let mut proposals = Proposals::<&str>::new(10);
         let (p_tx, mut p_rx) = oneshot::channel();
         let (q_tx, mut q_rx) = oneshot::channel();
-        proposals.insert(proposal(2, 11), p_tx);
-        proposals.insert(proposal(4, 11), q_tx);
+        proposals.insert(proposal(2, 11), Responder::Command(p_tx));
+        proposals.insert(proposal(4, 11), Responder::Command(q_tx));
         assert!(p_rx.try_recv().is_err(), "P's fate is not known yet");
         assert_eq!(proposals.len(), 2);
 
         // The follower that held P won term 3 and committed P at 11.
-        let winner = proposals.take_committed(LogIndex(11), Term(2)).unwrap();
-        winner.send(Ok(Bytes::from_static(b"P"))).unwrap();
+        let Some(Responder::Command(winner)) = proposals.take_committed(LogIndex(11), Term(2))
+        else {
+            panic!("P's proposer waits for its response");
+        };
+        winner.send(Ok("P")).unwrap();
         assert!(matches!(p_rx.try_recv(), Ok(Ok(_))));
         assert!(matches!(
             q_rx.try_recv(),
@@ -262,13 +278,13 @@ mod tests {
 
     #[test]
     fn expiry_fails_only_the_orphaned_proposals_at_an_index() {
-        let mut proposals = Proposals::new(10);
+        let mut proposals = Proposals::<&str>::new(10);
         let (old_tx, mut old_rx) = oneshot::channel();
         let (new_tx, mut new_rx) = oneshot::channel();
-        proposals.insert(proposal(2, 7), old_tx);
+        proposals.insert(proposal(2, 7), Responder::Command(old_tx));
         let t0 = Moment::ZERO;
         proposals.orphan_all(t0);
-        proposals.insert(proposal(3, 7), new_tx);
+        proposals.insert(proposal(3, 7), Responder::Command(new_tx));
         proposals.expire(t0 + Duration::from_secs(1), Duration::from_secs(1));
         assert!(matches!(
             old_rx.try_recv(),

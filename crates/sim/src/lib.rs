@@ -16,6 +16,11 @@
 //! assert!(first.passed(), "{:?}", first.failure);
 //! assert_eq!(first.fingerprint, run_seed(7, &options).fingerprint);
 //! ```
+//!
+//! Two more simulations run what a real member runs around the core: the
+//! full stack with Keel KV's state machine ([`stack`]), and the same with
+//! *your* state machine and your sequential model of it ([`service`]),
+//! from a plain `#[test]` in your crate.
 
 mod client;
 mod disk;
@@ -34,6 +39,7 @@ mod options;
 mod reconfig;
 mod report;
 mod rng;
+pub mod service;
 mod sim;
 pub mod stack;
 mod time;

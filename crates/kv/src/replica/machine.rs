@@ -26,6 +26,10 @@ impl RaftMachine {
 }
 
 impl StateMachine for RaftMachine {
+    /// The encoded `CommandResult`: it is produced inside the store's
+    /// apply transaction and crosses the forward RPC as it is.
+    type Response = Bytes;
+
     /// One redb transaction for the whole batch. It records
     /// `applied_through` (which may be past the last command: leader no-ops
     /// and configuration entries never reach the machine) together with

@@ -29,6 +29,8 @@ impl Kv {
 }
 
 impl StateMachine for Kv {
+    type Response = Bytes;
+
     fn apply(
         &mut self,
         commands: &[Command],

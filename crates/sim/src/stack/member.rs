@@ -1,23 +1,20 @@
 //! One simulated member of the full stack: the runtime's [`NodeLoop`]
-//! over a crashable in-memory log, the runtime's [`Applier`] over Keel KV's
-//! state machine (MVCC store on an in-memory redb), and snapshots held in
-//! memory. The member executes the loop's local effects (writes, applies,
+//! over a crashable in-memory log, the runtime's [`Applier`] over the
+//! application's state machine (Keel KV's MVCC store on an in-memory redb,
+//! or an embedder's machine), and snapshots held in memory. The member executes the loop's local effects (writes, applies,
 //! publishing snapshots) and hands the rest — messages, snapshot
 //! transfers, syncs and applies to schedule — to the world, which owns
 //! time and the network.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Read;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use keel::Config;
 use keel::node_loop::{
     Applier, ApplyOp, DurableWrite, Effect, Input, Moment, NodeLoop, SnapshotTaken, resume_from,
 };
-use keel_kv::KvStateMachine;
-use keel_kv::replica::RaftMachine;
+use keel::{Config, StateMachine};
 use keel_raft::{LogIndex, Message, MessageBody, NodeId, Raft, SnapshotMeta, Term};
 use keel_storage::{LogStore, MemLogStore};
 
@@ -78,11 +75,10 @@ pub enum MemberFailure {
 }
 
 /// One life of a member, from start to crash.
-pub struct Member {
+pub struct Member<M: StateMachine> {
     pub id: NodeId,
-    pub node: NodeLoop<RaftMachine>,
-    applier: Applier<RaftMachine>,
-    pub kv: Arc<KvStateMachine>,
+    pub node: NodeLoop<M>,
+    applier: Applier<M>,
     pub disk: Disk,
     /// When this life began, in world time.
     started_at: Micros,
@@ -91,25 +87,28 @@ pub struct Member {
     drift_ppm: i64,
     unsynced: VecDeque<Unsynced>,
     sync_scheduled: bool,
-    applies: VecDeque<ApplyOp<RaftMachine>>,
+    applies: VecDeque<ApplyOp<M>>,
     /// Snapshots received whole, awaiting the loop's decision.
     staged: Vec<(SnapshotMeta, Bytes)>,
     snapshots_kept: usize,
 }
 
-impl Member {
-    /// Starts a life of member `id` from `disk`, as `Node::start` does from
-    /// a data directory: the newest snapshot restores the state machine and
-    /// the log after it is replayed by the core.
+impl<M: StateMachine> Member<M> {
+    /// Starts a life of member `id` from `disk` with a fresh `machine`, as
+    /// `Node::start` does from a data directory: the newest snapshot
+    /// restores the state machine and the log after it is replayed by the
+    /// core.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         id: NodeId,
         mut disk: Disk,
+        mut machine: M,
         config: &Config,
         raft_config: keel_raft::Config,
         now: Micros,
         drift_ppm: i64,
         read_id_origin: u64,
-    ) -> Result<Member, MemberFailure> {
+    ) -> Result<Member<M>, MemberFailure> {
         let (meta, data) = disk
             .snapshots
             .values()
@@ -120,10 +119,9 @@ impl Member {
             })?;
         let state = resume_from(&mut disk.log, meta.clone())
             .map_err(|e| MemberFailure::Start(e.to_string()))?;
-        let kv = KvStateMachine::in_memory().map_err(|e| MemberFailure::Start(e.to_string()))?;
-        let mut machine = RaftMachine::new(kv.clone());
         if meta.index > LogIndex(0) {
-            keel::StateMachine::restore(&mut machine, meta.index, &mut data.as_ref())
+            machine
+                .restore(meta.index, &mut data.as_ref())
                 .map_err(|e| MemberFailure::Start(e.to_string()))?;
         }
         let raft =
@@ -133,7 +131,6 @@ impl Member {
             id,
             node: NodeLoop::new(raft, config.clone(), read_id_origin),
             applier,
-            kv,
             disk,
             started_at: now,
             drift_ppm,
@@ -143,6 +140,24 @@ impl Member {
             staged: Vec::new(),
             snapshots_kept: config.snapshots_kept,
         })
+    }
+
+    /// The state machine as this life has applied it.
+    pub fn machine(&self) -> &M {
+        self.applier.state_machine()
+    }
+
+    /// The machine's state as a snapshot's bytes, and the index it covers:
+    /// what members that applied the same entries must agree on.
+    pub fn state_bytes(&mut self) -> Result<(LogIndex, Vec<u8>), MemberFailure> {
+        let SnapshotTaken { meta, mut data } = self
+            .applier
+            .snapshot()
+            .map_err(|e| MemberFailure::StateMachine(e.to_string()))?;
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes)
+            .map_err(|e| MemberFailure::StateMachine(e.to_string()))?;
+        Ok((meta.index, bytes))
     }
 
     /// What a crash leaves: the disk, unsynced writes and all (the caller
@@ -170,7 +185,7 @@ impl Member {
     }
 
     /// Feeds one input, then executes what the loop asks.
-    pub fn input(&mut self, now: Micros, input: Input<RaftMachine>, out: &mut Vec<Outgoing>) {
+    pub fn input(&mut self, now: Micros, input: Input<M>, out: &mut Vec<Outgoing>) {
         let moment = self.moment(now);
         self.node.handle(moment, input);
         self.settle(now, out);
@@ -309,7 +324,7 @@ impl Member {
         self.staged.clear();
     }
 
-    fn execute(&mut self, effect: Effect<RaftMachine>, out: &mut Vec<Outgoing>) {
+    fn execute(&mut self, effect: Effect<M>, out: &mut Vec<Outgoing>) {
         match effect {
             Effect::Send(m) => out.push(Outgoing::Message(m)),
             Effect::SendSnapshot(m) => {

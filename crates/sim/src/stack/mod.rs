@@ -1,5 +1,6 @@
-//! The full-stack simulation: the production node loop and Keel KV under
-//! seeded faults.
+//! The full-stack simulation: the production node loop and a state
+//! machine — Keel KV's, or an embedder's (`crate::service`) — under seeded
+//! faults.
 //!
 //! The core-only simulation (`crate::sim`) drives `keel-raft` with its own
 //! Ready loop and a model of the store. This one runs what a real member
@@ -25,10 +26,17 @@
 //! assert_eq!(report.fingerprint, run_stack_seed(3, &options).fingerprint);
 //! ```
 
-mod calls;
+mod app;
 mod checks;
+mod events;
+mod kv_app;
 mod member;
+mod nemesis;
+mod requests;
 mod world;
+
+pub(crate) use app::{App, CallKind, Operation, PinnedReaders};
+pub(crate) use member::Member;
 
 use crate::history::{OpCounts, Verdict};
 
@@ -102,5 +110,10 @@ pub struct StackReport {
 
 /// Runs one seed of the full stack to completion.
 pub fn run_stack_seed(seed: u64, options: &StackOptions) -> StackReport {
-    world::World::new(seed, options.clone()).run()
+    run_app(seed, options, kv_app::KvApp::default())
+}
+
+/// Runs one seed of the full stack with `app` on every member.
+pub(crate) fn run_app<A: App>(seed: u64, options: &StackOptions, app: A) -> StackReport {
+    world::World::new(seed, options.clone(), app).run()
 }

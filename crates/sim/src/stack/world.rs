@@ -1,189 +1,85 @@
 //! The full-stack event loop: one thread, virtual time, one seed.
 //!
-//! Members (`member.rs`) run the runtime's node loop and Keel KV's state
-//! machine; the world owns time, the network between members, the faults
-//! and the clients. Every event is ordered by virtual time and then by
+//! Members (`member.rs`) run the runtime's node loop and the application's
+//! state machine (`app.rs`); the world owns time (`events.rs`), the network
+//! between members, the faults (`nemesis.rs`) and the clients' request
+//! path (`requests.rs`). Every event is ordered by virtual time and then by
 //! insertion, so a run is a pure function of its seed and options.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use keel::node_loop::{Input, ReadFn, Request};
-use keel::{Error, ReadConsistency};
-use keel_kv::replica::is_retryable;
-use keel_linearizability::OpKind;
+use keel::node_loop::Input;
+use keel::{Error, StateMachine};
 use keel_raft::{Membership, Message, NodeId, Role, Term};
 use keel_storage::CrashKeep;
 use tokio::sync::oneshot;
 
-use super::calls::{
-    CallKind, Client, Operation, ReadKind, certainly_not_written, read_value, write_output,
-};
+use super::app::{App, PinnedReaders, Response};
 use super::checks::Checks;
+use super::events::{Event, Queue};
 use super::member::{Disk, Member, MemberFailure, Outgoing};
+use super::requests::Call;
 use super::{StackOptions, StackProfile, StackReport};
-use crate::history::{ClientHistory, verdict};
+use crate::history::Verdict;
 use crate::network::{Network, NetworkProfile};
-use crate::node::Reply;
 use crate::rng::Rng;
 use crate::time::{Micros, TICK};
 
-/// How long the KV layer retries a request before answering the client.
-const REQUEST_TIMEOUT: Micros = Micros(100 * TICK.0);
-/// The KV layer's backoff between attempts: first and largest.
-const BACKOFF_MIN: Micros = Micros(TICK.0);
-const BACKOFF_MAX: Micros = Micros(20 * TICK.0);
-/// Client to member and back: a reliable, short hop.
-const CLIENT_HOP: Micros = Micros(200);
-
-#[derive(Debug)]
-enum Event {
-    Tick(NodeId, u64),
-    Sync(NodeId, u64),
-    Apply(NodeId, u64),
-    Deliver(NodeId, Message),
-    DeliverSnapshot(NodeId, Message, Bytes),
-    SnapshotReport {
-        from: NodeId,
-        incarnation: u64,
-        to: NodeId,
-        ok: bool,
-    },
-    /// A client's call reaches its member.
-    CallArrives(u64),
-    /// A follower's forwarded command reaches the member it believes leads.
-    Forward {
-        call: u64,
-        to: NodeId,
-    },
-    /// The leader's answer to a forward reaches the call's member.
-    ForwardReply {
-        call: u64,
-        reply: ForwardReply,
-    },
-    CallRetry(u64),
-    CallDeadline(u64),
-    ClientWake(usize),
-    Fault,
-    Crash(NodeId),
-    Restart(NodeId),
-    Resume(NodeId),
-    /// Links slowed in this epoch are fast again.
-    LinksRecovered(u64),
-    HealNetwork(u64),
-    Heal,
-}
-
-#[derive(Debug)]
-enum ForwardReply {
-    Applied(Bytes),
-    /// Not appended by the leader: retry.
-    Refused,
-    Failed(Error),
-}
-
-struct Scheduled {
-    at: Micros,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    /// Reversed: the max-heap pops the earliest event first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
+/// How long the client layer retries a request before answering the client.
+pub(super) const REQUEST_TIMEOUT: Micros = Micros(100 * TICK.0);
 
 /// A member's state in the world.
-enum Slot {
+pub(super) enum Slot<M: StateMachine, R> {
     Up {
-        member: Box<Member>,
+        member: Box<Member<M>>,
         /// Frozen: events wait in `deferred` until it resumes.
         paused: bool,
-        deferred: Vec<Event>,
+        deferred: Vec<Event<R>>,
     },
     Down(Disk),
 }
 
-/// Where a node's answer to a proposal arrives.
-type ProposalAnswer = oneshot::Receiver<Result<Bytes, Error>>;
-
-/// What a call waits for.
-enum Waiting {
-    /// On its way to the member, or backing off.
-    Nothing,
-    Proposal(ProposalAnswer),
-    Read(oneshot::Receiver<Result<(), Error>>),
-    /// Forwarded to the leader; its reply travels back.
-    Forwarded,
-}
-
-/// One request inside the KV layer of its member.
-struct Call {
-    client: usize,
-    operation: Operation,
-    member: NodeId,
-    /// The member's life the call belongs to; a crash ends the call.
-    incarnation: u64,
-    deadline: Micros,
-    backoff: Micros,
-    waiting: Waiting,
-    /// The most recent error, reported if the deadline passes.
-    last_error: Option<Error>,
-}
-
-pub(super) struct World {
-    options: StackOptions,
-    now: Micros,
-    queue: BinaryHeap<Scheduled>,
-    seq: u64,
-    slots: BTreeMap<NodeId, Slot>,
+/// The application, its members and clients, the network and the faults.
+pub(super) struct World<A: App> {
+    pub(super) options: StackOptions,
+    pub(super) app: A,
+    pub(super) now: Micros,
+    queue: Queue<Response<A>>,
+    pub(super) slots: BTreeMap<NodeId, Slot<A::Machine, Response<A>>>,
     incarnations: BTreeMap<NodeId, u64>,
     drift_ppm: BTreeMap<NodeId, i64>,
-    sync_latency: BTreeMap<NodeId, Micros>,
+    pub(super) sync_latency: BTreeMap<NodeId, Micros>,
     config: keel::Config,
-    network: Network,
-    partition_epoch: u64,
-    rng: Rng,
-    clients: Vec<Client>,
-    calls: BTreeMap<u64, Call>,
+    pub(super) network: Network,
+    pub(super) partition_epoch: u64,
+    pub(super) rng: Rng,
+    /// How many clients the application has.
+    pub(super) clients: usize,
+    pub(super) calls: BTreeMap<u64, Call<A::Op, Response<A>>>,
     /// A leader's proposals for forwarded calls, by call.
-    forwarded: BTreeMap<u64, (NodeId, ProposalAnswer)>,
-    next_call: u64,
+    pub(super) forwarded: BTreeMap<u64, (NodeId, oneshot::Receiver<Result<Response<A>, Error>>)>,
+    pub(super) next_call: u64,
     /// The member the pinned readers of the targeted profiles read from.
-    pinned: Option<NodeId>,
+    pub(super) pinned: Option<NodeId>,
     /// Extra delay on a directed link: `(from, to)`.
-    slow_links: BTreeMap<(NodeId, NodeId), Micros>,
-    slow_epoch: u64,
-    history: ClientHistory,
-    checks: Checks,
+    pub(super) slow_links: BTreeMap<(NodeId, NodeId), Micros>,
+    pub(super) slow_epoch: u64,
+    pub(super) checks: Checks,
     /// The highest committed index whose durability was checked.
     durable_checked: keel_raft::LogIndex,
-    healing: bool,
+    pub(super) healing: bool,
     /// A write was acknowledged after the cluster healed and settled.
-    served_after_heal: bool,
-    end_at: Micros,
+    pub(super) served_after_heal: bool,
+    pub(super) end_at: Micros,
     steps: u64,
-    restarts: u64,
-    pauses: u64,
-    sync_failures: u64,
+    pub(super) restarts: u64,
+    pub(super) pauses: u64,
+    pub(super) sync_failures: u64,
 }
 
-impl World {
-    pub(super) fn new(seed: u64, options: StackOptions) -> World {
+impl<A: App> World<A> {
+    pub(super) fn new(seed: u64, options: StackOptions, mut app: A) -> World<A> {
         let mut root = Rng::new(seed);
         let mut params = root.fork(1);
         let members = if params.chance(500) { 3 } else { 5 };
@@ -210,23 +106,27 @@ impl World {
         };
         let network = Network::new(root.fork(3), profile);
         let mut client_rng = root.fork(4);
-        let (pinned_readers, pinned_reads) = match options.profile {
-            StackProfile::Random => (0, None),
-            StackProfile::PausedLeader => (2, Some(ReadKind::Lease)),
-            StackProfile::RestartedReader => (2, Some(ReadKind::Linearizable)),
+        let pinned = match options.profile {
+            StackProfile::Random => PinnedReaders {
+                count: 0,
+                consistency: None,
+            },
+            StackProfile::PausedLeader => PinnedReaders {
+                count: 2,
+                consistency: Some(keel::ReadConsistency::Lease),
+            },
+            StackProfile::RestartedReader => PinnedReaders {
+                count: 2,
+                consistency: Some(keel::ReadConsistency::Linearizable),
+            },
         };
-        let clients = (0..params.between(3, 6) as usize + pinned_readers)
-            .map(|c| {
-                let rng = client_rng.fork(c as u64);
-                let reads = pinned_reads.filter(|_| c < pinned_readers);
-                Client::new(c as u32 + 1, rng, 3, reads)
-            })
-            .collect();
+        let clients = params.between(3, 6) as usize + pinned.count;
+        app.add_clients(clients, pinned, &mut client_rng);
         let end_at = Micros::ticks(options.safety_ticks + options.heal_ticks);
         let mut world = World {
+            app,
             now: Micros(0),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: Queue::default(),
             slots: BTreeMap::new(),
             incarnations: BTreeMap::new(),
             drift_ppm: BTreeMap::new(),
@@ -242,7 +142,6 @@ impl World {
             pinned: None,
             slow_links: BTreeMap::new(),
             slow_epoch: 0,
-            history: ClientHistory::default(),
             checks: Checks::default(),
             durable_checked: keel_raft::LogIndex(0),
             healing: false,
@@ -271,7 +170,7 @@ impl World {
             world.slots.insert(id, Slot::Down(disk));
             world.start(id);
         }
-        for c in 0..world.clients.len() {
+        for c in 0..world.clients {
             world.schedule(Micros(params.between(0, 5 * TICK.0)), Event::ClientWake(c));
         }
         if world.options.faults {
@@ -283,7 +182,7 @@ impl World {
     }
 
     pub(super) fn run(mut self) -> StackReport {
-        while let Some(Scheduled { at, event, .. }) = self.queue.pop() {
+        while let Some((at, event)) = self.queue.pop() {
             if at > self.end_at || self.checks.failure.is_some() {
                 break;
             }
@@ -296,25 +195,20 @@ impl World {
         self.finish()
     }
 
-    fn schedule(&mut self, after: Micros, event: Event) {
+    pub(super) fn schedule(&mut self, after: Micros, event: Event<Response<A>>) {
         self.schedule_at(self.now.plus(after), event);
     }
 
-    fn schedule_at(&mut self, at: Micros, event: Event) {
-        self.seq += 1;
-        self.queue.push(Scheduled {
-            at,
-            seq: self.seq,
-            event,
-        });
+    pub(super) fn schedule_at(&mut self, at: Micros, event: Event<Response<A>>) {
+        self.queue.push(at, event);
     }
 
-    fn incarnation(&self, id: NodeId) -> u64 {
+    pub(super) fn incarnation(&self, id: NodeId) -> u64 {
         self.incarnations.get(&id).copied().unwrap_or(0)
     }
 
     /// Starts a life of `id` from its disk.
-    fn start(&mut self, id: NodeId) {
+    pub(super) fn start(&mut self, id: NodeId) {
         let Some(Slot::Down(_)) = self.slots.get(&id) else {
             return;
         };
@@ -333,9 +227,14 @@ impl World {
             incarnation << 40
         };
         let drift = self.drift_ppm[&id];
+        let machine = match self.app.machine(id) {
+            Ok(machine) => machine,
+            Err(e) => return self.checks.fail(format!("member {id} cannot restart: {e}")),
+        };
         match Member::start(
             id,
             disk,
+            machine,
             &config,
             raft_config,
             self.now,
@@ -359,7 +258,7 @@ impl World {
 
     /// Kills `id`: its unsynced writes survive only as a prefix, possibly
     /// torn, and every call it held ends without an answer.
-    fn crash(&mut self, id: NodeId) {
+    pub(super) fn crash(&mut self, id: NodeId) {
         if !self.is_up(id) {
             return;
         }
@@ -382,7 +281,7 @@ impl World {
         self.restarts += 1;
     }
 
-    fn on_event(&mut self, event: Event) {
+    pub(super) fn on_event(&mut self, event: Event<Response<A>>) {
         let target = match &event {
             Event::Tick(id, _)
             | Event::Sync(id, _)
@@ -470,11 +369,11 @@ impl World {
         }
     }
 
-    fn is_up(&self, id: NodeId) -> bool {
+    pub(super) fn is_up(&self, id: NodeId) -> bool {
         matches!(self.slots.get(&id), Some(Slot::Up { .. }))
     }
 
-    fn member_input(&mut self, id: NodeId, input: Input<keel_kv::replica::RaftMachine>) {
+    pub(super) fn member_input(&mut self, id: NodeId, input: Input<A::Machine>) {
         self.with_member(id, |m, now, out| {
             m.input(now, input, out);
             Ok(())
@@ -486,7 +385,7 @@ impl World {
     fn with_member(
         &mut self,
         id: NodeId,
-        f: impl FnOnce(&mut Member, Micros, &mut Vec<Outgoing>) -> Result<(), MemberFailure>,
+        f: impl FnOnce(&mut Member<A::Machine>, Micros, &mut Vec<Outgoing>) -> Result<(), MemberFailure>,
     ) {
         let now = self.now;
         let Some(Slot::Up { member, .. }) = self.slots.get_mut(&id) else {
@@ -593,522 +492,30 @@ impl World {
         }
     }
 
-    // ----- clients and the KV layer -----
-
-    fn up_members(&self) -> Vec<NodeId> {
-        self.slots
-            .iter()
-            .filter(|(_, s)| matches!(s, Slot::Up { paused: false, .. }))
-            .map(|(&id, _)| id)
-            .collect()
-    }
-
-    fn client_wake(&mut self, c: usize) {
-        if self.now.plus(Micros::ticks(40)) > self.end_at {
-            return; // the end nears: let the cluster converge
-        }
-        let mut up = self.up_members();
-        if up.is_empty() {
-            up = self.slots.keys().copied().collect();
-        }
-        let pinned = self.pinned;
-        let (member, operation) = self.clients[c].next(&up, pinned);
-        self.history
-            .invoke(operation.tag, operation.op.clone(), self.now);
-        self.next_call += 1;
-        let id = self.next_call;
-        self.calls.insert(
-            id,
-            Call {
-                client: c,
-                operation,
-                member,
-                incarnation: self.incarnation(member),
-                deadline: self.now.plus(CLIENT_HOP).plus(REQUEST_TIMEOUT),
-                backoff: BACKOFF_MIN,
-                waiting: Waiting::Nothing,
-                last_error: None,
-            },
-        );
-        self.schedule(CLIENT_HOP, Event::CallArrives(id));
-        self.schedule(CLIENT_HOP.plus(REQUEST_TIMEOUT), Event::CallDeadline(id));
-    }
-
-    /// The call's member takes it (again): proposes or reads.
-    fn submit(&mut self, id: u64) {
-        let Some(call) = self.calls.get(&id) else {
-            return;
-        };
-        let member = call.member;
-        if self.incarnation(member) != call.incarnation || !self.is_up(member) {
-            return; // the connection died with the member: the client times out
-        }
-        let kind = call.operation.kind.clone();
-        let waiting = match kind {
-            CallKind::Write(command) => {
-                let (responder, rx) = oneshot::channel();
-                self.member_input(
-                    member,
-                    Input::Request(Request::Propose {
-                        data: command,
-                        responder,
-                    }),
-                );
-                Waiting::Proposal(rx)
-            }
-            CallKind::Read { kind, .. } => {
-                let (tx, rx) = oneshot::channel();
-                let read: ReadFn<_> = Box::new(move |r: Result<&_, Error>| {
-                    let _ = tx.send(r.map(|_| ()));
-                });
-                let consistency = match kind {
-                    ReadKind::Linearizable => ReadConsistency::Linearizable,
-                    ReadKind::Lease => ReadConsistency::Lease,
-                };
-                self.member_input(member, Input::Request(Request::Read { consistency, read }));
-                Waiting::Read(rx)
-            }
-        };
-        if let Some(call) = self.calls.get_mut(&id) {
-            call.waiting = waiting;
-        }
-    }
-
-    /// Looks at every answer that came in during this step.
-    fn poll_calls(&mut self) {
-        let ids: Vec<u64> = self.calls.keys().copied().collect();
-        for id in ids {
-            let call = self.calls.get_mut(&id).expect("listed above");
-            match &mut call.waiting {
-                Waiting::Proposal(rx) => match rx.try_recv() {
-                    Ok(result) => {
-                        call.waiting = Waiting::Nothing;
-                        self.on_proposal(id, result);
-                    }
-                    Err(oneshot::error::TryRecvError::Empty) => {}
-                    // The member crashed: the client's connection broke
-                    // with the proposal perhaps appended.
-                    Err(oneshot::error::TryRecvError::Closed) => self.abandon(id),
-                },
-                Waiting::Read(rx) => match rx.try_recv() {
-                    Ok(result) => {
-                        call.waiting = Waiting::Nothing;
-                        self.on_read(id, result);
-                    }
-                    Err(oneshot::error::TryRecvError::Empty) => {}
-                    Err(oneshot::error::TryRecvError::Closed) => self.abandon(id),
-                },
-                Waiting::Nothing | Waiting::Forwarded => {}
-            }
-        }
-        let forwarded: Vec<u64> = self.forwarded.keys().copied().collect();
-        for id in forwarded {
-            let (leader, rx) = self.forwarded.get_mut(&id).expect("listed above");
-            let leader = *leader;
-            let reply = match rx.try_recv() {
-                Ok(Ok(result)) => ForwardReply::Applied(result),
-                Ok(Err(e)) if matches!(e, Error::NotLeader { .. }) || is_retryable(&e) => {
-                    ForwardReply::Refused
-                }
-                Ok(Err(e)) => ForwardReply::Failed(e),
-                Err(oneshot::error::TryRecvError::Empty) => continue,
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    self.forwarded.remove(&id);
-                    continue;
-                }
-            };
-            self.forwarded.remove(&id);
-            let Some(call) = self.calls.get(&id) else {
-                continue;
-            };
-            let member = call.member;
-            if self.network.is_cut(leader, member) || self.network.send().lost {
-                continue; // the follower's deadline answers the client
-            }
-            let delay = Micros(self.rng.between(100, 1_000));
-            self.schedule(delay, Event::ForwardReply { call: id, reply });
-        }
-    }
-
-    fn on_proposal(&mut self, id: u64, result: Result<Bytes, Error>) {
-        match result {
-            Ok(bytes) => self.write_done(id, &bytes),
-            Err(Error::NotLeader {
-                leader: Some(leader),
-            }) if Some(leader) != self.calls.get(&id).map(|c| c.member) => {
-                self.forward(id, leader);
-            }
-            Err(e) if is_retryable(&e) || matches!(e, Error::NotLeader { .. }) => {
-                self.retry(id, e);
-            }
-            Err(e) => self.call_failed(id, e),
-        }
-    }
-
-    fn on_read(&mut self, id: u64, result: Result<(), Error>) {
-        match result {
-            Ok(()) => {
-                let call = &self.calls[&id];
-                let CallKind::Read { key, .. } = &call.operation.kind else {
-                    unreachable!("only reads wait for a read")
-                };
-                let Some(Slot::Up { member, .. }) = self.slots.get(&call.member) else {
-                    return;
-                };
-                match read_value(&member.kv, key) {
-                    Ok(value) => self.answer(id, Reply::Read(value)),
-                    Err(e) => self.checks.fail(format!("a range read failed: {e}")),
-                }
-            }
-            Err(e) if is_retryable(&e) || matches!(e, Error::NotLeader { .. }) => {
-                self.retry(id, e);
-            }
-            Err(e) => self.call_failed(id, e),
-        }
-    }
-
-    /// A follower's KV layer forwards the command to `leader`.
-    fn forward(&mut self, id: u64, leader: NodeId) {
-        let call = self.calls.get_mut(&id).expect("the caller holds the call");
-        call.waiting = Waiting::Forwarded;
-        let member = call.member;
-        if self.network.is_cut(member, leader) || self.network.send().lost {
-            // The connection fails: nothing was sent; retried.
-            return self.retry(id, Error::NotLeader { leader: None });
-        }
-        let delay = Micros(self.rng.between(100, 1_000));
-        self.schedule(
-            delay,
-            Event::Forward {
-                call: id,
-                to: leader,
-            },
-        );
-    }
-
-    fn forward_arrives(&mut self, id: u64, to: NodeId) {
-        let Some(call) = self.calls.get(&id) else {
-            return;
-        };
-        let CallKind::Write(command) = call.operation.kind.clone() else {
-            return;
-        };
-        if !self.is_up(to) {
-            return;
-        }
-        let (responder, rx) = oneshot::channel();
-        self.member_input(
-            to,
-            Input::Request(Request::Propose {
-                data: command,
-                responder,
-            }),
-        );
-        self.forwarded.insert(id, (to, rx));
-    }
-
-    fn forward_reply(&mut self, id: u64, reply: ForwardReply) {
-        let Some(call) = self.calls.get(&id) else {
-            return;
-        };
-        if self.incarnation(call.member) != call.incarnation || !self.is_up(call.member) {
-            return;
-        }
-        match reply {
-            ForwardReply::Applied(bytes) => self.write_done(id, &bytes),
-            ForwardReply::Refused => self.retry(id, Error::NotLeader { leader: None }),
-            ForwardReply::Failed(e) => self.call_failed(id, e),
-        }
-    }
-
-    /// Backs off and tries again, unless the deadline is too near.
-    fn retry(&mut self, id: u64, error: Error) {
-        let call = self.calls.get_mut(&id).expect("the caller holds the call");
-        call.waiting = Waiting::Nothing;
-        let wake = self.now.plus(call.backoff);
-        call.last_error = Some(error.clone());
-        if wake >= call.deadline {
-            return self.call_failed(id, error);
-        }
-        call.backoff = Micros((call.backoff.0 * 2).min(BACKOFF_MAX.0));
-        let backoff = call.backoff;
-        self.schedule(backoff, Event::CallRetry(id));
-    }
-
-    fn write_done(&mut self, id: u64, result: &[u8]) {
-        let op = self.calls[&id].operation.op.clone();
-        match write_output(&op, result) {
-            Ok(output) => self.answer(id, Reply::Written(output)),
-            Err(e) => self.checks.fail(format!(
-                "the store refused a well-formed {}: {e}",
-                op.name()
-            )),
-        }
-    }
-
-    /// The KV layer gives up with `error`.
-    fn call_failed(&mut self, id: u64, error: Error) {
-        let is_read = matches!(self.calls[&id].operation.op, OpKind::Get { .. });
-        if is_read || certainly_not_written(&error) {
-            self.answer(id, Reply::Failed { leader_hint: None });
-        } else {
-            self.abandon(id);
-        }
-    }
-
-    fn deadline(&mut self, id: u64) {
-        if self.calls.contains_key(&id) {
-            let error = self.calls[&id].last_error.clone();
-            // A deadline after a definite refusal is still definite only if
-            // nothing is in flight; a forward or proposal in flight is not.
-            match (error, &self.calls[&id].waiting) {
-                (Some(e), Waiting::Nothing) => self.call_failed(id, e),
-                _ => self.abandon(id),
-            }
-        }
-    }
-
-    /// The client gets an answer; the call ends.
-    fn answer(&mut self, id: u64, reply: Reply) {
-        let Some(call) = self.calls.remove(&id) else {
-            return;
-        };
-        self.history.complete(call.operation.tag, &reply, self.now);
-        if self.healing && matches!(reply, Reply::Written(_)) {
-            self.served_after_heal = true;
-        }
-        self.clients[call.client].answered(&call.operation.op, &reply);
-        self.wake_client(call.client);
-    }
-
-    /// The client stops waiting without an answer: the outcome is unknown.
-    fn abandon(&mut self, id: u64) {
-        let Some(call) = self.calls.remove(&id) else {
-            return;
-        };
-        self.clients[call.client].waiting = None;
-        self.wake_client(call.client);
-    }
-
-    fn wake_client(&mut self, c: usize) {
-        let think = Micros(self.rng.between(100, 3 * TICK.0));
-        self.schedule(think, Event::ClientWake(c));
-    }
-
-    // ----- faults -----
-
-    fn schedule_fault(&mut self) {
-        let after = Micros::ticks(self.rng.between(10, 60));
-        self.schedule(after, Event::Fault);
-    }
-
-    fn fault(&mut self) {
-        if self.healing {
-            return;
-        }
-        match self.options.profile {
-            StackProfile::Random => self.random_fault(),
-            StackProfile::PausedLeader => self.pause_leader(),
-            StackProfile::RestartedReader => self.restart_reader(),
-        }
-        self.schedule_fault();
-    }
-
-    fn random_fault(&mut self) {
-        let ids: Vec<NodeId> = self.slots.keys().copied().collect();
-        let id = *self.rng.pick(&ids);
-        match self.rng.weighted(&[30, 30, 20, 15, 5]) {
-            0 => {
-                self.crash(id);
-                let down = Micros::ticks(self.rng.between(1, 60));
-                self.schedule(down, Event::Restart(id));
-            }
-            1 => {
-                let mut side: BTreeSet<NodeId> = BTreeSet::new();
-                for &n in &ids {
-                    if self.rng.chance(400) {
-                        side.insert(n);
-                    }
-                }
-                let length = Micros::ticks(self.rng.between(10, 80));
-                self.partition(&side, length);
-            }
-            2 => {
-                let length = Micros::ticks(self.rng.between(5, 60));
-                self.pause(id, length);
-            }
-            3 => {
-                // A slow disk for a while.
-                let slow = Micros(self.rng.between(5_000, 60_000));
-                self.sync_latency.insert(id, slow);
-            }
-            _ => {
-                // The next fdatasync fails: the member stops, as a real
-                // one does, and its supervisor restarts it.
-                if let Some(Slot::Up { member, .. }) = self.slots.get_mut(&id) {
-                    member.fail_next_sync();
-                    self.sync_failures += 1;
-                }
-            }
-        }
-    }
-
-    /// Cuts every link between `side` and the rest, for `length`.
-    fn partition(&mut self, side: &BTreeSet<NodeId>, length: Micros) {
-        let ids: Vec<NodeId> = self.slots.keys().copied().collect();
-        let mut cut = BTreeSet::new();
-        for &a in &ids {
-            for &b in &ids {
-                if side.contains(&a) != side.contains(&b) {
-                    cut.insert((a, b));
-                }
-            }
-        }
-        self.network.partition(cut);
-        self.partition_epoch += 1;
-        let epoch = self.partition_epoch;
-        self.schedule(length, Event::HealNetwork(epoch));
-    }
-
-    fn pause(&mut self, id: NodeId, length: Micros) {
-        if let Some(Slot::Up { paused, .. }) = self.slots.get_mut(&id)
-            && !*paused
-        {
-            *paused = true;
-            self.pauses += 1;
-            self.schedule(length, Event::Resume(id));
-        }
-    }
-
-    fn resume(&mut self, id: NodeId) {
-        let Some(Slot::Up {
-            paused, deferred, ..
-        }) = self.slots.get_mut(&id)
-        else {
-            return;
-        };
-        if !*paused {
-            return;
-        }
-        *paused = false;
-        let waiting = std::mem::take(deferred);
-        // The timer fires at once (tokio's Delay), then everything that
-        // arrived meanwhile is taken in order.
-        let inc = self.incarnation(id);
-        self.member_input(id, Input::Tick);
-        for event in waiting {
-            self.on_event(event);
-        }
-        self.schedule(TICK, Event::Tick(id, inc));
-    }
-
-    /// The paused-leader profile: the leader is cut off from the other
-    /// members (clients still reach it) and frozen for several election
-    /// timeouts; the others elect a new leader and take writes; lease
-    /// readers keep reading from the old one, which must not answer from
-    /// a lease that expired while it slept.
-    fn pause_leader(&mut self) {
-        let leader = self.slots.iter().find_map(|(&id, slot)| match slot {
-            Slot::Up {
-                member,
-                paused: false,
-                ..
-            } if member.node.raft().role() == Role::Leader => Some(id),
-            _ => None,
-        });
-        let Some(leader) = leader else {
-            return;
-        };
-        let side = BTreeSet::from([leader]);
-        let frozen = Micros::ticks(self.rng.between(35, 70));
-        let cut_off = frozen.plus(Micros::ticks(self.rng.between(5, 20)));
-        self.partition(&side, cut_off);
-        self.pause(leader, frozen);
-        self.pinned = Some(leader);
-    }
-
-    /// The restarted-reader profile: a follower hears from the leader
-    /// only after a long delay, its readers' ReadIndex answers with it;
-    /// it crashes and restarts at once, and its new life issues reads
-    /// while answers to the old life's are still on their way. They must
-    /// not be taken for answers to the new ones.
-    fn restart_reader(&mut self) {
-        let leader = self.slots.iter().find_map(|(&id, slot)| match slot {
-            Slot::Up {
-                member,
-                paused: false,
-                ..
-            } if member.node.raft().role() == Role::Leader => Some(id),
-            _ => None,
-        });
-        let Some(leader) = leader else {
-            return;
-        };
-        let followers: Vec<NodeId> = self
-            .slots
-            .keys()
-            .copied()
-            .filter(|&id| id != leader && self.is_up(id))
-            .collect();
-        if followers.is_empty() {
-            return;
-        }
-        let reader = *self.rng.pick(&followers);
-        let slow = Micros::ticks(self.rng.between(15, 40));
-        self.slow_links.clear();
-        self.slow_links.insert((leader, reader), slow);
-        self.slow_epoch += 1;
-        self.pinned = Some(reader);
-        let crash_at = Micros::ticks(self.rng.between(3, 12));
-        let restart_at = crash_at.plus(Micros(self.rng.between(100, 2 * TICK.0)));
-        self.schedule(crash_at, Event::Crash(reader));
-        self.schedule(restart_at, Event::Restart(reader));
-        let epoch = self.slow_epoch;
-        self.schedule(Micros::ticks(80), Event::LinksRecovered(epoch));
-    }
-
-    fn heal(&mut self) {
-        self.healing = true;
-        self.network.heal();
-        self.network.set_profile(NetworkProfile::calm());
-        self.pinned = None;
-        self.slow_links.clear();
-        let ids: Vec<NodeId> = self.slots.keys().copied().collect();
-        for id in ids {
-            self.sync_latency.insert(id, Micros(500));
-            match self.slots.get(&id) {
-                Some(Slot::Down(_)) => self.start(id),
-                Some(Slot::Up { paused: true, .. }) => self.resume(id),
-                _ => {}
-            }
-        }
-    }
-
     fn finish(mut self) -> StackReport {
         // Calls still open are unknown; the history records them as such.
-        let now = self.now;
-        let (history, ops) = std::mem::take(&mut self.history).finish(None, now);
+        let (verdict, ops) = self.app.verdict(self.now);
         let mut failure = self.checks.failure.take();
-        let members: Vec<&Member> = self
+        let mut members: Vec<&mut Member<A::Machine>> = self
             .slots
-            .values()
+            .values_mut()
             .filter_map(|s| match s {
-                Slot::Up { member, .. } => Some(member.as_ref()),
+                Slot::Up { member, .. } => Some(member.as_mut()),
                 Slot::Down(_) => None,
             })
             .collect();
         if failure.is_none() {
-            failure = self.checks.at_end(&members).err();
+            failure = self.app.at_end(&mut members).err();
         }
         if failure.is_none() && !self.served_after_heal {
             failure = Some("no write was acknowledged after the cluster healed".into());
         }
-        let verdict = verdict(&history);
         if failure.is_none()
-            && let crate::history::Verdict::Violated { key, explanation } = &verdict
+            && let Verdict::Violated { key, explanation } = &verdict
         {
             failure = Some(format!("not linearizable on {key}: {explanation}"));
         }
+        let fingerprint = self.checks.fingerprint() ^ self.app.fingerprint(&mut members);
         StackReport {
             failure,
             verdict,
@@ -1117,7 +524,7 @@ impl World {
             restarts: self.restarts,
             pauses: self.pauses,
             sync_failures: self.sync_failures,
-            fingerprint: self.checks.fingerprint(&members),
+            fingerprint,
             notes: std::mem::take(&mut self.checks.notes),
         }
     }
