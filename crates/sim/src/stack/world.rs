@@ -40,6 +40,9 @@ pub(super) enum Slot<M: StateMachine, R> {
     Down(Disk),
 }
 
+/// Where the leader's answer to a forwarded call arrives.
+type Answer<A> = oneshot::Receiver<Result<Response<A>, Error>>;
+
 /// The application, its members and clients, the network and the faults.
 pub(super) struct World<A: App> {
     pub(super) options: StackOptions,
@@ -58,7 +61,7 @@ pub(super) struct World<A: App> {
     pub(super) clients: usize,
     pub(super) calls: BTreeMap<u64, Call<A::Op, Response<A>>>,
     /// A leader's proposals for forwarded calls, by call.
-    pub(super) forwarded: BTreeMap<u64, (NodeId, oneshot::Receiver<Result<Response<A>, Error>>)>,
+    pub(super) forwarded: BTreeMap<u64, (NodeId, Answer<A>)>,
     pub(super) next_call: u64,
     /// The member the pinned readers of the targeted profiles read from.
     pub(super) pinned: Option<NodeId>,
