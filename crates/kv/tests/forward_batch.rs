@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use keel_kv::proto::etcdserverpb::RangeRequest;
 use keel_kv::proto::etcdserverpb::kv_client::KvClient;
-use keel_kv::server::{self, MemberConfig, RunningMember};
+use keel_kv::server::{self, HttpUrl, MemberConfig, RunningMember};
 use support::{channel, free_port, put, range};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout};
@@ -29,18 +29,18 @@ impl InProcessCluster {
     async fn try_start() -> Option<InProcessCluster> {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-        let initial_cluster: Vec<(String, String)> = ports
+        let url = |port: &u16| HttpUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let initial_cluster: Vec<(String, HttpUrl)> = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, peer))| (format!("m{i}"), format!("http://127.0.0.1:{peer}")))
+            .map(|(i, (_, peer))| (format!("m{i}"), url(peer)))
             .collect();
         let mut members = Vec::new();
         for (i, (client, peer)) in ports.iter().enumerate() {
-            let peer_url = format!("http://127.0.0.1:{peer}");
             let config = MemberConfig {
-                listen_client_urls: vec![format!("http://127.0.0.1:{client}")],
-                listen_peer_urls: vec![peer_url.clone()],
-                initial_advertise_peer_urls: vec![peer_url],
+                listen_client_urls: vec![url(client)],
+                listen_peer_urls: vec![url(peer)],
+                initial_advertise_peer_urls: vec![url(peer)],
                 initial_cluster: initial_cluster.clone(),
                 initial_cluster_token: "forward-batch".into(),
                 election_timeout: Duration::from_millis(500),

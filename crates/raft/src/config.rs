@@ -2,6 +2,15 @@
 
 use crate::types::NodeId;
 
+/// The default election timeout, in ticks: a follower campaigns after a
+/// random timeout in `[10, 20)` ticks without a leader. The one place this
+/// default is written; the runtime turns it into time with its tick.
+pub const ELECTION_TICKS_DEFAULT: u32 = 10;
+
+/// The default heartbeat period, in ticks: a leader beats every tick, well
+/// below [`ELECTION_TICKS_DEFAULT`].
+pub const HEARTBEAT_TICKS_DEFAULT: u32 = 1;
+
 /// Configuration of one Raft node. Start from [`Config::new`] and adjust.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -86,13 +95,14 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Defaults for node `id`: a 10-tick election timeout, a heartbeat every
-    /// tick, pre-vote and check-quorum on.
+    /// Defaults for node `id`: a [`ELECTION_TICKS_DEFAULT`] election
+    /// timeout, a heartbeat every [`HEARTBEAT_TICKS_DEFAULT`] ticks,
+    /// pre-vote and check-quorum on.
     pub fn new(id: NodeId) -> Config {
         Config {
             id,
-            election_ticks: 10,
-            heartbeat_ticks: 1,
+            election_ticks: ELECTION_TICKS_DEFAULT,
+            heartbeat_ticks: HEARTBEAT_TICKS_DEFAULT,
             pre_vote: true,
             check_quorum: true,
             max_inflight_msgs: 256,

@@ -95,7 +95,7 @@ mod types;
 
 #[cfg(feature = "fault-injection")]
 pub use config::Bugs;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, ELECTION_TICKS_DEFAULT, HEARTBEAT_TICKS_DEFAULT};
 pub use durable::DurabilityProof;
 pub use invariants::InvariantViolation;
 pub use membership::{Membership, MembershipChange, MembershipError};

@@ -1,18 +1,49 @@
 //! The node's configuration. Every bound carries its unit in its name.
+//!
+//! The node's `Config` composes the configurations of the layers it
+//! drives — the core's [`keel_raft::Config`], the transport's
+//! [`TransportTuning`], the log store's [`LogConfig`] — and adds only what
+//! the runtime itself owns: the tick, its queues, snapshots and timeouts.
+//! Each default is written once, in the layer that owns the setting.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use keel_raft::NodeId;
-use keel_storage::LogConfig;
-use keel_transport::TransportConfig;
+use keel_storage::{InvalidLogConfig, LogConfig};
 use keel_transport::tls::PeerTls;
+use keel_transport::{TransportConfig, TransportTuning, TuningError};
+
+/// The default logical clock tick. With the core's default tick counts
+/// ([`keel_raft::HEARTBEAT_TICKS_DEFAULT`],
+/// [`keel_raft::ELECTION_TICKS_DEFAULT`]) it gives
+/// [`HEARTBEAT_INTERVAL_DEFAULT`] and [`ELECTION_TIMEOUT_DEFAULT`].
+pub const TICK_INTERVAL_DEFAULT: Duration = Duration::from_millis(40);
+
+/// A leader's heartbeat period with the default tick and tick counts.
+pub const HEARTBEAT_INTERVAL_DEFAULT: Duration =
+    TICK_INTERVAL_DEFAULT.saturating_mul(keel_raft::HEARTBEAT_TICKS_DEFAULT);
+
+/// The shortest election timeout with the default tick and tick counts
+/// (a follower waits a random time up to twice as long): a lost leader is
+/// replaced within about a second.
+pub const ELECTION_TIMEOUT_DEFAULT: Duration =
+    TICK_INTERVAL_DEFAULT.saturating_mul(keel_raft::ELECTION_TICKS_DEFAULT);
+
+/// Take a snapshot (and compact the log) after this many applied entries
+/// by default (etcd's `--snapshot-count` default).
+pub const SNAPSHOT_ENTRIES_DEFAULT: u64 = 100_000;
+
+/// The default deadline of reads and leadership transfers.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 
 /// Configuration of one node. Start from [`Config::new`]; the defaults work
 /// for a cluster on a LAN.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    pub id: NodeId,
+    /// The core's settings: this node's id, election and heartbeat ticks,
+    /// pre-vote, check-quorum, replication window, election seed.
+    pub raft: keel_raft::Config,
     /// Every node of a cluster has the same id; traffic from another
     /// cluster is refused.
     pub cluster_id: u64,
@@ -31,21 +62,8 @@ pub struct Config {
     /// lost its quorum for good. Unsafe: see `restore.rs`,
     /// `force_single_voter`.
     pub force_new_cluster: bool,
-    /// One logical clock tick; timeouts below are counted in ticks.
+    /// One logical clock tick; the core counts its timeouts in ticks.
     pub tick_interval: Duration,
-    /// A follower campaigns after a random timeout in
-    /// `[election_ticks, 2 * election_ticks)` without hearing from a leader.
-    pub election_ticks: u32,
-    /// A leader sends heartbeats every `heartbeat_ticks`.
-    pub heartbeat_ticks: u32,
-    pub pre_vote: bool,
-    /// Leaders that lose contact with a quorum step down; needed for
-    /// lease reads.
-    pub check_quorum: bool,
-    /// AppendEntries in flight to one follower (pipelining window).
-    pub max_inflight_msgs: usize,
-    /// Entry bytes in one AppendEntries.
-    pub max_msg_bytes: u64,
     /// Requests (proposals, reads, changes) queued for the node's task; a
     /// full queue answers [`crate::Error::Overloaded`].
     pub request_queue_max: usize,
@@ -75,8 +93,6 @@ pub struct Config {
     pub unknown_outcome_timeout: Duration,
     /// Reads and leadership transfers give up after this long.
     pub request_timeout: Duration,
-    /// Seeds election timeouts; the node id by default.
-    pub seed: u64,
     pub log: LogConfig,
     pub transport: TransportTuning,
     /// TLS between members (the peer listener and every channel to a
@@ -101,40 +117,15 @@ pub struct RuntimeBugs {
     pub tick_per_timer: bool,
 }
 
-/// The transport's bounds; see [`TransportConfig`] for their meaning.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TransportTuning {
-    pub peer_queue_msgs_max: usize,
-    pub batch_msgs_max: usize,
-    pub batch_bytes_max: usize,
-    pub connect_timeout: Duration,
-    pub rpc_timeout: Duration,
-    pub reconnect_backoff_min: Duration,
-    pub reconnect_backoff_max: Duration,
-    pub snapshot_chunk_bytes: usize,
-}
-
-impl Default for TransportTuning {
-    fn default() -> Self {
-        let t = TransportConfig::new(0, NodeId(1), "");
-        TransportTuning {
-            peer_queue_msgs_max: t.peer_queue_msgs_max,
-            batch_msgs_max: t.batch_msgs_max,
-            batch_bytes_max: t.batch_bytes_max,
-            connect_timeout: t.connect_timeout,
-            rpc_timeout: t.rpc_timeout,
-            reconnect_backoff_min: t.reconnect_backoff_min,
-            reconnect_backoff_max: t.reconnect_backoff_max,
-            snapshot_chunk_bytes: t.snapshot_chunk_bytes,
-        }
-    }
-}
-
 /// Why a [`Config`] cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error(transparent)]
     Raft(#[from] keel_raft::ConfigError),
+    #[error(transparent)]
+    Transport(#[from] TuningError),
+    #[error(transparent)]
+    Log(#[from] InvalidLogConfig),
     #[error("{field} must be at least 1")]
     Zero { field: &'static str },
     #[error("tick_interval must be at least 1 ms")]
@@ -143,34 +134,30 @@ pub enum ConfigError {
 
 impl Config {
     /// Defaults for node `id` of cluster `cluster_id`, listening on
-    /// `listen_addr`: 10 ms ticks, elections after 150–300 ms, heartbeats
-    /// every 30 ms, snapshots every 10,000 entries.
+    /// `listen_addr`: the core's defaults counted in
+    /// [`TICK_INTERVAL_DEFAULT`] ticks (heartbeats every
+    /// [`HEARTBEAT_INTERVAL_DEFAULT`], elections after
+    /// [`ELECTION_TIMEOUT_DEFAULT`]), snapshots every
+    /// [`SNAPSHOT_ENTRIES_DEFAULT`] entries.
     pub fn new(id: NodeId, cluster_id: u64, listen_addr: SocketAddr) -> Config {
         Config {
-            id,
+            raft: keel_raft::Config::new(id),
             cluster_id,
             listen_addr,
             advertise_addr: None,
             join: false,
-            tick_interval: Duration::from_millis(10),
-            election_ticks: 15,
-            heartbeat_ticks: 3,
             force_new_cluster: false,
-            pre_vote: true,
-            check_quorum: true,
-            max_inflight_msgs: 256,
-            max_msg_bytes: 1024 * 1024,
+            tick_interval: TICK_INTERVAL_DEFAULT,
             request_queue_max: 16 * 1024,
             pending_proposals_max: 64 * 1024,
             batch_requests_max: 1024,
             inbox_batches_max: 1024,
             storage_queue_max: 256,
             apply_queue_max: 1024,
-            snapshot_entries: 10_000,
+            snapshot_entries: SNAPSHOT_ENTRIES_DEFAULT,
             snapshots_kept: 2,
             unknown_outcome_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
-            seed: id.0,
+            request_timeout: REQUEST_TIMEOUT_DEFAULT,
             log: LogConfig::default(),
             transport: TransportTuning::default(),
             peer_tls: None,
@@ -179,40 +166,36 @@ impl Config {
         }
     }
 
-    /// The core's configuration.
-    pub fn raft(&self) -> keel_raft::Config {
-        keel_raft::Config {
-            election_ticks: self.election_ticks,
-            heartbeat_ticks: self.heartbeat_ticks,
-            pre_vote: self.pre_vote,
-            check_quorum: self.check_quorum,
-            max_inflight_msgs: self.max_inflight_msgs,
-            max_msg_bytes: self.max_msg_bytes,
-            seed: self.seed,
-            ..keel_raft::Config::new(self.id)
-        }
+    /// This node's id (the core's).
+    pub fn id(&self) -> NodeId {
+        self.raft.id
+    }
+
+    /// How often a leader sends heartbeats, in time.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.tick_interval.saturating_mul(self.raft.heartbeat_ticks)
+    }
+
+    /// The shortest election timeout, in time (followers wait a random
+    /// time up to twice as long).
+    pub fn election_timeout(&self) -> Duration {
+        self.tick_interval.saturating_mul(self.raft.election_ticks)
     }
 
     /// The transport's configuration, advertising `advertise_addr`.
-    pub(crate) fn transport(&self, advertise_addr: String) -> TransportConfig {
-        let t = &self.transport;
+    pub(crate) fn transport_config(&self, advertise_addr: String) -> TransportConfig {
         TransportConfig {
-            peer_queue_msgs_max: t.peer_queue_msgs_max,
-            batch_msgs_max: t.batch_msgs_max,
-            batch_bytes_max: t.batch_bytes_max,
-            connect_timeout: t.connect_timeout,
-            rpc_timeout: t.rpc_timeout,
-            reconnect_backoff_min: t.reconnect_backoff_min,
-            reconnect_backoff_max: t.reconnect_backoff_max,
-            snapshot_chunk_bytes: t.snapshot_chunk_bytes,
             tls: self.peer_tls.clone(),
-            ..TransportConfig::new(self.cluster_id, self.id, advertise_addr)
+            tuning: self.transport.clone(),
+            ..TransportConfig::new(self.cluster_id, self.raft.id, advertise_addr)
         }
     }
 
-    /// Checks the relations between fields.
+    /// Checks the relations between fields, each layer's by its own rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.raft().validate()?;
+        self.raft.validate()?;
+        self.transport.validate()?;
+        self.log.validate()?;
         if self.tick_interval < Duration::from_millis(1) {
             return Err(ConfigError::TickTooShort);
         }
@@ -225,9 +208,6 @@ impl Config {
             ("apply_queue_max", self.apply_queue_max),
             ("snapshots_kept", self.snapshots_kept),
             ("snapshot_entries", self.snapshot_entries as usize),
-            ("peer_queue_msgs_max", self.transport.peer_queue_msgs_max),
-            ("batch_msgs_max", self.transport.batch_msgs_max),
-            ("snapshot_chunk_bytes", self.transport.snapshot_chunk_bytes),
         ];
         match bounds.iter().find(|(_, v)| *v == 0) {
             Some(&(field, _)) => Err(ConfigError::Zero { field }),

@@ -105,7 +105,11 @@ mod storage;
 
 #[cfg(feature = "fault-injection")]
 pub use config::RuntimeBugs;
-pub use config::{Config, ConfigError, TransportTuning};
+pub use config::{
+    Config, ConfigError, ELECTION_TIMEOUT_DEFAULT, HEARTBEAT_INTERVAL_DEFAULT, REQUEST_TIMEOUT_DEFAULT,
+    SNAPSHOT_ENTRIES_DEFAULT, TICK_INTERVAL_DEFAULT,
+};
+pub use keel_transport::TransportTuning;
 pub use error::{Error, StartError, StateMachineError, StopReason};
 pub use histogram::{LATENCY_BUCKET_BOUNDS_MICROS, LatencyHistogram};
 pub use keel_raft::{LogIndex, Membership, MembershipChange, MembershipError, NodeId, Role, Term};

@@ -140,12 +140,12 @@ impl<S: StateMachine> Node<S> {
         let addr = listener.local_addr()?;
         let restored = restore(&mut storage, &config, &peers, &mut state_machine)?;
         let snapshot = restored.state.snapshot.clone();
-        let raft = Raft::new(config.raft(), restored.state)?;
+        let raft = Raft::new(config.raft.clone(), restored.state)?;
         let advertise = config
             .advertise_addr
             .clone()
             .unwrap_or_else(|| addr.to_string());
-        let transport = Transport::new(config.transport(advertise));
+        let transport = Transport::new(config.transport_config(advertise));
         for (&id, peer_addr) in &restored.peers {
             transport.set_peer(id, peer_addr.clone());
         }
@@ -159,7 +159,7 @@ impl<S: StateMachine> Node<S> {
         let (metrics_tx, metrics) = watch::channel(Metrics::from_status(raft.status()));
         let snapshots = Arc::new(storage.snapshots);
 
-        let id = config.id;
+        let id = config.raft.id;
         let log = storage.log;
         let peers_file = storage.peers_file;
         let storage_events = events_tx.clone();

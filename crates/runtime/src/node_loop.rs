@@ -192,7 +192,7 @@ impl<S: StateMachine> NodeLoop<S> {
             proposals: Proposals::new(config.pending_proposals_max),
             reads: BTreeMap::new(),
             next_read_id: read_id_origin,
-            clock: TickClock::new(config.tick_interval, config.election_ticks),
+            clock: TickClock::new(config.tick_interval, config.raft.election_ticks),
             write_seq: 0,
             persisted_seq: 0,
             written_vote,

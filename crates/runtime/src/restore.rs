@@ -139,7 +139,7 @@ pub(crate) fn restore<S: StateMachine>(
         None => BTreeMap::new(),
     };
     peers.extend(given_peers.iter().map(|(&id, addr)| (id, addr.clone())));
-    peers.remove(&config.id);
+    peers.remove(&config.raft.id);
 
     let log = storage.log.as_mut();
     let latest = storage.snapshots.latest()?;
@@ -148,12 +148,12 @@ pub(crate) fn restore<S: StateMachine>(
         && *log.hard_state() == HardState::default();
     if fresh {
         let state = if config.join {
-            info!(id = %config.id, "starting empty, waiting to be added to a cluster");
+            info!(id = %config.raft.id, "starting empty, waiting to be added to a cluster");
             RestoredState::joining()
         } else {
-            let voters: BTreeSet<NodeId> = given_peers.keys().copied().chain([config.id]).collect();
+            let voters: BTreeSet<NodeId> = given_peers.keys().copied().chain([config.raft.id]).collect();
             let membership = Membership::new(voters, [])?;
-            info!(id = %config.id, ?membership, "bootstrapping a new cluster");
+            info!(id = %config.raft.id, ?membership, "bootstrapping a new cluster");
             write_initial_configuration(&storage.snapshots, membership.clone())?;
             RestoredState::bootstrap(membership)
         };
@@ -174,7 +174,7 @@ pub(crate) fn restore<S: StateMachine>(
     );
     let mut state = resume_from(log, snapshot)?;
     if config.force_new_cluster {
-        state = force_single_voter(log, state, config.id)?;
+        state = force_single_voter(log, state, config.raft.id)?;
     }
     let mut applied_through = sm.applied_index();
     let snapshot = &state.snapshot;
@@ -187,7 +187,7 @@ pub(crate) fn restore<S: StateMachine>(
         applied_through = snapshot.index;
     }
     info!(
-        id = %config.id,
+        id = %config.raft.id,
         term = %state.hard_state.term,
         snapshot = %snapshot.index,
         last_index = %log.last_index(),

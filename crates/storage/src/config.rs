@@ -2,6 +2,24 @@
 
 use crate::error::StorageError;
 
+/// Why a [`LogConfig`] cannot be used: the field at fault and what it must
+/// be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("log store {field} {problem}")]
+pub struct InvalidLogConfig {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+impl From<InvalidLogConfig> for StorageError {
+    fn from(e: InvalidLogConfig) -> StorageError {
+        StorageError::InvalidConfig {
+            field: e.field,
+            problem: e.problem,
+        }
+    }
+}
+
 /// Smallest segment that holds a header and a few records.
 const SEGMENT_BYTES_MIN: u64 = 4096;
 
@@ -29,9 +47,10 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
-    pub fn validate(&self) -> Result<(), StorageError> {
+    /// Checks that segments can hold a header and a few records.
+    pub fn validate(&self) -> Result<(), InvalidLogConfig> {
         if self.segment_bytes < SEGMENT_BYTES_MIN {
-            return Err(StorageError::InvalidConfig {
+            return Err(InvalidLogConfig {
                 field: "segment_bytes",
                 problem: "must be at least 4096",
             });

@@ -46,7 +46,7 @@ mod snapshot;
 mod store;
 
 pub use codec::DecodeError;
-pub use config::LogConfig;
+pub use config::{InvalidLogConfig, LogConfig};
 pub use error::{Corruption, FrameProblem, StorageError};
 pub use file_store::FileLogStore;
 pub use mem::{CrashKeep, MemLogStore};

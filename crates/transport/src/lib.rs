@@ -36,7 +36,7 @@ pub mod pb {
     tonic::include_proto!("keel.raft.v1");
 }
 
-pub use config::{PROTOCOL_VERSION, TransportConfig};
+pub use config::{PROTOCOL_VERSION, TransportConfig, TransportTuning, TuningError};
 pub use convert::{
     DecodeError, decode_membership, decode_message, decode_snapshot_meta, encode_membership,
     encode_message, encode_snapshot_meta,

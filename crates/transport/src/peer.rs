@@ -55,7 +55,7 @@ pub(crate) fn endpoint(
         "http"
     };
     let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
-        .connect_timeout(config.connect_timeout)
+        .connect_timeout(config.tuning.connect_timeout)
         .tcp_nodelay(true);
     match &config.tls {
         Some(tls) => tls.client.apply(endpoint),
@@ -71,8 +71,8 @@ pub(crate) fn client(
 ) -> Result<RaftClient<Channel>, tonic::transport::Error> {
     let channel = endpoint(config, addr)?.connect_lazy();
     Ok(RaftClient::new(channel)
-        .max_decoding_message_size(config.grpc_message_bytes_max)
-        .max_encoding_message_size(config.grpc_message_bytes_max))
+        .max_decoding_message_size(config.tuning.grpc_message_bytes_max)
+        .max_encoding_message_size(config.tuning.grpc_message_bytes_max))
 }
 
 impl Peer {
@@ -84,7 +84,7 @@ impl Peer {
         counters: Arc<Counters>,
     ) -> Result<Peer, tonic::transport::Error> {
         let client = client(config, &addr)?;
-        let (queue, rx) = mpsc::channel(config.peer_queue_msgs_max);
+        let (queue, rx) = mpsc::channel(config.tuning.peer_queue_msgs_max);
         let reachable = Arc::new(AtomicBool::new(true));
         let stream = PeerStream {
             id,
@@ -100,7 +100,7 @@ impl Peer {
             queue,
             reachable,
             client,
-            votes: Arc::new(Semaphore::new(config.votes_inflight_max)),
+            votes: Arc::new(Semaphore::new(config.tuning.votes_inflight_max)),
             task,
         })
     }
@@ -125,7 +125,7 @@ struct PeerStream {
 
 impl PeerStream {
     async fn run(self, mut rx: mpsc::Receiver<Message>) {
-        let mut backoff = self.config.reconnect_backoff_min;
+        let mut backoff = self.config.tuning.reconnect_backoff_min;
         let mut failing = false;
         // Wait for traffic before (re)connecting: an idle peer holds no call.
         while let Some(first) = rx.recv().await {
@@ -135,8 +135,8 @@ impl PeerStream {
                 Ended::Failed(reason) => reason,
             };
             bump(&self.counters.stream_failures);
-            if started.elapsed() > self.config.reconnect_backoff_max {
-                backoff = self.config.reconnect_backoff_min;
+            if started.elapsed() > self.config.tuning.reconnect_backoff_max {
+                backoff = self.config.tuning.reconnect_backoff_min;
                 failing = false;
             }
             if failing {
@@ -152,7 +152,7 @@ impl PeerStream {
             }
             add(&self.counters.dropped_unreachable, dropped);
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(self.config.reconnect_backoff_max);
+            backoff = (backoff * 2).min(self.config.tuning.reconnect_backoff_max);
             self.reachable.store(true, Ordering::Release);
         }
     }
@@ -195,7 +195,7 @@ impl PeerStream {
         let first = encode_message(&first);
         let mut bytes = first.encoded_len();
         let mut messages = vec![first];
-        while messages.len() < self.config.batch_msgs_max && bytes < self.config.batch_bytes_max {
+        while messages.len() < self.config.tuning.batch_msgs_max && bytes < self.config.tuning.batch_bytes_max {
             let Ok(m) = rx.try_recv() else { break };
             let m = encode_message(&m);
             bytes += m.encoded_len();

@@ -238,7 +238,7 @@ impl Transport {
             header: Some(self.shared.header()),
             messages: vec![encode_message(&m)],
         };
-        let timeout = self.shared.config.rpc_timeout;
+        let timeout = self.shared.config.tuning.rpc_timeout;
         let counters = self.shared.counters.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -288,7 +288,7 @@ impl Transport {
             message: Some(message.clone()),
         };
         let offset = tokio::time::timeout(
-            self.shared.config.rpc_timeout,
+            self.shared.config.tuning.rpc_timeout,
             client.snapshot_offset(query),
         )
         .await
@@ -297,7 +297,7 @@ impl Transport {
         .offset;
         debug!(%to, offset, "streaming snapshot");
         let (tx, rx) = mpsc::channel(2);
-        let chunk_bytes = self.shared.config.snapshot_chunk_bytes;
+        let chunk_bytes = self.shared.config.tuning.snapshot_chunk_bytes;
         let reader = tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut source = open(offset)?;
             let mut offset = offset;
@@ -394,8 +394,8 @@ impl Transport {
             handler,
             shutdown: stop_rx,
         })
-        .max_decoding_message_size(config.grpc_message_bytes_max)
-        .max_encoding_message_size(config.grpc_message_bytes_max);
+        .max_decoding_message_size(config.tuning.grpc_message_bytes_max)
+        .max_encoding_message_size(config.tuning.grpc_message_bytes_max);
         let signal = async move {
             shutdown.await;
             let _ = stop_tx.send(true);

@@ -67,7 +67,7 @@ async fn node(cluster_id: u64, id: u64) -> Node {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let mut config = TransportConfig::new(cluster_id, NodeId(id), addr.clone());
-    config.snapshot_chunk_bytes = 1000;
+    config.tuning.snapshot_chunk_bytes = 1000;
     let transport = Transport::new(config);
     let (tx, inbox) = mpsc::unbounded_channel();
     let snapshot = Arc::new(Mutex::new(Vec::new()));

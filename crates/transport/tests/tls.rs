@@ -76,7 +76,7 @@ async fn node(
     let addr = listener.local_addr().unwrap().to_string();
     let mut config = TransportConfig::new(CLUSTER, NodeId(id), addr.clone());
     config.tls = tls;
-    config.reconnect_backoff_max = Duration::from_millis(100);
+    config.tuning.reconnect_backoff_max = Duration::from_millis(100);
     let transport = Transport::new(config);
     let (tx, rx) = mpsc::unbounded_channel();
     let server = transport.clone();

@@ -16,7 +16,9 @@ use comfy_table::Table;
 use keel_kv::backup::SnapshotFile;
 use keel_kv::proto::etcdserverpb::SnapshotRequest;
 use keel_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use keel_kv::server::MemberConfig;
+use keel_kv::server::{
+    ConfigError, HttpUrl, INITIAL_CLUSTER_TOKEN_DEFAULT, LISTEN_PEER_URL_DEFAULT, MemberConfig,
+};
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
@@ -56,17 +58,18 @@ pub struct RestoreArgs {
     /// The directory to create [default: <name>.keel]; it must not exist.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Every founding member of the new cluster, as name=peer-URL pairs.
-    #[arg(long, default_value = "default=http://localhost:2380")]
-    initial_cluster: String,
+    /// Every founding member of the new cluster, as name=peer-URL pairs
+    /// [default: NAME=--initial-advertise-peer-urls].
+    #[arg(long, value_name = "MEMBERS")]
+    initial_cluster: Option<String>,
     /// The new cluster's token (its ID is derived from it; members added
     /// later must be started with it): give the restored cluster a token
-    /// of its own. The default is `keel serve`'s.
-    #[arg(long, default_value = "keel-cluster")]
+    /// of its own. The default is a member's.
+    #[arg(long, default_value = INITIAL_CLUSTER_TOKEN_DEFAULT)]
     initial_cluster_token: String,
     /// This member's peer URLs; must match its --initial-cluster entry.
-    #[arg(long, default_value = "http://localhost:2380", value_delimiter = ',')]
-    initial_advertise_peer_urls: Vec<String>,
+    #[arg(long, default_value = LISTEN_PEER_URL_DEFAULT, value_name = "URLS")]
+    initial_advertise_peer_urls: String,
 }
 
 fn part_path(file: &Path) -> PathBuf {
@@ -135,11 +138,26 @@ fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("{}.keel", args.name)));
-    let mut config = MemberConfig::new(args.name, data_dir.clone());
-    config.initial_cluster =
-        MemberConfig::parse_initial_cluster(&args.initial_cluster).context("--initial-cluster")?;
-    config.initial_cluster_token = args.initial_cluster_token;
-    config.initial_advertise_peer_urls = args.initial_advertise_peer_urls;
+    let advertised = HttpUrl::parse_list(&args.initial_advertise_peer_urls).map_err(
+        |(value, why)| ConfigError::BadUrl {
+            flag: "initial-advertise-peer-urls",
+            value,
+            why,
+        },
+    )?;
+    let initial_cluster = match &args.initial_cluster {
+        Some(text) => MemberConfig::parse_initial_cluster(text)?,
+        None => advertised
+            .iter()
+            .map(|url| (args.name.clone(), url.clone()))
+            .collect(),
+    };
+    let config = MemberConfig {
+        initial_cluster,
+        initial_cluster_token: args.initial_cluster_token,
+        initial_advertise_peer_urls: advertised,
+        ..MemberConfig::new(args.name, data_dir.clone())
+    };
     let restored = keel_kv::server::restore(&args.file, &config)?;
     println!(
         "Restored {} into {} at revision {}: member {:x} of a new cluster {:x} with {} members",

@@ -5,54 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use keel_kv::server::{self, MemberConfig};
+use keel_kv::server;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::config::ServeConfig;
 use super::probe::MemberProbe;
-use super::settings::ClusterState;
 use crate::metrics::{self, Probe, web};
-
-/// keel-kv's configuration for this member.
-fn member_config(config: &ServeConfig) -> MemberConfig {
-    let strings = |urls: &[super::HttpUrl]| urls.iter().map(ToString::to_string).collect();
-    let defaults = MemberConfig::new(config.name.clone(), config.data_dir.clone());
-    MemberConfig {
-        listen_client_urls: strings(&config.listen_client_urls),
-        advertise_client_urls: strings(&config.advertise_client_urls),
-        listen_peer_urls: strings(&config.listen_peer_urls),
-        initial_advertise_peer_urls: strings(&config.initial_advertise_peer_urls),
-        initial_cluster: config
-            .initial_cluster
-            .iter()
-            .flat_map(|(name, urls)| urls.iter().map(move |u| (name.clone(), u.to_string())))
-            .collect(),
-        initial_cluster_state: match config.initial_cluster_state {
-            ClusterState::New => server::ClusterState::New,
-            ClusterState::Existing => server::ClusterState::Existing,
-        },
-        initial_cluster_token: config.initial_cluster_token.clone(),
-        force_new_cluster: config.force_new_cluster,
-        heartbeat_interval: config.heartbeat_interval,
-        election_timeout: config.election_timeout,
-        snapshot_count: config.snapshot_count,
-        watch_progress_notify_interval: config
-            .watch_progress_notify_interval
-            .unwrap_or(defaults.watch_progress_notify_interval),
-        client_tls: config.client_tls.clone(),
-        peer_tls: config.peer_tls.clone(),
-        quota_backend_bytes: config.quota_backend_bytes,
-        auto_compaction: config.auto_compaction,
-        auth_token: config
-            .auth_token
-            .clone()
-            .unwrap_or_else(|| defaults.auth_token.clone()),
-        auth_token_ttl: config.auth_token_ttl.unwrap_or(defaults.auth_token_ttl),
-        bcrypt_cost: config.bcrypt_cost.unwrap_or(defaults.bcrypt_cost),
-        ..defaults
-    }
-}
 
 /// Starts the member and serves until `stop` resolves or the member stops
 /// by itself (a fatal error, or its removal from the cluster).
@@ -70,7 +29,7 @@ pub async fn run(
         side_car_listeners.push((url, listener));
     }
     // etcd serves its HTTP routes on the client port too.
-    let member = server::start_with_http(member_config(&config), |member| {
+    let member = server::start_with_http(config.member.clone(), |member| {
         metrics::router(Arc::new(MemberProbe::new(member)))
     })
     .await

@@ -1,14 +1,15 @@
 //! `keel serve`: one cluster member in the foreground.
 //!
 //! Settings come from flags, `KEEL_*` variables and an optional TOML file
-//! (`settings.rs`), are checked into a [`ServeConfig`] (`config.rs`), and
-//! the member runs until SIGINT or SIGTERM (`member.rs`).
+//! (`settings.rs`: the member's flags are Keel KV's `MemberFlags`, the same
+//! the `keel-kv` binary parses), are checked into a [`ServeConfig`]
+//! (`config.rs`), and the member runs until SIGINT or SIGTERM
+//! (`member.rs`).
 
 mod config;
 mod member;
 mod probe;
 mod settings;
-mod urls;
 
 use std::path::PathBuf;
 
@@ -17,7 +18,6 @@ use clap::Args;
 
 pub use config::ServeConfig;
 pub use settings::Settings;
-pub use urls::HttpUrl;
 
 use crate::logging;
 

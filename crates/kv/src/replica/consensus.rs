@@ -22,7 +22,7 @@ use super::machine::RaftMachine;
 use crate::consensus::{Consensus, RaftInfo};
 use crate::error::{KvError, decode};
 use crate::proto::command::CommandResult;
-use crate::server::urls::host_port;
+use crate::server::urls::dial_address;
 
 /// First and largest pause between attempts of a request that can succeed
 /// once an election or a membership change finishes.
@@ -189,7 +189,7 @@ impl Consensus for RaftConsensus {
         let addr =
             peer_urls
                 .first()
-                .and_then(|url| host_port(url))
+                .and_then(|url| dial_address(url))
                 .ok_or(KvError::InvalidRequest(
                     "a peer URL must be http://host:port",
                 ))?;

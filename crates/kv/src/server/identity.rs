@@ -31,10 +31,7 @@ pub(crate) fn load(dir: &Path) -> Result<Option<Identity>, ServerError> {
             member_id,
             cluster_id,
         })),
-        _ => Err(ServerError::Config(format!(
-            "{} is damaged; expected \"<member id> <cluster id>\" in hex",
-            path.display()
-        ))),
+        _ => Err(ServerError::DamagedIdentity { path }),
     }
 }
 

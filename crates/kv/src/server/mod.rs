@@ -2,15 +2,16 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), keel_kv::server::ServerError> {
-//! use keel_kv::server::{MemberConfig, run};
+//! use keel_kv::server::{HttpUrl, MemberConfig, run};
 //!
 //! let mut config = MemberConfig::new("n1", "/var/lib/keel/n1");
 //! config.initial_cluster = MemberConfig::parse_initial_cluster(
 //!     "n1=http://10.0.0.1:2380,n2=http://10.0.0.2:2380,n3=http://10.0.0.3:2380",
 //! )?;
-//! config.listen_peer_urls = vec!["http://10.0.0.1:2380".into()];
-//! config.initial_advertise_peer_urls = vec!["http://10.0.0.1:2380".into()];
-//! config.listen_client_urls = vec!["http://10.0.0.1:2379".into()];
+//! let peer = HttpUrl::parse("http://10.0.0.1:2380").expect("a valid URL");
+//! config.listen_peer_urls = vec![peer.clone()];
+//! config.initial_advertise_peer_urls = vec![peer];
+//! config.listen_client_urls = vec![HttpUrl::parse("http://10.0.0.1:2379").expect("a valid URL")];
 //! run(config, async {
 //!     let _ = tokio::signal::ctrl_c().await;
 //! })
@@ -22,7 +23,8 @@
 //! knows its bound addresses (useful with port 0) and IDs, and hands out
 //! [`MemberMetrics`] for an exporter in the same process.
 //!
-//! - `config.rs`: [`MemberConfig`], etcd's flags and defaults.
+//! - `config/`: [`MemberConfig`] and [`MemberFlags`], the flags both
+//!   binaries parse (etcd's names), their defaults and the one validator.
 //! - `ids.rs`: member and cluster IDs derived from URLs and the token.
 //! - `identity.rs`: the IDs stored in the data directory.
 //! - `restore.rs`: a new member's data directory from a snapshot file.
@@ -30,7 +32,7 @@
 //! - `serve.rs`: the client port (the etcd API, plus HTTP routes given
 //!   by the caller) and the member's background tasks.
 //! - `grpc_metrics.rs`: the client port's calls counted per method and code.
-//! - `urls.rs`: `http(s)://host:port` handling.
+//! - `urls.rs`: [`HttpUrl`], the one URL type.
 //! - `tls.rs`: [`TlsConfig`] (in `config.rs`) into rustls settings.
 
 mod config;
@@ -44,7 +46,12 @@ mod serve;
 mod tls;
 pub mod urls;
 
-pub use config::{ClusterState, MemberConfig, TlsConfig};
+pub use config::{
+    ClusterState, ConfigError, ELECTION_HEARTBEATS_MIN, INITIAL_CLUSTER_TOKEN_DEFAULT,
+    LEASE_TTL_MIN_SECONDS_DEFAULT, LISTEN_CLIENT_URL_DEFAULT, LISTEN_PEER_URL_DEFAULT,
+    MemberConfig, MemberFlags, Side, TlsConfig, WATCH_PROGRESS_NOTIFY_INTERVAL_DEFAULT,
+    WATCH_PROGRESS_NOTIFY_INTERVAL_MIN,
+};
 pub use duration::{DurationError, parse_go_duration};
 pub use grpc_metrics::{GrpcMethod, MethodCalls};
 pub use identity::Identity;
@@ -52,12 +59,15 @@ pub use restore::{RestoreError, Restored, restore};
 pub(crate) use run::db_size_bytes;
 pub use run::{MemberMetrics, RunningMember, run, start, start_with_http};
 pub use serve::serve;
+pub use urls::{HttpUrl, UrlError, port_clash};
 
 /// Why a member could not start, or how it stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
+    #[error("{} is damaged; expected \"<member id> <cluster id>\" in hex", path.display())]
+    DamagedIdentity { path: std::path::PathBuf },
     #[error("{side} TLS: {source}")]
     Tls {
         side: &'static str,

@@ -26,11 +26,11 @@ use std::path::{Path, PathBuf};
 
 use keel::{InitialState, LogIndex, NodeId, Storage, Term};
 
-use super::ServerError;
+use super::config::ConfigError;
 use super::config::MemberConfig;
 use super::identity::{self, Identity};
 use super::ids::{cluster_id, member_id};
-use super::urls::host_port;
+use super::urls::strings;
 use crate::backup::{SnapshotFile, SnapshotFileError};
 use crate::mvcc::{RestoreAs, StorePosition};
 use crate::state_machine::KvStateMachine;
@@ -45,7 +45,7 @@ pub enum RestoreError {
     #[error(transparent)]
     File(#[from] SnapshotFileError),
     #[error(transparent)]
-    Flags(#[from] ServerError),
+    Flags(#[from] ConfigError),
     #[error("data-dir {} exists; restore into a new directory", .0.display())]
     DataDirExists(PathBuf),
     #[error("cannot write {}: {source}", .path.display())]
@@ -82,9 +82,8 @@ pub fn restore(snapshot: &Path, config: &MemberConfig) -> Result<Restored, Resto
     let mut me = None;
     let mut peers = BTreeMap::new();
     for (name, urls) in config.founders() {
-        let id = NodeId(member_id(token, &urls));
-        let addr = host_port(&urls[0]).expect("validate_founders checked every peer URL");
-        peers.insert(id, addr.to_owned());
+        let id = NodeId(member_id(token, &strings(&urls)));
+        peers.insert(id, urls[0].authority());
         if name == config.name {
             me = Some(id);
         }
@@ -192,6 +191,7 @@ fn write_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::HttpUrl;
     use crate::backup::test_snapshot_file;
 
     fn config(data_dir: &Path) -> MemberConfig {
@@ -238,7 +238,7 @@ mod tests {
         config.initial_cluster =
             MemberConfig::parse_initial_cluster("n1=https://127.0.0.1:1,n2=https://127.0.0.1:2")
                 .unwrap();
-        config.initial_advertise_peer_urls = vec!["https://127.0.0.1:1".into()];
+        config.initial_advertise_peer_urls = vec![HttpUrl::parse("https://127.0.0.1:1").unwrap()];
         assert_eq!(restore(&snapshot, &config).unwrap().members, 2);
     }
 
@@ -250,7 +250,7 @@ mod tests {
         config.name = "n9".into();
         let error = restore(&snapshot, &config).unwrap_err();
         assert!(
-            error.to_string().contains("must include this member"),
+            error.to_string().contains("does not list this member `n9`"),
             "{error}"
         );
     }

@@ -24,7 +24,7 @@ use super::identity::{self, Identity};
 use super::ids::{cluster_id, member_id};
 use super::serve::{ClientPort, GRPC_OVERHEAD_BYTES, serve_on};
 use super::tls::MemberTls;
-use super::urls::host_port;
+use super::urls::{HttpUrl, dial_address, strings};
 use crate::observe::{ClusterObserver, ObserveService};
 use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::command::observe_server::ObserveServer;
@@ -227,12 +227,17 @@ pub async fn start_with_http(
             .map(|(a, tls)| format!("{}://{a}", scheme(tls.is_some())))
             .collect()
     } else {
-        config.advertise_client_urls.clone()
+        strings(&config.advertise_client_urls)
     };
-    let advertise_peer = if config.initial_advertise_peer_urls.is_empty() {
-        vec![format!("{}://{peer_addr}", scheme(tls.peer.is_some()))]
-    } else {
-        config.initial_advertise_peer_urls.clone()
+    let (advertise_peer, advertise_peer_addr) = match config.initial_advertise_peer_urls.first() {
+        Some(first) => (
+            strings(&config.initial_advertise_peer_urls),
+            first.authority(),
+        ),
+        None => (
+            vec![format!("{}://{peer_addr}", scheme(tls.peer.is_some()))],
+            peer_addr.to_string(),
+        ),
     };
 
     let token = &config.initial_cluster_token;
@@ -251,10 +256,7 @@ pub async fn start_with_http(
         .founders()
         .into_iter()
         .filter(|(name, _)| *name != config.name)
-        .filter_map(|(_, urls)| {
-            let addr = host_port(&urls[0])?.to_owned();
-            Some((NodeId(member_id(token, &urls)), addr))
-        })
+        .map(|(_, urls)| (NodeId(member_id(token, &strings(&urls))), urls[0].authority()))
         .collect();
 
     let sm = KvStateMachine::open(&config.data_dir.join("kv"), false)?;
@@ -262,15 +264,15 @@ pub async fn start_with_http(
         .db_path()
         .expect("a member's state machine was opened from its data directory")
         .to_owned();
-    let mut raft_config = raft_config(&config, identity, peer_addr, &advertise_peer)?;
-    raft_config.peer_tls = tls.peer.clone();
-    let storage = Storage::open(config.data_dir.join("raft"), &raft_config)?;
+    let mut node_config = node_config(&config, identity, peer_addr, advertise_peer_addr)?;
+    node_config.peer_tls = tls.peer.clone();
+    let storage = Storage::open(config.data_dir.join("raft"), &node_config)?;
     // Followers forward writes to the leader's peer listener, in batches;
     // the client port serves the etcd API and nothing else.
     let forward_limit =
         ForwardService::batch_bytes_max(config.max_request_bytes) + GRPC_OVERHEAD_BYTES;
     let node = Node::start_with_services(
-        raft_config,
+        node_config,
         RaftMachine::new(sm.clone()),
         storage,
         peers,
@@ -348,43 +350,39 @@ pub async fn start_with_http(
     })
 }
 
-async fn bind(url: &str) -> Result<TcpListener, ServerError> {
-    let addr = host_port(url).ok_or_else(|| ServerError::Config(format!("bad URL {url:?}")))?;
-    TcpListener::bind(addr)
+async fn bind(url: &HttpUrl) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(url.authority())
         .await
         .map_err(|source| ServerError::Listen {
-            url: url.to_owned(),
+            url: url.to_string(),
             source,
         })
 }
 
-/// The runtime's configuration in etcd's terms: one Raft tick per
-/// heartbeat interval, elections after `election_timeout`.
-fn raft_config(
+/// The runtime's configuration in etcd's terms: the Raft tick is one
+/// heartbeat interval, and the election timeout is counted in those ticks;
+/// every other setting keeps the runtime's default.
+fn node_config(
     config: &MemberConfig,
     identity: Identity,
     peer_addr: SocketAddr,
-    advertise_peer: &[String],
+    advertise_addr: String,
 ) -> Result<Config, ServerError> {
-    let advertise = host_port(&advertise_peer[0])
-        .ok_or_else(|| ServerError::Config(format!("bad peer URL {:?}", advertise_peer[0])))?;
     let election_ticks = (config.election_timeout.as_millis()
         / config.heartbeat_interval.as_millis().max(1))
     .min(u128::from(u32::MAX)) as u32;
-    let raft = Config {
-        advertise_addr: Some(advertise.to_owned()),
-        join: config.initial_cluster_state == ClusterState::Existing,
-        force_new_cluster: config.force_new_cluster,
-        tick_interval: config.heartbeat_interval,
-        heartbeat_ticks: 1,
-        election_ticks,
-        snapshot_entries: config.snapshot_count,
-        request_timeout: config.request_timeout,
-        ..Config::new(NodeId(identity.member_id), identity.cluster_id, peer_addr)
-    };
-    raft.validate()
-        .map_err(|e| ServerError::Config(format!("raft settings: {e}")))?;
-    Ok(raft)
+    let mut node = Config::new(NodeId(identity.member_id), identity.cluster_id, peer_addr);
+    node.advertise_addr = Some(advertise_addr);
+    node.join = config.initial_cluster_state == ClusterState::Existing;
+    node.force_new_cluster = config.force_new_cluster;
+    node.tick_interval = config.heartbeat_interval;
+    node.raft.heartbeat_ticks = 1;
+    node.raft.election_ticks = election_ticks;
+    node.snapshot_entries = config.snapshot_count;
+    node.request_timeout = config.request_timeout;
+    node.validate()
+        .map_err(|e| ServerError::Start(keel::StartError::Config(e)))?;
+    Ok(node)
 }
 
 /// Serves until asked to stop, the node fails, or the member is removed;
@@ -462,9 +460,9 @@ async fn sync_peer_addrs(node: Node<RaftMachine>, shared: Arc<Shared<RaftConsens
             if !membership.contains(NodeId(id)) {
                 continue;
             }
-            let addr = member.peer_ur_ls.first().and_then(|u| host_port(u));
+            let addr = member.peer_ur_ls.first().and_then(|u| dial_address(u));
             if let Some(addr) = addr
-                && node.peer_addr(NodeId(id)).as_deref() != Some(addr)
+                && node.peer_addr(NodeId(id)).as_deref() != Some(addr.as_str())
                 && id != node.id().0
             {
                 node.set_peer_addr(NodeId(id), addr);

@@ -9,18 +9,19 @@ use tracing::warn;
 
 use super::ServerError;
 use super::config::{MemberConfig, TlsConfig};
-use super::urls::is_https;
 
 fn tls_error(side: &'static str) -> impl Fn(TlsError) -> ServerError {
     move |source| ServerError::Tls { side, source }
 }
 
+/// A listener's TLS. Called only for a side with `https://` URLs, which
+/// `MemberConfig::validate` admitted only with a certificate and its key.
 fn server(tls: &TlsConfig, side: &'static str) -> Result<ServerTls, ServerError> {
-    let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
-        return Err(ServerError::Config(format!(
-            "{side} TLS needs a certificate and a key file"
-        )));
-    };
+    let (cert, key) = tls
+        .cert_file
+        .as_ref()
+        .zip(tls.key_file.as_ref())
+        .expect("MemberConfig::validate admits https:// URLs only with a certificate and its key");
     // etcd 3.4: a trusted CA file alone requires client certificates too
     // (`TlsConfig::requires_client_certs`); `client-cert-auth` without one
     // was refused by `MemberConfig::validate`.
@@ -57,7 +58,7 @@ impl MemberTls {
         let mut listener_tls = None;
         let mut client_listeners = Vec::new();
         for url in &config.listen_client_urls {
-            if is_https(url) {
+            if url.tls {
                 if listener_tls.is_none() {
                     listener_tls = Some(server(&config.client_tls, "client")?);
                 }
@@ -65,7 +66,7 @@ impl MemberTls {
             } else {
                 if config.client_tls.cert_file.is_some() {
                     warn!(
-                        url,
+                        %url,
                         "client URL is http while --cert-file is given; serving it without TLS"
                     );
                 }
@@ -79,7 +80,7 @@ impl MemberTls {
         } else {
             None
         };
-        let peer = if config.listen_peer_urls.iter().any(|u| is_https(u)) {
+        let peer = if config.listen_peer_urls.iter().any(|u| u.tls) {
             Some(PeerTls {
                 server: server(&config.peer_tls, "peer")?,
                 client: client(&config.peer_tls, "peer")?,

@@ -25,7 +25,7 @@ use crate::proto::etcdserverpb::{
     MemberUpdateRequest, MemberUpdateResponse,
 };
 use crate::server::ids::member_id;
-use crate::server::urls::host_port;
+use crate::server::urls::dial_address;
 
 pub struct ClusterService<C> {
     shared: Arc<Shared<C>>,
@@ -102,7 +102,7 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         if req.peer_ur_ls.is_empty() {
             return Err(KvError::InvalidRequest("peer URLs are required").into());
         }
-        if req.peer_ur_ls.iter().any(|u| host_port(u).is_none()) {
+        if req.peer_ur_ls.iter().any(|u| dial_address(u).is_none()) {
             return Err(KvError::InvalidRequest("a peer URL must be http(s)://host:port").into());
         }
         if let Some(mut leader) = self.shared.cluster_leader().await? {

@@ -45,6 +45,19 @@ pub enum AutoCompaction {
     },
 }
 
+/// Why etcd's auto-compaction flags do not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AutoCompactionError {
+    #[error("unknown auto-compaction-mode {mode:?}")]
+    UnknownMode { mode: String },
+    #[error("--auto-compaction-retention: {0}")]
+    PeriodicRetention(#[from] crate::server::DurationError),
+    #[error(
+        "--auto-compaction-retention {retention:?}: revision mode keeps a number of revisions (e.g. 1000)"
+    )]
+    RevisionRetention { retention: String },
+}
+
 impl AutoCompaction {
     /// etcd's flags: `mode` is `periodic` or `revision`; `retention` is,
     /// in periodic mode, hours as a bare integer (`1`) or a Go duration
@@ -55,7 +68,7 @@ impl AutoCompaction {
         mode: &str,
         retention: &str,
         revision_check_every: Duration,
-    ) -> Result<AutoCompaction, String> {
+    ) -> Result<AutoCompaction, AutoCompactionError> {
         let integer = retention.parse::<i64>().ok().filter(|n| *n >= 0);
         let parsed = match mode {
             "periodic" | "" => match integer {
@@ -63,20 +76,20 @@ impl AutoCompaction {
                     retention: Duration::from_secs(hours as u64 * 3600),
                 },
                 None => AutoCompaction::Periodic {
-                    retention: crate::server::parse_go_duration(retention).map_err(|e| {
-                        format!("--auto-compaction-retention: {e}")
-                    })?,
+                    retention: crate::server::parse_go_duration(retention)?,
                 },
             },
             "revision" => AutoCompaction::Revision {
-                retention: integer.ok_or_else(|| {
-                    format!(
-                        "--auto-compaction-retention {retention:?}: revision mode keeps a number of revisions (e.g. 1000)"
-                    )
+                retention: integer.ok_or_else(|| AutoCompactionError::RevisionRetention {
+                    retention: retention.to_string(),
                 })?,
                 check_every: revision_check_every,
             },
-            other => return Err(format!("unknown auto-compaction-mode {other:?}")),
+            other => {
+                return Err(AutoCompactionError::UnknownMode {
+                    mode: other.to_string(),
+                });
+            }
         };
         Ok(match parsed {
             AutoCompaction::Periodic { retention } if retention.is_zero() => AutoCompaction::Off,
@@ -253,7 +266,9 @@ mod tests {
         assert!(parse("periodic", "soon").is_err());
         assert_eq!(
             parse("hourly", "1"),
-            Err("unknown auto-compaction-mode \"hourly\"".into())
+            Err(AutoCompactionError::UnknownMode {
+                mode: "hourly".into()
+            })
         );
     }
 

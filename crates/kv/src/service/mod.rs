@@ -36,7 +36,7 @@ pub(crate) use caller::Credentials;
 
 pub use auth::AuthService;
 pub use cluster::ClusterService;
-pub use compactor::{AutoCompaction, REVISION_CHECK_EVERY_DEFAULT, run_compactor};
+pub use compactor::{AutoCompaction, AutoCompactionError, REVISION_CHECK_EVERY_DEFAULT, run_compactor};
 pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::{LeaseService, run_expiry_loop};
@@ -93,7 +93,7 @@ impl ServiceConfig {
             lease_check_every: Duration::from_millis(500),
             scratch_dir: scratch_dir.into(),
             max_request_bytes: MAX_REQUEST_BYTES_DEFAULT,
-            cluster_token: String::from("etcd-cluster"),
+            cluster_token: String::from(crate::server::INITIAL_CLUSTER_TOKEN_DEFAULT),
             client_tls: None,
             quota: Quota::Bytes(QUOTA_BACKEND_BYTES_DEFAULT),
             auto_compaction: AutoCompaction::Off,

@@ -76,8 +76,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub fn config(id: u64, addr: &str) -> Config {
     let mut config = Config::new(NodeId(id), 7, addr.parse().unwrap());
     config.tick_interval = Duration::from_millis(5);
-    config.election_ticks = 10;
-    config.heartbeat_ticks = 2;
+    config.raft.election_ticks = 10;
+    config.raft.heartbeat_ticks = 2;
     config.unknown_outcome_timeout = Duration::from_millis(500);
     config.request_timeout = Duration::from_secs(5);
     config.transport.reconnect_backoff_max = Duration::from_millis(100);

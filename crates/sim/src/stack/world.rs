@@ -92,8 +92,8 @@ impl<A: App> World<A> {
         let mut config =
             keel::Config::new(NodeId(1), 1, "127.0.0.1:0".parse().expect("an address"));
         config.tick_interval = std::time::Duration::from_micros(TICK.0);
-        config.election_ticks = 15;
-        config.heartbeat_ticks = 3;
+        config.raft.election_ticks = 15;
+        config.raft.heartbeat_ticks = 3;
         config.snapshot_entries = *params.pick(&[40, 150, 1000]);
         config.unknown_outcome_timeout = std::time::Duration::from_micros(200 * TICK.0);
         config.request_timeout = std::time::Duration::from_micros(REQUEST_TIMEOUT.0);
@@ -221,9 +221,9 @@ impl<A: App> World<A> {
         let incarnation = self.incarnation(id) + 1;
         self.incarnations.insert(id, incarnation);
         let mut config = self.config.clone();
-        config.id = id;
-        config.seed = id.0 ^ (incarnation << 32);
-        let raft_config = config.raft();
+        config.raft.id = id;
+        config.raft.seed = id.0 ^ (incarnation << 32);
+        let raft_config = config.raft.clone();
         let read_id_origin = if self.options.bugs.read_ids_from_zero {
             0
         } else {
