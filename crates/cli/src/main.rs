@@ -133,7 +133,26 @@ async fn bench(args: keel_bench::BenchArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
+    use keel_kv::server::{INITIAL_CLUSTER_TOKEN_DEFAULT, MemberFlags};
+
+    /// `keel serve` with no flags runs the member the `keel-kv` binary runs
+    /// with none (its own test pins that one), with the runtime's timing
+    /// and the one default token: every default is read from its owner.
+    #[test]
+    fn serve_defaults_are_the_owning_constants() {
+        let cli = super::Cli::try_parse_from(["keel", "serve"]).unwrap();
+        let super::Command::Serve(args) = cli.command else {
+            panic!("`keel serve` parsed as another command");
+        };
+        let config = crate::serve::ServeConfig::resolve(args.settings).unwrap();
+        let member = config.member;
+        assert_eq!(member, MemberFlags::default().resolve().unwrap());
+        assert_eq!(member.heartbeat_interval, keel::HEARTBEAT_INTERVAL_DEFAULT);
+        assert_eq!(member.election_timeout, keel::ELECTION_TIMEOUT_DEFAULT);
+        assert_eq!(member.snapshot_count, keel::SNAPSHOT_ENTRIES_DEFAULT);
+        assert_eq!(member.initial_cluster_token, INITIAL_CLUSTER_TOKEN_DEFAULT);
+    }
 
     #[test]
     fn command_line_definition_is_consistent() {

@@ -33,7 +33,13 @@ fn member_missing_from_initial_cluster_is_refused_naming_the_flag() {
 
 #[test]
 fn short_election_timeout_is_refused_with_the_minimum() {
-    let stderr = serve_error(keel(&["serve", "--election-timeout", "100"]));
+    let stderr = serve_error(keel(&[
+        "serve",
+        "--heartbeat-interval",
+        "50",
+        "--election-timeout",
+        "100",
+    ]));
     assert!(
         stderr.contains("raise --election-timeout to 250"),
         "{stderr}"
@@ -125,6 +131,44 @@ fn unknown_config_file_key_is_refused() {
     let stderr = serve_error(keel(&["serve", "--config", file.to_str().unwrap()]));
     assert!(stderr.contains("unknown field `data_dir`"), "{stderr}");
     assert!(stderr.contains("data-dir = "), "{stderr}");
+}
+
+/// `keel serve` without a token derives the IDs the `keel-kv` binary
+/// derives without one (`crates/kv/tests/default_flags.rs`): both default
+/// to `INITIAL_CLUSTER_TOKEN_DEFAULT`.
+#[test]
+fn a_member_without_a_token_derives_its_ids_from_the_default_token() {
+    use keel_kv::server::INITIAL_CLUSTER_TOKEN_DEFAULT;
+    use keel_kv::server::ids::{cluster_id, member_id};
+
+    let dir = tempfile::tempdir().unwrap();
+    let peer_url = format!("http://127.0.0.1:{}", free_port());
+    let data_dir = dir.path().join("m1");
+    let mut command = keel(&[
+        "serve",
+        "--name",
+        "m1",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--listen-client-urls",
+        &format!("http://127.0.0.1:{}", free_port()),
+        "--listen-peer-urls",
+        &peer_url,
+    ]);
+    let mut member = Killed(
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let logs = lines_of(member.0.stderr.take().unwrap());
+    let seen = wait_for_line(&logs, "serving etcd v3 API", Duration::from_secs(30));
+    let serving = seen.last().unwrap();
+    let member = member_id(INITIAL_CLUSTER_TOKEN_DEFAULT, &[peer_url]);
+    let cluster = cluster_id(INITIAL_CLUSTER_TOKEN_DEFAULT);
+    assert!(serving.contains(&format!("{member:x}")), "{serving}");
+    assert!(serving.contains(&format!("{cluster:x}")), "{serving}");
 }
 
 /// The side-car's scrape, parsed; `None` while it does not answer 200.

@@ -226,6 +226,24 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
     }
 
+    /// The runtime restates none of its layers' defaults: the core's tick
+    /// counts, the transport's tuning and the log's are theirs, and the
+    /// times in the constants are those counts of the default tick.
+    #[test]
+    fn defaults_are_the_owning_layers_defaults() {
+        let config = Config::new(NodeId(1), 1, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(config.raft, keel_raft::Config::new(NodeId(1)));
+        assert_eq!(config.transport, TransportTuning::default());
+        assert_eq!(config.log, LogConfig::default());
+        assert_eq!(config.tick_interval, TICK_INTERVAL_DEFAULT);
+        assert_eq!(
+            config.election_timeout(),
+            TICK_INTERVAL_DEFAULT * keel_raft::ELECTION_TICKS_DEFAULT
+        );
+        assert_eq!(config.election_timeout(), ELECTION_TIMEOUT_DEFAULT);
+        assert_eq!(config.heartbeat_interval(), HEARTBEAT_INTERVAL_DEFAULT);
+    }
+
     #[test]
     fn zero_bound_is_refused() {
         let config = Config {

@@ -23,7 +23,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs go to stderr, as `keel serve`'s do: stdout stays free.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -39,4 +41,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     run(config, shutdown).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use keel_kv::server::{INITIAL_CLUSTER_TOKEN_DEFAULT, MemberConfig};
+
+    use super::Args;
+
+    /// `keel-kv` with no flags is the default member, with the runtime's
+    /// timing and the one default token (so `keel serve`'s member id).
+    #[test]
+    fn no_flags_give_the_default_member_with_the_owning_constants() {
+        let config = Args::try_parse_from(["keel-kv"])
+            .unwrap()
+            .member
+            .resolve()
+            .unwrap();
+        assert_eq!(config, MemberConfig::new("default", "default.keel"));
+        assert_eq!(config.heartbeat_interval, keel::HEARTBEAT_INTERVAL_DEFAULT);
+        assert_eq!(config.election_timeout, keel::ELECTION_TIMEOUT_DEFAULT);
+        assert_eq!(config.initial_cluster_token, INITIAL_CLUSTER_TOKEN_DEFAULT);
+    }
 }

@@ -470,3 +470,29 @@ async fn sync_peer_addrs(node: Node<RaftMachine>, shared: Arc<Shared<RaftConsens
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member started with the default flags runs the runtime's own
+    /// defaults: its heartbeat is the runtime's tick and its election
+    /// timeout the core's default tick count, nothing restated here.
+    #[test]
+    fn a_default_member_runs_the_runtimes_default_timing() {
+        let member = MemberConfig::new("n1", "/tmp/unused");
+        let identity = Identity {
+            member_id: 7,
+            cluster_id: 9,
+        };
+        let peer: SocketAddr = "127.0.0.1:2380".parse().unwrap();
+        let node = node_config(&member, identity, peer, "127.0.0.1:2380".into()).unwrap();
+        let runtime = Config::new(NodeId(7), 9, peer);
+        assert_eq!(node.tick_interval, runtime.tick_interval);
+        assert_eq!(node.raft, runtime.raft);
+        assert_eq!(node.heartbeat_interval(), keel::HEARTBEAT_INTERVAL_DEFAULT);
+        assert_eq!(node.election_timeout(), keel::ELECTION_TIMEOUT_DEFAULT);
+        assert_eq!(node.snapshot_entries, runtime.snapshot_entries);
+        assert_eq!(node.request_timeout, runtime.request_timeout);
+    }
+}
