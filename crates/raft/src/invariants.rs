@@ -3,7 +3,8 @@
 
 use crate::progress::ProgressState;
 use crate::raft::Raft;
-use crate::types::{Payload, Role};
+use crate::entry::Payload;
+use crate::types::Role;
 
 /// A broken invariant: a bug in the core, never a caller error.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -82,6 +82,7 @@
 
 mod config;
 mod durable;
+mod entry;
 mod invariants;
 mod log;
 mod membership;
@@ -106,4 +107,5 @@ pub use raft::{
     Proposal, ProposeError, Raft, ReadMode, RestoreError, RestoredState, Status, StepError,
 };
 pub use ready::{ReadError, ReadOutcome, Ready, SoftState};
-pub use types::{Entry, HardState, LogIndex, NodeId, Payload, Role, SnapshotMeta, Term};
+pub use entry::{Entry, Payload, SnapshotMeta};
+pub use types::{HardState, LogIndex, NodeId, Role, Term};

@@ -6,7 +6,8 @@
 //! out for persistence and which the caller has confirmed durable.
 
 use crate::membership::Membership;
-use crate::types::{Entry, LogIndex, Payload, SnapshotMeta, Term};
+use crate::entry::{Entry, Payload, SnapshotMeta};
+use crate::types::{LogIndex, Term};
 
 /// In-memory log of one node.
 ///

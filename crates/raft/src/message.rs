@@ -1,7 +1,8 @@
 //! Messages exchanged between nodes. The core produces and consumes them as
 //! plain values; encoding them for a wire is the transport's job.
 
-use crate::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
+use crate::entry::{Entry, SnapshotMeta};
+use crate::types::{LogIndex, NodeId, Term};
 
 /// A message from one node to another, stamped with the sender's term.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! The core's output: everything the caller must do, and in which order.
 
 use crate::message::{Message, ReadId};
-use crate::types::{Entry, HardState, LogIndex, NodeId, Role, SnapshotMeta, Term};
+use crate::entry::{Entry, SnapshotMeta};
+use crate::types::{HardState, LogIndex, NodeId, Role, Term};
 
 /// One batch of work for the caller, taken with [`crate::Raft::ready`].
 ///

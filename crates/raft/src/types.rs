@@ -1,12 +1,11 @@
-//! The protocol's vocabulary: identifiers, terms, log positions and entries.
+//! The protocol's vocabulary: identifiers, terms, log positions, the hard
+//! state and roles. Log entries, which carry configurations, are in
+//! `entry.rs`, so that this file depends on nothing else of the crate.
 //!
 //! Each is a newtype so that a term can never be passed where an index is meant.
 
 use std::fmt;
 
-use bytes::Bytes;
-
-use crate::membership::Membership;
 
 /// Identifies one member of a cluster. `0` is reserved to mean "nobody".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -63,39 +62,6 @@ impl fmt::Display for LogIndex {
     }
 }
 
-/// What an entry carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Payload {
-    /// The empty entry a new leader appends to commit its predecessors'
-    /// entries (§5.4.2, §8).
-    Blank,
-    /// An opaque command for the state machine.
-    Command(Bytes),
-    /// A new cluster configuration. It takes effect as soon as it is appended
-    /// to a log, not when it commits (thesis §4.1).
-    Membership(Membership),
-}
-
-/// One log entry: `(term, index, payload)`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub term: Term,
-    pub index: LogIndex,
-    pub payload: Payload,
-}
-
-impl Entry {
-    /// Bytes this entry contributes to a message, used for `max_msg_bytes`.
-    pub fn size_bytes(&self) -> u64 {
-        let payload = match &self.payload {
-            Payload::Blank => 0,
-            Payload::Command(data) => data.len() as u64,
-            Payload::Membership(m) => 8 * m.node_count() as u64,
-        };
-        16 + payload
-    }
-}
-
 /// The state that must be durable before a node answers anyone (Figure 2's
 /// "persistent state on all servers", plus the commit index so a restart
 /// does not have to rediscover it).
@@ -105,15 +71,6 @@ pub struct HardState {
     /// The candidate this node voted for in `term`, if any.
     pub vote: Option<NodeId>,
     pub commit: LogIndex,
-}
-
-/// Describes a snapshot: the log prefix it replaces and the configuration
-/// in force at its last index.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotMeta {
-    pub index: LogIndex,
-    pub term: Term,
-    pub membership: Membership,
 }
 
 /// The role a node currently plays.

@@ -229,7 +229,7 @@ pub(crate) fn run<S: StateMachine>(
         };
         if let Err(e) = outcome {
             error!(error = %e, "the state machine failed; stopping the node");
-            let reason = StopReason::StateMachine(e.to_string().into());
+            let reason = StopReason::StateMachine(Arc::from(e));
             let _ = events.send(Event::Fatal(reason.clone()));
             fail_queued(&mut ops, &Error::Stopped(reason));
             return;

@@ -271,7 +271,7 @@ impl<S: StateMachine> Driver<S> {
         m.transport = self.io.transport.metrics();
         m.log_append = self.io.log_timings.append.snapshot();
         m.log_sync = self.io.log_timings.sync.snapshot();
-        m.stopped = stopped.map(ToString::to_string);
+        m.stopped = stopped.cloned();
         self.io.metrics.send_if_modified(|current| {
             let changed = *current != m;
             if changed {
@@ -309,7 +309,7 @@ impl<S: StateMachine> Driver<S> {
         if !matches!(joined, Ok(true)) {
             warn!("a node thread panicked while stopping");
         }
-        metrics.send_modify(|m| m.stopped = Some(reason.to_string()));
+        metrics.send_modify(|m| m.stopped = Some(reason.clone()));
         reason
     }
 }

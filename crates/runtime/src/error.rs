@@ -47,7 +47,8 @@ pub enum Error {
     Stopped(StopReason),
 }
 
-/// Why a node stopped.
+/// Why a node stopped. Published in [`crate::Metrics::stopped`] and
+/// carried by [`Error::Stopped`]; the failures keep their source error.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StopReason {
     #[error("it was shut down")]
@@ -55,10 +56,27 @@ pub enum StopReason {
     #[error("its storage failed: {0}")]
     Storage(Arc<keel_storage::StorageError>),
     #[error("its state machine failed: {0}")]
-    StateMachine(Arc<str>),
+    StateMachine(Arc<dyn std::error::Error + Send + Sync>),
     #[error("its {0} thread ended unexpectedly")]
     ThreadEnded(&'static str),
 }
+
+/// Two reasons are equal when they are the same stop: the same variant
+/// and, for a failure, the very same error (errors have no equality of
+/// their own), so that metrics publish a stop once.
+impl PartialEq for StopReason {
+    fn eq(&self, other: &StopReason) -> bool {
+        match (self, other) {
+            (StopReason::Shutdown, StopReason::Shutdown) => true,
+            (StopReason::Storage(a), StopReason::Storage(b)) => Arc::ptr_eq(a, b),
+            (StopReason::StateMachine(a), StopReason::StateMachine(b)) => Arc::ptr_eq(a, b),
+            (StopReason::ThreadEnded(a), StopReason::ThreadEnded(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StopReason {}
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]

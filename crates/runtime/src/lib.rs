@@ -88,6 +88,7 @@
 mod apply;
 mod clock;
 mod config;
+mod consistency;
 mod driver;
 mod error;
 mod event;
@@ -116,6 +117,7 @@ pub use keel_raft::{LogIndex, Membership, MembershipChange, MembershipError, Nod
 pub use keel_storage::LogConfig;
 pub use keel_transport::{ConnectError, IdentityStamp, PeerCaller, PeerChannel, PeerServices, tls};
 pub use metrics::{ElectionCounters, Metrics, PeerMetrics};
-pub use node::{Node, ReadConsistency};
+pub use consistency::ReadConsistency;
+pub use node::Node;
 pub use restore::{InitialState, Storage};
 pub use state_machine::{Command, StateMachine};

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use keel_raft::{LogIndex, Membership, NodeId, Role, Status, Term};
 use keel_transport::TransportMetrics;
 
+use crate::error::StopReason;
 use crate::histogram::LatencyHistogram;
 
 /// A node's state at one moment. Published at least once per tick and on
@@ -50,7 +51,7 @@ pub struct Metrics {
     /// syscalls and the `fdatasync`).
     pub log_sync: LatencyHistogram,
     /// Set when the node has stopped, with the reason.
-    pub stopped: Option<String>,
+    pub stopped: Option<StopReason>,
 }
 
 /// The leader's view of one follower.

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::apply::{self, Applier, ReadFn};
 use crate::config::Config;
+use crate::consistency::ReadConsistency;
 use crate::driver::{Driver, Wiring};
 use crate::error::{Error, StartError, StopReason};
 use crate::histogram::LogTimings;
@@ -25,20 +26,6 @@ use crate::proposals::Responder;
 use crate::restore::{Storage, restore};
 use crate::state_machine::StateMachine;
 use crate::storage;
-
-/// How fresh a read must be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReadConsistency {
-    /// Sees every write acknowledged before the read began: the leader
-    /// confirms it still leads with a heartbeat round (ReadIndex, §6.4).
-    /// Works on followers too, which ask the leader for the index.
-    Linearizable,
-    /// Like `Linearizable`, but the leader skips the heartbeat round while
-    /// its lease holds (§6.4.1). Relies on bounded clock drift.
-    Lease,
-    /// This node's state as it is, possibly behind the cluster.
-    Stale,
-}
 
 /// A handle to a running node. Cheap to clone; the node stops when
 /// [`Node::shutdown`] is called or every handle is dropped.

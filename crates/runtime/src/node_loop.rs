@@ -48,7 +48,7 @@ use crate::clock::TickClock;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::{ElectionCounters, Metrics};
-use crate::node::ReadConsistency;
+use crate::consistency::ReadConsistency;
 use crate::proposals::Proposals;
 use crate::state_machine::StateMachine;
 

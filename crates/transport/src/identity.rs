@@ -32,7 +32,7 @@ use tracing::warn;
 use crate::config::PROTOCOL_VERSION;
 use crate::metrics::bump;
 use crate::pb;
-use crate::transport::Shared;
+use crate::shared::Shared;
 
 /// The metadata entry holding the encoded [`pb::Header`] of a call to an
 /// application's peer service (binary: the `-bin` suffix is gRPC's rule).

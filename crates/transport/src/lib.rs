@@ -27,6 +27,7 @@ mod identity;
 mod metrics;
 mod peer;
 mod server;
+mod shared;
 pub mod tls;
 mod transport;
 

@@ -14,7 +14,7 @@ use crate::convert::decode_message;
 use crate::identity::check_header;
 use crate::metrics::{add, bump};
 use crate::pb;
-use crate::transport::Shared;
+use crate::shared::Shared;
 
 /// The node's inbox was full; the messages were dropped and Raft will
 /// resend what matters.

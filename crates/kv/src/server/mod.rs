@@ -87,7 +87,9 @@ pub enum ServerError {
     #[error("the Raft node could not start: {0}")]
     Start(#[from] keel::StartError),
     #[error("the Raft node stopped: {0}")]
-    Stopped(String),
+    Stopped(keel::StopReason),
+    #[error("the Raft node's task ended without saying why")]
+    NodeVanished,
     #[error("the Raft node failed while stopping: {0}")]
     Node(keel::Error),
     #[error("the client server failed: {0}")]

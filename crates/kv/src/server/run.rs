@@ -443,7 +443,7 @@ async fn wait_stopped_or_removed(node: &Node<RaftMachine>) -> Result<(), ServerE
             was_member |= member;
         }
         if metrics.changed().await.is_err() {
-            return Err(ServerError::Stopped("the node's metrics ended".into()));
+            return Err(ServerError::NodeVanished);
         }
     }
 }

@@ -2,7 +2,8 @@
 
 use crate::membership::{MembershipChange, MembershipError};
 use crate::message::MessageBody;
-use crate::types::{NodeId, Payload};
+use crate::entry::Payload;
+use crate::types::NodeId;
 
 use super::{Proposal, ProposeError, Raft};
 

@@ -4,7 +4,8 @@
 use crate::message::MessageBody;
 use crate::progress::Progress;
 use crate::quorum::VoteResult;
-use crate::types::{LogIndex, NodeId, Payload, Term};
+use crate::entry::Payload;
+use crate::types::{LogIndex, NodeId, Term};
 
 use super::Raft;
 use super::role::{Campaign, Leadership, RoleState};

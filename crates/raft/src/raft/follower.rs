@@ -1,7 +1,8 @@
 //! The follower's side of replication (§5.3) and snapshot installation (§7).
 
 use crate::message::{AppendResult, MessageBody};
-use crate::types::{Entry, LogIndex, NodeId, Payload, SnapshotMeta, Term};
+use crate::entry::{Entry, Payload, SnapshotMeta};
+use crate::types::{LogIndex, NodeId, Term};
 
 use super::Raft;
 use super::role::RoleState;

@@ -22,7 +22,8 @@ use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
 use crate::ready::{ReadOutcome, Ready, SoftState};
 use crate::rng::Rng;
-use crate::types::{Entry, HardState, LogIndex, NodeId, Payload, Role, SnapshotMeta, Term};
+use crate::entry::{Entry, Payload, SnapshotMeta};
+use crate::types::{HardState, LogIndex, NodeId, Role, Term};
 
 pub use read::ReadMode;
 use read::Reads;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::super::duration::DurationError;
 use super::super::urls::UrlError;
-use super::tls::Side;
+use super::side::Side;
 use crate::service::AutoCompactionError;
 
 /// etcd's rule: an election timeout under five heartbeats makes spurious

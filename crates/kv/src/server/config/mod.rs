@@ -7,11 +7,12 @@
 //! - `flags.rs`: [`MemberFlags`], the flags (and `KEEL_*` variables and
 //!   config file keys) and their resolution into a [`MemberConfig`].
 //! - `validate.rs`: [`MemberConfig::validate`], the one validator.
-//! - `tls.rs`: [`TlsConfig`], one side's TLS flags.
+//! - `tls.rs`: [`TlsConfig`], one side's TLS flags; `side.rs`: [`Side`].
 //! - `error.rs`: [`ConfigError`], every refusal, typed.
 
 mod error;
 mod flags;
+mod side;
 mod tls;
 mod validate;
 
@@ -25,7 +26,8 @@ use crate::service::{AutoCompaction, MAX_REQUEST_BYTES_DEFAULT};
 
 pub use error::{ConfigError, ELECTION_HEARTBEATS_MIN};
 pub use flags::MemberFlags;
-pub use tls::{Side, TlsConfig};
+pub use side::Side;
+pub use tls::TlsConfig;
 
 /// The cluster token a member uses unless `--initial-cluster-token` says
 /// otherwise. It names the cluster and enters every member ID

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::super::urls::HttpUrl;
 use super::error::ConfigError;
+use super::side::Side;
 
 /// TLS for one side of a member, clients or peers, with etcd's flags and
 /// meanings (`--cert-file`, `--key-file`, `--trusted-ca-file`,
@@ -27,30 +28,6 @@ pub struct TlsConfig {
     /// Admit only client certificates with this subject common name
     /// (etcd's `--peer-cert-allowed-cn`; peers only).
     pub allowed_cn: Option<String>,
-}
-
-/// Which side a [`TlsConfig`] is for: the flag names differ.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Client,
-    Peer,
-}
-
-impl Side {
-    /// The prefix of the side's TLS flags.
-    pub(crate) fn prefix(self) -> &'static str {
-        match self {
-            Side::Client => "",
-            Side::Peer => "peer-",
-        }
-    }
-
-    pub(crate) fn who(self) -> &'static str {
-        match self {
-            Side::Client => "client",
-            Side::Peer => "peer",
-        }
-    }
 }
 
 impl TlsConfig {

@@ -4,7 +4,7 @@
 
 use super::super::urls::{HttpUrl, join, port_clash};
 use super::error::{ConfigError, ELECTION_HEARTBEATS_MIN};
-use super::tls::Side;
+use super::side::Side;
 use super::{MemberConfig, WATCH_PROGRESS_NOTIFY_INTERVAL_MIN};
 
 /// bcrypt's own bounds on the cost.
