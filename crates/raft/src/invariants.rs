@@ -1,9 +1,9 @@
 //! Checks of the node's internal invariants, run by tests and the
 //! simulator after every step.
 
+use crate::entry::Payload;
 use crate::progress::ProgressState;
 use crate::raft::Raft;
-use crate::entry::Payload;
 use crate::types::Role;
 
 /// A broken invariant: a bug in the core, never a caller error.

@@ -98,6 +98,7 @@ mod types;
 pub use config::Bugs;
 pub use config::{Config, ConfigError, ELECTION_TICKS_DEFAULT, HEARTBEAT_TICKS_DEFAULT};
 pub use durable::DurabilityProof;
+pub use entry::{Entry, Payload, SnapshotMeta};
 pub use invariants::InvariantViolation;
 pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{AppendResult, Message, MessageBody, ReadId};
@@ -107,5 +108,4 @@ pub use raft::{
     Proposal, ProposeError, Raft, ReadMode, RestoreError, RestoredState, Status, StepError,
 };
 pub use ready::{ReadError, ReadOutcome, Ready, SoftState};
-pub use entry::{Entry, Payload, SnapshotMeta};
 pub use types::{HardState, LogIndex, NodeId, Role, Term};

@@ -5,8 +5,8 @@
 //! The caller owns durability. This view records which entries it has handed
 //! out for persistence and which the caller has confirmed durable.
 
-use crate::membership::Membership;
 use crate::entry::{Entry, Payload, SnapshotMeta};
+use crate::membership::Membership;
 use crate::types::{LogIndex, Term};
 
 /// In-memory log of one node.

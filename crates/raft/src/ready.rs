@@ -1,7 +1,7 @@
 //! The core's output: everything the caller must do, and in which order.
 
-use crate::message::{Message, ReadId};
 use crate::entry::{Entry, SnapshotMeta};
+use crate::message::{Message, ReadId};
 use crate::types::{HardState, LogIndex, NodeId, Role, Term};
 
 /// One batch of work for the caller, taken with [`crate::Raft::ready`].

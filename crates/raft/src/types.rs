@@ -6,7 +6,6 @@
 
 use std::fmt;
 
-
 /// Identifies one member of a cluster. `0` is reserved to mean "nobody".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(pub u64);

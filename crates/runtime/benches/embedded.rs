@@ -91,8 +91,11 @@ impl Cluster {
                 let mut config = Config::new(id, 1, "127.0.0.1:0".parse().expect("an address"));
                 config.snapshot_entries = u64::MAX / 2;
                 config.pending_proposals_max = 1 << 20;
-                let raft = Raft::new(config.raft.clone(), RestoredState::bootstrap(membership.clone()))
-                    .expect("a valid configuration");
+                let raft = Raft::new(
+                    config.raft.clone(),
+                    RestoredState::bootstrap(membership.clone()),
+                )
+                .expect("a valid configuration");
                 let snapshot = SnapshotMeta {
                     index: LogIndex(0),
                     term: Term(0),

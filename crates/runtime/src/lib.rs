@@ -107,17 +107,17 @@ mod storage;
 #[cfg(feature = "fault-injection")]
 pub use config::RuntimeBugs;
 pub use config::{
-    Config, ConfigError, ELECTION_TIMEOUT_DEFAULT, HEARTBEAT_INTERVAL_DEFAULT, REQUEST_TIMEOUT_DEFAULT,
-    SNAPSHOT_ENTRIES_DEFAULT, TICK_INTERVAL_DEFAULT,
+    Config, ConfigError, ELECTION_TIMEOUT_DEFAULT, HEARTBEAT_INTERVAL_DEFAULT,
+    REQUEST_TIMEOUT_DEFAULT, SNAPSHOT_ENTRIES_DEFAULT, TICK_INTERVAL_DEFAULT,
 };
-pub use keel_transport::TransportTuning;
+pub use consistency::ReadConsistency;
 pub use error::{Error, StartError, StateMachineError, StopReason};
 pub use histogram::{LATENCY_BUCKET_BOUNDS_MICROS, LatencyHistogram};
 pub use keel_raft::{LogIndex, Membership, MembershipChange, MembershipError, NodeId, Role, Term};
 pub use keel_storage::LogConfig;
+pub use keel_transport::TransportTuning;
 pub use keel_transport::{ConnectError, IdentityStamp, PeerCaller, PeerChannel, PeerServices, tls};
 pub use metrics::{ElectionCounters, Metrics, PeerMetrics};
-pub use consistency::ReadConsistency;
 pub use node::Node;
 pub use restore::{InitialState, Storage};
 pub use state_machine::{Command, StateMachine};

@@ -46,9 +46,9 @@ pub use crate::storage::{DurableWrite, WriteBatch};
 
 use crate::clock::TickClock;
 use crate::config::Config;
+use crate::consistency::ReadConsistency;
 use crate::error::Error;
 use crate::metrics::{ElectionCounters, Metrics};
-use crate::consistency::ReadConsistency;
 use crate::proposals::Proposals;
 use crate::state_machine::StateMachine;
 

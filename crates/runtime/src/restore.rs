@@ -151,7 +151,11 @@ pub(crate) fn restore<S: StateMachine>(
             info!(id = %config.raft.id, "starting empty, waiting to be added to a cluster");
             RestoredState::joining()
         } else {
-            let voters: BTreeSet<NodeId> = given_peers.keys().copied().chain([config.raft.id]).collect();
+            let voters: BTreeSet<NodeId> = given_peers
+                .keys()
+                .copied()
+                .chain([config.raft.id])
+                .collect();
             let membership = Membership::new(voters, [])?;
             info!(id = %config.raft.id, ?membership, "bootstrapping a new cluster");
             write_initial_configuration(&storage.snapshots, membership.clone())?;

@@ -195,7 +195,9 @@ impl PeerStream {
         let first = encode_message(&first);
         let mut bytes = first.encoded_len();
         let mut messages = vec![first];
-        while messages.len() < self.config.tuning.batch_msgs_max && bytes < self.config.tuning.batch_bytes_max {
+        while messages.len() < self.config.tuning.batch_msgs_max
+            && bytes < self.config.tuning.batch_bytes_max
+        {
             let Ok(m) = rx.try_recv() else { break };
             let m = encode_message(&m);
             bytes += m.encoded_len();

@@ -3,19 +3,19 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use keel_raft::{Message, MessageBody, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
-use crate::config::{PROTOCOL_VERSION, TransportConfig};
+use crate::config::TransportConfig;
 use crate::convert::encode_message;
 use crate::identity::{IdentityStamp, PeerChannel, PeerServices};
-use crate::metrics::{Counters, TransportMetrics, bump};
+use crate::metrics::{TransportMetrics, bump};
 use crate::pb;
 use crate::peer::{Peer, endpoint};
 use crate::server::{Handler, Service};

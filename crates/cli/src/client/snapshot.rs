@@ -138,13 +138,14 @@ fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("{}.keel", args.name)));
-    let advertised = HttpUrl::parse_list(&args.initial_advertise_peer_urls).map_err(
-        |(value, why)| ConfigError::BadUrl {
-            flag: "initial-advertise-peer-urls",
-            value,
-            why,
-        },
-    )?;
+    let advertised =
+        HttpUrl::parse_list(&args.initial_advertise_peer_urls).map_err(|(value, why)| {
+            ConfigError::BadUrl {
+                flag: "initial-advertise-peer-urls",
+                value,
+                why,
+            }
+        })?;
     let initial_cluster = match &args.initial_cluster {
         Some(text) => MemberConfig::parse_initial_cluster(text)?,
         None => advertised

@@ -191,8 +191,8 @@ fn write_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::HttpUrl;
     use crate::backup::test_snapshot_file;
+    use crate::server::HttpUrl;
 
     fn config(data_dir: &Path) -> MemberConfig {
         let mut config = MemberConfig::new("n2", data_dir);

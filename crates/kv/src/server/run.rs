@@ -256,7 +256,12 @@ pub async fn start_with_http(
         .founders()
         .into_iter()
         .filter(|(name, _)| *name != config.name)
-        .map(|(_, urls)| (NodeId(member_id(token, &strings(&urls))), urls[0].authority()))
+        .map(|(_, urls)| {
+            (
+                NodeId(member_id(token, &strings(&urls))),
+                urls[0].authority(),
+            )
+        })
         .collect();
 
     let sm = KvStateMachine::open(&config.data_dir.join("kv"), false)?;

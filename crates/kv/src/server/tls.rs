@@ -17,11 +17,10 @@ fn tls_error(side: &'static str) -> impl Fn(TlsError) -> ServerError {
 /// A listener's TLS. Called only for a side with `https://` URLs, which
 /// `MemberConfig::validate` admitted only with a certificate and its key.
 fn server(tls: &TlsConfig, side: &'static str) -> Result<ServerTls, ServerError> {
-    let (cert, key) = tls
-        .cert_file
-        .as_ref()
-        .zip(tls.key_file.as_ref())
-        .expect("MemberConfig::validate admits https:// URLs only with a certificate and its key");
+    let (cert, key) =
+        tls.cert_file.as_ref().zip(tls.key_file.as_ref()).expect(
+            "MemberConfig::validate admits https:// URLs only with a certificate and its key",
+        );
     // etcd 3.4: a trusted CA file alone requires client certificates too
     // (`TlsConfig::requires_client_certs`); `client-cert-auth` without one
     // was refused by `MemberConfig::validate`.

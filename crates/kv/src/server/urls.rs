@@ -113,9 +113,7 @@ pub fn dial_address(url: &str) -> Option<String> {
 /// Finds two listeners given the same host and port (port 0 binds a fresh
 /// port each time, so it never collides): the flags of the first and the
 /// second, and the address.
-pub fn port_clash<'a>(
-    groups: &[(&'a str, &[HttpUrl])],
-) -> Option<(&'a str, &'a str, String)> {
+pub fn port_clash<'a>(groups: &[(&'a str, &[HttpUrl])]) -> Option<(&'a str, &'a str, String)> {
     let mut seen: BTreeMap<(String, u16), &'a str> = BTreeMap::new();
     for &(flag, urls) in groups {
         for url in urls.iter().filter(|u| u.port != 0) {
@@ -155,7 +153,10 @@ mod tests {
         let url = HttpUrl::parse("http://[::1]:2379").unwrap();
         assert_eq!(url.host, "[::1]");
         assert_eq!(url.port, 2379);
-        assert_eq!(dial_address("http://[::1]:2379/").as_deref(), Some("[::1]:2379"));
+        assert_eq!(
+            dial_address("http://[::1]:2379/").as_deref(),
+            Some("[::1]:2379")
+        );
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub(crate) use caller::Credentials;
 
 pub use auth::AuthService;
 pub use cluster::ClusterService;
-pub use compactor::{AutoCompaction, AutoCompactionError, REVISION_CHECK_EVERY_DEFAULT, run_compactor};
+pub use compactor::{
+    AutoCompaction, AutoCompactionError, REVISION_CHECK_EVERY_DEFAULT, run_compactor,
+};
 pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::{LeaseService, run_expiry_loop};

@@ -1,8 +1,9 @@
 //! Membership changes (thesis chapter 4) and leadership transfer (§3.10).
 
+use crate::entry::Payload;
+use crate::entry::Payload;
 use crate::membership::{MembershipChange, MembershipError};
 use crate::message::MessageBody;
-use crate::entry::Payload;
 use crate::types::NodeId;
 
 use super::{Proposal, ProposeError, Raft};

@@ -1,10 +1,11 @@
 //! Leader election (§5.2), the election restriction (§5.4.1) and pre-vote
 //! (§9.6).
 
+use crate::entry::Payload;
+use crate::entry::Payload;
 use crate::message::MessageBody;
 use crate::progress::Progress;
 use crate::quorum::VoteResult;
-use crate::entry::Payload;
 use crate::types::{LogIndex, NodeId, Term};
 
 use super::Raft;

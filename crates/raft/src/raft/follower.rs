@@ -1,7 +1,7 @@
 //! The follower's side of replication (§5.3) and snapshot installation (§7).
 
-use crate::message::{AppendResult, MessageBody};
 use crate::entry::{Entry, Payload, SnapshotMeta};
+use crate::message::{AppendResult, MessageBody};
 use crate::types::{LogIndex, NodeId, Term};
 
 use super::Raft;

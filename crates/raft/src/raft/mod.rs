@@ -16,13 +16,13 @@ use bytes::Bytes;
 
 use crate::config::{Config, ConfigError};
 use crate::durable::DurabilityProof;
+use crate::entry::{Entry, Payload, SnapshotMeta};
 use crate::log::RaftLog;
 use crate::membership::{Membership, MembershipError};
 use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
 use crate::ready::{ReadOutcome, Ready, SoftState};
 use crate::rng::Rng;
-use crate::entry::{Entry, Payload, SnapshotMeta};
 use crate::types::{HardState, LogIndex, NodeId, Role, Term};
 
 pub use read::ReadMode;

@@ -33,9 +33,7 @@ pub enum ConfigError {
     NoUrl { flag: &'static str },
     #[error("--listen-peer-urls has {count} URLs; a member serves its peers on exactly one")]
     PeerListeners { count: usize },
-    #[error(
-        "--{flag} {url} has port 0, which others cannot dial; give the port it listens on"
-    )]
+    #[error("--{flag} {url} has port 0, which others cannot dial; give the port it listens on")]
     PortZero { flag: &'static str, url: String },
     #[error(
         "--{flag} {url} is a wildcard address that others cannot dial; set --{advertise} to this host's reachable URL"
@@ -96,9 +94,11 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     AutoCompaction(#[from] AutoCompactionError),
-    #[error("--auth-token {kind:?} is not supported: Keel KV has simple tokens only")]
+    #[error("--auth-token {kind:?}: unsupported token type (Keel serves `simple` tokens only)")]
     AuthTokenKind { kind: String },
-    #[error("--bcrypt-cost {cost} must be between 4 and 31")]
+    #[error("--auth-token-ttl must be positive")]
+    AuthTokenTtlZero,
+    #[error("--bcrypt-cost must be between 4 and 31, not {cost}")]
     BcryptCost { cost: u32 },
     #[error(
         "--{p}cert-file is given without --{p}key-file; give the certificate's private key too",

@@ -299,9 +299,11 @@ impl MemberFlags {
             .unwrap_or(d.advertise_client_urls);
         let listen_peer_urls =
             urls("listen-peer-urls", self.listen_peer_urls)?.unwrap_or(d.listen_peer_urls);
-        let initial_advertise_peer_urls =
-            urls("initial-advertise-peer-urls", self.initial_advertise_peer_urls)?
-                .unwrap_or(d.initial_advertise_peer_urls);
+        let initial_advertise_peer_urls = urls(
+            "initial-advertise-peer-urls",
+            self.initial_advertise_peer_urls,
+        )?
+        .unwrap_or(d.initial_advertise_peer_urls);
         let initial_cluster = match self.initial_cluster.as_deref() {
             Some(text) => MemberConfig::parse_initial_cluster(text)?,
             None => {
@@ -342,7 +344,9 @@ impl MemberFlags {
             initial_advertise_peer_urls,
             initial_cluster,
             initial_cluster_state: self.initial_cluster_state.unwrap_or_default(),
-            initial_cluster_token: self.initial_cluster_token.unwrap_or(d.initial_cluster_token),
+            initial_cluster_token: self
+                .initial_cluster_token
+                .unwrap_or(d.initial_cluster_token),
             force_new_cluster: self.force_new_cluster.unwrap_or(d.force_new_cluster),
             heartbeat_interval: self
                 .heartbeat_interval

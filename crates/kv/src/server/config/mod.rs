@@ -226,6 +226,9 @@ impl MemberConfig {
             return Some(&self.initial_advertise_peer_urls);
         }
         let listen = &self.listen_peer_urls;
-        listen.iter().all(|u| u.port != 0).then_some(listen.as_slice())
+        listen
+            .iter()
+            .all(|u| u.port != 0)
+            .then_some(listen.as_slice())
     }
 }

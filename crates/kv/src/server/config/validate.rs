@@ -49,7 +49,11 @@ impl MemberConfig {
             .initial_advertise_peer_urls
             .iter()
             .map(|u| ("initial-advertise-peer-urls", u))
-            .chain(self.initial_cluster.iter().map(|(_, u)| ("initial-cluster", u)));
+            .chain(
+                self.initial_cluster
+                    .iter()
+                    .map(|(_, u)| ("initial-cluster", u)),
+            );
         for (flag, url) in dialed {
             if url.port == 0 {
                 return Err(ConfigError::PortZero {
@@ -198,9 +202,7 @@ impl MemberConfig {
             });
         }
         if self.auth_token_ttl.is_zero() {
-            return Err(ConfigError::Zero {
-                flag: "auth-token-ttl",
-            });
+            return Err(ConfigError::AuthTokenTtlZero);
         }
         if !BCRYPT_COST_RANGE.contains(&self.bcrypt_cost) {
             return Err(ConfigError::BcryptCost {
