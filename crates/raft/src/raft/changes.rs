@@ -1,7 +1,6 @@
 //! Membership changes (thesis chapter 4) and leadership transfer (§3.10).
 
 use crate::entry::Payload;
-use crate::entry::Payload;
 use crate::membership::{MembershipChange, MembershipError};
 use crate::message::MessageBody;
 use crate::types::NodeId;

@@ -2,7 +2,6 @@
 //! (§9.6).
 
 use crate::entry::Payload;
-use crate::entry::Payload;
 use crate::message::MessageBody;
 use crate::progress::Progress;
 use crate::quorum::VoteResult;
