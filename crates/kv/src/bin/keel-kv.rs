@@ -8,6 +8,9 @@
 //!
 //! [`MemberConfig`]: keel_kv::server::MemberConfig
 
+use std::error::Error;
+use std::process::ExitCode;
+
 use clap::Parser;
 use keel_kv::server::{MemberFlags, run};
 
@@ -22,7 +25,7 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
     // Logs go to stderr, as `keel serve`'s do: stdout stays free.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -30,7 +33,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = Args::parse().member.resolve()?;
+    match serve(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Each cause on its own line, in words (not `Debug`).
+            let mut message = format!("Error: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                message.push_str(&format!("\n  caused by: {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
+    let config = args.member.resolve()?;
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("installing a SIGTERM handler at startup");
