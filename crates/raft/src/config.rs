@@ -35,6 +35,16 @@ pub struct Config {
     /// Upper bound on the entry bytes in one AppendEntries message. A single
     /// entry larger than this is still sent, alone.
     pub max_msg_bytes: u64,
+    /// A follower told that its connection to the leader closed
+    /// ([`crate::Raft::peer_disconnected`]) stops following it and
+    /// campaigns within a few ticks instead of waiting out the election
+    /// timeout: a leader killed outright is replaced in milliseconds. A
+    /// closed connection is only a hint (the leader may live on), so a
+    /// follower acting on it also stops refusing votes for the leader's
+    /// sake, and a leader lease can no longer be trusted: with this on,
+    /// lease reads are confirmed as ReadIndex reads. Safety never rests on
+    /// the hint; a false one costs at most a pre-vote round.
+    pub fast_failover: bool,
     /// Ticks subtracted from `election_ticks` to bound the leader lease,
     /// allowing for clocks that run at different rates (§6.4.1).
     pub lease_drift_ticks: u32,
@@ -97,7 +107,8 @@ pub enum ConfigError {
 impl Config {
     /// Defaults for node `id`: a [`ELECTION_TICKS_DEFAULT`] election
     /// timeout, a heartbeat every [`HEARTBEAT_TICKS_DEFAULT`] ticks,
-    /// pre-vote and check-quorum on.
+    /// pre-vote and check-quorum on; fast failover off (it needs a
+    /// transport that reports closed connections).
     pub fn new(id: NodeId) -> Config {
         Config {
             id,
@@ -105,6 +116,7 @@ impl Config {
             heartbeat_ticks: HEARTBEAT_TICKS_DEFAULT,
             pre_vote: true,
             check_quorum: true,
+            fast_failover: false,
             max_inflight_msgs: 256,
             max_msg_bytes: 1024 * 1024,
             lease_drift_ticks: 1,

@@ -46,6 +46,7 @@ fn add_nodes(c: &mut Cluster, cmd: &Command) -> String {
         let mut config = Config::new(id);
         config.pre_vote = flag("pre-vote", true);
         config.check_quorum = flag("check-quorum", true);
+        config.fast_failover = flag("fast-failover", false);
         config.election_ticks = num("election", 10) as u32;
         config.heartbeat_ticks = num("heartbeat", 1) as u32;
         config.max_inflight_msgs = num("inflight", 256) as usize;
@@ -101,6 +102,13 @@ fn run(c: &mut Cluster, cmd: &Command) -> String {
         "add-nodes" => add_nodes(c, cmd),
         "campaign" => {
             c.node(node_arg(0)).raft.campaign();
+            String::new()
+        }
+        "disconnect" => {
+            // The transport of node arg 0 saw its connection from arg 1 close.
+            c.node(node_arg(0))
+                .raft
+                .peer_disconnected(NodeId(node_arg(1)));
             String::new()
         }
         "tick" => {

@@ -212,6 +212,7 @@ impl<S: StateMachine> Driver<S> {
     fn on_inbound(&mut self, inbound: Inbound) {
         match inbound {
             Inbound::Messages(messages) => self.input(Input::Messages(messages)),
+            Inbound::Disconnected(peer) => self.input(Input::Disconnected(peer)),
             Inbound::SnapshotReady(ready) => {
                 let (m, staged) = *ready;
                 self.staged.push(staged);

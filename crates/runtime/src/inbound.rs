@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use keel_raft::{Message, MessageBody, SnapshotMeta};
+use keel_raft::{Message, MessageBody, NodeId, SnapshotMeta};
 use keel_storage::{SnapshotStore, SnapshotWriter, StagedSnapshot, StorageError};
 use keel_transport::{Handler, Overloaded, SnapshotRejected};
 use tokio::sync::mpsc;
@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 /// Input from peers, in the order it arrived.
 pub(crate) enum Inbound {
     Messages(Vec<Message>),
+    /// The stream of messages from this peer ended.
+    Disconnected(NodeId),
     /// The snapshot the message describes is staged: step the message in,
     /// and publish the snapshot if the core accepts it.
     SnapshotReady(Box<(Message, StagedSnapshot)>),
@@ -49,6 +51,11 @@ impl Handler for InboundHandler {
         self.inbox
             .try_send(Inbound::Messages(messages))
             .map_err(|_| Overloaded)
+    }
+
+    fn disconnected(&self, peer: NodeId) {
+        // A hint: if the inbox is full, the election timeout still works.
+        let _ = self.inbox.try_send(Inbound::Disconnected(peer));
     }
 
     async fn snapshot_offset(&self, message: &Message) -> Result<u64, SnapshotRejected> {

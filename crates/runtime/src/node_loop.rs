@@ -108,6 +108,9 @@ pub enum Input<S: StateMachine> {
     /// A message to this peer could not be sent: stop streaming
     /// AppendEntries into the void and probe until it answers.
     Unreachable(NodeId),
+    /// The stream of messages from this peer ended: if it leads, it may be
+    /// gone (fast failover, [`keel_raft::Config::fast_failover`]).
+    Disconnected(NodeId),
 }
 
 /// What the loop asks its driver to do, in order.
@@ -261,6 +264,7 @@ impl<S: StateMachine> NodeLoop<S> {
                 self.raft.report_snapshot(to, ok);
             }
             Input::Unreachable(to) => self.raft.report_unreachable(to),
+            Input::Disconnected(peer) => self.raft.peer_disconnected(peer),
         }
         self.elections.observe(self.raft.role(), self.raft.term());
     }

@@ -99,6 +99,10 @@ fn faults_and_outcomes_are_exercised() {
     );
     assert!(reports.iter().any(|r| r.pauses > 0), "no pause in 10 seeds");
     assert!(
+        reports.iter().any(|r| r.disconnects > 0),
+        "no closed connection reported in 10 seeds"
+    );
+    assert!(
         reports.iter().any(|r| r.ops.failed > 0),
         "no definite failure in 10 seeds"
     );

@@ -41,6 +41,11 @@ pub trait Handler: Send + Sync + 'static {
     /// Hands over messages without blocking; a full inbox refuses them.
     fn deliver(&self, messages: Vec<Message>) -> Result<(), Overloaded>;
 
+    /// The stream of messages from `peer` ended: the peer closed it, or the
+    /// connection broke (a peer killed outright closes its sockets, so this
+    /// comes long before any timeout). Only a hint: the peer may reconnect.
+    fn disconnected(&self, peer: NodeId);
+
     /// How many bytes of the snapshot that `message` (an InstallSnapshot)
     /// describes are already stored here, so the sender resumes after them.
     fn snapshot_offset(
@@ -98,8 +103,8 @@ impl<H: Handler> Service<H> {
     }
 
     /// Validates a batch and delivers the good messages; a bad one is
-    /// dropped (and counted) without spoiling the rest.
-    fn deliver_batch(&self, batch: pb::MessageBatch) -> Result<(), Status> {
+    /// dropped (and counted) without spoiling the rest. Returns the sender.
+    fn deliver_batch(&self, batch: pb::MessageBatch) -> Result<NodeId, Status> {
         let from = check_header(&self.shared, batch.header.as_ref())?;
         let messages: Vec<Message> = batch
             .messages
@@ -107,7 +112,7 @@ impl<H: Handler> Service<H> {
             .filter_map(|m| self.check_message(from, m).ok())
             .collect();
         if messages.is_empty() {
-            return Ok(());
+            return Ok(from);
         }
         let n = messages.len() as u64;
         let counters = &self.shared.counters;
@@ -115,7 +120,7 @@ impl<H: Handler> Service<H> {
             Ok(()) => add(&counters.received_msgs, n),
             Err(Overloaded) => add(&counters.dropped_inbox_full, n),
         }
-        Ok(())
+        Ok(from)
     }
 
     fn snapshot_message(
@@ -155,11 +160,18 @@ impl<H: Handler> pb::raft_server::Raft for Service<H> {
     ) -> Result<Response<pb::Ack>, Status> {
         let mut stream = request.into_inner();
         let mut shutdown = self.shutdown.clone();
+        // The sender, once a batch proved who it is.
+        let mut from = None;
         loop {
             tokio::select! {
-                batch = stream.message() => match batch? {
-                    Some(batch) => self.deliver_batch(batch)?,
-                    None => return Ok(Response::new(pb::Ack {})),
+                batch = stream.message() => match batch {
+                    Ok(Some(batch)) => from = Some(self.deliver_batch(batch)?),
+                    ended => {
+                        if let Some(peer) = from {
+                            self.handler.disconnected(peer);
+                        }
+                        return ended.map(|_| Response::new(pb::Ack {}));
+                    }
                 },
                 _ = shutdown.wait_for(|&stop| stop) => {
                     return Err(Status::unavailable("node is shutting down"));

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 #[derive(Clone)]
 struct Collect {
     inbox: mpsc::UnboundedSender<Message>,
+    disconnects: mpsc::UnboundedSender<NodeId>,
     snapshot: Arc<Mutex<Vec<u8>>>,
 }
 
@@ -24,6 +25,10 @@ impl Handler for Collect {
             self.inbox.send(m).map_err(|_| Overloaded)?;
         }
         Ok(())
+    }
+
+    fn disconnected(&self, peer: NodeId) {
+        self.disconnects.send(peer).unwrap();
     }
 
     async fn snapshot_offset(&self, _message: &Message) -> Result<u64, SnapshotRejected> {
@@ -60,6 +65,7 @@ struct Node {
     transport: Transport,
     addr: String,
     inbox: mpsc::UnboundedReceiver<Message>,
+    disconnects: mpsc::UnboundedReceiver<NodeId>,
     snapshot: Arc<Mutex<Vec<u8>>>,
 }
 
@@ -70,9 +76,11 @@ async fn node(cluster_id: u64, id: u64) -> Node {
     config.tuning.snapshot_chunk_bytes = 1000;
     let transport = Transport::new(config);
     let (tx, inbox) = mpsc::unbounded_channel();
+    let (disconnected, disconnects) = mpsc::unbounded_channel();
     let snapshot = Arc::new(Mutex::new(Vec::new()));
     let handler = Collect {
         inbox: tx,
+        disconnects: disconnected,
         snapshot: snapshot.clone(),
     };
     let server = transport.clone();
@@ -85,6 +93,7 @@ async fn node(cluster_id: u64, id: u64) -> Node {
         transport,
         addr,
         inbox,
+        disconnects,
         snapshot,
     }
 }
@@ -106,6 +115,25 @@ async fn recv(inbox: &mut mpsc::UnboundedReceiver<Message>) -> Message {
         .await
         .expect("message within 5 s")
         .unwrap()
+}
+
+#[tokio::test]
+async fn the_receiver_hears_when_a_senders_stream_ends() {
+    let a = node(7, 1).await;
+    let mut b = node(7, 2).await;
+    a.transport.set_peer(NodeId(2), b.addr.clone());
+    a.transport.send(heartbeat(1, 2, 1)).unwrap();
+    assert_eq!(recv(&mut b.inbox).await, heartbeat(1, 2, 1));
+    assert!(
+        b.disconnects.try_recv().is_err(),
+        "no disconnect while the stream is open"
+    );
+    a.transport.remove_peer(NodeId(2));
+    let peer = tokio::time::timeout(Duration::from_secs(5), b.disconnects.recv())
+        .await
+        .expect("the end of the stream is reported within 5 s")
+        .unwrap();
+    assert_eq!(peer, NodeId(1));
 }
 
 #[tokio::test]

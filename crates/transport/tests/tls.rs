@@ -27,6 +27,8 @@ impl Handler for Inbox {
         Ok(())
     }
 
+    fn disconnected(&self, _: NodeId) {}
+
     async fn snapshot_offset(&self, _: &Message) -> Result<u64, SnapshotRejected> {
         Ok(0)
     }

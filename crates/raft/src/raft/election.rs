@@ -1,6 +1,8 @@
 //! Leader election (§5.2), the election restriction (§5.4.1) and pre-vote
 //! (§9.6).
 
+use std::collections::BTreeSet;
+
 use crate::entry::Payload;
 use crate::message::MessageBody;
 use crate::progress::Progress;
@@ -18,6 +20,38 @@ impl Raft {
         if self.election_elapsed >= self.election_timeout && self.is_promotable() {
             self.start_campaign(self.config.pre_vote);
         }
+    }
+
+    /// Fast failover: the connection from `peer` closed. If `peer` is the
+    /// leader, stop following it, so that vote requests are no longer
+    /// ignored for its sake (§4.2.3), and campaign soon. The surviving
+    /// voters campaign in order of id, two ticks apart, so they do not
+    /// split their votes: by a voter's turn it has normally heard from the
+    /// winner, which resets its timer. If the leader is alive after all,
+    /// its other followers still refuse the pre-vote and its next message
+    /// is followed again.
+    pub(super) fn leader_maybe_lost(&mut self, peer: NodeId) {
+        if !self.config.fast_failover
+            || self.leader != Some(peer)
+            || !matches!(self.role, RoleState::Follower)
+            || !self.is_promotable()
+        {
+            return;
+        }
+        let me = self.id();
+        let voters: BTreeSet<NodeId> = self
+            .membership
+            .voters()
+            .iter()
+            .chain(self.membership.outgoing())
+            .copied()
+            .collect();
+        let rank = voters.iter().filter(|&&v| v != peer && v < me).count();
+        let delay = 1 + 2 * u32::try_from(rank).unwrap_or(u32::MAX / 4);
+        self.leader = None;
+        self.election_elapsed = self
+            .election_elapsed
+            .max(self.election_timeout.saturating_sub(delay));
     }
 
     /// Campaigns for leadership: with `pre_vote`, first asks whether a

@@ -316,6 +316,14 @@ impl Raft {
         }
     }
 
+    /// The transport saw its connection from `peer` close. With
+    /// [`Config::fast_failover`], a follower of `peer` takes it as a hint
+    /// that the leader is gone and campaigns within a few ticks; otherwise,
+    /// or for any other peer, nothing changes.
+    pub fn peer_disconnected(&mut self, peer: NodeId) {
+        self.leader_maybe_lost(peer);
+    }
+
     /// Appends `data` to the log if this node leads.
     pub fn propose(&mut self, data: Bytes) -> Result<Proposal, ProposeError> {
         self.check_can_propose()?;

@@ -15,7 +15,8 @@ pub enum ReadMode {
     /// Confirm leadership with a heartbeat round to a quorum (§6.4).
     ReadIndex,
     /// Trust the leader lease if it holds (§6.4.1); otherwise fall back to
-    /// a heartbeat round. Requires check-quorum.
+    /// a heartbeat round. Requires check-quorum, and fast failover off
+    /// (voters acting on a closed connection do not honour the lease).
     Lease,
 }
 
@@ -171,7 +172,11 @@ impl Raft {
     /// measured from when the confirming heartbeat was *sent* (§6.4.1).
     fn lease_valid(&mut self) -> bool {
         let leader = self.role.leadership().expect("only a leader holds a lease");
-        if !self.config.check_quorum || leader.timeout_now_sent || leader.transfer.is_some() {
+        if !self.config.check_quorum
+            || self.config.fast_failover
+            || leader.timeout_now_sent
+            || leader.transfer.is_some()
+        {
             return false;
         }
         #[cfg(feature = "fault-injection")]

@@ -141,13 +141,14 @@ fn main() -> ExitCode {
     totals.failed.sort_unstable();
     let seeds = end - first;
     println!(
-        "{seeds} seeds in {:.1} s ({:.1} seeds/s): {} steps, {} restarts, {} pauses, {} failed syncs",
+        "{seeds} seeds in {:.1} s ({:.1} seeds/s): {} steps, {} restarts, {} pauses, {} failed syncs, {} closed connections",
         wall.as_secs_f64(),
         seeds as f64 / wall.as_secs_f64(),
         totals.steps,
         totals.restarts,
         totals.pauses,
         totals.sync_failures,
+        totals.disconnects,
     );
     println!(
         "client operations: {} invoked, {} ok, {} failed, {} unknown; {} runs inconclusive; {} seeds failed",
@@ -173,6 +174,7 @@ struct Totals {
     restarts: u64,
     pauses: u64,
     sync_failures: u64,
+    disconnects: u64,
     ops: OpCounts,
     inconclusive: u64,
     failed: Vec<u64>,
@@ -184,6 +186,7 @@ impl Totals {
         self.restarts += report.restarts;
         self.pauses += report.pauses;
         self.sync_failures += report.sync_failures;
+        self.disconnects += report.disconnects;
         self.ops.add(&report.ops);
         if matches!(report.verdict, Verdict::Inconclusive { .. }) {
             self.inconclusive += 1;

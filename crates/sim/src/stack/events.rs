@@ -18,6 +18,12 @@ pub enum Event<R> {
     Apply(NodeId, u64),
     Deliver(NodeId, Message),
     DeliverSnapshot(NodeId, Message, Bytes),
+    /// The member's stream of messages from a peer ended: the peer crashed
+    /// (its sockets closed) or a link reset.
+    Disconnected {
+        to: NodeId,
+        from: NodeId,
+    },
     SnapshotReport {
         from: NodeId,
         incarnation: u64,

@@ -100,6 +100,8 @@ pub struct StackReport {
     pub steps: u64,
     pub restarts: u64,
     pub pauses: u64,
+    /// Closed connections reported to running members (fast failover).
+    pub disconnects: u64,
     /// Syncs that failed (each stopped its member, which was restarted).
     pub sync_failures: u64,
     /// Equal for two runs of one seed and options.

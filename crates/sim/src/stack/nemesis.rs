@@ -83,6 +83,16 @@ impl<A: App> World<A> {
                 }
             }
         }
+        if self.config.raft.fast_failover {
+            // Some cut links reset rather than go silent: the stream's
+            // receiver hears of it, although the sender lives on.
+            for &(from, to) in &cut {
+                if self.rng.chance(300) {
+                    let after = Micros(self.rng.between(50, 2_000));
+                    self.schedule(after, Event::Disconnected { to, from });
+                }
+            }
+        }
         self.network.partition(cut);
         self.partition_epoch += 1;
         let epoch = self.partition_epoch;

@@ -53,7 +53,7 @@ pub(super) struct World<A: App> {
     incarnations: BTreeMap<NodeId, u64>,
     drift_ppm: BTreeMap<NodeId, i64>,
     pub(super) sync_latency: BTreeMap<NodeId, Micros>,
-    config: keel::Config,
+    pub(super) config: keel::Config,
     pub(super) network: Network,
     pub(super) partition_epoch: u64,
     pub(super) rng: Rng,
@@ -77,6 +77,7 @@ pub(super) struct World<A: App> {
     pub(super) end_at: Micros,
     steps: u64,
     pub(super) restarts: u64,
+    pub(super) disconnects: u64,
     pub(super) pauses: u64,
     pub(super) sync_failures: u64,
 }
@@ -97,6 +98,10 @@ impl<A: App> World<A> {
         config.snapshot_entries = *params.pick(&[40, 150, 1000]);
         config.unknown_outcome_timeout = std::time::Duration::from_micros(200 * TICK.0);
         config.request_timeout = std::time::Duration::from_micros(REQUEST_TIMEOUT.0);
+        // Half the random runs hear of closed connections; the targeted
+        // profiles test leases, which fast failover gives up.
+        config.raft.fast_failover =
+            options.profile == StackProfile::Random && root.fork(5).chance(500);
         #[cfg(feature = "core-bugs")]
         {
             config.bugs = options.bugs.runtime.clone();
@@ -152,6 +157,7 @@ impl<A: App> World<A> {
             end_at,
             steps: 0,
             restarts: 0,
+            disconnects: 0,
             pauses: 0,
             sync_failures: 0,
             options,
@@ -282,6 +288,20 @@ impl<A: App> World<A> {
         });
         self.slots.insert(id, Slot::Down(disk));
         self.restarts += 1;
+        if self.config.raft.fast_failover {
+            // The dead process's sockets close: every member still linked
+            // to it sees its stream end, a network delay later.
+            let linked: Vec<NodeId> = self
+                .slots
+                .keys()
+                .copied()
+                .filter(|&to| !self.network.is_cut(id, to))
+                .collect();
+            for to in linked {
+                let after = Micros(self.rng.between(50, 2_000));
+                self.schedule(after, Event::Disconnected { to, from: id });
+            }
+        }
     }
 
     pub(super) fn on_event(&mut self, event: Event<Response<A>>) {
@@ -291,6 +311,7 @@ impl<A: App> World<A> {
             | Event::Apply(id, _)
             | Event::Deliver(id, _)
             | Event::DeliverSnapshot(id, _, _)
+            | Event::Disconnected { to: id, .. }
             | Event::Forward { to: id, .. } => Some(*id),
             Event::SnapshotReport { from, .. } => Some(*from),
             Event::CallArrives(call) | Event::ForwardReply { call, .. } => {
@@ -330,6 +351,12 @@ impl<A: App> World<A> {
                 }
             }
             Event::Deliver(to, message) => self.member_input(to, Input::Messages(vec![message])),
+            Event::Disconnected { to, from } => {
+                if self.is_up(to) {
+                    self.disconnects += 1;
+                    self.member_input(to, Input::Disconnected(from));
+                }
+            }
             Event::DeliverSnapshot(to, message, data) => {
                 self.with_member(to, |m, now, out| {
                     m.snapshot_arrived(now, message, data, out);
@@ -525,6 +552,7 @@ impl<A: App> World<A> {
             ops,
             steps: self.steps,
             restarts: self.restarts,
+            disconnects: self.disconnects,
             pauses: self.pauses,
             sync_failures: self.sync_failures,
             fingerprint,
