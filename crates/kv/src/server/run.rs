@@ -498,7 +498,9 @@ mod tests {
         let node = node_config(&member, identity, peer, "127.0.0.1:2380".into()).unwrap();
         let runtime = Config::new(NodeId(7), 9, peer);
         assert_eq!(node.tick_interval, runtime.tick_interval);
-        assert_eq!(node.raft, runtime.raft);
+        let mut raft = runtime.raft.clone();
+        raft.fast_failover = true;
+        assert_eq!(node.raft, raft, "the runtime's core, with fast failover");
         assert_eq!(node.heartbeat_interval(), keel::HEARTBEAT_INTERVAL_DEFAULT);
         assert_eq!(node.election_timeout(), keel::ELECTION_TIMEOUT_DEFAULT);
         assert_eq!(node.snapshot_entries, runtime.snapshot_entries);
