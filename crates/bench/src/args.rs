@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::BenchError;
+use crate::{ArgumentError, BenchError};
 
 /// What each request does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -95,26 +95,25 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     pub(crate) fn validate(&self) -> Result<(), BenchError> {
-        let fail = |m: &str| Err(BenchError::Arguments(m.to_string()));
-        if self.clients == 0 || self.conns == 0 {
-            return fail("--clients and --conns must be at least 1");
+        let refused = if self.clients == 0 || self.conns == 0 {
+            Some(ArgumentError::NoClients)
+        } else if self.endpoints.is_empty() {
+            Some(ArgumentError::NoEndpoints)
+        } else if self.key_size == 0 || self.key_space == 0 {
+            Some(ArgumentError::NoKeys)
+        } else if !(0.0..=1.0).contains(&self.write_fraction) {
+            Some(ArgumentError::WriteFraction)
+        } else if self.rate == Some(0) {
+            Some(ArgumentError::ZeroRate)
+        } else if self.duration.is_none() && self.total == 0 {
+            Some(ArgumentError::ZeroTotal)
+        } else {
+            None
+        };
+        match refused {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
         }
-        if self.endpoints.is_empty() {
-            return fail("--endpoints needs at least one server");
-        }
-        if self.key_size == 0 || self.key_space == 0 {
-            return fail("--key-size and --key-space must be at least 1");
-        }
-        if !(0.0..=1.0).contains(&self.write_fraction) {
-            return fail("--write-fraction must be between 0 and 1");
-        }
-        if self.rate == Some(0) {
-            return fail("--rate must be at least 1 request per second");
-        }
-        if self.duration.is_none() && self.total == 0 {
-            return fail("--total must be at least 1 (or give --duration)");
-        }
-        Ok(())
     }
 }
 

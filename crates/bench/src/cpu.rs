@@ -36,9 +36,8 @@ impl CpuMeter {
     /// Takes the first readings; fails if a server pid cannot be read (a
     /// typo should not cost a whole run).
     pub fn start(server_pids: &[u32]) -> Result<CpuMeter, BenchError> {
-        let server_start_s = processes_cpu_s(server_pids).map_err(|(pid, e)| {
-            BenchError::Arguments(format!("--server-pids: cannot read process {pid}: {e}"))
-        })?;
+        let server_start_s = processes_cpu_s(server_pids)
+            .map_err(|(pid, source)| BenchError::ServerPid { pid, source })?;
         Ok(CpuMeter {
             server_pids: server_pids.to_vec(),
             server_start_s,

@@ -28,12 +28,37 @@ pub enum BenchError {
         endpoint: String,
         source: tonic::transport::Error,
     },
-    #[error("invalid endpoint {endpoint:?}: {reason}")]
-    Endpoint { endpoint: String, reason: String },
+    #[error("invalid endpoint {endpoint:?}: {source}")]
+    Endpoint {
+        endpoint: String,
+        source: tonic::transport::Error,
+    },
     #[error("invalid arguments: {0}")]
-    Arguments(String),
+    Arguments(#[from] ArgumentError),
+    #[error("--server-pids: cannot read process {pid}: {source}")]
+    ServerPid { pid: u32, source: std::io::Error },
     #[error("preparing the key space failed: {0}")]
     Prepare(tonic::Status),
-    #[error("writing the plot to {path}: {reason}")]
-    Plot { path: String, reason: String },
+    #[error("writing the plot to {path}: {source}")]
+    Plot {
+        path: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Arguments that cannot make a run.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgumentError {
+    #[error("--clients and --conns must be at least 1")]
+    NoClients,
+    #[error("--endpoints needs at least one server")]
+    NoEndpoints,
+    #[error("--key-size and --key-space must be at least 1")]
+    NoKeys,
+    #[error("--write-fraction must be between 0 and 1")]
+    WriteFraction,
+    #[error("--rate must be at least 1 request per second")]
+    ZeroRate,
+    #[error("--total must be at least 1 (or give --duration)")]
+    ZeroTotal,
 }

@@ -135,9 +135,9 @@ async fn connect(args: &BenchArgs) -> Result<Vec<Channel>, BenchError> {
             format!("http://{endpoint}")
         };
         let channel = Endpoint::from_shared(url)
-            .map_err(|e| BenchError::Endpoint {
+            .map_err(|source| BenchError::Endpoint {
                 endpoint: endpoint.clone(),
-                reason: e.to_string(),
+                source,
             })?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)

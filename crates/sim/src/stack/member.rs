@@ -69,9 +69,13 @@ pub enum MemberFailure {
     #[error("the log failed: {0}")]
     Log(#[from] keel_storage::StorageError),
     #[error("the state machine failed: {0}")]
-    StateMachine(String),
+    StateMachine(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the snapshot at {0} to restore is not in the store")]
+    SnapshotMissing(LogIndex),
+    #[error("no snapshot to start from, not even the bootstrap one")]
+    NoSnapshot,
     #[error("cannot start: {0}")]
-    Start(String),
+    Start(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// One life of a member, from start to crash.
@@ -114,18 +118,15 @@ impl<M: StateMachine> Member<M> {
             .values()
             .next_back()
             .cloned()
-            .ok_or_else(|| {
-                MemberFailure::Start("no snapshot, not even the bootstrap one".into())
-            })?;
-        let state = resume_from(&mut disk.log, meta.clone())
-            .map_err(|e| MemberFailure::Start(e.to_string()))?;
+            .ok_or(MemberFailure::NoSnapshot)?;
+        let state =
+            resume_from(&mut disk.log, meta.clone()).map_err(|e| MemberFailure::Start(e.into()))?;
         if meta.index > LogIndex(0) {
             machine
                 .restore(meta.index, &mut data.as_ref())
-                .map_err(|e| MemberFailure::Start(e.to_string()))?;
+                .map_err(|e| MemberFailure::Start(e.into()))?;
         }
-        let raft =
-            Raft::new(raft_config, state).map_err(|e| MemberFailure::Start(e.to_string()))?;
+        let raft = Raft::new(raft_config, state).map_err(|e| MemberFailure::Start(e.into()))?;
         let applier = Applier::new(machine, meta.index, &meta, config.snapshot_entries);
         Ok(Member {
             id,
@@ -153,10 +154,10 @@ impl<M: StateMachine> Member<M> {
         let SnapshotTaken { meta, mut data } = self
             .applier
             .snapshot()
-            .map_err(|e| MemberFailure::StateMachine(e.to_string()))?;
+            .map_err(|e| MemberFailure::StateMachine(e.into()))?;
         let mut bytes = Vec::new();
         data.read_to_end(&mut bytes)
-            .map_err(|e| MemberFailure::StateMachine(e.to_string()))?;
+            .map_err(|e| MemberFailure::StateMachine(e.into()))?;
         Ok((meta.index, bytes))
     }
 
@@ -244,7 +245,7 @@ impl<M: StateMachine> Member<M> {
                 let applied = self
                     .applier
                     .apply(entries, waiters)
-                    .map_err(|e| MemberFailure::StateMachine(e.to_string()))?;
+                    .map_err(|e| MemberFailure::StateMachine(e.into()))?;
                 if let Some(index) = applied {
                     self.node.handle(moment, Input::Applied(index));
                 }
@@ -259,15 +260,10 @@ impl<M: StateMachine> Member<M> {
                     .snapshots
                     .get(&meta.index)
                     .cloned()
-                    .ok_or_else(|| {
-                        MemberFailure::StateMachine(format!(
-                            "the snapshot at {} to restore is not in the store",
-                            meta.index
-                        ))
-                    })?;
+                    .ok_or(MemberFailure::SnapshotMissing(meta.index))?;
                 self.applier
                     .restore(meta, &mut data.as_ref())
-                    .map_err(|e| MemberFailure::StateMachine(e.to_string()))?;
+                    .map_err(|e| MemberFailure::StateMachine(e.into()))?;
             }
             ApplyOp::Read(f) => self.applier.read(f),
         }
@@ -283,10 +279,10 @@ impl<M: StateMachine> Member<M> {
         let SnapshotTaken { meta, mut data } = self
             .applier
             .snapshot()
-            .map_err(|e| MemberFailure::StateMachine(e.to_string()))?;
+            .map_err(|e| MemberFailure::StateMachine(e.into()))?;
         let mut bytes = Vec::new();
         data.read_to_end(&mut bytes)
-            .map_err(|e| MemberFailure::StateMachine(e.to_string()))?;
+            .map_err(|e| MemberFailure::StateMachine(e.into()))?;
         self.publish(meta.clone(), Bytes::from(bytes));
         Ok(meta)
     }

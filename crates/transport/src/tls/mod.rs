@@ -89,7 +89,9 @@ pub enum TlsError {
         detail: String,
     },
     #[error("TLS settings refused by rustls: {0}")]
-    Rustls(String),
+    Rustls(#[from] rustls::Error),
+    #[error("the client certificate verifier cannot be built: {0}")]
+    ClientVerifier(#[from] tokio_rustls::rustls::server::VerifierBuilderError),
 }
 
 /// ring, as tonic's `tls-ring` feature: no C toolchain beyond `cc`. (rustls
@@ -226,8 +228,7 @@ impl ServerTls {
     ) -> Result<ServerTls, TlsError> {
         let pair = read_key_pair(cert_file, key_file)?;
         let builder = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            .with_safe_default_protocol_versions()?;
         let builder = match client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
             ClientAuth::Required {
@@ -237,8 +238,7 @@ impl ServerTls {
                 let (_, roots) = read_roots(trusted_ca_file)?;
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                        .build()
-                        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+                        .build()?;
                 let verifier: Arc<dyn ClientCertVerifier> = match allowed_cn {
                     Some(cn) => Arc::new(AllowedCn {
                         inner: verifier,
