@@ -28,7 +28,7 @@ mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -37,7 +37,7 @@ pub(crate) use alarm::change_of as alarm_change_of;
 pub use alarm::{AlarmKey, cost_bytes};
 pub use apply::{Applied, EntryPayload};
 pub use compaction::COMPACTION_STEP_ROWS;
-pub use defrag::DbUsage;
+pub use defrag::{DbUsage, IN_USE_MAX_AGE};
 pub use index::{KeyIndex, KeyRange, Revision};
 pub use read_txn::{is_read_only, is_serializable};
 pub use snapshot::{RestoreAs, SnapshotSource, SnapshotSummary, summarize};
@@ -101,6 +101,8 @@ pub struct Store {
     /// to, because the Raft log is the durability source and replays what
     /// a crash lost; a store without a log underneath does.
     durable_apply: bool,
+    /// The last count of the pages in use (`defrag.rs`).
+    in_use: Mutex<defrag::InUseCount>,
 }
 
 /// Positions a store has reached, for status reports and the runtime.
@@ -149,6 +151,7 @@ impl Store {
             backing,
             state: RwLock::new(state),
             durable_apply,
+            in_use: Mutex::default(),
         })
     }
 

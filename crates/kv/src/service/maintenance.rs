@@ -15,6 +15,7 @@ use super::{Credentials, Shared, mismatch, validate};
 use crate::backup::{BLOCK_BYTES, SHA256_BYTES};
 use crate::consensus::Consensus;
 use crate::error::KvError;
+use crate::mvcc::IN_USE_MAX_AGE;
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
@@ -84,10 +85,17 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
     ) -> Result<Response<StatusResponse>, Status> {
         let info = self.shared.consensus.info();
         let position = self.shared.sm.store().position();
-        let sm = self.shared.sm.clone();
-        let usage = tokio::task::spawn_blocking(move || sm.store().usage())
-            .await
-            .map_err(|_| KvError::Stopped)??;
+        // Counting the pages in use blocks apply for as long as it walks the
+        // database: report the last count and refresh it in the background.
+        let usage = self.shared.sm.store().usage_last_counted();
+        if self.shared.sm.store().claim_usage_count(IN_USE_MAX_AGE) {
+            let sm = self.shared.sm.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = sm.store().usage() {
+                    tracing::warn!(error = %e, "counting the kv store's pages in use failed");
+                }
+            });
+        }
         // etcd lists the active alarms as the status's errors.
         let errors = self
             .shared

@@ -277,3 +277,31 @@ fn defragment_gives_freed_pages_back_to_the_file_system() {
     h.put("k0", "after");
     assert_eq!(h.get("k0", "", 0).unwrap().kvs[0].value, "after");
 }
+
+/// Status reports the last count of pages in use without waiting, and at
+/// most one caller at a time is asked to count again once it is stale.
+#[test]
+fn the_pages_in_use_are_counted_once_per_period_and_reported_without_waiting() {
+    let h = Harness::new();
+    let uncounted = h.store.usage_last_counted();
+    assert_eq!(
+        uncounted.in_use_bytes, uncounted.size_bytes,
+        "before any count the whole file is reported in use"
+    );
+    let max_age = std::time::Duration::from_secs(3600);
+    assert!(h.store.claim_usage_count(max_age), "nothing counted yet");
+    assert!(
+        !h.store.claim_usage_count(max_age),
+        "a second caller is not asked while a count runs"
+    );
+    let counted = h.store.usage().unwrap();
+    assert_eq!(h.store.usage_last_counted(), counted);
+    assert!(
+        !h.store.claim_usage_count(max_age),
+        "a fresh count is not redone"
+    );
+    assert!(
+        h.store.claim_usage_count(std::time::Duration::ZERO),
+        "a stale count is redone"
+    );
+}
