@@ -124,7 +124,7 @@ impl<M: StateMachine> Member<M> {
         if meta.index > LogIndex(0) {
             machine
                 .restore(meta.index, &mut data.as_ref())
-                .map_err(|e| MemberFailure::Start(e.into()))?;
+                .map_err(MemberFailure::Start)?;
         }
         let raft = Raft::new(raft_config, state).map_err(|e| MemberFailure::Start(e.into()))?;
         let applier = Applier::new(machine, meta.index, &meta, config.snapshot_entries);
@@ -154,7 +154,7 @@ impl<M: StateMachine> Member<M> {
         let SnapshotTaken { meta, mut data } = self
             .applier
             .snapshot()
-            .map_err(|e| MemberFailure::StateMachine(e.into()))?;
+            .map_err(MemberFailure::StateMachine)?;
         let mut bytes = Vec::new();
         data.read_to_end(&mut bytes)
             .map_err(|e| MemberFailure::StateMachine(e.into()))?;
@@ -245,7 +245,7 @@ impl<M: StateMachine> Member<M> {
                 let applied = self
                     .applier
                     .apply(entries, waiters)
-                    .map_err(|e| MemberFailure::StateMachine(e.into()))?;
+                    .map_err(MemberFailure::StateMachine)?;
                 if let Some(index) = applied {
                     self.node.handle(moment, Input::Applied(index));
                 }
@@ -263,7 +263,7 @@ impl<M: StateMachine> Member<M> {
                     .ok_or(MemberFailure::SnapshotMissing(meta.index))?;
                 self.applier
                     .restore(meta, &mut data.as_ref())
-                    .map_err(|e| MemberFailure::StateMachine(e.into()))?;
+                    .map_err(MemberFailure::StateMachine)?;
             }
             ApplyOp::Read(f) => self.applier.read(f),
         }
@@ -279,7 +279,7 @@ impl<M: StateMachine> Member<M> {
         let SnapshotTaken { meta, mut data } = self
             .applier
             .snapshot()
-            .map_err(|e| MemberFailure::StateMachine(e.into()))?;
+            .map_err(MemberFailure::StateMachine)?;
         let mut bytes = Vec::new();
         data.read_to_end(&mut bytes)
             .map_err(|e| MemberFailure::StateMachine(e.into()))?;
