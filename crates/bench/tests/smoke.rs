@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use keel_bench::{BenchArgs, BenchError};
+use keel_bench::{ArgumentError, BenchArgs, BenchError};
 
 /// The ceiling server, killed when dropped.
 struct Server(Child);
@@ -106,7 +106,7 @@ async fn the_report_gives_client_and_server_cpu_per_request() {
     ));
     assert!(matches!(
         keel_bench::run(&a).await,
-        Err(BenchError::Arguments(_))
+        Err(BenchError::ServerPid { pid: 4294967, .. })
     ));
 }
 
@@ -128,6 +128,6 @@ async fn bad_arguments_are_refused() {
     let a = args("put --clients 0");
     assert!(matches!(
         keel_bench::run(&a).await,
-        Err(BenchError::Arguments(_))
+        Err(BenchError::Arguments(ArgumentError::NoClients))
     ));
 }
