@@ -8,9 +8,6 @@
 //!
 //! [`MemberConfig`]: keel_kv::server::MemberConfig
 
-use std::error::Error;
-use std::process::ExitCode;
-
 use clap::Parser;
 use keel_kv::server::{MemberFlags, run};
 
@@ -24,8 +21,10 @@ struct Args {
     member: MemberFlags,
 }
 
+/// A failed start prints its message and each cause in words (anyhow's
+/// report), not the error's `Debug`.
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() -> anyhow::Result<()> {
     // Logs go to stderr, as `keel serve`'s do: stdout stays free.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -33,24 +32,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match serve(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // Each cause on its own line, in words (not `Debug`).
-            let mut message = format!("Error: {e}");
-            let mut source = e.source();
-            while let Some(cause) = source {
-                message.push_str(&format!("\n  caused by: {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn serve(args: Args) -> Result<(), Box<dyn Error>> {
-    let config = args.member.resolve()?;
+    let config = Args::parse().member.resolve()?;
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("installing a SIGTERM handler at startup");

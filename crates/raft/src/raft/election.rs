@@ -1,8 +1,6 @@
 //! Leader election (§5.2), the election restriction (§5.4.1) and pre-vote
 //! (§9.6).
 
-use std::collections::BTreeSet;
-
 use crate::entry::Payload;
 use crate::message::MessageBody;
 use crate::progress::Progress;
@@ -39,14 +37,12 @@ impl Raft {
             return;
         }
         let me = self.id();
-        let voters: BTreeSet<NodeId> = self
+        let rank = self
             .membership
-            .voters()
-            .iter()
-            .chain(self.membership.outgoing())
-            .copied()
-            .collect();
-        let rank = voters.iter().filter(|&&v| v != peer && v < me).count();
+            .nodes()
+            .into_iter()
+            .filter(|&v| self.membership.is_voter(v) && v != peer && v < me)
+            .count();
         let delay = 1 + 2 * u32::try_from(rank).unwrap_or(u32::MAX / 4);
         self.leader = None;
         self.election_elapsed = self

@@ -88,8 +88,7 @@ impl<A: App> World<A> {
             // receiver hears of it, although the sender lives on.
             for &(from, to) in &cut {
                 if self.rng.chance(300) {
-                    let after = Micros(self.rng.between(50, 2_000));
-                    self.schedule(after, Event::Disconnected { to, from });
+                    self.report_disconnect(to, from);
                 }
             }
         }

@@ -298,10 +298,16 @@ impl<A: App> World<A> {
                 .filter(|&to| !self.network.is_cut(id, to))
                 .collect();
             for to in linked {
-                let after = Micros(self.rng.between(50, 2_000));
-                self.schedule(after, Event::Disconnected { to, from: id });
+                self.report_disconnect(to, id);
             }
         }
+    }
+
+    /// `to`'s stream from `from` ends, as its transport sees it a network
+    /// delay later.
+    pub(super) fn report_disconnect(&mut self, to: NodeId, from: NodeId) {
+        let after = Micros(self.rng.between(50, 2_000));
+        self.schedule(after, Event::Disconnected { to, from });
     }
 
     pub(super) fn on_event(&mut self, event: Event<Response<A>>) {

@@ -1,0 +1,254 @@
+//! The node loop's unit tests: one loop driven by hand, no threads.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keel_raft::{Entry, Membership, Payload, RestoredState};
+use keel_storage::{LogStore, MemLogStore};
+
+use super::*;
+
+/// Node 2, a follower of a new three-member cluster.
+fn follower() -> NodeLoop<()> {
+    let membership = Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).unwrap();
+    let raft = Raft::new(
+        keel_raft::Config::new(NodeId(2)),
+        RestoredState::bootstrap(membership),
+    )
+    .unwrap();
+    let config = Config::new(NodeId(2), 1, "127.0.0.1:0".parse().unwrap());
+    NodeLoop::new(raft, config, 0)
+}
+
+fn snapshot_at(index: u64) -> (SnapshotMeta, Message) {
+    let meta = SnapshotMeta {
+        index: LogIndex(index),
+        term: Term(2),
+        membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).unwrap(),
+    };
+    let message = Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(2),
+        body: MessageBody::InstallSnapshot { meta: meta.clone() },
+    };
+    (meta, message)
+}
+
+/// A leader's snapshot replaces the state machine only once the write
+/// that compacts the log to it is durable, and a read that arrives
+/// meanwhile waits behind the restore; the loop keeps taking input.
+#[test]
+fn restore_waits_for_its_write_and_later_applies_wait_behind_it() {
+    let mut node = follower();
+    let (meta, message) = snapshot_at(10);
+    node.handle(Moment::ZERO, Input::SnapshotStaged(message));
+    let effects = node.effects(Moment::ZERO);
+    let publish = effects
+        .iter()
+        .position(|e| matches!(e, Effect::PublishSnapshot(m) if *m == meta))
+        .expect("the accepted snapshot is published");
+    let write = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Write(b) if b.snapshot.as_ref() == Some(&meta)))
+        .expect("the log is compacted to it in a write batch");
+    assert!(publish < write, "published before the log depends on it");
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Apply(_))));
+    let Effect::Write(batch) = &effects[write] else {
+        unreachable!()
+    };
+    let (seq, durable) = (batch.seq, synced(batch));
+
+    let read_ran = Arc::new(Mutex::new(false));
+    let flag = read_ran.clone();
+    let read: ReadFn<()> = Box::new(move |_| *flag.lock().unwrap() = true);
+    let request = Request::Read {
+        consistency: ReadConsistency::Stale,
+        read,
+    };
+    node.handle(Moment::ZERO, Input::Request(request));
+    assert!(
+        !node
+            .effects(Moment::ZERO)
+            .iter()
+            .any(|e| matches!(e, Effect::Apply(_))),
+        "the read waits behind the restore"
+    );
+
+    let persisted = Input::Persisted {
+        seq,
+        durable,
+        messages: Vec::new(),
+    };
+    node.handle(Moment::ZERO, persisted);
+    let applies: Vec<ApplyOp<()>> = node
+        .effects(Moment::ZERO)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Apply(op) => Some(op),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(applies.as_slice(), [ApplyOp::Restore(m), ApplyOp::Read(_)] if *m == meta));
+    assert!(!*read_ran.lock().unwrap());
+}
+
+/// A snapshot the core refuses (it covers less than the node holds)
+/// is never published.
+#[test]
+fn a_refused_snapshot_is_not_published() {
+    let mut node = follower();
+    let (_, newer) = snapshot_at(10);
+    node.handle(Moment::ZERO, Input::SnapshotStaged(newer));
+    assert!(
+        node.effects(Moment::ZERO)
+            .iter()
+            .any(|e| matches!(e, Effect::PublishSnapshot(_)))
+    );
+    let (_, older) = snapshot_at(5);
+    node.handle(Moment::ZERO, Input::SnapshotStaged(older));
+    assert!(
+        !node
+            .effects(Moment::ZERO)
+            .iter()
+            .any(|e| matches!(e, Effect::PublishSnapshot(_)))
+    );
+}
+
+/// An AppendEntries from leader 1 in term 2, after `(prev, term 2)`.
+fn append(prev: u64, entries: Vec<Entry>, leader_commit: u64) -> Input<()> {
+    Input::Messages(vec![Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(2),
+        body: MessageBody::AppendEntries {
+            prev_log_index: LogIndex(prev),
+            prev_log_term: if prev == 0 { Term(0) } else { Term(2) },
+            entries,
+            leader_commit: LogIndex(leader_commit),
+        },
+    }])
+}
+
+/// Writes `batch` to a fresh in-memory store and syncs it: what the
+/// storage thread reports for the batch.
+fn synced(batch: &WriteBatch) -> Option<DurableWrite> {
+    let mut store = MemLogStore::new();
+    batch.write_to(&mut store);
+    let proof = store.sync().unwrap();
+    DurableWrite::after_sync(batch.persisted_up_to, Some(&proof))
+}
+
+fn the_write(node: &mut NodeLoop<()>) -> WriteBatch {
+    let mut writes = node
+        .effects(Moment::ZERO)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Write(batch) => Some(batch),
+            _ => None,
+        });
+    let write = writes.next().expect("a write batch");
+    assert!(writes.next().is_none(), "one write batch");
+    write
+}
+
+/// Entries and a new term are synced; a write that only moves the
+/// commit index is not, and its acknowledgement still waits its turn.
+#[test]
+fn only_entries_terms_and_votes_need_a_sync() {
+    let mut node = follower();
+    let entry = Entry {
+        term: Term(2),
+        index: LogIndex(1),
+        payload: Payload::Blank,
+    };
+    node.handle(Moment::ZERO, append(0, vec![entry], 0));
+    let first = the_write(&mut node);
+    assert!(first.must_sync, "a new term and an entry");
+    node.handle(
+        Moment::ZERO,
+        Input::Persisted {
+            seq: first.seq,
+            durable: synced(&first),
+            messages: first.messages,
+        },
+    );
+    node.effects(Moment::ZERO);
+
+    node.handle(Moment::ZERO, append(1, Vec::new(), 1));
+    let commit_only = the_write(&mut node);
+    assert!(!commit_only.must_sync, "only the commit index moved");
+    assert_eq!(
+        commit_only.hard_state.map(|hs| hs.commit),
+        Some(LogIndex(1))
+    );
+    assert!(
+        !commit_only.messages.is_empty(),
+        "the acknowledgement leaves after the write, in order"
+    );
+}
+
+/// A snapshot compacts the log only when the next one is taken: the
+/// entries between the two stay, so that a follower that fell behind
+/// by less than a snapshot interval catches up from the log.
+#[test]
+fn the_log_is_compacted_one_snapshot_behind() {
+    let mut node = follower();
+    let entries = (1..=20)
+        .map(|i| Entry {
+            term: Term(2),
+            index: LogIndex(i),
+            payload: Payload::Blank,
+        })
+        .collect();
+    node.handle(Moment::ZERO, append(0, entries, 20));
+    let write = the_write(&mut node);
+    node.handle(
+        Moment::ZERO,
+        Input::Persisted {
+            seq: write.seq,
+            durable: synced(&write),
+            messages: write.messages,
+        },
+    );
+    node.effects(Moment::ZERO);
+    node.handle(Moment::ZERO, Input::Applied(LogIndex(20)));
+    let taken = |index| SnapshotMeta {
+        index: LogIndex(index),
+        term: Term(2),
+        membership: node.raft().membership().clone(),
+    };
+    let (first, second) = (taken(10), taken(20));
+
+    node.handle(Moment::ZERO, Input::SnapshotCreated(first));
+    let compactions = |node: &mut NodeLoop<()>| {
+        node.effects(Moment::ZERO)
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Compact { index, .. } => Some(index),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(compactions(&mut node), Vec::new());
+    assert_eq!(node.raft().status().first_index, LogIndex(1));
+
+    node.handle(Moment::ZERO, Input::SnapshotCreated(second));
+    assert_eq!(compactions(&mut node), vec![LogIndex(10)]);
+    assert_eq!(node.raft().status().first_index, LogIndex(11));
+}
+
+/// Ticks follow the time the inputs carry, not the number of ticks.
+#[test]
+fn one_tick_input_after_a_stall_gives_every_tick_elapsed() {
+    let mut node = follower();
+    // Campaigning needs at least an election timeout of ticks: one
+    // tick input after a long stall must bring them.
+    node.handle(Moment::ZERO + Duration::from_secs(10), Input::Tick);
+    node.effects(Moment::ZERO + Duration::from_secs(10));
+    assert_ne!(
+        node.raft().role(),
+        Role::Follower,
+        "the stall's ticks were given"
+    );
+}
