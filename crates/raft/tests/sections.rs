@@ -3,8 +3,9 @@
 
 use bytes::Bytes;
 use keel_raft::{
-    Config, DurabilityProof, Entry, HardState, LogIndex, Membership, Message, MessageBody, NodeId,
-    Payload, ProposeError, Raft, RestoreError, RestoredState, Role, StepError, Term,
+    AppendResult, Config, DurabilityProof, Entry, HardState, LogIndex, Membership, Message,
+    MessageBody, NodeId, Payload, ProposeError, Raft, ReadId, ReadMode, RestoreError,
+    RestoredState, Role, StepError, Term,
 };
 
 fn three() -> Membership {
@@ -318,4 +319,83 @@ fn restart_with_entries_ahead_of_the_hard_state_adopts_their_term() {
     let n = Raft::new(Config::new(NodeId(1)), state).unwrap();
     assert_eq!((n.term(), n.status().vote), (Term(6), None));
     n.check_invariants().unwrap();
+}
+
+/// Elects node 1 and commits its blank entry with node 2's help; the leader
+/// has applied it, so reads can be served.
+fn elected_and_committed() -> (Raft, Raft) {
+    let (mut leader, mut follower) = elected();
+    let ready = leader.ready();
+    let written = ready.persisted_up_to().unwrap();
+    for m in ready.messages.into_iter().filter(|m| m.to == NodeId(2)) {
+        follower.step(m).unwrap();
+    }
+    for m in follower.ready().persisted_messages {
+        leader.step(m).unwrap();
+    }
+    leader.persisted(written, &Written(written.0, written.1));
+    assert_eq!(leader.status().commit, LogIndex(1));
+    assert_eq!(leader.ready().committed_entries.len(), 1);
+    leader.applied(LogIndex(1));
+    (leader, follower)
+}
+
+fn from_node_3(leader: &Raft, body: MessageBody) -> Message {
+    Message {
+        from: NodeId(3),
+        to: NodeId(1),
+        term: leader.status().term,
+        body,
+    }
+}
+
+#[test]
+fn a_match_beyond_the_leaders_log_is_ignored() {
+    let (mut leader, _) = elected();
+    let ready = leader.ready();
+    let written = ready.persisted_up_to().unwrap();
+    leader.persisted(written, &Written(written.0, written.1));
+    let forged = AppendResult::Success {
+        match_index: LogIndex(1_000),
+    };
+    leader
+        .step(from_node_3(&leader, MessageBody::AppendResponse(forged)))
+        .unwrap();
+    assert_eq!(
+        leader.status().commit,
+        LogIndex(0),
+        "node 3 cannot hold entries the leader never had, so it counts for nothing"
+    );
+}
+
+#[test]
+fn an_acknowledged_round_never_started_is_ignored() {
+    let (mut leader, _) = elected_and_committed();
+    // Counted, node 3's claim would confirm every later round with the
+    // leader's own, whether node 3 ever heard of it or not.
+    leader
+        .step(from_node_3(
+            &leader,
+            MessageBody::HeartbeatResponse { round: u64::MAX },
+        ))
+        .unwrap();
+    leader.read(ReadId(7), ReadMode::ReadIndex);
+    let ready = leader.ready();
+    assert!(
+        ready
+            .messages
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::Heartbeat { .. })),
+        "the read starts a heartbeat round"
+    );
+    leader
+        .step(from_node_3(
+            &leader,
+            MessageBody::HeartbeatResponse { round: 0 },
+        ))
+        .unwrap();
+    assert!(
+        leader.ready().reads.is_empty(),
+        "no follower has answered the read's round"
+    );
 }

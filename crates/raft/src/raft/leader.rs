@@ -153,6 +153,14 @@ impl Raft {
     }
 
     pub(super) fn handle_append_response(&mut self, from: NodeId, result: AppendResult) {
+        // A follower can only match entries this leader sent it, and a
+        // leader's log only grows during its term: a claim beyond its last
+        // index comes from a broken or forged peer and is ignored.
+        if let AppendResult::Success { match_index } = result
+            && match_index > self.log.last_index()
+        {
+            return;
+        }
         let Some(pr) = self.role.progress_mut(from) else {
             return;
         };
@@ -184,6 +192,16 @@ impl Raft {
     }
 
     pub(super) fn handle_heartbeat_response(&mut self, from: NodeId, round: u64) {
+        // Acknowledging a round this leader has not started would confirm
+        // reads still waiting for it (§6.4) without any heartbeat: only a
+        // broken or forged peer sends one, and it is ignored.
+        if self
+            .role
+            .leadership()
+            .is_some_and(|leader| round > leader.reads.last_started_round())
+        {
+            return;
+        }
         let max_inflight = self.config.max_inflight_msgs;
         let last_index = self.log.last_index();
         let Some(pr) = self.role.progress_mut(from) else {

@@ -88,6 +88,11 @@ impl LeaderReads {
         self.round
     }
 
+    /// The last heartbeat round started this term (0 before the first).
+    pub(super) fn last_started_round(&self) -> u64 {
+        self.round
+    }
+
     /// Whether reads wait for a heartbeat round not yet started, which the
     /// next Ready starts.
     pub(super) fn has_unstarted_round(&self) -> bool {
