@@ -65,6 +65,8 @@ pub struct ReadOutcome {
     pub id: ReadId,
     /// `Ok(index)`: the state machine has applied at least `index`, which
     /// covers every write committed before the read was requested; serve it.
+    /// For a read asked with [`crate::Raft::confirm_read_index`], `index` is
+    /// only confirmed: serve the read once the state machine has applied it.
     pub result: Result<LogIndex, ReadError>,
 }
 

@@ -324,17 +324,7 @@ fn restart_with_entries_ahead_of_the_hard_state_adopts_their_term() {
 /// Elects node 1 and commits its blank entry with node 2's help; the leader
 /// has applied it, so reads can be served.
 fn elected_and_committed() -> (Raft, Raft) {
-    let (mut leader, mut follower) = elected();
-    let ready = leader.ready();
-    let written = ready.persisted_up_to().unwrap();
-    for m in ready.messages.into_iter().filter(|m| m.to == NodeId(2)) {
-        follower.step(m).unwrap();
-    }
-    for m in follower.ready().persisted_messages {
-        leader.step(m).unwrap();
-    }
-    leader.persisted(written, &Written(written.0, written.1));
-    assert_eq!(leader.status().commit, LogIndex(1));
+    let (mut leader, follower) = committed_in_term();
     assert_eq!(leader.ready().committed_entries.len(), 1);
     leader.applied(LogIndex(1));
     (leader, follower)
@@ -398,4 +388,78 @@ fn an_acknowledged_round_never_started_is_ignored() {
         leader.ready().reads.is_empty(),
         "no follower has answered the read's round"
     );
+}
+
+/// A leader of nodes 1 and 2 (of three) whose blank entry committed, and
+/// its follower; the leader has not applied anything.
+fn committed_in_term() -> (Raft, Raft) {
+    let (mut leader, mut follower) = elected();
+    let ready = leader.ready();
+    let written = ready.persisted_up_to().unwrap();
+    for m in ready.messages.into_iter().filter(|m| m.to == NodeId(2)) {
+        follower.step(m).unwrap();
+    }
+    for m in follower.ready().persisted_messages {
+        leader.step(m).unwrap();
+    }
+    leader.persisted(written, &Written(written.0, written.1));
+    assert_eq!(leader.status().commit, LogIndex(1));
+    assert_eq!(leader.status().applied, LogIndex(0));
+    (leader, follower)
+}
+
+/// Delivers the leader's heartbeats to the follower and its answers back.
+fn heartbeat_round(leader: &mut Raft, follower: &mut Raft) -> Vec<keel_raft::ReadOutcome> {
+    let ready = leader.ready();
+    let mut reads = ready.reads;
+    for m in ready.messages.into_iter().filter(|m| m.to == NodeId(2)) {
+        follower.step(m).unwrap();
+    }
+    let answers = follower.ready();
+    for m in answers.messages.into_iter().chain(answers.persisted_messages) {
+        leader.step(m).unwrap();
+    }
+    reads.extend(leader.ready().reads);
+    reads
+}
+
+#[test]
+fn section_6_4_confirmed_read_index_is_released_before_the_state_machine_applies_it() {
+    use keel_raft::ReadOutcome;
+    let (mut leader, mut follower) = committed_in_term();
+    leader.confirm_read_index(ReadId(7));
+    leader.read(ReadId(8), ReadMode::ReadIndex);
+    let released = heartbeat_round(&mut leader, &mut follower);
+    assert_eq!(
+        released,
+        vec![ReadOutcome {
+            id: ReadId(7),
+            result: Ok(LogIndex(1))
+        }],
+        "the index is confirmed by the round; the plain read waits for apply"
+    );
+    leader.applied(LogIndex(1));
+    assert_eq!(
+        leader.ready().reads,
+        vec![ReadOutcome {
+            id: ReadId(8),
+            result: Ok(LogIndex(1))
+        }]
+    );
+}
+
+#[test]
+fn section_6_4_read_index_is_not_confirmed_without_a_quorum() {
+    let (mut leader, _) = committed_in_term();
+    leader.confirm_read_index(ReadId(7));
+    let ready = leader.ready();
+    assert!(ready.reads.is_empty(), "{:?}", ready.reads);
+    assert!(
+        ready
+            .messages
+            .iter()
+            .any(|m| matches!(m.body, MessageBody::Heartbeat { .. })),
+        "the read starts a heartbeat round"
+    );
+    assert!(leader.ready().reads.is_empty(), "no answer, no index");
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use keel_raft::{MembershipChange, NodeId, Raft};
+use keel_raft::{LogIndex, MembershipChange, NodeId, Raft};
 use keel_transport::{ConnectError, PeerChannel, PeerServices, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -21,7 +21,7 @@ use crate::error::{Error, StartError, StopReason};
 use crate::histogram::LogTimings;
 use crate::inbound::InboundHandler;
 use crate::metrics::Metrics;
-use crate::node_loop::Request;
+use crate::node_loop::{ReadIndexWait, Request};
 use crate::proposals::Responder;
 use crate::restore::{Storage, restore};
 use crate::state_machine::StateMachine;
@@ -268,7 +268,8 @@ impl<S: StateMachine> Node<S> {
     }
 
     /// Runs `f` against the state machine once it is fresh enough for
-    /// `consistency`, and returns its result.
+    /// `consistency`, and returns its result. `f` runs on the thread that
+    /// applies entries, so a long `f` delays them.
     pub async fn read<R, F>(&self, consistency: ReadConsistency, f: F) -> Result<R, Error>
     where
         F: FnOnce(&S) -> R + Send + 'static,
@@ -279,7 +280,54 @@ impl<S: StateMachine> Node<S> {
             let _ = tx.send(sm.map(f));
         });
         self.request(Request::Read { consistency, read })?;
-        match tokio::time::timeout(self.inner.request_timeout, rx).await {
+        self.answer_within_timeout(rx).await
+    }
+
+    /// The index a linearizable read must observe: the leader's commit
+    /// index when the read was asked, confirmed by a heartbeat round to a
+    /// quorum, so that no other leader can have committed anything beyond
+    /// it (ReadIndex, thesis §6.4). A follower asks the leader for it.
+    ///
+    /// It does *not* wait for this node's state machine: serve a read
+    /// from state that has applied at least this index (e.g. once
+    /// [`Metrics::applied_index`] reaches it), or call
+    /// [`Node::ensure_linearizable`], which waits.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] when no leader is known,
+    /// [`Error::LeadershipLost`] when leadership changed before the round
+    /// was confirmed (retry), [`Error::Timeout`] when no quorum answered
+    /// within the request timeout (e.g. a leader cut off from the others).
+    pub async fn read_index(&self) -> Result<LogIndex, Error> {
+        self.ask_read_index(ReadIndexWait::Confirmed).await
+    }
+
+    /// Waits until this node's state machine has applied every write
+    /// acknowledged before the call: confirms a [`Node::read_index`] and
+    /// returns it once applied here. State read from the state machine
+    /// afterwards (through a handle the application kept, e.g. a shared
+    /// database) is linearizable. [`Node::read`] with
+    /// [`ReadConsistency::Linearizable`] does the same for a closure run
+    /// on the state machine itself.
+    ///
+    /// # Errors
+    /// As [`Node::read_index`]; a node that cannot reach a quorum fails or
+    /// times out rather than vouching for stale state.
+    pub async fn ensure_linearizable(&self) -> Result<LogIndex, Error> {
+        self.ask_read_index(ReadIndexWait::Applied).await
+    }
+
+    async fn ask_read_index(&self, wait: ReadIndexWait) -> Result<LogIndex, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::ReadIndex { wait, reply })?;
+        self.answer_within_timeout(answer).await
+    }
+
+    async fn answer_within_timeout<R>(
+        &self,
+        answer: oneshot::Receiver<Result<R, Error>>,
+    ) -> Result<R, Error> {
+        match tokio::time::timeout(self.inner.request_timeout, answer).await {
             Ok(answer) => answer.map_err(|_| self.stopped())?,
             Err(_) => Err(Error::Timeout),
         }

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 use keel_raft::{
     LogIndex, MembershipChange, Message, MessageBody, NodeId, Proposal, ProposeError, Raft, ReadId,
-    ReadMode, ReadOutcome, Ready, Role, SnapshotMeta, SoftState, Term,
+    Ready, Role, SnapshotMeta, SoftState, Term,
 };
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -41,6 +41,8 @@ pub use crate::clock::Moment;
 pub use crate::proposals::Responder;
 pub use crate::restore::resume_from;
 pub use crate::storage::{DurableWrite, WriteBatch};
+pub use reads::IndexReply;
+use reads::ReadWaiter;
 
 use crate::clock::TickClock;
 use crate::config::Config;
@@ -66,11 +68,27 @@ pub enum Request<S: StateMachine> {
         consistency: ReadConsistency,
         read: ReadFn<S>,
     },
+    /// Confirm the index a linearizable read must observe (ReadIndex,
+    /// §6.4) and send it to `reply` once `wait` allows.
+    ReadIndex {
+        wait: ReadIndexWait,
+        reply: IndexReply,
+    },
     TransferLeader {
         target: NodeId,
         reply: oneshot::Sender<Result<(), Error>>,
     },
     Shutdown,
+}
+
+/// How long a [`Request::ReadIndex`] waits before it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadIndexWait {
+    /// Until a heartbeat round confirmed the index: the caller waits for
+    /// its state to reach it.
+    Confirmed,
+    /// Until this node's state machine has applied the confirmed index.
+    Applied,
 }
 
 /// Everything that happens to a node, in the order it happened.
@@ -137,7 +155,7 @@ pub struct NodeLoop<S: StateMachine> {
     config: Config,
     proposals: Proposals<S::Response>,
     /// Linearizable reads waiting for the core, with when they were asked.
-    reads: BTreeMap<ReadId, (Moment, ReadFn<S>)>,
+    reads: BTreeMap<ReadId, (Moment, ReadWaiter<S>)>,
     /// Starts at a value no earlier incarnation of this node used, so that
     /// a late answer to a read forwarded before a restart cannot be taken
     /// for the answer to a new one.
@@ -303,8 +321,8 @@ impl<S: StateMachine> NodeLoop<S> {
     /// Fails every proposal and read still waiting: the node stops.
     pub fn fail_all(&mut self, error: &Error) {
         self.proposals.fail_all(error);
-        for (_, (_, read)) in std::mem::take(&mut self.reads) {
-            read(Err(error.clone()));
+        for (_, (_, waiter)) in std::mem::take(&mut self.reads) {
+            waiter.fail(error.clone());
         }
         for (_, op) in std::mem::take(&mut self.held) {
             op.fail(error);
@@ -451,13 +469,7 @@ impl<S: StateMachine> NodeLoop<S> {
         }
         self.proposals
             .expire(now, self.config.unknown_outcome_timeout);
-        while let Some(entry) = self.reads.first_entry() {
-            if now.saturating_since(entry.get().0) < self.config.request_timeout {
-                break;
-            }
-            let (_, read) = entry.remove();
-            read(Err(Error::Timeout));
-        }
+        self.expire_reads(now);
         self.metrics_stale = true;
     }
 
@@ -470,31 +482,12 @@ impl<S: StateMachine> NodeLoop<S> {
                 self.propose(responder, |raft| raft.propose_membership(change));
             }
             Request::Read { consistency, read } => self.read(now, consistency, read),
+            Request::ReadIndex { wait, reply } => self.read_index(now, wait, reply),
             Request::TransferLeader { target, reply } => {
                 let _ = reply.send(self.raft.transfer_leader(target).map_err(Error::from));
             }
             Request::Shutdown => self.stopping = true,
         }
-    }
-
-    fn read(&mut self, now: Moment, consistency: ReadConsistency, read: ReadFn<S>) {
-        let mode = match consistency {
-            ReadConsistency::Stale => return self.apply(ApplyOp::Read(read)),
-            ReadConsistency::Linearizable => ReadMode::ReadIndex,
-            ReadConsistency::Lease => ReadMode::Lease,
-        };
-        if self.reads.len() >= self.config.pending_proposals_max {
-            read(Err(Error::Overloaded));
-            return;
-        }
-        let id = ReadId(self.next_read_id);
-        self.next_read_id += 1;
-        if mode == ReadMode::Lease && self.ticks_follow_time() {
-            // The lease is judged in ticks: bring them up to now.
-            self.tick_core(now);
-        }
-        self.reads.insert(id, (now, read));
-        self.raft.read(id, mode);
     }
 
     fn propose(
@@ -511,18 +504,6 @@ impl<S: StateMachine> NodeLoop<S> {
             Err(e) => {
                 responder.fail(e.into());
             }
-        }
-    }
-
-    fn release_read(&mut self, outcome: ReadOutcome) {
-        let Some((_, read)) = self.reads.remove(&outcome.id) else {
-            return; // timed out meanwhile
-        };
-        match outcome.result {
-            // Apply ops run in order, so the read runs after every entry
-            // queued before it, which covers everything it must observe.
-            Ok(_) => self.apply(ApplyOp::Read(read)),
-            Err(e) => read(Err(e.into())),
         }
     }
 
@@ -575,5 +556,6 @@ impl<S: StateMachine> NodeLoop<S> {
     }
 }
 
+mod reads;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! Linearizable reads without writing to the log: ReadIndex (thesis §6.4),
 //! leader leases (§6.4.1) and follower reads.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::message::{MessageBody, ReadId};
 use crate::ready::{ReadError, ReadOutcome};
@@ -50,6 +50,10 @@ pub(super) struct Reads {
     confirmed: VecDeque<(ReadId, LogIndex)>,
     /// Reads forwarded to the leader, awaiting its answer.
     forwarded: BTreeMap<ReadId, NodeId>,
+    /// Reads asked with [`Raft::confirm_read_index`]: released once
+    /// confirmed, without waiting for the state machine. An id leaves the
+    /// set with the read's outcome.
+    index_only: BTreeSet<ReadId>,
 }
 
 /// A leader's reads in confirmation, and the heartbeat rounds that confirm
@@ -73,7 +77,15 @@ pub(super) struct LeaderReads {
 impl Reads {
     /// Whether confirmed reads can be released.
     pub(super) fn has_work(&self, applied: LogIndex) -> bool {
-        self.confirmed.iter().any(|&(_, index)| index <= applied)
+        self.confirmed
+            .iter()
+            .any(|&(id, index)| self.releasable(id, index, applied))
+    }
+
+    /// Whether a confirmed read may leave: its caller waits for the state
+    /// machine itself, or the state machine has reached its index.
+    fn releasable(&self, id: ReadId, index: LogIndex, applied: LogIndex) -> bool {
+        index <= applied || self.index_only.contains(&id)
     }
 }
 
@@ -132,11 +144,27 @@ impl Raft {
                 self.reads.forwarded.insert(id, leader);
                 self.send(leader, MessageBody::ReadIndexRequest { id });
             }
-            (_, None) => self.out.reads.push(ReadOutcome {
-                id,
-                result: Err(ReadError::NotLeader { leader_hint: None }),
-            }),
+            (_, None) => self.read_failed(id, ReadError::NotLeader { leader_hint: None }),
         }
+    }
+
+    /// Asks for the index a linearizable read must observe, confirmed by a
+    /// heartbeat round like a [`ReadMode::ReadIndex`] read (§6.4 steps
+    /// 1-3). The outcome arrives in [`crate::Ready::reads`] as soon as the
+    /// index is confirmed, *without* waiting for the state machine: the
+    /// caller waits until it has applied the index (step 4) before it
+    /// serves a read from it.
+    pub fn confirm_read_index(&mut self, id: ReadId) {
+        self.reads.index_only.insert(id);
+        self.read(id, ReadMode::ReadIndex);
+    }
+
+    fn read_failed(&mut self, id: ReadId, error: ReadError) {
+        self.reads.index_only.remove(&id);
+        self.out.reads.push(ReadOutcome {
+            id,
+            result: Err(error),
+        });
     }
 
     fn leader_read(&mut self, requester: Requester, mode: ReadMode) {
@@ -228,12 +256,12 @@ impl Raft {
         }
         match index {
             Some(index) => self.reads.confirmed.push_back((id, index)),
-            None => self.out.reads.push(ReadOutcome {
+            None => self.read_failed(
                 id,
-                result: Err(ReadError::NotLeader {
+                ReadError::NotLeader {
                     leader_hint: self.leader,
-                }),
-            }),
+                },
+            ),
         }
     }
 
@@ -283,17 +311,18 @@ impl Raft {
             self.broadcast_heartbeat();
         }
         let applied = self.log.applied();
-        let (ready, waiting): (VecDeque<_>, VecDeque<_>) =
-            std::mem::take(&mut self.reads.confirmed)
-                .into_iter()
-                .partition(|&(_, index)| index <= applied);
-        self.reads.confirmed = waiting;
-        self.out
-            .reads
-            .extend(ready.into_iter().map(|(id, index)| ReadOutcome {
+        let reads = &mut self.reads;
+        let (ready, waiting): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut reads.confirmed)
+            .into_iter()
+            .partition(|&(id, index)| reads.releasable(id, index, applied));
+        reads.confirmed = waiting;
+        for (id, index) in ready {
+            reads.index_only.remove(&id);
+            self.out.reads.push(ReadOutcome {
                 id,
                 result: Ok(index),
-            }));
+            });
+        }
     }
 
     /// Leadership or the known leader changed: reads that depended on it
@@ -312,10 +341,7 @@ impl Raft {
         );
         for requester in failed {
             match requester {
-                Requester::Local(id) => self.out.reads.push(ReadOutcome {
-                    id,
-                    result: Err(ReadError::LeadershipLost),
-                }),
+                Requester::Local(id) => self.read_failed(id, ReadError::LeadershipLost),
                 Requester::Remote(to, id) => {
                     self.send(to, MessageBody::ReadIndexResponse { id, index: None });
                 }
