@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses part of the harness
 
+pub mod links;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
@@ -90,6 +92,9 @@ pub struct Cluster {
     pub dirs: BTreeMap<NodeId, tempfile::TempDir>,
     /// Applied to every node's config before it starts.
     pub tweak: fn(&mut Config),
+    /// With [`Cluster::start_linked`], the proxy each directed link
+    /// `(from, to)` goes through.
+    pub links: BTreeMap<(NodeId, NodeId), links::LinkProxy>,
 }
 
 fn no_tweak(_: &mut Config) {}
@@ -101,6 +106,16 @@ impl Cluster {
 
     /// Starts `size` founding members, each with `tweak` applied.
     pub async fn start_with(size: u64, tweak: fn(&mut Config)) -> Cluster {
+        Cluster::start_inner(size, tweak, false).await
+    }
+
+    /// Starts `size` founding members whose every directed link goes
+    /// through its own proxy, so that [`Cluster::isolate`] can cut them.
+    pub async fn start_linked(size: u64) -> Cluster {
+        Cluster::start_inner(size, no_tweak, true).await
+    }
+
+    async fn start_inner(size: u64, tweak: fn(&mut Config), linked: bool) -> Cluster {
         let mut listeners = BTreeMap::new();
         let mut addrs = BTreeMap::new();
         for id in 1..=size {
@@ -108,11 +123,20 @@ impl Cluster {
             addrs.insert(NodeId(id), listener.local_addr().unwrap().to_string());
             listeners.insert(NodeId(id), listener);
         }
+        let mut links = BTreeMap::new();
+        if linked {
+            for &from in addrs.keys() {
+                for (&to, addr) in addrs.iter().filter(|&(&to, _)| to != from) {
+                    links.insert((from, to), links::LinkProxy::start(addr.clone()).await);
+                }
+            }
+        }
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
             addrs,
             dirs: BTreeMap::new(),
             tweak,
+            links,
         };
         for (id, listener) in listeners {
             cluster.dirs.insert(id, tempfile::tempdir().unwrap());
@@ -135,7 +159,10 @@ impl Cluster {
             .addrs
             .iter()
             .filter(|&(&p, _)| p != id && (!join || self.nodes.contains_key(&p)))
-            .map(|(&p, a)| (p, a.clone()))
+            .map(|(&p, a)| match self.links.get(&(id, p)) {
+                Some(link) => (p, link.addr.clone()),
+                None => (p, a.clone()),
+            })
             .collect();
         let dir = self
             .dirs
@@ -155,6 +182,17 @@ impl Cluster {
         self.addrs.insert(NodeId(id), addr.clone());
         self.launch(NodeId(id), Some(listener), true).await;
         addr
+    }
+
+    /// Cuts every link to and from node `id` (a [`Cluster::start_linked`]
+    /// cluster): it keeps running, alone.
+    pub fn isolate(&self, id: NodeId) {
+        assert!(!self.links.is_empty(), "only a linked cluster can be cut");
+        for ((from, to), link) in &self.links {
+            if *from == id || *to == id {
+                link.cut();
+            }
+        }
     }
 
     pub fn node(&self, id: NodeId) -> &Node<Kv> {
