@@ -64,10 +64,35 @@
 //!
 //! let value = node.read(ReadConsistency::Linearizable, |c: &Counter| c.value).await?;
 //! assert_eq!(value, 5);
+//!
+//! // State the application keeps outside the node (a database the state
+//! // machine writes to) is read after a barrier instead:
+//! let index = node.ensure_linearizable().await?;
+//! assert!(node.status().applied_index >= index);
 //! node.shutdown().await?;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Reads and their guarantees
+//!
+//! - [`Node::read`] with [`ReadConsistency::Linearizable`] runs a closure
+//!   on the state machine once it reflects every write acknowledged before
+//!   the call, on any member: the leader confirms with one heartbeat
+//!   round to a quorum that it still leads (ReadIndex), followers ask it
+//!   for that index, and the read waits until the local state machine has
+//!   applied it. No assumption about clocks.
+//! - [`Node::read_index`] returns that confirmed index without waiting
+//!   for the local state machine, and [`Node::ensure_linearizable`] waits
+//!   for it too: a barrier after which state the application reads by
+//!   other means (a database its state machine writes) is linearizable.
+//!   A node cut off from a quorum fails or times out; it never vouches
+//!   for stale state.
+//! - [`ReadConsistency::Lease`] skips the heartbeat round while the
+//!   leader's lease holds, which assumes bounded clock *rate* drift
+//!   between members (see its documentation); with fast failover on, a
+//!   lease read is confirmed like a linearizable one.
+//! - [`ReadConsistency::Stale`] reads this node's state as it is.
 //!
 //! # What runs where
 //!
@@ -94,6 +119,7 @@ mod error;
 mod event;
 mod histogram;
 mod inbound;
+mod leader_changes;
 mod metrics;
 mod node;
 pub mod node_loop;
@@ -116,6 +142,7 @@ pub use histogram::{LATENCY_BUCKET_BOUNDS_MICROS, LatencyHistogram};
 pub use keel_raft::{LogIndex, Membership, MembershipChange, MembershipError, NodeId, Role, Term};
 pub use keel_storage::LogConfig;
 pub use keel_transport::TransportTuning;
+pub use leader_changes::{LeaderChange, LeaderChanges};
 pub use keel_transport::{ConnectError, IdentityStamp, PeerCaller, PeerChannel, PeerServices, tls};
 pub use metrics::{ElectionCounters, Metrics, PeerMetrics};
 pub use node::Node;

@@ -12,9 +12,13 @@ use crate::histogram::LatencyHistogram;
 /// every change of role, term or leader.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Metrics {
+    /// This node.
     pub id: NodeId,
+    /// Leader, follower or candidate (pre-candidate with pre-vote).
     pub role: Role,
+    /// The current term.
     pub term: Term,
+    /// The leader of `term`, once known.
     pub leader: Option<NodeId>,
     /// The highest index known to be committed.
     pub commit_index: LogIndex,
@@ -22,11 +26,13 @@ pub struct Metrics {
     pub applied_index: LogIndex,
     /// The highest index durable in this node's log.
     pub persisted_index: LogIndex,
+    /// The last index in this node's log, durable or not.
     pub last_index: LogIndex,
     /// The log's first index; entries before it are in the snapshot.
     pub first_index: LogIndex,
+    /// The configuration in effect (the latest appended).
     pub membership: Membership,
-    /// Leader only: each follower's replication state.
+    /// Leader only: each follower's replication state, learners included.
     pub peers: BTreeMap<NodeId, PeerMetrics>,
     /// Proposals appended and not yet answered.
     pub pending_proposals: usize,
@@ -44,6 +50,7 @@ pub struct Metrics {
     pub snapshots_installed: u64,
     /// Since start: the elections this node took part in as a candidate.
     pub elections: ElectionCounters,
+    /// The peer transport's counters (messages, drops, refusals).
     pub transport: TransportMetrics,
     /// Per group commit: writing the log and making it durable.
     pub log_append: LatencyHistogram,
@@ -61,6 +68,10 @@ pub struct PeerMetrics {
     pub match_index: LogIndex,
     /// The next index the leader will send.
     pub next_index: LogIndex,
+    /// How many entries the follower is known to lack: the leader's last
+    /// index less `match_index`. A follower that is down or cut off lags
+    /// by every entry appended since; one that keeps up stays near 0.
+    pub lag: u64,
 }
 
 /// How often this node campaigned and won, counted from the role and term
@@ -129,6 +140,7 @@ impl Metrics {
                     let peer = PeerMetrics {
                         match_index: p.match_index(),
                         next_index: p.next_index(),
+                        lag: status.last_index.0.saturating_sub(p.match_index().0),
                     };
                     (id, peer)
                 })

@@ -20,6 +20,7 @@ use crate::driver::{Driver, Wiring};
 use crate::error::{Error, StartError, StopReason};
 use crate::histogram::LogTimings;
 use crate::inbound::InboundHandler;
+use crate::leader_changes::LeaderChanges;
 use crate::metrics::Metrics;
 use crate::node_loop::{ReadIndexWait, Request};
 use crate::proposals::Responder;
@@ -220,6 +221,7 @@ impl<S: StateMachine> Node<S> {
         Ok(node)
     }
 
+    /// This node's id.
     pub fn id(&self) -> NodeId {
         self.inner.id
     }
@@ -367,9 +369,17 @@ impl<S: StateMachine> Node<S> {
         self.inner.metrics.borrow().clone()
     }
 
-    /// A watch of the node's metrics, updated every tick and on changes.
+    /// A watch of the node's metrics, updated every tick and on every
+    /// change of role, term or leader. On the leader, [`Metrics::peers`]
+    /// holds each follower's match index and lag in entries.
     pub fn metrics(&self) -> watch::Receiver<Metrics> {
         self.inner.metrics.clone()
+    }
+
+    /// The changes of term and leader this node sees from now on; see
+    /// [`LeaderChanges`] for what a slow reader misses.
+    pub fn leader_changes(&self) -> LeaderChanges {
+        LeaderChanges::new(self.metrics())
     }
 
     /// Waits until the metrics satisfy `condition`, for at most `timeout`.

@@ -133,6 +133,7 @@ mod tests {
             let progress = PeerMetrics {
                 match_index: LogIndex(7 + id),
                 next_index: LogIndex(8 + id),
+                lag: 0,
             };
             m.peers.insert(NodeId(id), progress);
         }

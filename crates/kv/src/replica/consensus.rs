@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use keel::{MembershipChange, Metrics, Node, NodeId, ReadConsistency};
+use keel::{MembershipChange, Metrics, Node, NodeId};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -149,8 +149,8 @@ impl Consensus for RaftConsensus {
     async fn read_barrier(&self) -> Result<(), KvError> {
         let mut backoff = Backoff::until(Instant::now() + self.request_timeout);
         loop {
-            let failure = match self.node.read(ReadConsistency::Linearizable, |_| ()).await {
-                Ok(()) => return Ok(()),
+            let failure = match self.node.ensure_linearizable().await {
+                Ok(_) => return Ok(()),
                 Err(e @ keel::Error::NotLeader { .. }) => to_kv(e),
                 Err(e) if is_retryable(&e) => to_kv(e),
                 Err(e) => return Err(to_kv(e)),
