@@ -139,11 +139,14 @@ pub use config::{
 pub use consistency::ReadConsistency;
 pub use error::{Error, StartError, StateMachineError, StopReason};
 pub use histogram::{LATENCY_BUCKET_BOUNDS_MICROS, LatencyHistogram};
-pub use keel_raft::{LogIndex, Membership, MembershipChange, MembershipError, NodeId, Role, Term};
-pub use keel_storage::LogConfig;
+pub use keel_raft::{
+    Entry, HardState, LogIndex, Membership, MembershipChange, MembershipError, NodeId, Payload,
+    Role, Term,
+};
+pub use keel_storage::{Durable, LogConfig, LogStore, StorageError, conformance};
 pub use keel_transport::TransportTuning;
-pub use leader_changes::{LeaderChange, LeaderChanges};
 pub use keel_transport::{ConnectError, IdentityStamp, PeerCaller, PeerChannel, PeerServices, tls};
+pub use leader_changes::{LeaderChange, LeaderChanges};
 pub use metrics::{ElectionCounters, Metrics, PeerMetrics};
 pub use node::Node;
 pub use restore::{InitialState, Storage};

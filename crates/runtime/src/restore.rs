@@ -22,6 +22,11 @@ const SNAPSHOTS_DIR: &str = "snapshots";
 const PEERS_FILE: &str = "peers";
 
 /// Where a node keeps its log, snapshots and address book.
+///
+/// The log is any [`LogStore`]: Keel's write-ahead log ([`Storage::open`]),
+/// one in memory ([`Storage::in_memory_log`]) or the application's own
+/// ([`Storage::with_log_store`]). Snapshots are files in a
+/// [`SnapshotStore`] under the data directory.
 pub struct Storage {
     pub(crate) log: Box<dyn LogStore + Send>,
     pub(crate) snapshots: SnapshotStore,
@@ -87,6 +92,24 @@ impl Storage {
         book.remove(&id);
         crate::peers::save(&dir.join(PEERS_FILE), &book)?;
         Ok(())
+    }
+
+    /// The application's own log store, with snapshots and the address
+    /// book under `data_dir`. The store must keep [`LogStore`]'s contract,
+    /// above all that `sync` returns only once its writes survive a crash;
+    /// `keel::conformance::check` tests that in one line.
+    pub fn with_log_store(
+        log: impl LogStore + Send + 'static,
+        data_dir: impl AsRef<Path>,
+        config: &Config,
+    ) -> Result<Storage, StartError> {
+        let dir = data_dir.as_ref();
+        std::fs::create_dir_all(dir)?;
+        Ok(Storage {
+            log: Box::new(log),
+            snapshots: SnapshotStore::open(dir.join(SNAPSHOTS_DIR), config.snapshots_kept)?,
+            peers_file: Some(dir.join(PEERS_FILE)),
+        })
     }
 
     /// A log kept in memory (lost at exit; for benchmarks and tests), with

@@ -32,7 +32,8 @@ async fn a_follower_sees_the_leader_change_after_the_leader_shuts_down() {
         };
         assert!(seen.iter().all(|c| c.term > before.term), "{seen:?}");
         assert!(
-            seen.windows(2).all(|w| w[0].term <= w[1].term && w[0] != w[1]),
+            seen.windows(2)
+                .all(|w| w[0].term <= w[1].term && w[0] != w[1]),
             "each change once, terms in order: {seen:?}"
         );
         assert_eq!(cluster.leader().await, new, "the stream ends at the leader");

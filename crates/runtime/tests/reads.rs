@@ -188,7 +188,11 @@ async fn an_isolated_old_leader_does_not_vouch_for_its_stale_state() {
             .read(ReadConsistency::Stale, |kv: &Kv| kv.get("x"))
             .await
             .unwrap();
-        assert_eq!(stale.as_deref(), Some("1"), "the old leader's state is stale");
+        assert_eq!(
+            stale.as_deref(),
+            Some("1"),
+            "the old leader's state is stale"
+        );
         let answers = [
             asked_while_leading.await.unwrap(),
             index_while_leading.await.unwrap(),

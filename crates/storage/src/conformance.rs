@@ -2,10 +2,14 @@
 //! can run, so the simulator's in-memory store and the file store are held
 //! to the same behaviour.
 //!
-//! Implement [`Harness`] for your store and call [`run_all`] from a test, and
-//! feed [`check_against_model`] random operation sequences (the crate's own
-//! tests generate them with proptest). Every check panics with a message
-//! naming what differed.
+//! For your own store, one line in a test runs every check:
+//! [`check`]`(create, crash_and_recover)`, with a function that makes an
+//! empty store and one that does to a store what a power loss and restart
+//! would. For more control (per-case harness state, crashes that keep a
+//! prefix of the unsynced writes) implement [`Harness`] and call
+//! [`run_all`] or [`cases`]; feed [`check_against_model`] random operation
+//! sequences (the crate's own tests generate them with proptest). Every
+//! check panics with a message naming what differed.
 //!
 //! The contract lets a crash keep a prefix of the writes made since the
 //! last sync. A harness says whether its crashes do
@@ -124,6 +128,59 @@ pub fn run_all<H: Harness>(mut make: impl FnMut() -> H) {
     for (name, case) in cases::<H>() {
         eprintln!("conformance: {name}");
         case(&mut make());
+    }
+}
+
+/// Runs every check against stores made by `create`, crashing them with
+/// `crash_and_recover`, which must return the store as a restart after a
+/// power loss would find it: everything its last successful
+/// [`LogStore::sync`] covered, and none of the writes since. Panics,
+/// naming the check and what differed, if the store breaks the contract.
+///
+/// ```
+/// use keel_storage::{conformance, MemLogStore};
+///
+/// conformance::check(MemLogStore::new, |mut store: MemLogStore| {
+///     store.crash();
+///     store
+/// });
+/// ```
+pub fn check<S, C, R>(create: C, crash_and_recover: R)
+where
+    S: LogStore,
+    C: FnMut() -> S,
+    R: FnMut(S) -> S,
+{
+    let mut harness = Closures {
+        create,
+        crash_and_recover,
+    };
+    for (name, case) in cases::<Closures<C, R>>() {
+        eprintln!("conformance: {name}");
+        case(&mut harness);
+    }
+}
+
+/// The [`Harness`] of [`check`]: its two functions.
+struct Closures<C, R> {
+    create: C,
+    crash_and_recover: R,
+}
+
+impl<S, C, R> Harness for Closures<C, R>
+where
+    S: LogStore,
+    C: FnMut() -> S,
+    R: FnMut(S) -> S,
+{
+    type Store = S;
+
+    fn create(&mut self) -> S {
+        (self.create)()
+    }
+
+    fn crash_and_recover(&mut self, store: S) -> S {
+        (self.crash_and_recover)(store)
     }
 }
 

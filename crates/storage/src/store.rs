@@ -5,8 +5,9 @@ use keel_raft::{DurabilityProof, Entry, HardState, LogIndex, Term};
 use crate::error::StorageError;
 
 /// Proof that a store's state reached stable storage: the only value
-/// [`LogStore::sync`] returns, and one that nothing outside this crate can
-/// construct.
+/// [`LogStore::sync`] returns. Keel's stores make it in their `sync`; a
+/// store written elsewhere makes it with [`Durable::synced`], in its
+/// `sync` only.
 ///
 /// # How it makes "persist before you send" impossible to get wrong
 ///
@@ -15,7 +16,10 @@ use crate::error::StorageError;
 /// values in a `Durable` — the hard state (term and vote) and the last
 /// entry's index and term — and since only `sync()` hands out a `Durable`,
 /// and `sync()` returns only after `fdatasync` did, there is no code path
-/// that releases a response against state still sitting in a buffer. A
+/// in the runtime that releases a response against state still sitting in
+/// a buffer. (A store's own `sync` is where the proof is made, so that is
+/// the one place its author must get durability right, and what
+/// [`crate::conformance`] checks.) A
 /// runtime that wants the compiler's help keeps its outbox of held messages
 /// drainable only by a method taking `&Durable`, and the core itself
 /// takes one in [`keel_raft::Raft::persisted`].
@@ -34,6 +38,17 @@ impl Durable {
             last_term,
             hard_state,
         }
+    }
+
+    /// The proof a [`LogStore`] implemented outside this crate returns
+    /// from its `sync`, once everything written so far is on stable
+    /// storage: its last index and that entry's term (or the compaction
+    /// point's, if the log is empty) and its hard state, as they stand
+    /// after the sync. Calling it anywhere else vouches for writes that may
+    /// be lost in a crash, and a node that acknowledges them can lose
+    /// committed entries.
+    pub fn synced(last_index: LogIndex, last_term: Term, hard_state: HardState) -> Durable {
+        Durable::new(last_index, last_term, hard_state)
     }
 
     /// Every entry up to this index is durable.
