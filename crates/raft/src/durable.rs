@@ -11,7 +11,7 @@ use crate::types::{LogIndex, Term};
 /// entry still in a write buffer loses a committed entry on a crash.
 /// [`crate::Raft::persisted`] therefore takes a proof, not just an index:
 /// a store whose sync alone builds its proof (keel-storage's `Durable`,
-/// which nothing outside that crate can construct) makes "only what storage
+/// which only a store's `sync` constructs) makes "only what storage
 /// made durable is acknowledged" a fact the compiler checks for its
 /// callers. Implement it only for a value that a completed sync hands out.
 pub trait DurabilityProof {
