@@ -94,6 +94,10 @@
 //!   lease read is confirmed like a linearizable one.
 //! - [`ReadConsistency::Stale`] reads this node's state as it is.
 //!
+//! `docs/guide.md` in the repository walks an embedder through all of it:
+//! state machine, storage, transport, lifecycle, reads, and testing the
+//! state machine under `keel_sim::service`'s fault schedules.
+//!
 //! # What runs where
 //!
 //! Each node runs one tokio task (the *driver*) that owns the Raft core,
