@@ -416,7 +416,11 @@ fn heartbeat_round(leader: &mut Raft, follower: &mut Raft) -> Vec<keel_raft::Rea
         follower.step(m).unwrap();
     }
     let answers = follower.ready();
-    for m in answers.messages.into_iter().chain(answers.persisted_messages) {
+    for m in answers
+        .messages
+        .into_iter()
+        .chain(answers.persisted_messages)
+    {
         leader.step(m).unwrap();
     }
     reads.extend(leader.ready().reads);

@@ -214,5 +214,8 @@ fn a_store_whose_crash_keeps_unsynced_writes_fails_the_suite() {
     let outcome = std::panic::catch_unwind(|| {
         keel::conformance::check(BTreeLogStore::default, |store: BTreeLogStore| store);
     });
-    assert!(outcome.is_err(), "the suite catches writes surviving without a sync");
+    assert!(
+        outcome.is_err(),
+        "the suite catches writes surviving without a sync"
+    );
 }
