@@ -6,7 +6,7 @@
 use keel_raft::{LogIndex, Message, NodeId, SnapshotMeta};
 
 use crate::error::StopReason;
-use crate::storage::DurableWrite;
+use crate::write_batch::DurableWrite;
 
 /// What the storage thread, the apply thread and snapshot transfers report.
 pub(crate) enum Event {

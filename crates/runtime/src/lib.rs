@@ -133,6 +133,7 @@ mod restore;
 mod snapshot;
 mod state_machine;
 mod storage;
+mod write_batch;
 
 #[cfg(feature = "fault-injection")]
 pub use config::RuntimeBugs;

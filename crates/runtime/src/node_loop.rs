@@ -40,7 +40,7 @@ pub use crate::apply::{Applier, ApplyOp, ReadFn, SnapshotTaken};
 pub use crate::clock::Moment;
 pub use crate::proposals::Responder;
 pub use crate::restore::resume_from;
-pub use crate::storage::{DurableWrite, WriteBatch};
+pub use crate::write_batch::{DurableWrite, WriteBatch};
 pub use reads::IndexReply;
 use reads::ReadWaiter;
 

@@ -28,8 +28,10 @@
 use keel_raft::{LogIndex, NodeId, Term};
 
 use crate::faults::FaultKind;
+use crate::invariants::Violation;
 use crate::rng::Rng;
 use crate::sim::Simulation;
+use crate::targeted::TargetedProfile;
 use crate::time::Micros;
 
 /// Ticks a stage may take before its round is abandoned and healed.
@@ -80,73 +82,67 @@ impl Figure8 {
     }
 }
 
-impl Simulation {
-    /// Advances the Figure 8 round after a step, if this run follows the
-    /// profile and faults are still on.
-    pub(crate) fn figure8_step(&mut self) {
-        if self.healing {
-            return;
-        }
-        let Some(mut round) = self.figure8.take() else {
-            return;
-        };
-        self.advance_figure8(&mut round);
-        self.figure8 = Some(round);
+impl TargetedProfile for Figure8 {
+    fn after_step(&mut self, sim: &mut Simulation) -> Result<(), Violation> {
+        self.advance(sim);
+        Ok(())
     }
+}
 
-    fn advance_figure8(&mut self, round: &mut Figure8) {
-        if !matches!(round.stage, Stage::Rest { .. }) && self.now >= round.deadline {
-            self.figure8_rest(round);
+impl Figure8 {
+    fn advance(&mut self, sim: &mut Simulation) {
+        if !matches!(self.stage, Stage::Rest { .. }) && sim.now >= self.deadline {
+            self.rest(sim);
             return;
         }
-        match round.stage.clone() {
+        match self.stage.clone() {
             Stage::Rest { until } => {
-                if self.now >= until {
-                    self.figure8_next(round, Stage::CutFirst);
+                if sim.now >= until {
+                    self.next(sim, Stage::CutFirst);
                 }
             }
             Stage::CutFirst => {
-                let Some(first) = self.leader_status(|_| true) else {
+                let Some(first) = sim.leader_status(|_| true) else {
                     return;
                 };
                 if first.last_index <= first.commit {
                     return;
                 }
-                let mut others: Vec<NodeId> = self
+                let mut others: Vec<NodeId> = sim
                     .node_ids()
                     .into_iter()
                     .filter(|&id| id != first.id)
                     .collect();
-                round.rng.shuffle(&mut others);
-                let minority = self.nodes.len().saturating_sub(1) / 2;
+                self.rng.shuffle(&mut others);
+                let minority = sim.nodes.len().saturating_sub(1) / 2;
                 let mut side = vec![first.id];
                 side.extend(others.iter().take(minority.saturating_sub(1)));
                 side.sort();
-                self.count(FaultKind::Figure8Round);
-                let cut = self.cut_off(&side);
-                self.steer_partition("figure 8 (1): leader and minority", cut);
+                sim.count(FaultKind::Figure8Round);
+                let cut = sim.cut_off(&side);
+                sim.steer_partition("figure 8 (1): leader and minority", cut);
                 let first_term = first.term;
-                self.figure8_next(round, Stage::IsolateSecond { side, first_term });
+                self.next(sim, Stage::IsolateSecond { side, first_term });
             }
             Stage::IsolateSecond { side, first_term } => {
-                let Some(second) = self.leader_status(|s| s.term > first_term) else {
+                let Some(second) = sim.leader_status(|s| s.term > first_term) else {
                     return;
                 };
                 if side.contains(&second.id) {
-                    self.figure8_rest(round);
+                    self.rest(sim);
                     return;
                 }
-                let cut = self.cut_off(&[second.id]);
-                self.steer_partition("figure 8 (2): new leader isolated", cut);
+                let cut = sim.cut_off(&[second.id]);
+                sim.steer_partition("figure 8 (2): new leader isolated", cut);
                 let second_term = second.term;
-                self.figure8_next(round, Stage::AwaitThird { side, second_term });
+                self.next(sim, Stage::AwaitThird { side, second_term });
             }
             Stage::AwaitThird { side, second_term } => {
-                let Some(third) = self.leader_status(|s| s.term > second_term) else {
+                let Some(third) = sim.leader_status(|s| s.term > second_term) else {
                     return;
                 };
                 if !side.contains(&third.id) {
-                    self.figure8_rest(round);
+                    self.rest(sim);
                     return;
                 }
                 let stage = Stage::CutThird {
@@ -155,7 +151,7 @@ impl Simulation {
                     third_term: third.term,
                     commit: third.commit,
                 };
-                self.figure8_next(round, stage);
+                self.next(sim, stage);
             }
             Stage::CutThird {
                 side,
@@ -163,40 +159,40 @@ impl Simulation {
                 third_term,
                 commit,
             } => {
-                let Some(status) = self.leader_status(|s| s.id == third) else {
-                    self.figure8_rest(round);
+                let Some(status) = sim.leader_status(|s| s.id == third) else {
+                    self.rest(sim);
                     return;
                 };
                 if status.term != third_term {
-                    self.figure8_rest(round);
+                    self.rest(sim);
                     return;
                 }
                 if status.commit > commit {
-                    let cut = self.cut_off(&side);
-                    self.steer_partition("figure 8 (3): third leader at its first commit", cut);
-                    self.figure8_next(round, Stage::AwaitFourth { third_term });
+                    let cut = sim.cut_off(&side);
+                    sim.steer_partition("figure 8 (3): third leader at its first commit", cut);
+                    self.next(sim, Stage::AwaitFourth { third_term });
                 }
             }
             Stage::AwaitFourth { third_term } => {
-                if self.leader_status(|s| s.term > third_term).is_some() {
-                    self.count(FaultKind::Figure8Completed);
-                    self.figure8_rest(round);
+                if sim.leader_status(|s| s.term > third_term).is_some() {
+                    sim.count(FaultKind::Figure8Completed);
+                    self.rest(sim);
                 }
             }
         }
     }
 
-    fn figure8_next(&mut self, round: &mut Figure8, stage: Stage) {
-        round.stage = stage;
-        round.deadline = self.now.plus(Micros::ticks(STAGE_TICKS));
+    fn next(&mut self, sim: &Simulation, stage: Stage) {
+        self.stage = stage;
+        self.deadline = sim.now.plus(Micros::ticks(STAGE_TICKS));
     }
 
     /// Ends the round (completed or abandoned): the network heals and the
     /// cluster runs undisturbed for a while.
-    fn figure8_rest(&mut self, round: &mut Figure8) {
-        self.steer_heal();
-        let until = self.now.plus(Micros::ticks(round.rng.between(10, 50)));
-        round.stage = Stage::Rest { until };
-        round.deadline = Micros(u64::MAX);
+    fn rest(&mut self, sim: &mut Simulation) {
+        sim.steer_heal();
+        let until = sim.now.plus(Micros::ticks(self.rng.between(10, 50)));
+        self.stage = Stage::Rest { until };
+        self.deadline = Micros(u64::MAX);
     }
 }

@@ -25,11 +25,13 @@
 //! Like the other profiles, it observes nodes through the public API and
 //! draws every choice from the seed.
 
-use keel_raft::{NodeId, ReadMode, Role, Term};
+use keel_raft::{NodeId, Role, Term};
 
 use crate::invariants::{Invariant, Violation};
 use crate::rng::Rng;
+use crate::route::Steering;
 use crate::sim::Simulation;
+use crate::targeted::TargetedProfile;
 use crate::time::{Micros, TICK};
 
 /// Ticks a round keeps the leader cut off: past the two election timeouts
@@ -69,55 +71,43 @@ impl IsolatedLeader {
     }
 }
 
-/// Where one client may send its next operation.
-pub(crate) struct Route {
-    /// The nodes to choose from.
-    pub(crate) nodes: Vec<NodeId>,
-    /// Send a read of this mode, whatever the client would have drawn.
-    pub(crate) read_only: Option<ReadMode>,
+impl TargetedProfile for IsolatedLeader {
+    /// Advances the round and checks that an isolated leader stepped down
+    /// in time.
+    fn after_step(&mut self, sim: &mut Simulation) -> Result<(), Violation> {
+        self.advance(sim)
+    }
 }
 
-impl Simulation {
-    /// Advances the isolated-leader round after a step, if this run follows
-    /// the profile and faults are still on, and checks that an isolated
-    /// leader stepped down in time.
-    pub(crate) fn isolated_leader_step(&mut self) -> Result<(), Violation> {
-        if self.healing {
-            return Ok(());
-        }
-        let Some(mut round) = self.isolated_leader.take() else {
-            return Ok(());
-        };
-        let result = self.advance_isolated_leader(&mut round);
-        self.isolated_leader = Some(round);
-        result
-    }
-
-    fn advance_isolated_leader(&mut self, round: &mut IsolatedLeader) -> Result<(), Violation> {
-        match round.stage {
-            Stage::Rest { until } if self.now >= until => {
-                let Some(leader) = self.leader_status(|_| true) else {
+impl IsolatedLeader {
+    fn advance(&mut self, sim: &mut Simulation) -> Result<(), Violation> {
+        match self.stage {
+            Stage::Rest { until } if sim.now >= until => {
+                let Some(leader) = sim.leader_status(|_| true) else {
                     return Ok(());
                 };
                 if leader.membership.has_quorum(|id| id == leader.id) {
-                    round.stage = self.isolated_leader_rest(round);
+                    self.stage = self.rest(sim);
                     return Ok(());
                 }
-                self.count(crate::faults::FaultKind::IsolatedLeaderRound);
-                let cut = self.cut_off(&[leader.id]);
-                self.steer_partition("isolated leader (1): leader cut off", cut);
-                let node = &self.nodes[&leader.id];
-                round.stage = Stage::Isolated {
+                sim.count(crate::faults::FaultKind::IsolatedLeaderRound);
+                let cut = sim.cut_off(&[leader.id]);
+                sim.steer_partition("isolated leader (1): leader cut off", cut);
+                sim.steering = Some(Steering {
+                    isolated: leader.id,
+                });
+                let node = &sim.nodes[&leader.id];
+                self.stage = Stage::Isolated {
                     leader: leader.id,
                     term: leader.term,
                     incarnation: node.incarnation,
                     first_tick: node.next_tick,
-                    until: self.now.plus(Micros::ticks(ROUND_TICKS)),
+                    until: sim.now.plus(Micros::ticks(ROUND_TICKS)),
                 };
             }
             Stage::Rest { .. } => {}
-            Stage::Isolated { until, .. } if self.now >= until => {
-                round.stage = self.isolated_leader_rest(round);
+            Stage::Isolated { until, .. } if sim.now >= until => {
+                self.stage = self.rest(sim);
             }
             Stage::Isolated {
                 leader,
@@ -125,83 +115,46 @@ impl Simulation {
                 incarnation,
                 first_tick,
                 ..
-            } => self.check_stepped_down(leader, term, incarnation, first_tick)?,
+            } => check_stepped_down(sim, leader, term, incarnation, first_tick)?,
         }
         Ok(())
     }
 
-    /// Check-quorum's contract: a leader that hears from no voter steps
-    /// down at its second check-quorum round at the latest (the first may
-    /// still count answers from before the cut), one every election
-    /// timeout of its own clock.
-    fn check_stepped_down(
-        &self,
-        leader: NodeId,
-        term: Term,
-        incarnation: u64,
-        first_tick: Micros,
-    ) -> Result<(), Violation> {
-        let node = &self.nodes[&leader];
-        let Some(raft) = node.raft().filter(|_| node.incarnation == incarnation) else {
-            return Ok(());
-        };
-        let ticks_cut_off = node.next_tick.0.saturating_sub(first_tick.0) / TICK.0;
-        let limit_ticks = 2 * u64::from(self.params.config(leader, self.seed, 0).election_ticks);
-        if raft.role() == Role::Leader && raft.term() == term && ticks_cut_off > limit_ticks {
-            return Err(Violation::new(
-                Invariant::CheckQuorum,
-                format!(
-                    "node {leader} still leads term {term} {ticks_cut_off} ticks after it was cut \
-                     off from every other node; check-quorum steps down within {limit_ticks}"
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Where client `c` may send its next operation while a round runs:
-    /// readers read from the isolated leader only, the others avoid it.
-    pub(crate) fn isolated_leader_route(&self, c: usize, up: Vec<NodeId>) -> Route {
-        let isolated = match self.isolated_leader.as_ref().map(|r| r.stage) {
-            Some(Stage::Isolated { leader, .. }) if !self.healing => leader,
-            _ => {
-                return Route {
-                    nodes: up,
-                    read_only: None,
-                };
-            }
-        };
-        let reader = c < self.params.clients / 2;
-        let nodes: Vec<NodeId> = up
-            .iter()
-            .copied()
-            .filter(|&n| (n == isolated) == reader)
-            .collect();
-        if nodes.is_empty() {
-            return Route {
-                nodes: up,
-                read_only: None,
-            };
-        }
-        // A read the leader cannot confirm waits for it to step down, so
-        // each reader keeps to one mode: the first to lease reads, which
-        // a valid lease answers at once, the second to ReadIndex.
-        let mode = if c % 2 == 0 {
-            ReadMode::Lease
-        } else {
-            ReadMode::ReadIndex
-        };
-        Route {
-            nodes,
-            read_only: reader.then_some(mode),
-        }
-    }
-
-    /// Ends the round: the network heals and the cluster runs undisturbed
-    /// for a while.
-    fn isolated_leader_rest(&mut self, round: &mut IsolatedLeader) -> Stage {
-        self.steer_heal();
-        let until = self.now.plus(Micros::ticks(round.rng.between(10, 40)));
+    /// Ends the round: the network heals, clients go where they like, and
+    /// the cluster runs undisturbed for a while.
+    fn rest(&mut self, sim: &mut Simulation) -> Stage {
+        sim.steer_heal();
+        sim.steering = None;
+        let until = sim.now.plus(Micros::ticks(self.rng.between(10, 40)));
         Stage::Rest { until }
     }
+}
+
+/// Check-quorum's contract: a leader that hears from no voter steps down
+/// at its second check-quorum round at the latest (the first may still
+/// count answers from before the cut), one every election timeout of its
+/// own clock.
+fn check_stepped_down(
+    sim: &Simulation,
+    leader: NodeId,
+    term: Term,
+    incarnation: u64,
+    first_tick: Micros,
+) -> Result<(), Violation> {
+    let node = &sim.nodes[&leader];
+    let Some(raft) = node.raft().filter(|_| node.incarnation == incarnation) else {
+        return Ok(());
+    };
+    let ticks_cut_off = node.next_tick.0.saturating_sub(first_tick.0) / TICK.0;
+    let limit_ticks = 2 * u64::from(sim.params.config(leader, sim.seed, 0).election_ticks);
+    if raft.role() == Role::Leader && raft.term() == term && ticks_cut_off > limit_ticks {
+        return Err(Violation::new(
+            Invariant::CheckQuorum,
+            format!(
+                "node {leader} still leads term {term} {ticks_cut_off} ticks after it was cut \
+                 off from every other node; check-quorum steps down within {limit_ticks}"
+            ),
+        ));
+    }
+    Ok(())
 }

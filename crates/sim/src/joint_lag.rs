@@ -32,6 +32,7 @@ use crate::faults::FaultKind;
 use crate::invariants::Violation;
 use crate::rng::Rng;
 use crate::sim::Simulation;
+use crate::targeted::TargetedProfile;
 use crate::time::Micros;
 
 /// Ticks a round keeps its partition: enough for `lagging` to time out
@@ -73,52 +74,44 @@ struct Split {
     learners: BTreeSet<NodeId>,
 }
 
-impl Simulation {
-    /// Advances the joint-lag round after a step, if this run follows the
-    /// profile and faults are still on.
-    pub(crate) fn joint_lag_step(&mut self) -> Result<(), Violation> {
-        if self.healing {
-            return Ok(());
-        }
-        let Some(mut round) = self.joint_lag.take() else {
-            return Ok(());
-        };
-        let result = self.advance_joint_lag(&mut round);
-        self.joint_lag = Some(round);
-        result
+impl TargetedProfile for JointLag {
+    fn after_step(&mut self, sim: &mut Simulation) -> Result<(), Violation> {
+        self.advance(sim)
     }
+}
 
-    fn advance_joint_lag(&mut self, round: &mut JointLag) -> Result<(), Violation> {
-        match round.stage {
-            Stage::Rest { until } if self.now >= until => {
-                let Some(leader) = self.leader_status(|_| true) else {
+impl JointLag {
+    fn advance(&mut self, sim: &mut Simulation) -> Result<(), Violation> {
+        match self.stage {
+            Stage::Rest { until } if sim.now >= until => {
+                let Some(leader) = sim.leader_status(|_| true) else {
                     return Ok(());
                 };
-                let Some(split) = draw_split(&mut round.rng, leader.id, &leader.membership) else {
-                    round.stage = self.joint_lag_rest(round);
+                let Some(split) = draw_split(&mut self.rng, leader.id, &leader.membership) else {
+                    self.stage = self.rest(sim);
                     return Ok(());
                 };
-                let cut = self.cut_off(&split.lagging);
-                self.steer_partition("joint lag (1): outgoing majority cut off", cut);
+                let cut = sim.cut_off(&split.lagging);
+                sim.steer_partition("joint lag (1): outgoing majority cut off", cut);
                 let change = MembershipChange::Joint {
                     voters: split.voters,
                     learners: split.learners,
                 };
-                round.stage = match self.propose_membership(leader.id, change)? {
+                self.stage = match sim.propose_membership(leader.id, change)? {
                     Ok(_) => {
-                        self.count(FaultKind::JointLagRound);
+                        sim.count(FaultKind::JointLagRound);
                         Stage::Split {
-                            until: self.now.plus(Micros::ticks(ROUND_TICKS)),
+                            until: sim.now.plus(Micros::ticks(ROUND_TICKS)),
                         }
                     }
                     // Not ready (no commit in its term yet) or busy with
                     // another change: try again after a rest.
-                    Err(_) => self.joint_lag_rest(round),
+                    Err(_) => self.rest(sim),
                 };
             }
             Stage::Rest { .. } => {}
-            Stage::Split { until } if self.now >= until => {
-                round.stage = self.joint_lag_rest(round);
+            Stage::Split { until } if sim.now >= until => {
+                self.stage = self.rest(sim);
             }
             Stage::Split { .. } => {}
         }
@@ -127,9 +120,9 @@ impl Simulation {
 
     /// Ends the round: the network heals and the cluster runs undisturbed
     /// for a while.
-    fn joint_lag_rest(&mut self, round: &mut JointLag) -> Stage {
-        self.steer_heal();
-        let until = self.now.plus(Micros::ticks(round.rng.between(10, 40)));
+    fn rest(&mut self, sim: &mut Simulation) -> Stage {
+        sim.steer_heal();
+        let until = sim.now.plus(Micros::ticks(self.rng.between(10, 40)));
         Stage::Rest { until }
     }
 }

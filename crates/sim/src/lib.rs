@@ -39,9 +39,12 @@ mod options;
 mod reconfig;
 mod report;
 mod rng;
+mod route;
+mod run;
 pub mod service;
 mod sim;
 pub mod stack;
+mod targeted;
 mod time;
 mod trace;
 mod vote_crash;
@@ -55,5 +58,5 @@ pub use time::{Micros, TICK};
 
 /// Runs one seed to completion.
 pub fn run_seed(seed: u64, options: &SimOptions) -> RunReport {
-    sim::Simulation::new(seed, options.clone()).run()
+    run::run(seed, options)
 }

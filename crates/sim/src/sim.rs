@@ -15,11 +15,8 @@ use keel_raft::{Membership, Message, MessageBody, NodeId, Raft, ReadId};
 use crate::client::Client;
 use crate::disk::Disk;
 use crate::faults::{FaultClass, FaultCounts, FaultKind, FaultPlan};
-use crate::figure8::Figure8;
 use crate::history::{ClientHistory, verdict};
 use crate::invariants::{Checker, Violation};
-use crate::isolated_leader::IsolatedLeader;
-use crate::joint_lag::JointLag;
 use crate::kv::{KvState, Tag};
 use crate::network::{Network, NetworkProfile};
 use crate::node::{Ctx, Liveness, NodeOutput, Reply, Request, SimNode};
@@ -27,9 +24,9 @@ use crate::options::{Profile, RunParams, SimOptions};
 use crate::reconfig::Plan;
 use crate::report::{Failure, RunReport};
 use crate::rng::Rng;
+use crate::route::{Route, Steering};
 use crate::time::{Micros, TICK};
 use crate::trace::{DropReason, MsgInfo, Trace, TraceEvent};
-use crate::vote_crash::VoteCrash;
 
 /// Something addressed to one node.
 #[derive(Clone, Debug)]
@@ -130,14 +127,9 @@ pub struct Simulation {
     pub(crate) trace: Trace,
     pub(crate) faults: FaultCounts,
     pub(crate) plan: FaultPlan,
-    /// The Figure 8 profile's round, when the run follows it.
-    pub(crate) figure8: Option<Figure8>,
-    /// The vote-crash profile's round, when the run follows it.
-    pub(crate) vote_crash: Option<VoteCrash>,
-    /// The joint-lag profile's round, when the run follows it.
-    pub(crate) joint_lag: Option<JointLag>,
-    /// The isolated-leader profile's round, when the run follows it.
-    pub(crate) isolated_leader: Option<IsolatedLeader>,
+    /// Set by the isolated-leader profile while its leader is cut off:
+    /// where clients go until the heal phase.
+    pub(crate) steering: Option<Steering>,
     pub(crate) reconfig: Plan,
     pub(crate) rng: Rng,
     client_rng: Rng,
@@ -154,7 +146,11 @@ pub struct Simulation {
 }
 
 impl Simulation {
-    pub fn new(seed: u64, options: SimOptions) -> Simulation {
+    /// A run of `seed`, and the stream its targeted profile draws from
+    /// (none for the random schedule). The profile's parameter overrides
+    /// are applied here, each at its place in the order the seed is
+    /// forked, so that a seed replays the same schedule.
+    pub(crate) fn new(seed: u64, options: SimOptions) -> (Simulation, Option<Rng>) {
         let mut root = Rng::new(seed);
         let mut params_rng = root.fork(1);
         let mut params = RunParams::draw(&mut params_rng, &options);
@@ -162,15 +158,18 @@ impl Simulation {
         // stream, before the clients are made (the isolated-leader profile
         // sets their number); the older ones keep their forks of the root,
         // so that their seeds replay as before.
-        let joint_lag = (options.profile == Profile::JointLag).then(|| {
-            params.joint_lag(&options);
-            JointLag::new(params_rng.fork(7))
-        });
-        let isolated_leader = (options.profile == Profile::IsolatedLeader).then(|| {
-            let mut rng = params_rng.fork(8);
-            params.isolated_leader(&mut rng, &options);
-            IsolatedLeader::new(rng)
-        });
+        let mut profile_rng = match options.profile {
+            Profile::JointLag => {
+                params.joint_lag(&options);
+                Some(params_rng.fork(7))
+            }
+            Profile::IsolatedLeader => {
+                let mut rng = params_rng.fork(8);
+                params.isolated_leader(&mut rng, &options);
+                Some(rng)
+            }
+            Profile::Random | Profile::Figure8 | Profile::VoteCrash => None,
+        };
         let mut fault_rng = root.fork(2);
         // The targeted profiles make their partitions and crashes
         // themselves, and need the voters they started a round with: only
@@ -194,18 +193,21 @@ impl Simulation {
         let clients = (0..params.clients)
             .map(|c| Client::new(c as u32 + 1, client_rng.fork(c as u64), params.keys))
             .collect();
-        let figure8 = (options.profile == Profile::Figure8).then(|| {
-            let mut rng = root.fork(5);
-            params.figure8(&mut rng, &options);
-            Figure8::new(rng)
-        });
-        let vote_crash = (options.profile == Profile::VoteCrash).then(|| {
-            params.vote_crash(&options);
-            VoteCrash::new(root.fork(6))
-        });
+        match options.profile {
+            Profile::Figure8 => {
+                let mut rng = root.fork(5);
+                params.figure8(&mut rng, &options);
+                profile_rng = Some(rng);
+            }
+            Profile::VoteCrash => {
+                params.vote_crash(&options);
+                profile_rng = Some(root.fork(6));
+            }
+            Profile::Random | Profile::JointLag | Profile::IsolatedLeader => {}
+        }
         let heal_at = Micros::ticks(options.safety_ticks);
         let end_at = heal_at.plus(Micros::ticks(options.heal_ticks));
-        Simulation {
+        let sim = Simulation {
             seed,
             trace: Trace::new(options.trace_tail, options.echo_trace),
             healed_writes: vec![None; params.clients],
@@ -226,10 +228,7 @@ impl Simulation {
             checker: Checker::default(),
             faults: FaultCounts::new(),
             plan,
-            figure8,
-            vote_crash,
-            joint_lag,
-            isolated_leader,
+            steering: None,
             reconfig: Plan::default(),
             rng: fault_rng,
             client_rng,
@@ -240,34 +239,33 @@ impl Simulation {
             end_at,
             steps: 0,
             late_timeouts: Vec::new(),
-        }
+        };
+        (sim, profile_rng)
     }
 
-    /// Runs to the end, or to the first violation.
-    pub fn run(mut self) -> RunReport {
-        let failure = self.run_loop().err();
-        self.report(failure)
+    /// Handles the next event; false once the queue is empty or the next
+    /// event falls after the end of the run.
+    pub(crate) fn step(&mut self) -> Result<bool, Violation> {
+        let Some(Scheduled { at, event, .. }) = self.queue.pop() else {
+            return Ok(false);
+        };
+        if at > self.end_at {
+            return Ok(false);
+        }
+        self.now = at;
+        self.steps += 1;
+        self.handle(event)?;
+        Ok(true)
     }
 
-    fn run_loop(&mut self) -> Result<(), Violation> {
-        self.start()?;
-        while let Some(Scheduled { at, event, .. }) = self.queue.pop() {
-            if at > self.end_at {
-                break;
-            }
-            self.now = at;
-            self.steps += 1;
-            self.handle(event)?;
-            self.figure8_step();
-            self.vote_crash_step()?;
-            self.joint_lag_step()?;
-            self.isolated_leader_step()?;
-        }
+    /// Moves the clock to the end of the run, where liveness is judged.
+    pub(crate) fn reach_end(&mut self) {
         self.now = self.end_at;
-        crate::invariants::liveness::check(self)
     }
 
-    fn start(&mut self) -> Result<(), Violation> {
+    /// Bootstraps the cluster and schedules the clients, the first fault
+    /// and the heal phase.
+    pub(crate) fn start(&mut self) -> Result<(), Violation> {
         let ids: Vec<NodeId> = (1..=self.params.nodes as u64).map(NodeId).collect();
         let membership =
             Membership::new(ids.iter().copied(), []).expect("a fresh cluster is a valid config");
@@ -587,7 +585,8 @@ impl Simulation {
             self.schedule(self.now.plus(TICK), Event::ClientWake(c));
             return;
         }
-        let route = self.isolated_leader_route(c, up);
+        let steering = self.steering.filter(|_| !self.healing);
+        let route = Route::for_client(steering, c, self.params.clients, up);
         let invocation = self.clients[c].invoke(&route.nodes, route.read_only);
         let tag = invocation.tag;
         self.trace.record(
@@ -698,7 +697,9 @@ impl Simulation {
         self.nodes.keys().copied().collect()
     }
 
-    fn report(self, violation: Option<Violation>) -> RunReport {
+    /// The run's report: the violation it stopped at, or the verdict on
+    /// its client history.
+    pub(crate) fn report(self, violation: Option<Violation>) -> RunReport {
         let failure = violation.map(|violation| Failure {
             violation,
             at: self.now,

@@ -25,6 +25,7 @@ use crate::faults::FaultKind;
 use crate::invariants::Violation;
 use crate::rng::Rng;
 use crate::sim::Simulation;
+use crate::targeted::TargetedProfile;
 use crate::time::Micros;
 use crate::trace::TraceEvent;
 
@@ -60,25 +61,17 @@ impl VoteCrash {
     }
 }
 
-impl Simulation {
-    /// Advances the vote-crash round after a step, if this run follows the
-    /// profile and faults are still on.
-    pub(crate) fn vote_crash_step(&mut self) -> Result<(), Violation> {
-        if self.healing {
-            return Ok(());
-        }
-        let Some(mut round) = self.vote_crash.take() else {
-            return Ok(());
-        };
-        let result = self.advance_vote_crash(&mut round);
-        self.vote_crash = Some(round);
-        result
+impl TargetedProfile for VoteCrash {
+    fn after_step(&mut self, sim: &mut Simulation) -> Result<(), Violation> {
+        self.advance(sim)
     }
+}
 
-    fn advance_vote_crash(&mut self, round: &mut VoteCrash) -> Result<(), Violation> {
-        match round.stage {
-            Stage::Rest { until } if self.now >= until => {
-                let followers: Vec<NodeId> = self
+impl VoteCrash {
+    fn advance(&mut self, sim: &mut Simulation) -> Result<(), Violation> {
+        match self.stage {
+            Stage::Rest { until } if sim.now >= until => {
+                let followers: Vec<NodeId> = sim
                     .nodes
                     .values()
                     .filter(|n| n.is_up())
@@ -87,32 +80,32 @@ impl Simulation {
                     .map(|r| r.id())
                     .collect();
                 let [a, b] = followers[..] else {
-                    round.stage = self.vote_crash_rest(round);
+                    self.stage = self.rest(sim);
                     return Ok(());
                 };
-                let term = self.nodes[&a].raft().map(|r| r.term());
-                if term != self.nodes[&b].raft().map(|r| r.term()) {
-                    round.stage = self.vote_crash_rest(round);
+                let term = sim.nodes[&a].raft().map(|r| r.term());
+                if term != sim.nodes[&b].raft().map(|r| r.term()) {
+                    self.stage = self.rest(sim);
                     return Ok(());
                 }
-                self.count(FaultKind::VoteCrashRound);
+                sim.count(FaultKind::VoteCrashRound);
                 let what = "vote crash (1): election timers fire together";
                 let nodes = vec![a.0, b.0];
-                self.trace
-                    .record(self.now, TraceEvent::Scenario { what, nodes });
+                sim.trace
+                    .record(sim.now, TraceEvent::Scenario { what, nodes });
                 for id in [a, b] {
-                    self.with_node(id, |n, ctx| n.call(|r| r.campaign(), ctx))?;
+                    sim.with_node(id, |n, ctx| n.call(|r| r.campaign(), ctx))?;
                 }
                 let term = term.expect("both are up").next();
-                let until = self.now.plus(Micros::ticks(ROUND_TICKS));
-                round.stage = Stage::AwaitVote { term, until };
+                let until = sim.now.plus(Micros::ticks(ROUND_TICKS));
+                self.stage = Stage::AwaitVote { term, until };
             }
             Stage::Rest { .. } => {}
-            Stage::AwaitVote { until, .. } if self.now >= until => {
-                round.stage = self.vote_crash_rest(round);
+            Stage::AwaitVote { until, .. } if sim.now >= until => {
+                self.stage = self.rest(sim);
             }
             Stage::AwaitVote { term, .. } => {
-                let voter = self.nodes.values().find(|n| {
+                let voter = sim.nodes.values().find(|n| {
                     let durable = &n.disk.durable().hard_state;
                     n.raft().is_some_and(|r| {
                         let status = r.status();
@@ -124,23 +117,23 @@ impl Simulation {
                 if let Some(voter) = voter.map(|n| n.id) {
                     let what = "vote crash (2): voter crashes before its vote is durable";
                     let nodes = vec![voter.0];
-                    self.trace
-                        .record(self.now, TraceEvent::Scenario { what, nodes });
+                    sim.trace
+                        .record(sim.now, TraceEvent::Scenario { what, nodes });
                     let keep = CrashKeep {
                         writes: 0,
                         torn_entries: 0,
                     };
-                    self.crash_keeping(voter, Micros(0), keep)?;
-                    self.restart(voter)?;
-                    round.stage = self.vote_crash_rest(round);
+                    sim.crash_keeping(voter, Micros(0), keep)?;
+                    sim.restart(voter)?;
+                    self.stage = self.rest(sim);
                 }
             }
         }
         Ok(())
     }
 
-    fn vote_crash_rest(&mut self, round: &mut VoteCrash) -> Stage {
-        let until = self.now.plus(Micros::ticks(round.rng.between(10, 40)));
+    fn rest(&mut self, sim: &Simulation) -> Stage {
+        let until = sim.now.plus(Micros::ticks(self.rng.between(10, 40)));
         Stage::Rest { until }
     }
 }

@@ -27,6 +27,7 @@
 //! ```
 
 mod app;
+mod call;
 mod checks;
 mod events;
 mod kv_app;

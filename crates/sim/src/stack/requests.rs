@@ -14,6 +14,7 @@ use keel_raft::NodeId;
 use tokio::sync::oneshot;
 
 use super::app::{App, CallKind, Operation, Response};
+use super::call::{Call, Waiting};
 use super::events::{Event, ForwardReply};
 use super::world::{REQUEST_TIMEOUT, Slot, World};
 use crate::time::{Micros, TICK};
@@ -25,33 +26,6 @@ const BACKOFF_MAX: Micros = Micros(20 * TICK.0);
 const CLIENT_HOP: Micros = Micros(200);
 /// How often a client that resends writes of unknown outcome resends one.
 const RESENDS_MAX: u32 = 3;
-
-/// What a call waits for; `R` is the state machine's response.
-pub(super) enum Waiting<R> {
-    /// On its way to the member, or backing off.
-    Nothing,
-    Proposal(oneshot::Receiver<Result<R, Error>>),
-    Read(oneshot::Receiver<Result<(), Error>>),
-    /// Forwarded to the leader; its reply travels back.
-    Forwarded,
-}
-
-/// One request inside the client layer of its member.
-pub(super) struct Call<Op, R> {
-    client: usize,
-    operation: Operation<Op>,
-    pub(super) member: NodeId,
-    /// The member's life the call belongs to; a crash ends the call.
-    incarnation: u64,
-    deadline: Micros,
-    backoff: Micros,
-    waiting: Waiting<R>,
-    /// The most recent error, reported if the deadline passes.
-    last_error: Option<Error>,
-    /// How often the client sent this request again after not hearing
-    /// back; once it did, no refusal of a later attempt is definite.
-    resends: u32,
-}
 
 impl<A: App> World<A> {
     pub(super) fn up_members(&self) -> Vec<NodeId> {

@@ -16,10 +16,10 @@ use keel_storage::CrashKeep;
 use tokio::sync::oneshot;
 
 use super::app::{App, PinnedReaders, Response};
+use super::call::Call;
 use super::checks::Checks;
 use super::events::{Event, Queue};
 use super::member::{Disk, Member, MemberFailure, Outgoing};
-use super::requests::Call;
 use super::{StackOptions, StackProfile, StackReport};
 use crate::history::Verdict;
 use crate::network::{Network, NetworkProfile};
