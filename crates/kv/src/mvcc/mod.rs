@@ -18,6 +18,7 @@ mod compaction;
 mod defrag;
 mod history;
 mod index;
+mod lease;
 mod op;
 mod read;
 mod read_txn;
@@ -39,6 +40,7 @@ pub use apply::{Applied, EntryPayload};
 pub use compaction::COMPACTION_STEP_ROWS;
 pub use defrag::{DbUsage, IN_USE_MAX_AGE};
 pub use index::{KeyIndex, KeyRange, Revision};
+pub use lease::LeaseState;
 pub use read_txn::{is_read_only, is_serializable};
 pub use snapshot::{RestoreAs, SnapshotSource, SnapshotSummary, summarize};
 
@@ -75,18 +77,6 @@ pub(crate) struct State {
     /// or after it, at a revision `<= compacted_revision`.
     pub compaction_cursor: Option<Revision>,
     pub auth: AuthState,
-}
-
-/// A lease as the state machine knows it: its granted TTL and the keys
-/// attached to it. Expiry deadlines are leader-local (see `lessor`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LeaseState {
-    pub ttl_seconds: i64,
-    pub keys: BTreeSet<Bytes>,
-    /// The Raft index of the entry that granted the lease: a lease revoked
-    /// and granted again under its ID is another lease, and a leader's
-    /// deadline belongs to one grant.
-    pub granted_index: u64,
 }
 
 /// The persistent MVCC key-value store.

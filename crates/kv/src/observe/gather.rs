@@ -10,11 +10,10 @@ use futures_util::future::join_all;
 use keel::{Node, NodeId};
 use tonic::Code;
 
-use super::status::member_status;
+use super::status::{db_size_bytes, member_status};
 use crate::proto::command::observe_client::ObserveClient;
 use crate::proto::command::{MemberStatus, StatusRequest};
 use crate::replica::{PeerChannels, RaftMachine};
-use crate::server::db_size_bytes;
 
 /// What one round of asking found.
 #[derive(Clone, Debug, PartialEq)]

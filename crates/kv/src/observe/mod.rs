@@ -14,7 +14,7 @@ mod gather;
 mod status;
 
 pub use gather::{ClusterObserver, ClusterSnapshot, MemberReport};
-pub(crate) use status::ObserveService;
 pub use status::member_status;
+pub(crate) use status::{ObserveService, db_size_bytes};
 
 pub use crate::proto::command::{FollowerProgress, MemberStatus, Role};

@@ -1,6 +1,6 @@
 //! A member's answer to `Observe/Status`, built from its own metrics.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use keel::Metrics;
 use tokio::sync::watch;
@@ -8,7 +8,12 @@ use tonic::{Request, Response, Status};
 
 use crate::proto::command::observe_server::Observe;
 use crate::proto::command::{FollowerProgress, MemberStatus, Role, StatusRequest};
-use crate::server::db_size_bytes;
+
+/// The size of the key-value database file at `path`, as
+/// Maintenance/Status reports it (0 if it cannot be read).
+pub(crate) fn db_size_bytes(path: &Path) -> i64 {
+    std::fs::metadata(path).map_or(0, |m| m.len() as i64)
+}
 
 /// What the member says about itself.
 pub fn member_status(name: &str, m: &Metrics, db_size_bytes: i64) -> MemberStatus {

@@ -12,6 +12,11 @@
 //! stored in the data directory on first start (`identity.rs`), so later
 //! flags cannot change them.
 
+/// The cluster token a member uses unless `--initial-cluster-token` says
+/// otherwise. It names the cluster and enters every member ID, so both
+/// binaries, `snapshot restore` and the services take it from here.
+pub const INITIAL_CLUSTER_TOKEN_DEFAULT: &str = "keel-cluster";
+
 /// FNV-1a, 64 bits: tiny, stable across versions and platforms.
 fn fnv1a(parts: &[&str]) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

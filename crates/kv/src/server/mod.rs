@@ -56,7 +56,6 @@ pub use duration::{DurationError, parse_go_duration};
 pub use grpc_metrics::{GrpcMethod, MethodCalls};
 pub use identity::Identity;
 pub use restore::{RestoreError, Restored, restore};
-pub(crate) use run::db_size_bytes;
 pub use run::{MemberMetrics, RunningMember, run, start, start_with_http};
 pub use serve::serve;
 pub use urls::{HttpUrl, UrlError, port_clash};

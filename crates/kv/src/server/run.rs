@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -25,7 +25,7 @@ use super::ids::{cluster_id, member_id};
 use super::serve::{ClientPort, GRPC_OVERHEAD_BYTES, serve_on};
 use super::tls::MemberTls;
 use super::urls::{HttpUrl, dial_address, strings};
-use crate::observe::{ClusterObserver, ObserveService};
+use crate::observe::{ClusterObserver, ObserveService, db_size_bytes};
 use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::command::observe_server::ObserveServer;
 use crate::proto::etcdserverpb::Member;
@@ -66,12 +66,6 @@ pub struct MemberMetrics {
     grpc: GrpcCounters,
     leader_changes: Arc<AtomicU64>,
     observer: ClusterObserver,
-}
-
-/// The size of the key-value database file at `path`, as
-/// Maintenance/Status reports it (0 if it cannot be read).
-pub(crate) fn db_size_bytes(path: &Path) -> i64 {
-    std::fs::metadata(path).map_or(0, |m| m.len() as i64)
 }
 
 impl MemberMetrics {

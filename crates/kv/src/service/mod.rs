@@ -95,7 +95,7 @@ impl ServiceConfig {
             lease_check_every: Duration::from_millis(500),
             scratch_dir: scratch_dir.into(),
             max_request_bytes: MAX_REQUEST_BYTES_DEFAULT,
-            cluster_token: String::from(crate::server::INITIAL_CLUSTER_TOKEN_DEFAULT),
+            cluster_token: String::from(crate::server::ids::INITIAL_CLUSTER_TOKEN_DEFAULT),
             client_tls: None,
             quota: Quota::Bytes(QUOTA_BACKEND_BYTES_DEFAULT),
             auto_compaction: AutoCompaction::Off,

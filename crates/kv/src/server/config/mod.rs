@@ -24,16 +24,11 @@ use serde::Deserialize;
 use super::urls::HttpUrl;
 use crate::service::{AutoCompaction, MAX_REQUEST_BYTES_DEFAULT};
 
+pub use super::ids::INITIAL_CLUSTER_TOKEN_DEFAULT;
 pub use error::{ConfigError, ELECTION_HEARTBEATS_MIN};
 pub use flags::MemberFlags;
 pub use side::Side;
 pub use tls::TlsConfig;
-
-/// The cluster token a member uses unless `--initial-cluster-token` says
-/// otherwise. It names the cluster and enters every member ID
-/// (`ids.rs`), so both binaries, `snapshot restore` and the services
-/// take it from here.
-pub const INITIAL_CLUSTER_TOKEN_DEFAULT: &str = "keel-cluster";
 
 /// Where a member serves clients unless told otherwise (etcd: port 2379;
 /// an IP rather than `localhost`, which may resolve to `::1` first).
