@@ -10,7 +10,7 @@
 //! state machine on an in-memory redb — over a crashable log store
 //! (`keel_storage::MemLogStore`, held to the conformance suite), a lossy
 //! partitionable network, and per-member clocks that drift and pause.
-//! Clients go through the KV layer's request path (`calls.rs`): proposals,
+//! Clients go through the KV layer's request path (`requests.rs`): proposals,
 //! forwarding to the leader, retries decided by Keel KV's `is_retryable`,
 //! and results decoded by Keel KV. Their history is checked for
 //! linearizability; Election Safety is checked after every step; at the
