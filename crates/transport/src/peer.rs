@@ -18,6 +18,7 @@ use crate::convert::encode_message;
 use crate::metrics::{Counters, add, bump};
 use crate::pb;
 use crate::pb::raft_client::RaftClient;
+use crate::tls::ClientTls;
 
 /// Stream writes that may wait inside one call; small so that a slow peer
 /// pushes back into the (bounded, dropping) queue rather than buffering.
@@ -43,23 +44,38 @@ impl Drop for Peer {
     }
 }
 
-/// Where and how to connect to the peer at `addr` ("host:port"): over
-/// TLS when the transport has it.
-pub(crate) fn endpoint(
+/// Where to reach the peer at `addr` ("host:port"), with the transport's
+/// connection settings.
+fn endpoint(config: &TransportConfig, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+    let endpoint = match &config.tls {
+        Some(_) => ClientTls::endpoint(&format!("https://{addr}"))?,
+        None => Endpoint::from_shared(format!("http://{addr}"))?,
+    };
+    Ok(endpoint
+        .connect_timeout(config.tuning.connect_timeout)
+        .tcp_nodelay(true))
+}
+
+/// A channel to the peer at `addr`, over TLS when the transport has it,
+/// connected at its first call and again after failures.
+fn channel_lazy(config: &TransportConfig, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = endpoint(config, addr)?;
+    Ok(match &config.tls {
+        Some(tls) => tls.client.connect_lazy(endpoint),
+        None => endpoint.connect_lazy(),
+    })
+}
+
+/// A channel to the peer at `addr`, over TLS when the transport has it,
+/// connected now.
+pub(crate) async fn channel(
     config: &TransportConfig,
     addr: &str,
-) -> Result<Endpoint, tonic::transport::Error> {
-    let scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
-        .connect_timeout(config.tuning.connect_timeout)
-        .tcp_nodelay(true);
+) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = endpoint(config, addr)?;
     match &config.tls {
-        Some(tls) => tls.client.apply(endpoint),
-        None => Ok(endpoint),
+        Some(tls) => tls.client.connect(endpoint).await,
+        None => endpoint.connect().await,
     }
 }
 
@@ -69,7 +85,7 @@ pub(crate) fn client(
     config: &TransportConfig,
     addr: &str,
 ) -> Result<RaftClient<Channel>, tonic::transport::Error> {
-    let channel = endpoint(config, addr)?.connect_lazy();
+    let channel = channel_lazy(config, addr)?;
     Ok(RaftClient::new(channel)
         .max_decoding_message_size(config.tuning.grpc_message_bytes_max)
         .max_encoding_message_size(config.tuning.grpc_message_bytes_max))

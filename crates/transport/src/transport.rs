@@ -17,7 +17,7 @@ use crate::convert::encode_message;
 use crate::identity::{IdentityStamp, PeerChannel, PeerServices};
 use crate::metrics::{TransportMetrics, bump};
 use crate::pb;
-use crate::peer::{Peer, endpoint};
+use crate::peer::{self, Peer};
 use crate::server::{Handler, Service};
 use crate::shared::Shared;
 
@@ -296,9 +296,7 @@ impl Transport {
             addr: addr.clone(),
             source,
         };
-        let channel = endpoint(&self.shared.config, &addr)
-            .map_err(failed)?
-            .connect()
+        let channel = peer::channel(&self.shared.config, &addr)
             .await
             .map_err(failed)?;
         Ok(PeerChannel::new(

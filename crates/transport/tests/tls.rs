@@ -1,8 +1,10 @@
 //! Two transports over loopback with mutual TLS: messages flow between
 //! members whose certificates the peer CA signed; a member with a
 //! certificate from another CA, one with a certificate of another common
-//! name when one is required, and a member speaking plain TCP deliver
-//! nothing.
+//! name when one is required, one whose certificate a revocation list
+//! names, and a member speaking plain TCP deliver nothing. Certificates,
+//! CA bundles and revocation lists rewritten on disk are used for new
+//! connections on both ends.
 
 use std::path::Path;
 use std::time::Duration;
@@ -62,6 +64,7 @@ fn peer_tls(
             &key,
             &ClientAuth::Required {
                 trusted_ca_file: trusted.clone(),
+                crl_file: None,
                 allowed_cn: allowed_cn.map(str::to_owned),
             },
         )
@@ -274,4 +277,129 @@ async fn a_rewritten_certificate_is_served_without_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Whether a call from `from` to node 1, on a connection made now, is
+/// answered: both ends' certificates passed the other's checks.
+async fn fresh_call_succeeds(from: &Transport, from_id: u64) -> bool {
+    let Ok(channel) = from.connect(NodeId(1)).await else {
+        return false;
+    };
+    let batch = keel_transport::pb::MessageBatch {
+        header: Some(keel_transport::pb::Header {
+            cluster_id: CLUSTER,
+            protocol_version: keel_transport::PROTOCOL_VERSION,
+            from: from_id,
+            from_addr: String::new(),
+        }),
+        messages: Vec::new(),
+    };
+    keel_transport::pb::raft_client::RaftClient::new(channel)
+        .vote(batch)
+        .await
+        .is_ok()
+}
+
+/// Long enough for a rewritten file to be looked at again.
+const RELOAD_WAIT: Duration = Duration::from_millis(1100);
+
+#[tokio::test]
+async fn rotated_ca_bundles_and_certificates_are_used_for_new_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let old_ca = TestCa::new("old CA");
+    let new_ca = TestCa::new("new CA");
+    let both = format!("{}{}", old_ca.pem(), new_ca.pem());
+    // Member 1 serves; member 2 connects to it. Each has its own files.
+    let (a_cert, a_key) = old_ca.issue_local("m1").write(d, "m1");
+    let a_trusted = old_ca.write(d, "m1-trusted");
+    let (b_cert, b_key) = old_ca.issue_local("m2").write(d, "m2");
+    let b_trusted = old_ca.write(d, "m2-trusted");
+    let tls = |cert: &Path, key: &Path, trusted: &Path| PeerTls {
+        server: ServerTls::from_files(
+            cert,
+            key,
+            &ClientAuth::Required {
+                trusted_ca_file: trusted.to_owned(),
+                crl_file: None,
+                allowed_cn: None,
+            },
+        )
+        .unwrap(),
+        client: ClientTls::from_files(Some(trusted), Some((cert, key))).unwrap(),
+    };
+    let (_a, a_addr, _a_inbox) = node(1, Some(tls(&a_cert, &a_key, &a_trusted))).await;
+    let (b, _, _) = node(2, Some(tls(&b_cert, &b_key, &b_trusted))).await;
+    b.set_peer(NodeId(1), a_addr.clone());
+    assert!(fresh_call_succeeds(&b, 2).await, "the old CA works at first");
+
+    // Rotation: both trust both CAs, then both take certificates from the
+    // new CA, then both drop the old CA.
+    std::fs::write(&a_trusted, &both).unwrap();
+    std::fs::write(&b_trusted, &both).unwrap();
+    tokio::time::sleep(RELOAD_WAIT).await;
+    new_ca.issue_local("m1").write(d, "m1");
+    new_ca.issue_local("m2").write(d, "m2");
+    tokio::time::sleep(RELOAD_WAIT).await;
+    assert!(fresh_call_succeeds(&b, 2).await, "mid-rotation");
+    new_ca.write(d, "m1-trusted");
+    new_ca.write(d, "m2-trusted");
+    tokio::time::sleep(RELOAD_WAIT).await;
+    assert!(
+        fresh_call_succeeds(&b, 2).await,
+        "member 2 presents its new certificate and trusts member 1's"
+    );
+
+    // A member still holding an old-CA certificate is refused now.
+    let (stale, _, _) = node(3, Some(peer_tls(d, 3, &old_ca, "m3", &new_ca, None))).await;
+    stale.set_peer(NodeId(1), a_addr);
+    assert!(
+        !fresh_call_succeeds(&stale, 3).await,
+        "a certificate from the CA dropped from the bundle is refused"
+    );
+}
+
+#[tokio::test]
+async fn a_client_certificate_named_in_the_revocation_list_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = TestCa::new("peer CA");
+    let (cert, key) = ca.issue_local("m1").write(d, "m1");
+    let trusted = ca.write(d, "trusted");
+    let crl = d.join("crl.pem");
+    std::fs::write(&crl, ca.crl(&[])).unwrap();
+    let server = ServerTls::from_files(
+        &cert,
+        &key,
+        &ClientAuth::Required {
+            trusted_ca_file: trusted.clone(),
+            crl_file: Some(crl.clone()),
+            allowed_cn: None,
+        },
+    )
+    .unwrap();
+    let client = ClientTls::from_files(Some(&trusted), Some((&cert, &key))).unwrap();
+    let (_a, a_addr, _a_inbox) = node(1, Some(PeerTls { server, client })).await;
+    let client_of = |id: u64, cert: &keel_transport::tls::test_certs::TestCert| {
+        let (c, k) = cert.write(d, &format!("m{id}"));
+        PeerTls {
+            server: ServerTls::from_files(&c, &k, &ClientAuth::None).unwrap(),
+            client: ClientTls::from_files(Some(&trusted), Some((&c, &k))).unwrap(),
+        }
+    };
+    let revoked = ca.issue_local("m2");
+    let kept = ca.issue_local("m3");
+    let (b, _, _) = node(2, Some(client_of(2, &revoked))).await;
+    b.set_peer(NodeId(1), a_addr.clone());
+    assert!(fresh_call_succeeds(&b, 2).await, "not revoked yet");
+
+    std::fs::write(&crl, ca.crl(&[&revoked])).unwrap();
+    tokio::time::sleep(RELOAD_WAIT).await;
+    assert!(
+        !fresh_call_succeeds(&b, 2).await,
+        "the revoked certificate is refused once the list names it"
+    );
+    let (c, _, _) = node(3, Some(client_of(3, &kept))).await;
+    c.set_peer(NodeId(1), a_addr);
+    assert!(fresh_call_succeeds(&c, 3).await, "the others still pass");
 }

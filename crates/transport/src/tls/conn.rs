@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use super::subject_common_names;
+use super::names::subject_common_names;
 
 /// A connection accepted by [`super::incoming`]: plain TCP, or TLS over TCP once
 /// its handshake completed.

@@ -4,21 +4,28 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SerialNumber, date_time_ymd,
 };
 
 /// A self-signed CA that issues certificates.
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
+    /// The serial number of the next certificate it issues.
+    next_serial: AtomicU64,
 }
 
 /// A certificate and its key, in PEM.
 pub struct TestCert {
     pub cert_pem: String,
     pub key_pem: String,
+    /// Its serial number, unique among its CA's certificates.
+    pub serial: u64,
 }
 
 impl TestCa {
@@ -37,6 +44,7 @@ impl TestCa {
         TestCa {
             pem: cert.pem(),
             issuer: Issuer::new(params, key),
+            next_serial: AtomicU64::new(1),
         }
     }
 
@@ -60,6 +68,8 @@ impl TestCa {
         let key = KeyPair::generate().expect("generating a key");
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).expect("valid SANs");
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        params.serial_number = Some(SerialNumber::from(serial));
         params.distinguished_name.push(DnType::CommonName, cn);
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -75,7 +85,32 @@ impl TestCa {
         TestCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            serial,
         }
+    }
+
+    /// A revocation list (PEM) this CA signed, naming `revoked`.
+    pub fn crl(&self, revoked: &[&TestCert]) -> String {
+        let params = CertificateRevocationListParams {
+            this_update: date_time_ymd(2024, 1, 1),
+            next_update: date_time_ymd(2100, 1, 1),
+            crl_number: SerialNumber::from(1),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|cert| RevokedCertParams {
+                    serial_number: SerialNumber::from(cert.serial),
+                    revocation_time: date_time_ymd(2024, 1, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.issuer)
+            .and_then(|crl| crl.pem())
+            .expect("signing a revocation list")
     }
 
     /// [`TestCa::issue`] for `localhost` and `127.0.0.1`.
