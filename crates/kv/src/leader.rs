@@ -48,25 +48,29 @@ impl LeaderChannels {
         if let Some(channel) = channels.get(&leader) {
             return Ok(channel.clone());
         }
-        let endpoint = endpoint(member(leader), self.tls.as_ref())?;
-        let channel = endpoint.connect_lazy();
+        let channel = channel(member(leader), self.tls.as_ref())?;
         channels.insert(leader, channel.clone());
         Ok(channel)
     }
 }
 
-fn endpoint(member: Option<Member>, tls: Option<&ClientTls>) -> Result<Endpoint, KvError> {
+/// A lazily connected channel to `member`'s first client URL, over TLS
+/// for an `https://` one.
+fn channel(member: Option<Member>, tls: Option<&ClientTls>) -> Result<Channel, KvError> {
     let url = member
         .and_then(|m| m.client_ur_ls.into_iter().next())
         .ok_or(KvError::NoLeader)?;
-    let https = url.starts_with("https://");
-    let endpoint = Endpoint::from_shared(url)
-        .map_err(|_| KvError::NoLeader)?
-        .connect_timeout(CONNECT_TIMEOUT);
     match tls {
-        Some(tls) if https => tls.apply(endpoint).map_err(|_| KvError::NoLeader),
+        Some(tls) if url.starts_with("https://") => Ok(tls.connect_lazy(
+            ClientTls::endpoint(&url)
+                .map_err(|_| KvError::NoLeader)?
+                .connect_timeout(CONNECT_TIMEOUT),
+        )),
         // Without client TLS settings the call fails at connection time,
         // as any call to an unreachable leader does.
-        _ => Ok(endpoint),
+        _ => Ok(Endpoint::from_shared(url)
+            .map_err(|_| KvError::NoLeader)?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_lazy()),
     }
 }

@@ -236,10 +236,11 @@ async fn services_as_alice(channel: Channel) -> Vec<(Option<Code>, String)> {
 }
 
 fn channel(url: &str, tls: &ClientTls) -> Channel {
-    tls.apply(Endpoint::from_shared(url.to_owned()).unwrap())
-        .unwrap()
-        .timeout(std::time::Duration::from_secs(10))
-        .connect_lazy()
+    tls.connect_lazy(
+        ClientTls::endpoint(url)
+            .unwrap()
+            .timeout(std::time::Duration::from_secs(10)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::duration;
@@ -268,20 +268,16 @@ impl Cluster {
         if let Some(channel) = self.channels.get(url) {
             return Ok(channel.clone());
         }
-        let mut endpoint = Endpoint::from_shared(url.to_string())
-            .with_context(|| format!("--endpoints: `{url}` is not a URL"))?;
-        if url.starts_with("https://") {
-            endpoint = self
-                .tls
-                .apply(endpoint)
-                .with_context(|| format!("TLS settings for {url}"))?;
-        }
-        let channel = endpoint
+        let endpoint = ClientTls::endpoint(url)
+            .with_context(|| format!("--endpoints: `{url}` is not a URL"))?
             .connect_timeout(self.dial_timeout)
-            .timeout(self.command_timeout)
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {url}"))?;
+            .timeout(self.command_timeout);
+        let channel = if url.starts_with("https://") {
+            self.tls.connect(endpoint).await
+        } else {
+            endpoint.connect().await
+        }
+        .with_context(|| format!("cannot connect to {url}"))?;
         self.channels.insert(url.to_string(), channel.clone());
         Ok(channel)
     }

@@ -9,7 +9,7 @@ use keel_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use keel_kv::proto::etcdserverpb::{MemberListRequest, StatusRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::state::MemberEntry;
 
@@ -31,16 +31,15 @@ pub struct MemberView {
 
 /// A channel to a member's client URL; `tls` for an `https://` one.
 async fn connect(url: &str, tls: Option<&ClientTls>, timeout: Duration) -> Result<Channel, String> {
-    let mut endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| e.to_string())?;
-    if let Some(tls) = tls {
-        endpoint = tls.apply(endpoint).map_err(|e| e.to_string())?;
-    }
-    endpoint
+    let endpoint = ClientTls::endpoint(url)
+        .map_err(|e| e.to_string())?
         .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect()
-        .await
-        .map_err(|_| "unreachable".to_string())
+        .timeout(timeout);
+    match tls {
+        Some(tls) => tls.connect(endpoint).await,
+        None => endpoint.connect().await,
+    }
+    .map_err(|_| "unreachable".to_string())
 }
 
 /// The names in a member's member list; a member appears there without a

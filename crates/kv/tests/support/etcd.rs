@@ -12,6 +12,78 @@ use super::free_port;
 /// How long etcd may take to serve.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A running etcd cluster, killed when dropped.
+pub struct EtcdCluster {
+    _children: Vec<Child>,
+    _dir: tempfile::TempDir,
+    /// Each member's client URL.
+    pub endpoints: Vec<String>,
+}
+
+impl EtcdCluster {
+    /// Starts `n` etcd members with client URLs of `client_scheme`, peer
+    /// URLs of `peer_scheme` and `flags`; waits until etcdctl with
+    /// `etcdctl_flags` can write through every member.
+    pub async fn start(
+        n: usize,
+        client_scheme: &str,
+        peer_scheme: &str,
+        flags: &[String],
+        etcdctl_flags: &[String],
+    ) -> EtcdCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let peer_url = |p: u16| format!("{peer_scheme}://127.0.0.1:{p}");
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("e{i}={}", peer_url(*p)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut children = Vec::new();
+        let mut endpoints = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let client_url = format!("{client_scheme}://127.0.0.1:{client}");
+            children.push(
+                Command::new("etcd")
+                    .args(["--name", &format!("e{i}"), "--data-dir"])
+                    .arg(dir.path().join(format!("e{i}")))
+                    .args(["--listen-client-urls", &client_url])
+                    .args(["--advertise-client-urls", &client_url])
+                    .args(["--listen-peer-urls", &peer_url(*peer)])
+                    .args(["--initial-advertise-peer-urls", &peer_url(*peer)])
+                    .args(["--initial-cluster", &initial_cluster])
+                    .args(flags)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap(),
+            );
+            endpoints.push(client_url);
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        for endpoint in &endpoints {
+            let etcdctl = Etcdctl::new(endpoint)
+                .flags(etcdctl_flags)
+                .command_timeout_seconds(2);
+            while etcdctl.run(&["put", "health", "x"]).await.stdout.trim() != "OK" {
+                assert!(Instant::now() < deadline, "etcd at {endpoint} never served");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Etcdctl::new(&endpoints[0])
+            .flags(etcdctl_flags)
+            .run(&["del", "health"])
+            .await;
+        EtcdCluster {
+            _children: children,
+            _dir: dir,
+            endpoints,
+        }
+    }
+}
+
 /// A running etcd, killed when dropped.
 pub struct Etcd {
     _child: Child,

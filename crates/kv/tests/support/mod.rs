@@ -116,6 +116,25 @@ impl Cluster {
         panic!("the cluster did not start in three attempts");
     }
 
+    /// Like [`Cluster::start_with_tls`] with TLS, one member per entry of
+    /// `flags`, each with its own.
+    pub async fn start_with_member_flags(flags: Vec<Vec<String>>, tls: ClientTls) -> Cluster {
+        for _attempt in 0..3 {
+            let mut cluster = Cluster::prepare(flags.len(), &[], Some(tls.clone()));
+            for (m, own) in cluster.members.iter_mut().zip(&flags) {
+                m.flags = Some(own.clone());
+            }
+            for i in 0..flags.len() {
+                cluster.spawn(i, "new");
+            }
+            if cluster.wait_ready().await {
+                return cluster;
+            }
+            cluster.dump_logs();
+        }
+        panic!("the cluster did not start in three attempts");
+    }
+
     /// Starts `n` members with `flags` and returns at once, before they
     /// elect a leader or listen.
     pub fn launch(n: usize, flags: &[&str]) -> Cluster {
@@ -123,9 +142,18 @@ impl Cluster {
     }
 
     fn launch_with_tls(n: usize, flags: &[&str], tls: Option<ClientTls>) -> Cluster {
+        let mut cluster = Cluster::prepare(n, flags, tls);
+        for i in 0..n {
+            cluster.spawn(i, "new");
+        }
+        cluster
+    }
+
+    /// `n` members on fresh ports, none started yet.
+    fn prepare(n: usize, flags: &[&str], tls: Option<ClientTls>) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let https = tls.is_some();
-        let mut cluster = Cluster {
+        Cluster {
             members: (0..n)
                 .map(|i| Member {
                     name: format!("m{i}"),
@@ -142,11 +170,7 @@ impl Cluster {
             token: "keel-e2e".into(),
             flags: flags.iter().map(|f| f.to_string()).collect(),
             tls,
-        };
-        for i in 0..n {
-            cluster.spawn(i, "new");
         }
-        cluster
     }
 
     fn initial_cluster(&self) -> String {
@@ -243,31 +267,41 @@ impl Cluster {
     }
 
     pub async fn channel(&self, i: usize) -> Channel {
-        self.endpoint(i)
+        let endpoint = self
+            .endpoint(i)
             .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(10))
-            .connect_lazy()
+            .timeout(Duration::from_secs(10));
+        match self.tls_of(i) {
+            Some(tls) => tls.connect_lazy(endpoint),
+            None => endpoint.connect_lazy(),
+        }
     }
 
-    /// Member `i`'s client URL as an endpoint, with TLS for `https://`.
+    /// Member `i`'s client URL as an endpoint (for [`Cluster::connect`]).
     pub fn endpoint(&self, i: usize) -> Endpoint {
-        let m = &self.members[i];
-        let endpoint = Endpoint::from_shared(m.client_url()).unwrap();
-        match &self.tls {
-            Some(tls) if m.client_https => tls.apply(endpoint).unwrap(),
-            _ => endpoint,
+        ClientTls::endpoint(&self.members[i].client_url()).unwrap()
+    }
+
+    /// The test's TLS towards member `i`, if it serves `https://`.
+    fn tls_of(&self, i: usize) -> Option<&ClientTls> {
+        self.tls.as_ref().filter(|_| self.members[i].client_https)
+    }
+
+    /// A channel to member `i` over `endpoint`, connected now.
+    pub async fn connect(&self, i: usize, endpoint: Endpoint) -> Option<Channel> {
+        match self.tls_of(i) {
+            Some(tls) => tls.connect(endpoint).await.ok(),
+            None => endpoint.connect().await.ok(),
         }
     }
 
     /// `(member id, leader id)` as member `i` reports them, if it answers.
     pub async fn status(&self, i: usize) -> Option<(u64, u64)> {
-        let channel = self
+        let endpoint = self
             .endpoint(i)
             .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(2))
-            .connect()
-            .await
-            .ok()?;
+            .timeout(Duration::from_secs(2));
+        let channel = self.connect(i, endpoint).await?;
         let status = MaintenanceClient::new(channel)
             .status(StatusRequest {})
             .await
@@ -374,13 +408,11 @@ impl Cluster {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let ok = async {
-                let ch = self
+                let endpoint = self
                     .endpoint(i)
                     .connect_timeout(Duration::from_millis(500))
-                    .timeout(Duration::from_secs(3))
-                    .connect()
-                    .await
-                    .ok()?;
+                    .timeout(Duration::from_secs(3));
+                let ch = self.connect(i, endpoint).await?;
                 KvClient::new(ch).range(range("health")).await.ok()
             }
             .await

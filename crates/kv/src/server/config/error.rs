@@ -111,7 +111,7 @@ pub enum ConfigError {
     )]
     KeyWithoutCert { side: Side },
     #[error(
-        "--{urls_flag} has {url}, an https URL: give --{p}cert-file and --{p}key-file (this member's certificate and key), or use http://",
+        "--{urls_flag} has {url}, an https URL: give --{p}cert-file and --{p}key-file (this member's certificate and key), or --{p}auto-tls for a self-signed one, or use http://",
         p = side.prefix()
     )]
     HttpsWithoutCert {
@@ -132,6 +132,12 @@ pub enum ConfigError {
     AllowedCnUnverified { side: Side },
     #[error("--{p}cert-allowed-cn must not be empty", p = side.prefix())]
     EmptyAllowedCn { side: Side },
+    #[error(
+        "--{w}-crl-file needs --{p}trusted-ca-file: a revocation list is only checked on a verified certificate",
+        w = side.who(),
+        p = side.prefix()
+    )]
+    CrlUnverified { side: Side },
     #[error("a certificate common name is only checked for peers (--peer-cert-allowed-cn)")]
     ClientAllowedCn,
 }

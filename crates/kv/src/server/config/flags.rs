@@ -176,6 +176,17 @@ pub struct MemberFlags {
     #[arg(long, env = "KEEL_TRUSTED_CA_FILE", value_name = "FILE")]
     pub trusted_ca_file: Option<PathBuf>,
 
+    /// Revocation lists (PEM) of client certificates: a client whose
+    /// certificate they name is refused. Needs --trusted-ca-file.
+    #[arg(long, env = "KEEL_CLIENT_CRL_FILE", value_name = "FILE")]
+    pub client_crl_file: Option<PathBuf>,
+
+    /// Serve https client URLs with a self-signed certificate generated in
+    /// the data directory when --cert-file is not given; clients must skip
+    /// verifying it [default: false].
+    #[arg(long, env = "KEEL_AUTO_TLS", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub auto_tls: Option<bool>,
+
     /// This member's certificate (PEM) for https peer URLs, presented to
     /// the other members too.
     #[arg(long, env = "KEEL_PEER_CERT_FILE", value_name = "FILE")]
@@ -197,6 +208,18 @@ pub struct MemberFlags {
     /// Admit only peer certificates whose subject common name is this.
     #[arg(long, env = "KEEL_PEER_CERT_ALLOWED_CN", value_name = "CN")]
     pub peer_cert_allowed_cn: Option<String>,
+
+    /// Revocation lists (PEM) of peer certificates: a member whose
+    /// certificate they name is refused. Needs --peer-trusted-ca-file.
+    #[arg(long, env = "KEEL_PEER_CRL_FILE", value_name = "FILE")]
+    pub peer_crl_file: Option<PathBuf>,
+
+    /// Serve https peer URLs with a self-signed certificate generated in
+    /// the data directory when --peer-cert-file is not given; members
+    /// then encrypt their traffic but do not verify each other's
+    /// certificates, as etcd's do [default: false].
+    #[arg(long, env = "KEEL_PEER_AUTO_TLS", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub peer_auto_tls: Option<bool>,
 
     /// The kind of auth token: `simple` (the only kind served), optionally
     /// followed by `,option=value` pairs, which simple tokens ignore
@@ -273,11 +296,15 @@ impl MemberFlags {
             key_file: self.key_file.or(lower.key_file),
             client_cert_auth: self.client_cert_auth.or(lower.client_cert_auth),
             trusted_ca_file: self.trusted_ca_file.or(lower.trusted_ca_file),
+            client_crl_file: self.client_crl_file.or(lower.client_crl_file),
+            auto_tls: self.auto_tls.or(lower.auto_tls),
             peer_cert_file: self.peer_cert_file.or(lower.peer_cert_file),
             peer_key_file: self.peer_key_file.or(lower.peer_key_file),
             peer_client_cert_auth: self.peer_client_cert_auth.or(lower.peer_client_cert_auth),
             peer_trusted_ca_file: self.peer_trusted_ca_file.or(lower.peer_trusted_ca_file),
             peer_cert_allowed_cn: self.peer_cert_allowed_cn.or(lower.peer_cert_allowed_cn),
+            peer_crl_file: self.peer_crl_file.or(lower.peer_crl_file),
+            peer_auto_tls: self.peer_auto_tls.or(lower.peer_auto_tls),
             auth_token: self.auth_token.or(lower.auth_token),
             auth_token_ttl: self.auth_token_ttl.or(lower.auth_token_ttl),
             bcrypt_cost: self.bcrypt_cost.or(lower.bcrypt_cost),
@@ -365,6 +392,8 @@ impl MemberFlags {
                 trusted_ca_file: self.trusted_ca_file,
                 client_cert_auth: self.client_cert_auth.unwrap_or(false),
                 allowed_cn: None,
+                crl_file: self.client_crl_file,
+                auto_tls: self.auto_tls.unwrap_or(false),
             },
             peer_tls: TlsConfig {
                 cert_file: self.peer_cert_file,
@@ -372,6 +401,8 @@ impl MemberFlags {
                 trusted_ca_file: self.peer_trusted_ca_file,
                 client_cert_auth: self.peer_client_cert_auth.unwrap_or(false),
                 allowed_cn: self.peer_cert_allowed_cn,
+                crl_file: self.peer_crl_file,
+                auto_tls: self.peer_auto_tls.unwrap_or(false),
             },
             auth_token: self.auth_token.unwrap_or(d.auth_token),
             auth_token_ttl: self

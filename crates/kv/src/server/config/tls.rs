@@ -10,7 +10,8 @@ use super::side::Side;
 
 /// TLS for one side of a member, clients or peers, with etcd's flags and
 /// meanings (`--cert-file`, `--key-file`, `--trusted-ca-file`,
-/// `--client-cert-auth`, and their `--peer-` twins).
+/// `--client-cert-auth`, `--client-crl-file`, `--auto-tls`, and their
+/// `--peer-` twins).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsConfig {
     /// This member's certificate (PEM; a chain, leaf first), served on
@@ -28,6 +29,13 @@ pub struct TlsConfig {
     /// Admit only client certificates with this subject common name
     /// (etcd's `--peer-cert-allowed-cn`; peers only).
     pub allowed_cn: Option<String>,
+    /// Revocation lists (PEM): a client certificate they name is refused.
+    pub crl_file: Option<PathBuf>,
+    /// Without `cert_file`, serve `https://` URLs with a self-signed
+    /// certificate generated in the data directory (etcd's auto TLS); as
+    /// in etcd, a member then accepts any certificate from the servers it
+    /// connects to on this side.
+    pub auto_tls: bool,
 }
 
 impl TlsConfig {
@@ -35,6 +43,13 @@ impl TlsConfig {
     /// trusted CA file or `client-cert-auth`).
     pub fn requires_client_certs(&self) -> bool {
         self.client_cert_auth || self.trusted_ca_file.is_some()
+    }
+
+    /// Whether this side uses a generated self-signed certificate: auto
+    /// TLS asked for and no certificate given (etcd ignores auto TLS
+    /// when one is).
+    pub fn self_signed(&self) -> bool {
+        self.auto_tls && self.cert_file.is_none()
     }
 
     /// Checks the flags against each other and against the side's
@@ -52,6 +67,7 @@ impl TlsConfig {
         }
         if let Some(url) = urls.iter().find(|u| u.tls)
             && self.cert_file.is_none()
+            && !self.auto_tls
         {
             return Err(ConfigError::HttpsWithoutCert {
                 side,
@@ -67,6 +83,9 @@ impl TlsConfig {
         }
         if self.allowed_cn.as_deref() == Some("") {
             return Err(ConfigError::EmptyAllowedCn { side });
+        }
+        if self.crl_file.is_some() && !self.requires_client_certs() {
+            return Err(ConfigError::CrlUnverified { side });
         }
         Ok(())
     }

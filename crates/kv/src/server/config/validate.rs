@@ -296,6 +296,8 @@ mod tests {
                 trusted_ca_file: Some("ca.pem".into()),
                 client_cert_auth: true,
                 allowed_cn: Some("member".into()),
+                crl_file: Some("crl.pem".into()),
+                auto_tls: false,
             },
             ..MemberConfig::new("n1", "/tmp/x")
         }
@@ -338,6 +340,28 @@ mod tests {
         c.initial_cluster
             .push(("n2".into(), url("http://127.0.0.1:2480")));
         assert!(refusal(c).contains("mix http:// and https://"));
+
+        let mut c = tls_member();
+        c.client_tls.crl_file = Some("crl.pem".into());
+        assert_eq!(
+            refusal(c),
+            "--client-crl-file needs --trusted-ca-file: a revocation list is only checked on a verified certificate"
+        );
+    }
+
+    #[test]
+    fn auto_tls_stands_in_for_the_certificate_files() {
+        let mut c = tls_member();
+        c.client_tls = TlsConfig {
+            auto_tls: true,
+            ..TlsConfig::default()
+        };
+        c.peer_tls = c.client_tls.clone();
+        assert_eq!(c.validate(), Ok(()));
+        assert!(c.peer_tls.self_signed());
+        let mut given = tls_member();
+        given.client_tls.auto_tls = true;
+        assert!(!given.client_tls.self_signed(), "given files win, as in etcd");
     }
 
     #[test]
