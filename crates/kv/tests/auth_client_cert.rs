@@ -26,7 +26,7 @@ use support::certs::{CertFiles, Certs};
 use support::etcd::Etcd;
 use support::etcdctl::{Etcdctl, etcdctl_available, have};
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Whose certificate a step presents.
 #[derive(Clone, Copy, Debug)]

@@ -34,7 +34,11 @@ async fn session(endpoints: &[String]) -> Vec<String> {
     let mut steps: Vec<(usize, &Vec<String>, Vec<String>)> = Vec::new();
     let skip = skip_verify();
     for i in 0..3 {
-        steps.push((i, &skip, vec!["put".into(), format!("k{i}"), format!("v{i}")]));
+        steps.push((
+            i,
+            &skip,
+            vec!["put".into(), format!("k{i}"), format!("v{i}")],
+        ));
         steps.push(((i + 1) % 3, &skip, vec!["get".into(), format!("k{i}")]));
     }
     // Refused: plain text, TLS that verifies the server, and

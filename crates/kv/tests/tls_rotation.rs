@@ -146,9 +146,13 @@ async fn peer_certificates_and_ca_bundles_rotate_without_restarting_a_member() {
     }
     cluster.wait_leader().await;
     for (n, m) in [kept, (kept + 1) % 3, kept].into_iter().enumerate() {
-        put_get(&cluster.members[m].client_url(), &tls, &format!("after-{n}"))
-            .await
-            .unwrap_or_else(|out| panic!("through member {m} after the rotation: {out}"));
+        put_get(
+            &cluster.members[m].client_url(),
+            &tls,
+            &format!("after-{n}"),
+        )
+        .await
+        .unwrap_or_else(|out| panic!("through member {m} after the rotation: {out}"));
     }
 
     // The member that never restarted refuses the old CA now, and admits
@@ -169,7 +173,12 @@ async fn peer_certificates_and_ca_bundles_rotate_without_restarting_a_member() {
 
 /// The `--client-crl-file` session: a revoked client and a kept one, each
 /// reading a key; their outputs.
-async fn crl_session(endpoint: &str, certs: &Certs, revoked: &(PathBuf, PathBuf), kept: &(PathBuf, PathBuf)) -> Vec<String> {
+async fn crl_session(
+    endpoint: &str,
+    certs: &Certs,
+    revoked: &(PathBuf, PathBuf),
+    kept: &(PathBuf, PathBuf),
+) -> Vec<String> {
     let mut outputs = Vec::new();
     for cert in [kept, revoked, kept] {
         let out = Etcdctl::new(endpoint)

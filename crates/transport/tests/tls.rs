@@ -331,7 +331,10 @@ async fn rotated_ca_bundles_and_certificates_are_used_for_new_connections() {
     let (_a, a_addr, _a_inbox) = node(1, Some(tls(&a_cert, &a_key, &a_trusted))).await;
     let (b, _, _) = node(2, Some(tls(&b_cert, &b_key, &b_trusted))).await;
     b.set_peer(NodeId(1), a_addr.clone());
-    assert!(fresh_call_succeeds(&b, 2).await, "the old CA works at first");
+    assert!(
+        fresh_call_succeeds(&b, 2).await,
+        "the old CA works at first"
+    );
 
     // Rotation: both trust both CAs, then both take certificates from the
     // new CA, then both drop the old CA.

@@ -139,12 +139,12 @@ impl MemberTls {
                 client_listeners.push(None);
             }
         }
-        let client_out =
-            if client.key_pair.is_some() || config.client_tls.trusted_ca_file.is_some() {
-                Some(client.client()?)
-            } else {
-                None
-            };
+        let client_out = if client.key_pair.is_some() || config.client_tls.trusted_ca_file.is_some()
+        {
+            Some(client.client()?)
+        } else {
+            None
+        };
         let peer = if config.listen_peer_urls.iter().any(|u| u.tls) {
             let peer_urls: Vec<&HttpUrl> = config
                 .listen_peer_urls

@@ -97,11 +97,10 @@ impl ClientTls {
 
     fn new(trust: Trust, identity: Option<(&Path, &Path)>) -> Result<ClientTls, TlsError> {
         let verifier: Arc<dyn ServerCertVerifier> = match trust {
-            Trust::System => WebPkiServerVerifier::builder_with_provider(
-                Arc::new(system_roots()?),
-                provider(),
-            )
-            .build()?,
+            Trust::System => {
+                WebPkiServerVerifier::builder_with_provider(Arc::new(system_roots()?), provider())
+                    .build()?
+            }
             Trust::CaFile(path) => Arc::new(ReloadingServerVerifier::from_file(path)?),
             Trust::Anyone => Arc::new(AnyServer(provider())),
         };
@@ -189,7 +188,8 @@ impl Service<Uri> for TlsConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let tls = self.tls.clone();
         Box::pin(async move {
-            let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{uri}: {why}"));
+            let invalid =
+                |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{uri}: {why}"));
             let host = uri.host().ok_or_else(|| invalid("no host"))?;
             let port = uri.port_u16().ok_or_else(|| invalid("no port"))?;
             // An IPv6 literal is bracketed in a URI, bare in a server name.
@@ -284,7 +284,12 @@ impl ServerCertVerifier for AnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -293,7 +298,12 @@ impl ServerCertVerifier for AnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

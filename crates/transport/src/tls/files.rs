@@ -69,10 +69,7 @@ pub(super) fn read_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, Tls
 /// The trust anchors in a CA bundle; every certificate must be usable.
 pub(super) fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for (index, cert) in read_certs("trusted CA file", path)?
-        .into_iter()
-        .enumerate()
-    {
+    for (index, cert) in read_certs("trusted CA file", path)?.into_iter().enumerate() {
         roots.add(cert).map_err(|e| TlsError::BadCa {
             path: path.to_owned(),
             index: index + 1,
@@ -83,7 +80,9 @@ pub(super) fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 }
 
 /// Every revocation list (PEM `X509 CRL` blocks) in a file; at least one.
-pub(super) fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+pub(super) fn read_crls(
+    path: &Path,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     const WHAT: &str = "CRL file";
     let pem = read(WHAT, path)?;
     let crls = CertificateRevocationListDer::pem_slice_iter(&pem)

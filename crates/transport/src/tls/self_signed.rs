@@ -32,7 +32,9 @@ pub fn ensure(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), TlsErr
     }
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(hosts.to_vec())?;
-    params.distinguished_name.push(DnType::OrganizationName, "keel");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "keel");
     params.not_before = OffsetDateTime::now_utc();
     params.not_after = params.not_before + VALIDITY;
     params.key_usages = vec![
@@ -86,7 +88,10 @@ mod tests {
         let first = std::fs::read(&cert).unwrap();
         ServerTls::from_files(&cert, &key, &ClientAuth::None).unwrap();
         let mode = std::fs::metadata(&key).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
         let (again, _) = ensure(&fixtures, &hosts).unwrap();
         assert_eq!(std::fs::read(again).unwrap(), first, "a restart keeps it");
     }

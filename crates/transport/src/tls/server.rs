@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
 use tokio_rustls::rustls::pki_types::{CertificateDer, UnixTime};
-use tokio_rustls::rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use tokio_rustls::rustls::{
     self, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
 };
@@ -75,11 +75,9 @@ impl ServerTls {
                 crl_file,
                 allowed_cn,
             } => {
-                let verifier: Arc<dyn ClientCertVerifier> =
-                    Arc::new(ReloadingClientVerifier::from_files(
-                        trusted_ca_file.clone(),
-                        crl_file.clone(),
-                    )?);
+                let verifier: Arc<dyn ClientCertVerifier> = Arc::new(
+                    ReloadingClientVerifier::from_files(trusted_ca_file.clone(), crl_file.clone())?,
+                );
                 let verifier = match allowed_cn {
                     Some(cn) => Arc::new(AllowedCn {
                         inner: verifier,

@@ -361,7 +361,10 @@ mod tests {
         assert!(c.peer_tls.self_signed());
         let mut given = tls_member();
         given.client_tls.auto_tls = true;
-        assert!(!given.client_tls.self_signed(), "given files win, as in etcd");
+        assert!(
+            !given.client_tls.self_signed(),
+            "given files win, as in etcd"
+        );
     }
 
     #[test]
