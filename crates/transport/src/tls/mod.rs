@@ -241,6 +241,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("trusted CA file"), "{err}");
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, cert.pem()).unwrap();
+        let err = ServerTls::from_files(
+            &cert_file,
+            &key_file,
+            &ClientAuth::Required {
+                trusted_ca_file: ca_file,
+                crl_file: Some(cert_file.clone()),
+                allowed_cn: None,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, TlsError::NoCrl { .. }), "{err}");
+        assert!(err.to_string().contains("cert.pem"), "{err}");
 
         let truncated = dir.path().join("truncated.pem");
         let pem = cert.pem();
