@@ -85,7 +85,7 @@ impl Store {
                         "a command was refused after it began writing (its check missed \
                          this); redoing the batch with the command refused"
                     );
-                    *state = load_state(&self.db())?;
+                    self.replace_state(&mut state, load_state(&self.db())?);
                     let first = refused.insert(index, rejection).is_none();
                     assert!(first, "a command refused up front cannot abort a batch");
                 }

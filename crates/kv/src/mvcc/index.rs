@@ -67,6 +67,12 @@ impl KeyRange {
         }
     }
 
+    /// Whether no key can fall in the range (an end at or before a start
+    /// that is not one of etcd's special ends).
+    fn is_empty(&self) -> bool {
+        !self.end.is_empty() && self.end.as_ref() != [0] && self.end.as_ref() <= self.start.as_ref()
+    }
+
     fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
         let start = Bound::Included(self.start.as_ref());
         if self.end.is_empty() {
@@ -123,15 +129,53 @@ impl KeyIndex {
         range: &'a KeyRange,
         at: i64,
     ) -> impl Iterator<Item = (&'a Bytes, Revision)> + 'a {
-        let empty = !range.end.is_empty()
-            && range.end.as_ref() != [0]
-            && range.end.as_ref() <= range.start.as_ref();
-        let iter = (!empty).then(|| {
+        let iter = (!range.is_empty()).then(|| {
             self.keys
                 .range::<[u8], _>(range.bounds())
                 .filter_map(move |(k, changes)| visible(changes, at).map(|rev| (k, rev)))
         });
         iter.into_iter().flatten()
+    }
+
+    /// Visits at most `max_keys` keys of `range`, in key order, starting
+    /// after `resume` (at the range's start when `None`), and hands `found`
+    /// each one alive at revision `at` with its visible revision. Returns
+    /// the last key visited when keys of the range remain, so that the
+    /// next chunk resumes after it, or `None` at the end of the range.
+    ///
+    /// A chunked read calls this once per hold of the store's lock: the
+    /// bound is on keys *visited*, live or not, because that is what a
+    /// hold costs.
+    pub(crate) fn scan_chunk(
+        &self,
+        range: &KeyRange,
+        at: i64,
+        resume: Option<&Bytes>,
+        max_keys: usize,
+        mut found: impl FnMut(&Bytes, Revision),
+    ) -> Option<Bytes> {
+        assert!(max_keys > 0, "a chunk visits at least one key");
+        if range.is_empty() {
+            return None;
+        }
+        let (start, end) = range.bounds();
+        let start = match resume {
+            Some(after) => Bound::Excluded(after.as_ref()),
+            None => start,
+        };
+        if resume.is_some_and(|after| past_end(after, end)) {
+            return None;
+        }
+        let mut keys = self.keys.range::<[u8], _>((start, end));
+        let mut last = None;
+        for (key, changes) in keys.by_ref().take(max_keys) {
+            if let Some(rev) = visible(changes, at) {
+                found(key, rev);
+            }
+            last = Some(key);
+        }
+        let more = keys.next().is_some();
+        last.filter(|_| more).cloned()
     }
 
     /// Forgets history at or before `at` that no read at a revision `>= at`
@@ -164,6 +208,15 @@ impl KeyIndex {
     /// Number of keys with any recorded history (live or not).
     pub fn key_count(&self) -> usize {
         self.keys.len()
+    }
+}
+
+/// Whether a scan that resumes after `key` has nothing left before `end`:
+/// `BTreeMap::range` refuses bounds that cross.
+fn past_end(key: &[u8], end: Bound<&[u8]>) -> bool {
+    match end {
+        Bound::Included(end) | Bound::Excluded(end) => key >= end,
+        Bound::Unbounded => false,
     }
 }
 
@@ -208,6 +261,42 @@ mod tests {
         assert!(index.holds(b"a", rev(2)));
         assert!(!index.holds(b"a", rev(1)));
         assert!(!index.holds(b"b", rev(3)));
+    }
+
+    #[test]
+    fn a_scan_in_chunks_of_any_size_finds_what_one_range_finds() {
+        let mut index = KeyIndex::default();
+        for (i, k) in ["a", "b", "ba", "bb", "c", "d", "e"].iter().enumerate() {
+            index.put(Bytes::from(*k), rev(i as i64 + 1));
+        }
+        index.tombstone(Bytes::from("bb"), rev(10));
+        let ranges = [
+            KeyRange::new("b", "d"),
+            KeyRange::new("b", ""),
+            KeyRange::new("ba", vec![0u8]),
+            KeyRange::new(vec![0u8], vec![0u8]),
+            KeyRange::new("c", "a"),
+            KeyRange::new("zz", ""),
+        ];
+        for range in &ranges {
+            for at in [3, 9, 10] {
+                let whole: Vec<_> = index.range(range, at).map(|(k, r)| (k.clone(), r)).collect();
+                for max_keys in 1..=8 {
+                    let mut chunked = Vec::new();
+                    let mut resume = None;
+                    for chunks in 1.. {
+                        assert!(chunks <= 8, "a scan of 7 keys ends");
+                        resume = index.scan_chunk(range, at, resume.as_ref(), max_keys, |k, r| {
+                            chunked.push((k.clone(), r))
+                        });
+                        if resume.is_none() {
+                            break;
+                        }
+                    }
+                    assert_eq!(chunked, whole, "{range:?} at {at} by {max_keys}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod auth;
 mod backing;
 mod compaction;
 mod defrag;
+mod hash;
 mod history;
 mod index;
 mod lease;
@@ -25,10 +26,12 @@ mod read_txn;
 mod snapshot;
 mod tables;
 mod txn;
+mod view;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
@@ -43,6 +46,7 @@ pub use index::{KeyIndex, KeyRange, Revision};
 pub use lease::LeaseState;
 pub use read_txn::{is_read_only, is_serializable};
 pub use snapshot::{RestoreAs, SnapshotSource, SnapshotSummary, summarize};
+pub use view::{VIEW_ATTEMPTS, VIEW_CHUNK_KEYS};
 
 use crate::auth::AuthState;
 use crate::error::{KvError, decode};
@@ -93,6 +97,11 @@ pub struct Store {
     durable_apply: bool,
     /// The last count of the pages in use (`defrag.rs`).
     in_use: Mutex<defrag::InUseCount>,
+    /// How many times the state was replaced wholesale rather than
+    /// advanced by apply (a snapshot restored, memory reloaded after a
+    /// refused batch); changed only under the state lock held for writing.
+    /// A read view that sees it change starts over (`view.rs`).
+    replacements: AtomicU64,
 }
 
 /// Positions a store has reached, for status reports and the runtime.
@@ -142,6 +151,7 @@ impl Store {
             state: RwLock::new(state),
             durable_apply,
             in_use: Mutex::default(),
+            replacements: AtomicU64::new(0),
         })
     }
 
@@ -151,6 +161,14 @@ impl Store {
 
     fn write_state(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().expect("store lock poisoned by a panic")
+    }
+
+    /// Replaces the state wholesale; the caller holds the state lock for
+    /// writing (`state` is its guard), so no read view sees the count
+    /// change in the middle of a chunk.
+    fn replace_state(&self, state: &mut State, replacement: State) {
+        *state = replacement;
+        self.replacements.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The database, to begin one transaction: hold the guard no longer

@@ -2,10 +2,10 @@
 //! transactions being applied (the open write transaction, so that a txn's
 //! reads see its own earlier writes, as in etcd).
 
-use redb::{ReadableDatabase, ReadableTable};
+use bytes::Bytes;
+use redb::ReadableTable;
 
-use super::tables::KV;
-use super::{KeyRange, Revision, State, Store};
+use super::{KeyIndex, KeyRange, Revision, State, Store};
 use crate::error::{KvError, decode};
 use crate::proto::command::Revisioned;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -14,14 +14,11 @@ use crate::proto::mvccpb::KeyValue;
 use crate::rejection::Rejection;
 
 impl Store {
-    /// Serves a Range from the applied state.
+    /// Serves a Range from the applied state, through a read view
+    /// (`view.rs`): the store's lock is held for chunks of the index, never
+    /// for the whole scan.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, KvError> {
-        let state = self.read_state();
-        // Opened under the state lock, so that rows and index agree.
-        let txn = self.db().begin_read().map_err(KvError::storage)?;
-        let table = txn.open_table(KV).map_err(KvError::storage)?;
-        let at = check_range(&state, req, state.current_revision)?;
-        range(&state, &table, req, at, state.current_revision)
+        self.read(|view| view.range(req))
     }
 }
 
@@ -53,10 +50,11 @@ where
 /// The refusals a Range can meet, checked before it reads anything: it
 /// returns the revision to read at. `latest` is the newest revision the
 /// read may see.
+/// `compacted` is the store's compacted revision.
 pub(crate) fn check_range(
-    state: &State,
     req: &RangeRequest,
     latest: i64,
+    compacted: i64,
 ) -> Result<i64, Rejection> {
     if req.key.is_empty() {
         return Err(Rejection::EmptyKey);
@@ -69,7 +67,7 @@ pub(crate) fn check_range(
     if at > latest {
         return Err(Rejection::FutureRevision);
     }
-    if at < state.compacted_revision {
+    if at < compacted {
         return Err(Rejection::Compacted);
     }
     Ok(at)
@@ -78,7 +76,8 @@ pub(crate) fn check_range(
 /// etcd's Range semantics over `table`, at revision `at` (which
 /// [`check_range`] accepted), where `latest` is the newest revision a read
 /// may see (inside an applying txn it includes the txn's own pending
-/// writes). Fails only if the store itself does.
+/// writes). The index is read in one go: the caller holds the state.
+/// Fails only if the store itself does.
 pub(crate) fn range<T>(
     state: &State,
     table: &T,
@@ -89,71 +88,161 @@ pub(crate) fn range<T>(
 where
     T: ReadableTable<(u64, u64), &'static [u8]>,
 {
-    let range = KeyRange::new(req.key.clone(), req.range_end.clone());
-    let header = Some(ResponseHeader {
-        revision: latest,
-        ..Default::default()
-    });
-    let count = state.index.range(&range, at).count() as i64;
-    if req.count_only {
-        return Ok(RangeResponse {
-            header,
-            count,
+    let mut scan = RangeScan::of_request(req, at);
+    scan.step(&state.index, usize::MAX);
+    scan.respond(table, req, latest)
+}
+
+/// A Range's walk of the index at one revision, which may be taken in
+/// chunks: how many keys match, and the revisions of the first of them
+/// that the answer needs, in key order.
+pub(crate) struct RangeScan {
+    range: KeyRange,
+    at: i64,
+    /// How many matching revisions the answer needs (the rest are only
+    /// counted).
+    keep: usize,
+    count: usize,
+    revs: Vec<Revision>,
+    /// Where the next chunk resumes; `Done` once the range is walked.
+    resume: Resume,
+}
+
+enum Resume {
+    Start,
+    After(Bytes),
+    Done,
+}
+
+impl RangeScan {
+    /// A walk of `range` at `at` that keeps the revisions of the first
+    /// `keep` matches.
+    pub(crate) fn new(range: KeyRange, at: i64, keep: usize) -> RangeScan {
+        RangeScan {
+            range,
+            at,
+            keep,
+            count: 0,
+            revs: Vec::new(),
+            resume: Resume::Start,
+        }
+    }
+
+    /// The walk a Range request needs at `at`: every match when it names
+    /// an order or a revision filter (etcd reads them all then), else one
+    /// past its limit in key order, and none for a count.
+    pub(crate) fn of_request(req: &RangeRequest, at: i64) -> RangeScan {
+        let range = KeyRange::new(req.key.clone(), req.range_end.clone());
+        let limit = usize::try_from(req.limit).unwrap_or(0);
+        let read_all = req.sort_order != SortOrder::None as i32 || has_filters(req);
+        let keep = if req.count_only {
+            0
+        } else if !read_all && limit > 0 {
+            limit + 1
+        } else {
+            usize::MAX
+        };
+        RangeScan::new(range, at, keep)
+    }
+
+    /// The revision the walk reads at.
+    pub(crate) fn at(&self) -> i64 {
+        self.at
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.resume, Resume::Done)
+    }
+
+    /// Walks at most `max_keys` more keys of the range.
+    pub(crate) fn step(&mut self, index: &KeyIndex, max_keys: usize) {
+        let resume = match &self.resume {
+            Resume::Start => None,
+            Resume::After(key) => Some(key),
+            Resume::Done => return,
+        };
+        let (keep, count, revs) = (self.keep, &mut self.count, &mut self.revs);
+        let next = index.scan_chunk(&self.range, self.at, resume, max_keys, |_, rev| {
+            *count += 1;
+            if revs.len() < keep {
+                revs.push(rev);
+            }
+        });
+        self.resume = next.map_or(Resume::Done, Resume::After);
+    }
+
+    /// The revisions kept, in key order, once the walk is done.
+    pub(crate) fn into_revisions(self) -> Vec<Revision> {
+        debug_assert!(self.is_done(), "the walk is complete");
+        self.revs
+    }
+
+    /// The Range's answer from the walk, reading the rows it kept from
+    /// `table`, which must hold every row the index held at `at` during
+    /// the walk.
+    pub(crate) fn respond<T>(
+        self,
+        table: &T,
+        req: &RangeRequest,
+        latest: i64,
+    ) -> Result<RangeResponse, KvError>
+    where
+        T: ReadableTable<(u64, u64), &'static [u8]>,
+    {
+        debug_assert!(self.is_done(), "the walk is complete");
+        let header = Some(ResponseHeader {
+            revision: latest,
             ..Default::default()
         });
-    }
+        let count = self.count as i64;
+        if req.count_only {
+            return Ok(RangeResponse {
+                header,
+                count,
+                ..Default::default()
+            });
+        }
 
-    let order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
-    let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
-    // etcd sorts ascending when a target other than the key is named
-    // without an order.
-    let order = match (order, target) {
-        (SortOrder::None, SortTarget::Key) => SortOrder::None,
-        (SortOrder::None, _) => SortOrder::Ascend,
-        (o, _) => o,
-    };
-    let key_order = matches!(order, SortOrder::None)
-        || (matches!(order, SortOrder::Ascend) && matches!(target, SortTarget::Key));
-    let limit = usize::try_from(req.limit).unwrap_or(0);
-    // etcd reads every match only when the request names an order or a
-    // revision filter; otherwise it reads one past the limit in key order,
-    // and a target named without an order sorts just those.
-    let read_all = req.sort_order != SortOrder::None as i32 || has_filters(req);
-    let fetch_max = if !read_all && limit > 0 {
-        limit + 1
-    } else {
-        usize::MAX
-    };
+        let order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
+        let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
+        // etcd sorts ascending when a target other than the key is named
+        // without an order.
+        let order = match (order, target) {
+            (SortOrder::None, SortTarget::Key) => SortOrder::None,
+            (SortOrder::None, _) => SortOrder::Ascend,
+            (o, _) => o,
+        };
+        let key_order = matches!(order, SortOrder::None)
+            || (matches!(order, SortOrder::Ascend) && matches!(target, SortTarget::Key));
+        let limit = usize::try_from(req.limit).unwrap_or(0);
 
-    let mut kvs = Vec::new();
-    for (_, rev) in state.index.range(&range, at) {
-        if kvs.len() >= fetch_max {
-            break;
+        let mut kvs = Vec::with_capacity(self.revs.len());
+        for rev in self.revs {
+            let kv = kv_at(table, rev)?;
+            if passes_filters(req, &kv) {
+                kvs.push(kv);
+            }
         }
-        let kv = kv_at(table, rev)?;
-        if passes_filters(req, &kv) {
-            kvs.push(kv);
+        if !key_order {
+            sort(&mut kvs, target, order);
         }
-    }
-    if !key_order {
-        sort(&mut kvs, target, order);
-    }
-    let more = limit > 0 && kvs.len() > limit;
-    if more {
-        kvs.truncate(limit);
-    }
-    // After sorting: a sort by value sorts by the values left out.
-    if req.keys_only {
-        for kv in &mut kvs {
-            kv.value = Default::default();
+        let more = limit > 0 && kvs.len() > limit;
+        if more {
+            kvs.truncate(limit);
         }
+        // After sorting: a sort by value sorts by the values left out.
+        if req.keys_only {
+            for kv in &mut kvs {
+                kv.value = Default::default();
+            }
+        }
+        Ok(RangeResponse {
+            header,
+            kvs,
+            more,
+            count,
+        })
     }
-    Ok(RangeResponse {
-        header,
-        kvs,
-        more,
-        count,
-    })
 }
 
 fn has_filters(req: &RangeRequest) -> bool {
@@ -189,56 +278,4 @@ fn sort(kvs: &mut [KeyValue], target: SortTarget, order: SortOrder) {
     } else {
         kvs.sort_by(by);
     }
-}
-
-impl Store {
-    /// A checksum of every row up to `revision` (0: the current one), equal
-    /// on members that applied the same log. Returns the hash, the
-    /// compacted revision and the revision hashed.
-    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), KvError> {
-        let state = self.read_state();
-        let at = if revision <= 0 {
-            state.current_revision
-        } else {
-            revision
-        };
-        if at > state.current_revision {
-            return Err(KvError::FutureRevision);
-        }
-        // etcd refuses the compacted revision itself here, unlike a range.
-        if revision > 0 && at <= state.compacted_revision {
-            return Err(KvError::Compacted);
-        }
-        let txn = self.db().begin_read().map_err(KvError::storage)?;
-        let table = txn.open_table(KV).map_err(KvError::storage)?;
-        let end = Revision {
-            main: at,
-            sub: i64::MAX,
-        }
-        .to_db();
-        let mut hash = 0u32;
-        for row in table.range(..=end).map_err(KvError::storage)? {
-            let (rev, value) = row.map_err(KvError::storage)?;
-            let (main, sub) = rev.value();
-            // Garbage a compaction step has not deleted yet is not hashed:
-            // members that got different distances through the steps agree.
-            if main as i64 <= state.compacted_revision {
-                let row: Revisioned = decode("kv row", value.value())?;
-                let key = row.kv.map(|kv| kv.key).unwrap_or_default();
-                if state.is_garbage(&key, Revision::from_db((main, sub))) {
-                    continue;
-                }
-            }
-            hash = hash_row(hash, (main, sub), value.value());
-        }
-        Ok((hash, state.compacted_revision, at))
-    }
-}
-
-/// Folds one stored revision into a HashKV hash. Shared with the snapshot
-/// summary, so that a snapshot file's hash can be compared with a member's.
-pub(crate) fn hash_row(hash: u32, (main, sub): (u64, u64), value: &[u8]) -> u32 {
-    let hash = crc32c::crc32c_append(hash, &main.to_be_bytes());
-    let hash = crc32c::crc32c_append(hash, &sub.to_be_bytes());
-    crc32c::crc32c_append(hash, value)
 }

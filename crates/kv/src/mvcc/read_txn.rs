@@ -2,12 +2,9 @@
 //! through the Raft log (as etcd serves them). A txn is read-only when every
 //! operation of both branches is a range (a nested txn counts as a write).
 
-use redb::ReadableDatabase;
-
 use super::Store;
-use super::read;
-use super::tables::KV;
-use super::txn::{branch, check_txn_range, compare};
+use super::txn::{branch, check_txn_range};
+use super::view::{ReadView, ViewError};
 use crate::error::KvError;
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::response_op::Response;
@@ -37,48 +34,46 @@ pub fn is_serializable(req: &TxnRequest) -> bool {
 }
 
 impl Store {
-    /// Evaluates a read-only txn (see [`is_read_only`]) against the applied
-    /// state: the compares, then etcd's check of every range on the branch
-    /// taken, then the ranges. Refusals are the ones the same txn gets
-    /// through the log.
+    /// Evaluates a read-only txn (see [`is_read_only`]) on a read view of
+    /// the applied state (`view.rs`): the compares, then etcd's check of
+    /// every range on the branch taken, then the ranges, all at one
+    /// revision. Refusals are the ones the same txn gets through the log.
     pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse, KvError> {
         assert!(is_read_only(req), "callers serve only read-only txns here");
-        let state = self.read_state();
-        // Opened under the state lock, so that rows and index agree.
-        let txn = self.db().begin_read().map_err(KvError::storage)?;
-        let table = txn.open_table(KV).map_err(KvError::storage)?;
-        let current = state.current_revision;
-        let mut succeeded = true;
-        for c in &req.compare {
-            if !compare(&state, &table, current, c)? {
-                succeeded = false;
-                break;
-            }
-        }
-        let ops = branch(req, succeeded);
-        for op in ops {
-            if let Some(Request::RequestRange(range)) = &op.request {
-                check_txn_range(&state, range)?;
-            }
-        }
-        let mut responses = Vec::with_capacity(ops.len());
-        for op in ops {
-            let Some(Request::RequestRange(range)) = &op.request else {
-                continue;
-            };
-            let at = read::check_range(&state, range, current)?;
-            let response = read::range(&state, &table, range, at, current)?;
-            responses.push(ResponseOp {
-                response: Some(Response::ResponseRange(response)),
-            });
-        }
-        Ok(TxnResponse {
-            header: Some(ResponseHeader {
-                revision: current,
-                ..Default::default()
-            }),
-            succeeded,
-            responses,
-        })
+        self.read(|view| read_only_txn(view, req))
     }
+}
+
+fn read_only_txn(view: &ReadView<'_>, req: &TxnRequest) -> Result<TxnResponse, ViewError> {
+    let (current, compacted) = (view.revision(), view.compacted());
+    let mut succeeded = true;
+    for c in &req.compare {
+        if !view.compare(c)? {
+            succeeded = false;
+            break;
+        }
+    }
+    let ops = branch(req, succeeded);
+    for op in ops {
+        if let Some(Request::RequestRange(range)) = &op.request {
+            check_txn_range(range, current, compacted)?;
+        }
+    }
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        let Some(Request::RequestRange(range)) = &op.request else {
+            continue;
+        };
+        responses.push(ResponseOp {
+            response: Some(Response::ResponseRange(view.range(range)?)),
+        });
+    }
+    Ok(TxnResponse {
+        header: Some(ResponseHeader {
+            revision: current,
+            ..Default::default()
+        }),
+        succeeded,
+        responses,
+    })
 }

@@ -273,7 +273,7 @@ impl Store {
             write_meta(&mut meta, &restored)?;
         }
         txn.commit().map_err(KvError::storage)?;
-        *state = load_state(&self.db())?;
+        self.replace_state(&mut state, load_state(&self.db())?);
         Ok(StorePosition {
             applied_index: state.applied_index,
             applied_term: state.applied_term,
@@ -313,7 +313,7 @@ pub fn summarize(r: &mut impl Read) -> Result<SnapshotSummary, KvError> {
             TAG_META => summary.position = read_meta(&body)?,
             TAG_KV => {
                 let (main, sub) = (u64_at(&body, 0)?, u64_at(&body, 8)?);
-                summary.hash = super::read::hash_row(summary.hash, (main, sub), &body[16..]);
+                summary.hash = super::hash::hash_row(summary.hash, (main, sub), &body[16..]);
                 summary.revisions += 1;
             }
             TAG_LEASE => summary.leases += 1,

@@ -88,7 +88,11 @@ impl Writer<'_, '_> {
     }
 
     fn check_range(&self, range: &RangeRequest) -> Result<(), Rejection> {
-        check_txn_range(self.state, range)
+        check_txn_range(
+            range,
+            self.state.current_revision,
+            self.state.compacted_revision,
+        )
     }
 
     /// Runs a txn that [`Writer::check_txn`] accepted, along its path.
@@ -114,7 +118,7 @@ impl Writer<'_, '_> {
                 Some(Request::RequestRange(r)) => {
                     // A txn's reads see its own earlier writes, as in etcd.
                     let latest = self.visible();
-                    let at = read::check_range(self.state, r, latest)?;
+                    let at = read::check_range(r, latest, self.state.compacted_revision)?;
                     Response::ResponseRange(read::range(
                         self.state,
                         &self.tables.kv,
@@ -154,14 +158,19 @@ impl Writer<'_, '_> {
 /// txn. Unlike a lone range, a negative revision does not mean "the
 /// current one" here: it is compacted once it is below the compacted
 /// revision.
-pub(crate) fn check_txn_range(state: &State, range: &RangeRequest) -> Result<(), Rejection> {
+/// `current` and `compacted` are the store's revisions before the txn.
+pub(crate) fn check_txn_range(
+    range: &RangeRequest,
+    current: i64,
+    compacted: i64,
+) -> Result<(), Rejection> {
     if range.key.is_empty() {
         return Err(Rejection::EmptyKey);
     }
     match range.revision {
         0 => Ok(()),
-        rev if rev > state.current_revision => Err(Rejection::FutureRevision),
-        rev if rev < state.compacted_revision => Err(Rejection::Compacted),
+        rev if rev > current => Err(Rejection::FutureRevision),
+        rev if rev < compacted => Err(Rejection::Compacted),
         _ => Ok(()),
     }
 }
@@ -178,7 +187,17 @@ where
         let range = KeyRange::new(c.key.clone(), c.range_end.clone());
         state.index.range(&range, at).map(|(_, r)| r).collect()
     };
-    if revs.is_empty() {
+    compare_kvs(c, revs.into_iter().map(|rev| kv_at(kv, rev)))
+}
+
+/// One compare over the values of the keys in its range, in key order:
+/// all must hold (etcd).
+pub(crate) fn compare_kvs(
+    c: &Compare,
+    kvs: impl Iterator<Item = Result<KeyValue, KvError>>,
+) -> Result<bool, KvError> {
+    let mut kvs = kvs.peekable();
+    if kvs.peek().is_none() {
         // A missing key compares as zero, except on value: there is no
         // way to name a missing value, so it never holds (etcd).
         if c.target == CompareTarget::Value as i32 {
@@ -186,8 +205,8 @@ where
         }
         return Ok(compare_kv(c, &KeyValue::default()));
     }
-    for rev in revs {
-        if !compare_kv(c, &kv_at(kv, rev)?) {
+    for kv in kvs {
+        if !compare_kv(c, &kv?) {
             return Ok(false);
         }
     }

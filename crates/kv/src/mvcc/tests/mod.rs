@@ -19,6 +19,7 @@ mod etcd_parity;
 mod fuzz;
 mod read_txn;
 mod rejections;
+mod view;
 
 struct Harness {
     _dir: tempfile::TempDir,
