@@ -289,6 +289,8 @@ fn restored_cluster_holds_the_snapshot_serves_metrics_and_recovers_from_losing_i
     });
     let put_ok = r#"grpc_code="OK",grpc_method="Put""#;
     let committed = metric(&before, "etcd_server_proposals_committed_total", "").unwrap();
+    let commits_count = "etcd_disk_backend_commit_duration_seconds_count";
+    let store_commits = metric(&before, commits_count, "").unwrap();
     let puts = metric(&before, "grpc_server_handled_total", put_ok).unwrap_or(0.0);
     for i in 0..3 {
         etcdctl(&first, &["put", &format!("after{i}"), "x"]);
@@ -297,8 +299,20 @@ fn restored_cluster_holds_the_snapshot_serves_metrics_and_recovers_from_losing_i
         let (_, page) = page()?;
         let moved = metric(&page, "etcd_server_proposals_committed_total", "")? >= committed + 3.0
             && metric(&page, "grpc_server_handled_total", put_ok)? == puts + 3.0
-            && metric(&page, "etcd_debugging_mvcc_keys_total", "")? >= 23.0;
+            && metric(&page, "etcd_debugging_mvcc_keys_total", "")? >= 23.0
+            && metric(&page, commits_count, "")? >= store_commits + 3.0;
         moved.then_some(())
+    });
+    // Each of the two peers probed (every 4 s, as etcd's prober), its
+    // round trips under etcd's name and `To` label.
+    eventually(Duration::from_secs(15), "peer round trips in /metrics", || {
+        let (_, page) = page()?;
+        let probed = page
+            .lines()
+            .filter(|l| l.starts_with("etcd_network_peer_round_trip_time_seconds_count{To=\""))
+            .filter(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()) >= Some(1.0))
+            .count();
+        (probed == 2).then_some(())
     });
     assert_eq!(http_get(&first, "/livez"), Some((200, "ok".into())));
     assert_eq!(

@@ -19,6 +19,7 @@ pub mod command;
 pub mod consensus;
 pub mod error;
 pub mod leader;
+pub mod latency;
 pub mod lessor;
 pub mod local;
 pub mod mvcc;

@@ -32,7 +32,14 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fm
 }
 
 fn histogram(e: &mut DescriptorEncoder, name: &str, help: &str, h: &Histogram) -> std::fmt::Result {
-    let mut metric = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    let metric = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    encode_histogram(metric, h)
+}
+
+fn encode_histogram(
+    mut metric: prometheus_client::encoding::MetricEncoder<'_>,
+    h: &Histogram,
+) -> std::fmt::Result {
     // The encoder wants per-bucket counts (it cumulates them itself) and
     // adds the `+Inf` bucket from `count`.
     let mut below = 0;
@@ -177,7 +184,8 @@ fn encode(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
 /// etcd's series, from the same sample as Keel's. etcd's
 /// `proposals_committed_total` and `proposals_applied_total` are gauges of
 /// the commit and applied index, so Keel's indexes fill them; the WAL
-/// histogram keeps Keel's finer buckets under etcd's name.
+/// histogram keeps Keel's finer buckets under etcd's name; the backend
+/// commit and peer round trip histograms have etcd's buckets.
 fn encode_etcd(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
     {
         let mut family = e.encode_descriptor(
@@ -243,6 +251,25 @@ fn encode_etcd(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
         "The latency distributions of fsync called by WAL.",
         &s.replication.log_fsync_seconds,
     )?;
+    histogram(
+        e,
+        "etcd_disk_backend_commit_duration_seconds",
+        "The latency distributions of commit called by backend.",
+        &s.backend_commit_seconds,
+    )?;
+    {
+        let mut family = e.encode_descriptor(
+            "etcd_network_peer_round_trip_time_seconds",
+            "Round-Trip-Time histogram between peers",
+            None,
+            MetricType::Histogram,
+        )?;
+        // etcd's label, with a member ID as etcd writes one (hex).
+        for (peer, trips) in &s.peer_round_trip_seconds {
+            let labels = [("To", format!("{peer:x}"))];
+            encode_histogram(family.encode_family(&labels)?, trips)?;
+        }
+    }
     gauge(
         e,
         "etcd_mvcc_db_total_size_in_bytes",

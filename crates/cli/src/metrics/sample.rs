@@ -115,6 +115,10 @@ pub struct Sample {
     pub keys: u64,
     pub log: LogSpan,
     pub replication: ReplicationCounters,
+    /// The store's write transaction commits.
+    pub backend_commit_seconds: Histogram,
+    /// Round trips to each other member's peer listener, by member ID.
+    pub peer_round_trip_seconds: Vec<(u64, Histogram)>,
     pub grpc: Vec<GrpcCalls>,
 }
 

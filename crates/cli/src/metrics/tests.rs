@@ -43,6 +43,22 @@ fn leader_sample() -> Sample {
             },
             log_fsync_seconds: Histogram::default(),
         },
+        backend_commit_seconds: Histogram {
+            buckets: vec![(0.001, 5), (0.002, 7)],
+            sum_seconds: 0.02,
+            count: 8,
+        },
+        peer_round_trip_seconds: vec![
+            (
+                0xa1,
+                Histogram {
+                    buckets: vec![(0.0001, 1), (0.0002, 3)],
+                    sum_seconds: 0.0006,
+                    count: 3,
+                },
+            ),
+            (0xb2, Histogram::default()),
+        ],
         grpc: vec![GrpcCalls {
             service: "etcdserverpb.KV".into(),
             method: "Range".into(),
@@ -154,6 +170,30 @@ fn etcd_series_have_etcds_names_types_and_labels() {
     assert_eq!(
         handled("NotFound"),
         Some(prometheus_parse::Value::Counter(1.0))
+    );
+    let histogram = |name: &str, to: Option<&str>| {
+        s.iter()
+            .find(|x| x.metric == name && x.labels.get("To") == to)
+            .map(|x| x.value.clone())
+            .unwrap_or_else(|| panic!("no {name} for {to:?}:\n{text}"))
+    };
+    let prometheus_parse::Value::Histogram(commits) =
+        histogram("etcd_disk_backend_commit_duration_seconds", None)
+    else {
+        panic!("the backend commits are not a histogram:\n{text}");
+    };
+    let counts: Vec<(f64, f64)> = commits.iter().map(|b| (b.less_than, b.count)).collect();
+    assert_eq!(counts, [(0.001, 5.0), (0.002, 7.0), (f64::INFINITY, 8.0)]);
+    let prometheus_parse::Value::Histogram(trips) =
+        histogram("etcd_network_peer_round_trip_time_seconds", Some("a1"))
+    else {
+        panic!("the round trips are not a histogram:\n{text}");
+    };
+    assert_eq!(trips.last().unwrap().count, 3.0);
+    histogram("etcd_network_peer_round_trip_time_seconds", Some("b2"));
+    assert!(
+        text.contains("# TYPE etcd_network_peer_round_trip_time_seconds histogram"),
+        "{text}"
     );
     let server_id = s.iter().find(|x| x.metric == "etcd_server_id").unwrap();
     assert_eq!(server_id.labels.get("server_id"), Some("7"));

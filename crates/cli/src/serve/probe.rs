@@ -3,6 +3,7 @@
 //! keel-kv's [`MemberMetrics`]. Reading them takes no lock the write path
 //! holds and makes no call into the member, so a scrape cannot slow it.
 
+use keel_kv::latency::LatencySnapshot;
 use keel_kv::server::MemberMetrics;
 
 use crate::metrics::{
@@ -51,6 +52,13 @@ impl MemberProbe {
                 log_append_seconds: histogram(&m.log_append),
                 log_fsync_seconds: histogram(&m.log_sync),
             },
+            backend_commit_seconds: snapshot(&self.member.backend_commits()?),
+            peer_round_trip_seconds: self
+                .member
+                .peer_round_trips()
+                .iter()
+                .map(|(id, trips)| (*id, snapshot(trips)))
+                .collect(),
             grpc: self
                 .member
                 .grpc_calls()
@@ -75,6 +83,14 @@ fn histogram(h: &keel::LatencyHistogram) -> Histogram {
             .collect(),
         sum_seconds: h.sum().as_secs_f64(),
         count: h.count(),
+    }
+}
+
+fn snapshot(h: &LatencySnapshot) -> Histogram {
+    Histogram {
+        buckets: h.buckets.clone(),
+        sum_seconds: h.sum_seconds,
+        count: h.count,
     }
 }
 

@@ -155,7 +155,7 @@ impl Store {
             let mut meta = txn.open_table(META).map_err(KvError::storage)?;
             write_meta(&mut meta, state)?;
         }
-        txn.commit().map_err(KvError::storage)?;
+        self.commit(txn)?;
         Ok(Attempt::Committed(applied))
     }
 }

@@ -32,6 +32,7 @@ mod write;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
@@ -50,6 +51,7 @@ pub use view::{VIEW_ATTEMPTS, VIEW_CHUNK_KEYS};
 
 use crate::auth::AuthState;
 use crate::error::{KvError, decode};
+use crate::latency::{BACKEND_COMMIT_BOUNDS, LatencyRecorder, LatencySnapshot};
 use crate::proto::command::{LeaseRecord, Revisioned};
 use crate::proto::etcdserverpb::Member;
 use backing::Backing;
@@ -102,6 +104,9 @@ pub struct Store {
     /// refused batch); changed only under the state lock held for writing.
     /// A read view that sees it change starts over (`view.rs`).
     replacements: AtomicU64,
+    /// How long each write transaction's commit took: etcd's
+    /// `etcd_disk_backend_commit_duration_seconds`.
+    commits: LatencyRecorder,
 }
 
 /// Positions a store has reached, for status reports and the runtime.
@@ -152,6 +157,7 @@ impl Store {
             durable_apply,
             in_use: Mutex::default(),
             replacements: AtomicU64::new(0),
+            commits: LatencyRecorder::new(BACKEND_COMMIT_BOUNDS),
         })
     }
 
@@ -243,7 +249,21 @@ impl Store {
         txn.set_durability(redb::Durability::Immediate)
             .map_err(KvError::storage)?;
         txn.set_quick_repair(true);
-        txn.commit().map_err(KvError::storage)
+        self.commit(txn)
+    }
+
+    /// Commits a write transaction of the store's, timing it.
+    fn commit(&self, txn: redb::WriteTransaction) -> Result<(), KvError> {
+        let started = Instant::now();
+        txn.commit().map_err(KvError::storage)?;
+        self.commits.observe(started.elapsed());
+        Ok(())
+    }
+
+    /// The durations of the store's commits so far (apply batches,
+    /// flushes, restores), as etcd's backend commit histogram has them.
+    pub fn commit_durations(&self) -> LatencySnapshot {
+        self.commits.snapshot()
     }
 
     /// The database's size in bytes, for `endpoint status`: its file's,

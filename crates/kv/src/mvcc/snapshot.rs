@@ -272,7 +272,7 @@ impl Store {
             }
             write_meta(&mut meta, &restored)?;
         }
-        txn.commit().map_err(KvError::storage)?;
+        self.commit(txn)?;
         self.replace_state(&mut state, load_state(&self.db())?);
         Ok(StorePosition {
             applied_index: state.applied_index,

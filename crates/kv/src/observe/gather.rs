@@ -94,6 +94,43 @@ impl ClusterObserver {
         }
     }
 
+    /// The other members of the configuration, by ID; `None` once the
+    /// node stopped.
+    pub(crate) fn peers(&self) -> Option<Vec<u64>> {
+        let metrics = self.node.metrics().borrow().clone();
+        if metrics.stopped.is_some() {
+            return None;
+        }
+        let me = metrics.id;
+        Some(
+            metrics
+                .membership
+                .nodes()
+                .into_iter()
+                .filter(|id| *id != me)
+                .map(|id| id.0)
+                .collect(),
+        )
+    }
+
+    /// How long member `id` took to answer a status request, if it
+    /// answered within `timeout`.
+    pub(crate) async fn round_trip(&self, id: u64, timeout: Duration) -> Option<Duration> {
+        let id = NodeId(id);
+        // Connecting is not part of a round trip: a new or broken
+        // connection is made first.
+        let channel = self.channels.connected(&self.node, id.0).await.ok()?;
+        let mut client = ObserveClient::new(channel);
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(timeout, client.status(StatusRequest {})).await {
+            Ok(Ok(_)) => Some(started.elapsed()),
+            _ => {
+                self.channels.forget(id.0);
+                None
+            }
+        }
+    }
+
     async fn ask(&self, id: NodeId, timeout: Duration) -> MemberReport {
         let status = match tokio::time::timeout(timeout, self.call(id)).await {
             Ok(answer) => answer,

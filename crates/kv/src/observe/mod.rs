@@ -8,12 +8,17 @@
 //! down. The peer listener is used, rather than the other members' metrics
 //! ports, because its addresses are already known to every member (from
 //! the initial cluster, the member registry and inbound traffic) and
-//! already authenticated: nothing new to configure or publish.
+//! already authenticated: nothing new to configure or publish. The same
+//! call, timed every few seconds (`round_trip.rs`), gives etcd's peer
+//! round trip histogram.
 
 mod gather;
+mod round_trip;
 mod status;
 
 pub use gather::{ClusterObserver, ClusterSnapshot, MemberReport};
+pub(crate) use round_trip::probe_peers;
+pub use round_trip::{PEER_PROBE_INTERVAL, PeerRoundTrips};
 pub use status::member_status;
 pub(crate) use status::{ObserveService, db_size_bytes};
 

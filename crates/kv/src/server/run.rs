@@ -25,7 +25,10 @@ use super::ids::{cluster_id, member_id};
 use super::serve::{ClientPort, GRPC_OVERHEAD_BYTES, serve_on};
 use super::tls::MemberTls;
 use super::urls::{HttpUrl, dial_address, strings};
-use crate::observe::{ClusterObserver, ObserveService, db_size_bytes};
+use crate::latency::LatencySnapshot;
+use crate::observe::{
+    ClusterObserver, ObserveService, PEER_PROBE_INTERVAL, PeerRoundTrips, db_size_bytes, probe_peers,
+};
 use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::command::observe_server::ObserveServer;
 use crate::proto::etcdserverpb::Member;
@@ -66,6 +69,7 @@ pub struct MemberMetrics {
     grpc: GrpcCounters,
     leader_changes: Arc<AtomicU64>,
     observer: ClusterObserver,
+    peer_round_trips: Arc<PeerRoundTrips>,
 }
 
 impl MemberMetrics {
@@ -102,6 +106,18 @@ impl MemberMetrics {
     /// etcd counts `leader_changes_seen_total`.
     pub fn leader_changes(&self) -> u64 {
         self.leader_changes.load(Ordering::Relaxed)
+    }
+
+    /// How long the store's commits took (etcd's backend commit
+    /// histogram); `None` once the member stopped.
+    pub fn backend_commits(&self) -> Option<LatencySnapshot> {
+        Some(self.store.upgrade()?.store().commit_durations())
+    }
+
+    /// The round trips to each other member's peer listener, by member ID
+    /// (etcd's peer round trip histogram, `observe/round_trip.rs`).
+    pub fn peer_round_trips(&self) -> BTreeMap<u64, LatencySnapshot> {
+        self.peer_round_trips.snapshot()
     }
 
     /// The etcd API's calls on the client port, per method.
@@ -320,13 +336,21 @@ pub async fn start_with_http(
     };
     let leader_changes = Arc::new(AtomicU64::new(0));
     tokio::spawn(count_leader_changes(node.metrics(), leader_changes.clone()));
+    let observer = ClusterObserver::new(node.clone(), config.name.clone(), db_path.clone());
+    let peer_round_trips = Arc::new(PeerRoundTrips::default());
+    tokio::spawn(probe_peers(
+        observer.clone(),
+        peer_round_trips.clone(),
+        PEER_PROBE_INTERVAL,
+    ));
     let metrics = MemberMetrics {
         raft: node.metrics(),
         forward: forward_counters,
         store: Arc::downgrade(&sm),
         grpc: GrpcCounters::default(),
         leader_changes,
-        observer: ClusterObserver::new(node.clone(), config.name.clone(), db_path.clone()),
+        observer,
+        peer_round_trips,
         db_path,
     };
     let (stop, stop_rx) = oneshot::channel();
