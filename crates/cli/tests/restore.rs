@@ -305,15 +305,21 @@ fn restored_cluster_holds_the_snapshot_serves_metrics_and_recovers_from_losing_i
     });
     // Each of the two peers probed (every 4 s, as etcd's prober), its
     // round trips under etcd's name and `To` label.
-    eventually(Duration::from_secs(15), "peer round trips in /metrics", || {
-        let (_, page) = page()?;
-        let probed = page
-            .lines()
-            .filter(|l| l.starts_with("etcd_network_peer_round_trip_time_seconds_count{To=\""))
-            .filter(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()) >= Some(1.0))
-            .count();
-        (probed == 2).then_some(())
-    });
+    eventually(
+        Duration::from_secs(15),
+        "peer round trips in /metrics",
+        || {
+            let (_, page) = page()?;
+            let probed = page
+                .lines()
+                .filter(|l| l.starts_with("etcd_network_peer_round_trip_time_seconds_count{To=\""))
+                .filter(|l| {
+                    l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()) >= Some(1.0)
+                })
+                .count();
+            (probed == 2).then_some(())
+        },
+    );
     assert_eq!(http_get(&first, "/livez"), Some((200, "ok".into())));
     assert_eq!(
         http_get(&first, "/version"),

@@ -317,7 +317,10 @@ fn single_member_serves_metrics_health_and_stops_cleanly_on_sigterm() {
         appends
     );
     let commits = histogram_count(s, "etcd_disk_backend_commit_duration_seconds");
-    assert!(commits >= 4.0, "one store commit per put at least: {commits}");
+    assert!(
+        commits >= 4.0,
+        "one store commit per put at least: {commits}"
+    );
 
     // JSON logs: every line is one object.
     let first = logs.recv_timeout(Duration::from_secs(5)).unwrap();

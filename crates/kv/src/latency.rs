@@ -92,8 +92,7 @@ impl LatencyRecorder {
         let beyond = self.counts[self.bounds.len()].load(Ordering::Relaxed);
         LatencySnapshot {
             buckets,
-            sum_seconds: Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed))
-                .as_secs_f64(),
+            sum_seconds: Duration::from_nanos(self.sum_nanos.load(Ordering::Relaxed)).as_secs_f64(),
             count: running + beyond,
         }
     }

@@ -38,7 +38,13 @@ fn hash_kv(view: &ReadView<'_>, revision: i64) -> Result<(u32, i64, i64), ViewEr
     if revision > 0 && at <= compacted {
         return Err(KvError::Compacted.into());
     }
-    let last = |main: i64| Revision { main, sub: i64::MAX }.to_db();
+    let last = |main: i64| {
+        Revision {
+            main,
+            sub: i64::MAX,
+        }
+        .to_db()
+    };
     let mut hash = 0u32;
     // Rows that may be garbage, a chunk at a time: first their keys, then
     // (after the check) the same rows again to hash those kept.

@@ -280,7 +280,10 @@ mod tests {
         ];
         for range in &ranges {
             for at in [3, 9, 10] {
-                let whole: Vec<_> = index.range(range, at).map(|(k, r)| (k.clone(), r)).collect();
+                let whole: Vec<_> = index
+                    .range(range, at)
+                    .map(|(k, r)| (k.clone(), r))
+                    .collect();
                 for max_keys in 1..=8 {
                     let mut chunked = Vec::new();
                     let mut resume = None;

@@ -39,7 +39,9 @@ impl PeerRoundTrips {
     }
 
     fn peers(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<LatencyRecorder>>> {
-        self.by_peer.lock().expect("round trip lock poisoned by a panic")
+        self.by_peer
+            .lock()
+            .expect("round trip lock poisoned by a panic")
     }
 
     /// The recorder of each peer in `peers`; peers no longer in the

@@ -98,7 +98,10 @@ fn chunked(h: &mut Harness, req: &RangeRequest, between: &[Op]) -> RangeResponse
         }
     }
     if chunks > between.len() {
-        assert!(writes.next().is_none(), "every write ran between two chunks");
+        assert!(
+            writes.next().is_none(),
+            "every write ran between two chunks"
+        );
     }
     scan.respond(view.table(), req, view.revision()).unwrap()
 }
@@ -270,8 +273,5 @@ fn hash_kv_on_a_view_skips_exactly_the_garbage() {
     }
     let current = state.current_revision;
     drop(state);
-    assert_eq!(
-        h.store.hash_kv(0).unwrap(),
-        (expected, compacted, current)
-    );
+    assert_eq!(h.store.hash_kv(0).unwrap(), (expected, compacted, current));
 }
