@@ -49,8 +49,7 @@ where
 
 /// The refusals a Range can meet, checked before it reads anything: it
 /// returns the revision to read at. `latest` is the newest revision the
-/// read may see.
-/// `compacted` is the store's compacted revision.
+/// read may see, `compacted` the store's compacted revision.
 pub(crate) fn check_range(
     req: &RangeRequest,
     latest: i64,

@@ -154,11 +154,10 @@ impl Writer<'_, '_> {
     }
 }
 
-/// etcd's check of a range inside a txn, against the state before the
-/// txn. Unlike a lone range, a negative revision does not mean "the
-/// current one" here: it is compacted once it is below the compacted
-/// revision.
-/// `current` and `compacted` are the store's revisions before the txn.
+/// etcd's check of a range inside a txn, against the store's `current`
+/// and `compacted` revisions before the txn. Unlike a lone range, a
+/// negative revision does not mean "the current one" here: it is
+/// compacted once it is below the compacted revision.
 pub(crate) fn check_txn_range(
     range: &RangeRequest,
     current: i64,
