@@ -27,7 +27,8 @@ use super::tls::MemberTls;
 use super::urls::{HttpUrl, dial_address, strings};
 use crate::latency::LatencySnapshot;
 use crate::observe::{
-    ClusterObserver, ObserveService, PEER_PROBE_INTERVAL, PeerRoundTrips, db_size_bytes, probe_peers,
+    ClusterObserver, ObserveService, PEER_PROBE_INTERVAL, PeerRoundTrips, db_size_bytes,
+    probe_peers,
 };
 use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::command::observe_server::ObserveServer;
