@@ -1,7 +1,10 @@
 //! A real three-member Keel KV cluster under faults, driven by generated
 //! tonic clients: SIGKILL of the leader under a write load, a restart of
 //! every member, a linearizability check of concurrent clients across a
-//! leader kill, and bad input.
+//! leader kill, and bad input. The three fault tests run twice: on plain
+//! text, and with TLS on every client and peer URL, certificates required
+//! and auth enabled (the clients act as root through their certificate's
+//! common name, as etcd's `--client-cert-auth` allows).
 
 mod support;
 
@@ -9,20 +12,78 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use keel_kv::proto::etcdserverpb::auth_client::AuthClient;
 use keel_kv::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use keel_kv::proto::etcdserverpb::kv_client::KvClient;
 use keel_kv::proto::etcdserverpb::request_op::Request as Op;
-use keel_kv::proto::etcdserverpb::{Compare, RangeRequest, RequestOp, TxnRequest};
+use keel_kv::proto::etcdserverpb::{
+    AuthEnableRequest, AuthRoleAddRequest, AuthUserAddRequest, AuthUserGrantRoleRequest, Compare,
+    RangeRequest, RequestOp, TxnRequest,
+};
 use keel_linearizability::{
     CheckConfig, CheckResult, HistoryRecorder, OpKind, Outcome, Output, check_with,
 };
-use support::{Cluster, channel, prefix, put, range};
+use support::certs::Certs;
+use support::{Cluster, prefix, put, range};
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::transport::Channel;
 
 /// The cluster must take writes again this soon after its leader died.
 const FAILOVER_BOUND: Duration = Duration::from_secs(10);
+
+/// How the cluster of a fault test is secured.
+#[derive(Clone, Copy, Debug)]
+enum Security {
+    Plain,
+    /// TLS on client and peer URLs, certificates required on both, and
+    /// auth enabled; the test's clients present a certificate whose common
+    /// name is `root`.
+    TlsAndAuth,
+}
+
+/// Starts three members with `flags`, secured as `security` says. The
+/// certificates, if any, live as long as the returned `Certs`.
+async fn start(security: Security, flags: &[&str]) -> (Cluster, Option<Certs>) {
+    match security {
+        Security::Plain => (Cluster::start(3, flags).await, None),
+        Security::TlsAndAuth => {
+            let certs = Certs::new();
+            let mut all = certs.member_flags(&certs.member);
+            all.extend(["--bcrypt-cost", "4"].map(String::from));
+            all.extend(flags.iter().map(|f| f.to_string()));
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            let root = certs.client_named("root");
+            let cluster = Cluster::start_with_tls(3, &all, Some(certs.client_tls(&root))).await;
+            enable_auth_with_root(&cluster).await;
+            (cluster, Some(certs))
+        }
+    }
+}
+
+/// Adds the root user with the root role and enables auth.
+async fn enable_auth_with_root(cluster: &Cluster) {
+    let mut auth = AuthClient::new(cluster.channel(0).await);
+    auth.user_add(AuthUserAddRequest {
+        name: "root".into(),
+        password: "rootpw".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    auth.role_add(AuthRoleAddRequest {
+        name: "root".into(),
+    })
+    .await
+    .unwrap();
+    auth.user_grant_role(AuthUserGrantRoleRequest {
+        user: "root".into(),
+        role: "root".into(),
+    })
+    .await
+    .unwrap();
+    auth.auth_enable(AuthEnableRequest {}).await.unwrap();
+}
 
 /// Every key under `prefix` that member `i` holds, read linearizably.
 async fn keys_on(cluster: &Cluster, i: usize, key_prefix: &str) -> BTreeSet<String> {
@@ -52,7 +113,16 @@ async fn keys_on(cluster: &Cluster, i: usize, key_prefix: &str) -> BTreeSet<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_leader_sigkill_and_service_resumes() {
-    let mut cluster = Cluster::start(3, &[]).await;
+    acknowledged_writes_survive_leader_sigkill(Security::Plain).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_leader_sigkill_with_tls_and_auth() {
+    acknowledged_writes_survive_leader_sigkill(Security::TlsAndAuth).await;
+}
+
+async fn acknowledged_writes_survive_leader_sigkill(security: Security) {
+    let (mut cluster, _certs) = start(security, &[]).await;
     let leader = cluster.wait_leader().await;
     let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     let mut clients = Vec::new();
@@ -110,8 +180,17 @@ async fn acknowledged_writes_survive_leader_sigkill_and_service_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_and_revisions_survive_a_sigkill_of_every_member() {
+    data_and_revisions_survive_a_sigkill_of_all(Security::Plain).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_and_revisions_survive_a_sigkill_of_every_member_with_tls_and_auth() {
+    data_and_revisions_survive_a_sigkill_of_all(Security::TlsAndAuth).await;
+}
+
+async fn data_and_revisions_survive_a_sigkill_of_all(security: Security) {
     // Frequent snapshots, so the restart also goes through a compacted log.
-    let mut cluster = Cluster::start(3, &["--snapshot-count", "40"]).await;
+    let (mut cluster, _certs) = start(security, &["--snapshot-count", "40"]).await;
     let mut kv = KvClient::new(cluster.channel(0).await);
     let mut revision = 0;
     for i in 0..120 {
@@ -239,7 +318,16 @@ async fn run_client(client_id: u64, mut kv: KvClient<Channel>, rec: Arc<Recorder
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_stay_linearizable_across_a_leader_kill() {
-    let mut cluster = Cluster::start(3, &[]).await;
+    linearizable_across_a_leader_kill(Security::Plain).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_stay_linearizable_across_a_leader_kill_with_tls_and_auth() {
+    linearizable_across_a_leader_kill(Security::TlsAndAuth).await;
+}
+
+async fn linearizable_across_a_leader_kill(security: Security) {
+    let (mut cluster, _certs) = start(security, &[]).await;
     let leader = cluster.wait_leader().await;
     let rec = Arc::new(Recorder {
         history: Mutex::new(HistoryRecorder::new()),
@@ -250,7 +338,7 @@ async fn concurrent_clients_stay_linearizable_across_a_leader_kill() {
     for client in 0..4u64 {
         // Clients talk to every member, leader and followers alike.
         let member = client as usize % 3;
-        let kv = KvClient::new(channel(&cluster.members[member].client_url()).await);
+        let kv = KvClient::new(cluster.channel(member).await);
         tasks.push(tokio::spawn(run_client(client, kv, rec.clone(), until)));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
