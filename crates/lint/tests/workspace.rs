@@ -60,10 +60,6 @@ const MESSAGES_TO_TYPE: &[&str] = &[
     // A broken invariant's description (a bug report for a person).
     "InvariantViolation.what",
     "Violation.detail",
-    // rustls's and the PEM parser's errors, stringified.
-    "TlsError::BadCa.detail",
-    "TlsError::BadPem.detail",
-    "TlsError::KeyMismatch.detail",
 ];
 
 fn workspace() -> PathBuf {

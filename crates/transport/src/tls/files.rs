@@ -22,10 +22,10 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 fn bad_pem<'a>(what: &'static str, path: &'a Path) -> impl Fn(pem::Error) -> TlsError + 'a {
-    move |e| TlsError::BadPem {
+    move |source| TlsError::BadPem {
         what,
         path: path.to_owned(),
-        detail: e.to_string(),
+        source,
     }
 }
 
@@ -62,7 +62,7 @@ pub(super) fn read_key_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, Tls
     CertifiedKey::from_der(certs, key_der, &provider()).map_err(|e| TlsError::KeyMismatch {
         cert: cert.to_owned(),
         key: key.to_owned(),
-        detail: e.to_string(),
+        source: Box::new(e),
     })
 }
 
@@ -73,7 +73,7 @@ pub(super) fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
         roots.add(cert).map_err(|e| TlsError::BadCa {
             path: path.to_owned(),
             index: index + 1,
-            detail: e.to_string(),
+            source: Box::new(e),
         })?;
     }
     Ok(roots)

@@ -31,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
+use tokio_rustls::rustls::pki_types::pem;
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::warn;
@@ -58,11 +59,12 @@ pub enum TlsError {
         #[source]
         source: io::Error,
     },
-    #[error("{what} {path} is not valid PEM: {detail}")]
+    #[error("{what} {path} is not valid PEM: {source}")]
     BadPem {
         what: &'static str,
         path: PathBuf,
-        detail: String,
+        #[source]
+        source: pem::Error,
     },
     #[error("{what} {path} holds no PEM `CERTIFICATE` block")]
     NoCertificate { what: &'static str, path: PathBuf },
@@ -70,17 +72,22 @@ pub enum TlsError {
         "key file {path} holds no private key (expected a PEM `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block)"
     )]
     NoKey { path: PathBuf },
-    #[error("trusted CA file {path}: certificate {index} cannot be a trust anchor: {detail}")]
+    #[error("trusted CA file {path}: certificate {index} cannot be a trust anchor: {source}")]
     BadCa {
         path: PathBuf,
         index: usize,
-        detail: String,
+        /// Boxed, as in `KeyMismatch`.
+        #[source]
+        source: Box<rustls::Error>,
     },
-    #[error("the key in {key} cannot be used with the certificate in {cert}: {detail}")]
+    #[error("the key in {key} cannot be used with the certificate in {cert}: {source}")]
     KeyMismatch {
         cert: PathBuf,
         key: PathBuf,
-        detail: String,
+        /// Boxed: rustls's error is large, and holding it inline beside two
+        /// paths would make every `Result` carrying a `TlsError` large.
+        #[source]
+        source: Box<rustls::Error>,
     },
     #[error("CRL file {path} holds no PEM `X509 CRL` block")]
     NoCrl { path: PathBuf },
