@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::KvError;
+use crate::error::{Corruption, KvError};
 use crate::mvcc::{self, SnapshotSummary};
 
 /// The download is whole blocks of this size, then the checksum.
@@ -158,7 +158,7 @@ impl SnapshotFile {
                 path: self.path.clone(),
                 source: KvError::Corrupt {
                     what: "snapshot",
-                    detail: "the stream ends before its end frame".into(),
+                    kind: Corruption::NoEndFrame,
                 },
             },
             other => SnapshotFileError::Content {

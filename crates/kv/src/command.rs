@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use prost::Message;
 
-use crate::error::{KvError, decode};
+use crate::error::{Corruption, KvError, decode};
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
 use crate::proto::command::{Caller, Command, CommandResult};
@@ -47,14 +47,14 @@ pub fn decode_result(bytes: &[u8]) -> Result<(i64, Outcome), KvError> {
         Some(Outcome::Rejected(e)) => Err(Rejection::from_code(e.code).map_or_else(
             || KvError::Corrupt {
                 what: "command result",
-                detail: format!("unknown rejection code {}", e.code),
+                kind: Corruption::UnknownRejection { code: e.code },
             },
             KvError::from,
         )),
         Some(outcome) => Ok((result.revision, outcome)),
         None => Err(KvError::Corrupt {
             what: "command result",
-            detail: "empty".into(),
+            kind: Corruption::NoOutcome,
         }),
     }
 }

@@ -108,14 +108,57 @@ pub enum KvError {
     /// passed on to the client as it is.
     #[error("{}", .0.message())]
     Remote(Status),
-    /// A stored or replicated record that does not decode: the node must stop.
-    #[error("keel-kv: corrupt {what}: {detail}")]
-    Corrupt { what: &'static str, detail: String },
+    /// A stored or replicated record that does not decode, or decodes to
+    /// something impossible: the node must stop.
+    #[error("keel-kv: corrupt {what}: {kind}")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        kind: Corruption,
+    },
     /// The embedded database failed: the node must stop.
     #[error("keel-kv: storage: {0}")]
     Storage(#[from] redb::Error),
     #[error("keel-kv: snapshot io: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// What is wrong with a corrupt record or snapshot, with the values that
+/// show it, so that an operator's report names the fault exactly.
+#[derive(Debug, thiserror::Error)]
+pub enum Corruption {
+    #[error("{0}")]
+    Undecodable(#[from] prost::DecodeError),
+    /// A length that does not fit its field or passes its bound.
+    #[error("{bytes} bytes is more than the {max_bytes} allowed")]
+    TooLong { bytes: usize, max_bytes: usize },
+    /// A frame that ends before the fields it must hold.
+    #[error("short {frame}")]
+    Short { frame: &'static str },
+    #[error("the stream ends before its end frame")]
+    NoEndFrame,
+    #[error("unknown frame tag {tag}")]
+    UnknownTag { tag: u8 },
+    #[error("a name is not UTF-8: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
+    #[error("revision {revision} and compacted revision {compacted_revision} are impossible")]
+    ImpossibleRevisions {
+        revision: i64,
+        compacted_revision: i64,
+    },
+    /// The index names a revision the key-value table does not hold.
+    #[error("index points at missing revision {main}.{sub}")]
+    MissingRevision { main: i64, sub: i64 },
+    #[error("unknown rejection code {code}")]
+    UnknownRejection { code: u32 },
+    /// A command result that holds no outcome at all.
+    #[error("empty")]
+    NoOutcome,
+    #[error("a command entry produced no result")]
+    NoApplyResult,
+    /// An apply result of another kind than the command asked for.
+    #[error("apply returned a different kind of result")]
+    ResultKindMismatch,
 }
 
 impl KvError {
@@ -192,7 +235,7 @@ pub(crate) fn decode<M: prost::Message + Default>(
 ) -> Result<M, KvError> {
     M::decode(bytes).map_err(|e| KvError::Corrupt {
         what,
-        detail: e.to_string(),
+        kind: Corruption::Undecodable(e),
     })
 }
 

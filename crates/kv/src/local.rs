@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 
 use crate::consensus::{Consensus, RaftInfo};
-use crate::error::KvError;
+use crate::error::{Corruption, KvError};
 use crate::mvcc::EntryPayload;
 use crate::state_machine::KvStateMachine;
 
@@ -52,7 +52,7 @@ impl Consensus for LocalConsensus {
             .and_then(|a| a.result)
             .ok_or(KvError::Corrupt {
                 what: "apply",
-                detail: "a command entry produced no result".into(),
+                kind: Corruption::NoApplyResult,
             })
     }
 

@@ -102,13 +102,17 @@ fn derives_error(attrs: &[Attribute]) -> bool {
 }
 
 /// Whether the type owns text: names `String`, or `str` other than
-/// behind a `&'static`.
+/// behind a `&'static`. Only a path's last segment names a type, so the
+/// module `std::str` (as in `std::str::Utf8Error`) is not text.
 fn holds_text(ty: &syn::Type) -> bool {
     struct Finder(bool);
     impl<'ast> Visit<'ast> for Finder {
-        fn visit_path_segment(&mut self, segment: &'ast syn::PathSegment) {
-            self.0 |= segment.ident == "String" || segment.ident == "str";
-            syn::visit::visit_path_segment(self, segment);
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            self.0 |= path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "String" || s.ident == "str");
+            syn::visit::visit_path(self, path);
         }
         fn visit_type_reference(&mut self, reference: &'ast syn::TypeReference) {
             let is_static = reference

@@ -140,6 +140,10 @@ fn text_fields_of_error_types_are_listed_and_others_are_not() {
             Other(std::sync::Arc<str>),
             #[error("io")]
             Io(#[from] std::io::Error),
+            #[error("utf-8")]
+            NotUtf8(#[from] std::str::Utf8Error),
+            #[error("names")]
+            Names(Vec<std::string::String>),
         }
         #[derive(Debug, thiserror::Error)]
         #[error("{0}")]
@@ -154,5 +158,8 @@ fn text_fields_of_error_types_are_listed_and_others_are_not() {
         "#,
     )]));
     let keys: Vec<String> = found.iter().map(|p| p.key()).collect();
-    assert_eq!(keys, vec!["E::BadUrl.url", "E::Other.0", "Message.0"]);
+    assert_eq!(
+        keys,
+        vec!["E::BadUrl.url", "E::Names.0", "E::Other.0", "Message.0"]
+    );
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use redb::ReadableTable;
 
 use super::{KeyIndex, KeyRange, Revision, State, Store};
-use crate::error::{KvError, decode};
+use crate::error::{Corruption, KvError, decode};
 use crate::proto::command::Revisioned;
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
@@ -43,7 +43,10 @@ where
         .and_then(|r| r.kv)
         .ok_or_else(|| KvError::Corrupt {
             what: "kv row",
-            detail: format!("index points at missing revision {rev:?}"),
+            kind: Corruption::MissingRevision {
+                main: rev.main,
+                sub: rev.sub,
+            },
         })
 }
 

@@ -11,7 +11,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use super::apply::write_meta;
 use super::tables::{ALARMS, AUTH_ROLES, AUTH_USERS, KV, LEASES, MEMBERS, META, meta_keys};
 use super::{NEVER_COMPACTED, Revision, State, Store, StorePosition, load_state};
-use crate::error::KvError;
+use crate::error::{Corruption, KvError};
 
 const TAG_META: u8 = 1;
 const TAG_KV: u8 = 2;
@@ -36,7 +36,10 @@ fn frame(w: &mut impl Write, tag: u8, parts: &[&[u8]]) -> Result<(), KvError> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let len = u32::try_from(len).map_err(|_| KvError::Corrupt {
         what: "snapshot frame",
-        detail: format!("{len} bytes is too large"),
+        kind: Corruption::TooLong {
+            bytes: len,
+            max_bytes: u32::MAX as usize,
+        },
     })?;
     w.write_all(&[tag])?;
     w.write_all(&len.to_le_bytes())?;
@@ -147,7 +150,10 @@ impl SnapshotSource {
                 let name = name.value().as_bytes();
                 let name_len = u32::try_from(name.len()).map_err(|_| KvError::Corrupt {
                     what: "auth name",
-                    detail: format!("{} bytes is too long", name.len()),
+                    kind: Corruption::TooLong {
+                        bytes: name.len(),
+                        max_bytes: u32::MAX as usize,
+                    },
                 })?;
                 frame(w, tag, &[&name_len.to_le_bytes(), name, value.value()])?;
             }
@@ -332,7 +338,7 @@ pub fn summarize(r: &mut impl Read) -> Result<SnapshotSummary, KvError> {
 fn unknown_tag(tag: u8) -> KvError {
     KvError::Corrupt {
         what: "snapshot",
-        detail: format!("unknown frame tag {tag}"),
+        kind: Corruption::UnknownTag { tag },
     }
 }
 
@@ -351,10 +357,10 @@ fn read_meta(body: &[u8]) -> Result<StorePosition, KvError> {
     {
         return Err(KvError::Corrupt {
             what: "snapshot",
-            detail: format!(
-                "revision {} and compacted revision {} are impossible",
-                position.revision, position.compacted_revision
-            ),
+            kind: Corruption::ImpossibleRevisions {
+                revision: position.revision,
+                compacted_revision: position.compacted_revision,
+            },
         });
     }
     Ok(position)
@@ -367,7 +373,10 @@ fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<u8, KvError> {
     if len > FRAME_BYTES_MAX {
         return Err(KvError::Corrupt {
             what: "snapshot",
-            detail: format!("frame of {len} bytes"),
+            kind: Corruption::TooLong {
+                bytes: len,
+                max_bytes: FRAME_BYTES_MAX,
+            },
         });
     }
     body.resize(len, 0);
@@ -379,7 +388,9 @@ fn read_frame(r: &mut impl Read, body: &mut Vec<u8>) -> Result<u8, KvError> {
 fn named_row(body: &[u8]) -> Result<(&str, &[u8]), KvError> {
     let short = || KvError::Corrupt {
         what: "snapshot",
-        detail: "short auth frame".into(),
+        kind: Corruption::Short {
+            frame: "auth frame",
+        },
     };
     let len = body
         .get(..4)
@@ -387,8 +398,8 @@ fn named_row(body: &[u8]) -> Result<(&str, &[u8]), KvError> {
         .ok_or_else(short)?;
     let name = body.get(4..4 + len).ok_or_else(short)?;
     let name = std::str::from_utf8(name).map_err(|e| KvError::Corrupt {
-        what: "snapshot",
-        detail: format!("auth name: {e}"),
+        what: "snapshot auth name",
+        kind: Corruption::NotUtf8(e),
     })?;
     Ok((name, &body[4 + len..]))
 }
@@ -398,6 +409,6 @@ fn u64_at(body: &[u8], at: usize) -> Result<u64, KvError> {
         .map(|b| u64::from_le_bytes(b.try_into().expect("slice of 8")))
         .ok_or_else(|| KvError::Corrupt {
             what: "snapshot",
-            detail: "short frame".into(),
+            kind: Corruption::Short { frame: "frame" },
         })
 }

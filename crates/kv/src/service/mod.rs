@@ -24,7 +24,7 @@ use std::time::Duration;
 use crate::auth::Required;
 use crate::command::{decode_result, encode_as};
 use crate::consensus::Consensus;
-use crate::error::KvError;
+use crate::error::{Corruption, KvError};
 use crate::leader::LeaderChannels;
 use crate::lessor::Lessor;
 use crate::proto::command::Caller;
@@ -223,6 +223,6 @@ impl<C: Consensus> Shared<C> {
 fn mismatch(what: &'static str) -> KvError {
     KvError::Corrupt {
         what,
-        detail: "apply returned a different kind of result".into(),
+        kind: Corruption::ResultKindMismatch,
     }
 }

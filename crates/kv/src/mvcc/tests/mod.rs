@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 
-use super::{EntryPayload, KeyRange, Store};
+use super::{EntryPayload, KeyRange, Store, summarize};
 use crate::command::{decode_result, encode};
-use crate::error::KvError;
+use crate::error::{Corruption, KvError};
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -390,6 +390,39 @@ fn snapshot_round_trips_into_another_store() {
     assert_eq!(other.store.lease(3).unwrap().ttl_seconds, 5);
     let truncated = other.store.restore_snapshot(&mut &buf[..buf.len() - 3], 0);
     assert!(truncated.is_err());
+}
+
+#[test]
+fn a_damaged_snapshot_is_refused_naming_what_is_wrong() {
+    let unknown_tag = [0x42, 0, 0, 0, 0];
+    let err = summarize(&mut unknown_tag.as_slice()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KvError::Corrupt {
+                kind: Corruption::UnknownTag { tag: 0x42 },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "keel-kv: corrupt snapshot: unknown frame tag 66"
+    );
+
+    let oversized_frame = [0x42, 0xff, 0xff, 0xff, 0xff];
+    let err = summarize(&mut oversized_frame.as_slice()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KvError::Corrupt {
+                kind: Corruption::TooLong { bytes, .. },
+                ..
+            } if bytes == u32::MAX as usize
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
