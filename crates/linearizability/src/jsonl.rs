@@ -28,7 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::history::{History, Operation, Outcome};
+use crate::history::{History, HistoryError, Operation, Outcome};
 use crate::model::{OpKind, Output};
 
 /// Why a JSON Lines history could not be read. Every variant names the
@@ -43,15 +43,61 @@ pub enum ParseError {
         source: io::Error,
     },
     /// The line is not a JSON object of the expected shape.
-    #[error("line {line}, column {column}: {message}")]
+    #[error("line {line}, column {}: {}", source.column(), without_position(source))]
     Json {
         line: usize,
-        column: usize,
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
     /// The line is well-formed JSON but does not describe a valid operation.
-    #[error("line {line}: {message}")]
-    Invalid { line: usize, message: String },
+    #[error("line {line}: {problem}")]
+    Invalid {
+        line: usize,
+        #[source]
+        problem: InvalidOperation,
+    },
+}
+
+/// What makes a well-formed line not an operation: a rule across its
+/// fields that it breaks, with the values at fault.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum InvalidOperation {
+    #[error("\"expected\" is only allowed for cas, not {op}")]
+    ExpectedOutsideCas { op: &'static str },
+    #[error("a put needs a string \"value\"")]
+    PutWithoutValue,
+    #[error("a {op} takes no \"value\"")]
+    ValueNotTaken { op: &'static str },
+    #[error("\"output\" is only allowed when \"outcome\" is \"ok\"")]
+    OutputWithoutOk,
+    #[error("a {op} has no output, but \"output\" is {output}")]
+    OutputNotProduced { op: &'static str, output: Value },
+    #[error(
+        "a get with outcome \"ok\" needs \"output\": the value read, or null if the key was absent"
+    )]
+    GetWithoutOutput,
+    #[error("a get's \"output\" must be a string or null, not {output}")]
+    GetOutputNotText { output: Value },
+    /// `output` is `None` when the field is missing.
+    #[error(
+        "a cas with outcome \"ok\" needs a boolean \"output\" (whether it swapped), got {}",
+        output.as_ref().map_or_else(|| "nothing".to_owned(), Value::to_string)
+    )]
+    CasOutputNotBool { output: Option<Value> },
+    /// The operation breaks a rule every [`History`] keeps.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+}
+
+/// serde_json's message without the position it appends: that position is
+/// within the single line parsed, so [`ParseError::Json`] gives the file's
+/// line instead.
+fn without_position(error: &serde_json::Error) -> String {
+    let full = error.to_string();
+    match full.rsplit_once(" at line ") {
+        Some((head, _)) => head.to_owned(),
+        None => full,
+    }
 }
 
 impl ParseError {
@@ -149,32 +195,20 @@ impl History {
                 continue;
             }
             let record: InRecord =
-                serde_json::from_str(&text).map_err(|e| json_error(line_no, &e))?;
-            let op = operation(record).map_err(|message| ParseError::Invalid {
+                serde_json::from_str(&text).map_err(|source| ParseError::Json {
+                    line: line_no,
+                    source,
+                })?;
+            let invalid = |problem| ParseError::Invalid {
                 line: line_no,
-                message,
-            })?;
-            history.push(op).map_err(|e| ParseError::Invalid {
-                line: line_no,
-                message: e.to_string(),
-            })?;
+                problem,
+            };
+            let op = operation(record).map_err(invalid)?;
+            history
+                .push(op)
+                .map_err(|e| invalid(InvalidOperation::History(e)))?;
         }
         Ok(history)
-    }
-}
-
-/// serde_json reports positions relative to the string it parsed, which is
-/// the single line; re-anchor the message to the file's line number.
-fn json_error(line: usize, error: &serde_json::Error) -> ParseError {
-    let full = error.to_string();
-    let message = match full.rsplit_once(" at line ") {
-        Some((head, _)) => head.to_owned(),
-        None => full,
-    };
-    ParseError::Json {
-        line,
-        column: error.column(),
-        message,
     }
 }
 
@@ -211,9 +245,8 @@ fn out_record(op: &Operation) -> OutRecord<'_> {
     }
 }
 
-/// Applies the cross-field rules of the format; the error is a message for
-/// [`ParseError::Invalid`].
-fn operation(record: InRecord) -> Result<Operation, String> {
+/// Applies the cross-field rules of the format.
+fn operation(record: InRecord) -> Result<Operation, InvalidOperation> {
     let InRecord {
         client,
         op,
@@ -226,18 +259,15 @@ fn operation(record: InRecord) -> Result<Operation, String> {
         outcome,
     } = record;
     if expected.is_some() && !matches!(op, OpName::Cas) {
-        return Err(format!(
-            "\"expected\" is only allowed for cas, not {}",
-            name(op)
-        ));
+        return Err(InvalidOperation::ExpectedOutsideCas { op: name(op) });
     }
     let kind = match op {
         OpName::Put => {
-            let value = value.ok_or("a put needs a string \"value\"")?;
+            let value = value.ok_or(InvalidOperation::PutWithoutValue)?;
             OpKind::Put { key, value }
         }
         OpName::Get | OpName::Delete if value.is_some() => {
-            return Err(format!("a {} takes no \"value\"", name(op)));
+            return Err(InvalidOperation::ValueNotTaken { op: name(op) });
         }
         OpName::Get => OpKind::Get { key },
         OpName::Delete => OpKind::Delete { key },
@@ -251,7 +281,7 @@ fn operation(record: InRecord) -> Result<Operation, String> {
         OutcomeName::Ok => Outcome::Ok(parse_output(op, output)?),
         OutcomeName::Failed | OutcomeName::Unknown => {
             if output.as_ref().is_some_and(|v| !v.is_null()) {
-                return Err("\"output\" is only allowed when \"outcome\" is \"ok\"".to_owned());
+                return Err(InvalidOperation::OutputWithoutOk);
             }
             match outcome {
                 OutcomeName::Failed => Outcome::Failed,
@@ -268,27 +298,19 @@ fn operation(record: InRecord) -> Result<Operation, String> {
     })
 }
 
-fn parse_output(op: OpName, output: Option<Value>) -> Result<Output, String> {
+fn parse_output(op: OpName, output: Option<Value>) -> Result<Output, InvalidOperation> {
     match (op, output) {
         (OpName::Put | OpName::Delete, None | Some(Value::Null)) => Ok(Output::Unit),
-        (OpName::Put | OpName::Delete, Some(other)) => Err(format!(
-            "a {} has no output, but \"output\" is {other}",
-            name(op)
-        )),
-        (OpName::Get, None) => Err(
-            "a get with outcome \"ok\" needs \"output\": the value read, or null if the key was absent"
-                .to_owned(),
-        ),
+        (OpName::Put | OpName::Delete, Some(output)) => Err(InvalidOperation::OutputNotProduced {
+            op: name(op),
+            output,
+        }),
+        (OpName::Get, None) => Err(InvalidOperation::GetWithoutOutput),
         (OpName::Get, Some(Value::Null)) => Ok(Output::Read(None)),
         (OpName::Get, Some(Value::String(s))) => Ok(Output::Read(Some(s))),
-        (OpName::Get, Some(other)) => Err(format!(
-            "a get's \"output\" must be a string or null, not {other}"
-        )),
+        (OpName::Get, Some(output)) => Err(InvalidOperation::GetOutputNotText { output }),
         (OpName::Cas, Some(Value::Bool(swapped))) => Ok(Output::Cas(swapped)),
-        (OpName::Cas, other) => Err(format!(
-            "a cas with outcome \"ok\" needs a boolean \"output\" (whether it swapped), got {}",
-            other.map_or_else(|| "nothing".to_owned(), |v| v.to_string())
-        )),
+        (OpName::Cas, output) => Err(InvalidOperation::CasOutputNotBool { output }),
     }
 }
 
@@ -441,6 +463,35 @@ mod tests {
                 "for {line}\n got: {message}\nwant: {expected}..."
             );
         }
+    }
+
+    #[test]
+    fn a_bad_operation_is_typed_with_the_values_at_fault() {
+        let problem = |line: &str| match parse(line).expect_err("the line is invalid") {
+            ParseError::Invalid { line: 1, problem } => problem,
+            other => panic!("not an invalid operation on line 1: {other}"),
+        };
+        assert_eq!(
+            problem(r#"{"client":1,"op":"put","key":"k","invoke_ns":0,"outcome":"unknown"}"#),
+            InvalidOperation::PutWithoutValue
+        );
+        assert_eq!(
+            problem(
+                r#"{"client":1,"op":"get","key":"k","invoke_ns":0,"return_ns":1,"outcome":"ok","output":7}"#
+            ),
+            InvalidOperation::GetOutputNotText {
+                output: Value::from(7)
+            }
+        );
+        assert_eq!(
+            problem(
+                r#"{"client":1,"op":"get","key":"k","invoke_ns":5,"return_ns":1,"outcome":"ok","output":null}"#
+            ),
+            InvalidOperation::History(HistoryError::ReturnBeforeInvoke {
+                invoke_ns: 5,
+                return_ns: 1
+            })
+        );
     }
 
     #[test]

@@ -79,7 +79,7 @@ mod wgl;
 
 pub use check::{CheckConfig, CheckResult, check, check_with};
 pub use history::{History, HistoryError, Operation, Outcome};
-pub use jsonl::ParseError;
+pub use jsonl::{InvalidOperation, ParseError};
 pub use model::{OpKind, Output};
 pub use recorder::{HistoryRecorder, OpId, RecordError};
 pub use sequential::{Model, ModelOp, ModelVerdict, check_model};
