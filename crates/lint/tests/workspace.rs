@@ -52,7 +52,6 @@ const TEXT_THAT_IS_DATA: &[&str] = &[
 /// exists fails the test.
 const MESSAGES_TO_TYPE: &[&str] = &[
     // A broken invariant's description (a bug report for a person).
-    "InvariantViolation.what",
     "Violation.detail",
 ];
 

@@ -4,43 +4,89 @@
 use crate::entry::Payload;
 use crate::progress::ProgressState;
 use crate::raft::Raft;
-use crate::types::Role;
+use crate::types::{LogIndex, NodeId, Role, Term};
 
 /// A broken invariant: a bug in the core, never a caller error.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("node {node}: invariant violated: {what}")]
+#[error("node {node}: invariant violated: {broken}")]
 pub struct InvariantViolation {
     pub node: u64,
-    pub what: String,
+    pub broken: BrokenInvariant,
+}
+
+/// Which invariant broke, with the values that break it, so that a
+/// simulator's report can be read (and matched) without re-running it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BrokenInvariant {
+    #[error("applied {applied} <= commit {commit} <= last {last} does not hold")]
+    IndexOrder {
+        applied: LogIndex,
+        commit: LogIndex,
+        last: LogIndex,
+    },
+    #[error("persisted {persisted} beyond last {last}")]
+    PersistedBeyondLast { persisted: LogIndex, last: LogIndex },
+    #[error("first {first} beyond last {last} + 1")]
+    FirstBeyondLast { first: LogIndex, last: LogIndex },
+    #[error("entry at position {position} claims index {claimed}")]
+    MisplacedEntry {
+        position: LogIndex,
+        claimed: LogIndex,
+    },
+    /// Terms must not decrease along the log, nor pass the node's term.
+    #[error("entry {index} has out-of-order term {term}")]
+    TermOutOfOrder { index: LogIndex, term: Term },
+    #[error("leader of term {term} has leader {leader:?} and vote {vote:?}")]
+    LeaderNotItself {
+        term: Term,
+        leader: Option<NodeId>,
+        vote: Option<NodeId>,
+    },
+    #[error("{count} uncommitted membership changes")]
+    PendingMembershipChanges { count: usize },
+    #[error("leader does not track member {member}")]
+    UntrackedMember { member: NodeId },
+    #[error("progress of {peer}: match {match_index} next {next_index} last {last}")]
+    ProgressOutOfRange {
+        peer: NodeId,
+        match_index: LogIndex,
+        next_index: LogIndex,
+        last: LogIndex,
+    },
+    #[error("{count} messages in flight to {peer}")]
+    TooManyInflight { peer: NodeId, count: usize },
+    #[error("progress kept for non-member {peer}")]
+    ProgressForNonMember { peer: NodeId },
 }
 
 impl Raft {
     /// Verifies every local invariant; returns the first one broken.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
-        let fail = |what: String| {
+        let fail = |broken: BrokenInvariant| {
             Err(InvariantViolation {
                 node: self.id().0,
-                what,
+                broken,
             })
         };
         let s = self.status();
         if !(s.applied <= s.commit && s.commit <= s.last_index) {
-            return fail(format!(
-                "applied {} <= commit {} <= last {} does not hold",
-                s.applied, s.commit, s.last_index
-            ));
+            return fail(BrokenInvariant::IndexOrder {
+                applied: s.applied,
+                commit: s.commit,
+                last: s.last_index,
+            });
         }
         if s.persisted > s.last_index {
-            return fail(format!(
-                "persisted {} beyond last {}",
-                s.persisted, s.last_index
-            ));
+            return fail(BrokenInvariant::PersistedBeyondLast {
+                persisted: s.persisted,
+                last: s.last_index,
+            });
         }
         if s.first_index > s.last_index.next() {
-            return fail(format!(
-                "first {} beyond last {} + 1",
-                s.first_index, s.last_index
-            ));
+            return fail(BrokenInvariant::FirstBeyondLast {
+                first: s.first_index,
+                last: s.last_index,
+            });
         }
         let mut previous_term = crate::types::Term(0);
         let mut pending_changes = 0;
@@ -48,16 +94,16 @@ impl Raft {
         while index <= s.last_index {
             let entry = self.entry(index).expect("index within the log");
             if entry.index != index {
-                return fail(format!(
-                    "entry at position {index} claims index {}",
-                    entry.index
-                ));
+                return fail(BrokenInvariant::MisplacedEntry {
+                    position: index,
+                    claimed: entry.index,
+                });
             }
             if entry.term < previous_term || entry.term > s.term {
-                return fail(format!(
-                    "entry {index} has out-of-order term {}",
-                    entry.term
-                ));
+                return fail(BrokenInvariant::TermOutOfOrder {
+                    index,
+                    term: entry.term,
+                });
             }
             if matches!(entry.payload, Payload::Membership(_)) && index > s.commit {
                 pending_changes += 1;
@@ -67,13 +113,16 @@ impl Raft {
         }
         if self.role() == Role::Leader {
             if s.leader != Some(s.id) || s.vote != Some(s.id) {
-                return fail(format!(
-                    "leader of term {} has leader {:?} and vote {:?}",
-                    s.term, s.leader, s.vote
-                ));
+                return fail(BrokenInvariant::LeaderNotItself {
+                    term: s.term,
+                    leader: s.leader,
+                    vote: s.vote,
+                });
             }
             if pending_changes > 1 {
-                return fail(format!("{pending_changes} uncommitted membership changes"));
+                return fail(BrokenInvariant::PendingMembershipChanges {
+                    count: pending_changes,
+                });
             }
             // While joint, decisions need both halves (§4.3): the leader
             // must track every voter of the incoming and the outgoing
@@ -84,24 +133,27 @@ impl Raft {
                 .into_iter()
                 .find(|id| *id != s.id && !s.progress.contains_key(id))
             {
-                return fail(format!("leader does not track member {untracked}"));
+                return fail(BrokenInvariant::UntrackedMember { member: untracked });
             }
             for (id, pr) in &s.progress {
                 if pr.match_index() >= pr.next_index() || pr.next_index() > s.last_index.next() {
-                    return fail(format!(
-                        "progress of {id}: match {} next {} last {}",
-                        pr.match_index(),
-                        pr.next_index(),
-                        s.last_index
-                    ));
+                    return fail(BrokenInvariant::ProgressOutOfRange {
+                        peer: *id,
+                        match_index: pr.match_index(),
+                        next_index: pr.next_index(),
+                        last: s.last_index,
+                    });
                 }
                 if let ProgressState::Replicate { inflight } = pr.state()
                     && inflight.len() > self.config().max_inflight_msgs
                 {
-                    return fail(format!("{} messages in flight to {id}", inflight.len()));
+                    return fail(BrokenInvariant::TooManyInflight {
+                        peer: *id,
+                        count: inflight.len(),
+                    });
                 }
                 if !s.membership.contains(*id) {
-                    return fail(format!("progress kept for non-member {id}"));
+                    return fail(BrokenInvariant::ProgressForNonMember { peer: *id });
                 }
             }
         }

@@ -99,7 +99,7 @@ pub use config::Bugs;
 pub use config::{Config, ConfigError, ELECTION_TICKS_DEFAULT, HEARTBEAT_TICKS_DEFAULT};
 pub use durable::DurabilityProof;
 pub use entry::{Entry, Payload, SnapshotMeta};
-pub use invariants::InvariantViolation;
+pub use invariants::{BrokenInvariant, InvariantViolation};
 pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{AppendResult, Message, MessageBody, ReadId};
 pub use progress::{Inflight, Progress, ProgressState};
