@@ -8,6 +8,7 @@
 //! that write never took effect. The rest stay unknown.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use keel_linearizability::{
     CheckConfig, CheckResult, History, HistoryRecorder, OpId, OpKind, Outcome, Output, check_with,
@@ -106,10 +107,23 @@ pub enum Verdict {
     Inconclusive {
         key: String,
     },
-    Violated {
-        key: String,
-        explanation: String,
-    },
+    Violated(Refutation),
+}
+
+/// A client history the checker proved has no linearization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refutation {
+    /// The key whose sub-history has none.
+    pub key: String,
+    /// The checker's account: the longest linearizable prefix and the
+    /// operation that cannot follow it.
+    pub explanation: String,
+}
+
+impl fmt::Display for Refutation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "key {:?}: {}", self.key, self.explanation)
+    }
 }
 
 /// Search steps per key before the checker gives up.
@@ -122,6 +136,8 @@ pub fn verdict(history: &History) -> Verdict {
     match check_with(history, &config) {
         CheckResult::Linearizable => Verdict::Linearizable,
         CheckResult::Timeout { key } => Verdict::Inconclusive { key },
-        CheckResult::NotLinearizable { key, explanation } => Verdict::Violated { key, explanation },
+        CheckResult::NotLinearizable { key, explanation } => {
+            Verdict::Violated(Refutation { key, explanation })
+        }
     }
 }

@@ -14,7 +14,7 @@
 //!    the old leader), and commits the writers' writes.
 //! 3. The old leader must step down within two election timeouts of its
 //!    own clock: its check-quorum round finds no voter heard from (checked
-//!    here as [`Invariant::CheckQuorum`]). Until then it must not answer a
+//!    here as [`crate::Invariant::CheckQuorum`]). Until then it must not answer a
 //!    read from its own state: its lease expired with the last heartbeat
 //!    round a quorum answered, and ReadIndex needs a quorum it cannot
 //!    reach. A lease that never expires answers the readers with values
@@ -27,7 +27,7 @@
 
 use keel_raft::{NodeId, Role, Term};
 
-use crate::invariants::{Invariant, Violation};
+use crate::invariants::{Breach, Violation};
 use crate::rng::Rng;
 use crate::route::Steering;
 use crate::sim::Simulation;
@@ -148,13 +148,13 @@ fn check_stepped_down(
     let ticks_cut_off = node.next_tick.0.saturating_sub(first_tick.0) / TICK.0;
     let limit_ticks = 2 * u64::from(sim.params.config(leader, sim.seed, 0).election_ticks);
     if raft.role() == Role::Leader && raft.term() == term && ticks_cut_off > limit_ticks {
-        return Err(Violation::new(
-            Invariant::CheckQuorum,
-            format!(
-                "node {leader} still leads term {term} {ticks_cut_off} ticks after it was cut \
-                 off from every other node; check-quorum steps down within {limit_ticks}"
-            ),
-        ));
+        return Err(Breach::IsolatedLeaderStayed {
+            leader,
+            term,
+            ticks_cut_off,
+            limit_ticks,
+        }
+        .into());
     }
     Ok(())
 }

@@ -50,8 +50,8 @@ mod trace;
 mod vote_crash;
 
 pub use faults::{FaultKind, FaultSet};
-pub use history::{OpCounts, Verdict};
-pub use invariants::{Invariant, Violation};
+pub use history::{OpCounts, Refutation, Verdict};
+pub use invariants::{Breach, Invariant, Violation};
 pub use options::{CallerBugs, Profile, SimOptions};
 pub use report::{Failure, RunReport, Summary};
 pub use time::{Micros, TICK};

@@ -17,7 +17,7 @@ use keel_raft::{
 };
 
 use crate::disk::{CrashKeep, Disk, Synced, Write};
-use crate::invariants::{Checker, Invariant, Violation};
+use crate::invariants::{Breach, Checker, CommitRecord, StateReachedBy, Violation};
 use crate::kv::{Command, KvState, Tag};
 use crate::options::CallerBugs;
 use crate::time::Micros;
@@ -146,8 +146,7 @@ impl SimNode {
     /// the state machine, and the core re-delivers committed entries after it.
     fn boot(&mut self, config: Config) -> Result<(), Violation> {
         let durable = self.disk.durable();
-        let raft = Raft::new(config, durable.restored_state())
-            .map_err(|e| Violation::new(Invariant::StorageContract, format!("restart: {e}")))?;
+        let raft = Raft::new(config, durable.restored_state()).map_err(Breach::RestartRefused)?;
         self.kv = durable.snapshot_data.clone();
         self.raft = Some(raft);
         self.liveness = Liveness::Up;
@@ -262,15 +261,13 @@ impl SimNode {
         }
         ctx.out.messages.append(&mut ready.messages);
         if let Some(meta) = &ready.snapshot {
-            let data = self.staged.remove(&meta.index).ok_or_else(|| {
-                Violation::new(
-                    Invariant::StorageContract,
-                    format!(
-                        "node {} was told to install snapshot {} whose data never arrived",
-                        self.id, meta.index
-                    ),
-                )
-            })?;
+            let data =
+                self.staged
+                    .remove(&meta.index)
+                    .ok_or_else(|| Breach::SnapshotDataMissing {
+                        node: self.id,
+                        index: meta.index,
+                    })?;
             self.staged.retain(|&index, _| index > meta.index);
             self.write(Write::Snapshot {
                 meta: meta.clone(),
@@ -301,8 +298,12 @@ impl SimNode {
                 hs.vote = None;
             }
             let before = self.disk.latest().hard_state.commit;
-            ctx.checker
-                .on_commit_written(self.id, before, hs.commit, "written hard state")?;
+            ctx.checker.on_commit_written(
+                self.id,
+                before,
+                hs.commit,
+                CommitRecord::WrittenHardState,
+            )?;
             self.write(Write::HardState(hs))?;
         }
         let mut sync = InFlightSync {
@@ -325,14 +326,11 @@ impl SimNode {
     }
 
     fn write(&mut self, write: Write) -> Result<(), Violation> {
-        self.disk.write(write).map_err(|e| {
-            Violation::new(
-                Invariant::StorageContract,
-                format!(
-                    "node {}: the core asked for an impossible write: {e}",
-                    self.id
-                ),
-            )
+        self.disk.write(write).map_err(|error| {
+            Violation::from(Breach::ImpossibleWrite {
+                node: self.id,
+                error,
+            })
         })
     }
 
@@ -356,14 +354,18 @@ impl SimNode {
         let synced = self.disk.sync();
         let after = self.disk.durable().hard_state.commit;
         ctx.checker
-            .on_commit_written(self.id, before, after, "durable hard state")?;
+            .on_commit_written(self.id, before, after, CommitRecord::DurableHardState)?;
         if !sync.acknowledged_early {
             self.acknowledge(&mut sync, &synced, ctx);
         }
         if let Some(meta) = &sync.snapshot {
             self.kv = self.disk.latest().snapshot_data.clone();
-            ctx.checker
-                .on_state(self.id, meta.index, self.kv.digest(), "installed snapshot")?;
+            ctx.checker.on_state(
+                self.id,
+                meta.index,
+                self.kv.digest(),
+                StateReachedBy::InstalledSnapshot,
+            )?;
         }
         self.apply(&sync.committed_entries, ctx)?;
         if let Some(index) = sync.applied_up_to {
@@ -391,15 +393,12 @@ impl SimNode {
             ctx.checker.on_applied(self.id, entry)?;
             let applied = match &entry.payload {
                 Payload::Command(data) => {
-                    let command = Command::decode(data).map_err(|e| {
-                        Violation::new(
-                            Invariant::StateMachineSafety,
-                            format!(
-                                "node {} applied a corrupt entry {}: {e}",
-                                self.id, entry.index
-                            ),
-                        )
-                    })?;
+                    let command =
+                        Command::decode(data).map_err(|error| Breach::AppliedCorruptEntry {
+                            node: self.id,
+                            index: entry.index,
+                            error,
+                        })?;
                     Some((command.tag, self.kv.apply(&command.op)))
                 }
                 Payload::Blank | Payload::Membership(_) => None,
@@ -414,8 +413,12 @@ impl SimNode {
                 ctx.out.responses.push(Response { tag, reply });
             }
         }
-        ctx.checker
-            .on_state(self.id, last.index, self.kv.digest(), "applied entries")?;
+        ctx.checker.on_state(
+            self.id,
+            last.index,
+            self.kv.digest(),
+            StateReachedBy::AppliedEntries,
+        )?;
         Ok(())
     }
 
@@ -487,13 +490,17 @@ impl SimNode {
         let durable_commit = self.disk.durable().hard_state.commit;
         self.boot(config)?;
         let status = self.raft.as_ref().expect("just booted").status();
-        ctx.checker
-            .on_commit_written(self.id, durable_commit, status.commit, "restart")?;
+        ctx.checker.on_commit_written(
+            self.id,
+            durable_commit,
+            status.commit,
+            CommitRecord::Restart,
+        )?;
         ctx.checker.on_state(
             self.id,
             self.disk.durable().snapshot.index,
             self.kv.digest(),
-            "snapshot restored on restart",
+            StateReachedBy::SnapshotRestoredOnRestart,
         )?;
         ctx.trace.record(
             ctx.now,

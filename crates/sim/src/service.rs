@@ -122,7 +122,7 @@ use keel::{Command, Error, LogIndex, ReadConsistency, StateMachine, StateMachine
 use keel_linearizability::{Model, ModelOp, ModelVerdict, check_model};
 use keel_raft::NodeId;
 
-use crate::history::{CHECK_STEPS_MAX, OpCounts, Verdict};
+use crate::history::{CHECK_STEPS_MAX, OpCounts, Refutation, Verdict};
 use crate::kv::Tag;
 use crate::rng::{Fnv, Rng};
 use crate::stack::{
@@ -409,7 +409,9 @@ impl<S: Service> App for ServiceApp<'_, S> {
         let verdict = match check_model(&ServiceModel(self.service), &ops, CHECK_STEPS_MAX) {
             ModelVerdict::Linearizable => Verdict::Linearizable,
             ModelVerdict::Inconclusive => Verdict::Inconclusive { key },
-            ModelVerdict::NotLinearizable { explanation } => Verdict::Violated { key, explanation },
+            ModelVerdict::NotLinearizable { explanation } => {
+                Verdict::Violated(Refutation { key, explanation })
+            }
         };
         (verdict, counts)
     }

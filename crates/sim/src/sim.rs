@@ -16,7 +16,7 @@ use crate::client::Client;
 use crate::disk::Disk;
 use crate::faults::{FaultClass, FaultCounts, FaultKind, FaultPlan};
 use crate::history::{ClientHistory, verdict};
-use crate::invariants::{Checker, Violation};
+use crate::invariants::{Breach, Checker, Violation};
 use crate::kv::{KvState, Tag};
 use crate::network::{Network, NetworkProfile};
 use crate::node::{Ctx, Liveness, NodeOutput, Reply, Request, SimNode};
@@ -540,14 +540,9 @@ impl Simulation {
             MessageBody::InstallSnapshot { meta } => {
                 let data = self.nodes[&m.from]
                     .snapshot_data(meta.index)
-                    .ok_or_else(|| {
-                        Violation::new(
-                            crate::invariants::Invariant::StorageContract,
-                            format!(
-                                "node {} sent snapshot {} it does not hold",
-                                m.from, meta.index
-                            ),
-                        )
+                    .ok_or_else(|| Breach::SnapshotNotHeld {
+                        node: m.from,
+                        index: meta.index,
                     })?;
                 Some(data)
             }
@@ -720,11 +715,8 @@ impl Simulation {
             None => {
                 let v = verdict(&history);
                 let failure = match &v {
-                    crate::history::Verdict::Violated { key, explanation } => Some(Failure {
-                        violation: Violation::new(
-                            crate::invariants::Invariant::Linearizability,
-                            format!("key {key:?}: {explanation}"),
-                        ),
+                    crate::history::Verdict::Violated(refutation) => Some(Failure {
+                        violation: Breach::NotLinearizable(refutation.clone()).into(),
                         at: self.now,
                         trace_tail: self.trace.tail(),
                     }),

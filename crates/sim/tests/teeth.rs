@@ -1,7 +1,7 @@
 //! Evidence that the simulator has teeth: deliberately broken callers and
 //! cores must be caught within a bounded number of seeds.
 
-use keel_sim::{CallerBugs, Invariant, RunReport, SimOptions, run_seed};
+use keel_sim::{Breach, CallerBugs, Invariant, RunReport, SimOptions, run_seed};
 
 /// Runs seeds until one fails; returns the first failing report.
 fn first_failure(options: &SimOptions, seeds: u64) -> Option<RunReport> {
@@ -20,8 +20,12 @@ fn acknowledging_before_fsync_is_caught() {
         ..SimOptions::default()
     };
     let report = first_failure(&options, 20).expect("caught within 20 seeds");
-    let failure = report.failure.expect("a failing report");
-    assert_eq!(failure.violation.invariant, Invariant::CommittedDurable);
+    let violation = report.failure.expect("a failing report").violation;
+    assert_eq!(violation.invariant, Invariant::CommittedDurable);
+    assert!(
+        matches!(violation.detail, Breach::CommittedNotDurable { .. }),
+        "caught as {violation}"
+    );
 }
 
 #[test]
@@ -34,8 +38,12 @@ fn serving_reads_without_confirmation_is_caught() {
         ..SimOptions::default()
     };
     let report = first_failure(&options, 20).expect("caught within 20 seeds");
-    let failure = report.failure.expect("a failing report");
-    assert_eq!(failure.violation.invariant, Invariant::Linearizability);
+    let violation = report.failure.expect("a failing report").violation;
+    assert_eq!(violation.invariant, Invariant::Linearizability);
+    assert!(
+        matches!(violation.detail, Breach::NotLinearizable(_)),
+        "caught as {violation}"
+    );
 }
 
 /// Broken cores, behind keel-raft's test-only `fault-injection` feature
@@ -44,13 +52,13 @@ fn serving_reads_without_confirmation_is_caught() {
 mod core_bugs {
     use super::*;
     use keel_raft::Bugs;
-    use keel_sim::Profile;
+    use keel_sim::{Profile, Violation};
 
     fn caught_within(bugs: Bugs, seeds: u64) -> Invariant {
-        caught_within_profile(bugs, Profile::Random, seeds)
+        caught_within_profile(bugs, Profile::Random, seeds).invariant
     }
 
-    fn caught_within_profile(bugs: Bugs, profile: Profile, seeds: u64) -> Invariant {
+    fn caught_within_profile(bugs: Bugs, profile: Profile, seeds: u64) -> Violation {
         let options = SimOptions {
             core_bugs: bugs,
             profile,
@@ -58,11 +66,7 @@ mod core_bugs {
         };
         let report = first_failure(&options, seeds)
             .unwrap_or_else(|| panic!("not caught within {seeds} seeds"));
-        report
-            .failure
-            .expect("a failing report")
-            .violation
-            .invariant
+        report.failure.expect("a failing report").violation
     }
 
     #[test]
@@ -89,7 +93,8 @@ mod core_bugs {
             },
             Profile::Figure8,
             20,
-        );
+        )
+        .invariant;
         assert_eq!(invariant, Invariant::LeaderCompleteness);
     }
 
@@ -121,7 +126,8 @@ mod core_bugs {
             },
             Profile::IsolatedLeader,
             20,
-        );
+        )
+        .invariant;
         assert_eq!(invariant, Invariant::Linearizability);
     }
 
@@ -132,7 +138,7 @@ mod core_bugs {
     /// leader it cut off (100 of seeds 1..=100 fail; first: 1).
     #[test]
     fn a_leader_that_ignores_check_quorum_is_caught() {
-        let invariant = caught_within_profile(
+        let violation = caught_within_profile(
             Bugs {
                 check_quorum_ignored: true,
                 ..Bugs::default()
@@ -140,7 +146,15 @@ mod core_bugs {
             Profile::IsolatedLeader,
             10,
         );
-        assert_eq!(invariant, Invariant::CheckQuorum);
+        assert_eq!(violation.invariant, Invariant::CheckQuorum);
+        assert!(
+            matches!(
+                violation.detail,
+                Breach::IsolatedLeaderStayed { ticks_cut_off, limit_ticks, .. }
+                    if ticks_cut_off > limit_ticks
+            ),
+            "caught as {violation}"
+        );
     }
 
     /// Random schedules rarely change the configuration while the outgoing
@@ -158,7 +172,8 @@ mod core_bugs {
             },
             Profile::JointLag,
             10,
-        );
+        )
+        .invariant;
         assert!(
             matches!(
                 invariant,
@@ -177,7 +192,7 @@ mod core_bugs {
     /// split vote right after it grants (first failing seed: 1).
     #[test]
     fn voting_before_the_vote_is_durable_is_caught() {
-        let invariant = caught_within_profile(
+        let violation = caught_within_profile(
             Bugs {
                 vote_before_persist: true,
                 ..Bugs::default()
@@ -185,7 +200,13 @@ mod core_bugs {
             Profile::VoteCrash,
             20,
         );
-        assert_eq!(invariant, Invariant::ElectionSafety);
+        assert!(
+            matches!(
+                violation.detail,
+                Breach::TwoLeaders { first, second, .. } if first != second
+            ),
+            "caught as {violation}"
+        );
     }
 }
 

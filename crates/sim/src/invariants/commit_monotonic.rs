@@ -5,14 +5,22 @@
 
 use keel_raft::{LogIndex, NodeId};
 
-use super::{Invariant, Violation};
+use super::{Breach, CommitRecord, Violation};
 
-pub fn check(node: NodeId, before: LogIndex, after: LogIndex, what: &str) -> Result<(), Violation> {
+pub fn check(
+    node: NodeId,
+    before: LogIndex,
+    after: LogIndex,
+    record: CommitRecord,
+) -> Result<(), Violation> {
     if after < before {
-        return Err(Violation::new(
-            Invariant::CommitMonotonic,
-            format!("node {node}: commit index went from {before} back to {after} ({what})"),
-        ));
+        return Err(Breach::CommitWentBack {
+            node,
+            from: before,
+            to: after,
+            record,
+        }
+        .into());
     }
     Ok(())
 }

@@ -9,7 +9,7 @@
 
 use keel_raft::{LogIndex, Membership, NodeId, Payload, Raft, Term};
 
-use super::{Invariant, Violation, entry_digest};
+use super::{Breach, Violation, entry_digest};
 use crate::disk::LogImage;
 use crate::kv::{Command, Tag};
 
@@ -109,21 +109,17 @@ impl CommittedLog {
         if self.quorum.has_quorum(holds) {
             return Ok(());
         }
-        let holders: Vec<u64> = self
-            .quorum
-            .nodes()
-            .into_iter()
-            .filter(|&id| holds(id))
-            .map(|id| id.0)
-            .collect();
-        Err(Violation::new(
-            Invariant::CommittedDurable,
-            format!(
-                "committed entry {index} is durable only on nodes {holders:?}, \
-                 not on a quorum of {:?} (outgoing {:?})",
-                self.quorum.voters(),
-                self.quorum.outgoing()
-            ),
-        ))
+        Err(Breach::CommittedNotDurable {
+            index,
+            holders: self
+                .quorum
+                .nodes()
+                .into_iter()
+                .filter(|&id| holds(id))
+                .collect(),
+            voters: self.quorum.voters().clone(),
+            outgoing: self.quorum.outgoing().clone(),
+        }
+        .into())
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use keel_raft::{NodeId, Term};
 
-use super::{Invariant, Violation};
+use super::{Breach, Violation};
 
 #[derive(Debug, Default)]
 pub struct ElectionSafety {
@@ -17,10 +17,12 @@ impl ElectionSafety {
     pub fn observe_leader(&mut self, node: NodeId, term: Term) -> Result<bool, Violation> {
         match self.leader_of.get(&term) {
             Some(&leader) if leader == node => Ok(false),
-            Some(&leader) => Err(Violation::new(
-                Invariant::ElectionSafety,
-                format!("nodes {leader} and {node} both lead term {term}"),
-            )),
+            Some(&leader) => Err(Breach::TwoLeaders {
+                term,
+                first: leader,
+                second: node,
+            }
+            .into()),
             None => {
                 self.leader_of.insert(term, node);
                 Ok(true)

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use keel_raft::{Entry, LogIndex, NodeId, Raft, Term};
 
-use super::{Invariant, Violation, entry_digest};
+use super::{Breach, Violation, entry_digest};
 
 #[derive(Debug)]
 struct LeaderLog {
@@ -58,13 +58,15 @@ impl LeaderAppendOnly {
         last_index: LogIndex,
     ) -> Result<(), Violation> {
         match self.logs.get(&node) {
-            Some(log) if log.term == term && last_index < log.last_index() => Err(Violation::new(
-                Invariant::LeaderAppendOnly,
-                format!(
-                    "leader {node} of term {term} shrank its log from {} to {last_index}",
-                    log.last_index()
-                ),
-            )),
+            Some(log) if log.term == term && last_index < log.last_index() => {
+                Err(Breach::LeaderLogShrank {
+                    leader: node,
+                    term,
+                    from: log.last_index(),
+                    to: last_index,
+                }
+                .into())
+            }
             _ => Ok(()),
         }
     }
@@ -93,24 +95,23 @@ impl LeaderAppendOnly {
             match known {
                 Some(&d) if d == digest => {}
                 Some(_) => {
-                    return Err(Violation::new(
-                        Invariant::LeaderAppendOnly,
-                        format!(
-                            "leader {node} of term {term} overwrote its entry {} with one of term {}",
-                            entry.index, entry.term
-                        ),
-                    ));
+                    return Err(Breach::LeaderOverwrote {
+                        leader: node,
+                        term,
+                        index: entry.index,
+                        entry_term: entry.term,
+                    }
+                    .into());
                 }
                 None => {
-                    return Err(Violation::new(
-                        Invariant::LeaderAppendOnly,
-                        format!(
-                            "leader {node} of term {term} wrote entry {} outside its log {}..={}",
-                            entry.index,
-                            log.first,
-                            log.last_index()
-                        ),
-                    ));
+                    return Err(Breach::LeaderWroteOutsideLog {
+                        leader: node,
+                        term,
+                        index: entry.index,
+                        first: log.first,
+                        last: log.last_index(),
+                    }
+                    .into());
                 }
             }
         }

@@ -9,7 +9,7 @@
 
 use keel_raft::{LogIndex, Raft};
 
-use super::{CommittedLog, Invariant, Violation, entry_digest};
+use super::{Breach, CommittedLog, Violation, entry_digest};
 
 /// The entry at `index` in `raft`'s log matches the committed one, or is
 /// covered by its snapshot.
@@ -23,18 +23,13 @@ fn holds(raft: &Raft, committed: &CommittedLog, index: LogIndex) -> Result<(), V
     }
     match raft.entry(index) {
         Some(entry) if entry_digest(entry) == expected => Ok(()),
-        found => Err(Violation::new(
-            Invariant::LeaderCompleteness,
-            format!(
-                "leader {} of term {} lacks committed entry {index}: it holds {}",
-                status.id,
-                status.term,
-                found.map_or("nothing".to_owned(), |e| format!(
-                    "an entry of term {}",
-                    e.term
-                ))
-            ),
-        )),
+        found => Err(Breach::LeaderLacksCommitted {
+            leader: status.id,
+            term: status.term,
+            index,
+            held_term: found.map(|e| e.term),
+        }
+        .into()),
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use keel_raft::{Entry, LogIndex, NodeId, Term};
 
-use super::{Invariant, Violation, entry_digest};
+use super::{Breach, Violation, entry_digest};
 
 #[derive(Debug, Clone, Copy)]
 struct Position {
@@ -41,26 +41,24 @@ impl LogMatching {
             };
             let before = *self.seen.entry((entry.index, entry.term)).or_insert(now);
             if before.digest != now.digest {
-                return Err(Violation::new(
-                    Invariant::LogMatching,
-                    format!(
-                        "node {node} wrote a different entry at index {} term {} than node {} did",
-                        entry.index, entry.term, before.first_writer
-                    ),
-                ));
+                return Err(Breach::DifferentEntry {
+                    node,
+                    index: entry.index,
+                    term: entry.term,
+                    first_writer: before.first_writer,
+                }
+                .into());
             }
             if before.prev_term != now.prev_term {
-                return Err(Violation::new(
-                    Invariant::LogMatching,
-                    format!(
-                        "entry {} of term {} follows term {:?} on node {node} but term {:?} on node {}",
-                        entry.index,
-                        entry.term,
-                        now.prev_term,
-                        before.prev_term,
-                        before.first_writer
-                    ),
-                ));
+                return Err(Breach::DifferentPrefix {
+                    index: entry.index,
+                    term: entry.term,
+                    node,
+                    prev_term: now.prev_term,
+                    first_writer: before.first_writer,
+                    first_prev_term: before.prev_term,
+                }
+                .into());
             }
             prev_term = Some(entry.term);
         }

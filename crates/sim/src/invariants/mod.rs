@@ -6,7 +6,11 @@
 //! (`observe`), every batch of entries they write, every entry they apply,
 //! and their disks. It keeps the global knowledge the properties are
 //! stated over: the leader of each term and the committed log.
+//!
+//! A check that fails returns a [`Violation`]: the property it breaks and
+//! a [`Breach`] that holds what was seen.
 
+mod breach;
 mod commit_monotonic;
 mod committed_durable;
 mod election_safety;
@@ -24,6 +28,7 @@ use keel_raft::{Entry, LogIndex, NodeId, Payload, Raft, Role, Term};
 use crate::disk::LogImage;
 use crate::rng::Fnv;
 
+pub use breach::{Breach, CommitRecord, StateReachedBy};
 pub use committed_durable::CommittedLog;
 
 /// Which property a violation breaks.
@@ -76,19 +81,21 @@ impl fmt::Display for Invariant {
     }
 }
 
-/// A broken property, with what was seen.
+/// A broken property, with what was seen. Build it from its [`Breach`]
+/// (`Violation::from`, or `?`), whose `invariant()` fills `invariant`, so
+/// that the two always agree.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{invariant}: {detail}")]
 pub struct Violation {
     pub invariant: Invariant,
-    pub detail: String,
+    pub detail: Breach,
 }
 
-impl Violation {
-    pub fn new(invariant: Invariant, detail: impl Into<String>) -> Violation {
+impl From<Breach> for Violation {
+    fn from(detail: Breach) -> Violation {
         Violation {
-            invariant,
-            detail: detail.into(),
+            invariant: detail.invariant(),
+            detail,
         }
     }
 }
@@ -129,8 +136,7 @@ impl Checker {
     /// The node's state after an input: runs the core's own checks, and
     /// the properties that depend on roles and commit indexes.
     pub fn observe(&mut self, raft: &Raft) -> Result<(), Violation> {
-        raft.check_invariants()
-            .map_err(|e| Violation::new(Invariant::CoreInvariant, e.to_string()))?;
+        raft.check_invariants().map_err(Breach::Core)?;
         let status = raft.status();
         if status.role == Role::Leader && self.election.observe_leader(status.id, status.term)? {
             leader_completeness::check_new_leader(raft, &self.committed)?;
@@ -193,9 +199,9 @@ impl Checker {
         node: NodeId,
         before: LogIndex,
         after: LogIndex,
-        what: &str,
+        record: CommitRecord,
     ) -> Result<(), Violation> {
-        commit_monotonic::check(node, before, after, what)
+        commit_monotonic::check(node, before, after, record)
     }
 
     pub fn on_applied(&mut self, node: NodeId, entry: &Entry) -> Result<(), Violation> {
@@ -207,9 +213,9 @@ impl Checker {
         node: NodeId,
         index: LogIndex,
         digest: u64,
-        how: &str,
+        reached_by: StateReachedBy,
     ) -> Result<(), Violation> {
-        self.machine.on_state(node, index, digest, how)
+        self.machine.on_state(node, index, digest, reached_by)
     }
 
     /// A node restarted: its commit index starts over from its disk.

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use keel_raft::{Entry, LogIndex, NodeId, Raft};
 
-use super::{CommittedLog, Invariant, Violation, entry_digest};
+use super::{Breach, CommittedLog, StateReachedBy, Violation, entry_digest};
 
 #[derive(Debug, Default)]
 pub struct StateMachineSafety {
@@ -28,21 +28,21 @@ impl StateMachineSafety {
         committed: &CommittedLog,
     ) -> Result<(), Violation> {
         match committed.get(entry.index) {
-            None => Err(Violation::new(
-                Invariant::StateMachineSafety,
-                format!(
-                    "node {node} applied entry {} beyond the commit index {}",
-                    entry.index,
-                    committed.last_index()
-                ),
-            )),
-            Some(c) if c.digest.is_some_and(|d| d != entry_digest(entry)) => Err(Violation::new(
-                Invariant::StateMachineSafety,
-                format!(
-                    "node {node} applied entry {} of term {}, but the committed one has term {:?}",
-                    entry.index, entry.term, c.term
-                ),
-            )),
+            None => Err(Breach::AppliedUncommitted {
+                node,
+                index: entry.index,
+                commit: committed.last_index(),
+            }
+            .into()),
+            Some(c) if c.digest.is_some_and(|d| d != entry_digest(entry)) => {
+                Err(Breach::AppliedOtherEntry {
+                    node,
+                    index: entry.index,
+                    term: entry.term,
+                    committed_term: c.term,
+                }
+                .into())
+            }
             Some(_) => Ok(()),
         }
     }
@@ -52,16 +52,17 @@ impl StateMachineSafety {
         node: NodeId,
         index: LogIndex,
         digest: u64,
-        how: &str,
+        reached_by: StateReachedBy,
     ) -> Result<(), Violation> {
         let (first, by) = *self.states.entry(index).or_insert((digest, node));
         if first != digest {
-            return Err(Violation::new(
-                Invariant::StateMachineSafety,
-                format!(
-                    "node {node}'s state machine at index {index} ({how}) differs from node {by}'s"
-                ),
-            ));
+            return Err(Breach::StatesDiffer {
+                node,
+                index,
+                reached_by,
+                first: by,
+            }
+            .into());
         }
         Ok(())
     }
@@ -85,14 +86,12 @@ impl StateMachineSafety {
             if let (Some(entry), Some(expected)) = (raft.entry(index), expected)
                 && entry_digest(entry) != expected
             {
-                return Err(Violation::new(
-                    Invariant::StateMachineSafety,
-                    format!(
-                        "node {node} considers entry {index} of term {} committed, \
-                         but a different entry was committed there",
-                        entry.term
-                    ),
-                ));
+                return Err(Breach::CommittedOtherEntry {
+                    node,
+                    index,
+                    term: entry.term,
+                }
+                .into());
             }
             index = index.next();
         }

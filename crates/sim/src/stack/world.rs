@@ -547,9 +547,12 @@ impl<A: App> World<A> {
             failure = Some("no write was acknowledged after the cluster healed".into());
         }
         if failure.is_none()
-            && let Verdict::Violated { key, explanation } = &verdict
+            && let Verdict::Violated(refutation) = &verdict
         {
-            failure = Some(format!("not linearizable on {key}: {explanation}"));
+            failure = Some(format!(
+                "not linearizable on {}: {}",
+                refutation.key, refutation.explanation
+            ));
         }
         let fingerprint = self.checks.fingerprint() ^ self.app.fingerprint(&mut members);
         StackReport {
