@@ -261,13 +261,13 @@ impl SimNode {
         }
         ctx.out.messages.append(&mut ready.messages);
         if let Some(meta) = &ready.snapshot {
-            let data =
-                self.staged
-                    .remove(&meta.index)
-                    .ok_or_else(|| Breach::SnapshotDataMissing {
-                        node: self.id,
-                        index: meta.index,
-                    })?;
+            let data = self
+                .staged
+                .remove(&meta.index)
+                .ok_or(Breach::SnapshotDataMissing {
+                    node: self.id,
+                    index: meta.index,
+                })?;
             self.staged.retain(|&index, _| index > meta.index);
             self.write(Write::Snapshot {
                 meta: meta.clone(),

@@ -538,12 +538,12 @@ impl Simulation {
         }
         let data = match &m.body {
             MessageBody::InstallSnapshot { meta } => {
-                let data = self.nodes[&m.from]
-                    .snapshot_data(meta.index)
-                    .ok_or_else(|| Breach::SnapshotNotHeld {
+                let data = self.nodes[&m.from].snapshot_data(meta.index).ok_or(
+                    Breach::SnapshotNotHeld {
                         node: m.from,
                         index: meta.index,
-                    })?;
+                    },
+                )?;
                 Some(data)
             }
             _ => None,
