@@ -47,14 +47,16 @@ pub mod stack;
 mod targeted;
 mod time;
 mod trace;
+mod verdict;
 mod vote_crash;
 
 pub use faults::{FaultKind, FaultSet};
-pub use history::{OpCounts, Refutation, Verdict};
+pub use history::OpCounts;
 pub use invariants::{Breach, Invariant, Violation};
 pub use options::{CallerBugs, Profile, SimOptions};
 pub use report::{Failure, RunReport, Summary};
 pub use time::{Micros, TICK};
+pub use verdict::{Refutation, Verdict};
 
 /// Runs one seed to completion.
 pub fn run_seed(seed: u64, options: &SimOptions) -> RunReport {

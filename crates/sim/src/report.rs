@@ -4,9 +4,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::faults::FaultCounts;
-use crate::history::{OpCounts, Verdict};
+use crate::history::OpCounts;
 use crate::invariants::Violation;
 use crate::time::Micros;
+use crate::verdict::Verdict;
 
 /// A run that broke a property.
 #[derive(Clone, Debug)]

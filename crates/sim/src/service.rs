@@ -122,13 +122,14 @@ use keel::{Command, Error, LogIndex, ReadConsistency, StateMachine, StateMachine
 use keel_linearizability::{Model, ModelOp, ModelVerdict, check_model};
 use keel_raft::NodeId;
 
-use crate::history::{CHECK_STEPS_MAX, OpCounts, Refutation, Verdict};
+use crate::history::OpCounts;
 use crate::kv::Tag;
 use crate::rng::{Fnv, Rng};
 use crate::stack::{
     App, CallKind, Member, Operation, PinnedReaders, StackOptions, StackReport, run_app,
 };
 use crate::time::Micros;
+use crate::verdict::{CHECK_STEPS_MAX, Refutation, Verdict};
 
 /// The environment variable that narrows [`check_service`] to one seed.
 pub const SEED_VARIABLE: &str = "KEEL_SIM_SEED";

@@ -15,7 +15,7 @@ use keel_raft::{Membership, Message, MessageBody, NodeId, Raft, ReadId};
 use crate::client::Client;
 use crate::disk::Disk;
 use crate::faults::{FaultClass, FaultCounts, FaultKind, FaultPlan};
-use crate::history::{ClientHistory, verdict};
+use crate::history::ClientHistory;
 use crate::invariants::{Breach, Checker, Violation};
 use crate::kv::{KvState, Tag};
 use crate::network::{Network, NetworkProfile};
@@ -27,6 +27,7 @@ use crate::rng::Rng;
 use crate::route::{Route, Steering};
 use crate::time::{Micros, TICK};
 use crate::trace::{DropReason, MsgInfo, Trace, TraceEvent};
+use crate::verdict::{Verdict, verdict};
 
 /// Something addressed to one node.
 #[derive(Clone, Debug)]
@@ -715,7 +716,7 @@ impl Simulation {
             None => {
                 let v = verdict(&history);
                 let failure = match &v {
-                    crate::history::Verdict::Violated(refutation) => Some(Failure {
+                    Verdict::Violated(refutation) => Some(Failure {
                         violation: Breach::NotLinearizable(refutation.clone()).into(),
                         at: self.now,
                         trace_tail: self.trace.tail(),

@@ -10,10 +10,9 @@ use keel_raft::{InvariantViolation, LogIndex, NodeId, RestoreError, Term};
 
 use super::Invariant;
 use crate::disk::WriteError;
-use crate::history::Refutation;
 use crate::kv::DecodeError;
-use crate::sim::SETTLE_TICKS;
 use crate::time::Micros;
+use crate::verdict::Refutation;
 
 /// A broken property, with what was seen.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -205,10 +204,14 @@ pub enum Breach {
         commit: LogIndex,
     },
     #[error(
-        "client {client} request {request} was sent {settle}+ ticks after faults stopped, and timed out",
-        settle = SETTLE_TICKS
+        "client {client} request {request} was sent {settle_ticks}+ ticks after faults stopped, and timed out"
     )]
-    LateTimeout { client: u32, request: u32 },
+    LateTimeout {
+        client: u32,
+        request: u32,
+        /// How long after the heal clients had to recover.
+        settle_ticks: u64,
+    },
     #[error("client {client} completed no write between {from} and {to}")]
     NoWriteAfterHeal {
         /// Counted from 1.

@@ -48,6 +48,7 @@ pub fn check(sim: &Simulation) -> Result<(), Violation> {
         return fail(Breach::LateTimeout {
             client: tag.client,
             request: tag.request,
+            settle_ticks: SETTLE_TICKS,
         });
     }
     let drain_from = sim.end_at().saturating_sub(Micros::ticks(DRAIN_TICKS));

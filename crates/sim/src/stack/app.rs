@@ -8,10 +8,11 @@ use keel::{Error, ReadConsistency, StateMachine};
 use keel_raft::NodeId;
 
 use super::member::Member;
-use crate::history::{OpCounts, Verdict};
+use crate::history::OpCounts;
 use crate::kv::Tag;
 use crate::rng::Rng;
 use crate::time::Micros;
+use crate::verdict::Verdict;
 
 /// What application `A`'s state machine answers a write.
 pub type Response<A> = <<A as App>::Machine as StateMachine>::Response;

@@ -33,11 +33,12 @@ use keel_raft::NodeId;
 
 use super::app::{App, CallKind, Operation, PinnedReaders};
 use super::member::Member;
-use crate::history::{ClientHistory, OpCounts, Verdict, verdict};
+use crate::history::{ClientHistory, OpCounts};
 use crate::kv::Tag;
 use crate::node::Reply;
 use crate::rng::{Fnv, Rng};
 use crate::time::Micros;
+use crate::verdict::{Verdict, verdict};
 
 /// A closed-loop client over a few keys.
 pub struct Client {

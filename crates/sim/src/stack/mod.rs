@@ -39,7 +39,8 @@ mod world;
 pub(crate) use app::{App, CallKind, Operation, PinnedReaders};
 pub(crate) use member::Member;
 
-use crate::history::{OpCounts, Verdict};
+use crate::history::OpCounts;
+use crate::verdict::Verdict;
 
 /// Which schedule of faults a full-stack run follows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -21,10 +21,10 @@ use super::checks::Checks;
 use super::events::{Event, Queue};
 use super::member::{Disk, Member, MemberFailure, Outgoing};
 use super::{StackOptions, StackProfile, StackReport};
-use crate::history::Verdict;
 use crate::network::{Network, NetworkProfile};
 use crate::rng::Rng;
 use crate::time::{Micros, TICK};
+use crate::verdict::Verdict;
 
 /// How long the client layer retries a request before answering the client.
 pub(super) const REQUEST_TIMEOUT: Micros = Micros(100 * TICK.0);
