@@ -37,6 +37,7 @@ impl fmt::Display for Refutation {
 /// Search steps per key before the checker gives up.
 pub const CHECK_STEPS_MAX: u64 = 2_000_000;
 
+/// Checks `history`, giving up on a key after [`CHECK_STEPS_MAX`] steps.
 pub fn verdict(history: &History) -> Verdict {
     let config = CheckConfig {
         max_steps: CHECK_STEPS_MAX,
