@@ -3,8 +3,9 @@
 //! `--quota-backend-bytes` fills up, the NOSPACE alarm is raised on every
 //! member, writes that grow the store are refused with etcd's error while
 //! reads and deletes work, and `compact`, `defrag` and `alarm disarm` bring
-//! writes back without losing anything acknowledged. And auto-compaction
-//! in revision mode moves the compacted revision by itself.
+//! writes back without losing anything acknowledged. And auto-compaction,
+//! in revision mode and in periodic mode (the latter next to etcd 3.4's),
+//! moves the compacted revision by itself on every member.
 //!
 //! Skips (passing, with a message) when `etcdctl` is not installed.
 
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::Cluster;
+use support::etcd::EtcdCluster;
 use support::etcdctl::{etcdctl, etcdctl_available, etcdctl_until};
 use tokio::time::Instant;
 
@@ -212,4 +214,171 @@ async fn revision_auto_compaction_keeps_the_last_revisions_on_every_member() {
         hashes
     };
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+}
+
+/// The period periodic auto-compaction keeps in the test: short, so that
+/// the test sees several compactions.
+const PERIOD: Duration = Duration::from_secs(3);
+const PERIODIC_FLAGS: [&str; 2] = [
+    "--auto-compaction-mode=periodic",
+    "--auto-compaction-retention=3s",
+];
+/// A periodic compactor looks every tenth of its period.
+const PERIODIC_CHECK: Duration = Duration::from_millis(300);
+/// How long the test writes: the first compaction comes one period after
+/// the start, then one every period.
+const WRITE_FOR: Duration = Duration::from_secs(12);
+const PUT_EVERY: Duration = Duration::from_millis(50);
+/// Every this many puts, every member's compacted revision is sampled.
+const SAMPLE_EVERY_PUTS: usize = 5;
+/// How late a compaction may be on a busy machine, past its schedule.
+const COMPACTION_LATENESS_MAX: Duration = Duration::from_millis(1500);
+const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+
+/// One put: when it was sent, and the revision it made.
+struct Put {
+    sent: Instant,
+    revision: i64,
+}
+
+/// A member's compacted revision, and when it was asked and answered.
+struct Sample {
+    member: usize,
+    asked: Instant,
+    answered: Instant,
+    compacted: i64,
+}
+
+/// Writes through every member in turn for [`WRITE_FOR`] while sampling
+/// every member's compacted revision (`HashKV`), on a cluster that runs
+/// with [`PERIODIC_FLAGS`]; checks that the compacted revision advances by
+/// itself on every member, never into the last period, and never much
+/// more than two periods behind; then checks with etcdctl that the last
+/// period is readable and older revisions are compacted, on every member.
+async fn periodic_auto_compaction_keeps_the_last_period(endpoints: &[String]) {
+    let mut clients = Vec::new();
+    for endpoint in endpoints {
+        clients.push(etcd_client::Client::connect([endpoint], None).await.unwrap());
+    }
+    let started = Instant::now();
+    let mut puts = Vec::new();
+    let mut samples = Vec::new();
+    for i in 0.. {
+        if started.elapsed() >= WRITE_FOR {
+            break;
+        }
+        let sent = Instant::now();
+        let put = clients[i % 3]
+            .put("key", i.to_string(), None)
+            .await
+            .unwrap();
+        let revision = put.header().expect("a put has a header").revision();
+        puts.push(Put { sent, revision });
+        if i % SAMPLE_EVERY_PUTS == 0 {
+            for (member, client) in clients.iter_mut().enumerate() {
+                let asked = Instant::now();
+                let hash = client.hash_kv(0).await.unwrap();
+                samples.push(Sample {
+                    member,
+                    asked,
+                    answered: Instant::now(),
+                    compacted: hash.compact_version(),
+                });
+            }
+        }
+        tokio::time::sleep(PUT_EVERY).await;
+    }
+
+    // A put sent after `time` made a revision above every revision the
+    // store had at `time`.
+    let first_revision_sent_after = |time: Instant| {
+        puts.iter()
+            .find(|p| p.sent >= time)
+            .map_or(i64::MAX, |p| p.revision)
+    };
+    let last_revision_sent_before = |time: Instant| {
+        puts.iter()
+            .take_while(|p| p.sent < time)
+            .last()
+            .map_or(0, |p| p.revision)
+    };
+    // The oldest a compaction may keep: the revision of two periods and
+    // two checks ago (etcd compacts once a period, to the revision of a
+    // period and a check before), and lateness.
+    let behind_max = PERIOD * 2 + PERIODIC_CHECK * 2 + COMPACTION_LATENESS_MAX;
+    for member in 0..endpoints.len() {
+        let seen: Vec<&Sample> = samples.iter().filter(|s| s.member == member).collect();
+        for s in &seen {
+            assert!(
+                s.compacted < first_revision_sent_after(s.answered - PERIOD),
+                "member {member} compacted to {} within the last {PERIOD:?}",
+                s.compacted
+            );
+            if s.asked >= started + behind_max {
+                let due = last_revision_sent_before(s.asked - behind_max);
+                assert!(
+                    s.compacted >= due,
+                    "member {member} compacted only to {} at {:?}; due: {due}",
+                    s.compacted,
+                    s.asked - started
+                );
+            }
+        }
+        assert!(
+            seen.windows(2).all(|w| w[0].compacted <= w[1].compacted),
+            "member {member}'s compacted revision never goes back"
+        );
+        let mut distinct: Vec<i64> = seen.iter().map(|s| s.compacted).filter(|c| *c > 0).collect();
+        distinct.dedup();
+        assert!(
+            distinct.len() >= 2,
+            "member {member} compacted by itself at least twice while written to: {distinct:?}"
+        );
+    }
+
+    // As an operator sees it: the last period is readable on every
+    // member (with a margin for etcdctl's start, so that the revision is
+    // still in the period when the member answers), and what a member
+    // reported compacted is gone there.
+    for endpoint in endpoints {
+        let recent = puts
+            .iter()
+            .position(|p| p.sent >= Instant::now() - PERIOD + Duration::from_secs(1))
+            .expect("the writes ended less than a period ago");
+        let rev = puts[recent].revision.to_string();
+        let out = etcdctl(
+            endpoint,
+            &["get", "key", "--rev", &rev, "--print-value-only"],
+        )
+        .await;
+        assert_eq!(out.trim(), recent.to_string(), "{endpoint} --rev {rev}");
+    }
+    for (member, endpoint) in endpoints.iter().enumerate() {
+        let compacted = samples
+            .iter()
+            .filter(|s| s.member == member)
+            .map(|s| s.compacted)
+            .max()
+            .expect("every member was sampled");
+        let gone = (compacted - 1).to_string();
+        let out = etcdctl(endpoint, &["get", "key", "--rev", &gone]).await;
+        assert!(out.contains(COMPACTED), "{endpoint} --rev {gone}: {out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_auto_compaction_keeps_the_last_period_on_every_member_as_etcd() {
+    if !etcdctl_available() || !support::etcdctl::have("etcd") {
+        eprintln!("skipping: etcd and etcdctl are not installed");
+        return;
+    }
+    {
+        let cluster = Cluster::start(3, &PERIODIC_FLAGS).await;
+        let endpoints: Vec<String> = cluster.members.iter().map(|m| m.client_url()).collect();
+        periodic_auto_compaction_keeps_the_last_period(&endpoints).await;
+    }
+    // The same expectations hold for etcd 3.4's periodic compactor.
+    let flags = PERIODIC_FLAGS.map(String::from);
+    let etcd = EtcdCluster::start(3, "http", "http", &flags, &[]).await;
+    periodic_auto_compaction_keeps_the_last_period(&etcd.endpoints).await;
 }

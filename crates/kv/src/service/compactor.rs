@@ -34,8 +34,9 @@ const IDLE_TICK: Duration = Duration::from_millis(100);
 pub enum AutoCompaction {
     /// Nothing (etcd's retention 0, the default).
     Off,
-    /// Keep `retention` of history: compact to the revision the store had
-    /// `retention` ago, at most once an hour.
+    /// Keep at least `retention` of history: compact to the revision the
+    /// store had `retention` ago (a tenth of it more once running), once
+    /// per `retention` but at least once an hour.
     Periodic { retention: Duration },
     /// Keep the last `retention` revisions, looking every `check_every`
     /// (etcd: five minutes).
@@ -106,8 +107,8 @@ pub(crate) struct Schedule {
     policy: AutoCompaction,
     /// `None`: never (auto-compaction is off).
     next_check: Option<Instant>,
-    /// Periodic mode: the revision at each check, oldest first, covering
-    /// one retention period.
+    /// Periodic mode: the revision at the start and after each check,
+    /// oldest first, covering one retention period and one interval.
     revisions: VecDeque<i64>,
     /// Periodic mode: when the last compaction succeeded (or the schedule
     /// started), and how long to wait after it.
@@ -118,7 +119,8 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
-    pub(crate) fn new(policy: AutoCompaction, now: Instant) -> Schedule {
+    /// A schedule that starts at `now`, when the store is at `revision`.
+    pub(crate) fn new(policy: AutoCompaction, now: Instant, revision: i64) -> Schedule {
         let wait = match policy {
             AutoCompaction::Periodic { retention } => retention,
             _ => Duration::ZERO,
@@ -126,7 +128,7 @@ impl Schedule {
         let mut schedule = Schedule {
             policy,
             next_check: None,
-            revisions: VecDeque::new(),
+            revisions: VecDeque::from([revision]),
             last_success: now,
             wait,
             last_compacted: 0,
@@ -147,8 +149,14 @@ impl Schedule {
     }
 
     /// Called at every check with the store's revision: the revision to
-    /// compact to, if one is due. `current_revision` is recorded first, as
-    /// etcd records it before each wait.
+    /// compact to, if one is due.
+    ///
+    /// Periodic mode follows etcd 3.4's compactor: the target is the
+    /// oldest revision recorded, and `current_revision` is recorded only
+    /// after it is chosen (etcd records before it waits), so the first
+    /// compaction, one period after the start, goes to the start's
+    /// revision, and later ones keep one period and one interval. Never
+    /// less than the period: what was written within it stays readable.
     pub(crate) fn due(&mut self, now: Instant, current_revision: i64) -> Option<i64> {
         let (Some(next_check), Some(interval)) = (self.next_check, self.interval()) else {
             return None;
@@ -160,15 +168,16 @@ impl Schedule {
         match self.policy {
             AutoCompaction::Off => None,
             AutoCompaction::Periodic { retention } => {
+                let target = (now.duration_since(self.last_success) >= self.wait)
+                    .then(|| self.revisions.front().copied())
+                    .flatten()
+                    .filter(|r| *r > 0);
                 self.revisions.push_back(current_revision);
                 let kept = (retention.as_nanos() / interval.as_nanos().max(1)) as usize + 1;
                 while self.revisions.len() > kept {
                     self.revisions.pop_front();
                 }
-                if now.duration_since(self.last_success) < self.wait {
-                    return None;
-                }
-                self.revisions.front().copied().filter(|r| *r > 0)
+                target
             }
             AutoCompaction::Revision { retention, .. } => {
                 let target = current_revision - retention;
@@ -189,7 +198,11 @@ impl Schedule {
 
 /// The compactor's loop, on every member; it acts only while leading.
 pub async fn run_compactor<C: Consensus>(shared: Arc<Shared<C>>) {
-    let mut schedule = Schedule::new(shared.config.auto_compaction, Instant::now());
+    let mut schedule = Schedule::new(
+        shared.config.auto_compaction,
+        Instant::now(),
+        shared.sm.store().position().revision,
+    );
     loop {
         let leading = shared.consensus.info().is_leader();
         if leading && shared.sm.store().compaction_pending() {
@@ -275,7 +288,7 @@ mod tests {
     #[test]
     fn an_off_schedule_is_never_due() {
         let start = Instant::now();
-        let mut s = Schedule::new(AutoCompaction::Off, start);
+        let mut s = Schedule::new(AutoCompaction::Off, start, 1);
         assert_eq!(s.due(start + Duration::from_secs(1 << 40), 1000), None);
     }
 
@@ -287,7 +300,7 @@ mod tests {
             retention: 10,
             check_every: every,
         };
-        let mut s = Schedule::new(policy, start);
+        let mut s = Schedule::new(policy, start, 1);
         assert_eq!(s.due(start, 100), None, "not before the first check");
         assert_eq!(
             s.due(start + every, 5),
@@ -301,21 +314,56 @@ mod tests {
     }
 
     #[test]
-    fn periodic_mode_compacts_to_the_revision_of_one_period_ago() {
+    fn periodic_mode_keeps_at_least_one_period_as_etcd_does() {
         let start = Instant::now();
         let period = Duration::from_secs(10);
         let tick = period / 10;
-        let mut s = Schedule::new(AutoCompaction::Periodic { retention: period }, start);
+        let mut s = Schedule::new(AutoCompaction::Periodic { retention: period }, start, 50);
         let mut due = Vec::new();
-        for i in 1..=20u32 {
+        for i in 1..=30u32 {
             // The store gains 100 revisions per check.
             if let Some(rev) = s.due(start + tick * i, i64::from(i) * 100) {
                 due.push((i, rev));
                 s.compacted(rev, start + tick * i);
             }
         }
-        // First after one period, to the revision recorded then at the
-        // oldest; then once per period again.
-        assert_eq!(due, vec![(10, 100), (20, 1000)]);
+        // First one period after the start, to the start's revision (not
+        // to the first check's: that would drop a tenth of the period);
+        // then once per period, to the revision of a period and a check
+        // ago, as etcd 3.4's compactor does.
+        assert_eq!(due, vec![(10, 50), (20, 900), (30, 1900)]);
+    }
+
+    #[test]
+    fn periodic_mode_past_an_hour_compacts_hourly_keeping_the_period() {
+        let start = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let tick = hour / 10;
+        let policy = AutoCompaction::Periodic { retention: 2 * hour };
+        let mut s = Schedule::new(policy, start, 1);
+        let mut due = Vec::new();
+        for i in 1..=40u32 {
+            if let Some(rev) = s.due(start + tick * i, i64::from(i) * 100) {
+                due.push((i, rev));
+                s.compacted(rev, start + tick * i);
+            }
+        }
+        // Checks every 6 minutes; the first compaction after two hours,
+        // then hourly, each to the revision of two hours and a check ago.
+        assert_eq!(due, vec![(20, 1), (30, 900), (40, 1900)]);
+    }
+
+    #[test]
+    fn a_periodic_schedule_off_the_leader_compacts_at_the_first_check_as_leader() {
+        // Every member records; a follower never reports a compaction, so
+        // once it leads, the first check compacts (etcd resumes the same).
+        let start = Instant::now();
+        let period = Duration::from_secs(10);
+        let tick = period / 10;
+        let mut s = Schedule::new(AutoCompaction::Periodic { retention: period }, start, 1);
+        for i in 1..=25u32 {
+            s.due(start + tick * i, i64::from(i) * 100);
+        }
+        assert_eq!(s.due(start + tick * 26, 2600), Some(1500));
     }
 }
