@@ -330,6 +330,21 @@ async fn periodic_auto_compaction_keeps_the_last_period(endpoints: &[String]) {
         );
         let mut distinct: Vec<i64> = seen.iter().map(|s| s.compacted).filter(|c| *c > 0).collect();
         distinct.dedup();
+        // When each compaction was first seen, and how old its revision
+        // was then (the last put sent at or before it).
+        let ages: Vec<String> = distinct
+            .iter()
+            .filter_map(|c| {
+                let first = seen.iter().find(|s| s.compacted == *c)?;
+                let made = puts.iter().take_while(|p| p.revision <= *c).last()?;
+                Some(format!(
+                    "{c} at {:.1?} ({:.1?} old)",
+                    first.answered - started,
+                    first.answered - made.sent
+                ))
+            })
+            .collect();
+        eprintln!("member {member} compacted to {}", ages.join(", "));
         assert!(
             distinct.len() >= 2,
             "member {member} compacted by itself at least twice while written to: {distinct:?}"
