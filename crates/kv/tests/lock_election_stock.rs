@@ -73,6 +73,29 @@ async fn etcd_cluster() -> EtcdCluster {
     EtcdCluster::start(3, "http", "http", &[], &[]).await
 }
 
+/// Three members of either system, one of which a scenario kills.
+enum Members {
+    Keel(Cluster),
+    Etcd(EtcdCluster),
+}
+
+impl Members {
+    fn endpoints(&self) -> Vec<String> {
+        match self {
+            Members::Keel(cluster) => keel_endpoints(cluster),
+            Members::Etcd(etcd) => etcd.endpoints.clone(),
+        }
+    }
+
+    /// Kills member `i`'s process with SIGKILL.
+    async fn kill(&mut self, i: usize) {
+        match self {
+            Members::Keel(cluster) => cluster.kill(i).await,
+            Members::Etcd(etcd) => etcd.kill(i).await,
+        }
+    }
+}
+
 /// A stock client that speaks to one member only.
 async fn client(endpoint: &str) -> Client {
     Client::connect([endpoint], None)
@@ -249,6 +272,118 @@ async fn lock_holder_killed(endpoints: &[String]) -> Vec<String> {
     story
 }
 
+/// Keeps `lease` alive through `endpoint` until the task is aborted (or,
+/// bounded, for [`CANDIDATE_LIFETIME`]).
+async fn keep_alive(endpoint: String, lease: i64) -> tokio::task::JoinHandle<()> {
+    let (mut keeper, mut acks) = client(&endpoint)
+        .await
+        .lease_keep_alive(lease)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let deadline = Instant::now() + CANDIDATE_LIFETIME;
+        while Instant::now() < deadline {
+            keeper.keep_alive().await.unwrap();
+            acks.message().await.unwrap();
+            tokio::time::sleep(KEEP_ALIVE_EVERY).await;
+        }
+    })
+}
+
+/// A waiter blocks in `lock()` through member 1, whose process is then
+/// killed by SIGKILL (the holder, `etcdctl lock` through member 0, lives
+/// on). The waiter's call fails instead of hanging; its key stays queued
+/// on the surviving members while its lease lives (kept alive through
+/// member 2), so a second waiter gets the lock only once the holder is
+/// gone *and* the first waiter's lease expires.
+async fn waiters_member_killed(members: &mut Members) -> Vec<String> {
+    let endpoints = members.endpoints();
+    let mut story = Vec::new();
+    let mut holder = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", endpoints[0]))
+        .args(["lock", "--ttl", &HOLDER_TTL_SECONDS.to_string(), LOCK_NAME])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("etcdctl runs");
+    let held = first_line(&mut holder, "").await;
+    let holder_lease = lease_of(&held, LOCK_NAME);
+    story.push(format!(
+        "holder holds {}",
+        shape(&held, LOCK_NAME, holder_lease, "holder")
+    ));
+
+    let first_lease = grant(&endpoints[2], HOLDER_TTL_SECONDS).await;
+    let first_alive = keep_alive(endpoints[2].clone(), first_lease).await;
+    let mut first_client = client(&endpoints[1]).await;
+    let first = tokio::spawn(async move {
+        first_client
+            .lock(LOCK_NAME, Some(LockOptions::new().with_lease(first_lease)))
+            .await
+    });
+    tokio::time::sleep(STILL_WAITING).await;
+    assert!(!first.is_finished(), "the first waiter waits for the holder");
+    members.kill(1).await;
+    let outcome = tokio::time::timeout(HANDOVER_MAX, first)
+        .await
+        .expect("a waiter whose member died does not hang")
+        .unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+    story.push("member 1 killed by SIGKILL: the first waiter's lock() fails".into());
+
+    let mut survivor = client(&endpoints[2]).await;
+    let queue = survivor
+        .get(
+            format!("{LOCK_NAME}/"),
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Create, SortOrder::Ascend),
+            ),
+        )
+        .await
+        .unwrap();
+    let keys: Vec<&str> = queue.kvs().iter().map(|kv| kv.key_str().unwrap()).collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    story.push(format!(
+        "the survivors still queue {}, {}",
+        shape(keys[0], LOCK_NAME, holder_lease, "holder"),
+        shape(keys[1], LOCK_NAME, first_lease, "first waiter")
+    ));
+
+    let second_lease = grant(&endpoints[2], WAITER_TTL_SECONDS).await;
+    let second = tokio::spawn(async move {
+        survivor
+            .lock(LOCK_NAME, Some(LockOptions::new().with_lease(second_lease)))
+            .await
+    });
+    kill_9(&mut holder).await;
+    story.push("holder killed by SIGKILL".into());
+    tokio::time::sleep(HANDOVER_MIN + Duration::from_secs(HOLDER_TTL_SECONDS as u64)).await;
+    assert!(
+        !second.is_finished(),
+        "the first waiter's key, alive, holds the lock once the holder's expired"
+    );
+    story.push("the second waiter still waits behind the first waiter's live key".into());
+    first_alive.abort();
+    let stopped = Instant::now();
+    let (acquired, delay) = handed_over(second, stopped).await;
+    let acquired = acquired.expect("the second waiter's lock() succeeds");
+    story.push(format!(
+        "first waiter's lease left to expire: the second waiter holds {}",
+        shape(
+            std::str::from_utf8(acquired.key()).unwrap(),
+            LOCK_NAME,
+            second_lease,
+            "second waiter"
+        )
+    ));
+    eprintln!("lock handed over {delay:?} after the dead waiter's keep-alives stopped");
+    story
+}
+
 /// This test binary as a candidate of election [`ELECTION_NAME`]: with a
 /// lease of [`HOLDER_TTL_SECONDS`] kept alive, it campaigns through the
 /// member in `KEEL_TEST_CANDIDATE_ENDPOINT` with the value in
@@ -270,19 +405,11 @@ async fn election_candidate_process() {
         .await
         .unwrap()
         .id();
-    let (mut keeper, mut acks) = client.lease_keep_alive(lease).await.unwrap();
-    let keep_alive = tokio::spawn(async move {
-        let deadline = Instant::now() + CANDIDATE_LIFETIME;
-        while Instant::now() < deadline {
-            keeper.keep_alive().await.unwrap();
-            acks.message().await.unwrap();
-            tokio::time::sleep(KEEP_ALIVE_EVERY).await;
-        }
-    });
+    let alive = keep_alive(endpoint, lease).await;
     let won = client.campaign(ELECTION_NAME, value, lease).await.unwrap();
     let key = won.leader().expect("a campaign won names its key").key_str();
     println!("{LEADER_KEY_LINE}{}", key.unwrap());
-    keep_alive.await.unwrap();
+    alive.await.unwrap();
 }
 
 /// Starts [`election_candidate_process`] against `endpoint`.
@@ -415,6 +542,21 @@ async fn a_killed_election_leader_hands_over_as_in_etcd() {
         election_leader_killed(&keel_endpoints(&cluster)).await
     };
     let etcd = election_leader_killed(&etcd_cluster().await.endpoints).await;
+    assert_eq!(keel, etcd, "Keel's story, then etcd's");
+    eprintln!("Keel and etcd alike: {keel:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_member_is_killed_stays_queued_while_its_lease_lives_as_in_etcd() {
+    if !reference_available() {
+        return;
+    }
+    let keel = {
+        let mut members = Members::Keel(Cluster::start(3, &[]).await);
+        waiters_member_killed(&mut members).await
+    };
+    let mut members = Members::Etcd(etcd_cluster().await);
+    let etcd = waiters_member_killed(&mut members).await;
     assert_eq!(keel, etcd, "Keel's story, then etcd's");
     eprintln!("Keel and etcd alike: {keel:#?}");
 }

@@ -14,7 +14,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running etcd cluster, killed when dropped.
 pub struct EtcdCluster {
-    _children: Vec<Child>,
+    /// Each member's process; `None` once killed.
+    children: Vec<Option<Child>>,
     _dir: tempfile::TempDir,
     /// Each member's client URL.
     pub endpoints: Vec<String>,
@@ -77,9 +78,16 @@ impl EtcdCluster {
             .run(&["del", "health"])
             .await;
         EtcdCluster {
-            _children: children,
+            children: children.into_iter().map(Some).collect(),
             _dir: dir,
             endpoints,
+        }
+    }
+
+    /// Kills member `i` with SIGKILL.
+    pub async fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            child.kill().await.expect("an etcd member can be killed");
         }
     }
 }
