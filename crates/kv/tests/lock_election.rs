@@ -1,6 +1,8 @@
 //! etcd's Lock and Election services on a real three-member cluster, the
 //! way etcd's client libraries call them (Rust's and Java's `lock()` and
 //! `campaign()` use these services rather than client-side recipes).
+//! `lock_election_stock.rs` drives them through such a stock client, with
+//! holders killed by SIGKILL, next to etcd.
 
 mod support;
 
