@@ -258,7 +258,11 @@ struct Sample {
 async fn periodic_auto_compaction_keeps_the_last_period(endpoints: &[String]) {
     let mut clients = Vec::new();
     for endpoint in endpoints {
-        clients.push(etcd_client::Client::connect([endpoint], None).await.unwrap());
+        clients.push(
+            etcd_client::Client::connect([endpoint], None)
+                .await
+                .unwrap(),
+        );
     }
     let started = Instant::now();
     let mut puts = Vec::new();
@@ -328,7 +332,11 @@ async fn periodic_auto_compaction_keeps_the_last_period(endpoints: &[String]) {
             seen.windows(2).all(|w| w[0].compacted <= w[1].compacted),
             "member {member}'s compacted revision never goes back"
         );
-        let mut distinct: Vec<i64> = seen.iter().map(|s| s.compacted).filter(|c| *c > 0).collect();
+        let mut distinct: Vec<i64> = seen
+            .iter()
+            .map(|s| s.compacted)
+            .filter(|c| *c > 0)
+            .collect();
         distinct.dedup();
         // When each compaction was first seen, and how old its revision
         // was then (the last put sent at or before it).

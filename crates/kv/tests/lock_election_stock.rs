@@ -117,7 +117,10 @@ async fn grant(endpoint: &str, ttl_seconds: i64) -> i64 {
 /// named by `who` in place of its id: lease ids differ between runs.
 fn shape(key: &str, name: &str, lease: i64, who: &str) -> String {
     let expected = format!("{name}/{lease:x}");
-    assert_eq!(key, expected, "a key is its name, a slash, its lease in hex");
+    assert_eq!(
+        key, expected,
+        "a key is its name, a slash, its lease in hex"
+    );
     format!("{name}/<{who}'s lease>")
 }
 
@@ -205,7 +208,10 @@ async fn lock_holder_killed(endpoints: &[String]) -> Vec<String> {
 
     let mut observer = client(&endpoints[2]).await;
     let ttl = observer
-        .lease_time_to_live(holder_lease, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .lease_time_to_live(
+            holder_lease,
+            Some(LeaseTimeToLiveOptions::new().with_keys()),
+        )
         .await
         .unwrap();
     assert_eq!(ttl.granted_ttl(), HOLDER_TTL_SECONDS);
@@ -258,7 +264,10 @@ async fn lock_holder_killed(endpoints: &[String]) -> Vec<String> {
     eprintln!("lock handed over {delay:?} after the holder was killed");
 
     let now = observer
-        .get(format!("{LOCK_NAME}/"), Some(GetOptions::new().with_prefix()))
+        .get(
+            format!("{LOCK_NAME}/"),
+            Some(GetOptions::new().with_prefix()),
+        )
         .await
         .unwrap();
     assert_eq!(now.kvs().len(), 1, "the holder's key went with its lease");
@@ -267,7 +276,10 @@ async fn lock_holder_killed(endpoints: &[String]) -> Vec<String> {
     assert_eq!(kv.create_revision(), waiter_created);
     assert!(waiter_created > holder_created);
     story.push("only the waiter's key is left, created after the holder's".into());
-    let gone = observer.lease_time_to_live(holder_lease, None).await.unwrap();
+    let gone = observer
+        .lease_time_to_live(holder_lease, None)
+        .await
+        .unwrap();
     assert_eq!(gone.ttl(), -1, "the killed holder's lease expired");
     story
 }
@@ -324,7 +336,10 @@ async fn waiters_member_killed(members: &mut Members) -> Vec<String> {
             .await
     });
     tokio::time::sleep(STILL_WAITING).await;
-    assert!(!first.is_finished(), "the first waiter waits for the holder");
+    assert!(
+        !first.is_finished(),
+        "the first waiter waits for the holder"
+    );
     members.kill(1).await;
     let outcome = tokio::time::timeout(HANDOVER_MAX, first)
         .await
@@ -407,7 +422,10 @@ async fn election_candidate_process() {
         .id();
     let alive = keep_alive(endpoint, lease).await;
     let won = client.campaign(ELECTION_NAME, value, lease).await.unwrap();
-    let key = won.leader().expect("a campaign won names its key").key_str();
+    let key = won
+        .leader()
+        .expect("a campaign won names its key")
+        .key_str();
     println!("{LEADER_KEY_LINE}{}", key.unwrap());
     alive.await.unwrap();
 }

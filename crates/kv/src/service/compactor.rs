@@ -339,7 +339,9 @@ mod tests {
         let start = Instant::now();
         let hour = Duration::from_secs(3600);
         let tick = hour / 10;
-        let policy = AutoCompaction::Periodic { retention: 2 * hour };
+        let policy = AutoCompaction::Periodic {
+            retention: 2 * hour,
+        };
         let mut s = Schedule::new(policy, start, 1);
         let mut due = Vec::new();
         for i in 1..=40u32 {
