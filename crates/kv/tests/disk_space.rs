@@ -359,23 +359,25 @@ async fn periodic_auto_compaction_keeps_the_last_period(endpoints: &[String]) {
         );
     }
 
-    // As an operator sees it: the last period is readable on every
-    // member (with a margin for etcdctl's start, so that the revision is
-    // still in the period when the member answers), and what a member
-    // reported compacted is gone there.
-    for endpoint in endpoints {
+    // The last period is readable on every member (a margin of a second
+    // keeps the revision inside the period until the member answers)...
+    for client in &mut clients {
         let recent = puts
             .iter()
             .position(|p| p.sent >= Instant::now() - PERIOD + Duration::from_secs(1))
             .expect("the writes ended less than a period ago");
-        let rev = puts[recent].revision.to_string();
-        let out = etcdctl(
-            endpoint,
-            &["get", "key", "--rev", &rev, "--print-value-only"],
-        )
-        .await;
-        assert_eq!(out.trim(), recent.to_string(), "{endpoint} --rev {rev}");
+        let revision = puts[recent].revision;
+        let got = client
+            .get(
+                "key",
+                Some(etcd_client::GetOptions::new().with_revision(revision)),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("revision {revision}, of the last period: {e}"));
+        assert_eq!(got.kvs()[0].value_str().unwrap(), recent.to_string());
     }
+    // ...and, as an operator sees it, what a member reported compacted is
+    // gone there.
     for (member, endpoint) in endpoints.iter().enumerate() {
         let compacted = samples
             .iter()
