@@ -183,23 +183,31 @@ async fn handed_over<T>(waiter: tokio::task::JoinHandle<T>, killed: Instant) -> 
     (result, delay)
 }
 
-/// A lock held by `etcdctl lock` (etcd's client-side recipe, the same
-/// key layout as the Lock service) through member 0; a stock client's
-/// `lock()` waits through member 1; the holder is killed by SIGKILL. What
-/// happened, in words that do not depend on ids or revisions.
-async fn lock_holder_killed(endpoints: &[String]) -> Vec<String> {
-    let mut story = Vec::new();
+/// `etcdctl lock` of [`LOCK_NAME`] through `endpoint` with a session of
+/// [`HOLDER_TTL_SECONDS`], once it holds the lock: the process and the
+/// key it holds the lock with.
+async fn etcdctl_lock_holder(endpoint: &str) -> (Child, String) {
     let mut holder = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", endpoints[0]))
+        .arg(format!("--endpoints={endpoint}"))
         .args(["lock", "--ttl", &HOLDER_TTL_SECONDS.to_string(), LOCK_NAME])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("etcdctl runs");
-    // etcdctl prints the key it holds the lock with, then its value (empty).
-    let held = first_line(&mut holder, "").await;
+    // It prints the key it holds the lock with, then its value (empty).
+    let key = first_line(&mut holder, "").await;
+    (holder, key)
+}
+
+/// A lock held by `etcdctl lock` (etcd's client-side recipe, the same
+/// key layout as the Lock service) through member 0; a stock client's
+/// `lock()` waits through member 1; the holder is killed by SIGKILL. What
+/// happened, in words that do not depend on ids or revisions.
+async fn lock_holder_killed(endpoints: &[String]) -> Vec<String> {
+    let mut story = Vec::new();
+    let (mut holder, held) = etcdctl_lock_holder(&endpoints[0]).await;
     let holder_lease = lease_of(&held, LOCK_NAME);
     story.push(format!(
         "holder holds {}",
@@ -285,21 +293,45 @@ async fn lock_holder_killed(endpoints: &[String]) -> Vec<String> {
 }
 
 /// Keeps `lease` alive through `endpoint` until the task is aborted (or,
-/// bounded, for [`CANDIDATE_LIFETIME`]).
+/// bounded, for [`CANDIDATE_LIFETIME`]). A keep-alive stream ends when the
+/// member loses its leader (in etcd as in Keel); like etcd's own client,
+/// this opens another one.
 async fn keep_alive(endpoint: String, lease: i64) -> tokio::task::JoinHandle<()> {
-    let (mut keeper, mut acks) = client(&endpoint)
-        .await
-        .lease_keep_alive(lease)
-        .await
-        .unwrap();
+    let mut client = client(&endpoint).await;
     tokio::spawn(async move {
         let deadline = Instant::now() + CANDIDATE_LIFETIME;
         while Instant::now() < deadline {
-            keeper.keep_alive().await.unwrap();
-            acks.message().await.unwrap();
+            if let Ok((mut keeper, mut acks)) = client.lease_keep_alive(lease).await {
+                while Instant::now() < deadline
+                    && keeper.keep_alive().await.is_ok()
+                    && matches!(acks.message().await, Ok(Some(_)))
+                {
+                    tokio::time::sleep(KEEP_ALIVE_EVERY).await;
+                }
+            }
             tokio::time::sleep(KEEP_ALIVE_EVERY).await;
         }
     })
+}
+
+/// The keys under [`LOCK_NAME`]`/`, oldest first, read through `client`
+/// as soon as its member serves linearizable reads again: if the member
+/// killed was the Raft leader, reads fail until another is elected.
+async fn read_after_a_kill(client: &mut Client) -> etcd_client::GetResponse {
+    let deadline = Instant::now() + HANDOVER_MAX;
+    loop {
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend);
+        match client.get(format!("{LOCK_NAME}/"), Some(options)).await {
+            Ok(response) => return response,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no read after the kill: {e}");
+                eprintln!("read after the kill: {e}; again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 /// A waiter blocks in `lock()` through member 1, whose process is then
@@ -311,16 +343,7 @@ async fn keep_alive(endpoint: String, lease: i64) -> tokio::task::JoinHandle<()>
 async fn waiters_member_killed(members: &mut Members) -> Vec<String> {
     let endpoints = members.endpoints();
     let mut story = Vec::new();
-    let mut holder = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", endpoints[0]))
-        .args(["lock", "--ttl", &HOLDER_TTL_SECONDS.to_string(), LOCK_NAME])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("etcdctl runs");
-    let held = first_line(&mut holder, "").await;
+    let (mut holder, held) = etcdctl_lock_holder(&endpoints[0]).await;
     let holder_lease = lease_of(&held, LOCK_NAME);
     story.push(format!(
         "holder holds {}",
@@ -349,17 +372,7 @@ async fn waiters_member_killed(members: &mut Members) -> Vec<String> {
     story.push("member 1 killed by SIGKILL: the first waiter's lock() fails".into());
 
     let mut survivor = client(&endpoints[2]).await;
-    let queue = survivor
-        .get(
-            format!("{LOCK_NAME}/"),
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_sort(SortTarget::Create, SortOrder::Ascend),
-            ),
-        )
-        .await
-        .unwrap();
+    let queue = read_after_a_kill(&mut survivor).await;
     let keys: Vec<&str> = queue.kvs().iter().map(|kv| kv.key_str().unwrap()).collect();
     assert_eq!(keys.len(), 2, "{keys:?}");
     story.push(format!(
