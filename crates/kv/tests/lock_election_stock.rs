@@ -315,16 +315,22 @@ async fn keep_alive(endpoint: String, lease: i64) -> tokio::task::JoinHandle<()>
 }
 
 /// The keys under [`LOCK_NAME`]`/`, oldest first, read through `client`
-/// as soon as its member serves linearizable reads again: if the member
-/// killed was the Raft leader, reads fail until another is elected.
-async fn read_after_a_kill(client: &mut Client) -> etcd_client::GetResponse {
+/// as soon as its member serves linearizable reads: after a member is
+/// killed, reads fail until a new Raft leader is elected if it led.
+async fn lock_queue(client: &mut Client) -> Vec<String> {
     let deadline = Instant::now() + HANDOVER_MAX;
     loop {
         let options = GetOptions::new()
             .with_prefix()
             .with_sort(SortTarget::Create, SortOrder::Ascend);
         match client.get(format!("{LOCK_NAME}/"), Some(options)).await {
-            Ok(response) => return response,
+            Ok(response) => {
+                return response
+                    .kvs()
+                    .iter()
+                    .map(|kv| kv.key_str().unwrap().to_owned())
+                    .collect();
+            }
             Err(e) => {
                 assert!(Instant::now() < deadline, "no read after the kill: {e}");
                 eprintln!("read after the kill: {e}; again");
@@ -372,29 +378,43 @@ async fn waiters_member_killed(members: &mut Members) -> Vec<String> {
     story.push("member 1 killed by SIGKILL: the first waiter's lock() fails".into());
 
     let mut survivor = client(&endpoints[2]).await;
-    let queue = read_after_a_kill(&mut survivor).await;
-    let keys: Vec<&str> = queue.kvs().iter().map(|kv| kv.key_str().unwrap()).collect();
+    let keys = lock_queue(&mut survivor).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
     story.push(format!(
         "the survivors still queue {}, {}",
-        shape(keys[0], LOCK_NAME, holder_lease, "holder"),
-        shape(keys[1], LOCK_NAME, first_lease, "first waiter")
+        shape(&keys[0], LOCK_NAME, holder_lease, "holder"),
+        shape(&keys[1], LOCK_NAME, first_lease, "first waiter")
     ));
 
     let second_lease = grant(&endpoints[2], WAITER_TTL_SECONDS).await;
+    let mut second_client = client(&endpoints[2]).await;
     let second = tokio::spawn(async move {
-        survivor
+        second_client
             .lock(LOCK_NAME, Some(LockOptions::new().with_lease(second_lease)))
             .await
     });
     kill_9(&mut holder).await;
     story.push("holder killed by SIGKILL".into());
-    tokio::time::sleep(HANDOVER_MIN + Duration::from_secs(HOLDER_TTL_SECONDS as u64)).await;
+    let deadline = Instant::now() + HANDOVER_MAX;
+    while lock_queue(&mut survivor).await.contains(&held) {
+        assert!(
+            Instant::now() < deadline,
+            "the holder's lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(STILL_WAITING).await;
     assert!(
         !second.is_finished(),
         "the first waiter's key, alive, holds the lock once the holder's expired"
     );
-    story.push("the second waiter still waits behind the first waiter's live key".into());
+    let keys = lock_queue(&mut survivor).await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    story.push(format!(
+        "the holder's key expires; the second waiter still waits: {}, {}",
+        shape(&keys[0], LOCK_NAME, first_lease, "first waiter"),
+        shape(&keys[1], LOCK_NAME, second_lease, "second waiter")
+    ));
     first_alive.abort();
     let stopped = Instant::now();
     let (acquired, delay) = handed_over(second, stopped).await;
