@@ -234,6 +234,8 @@ const SAMPLE_EVERY_PUTS: usize = 5;
 /// How late a compaction may be on a busy machine, past its schedule.
 const COMPACTION_LATENESS_MAX: Duration = Duration::from_millis(1500);
 const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+/// Bounds the wait for a watch's first answers.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One put: when it was sent, and the revision it made.
 struct Put {
@@ -375,6 +377,34 @@ async fn periodic_auto_compaction_keeps_the_last_period(endpoints: &[String]) {
             .await
             .unwrap_or_else(|e| panic!("revision {revision}, of the last period: {e}"));
         assert_eq!(got.kvs()[0].value_str().unwrap(), recent.to_string());
+    }
+    // ...a watch from before what a member reported compacted is
+    // cancelled there with the compacted revision...
+    for (member, client) in clients.iter_mut().enumerate() {
+        let compacted = samples
+            .iter()
+            .filter(|s| s.member == member)
+            .map(|s| s.compacted)
+            .max()
+            .expect("every member was sampled");
+        let from = etcd_client::WatchOptions::new().with_start_revision(compacted - 1);
+        let mut watch = client.watch("key", Some(from)).await.unwrap();
+        let cancelled = tokio::time::timeout(WATCH_TIMEOUT, async {
+            loop {
+                let response = watch.message().await.unwrap().expect("the watch answers");
+                if response.canceled() {
+                    return response;
+                }
+                assert!(response.created(), "no event before the cancellation");
+            }
+        })
+        .await
+        .expect("a watch from a compacted revision is cancelled at once");
+        assert!(
+            cancelled.compact_revision() >= compacted,
+            "member {member}: {} < {compacted}",
+            cancelled.compact_revision()
+        );
     }
     // ...and, as an operator sees it, what a member reported compacted is
     // gone there.
