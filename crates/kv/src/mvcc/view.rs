@@ -203,20 +203,32 @@ impl<'s> ReadView<'s> {
         Ok(compare_kvs(c, kvs)?)
     }
 
-    /// For rows `(revision, key)` at or below the view's compacted
-    /// revision: whether each is garbage a compaction left (see
-    /// `compaction.rs`), as of that compacted revision. Raced when a
-    /// compaction happened since the view was opened, since it changes
-    /// which rows are garbage.
-    pub(crate) fn garbage(&self, rows: &[(Revision, Bytes)]) -> Result<Vec<bool>, ViewError> {
+    /// Runs `f` on the state under the lock, for readers of raw rows
+    /// (HashKV, watch history): which rows are garbage (see
+    /// `compaction.rs`) and which change of a key is visible at or below
+    /// the view's revision are as when the view was opened unless a
+    /// compaction happened since, or the store was replaced; then the read
+    /// is raced.
+    pub(crate) fn with_index_as_opened<T>(
+        &self,
+        f: impl FnOnce(&State) -> T,
+    ) -> Result<T, ViewError> {
         self.with_state(|state| {
             if self.replaced() || state.compacted_revision != self.compacted {
                 return Err(ViewError::Raced);
             }
-            Ok(rows
-                .iter()
+            Ok(f(state))
+        })
+    }
+
+    /// For rows `(revision, key)` at or below the view's compacted
+    /// revision: whether each is garbage a compaction left, as of that
+    /// compacted revision (raced as [`ReadView::with_index_as_opened`]).
+    pub(crate) fn garbage(&self, rows: &[(Revision, Bytes)]) -> Result<Vec<bool>, ViewError> {
+        self.with_index_as_opened(|state| {
+            rows.iter()
                 .map(|(rev, key)| state.is_garbage(key, *rev))
-                .collect())
+                .collect()
         })
     }
 }

@@ -17,6 +17,7 @@ mod auth;
 mod disk;
 mod etcd_parity;
 mod fuzz;
+mod history;
 mod read_txn;
 mod rejections;
 mod view;

@@ -14,7 +14,7 @@ use crate::proto::command::CompactionStep;
 
 /// Applies `op` as the entry after `index`, as `Harness::run` does, for
 /// tests that hold a view of the store meanwhile.
-fn apply(store: &Store, index: &mut u64, op: Op) {
+pub(super) fn apply(store: &Store, index: &mut u64, op: Op) {
     *index += 1;
     let bytes = encode(op);
     let applied = store
@@ -23,7 +23,7 @@ fn apply(store: &Store, index: &mut u64, op: Op) {
     decode_result(applied[0].result.as_ref().unwrap()).unwrap();
 }
 
-fn put(key: &str, value: &str) -> Op {
+pub(super) fn put(key: &str, value: &str) -> Op {
     Op::Put(PutRequest {
         key: Bytes::from(key.to_owned()),
         value: Bytes::from(value.to_owned()),
@@ -31,14 +31,14 @@ fn put(key: &str, value: &str) -> Op {
     })
 }
 
-fn delete(key: &str) -> Op {
+pub(super) fn delete(key: &str) -> Op {
     Op::DeleteRange(DeleteRangeRequest {
         key: Bytes::from(key.to_owned()),
         ..Default::default()
     })
 }
 
-fn compact(revision: i64) -> Op {
+pub(super) fn compact(revision: i64) -> Op {
     Op::Compaction(CompactionRequest {
         revision,
         physical: false,
@@ -55,7 +55,7 @@ fn prefix(key: &str, end: &str) -> RangeRequest {
 
 /// 30 keys `k00`..`k29`, each written twice, every third one deleted,
 /// and keys outside the range on both sides.
-fn history(h: &mut Harness) {
+pub(super) fn history(h: &mut Harness) {
     h.put("a", "before");
     for round in 0..2 {
         for i in 0..30 {
