@@ -96,7 +96,10 @@ async fn put_until_done<T>(
     let mut latencies = Vec::new();
     let deadline = Instant::now() + PHASE_TIMEOUT;
     while !work.is_finished() {
-        assert!(Instant::now() < deadline, "the work ends within {PHASE_TIMEOUT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the work ends within {PHASE_TIMEOUT:?}"
+        );
         let started = Instant::now();
         writer
             .put(put(&format!("{prefix}{}", latencies.len()), "x"))
@@ -144,7 +147,11 @@ async fn puts_stay_prompt_during_scans_read_only_txns_watch_catch_up_and_compact
     let cluster = Cluster::start(3, &[]).await;
     let leader = cluster.wait_leader().await;
     let mut loader = client(cluster.channel(leader).await);
-    let marker = loader.put(put("marker", "first")).await.unwrap().into_inner();
+    let marker = loader
+        .put(put("marker", "first"))
+        .await
+        .unwrap()
+        .into_inner();
     let marker_revision = marker.header.unwrap().revision;
     let keys: Vec<String> = (0..KEYS).map(big_key).collect();
     let loading = Instant::now();
@@ -233,13 +240,21 @@ async fn read_only_txns(cluster: &Cluster, leader: usize) {
                 panic!("three answers, not {}", ranges.len());
             };
             for r in &ranges {
-                assert_eq!(r.header.as_ref().unwrap().revision, revision, "one revision");
+                assert_eq!(
+                    r.header.as_ref().unwrap().revision,
+                    revision,
+                    "one revision"
+                );
             }
             assert_eq!(first.kvs.len(), KEYS / 2);
             assert_eq!(first.count, KEYS as i64 / 2);
             assert_eq!(second.kvs.len() as i64, second.count);
             assert!(second.count >= KEYS as i64 / 2);
-            assert_eq!(first.count + second.count, all.count, "at revision {revision}");
+            assert_eq!(
+                first.count + second.count,
+                all.count,
+                "at revision {revision}"
+            );
             assert!(all.kvs.is_empty());
         }
         durations

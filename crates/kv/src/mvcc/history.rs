@@ -124,22 +124,27 @@ impl<'r> HistoryScan<'r> {
                 break;
             }
             let stored: Revisioned = decode("kv row", value.value())?;
-            let key = stored.kv.as_ref().map_or(&[][..], |kv| &kv.key[..]);
-            if self.range.contains(key) {
+            if self.range.contains(key_of(&stored)) {
                 watched.push((rev, stored));
             }
         }
-        let previous = view.with_index_as_opened(|state| {
+        let lookups = view.with_index_as_opened(|state| {
             watched
                 .iter()
                 .map(|(rev, stored)| {
-                    let key = stored.kv.as_ref().map_or(&[][..], |kv| &kv.key[..]);
-                    (!state.is_garbage(key, *rev)).then(|| state.index.get(key, rev.main - 1))
+                    let key = key_of(stored);
+                    if state.is_garbage(key, *rev) {
+                        Lookup::Garbage
+                    } else {
+                        Lookup::Event {
+                            previous: state.index.get(key, rev.main - 1),
+                        }
+                    }
                 })
                 .collect::<Vec<_>>()
         })?;
-        for ((rev, stored), previous) in watched.into_iter().zip(previous) {
-            let Some(previous) = previous else {
+        for ((rev, stored), lookup) in watched.into_iter().zip(lookups) {
+            let Lookup::Event { previous } = lookup else {
                 continue;
             };
             // Never split a revision: a watcher resumes at the next one.
@@ -165,4 +170,17 @@ impl<'r> HistoryScan<'r> {
         }
         Ok(())
     }
+}
+
+/// What the index says of a row of a watched key.
+enum Lookup {
+    /// Garbage a compaction left: no event.
+    Garbage,
+    /// An event; `previous` is the key's change visible just before it.
+    Event { previous: Option<Revision> },
+}
+
+/// The key a stored row is of.
+fn key_of(stored: &Revisioned) -> &[u8] {
+    stored.kv.as_ref().map_or(&[], |kv| &kv.key[..])
 }

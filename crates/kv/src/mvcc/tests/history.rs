@@ -107,7 +107,10 @@ fn a_chunked_history_returns_what_a_locked_one_returns_whatever_is_applied_betwe
             put("a", "outside"),
         ];
         let (got, chunks) = chunked(&mut h, ask, &between);
-        assert!(chunks >= expected.len().div_ceil(3), "{ask:?}: {chunks} chunks");
+        assert!(
+            chunks >= expected.len().div_ceil(3),
+            "{ask:?}: {chunks} chunks"
+        );
         assert_eq!(revisions(&got), revisions(&expected), "{ask:?}");
         assert_eq!(got, expected, "{ask:?}");
     }
@@ -202,7 +205,10 @@ fn a_raced_history_read_starts_over_on_a_new_view_or_answers_compacted() {
     let events = answer.unwrap();
     assert_eq!(attempts, 2);
     assert_eq!(events.last().unwrap().kv.as_ref().unwrap().key, "k99");
-    assert_eq!(events.last().unwrap().kv.as_ref().unwrap().mod_revision, first + 1);
+    assert_eq!(
+        events.last().unwrap().kv.as_ref().unwrap().mod_revision,
+        first + 1
+    );
 
     // Raced by a compaction past its start: etcd's ErrCompacted.
     let (answer, attempts) = read(from, 1, &|_| from + 1);
