@@ -42,7 +42,10 @@ impl<C: Consensus> Kv for KvService<C> {
             self.shared.consensus.read_barrier().await?;
         }
         self.shared.authorize(&caller, &Required::range(&req))?;
-        let mut resp = self.shared.sm.store().range(&req)?;
+        let mut resp = self
+            .shared
+            .read_store(move |store| store.range(&req))
+            .await?;
         resp.header = self.shared.fill(resp.header);
         Ok(Response::new(resp))
     }
@@ -83,7 +86,10 @@ impl<C: Consensus> Kv for KvService<C> {
             }
             let required = Required::txn(&req, &self.shared.sm.store().leases());
             self.shared.authorize(&caller, &required)?;
-            let mut resp = self.shared.sm.store().read_only_txn(&req)?;
+            let mut resp = self
+                .shared
+                .read_store(move |store| store.read_only_txn(&req))
+                .await?;
             resp.header = self.shared.fill(resp.header);
             return Ok(Response::new(resp));
         }

@@ -141,7 +141,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.shared.admit_admin(&Credentials::of(&request)).await?;
-        let (hash, _, revision) = self.shared.sm.store().hash_kv(0)?;
+        let (hash, _, revision) = self.shared.read_store(|store| store.hash_kv(0)).await?;
         Ok(Response::new(HashResponse {
             header: Some(self.shared.header(revision)),
             hash,
@@ -154,7 +154,10 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
     ) -> Result<Response<HashKvResponse>, Status> {
         self.shared.admit_admin(&Credentials::of(&request)).await?;
         let req = request.into_inner();
-        let (hash, compact_revision, _) = self.shared.sm.store().hash_kv(req.revision)?;
+        let (hash, compact_revision, _) = self
+            .shared
+            .read_store(move |store| store.hash_kv(req.revision))
+            .await?;
         let revision = self.shared.sm.store().position().revision;
         Ok(Response::new(HashKvResponse {
             header: Some(self.shared.header(revision)),

@@ -102,7 +102,7 @@ impl Watcher {
             let current = *announced.borrow_and_update();
             let next = self.next_revision.load(Ordering::Acquire);
             if next <= current {
-                let events = match self.fetch(&sm, next, current) {
+                let events = match self.fetch(&sm, next, current).await {
                     Ok(batch) => batch,
                     Err(KvError::Compacted) => {
                         let compacted = sm.store().position().compacted_revision;
@@ -157,7 +157,12 @@ impl Watcher {
 
     /// The matching events of `from..=to` (or a prefix of that range, made of
     /// whole revisions) and the last revision they cover.
-    fn fetch(&self, sm: &KvStateMachine, from: i64, to: i64) -> Result<(Vec<Event>, i64), KvError> {
+    async fn fetch(
+        &self,
+        sm: &Arc<KvStateMachine>,
+        from: i64,
+        to: i64,
+    ) -> Result<(Vec<Event>, i64), KvError> {
         // The window may still hold compacted revisions; etcd refuses them.
         if from < sm.store().position().compacted_revision {
             return Err(KvError::Compacted);
@@ -170,9 +175,16 @@ impl Watcher {
                 .collect();
             return Ok((events, to));
         }
-        let history = sm
-            .store()
-            .history(from, to, &self.spec.range, HISTORY_BATCH_EVENTS_MAX)?;
+        // A catch-up may read every row since `from`: on a blocking thread,
+        // not on one of the runtime's few workers (`Shared::read_store`).
+        let (store, range) = (sm.clone(), self.spec.range.clone());
+        let history = tokio::task::spawn_blocking(move || {
+            store
+                .store()
+                .history(from, to, &range, HISTORY_BATCH_EVENTS_MAX)
+        })
+        .await
+        .map_err(|_| KvError::Stopped)??;
         let upto = if history.len() >= HISTORY_BATCH_EVENTS_MAX {
             history
                 .last()
