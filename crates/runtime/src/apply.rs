@@ -22,10 +22,13 @@ use crate::state_machine::{Command, StateMachine};
 /// A read to run against the state machine, or to fail.
 pub type ReadFn<S> = Box<dyn FnOnce(Result<&S, Error>) + Send>;
 
+/// What the apply thread does next, in the order the node loop decided.
 pub enum ApplyOp<S: StateMachine> {
     /// Committed entries, in order, with the proposers waiting for some.
     Entries {
+        /// The entries, consecutive and in log order.
         entries: Vec<Entry>,
+        /// The proposers of some of them, by the index of their entry.
         waiters: Vec<(LogIndex, Responder<S::Response>)>,
     },
     /// A snapshot from the leader is durable: replace the state with it.
@@ -51,7 +54,9 @@ impl<S: StateMachine> ApplyOp<S> {
 
 /// A snapshot of the state machine, ready to be written to the store.
 pub struct SnapshotTaken {
+    /// The last entry it covers and the configuration as of it.
     pub meta: SnapshotMeta,
+    /// The state machine's serialised state, read on another thread.
     pub data: Box<dyn Read + Send>,
 }
 
@@ -91,6 +96,7 @@ impl<S: StateMachine> Applier<S> {
         }
     }
 
+    /// The machine, for reads.
     pub fn state_machine(&self) -> &S {
         &self.sm
     }

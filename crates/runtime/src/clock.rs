@@ -22,6 +22,7 @@ impl Moment {
     /// The loop's start.
     pub const ZERO: Moment = Moment(Duration::ZERO);
 
+    /// The moment `elapsed` after the loop's start.
     pub const fn since_start(elapsed: Duration) -> Moment {
         Moment(elapsed)
     }

@@ -93,7 +93,9 @@ pub struct Config {
     pub unknown_outcome_timeout: Duration,
     /// Reads and leadership transfers give up after this long.
     pub request_timeout: Duration,
+    /// How the built-in write-ahead log sizes and preallocates its segments.
     pub log: LogConfig,
+    /// Batching, buffering and timeouts of the connections to peers.
     pub transport: TransportTuning,
     /// TLS between members (the peer listener and every channel to a
     /// peer); `None`: plain TCP. See [`keel_transport::tls`].
@@ -120,14 +122,22 @@ pub struct RuntimeBugs {
 /// Why a [`Config`] cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// The Raft core's settings are inconsistent.
     #[error(transparent)]
     Raft(#[from] keel_raft::ConfigError),
+    /// The transport's tuning is out of range.
     #[error(transparent)]
     Transport(#[from] TuningError),
+    /// The log's settings are out of range.
     #[error(transparent)]
     Log(#[from] InvalidLogConfig),
+    /// A count or size that must be positive is 0.
     #[error("{field} must be at least 1")]
-    Zero { field: &'static str },
+    Zero {
+        /// The setting's name in [`Config`].
+        field: &'static str,
+    },
+    /// Ticks shorter than a millisecond would spin the node's loop.
     #[error("tick_interval must be at least 1 ms")]
     TickTooShort,
 }

@@ -17,8 +17,13 @@ pub type StateMachineError = Box<dyn std::error::Error + Send + Sync>;
 /// What went wrong with a request to the node.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
+    /// Only the leader takes this request; retry on it.
     #[error("this node is not the leader (leader: {leader:?})")]
-    NotLeader { leader: Option<NodeId> },
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader: Option<NodeId>,
+    },
+    /// A queue or the proposals in flight are at their bound; back off.
     #[error("the node is overloaded; retry later")]
     Overloaded,
     /// The entry was appended, but the entry that committed at its index is
@@ -26,23 +31,45 @@ pub enum Error {
     /// retried. (Only a commit tells: an entry overwritten in this node's
     /// log may still commit through another member.)
     #[error("another leader's entry committed at index {index}, in place of the proposal's")]
-    ProposalDropped { index: LogIndex },
+    ProposalDropped {
+        /// The index the proposal's entry was appended at.
+        index: LogIndex,
+    },
     /// Leadership was lost while the proposal was pending and its entry was
     /// not applied in time: it may or may not take effect.
     #[error("leadership was lost; the proposal at index {index} may or may not have committed")]
-    OutcomeUnknown { index: LogIndex },
+    OutcomeUnknown {
+        /// The index the proposal's entry was appended at.
+        index: LogIndex,
+    },
+    /// The leader stepped down before a read was confirmed; it read
+    /// nothing, so retry.
     #[error("leadership changed before the read was confirmed; retry")]
     LeadershipLost,
+    /// The leader refuses proposals while it hands leadership over.
     #[error("leadership is being transferred to node {target}; retry on the new leader")]
-    TransferInProgress { target: NodeId },
+    TransferInProgress {
+        /// The member taking over.
+        target: NodeId,
+    },
+    /// One membership change at a time: this one waits for the pending one.
     #[error("a membership change is already in progress (entry {pending_index})")]
-    ChangePending { pending_index: LogIndex },
+    ChangePending {
+        /// The entry of the change still in progress.
+        pending_index: LogIndex,
+    },
+    /// A new leader changes membership only once an entry of its own term
+    /// committed: an older change could otherwise still be under way.
     #[error("the leader has not committed an entry in its term yet; retry shortly")]
     LeaderNotReady,
+    /// The membership change is refused as it stands.
     #[error(transparent)]
     Membership(#[from] MembershipError),
+    /// No answer within [`crate::Config::request_timeout`]; a write may or
+    /// may not have taken effect.
     #[error("the request did not complete within the configured request timeout")]
     Timeout,
+    /// The node is gone, and why.
     #[error("the node has stopped: {0}")]
     Stopped(StopReason),
 }
@@ -51,12 +78,16 @@ pub enum Error {
 /// carried by [`Error::Stopped`]; the failures keep their source error.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StopReason {
+    /// [`crate::Node::shutdown`] was called, or every handle dropped.
     #[error("it was shut down")]
     Shutdown,
+    /// The log or snapshot store failed: what is durable is unknown.
     #[error("its storage failed: {0}")]
     Storage(Arc<keel_storage::StorageError>),
+    /// The state machine returned an error: state and log disagree.
     #[error("its state machine failed: {0}")]
     StateMachine(Arc<dyn std::error::Error + Send + Sync>),
+    /// A thread of the node (named) ended, by a panic or a closed channel.
     #[error("its {0} thread ended unexpectedly")]
     ThreadEnded(&'static str),
 }
@@ -81,32 +112,50 @@ impl Eq for StopReason {}
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration does not validate.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
+    /// The log or snapshot store could not be opened or read.
     #[error("could not open storage: {0}")]
     Storage(#[from] keel_storage::StorageError),
+    /// What the storage holds contradicts itself (Raft's own checks).
     #[error("the stored state is inconsistent: {0}")]
     Restore(#[from] keel_raft::RestoreError),
+    /// The founding members' set is not a valid configuration.
     #[error("the peers given to bootstrap a cluster are invalid: {0}")]
     Peers(#[from] MembershipError),
+    /// The peer listener's address could not be bound.
     #[error("could not listen on {addr}: {source}")]
     Listen {
+        /// The address asked for.
         addr: std::net::SocketAddr,
+        /// The operating system's refusal.
         #[source]
         source: std::io::Error,
     },
+    /// Entries between the log's start and the newest snapshot are gone:
+    /// the node cannot rebuild its state from what it holds.
     #[error(
         "the log starts at {log_first_index} but the newest snapshot ends at {snapshot_index}: \
          entries in between are missing; restore the node from a snapshot or re-add it as a new member"
     )]
     MissingSnapshot {
+        /// The first entry the log holds.
         log_first_index: LogIndex,
+        /// The last entry the newest snapshot covers.
         snapshot_index: LogIndex,
     },
+    /// The data directory could not be created or read.
     #[error("could not use the data directory: {0}")]
     Io(#[from] std::io::Error),
+    /// [`crate::Storage::bootstrap_offline`] writes only into an empty
+    /// directory: it would not know what the old contents mean.
     #[error("{} is not empty; a new member's data directory must be", .dir.display())]
-    NotEmpty { dir: std::path::PathBuf },
+    NotEmpty {
+        /// The data directory.
+        dir: std::path::PathBuf,
+    },
+    /// [`crate::StateMachine::restore`] failed on the newest snapshot.
     #[error("the state machine failed to restore from the snapshot: {0}")]
     StateMachine(StateMachineError),
 }

@@ -114,6 +114,8 @@
 //! (leadership was lost; may or may not have committed), `Stopped` (the
 //! node is gone).
 
+#![deny(missing_docs)]
+
 mod apply;
 mod clock;
 mod config;

@@ -56,28 +56,42 @@ use crate::state_machine::StateMachine;
 pub enum Request<S: StateMachine> {
     /// Append a command; `responder` gets the state machine's response.
     Propose {
+        /// The command, as the state machine will receive it.
         data: Bytes,
+        /// Where the response goes.
         responder: Responder<S::Response>,
     },
+    /// Change the configuration; `responder` hears once it took effect.
     ChangeMembership {
+        /// The change asked for.
         change: MembershipChange,
+        /// Where the outcome goes.
         responder: Responder<S::Response>,
     },
     /// Run `read` against the state machine once `consistency` allows.
     Read {
+        /// What the read must observe.
         consistency: ReadConsistency,
+        /// The read, handed the machine or the reason it cannot run.
         read: ReadFn<S>,
     },
     /// Confirm the index a linearizable read must observe (ReadIndex,
     /// §6.4) and send it to `reply` once `wait` allows.
     ReadIndex {
+        /// How long to wait before answering.
         wait: ReadIndexWait,
+        /// Where the index goes.
         reply: IndexReply,
     },
+    /// Hand leadership to `target` (§3.10); `reply` hears once it leads,
+    /// or why not.
     TransferLeader {
+        /// The member to take over.
         target: NodeId,
+        /// Where the outcome goes.
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    /// Stop: finish the writes under way, answer what committed.
     Shutdown,
 }
 
@@ -95,6 +109,7 @@ pub enum ReadIndexWait {
 pub enum Input<S: StateMachine> {
     /// Time passed; the loop ticks the core for every interval elapsed.
     Tick,
+    /// The application asks something.
     Request(Request<S>),
     /// Messages from peers.
     Messages(Vec<Message>),
@@ -108,8 +123,11 @@ pub enum Input<S: StateMachine> {
     /// is what it made durable, with the store's proof, if it held entries
     /// or a snapshot.
     Persisted {
+        /// The batch's [`WriteBatch::seq`].
         seq: u64,
+        /// What it made durable, with the proof.
         durable: Option<DurableWrite>,
+        /// The batch's [`WriteBatch::messages`], free to leave now.
         messages: Vec<Message>,
     },
     /// The state machine applied every entry through this index.
@@ -118,7 +136,9 @@ pub enum Input<S: StateMachine> {
     SnapshotCreated(SnapshotMeta),
     /// A snapshot transfer to a peer ended.
     SnapshotSent {
+        /// The peer it went to.
         to: NodeId,
+        /// Whether the peer received it whole.
         ok: bool,
     },
     /// A message to this peer could not be sent: stop streaming
@@ -144,7 +164,12 @@ pub enum Effect<S: StateMachine> {
     /// A snapshot through `(index, term)` is published: the log it covers
     /// may be discarded. Taking a snapshot compacts the log to the one
     /// taken before it (see `NodeLoop::uncompacted`).
-    Compact { index: LogIndex, term: Term },
+    Compact {
+        /// The last entry the snapshot covers.
+        index: LogIndex,
+        /// Its term.
+        term: Term,
+    },
     /// Run this against the state machine after every earlier apply op.
     Apply(ApplyOp<S>),
 }
@@ -230,6 +255,7 @@ impl<S: StateMachine> NodeLoop<S> {
         }
     }
 
+    /// The Raft core, for inspection (the simulator's invariants).
     pub fn raft(&self) -> &Raft {
         &self.raft
     }

@@ -17,7 +17,9 @@ use crate::error::Error;
 /// `R`), or for a configuration change only that it took effect; or why
 /// neither.
 pub enum Responder<R> {
+    /// A command's proposer, waiting for the machine's response.
     Command(oneshot::Sender<Result<R, Error>>),
+    /// A membership change's proposer, waiting for it to take effect.
     Change(oneshot::Sender<Result<(), Error>>),
 }
 

@@ -135,6 +135,7 @@ pub struct InitialState<'a> {
     /// after `index`, and the state machine must report `index` as
     /// applied. Both at least 1: index 0 is the empty bootstrap snapshot.
     pub index: LogIndex,
+    /// The term of the entry at `index`.
     pub term: Term,
     /// The state, as `StateMachine::snapshot` would stream it.
     pub data: &'a mut dyn Read,

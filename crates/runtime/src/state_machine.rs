@@ -10,7 +10,10 @@ use crate::error::StateMachineError;
 /// A committed command, handed to [`StateMachine::apply`] in log order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Command {
+    /// Its position in the log: unique, and increasing from command to
+    /// command (with gaps where Raft's own entries are).
     pub index: LogIndex,
+    /// The term of the leader that appended it.
     pub term: Term,
     /// What was passed to [`crate::Node::propose`].
     pub data: Bytes,

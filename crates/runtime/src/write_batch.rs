@@ -15,7 +15,9 @@ pub struct WriteBatch {
     /// A snapshot received from the leader (already published in the
     /// snapshot store): the log is compacted to it before `entries`.
     pub snapshot: Option<SnapshotMeta>,
+    /// Entries to append, replacing any stored from the first one's index.
     pub entries: Vec<Entry>,
+    /// A new term, vote or commit index to record, if any.
     pub hard_state: Option<HardState>,
     /// What to report to the core once durable.
     pub persisted_up_to: Option<(LogIndex, Term)>,
