@@ -9,6 +9,9 @@ const SOURCES: &[&str] = &[
     "crates/runtime/examples/counter.rs",
     "crates/runtime/examples/btree_log_store.rs",
     "crates/sim/tests/service.rs",
+    "examples/lock-service/src/lib.rs",
+    "examples/lock-service/src/main.rs",
+    "examples/lock-service/tests/sim.rs",
 ];
 
 fn repository() -> PathBuf {
