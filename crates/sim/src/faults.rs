@@ -15,17 +15,24 @@ use crate::rng::Rng;
 pub enum FaultClass {
     /// Loss, duplication, delay and reordering of messages.
     Network,
+    /// Cutting members off from each other, whole or one way.
     Partition,
+    /// Killing members, losing their unsynced writes, and restarting them.
     Crash,
+    /// Freezing members for a while, clocks and all.
     Pause,
     /// Slow fsyncs.
     Disk,
+    /// Adding, promoting, removing and replacing members.
     Membership,
+    /// Leadership transfers.
     Transfer,
+    /// Snapshots taken out of turn, and followers fed by snapshot.
     Snapshot,
 }
 
 impl FaultClass {
+    /// Every class, in the order the command line lists them.
     pub const ALL: [FaultClass; 8] = [
         FaultClass::Network,
         FaultClass::Partition,
@@ -56,14 +63,17 @@ impl FaultClass {
 pub struct FaultSet(BTreeSet<FaultClass>);
 
 impl FaultSet {
+    /// Every class on.
     pub fn all() -> FaultSet {
         FaultSet(FaultClass::ALL.into_iter().collect())
     }
 
+    /// No faults at all.
     pub fn none() -> FaultSet {
         FaultSet(BTreeSet::new())
     }
 
+    /// Whether `class` is on.
     pub fn contains(&self, class: FaultClass) -> bool {
         self.0.contains(&class)
     }
@@ -117,26 +127,47 @@ impl fmt::Display for FaultSet {
 /// Every kind of fault injected, for the run summary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FaultKind {
+    /// A message dropped.
     MessageLost,
+    /// A message delivered twice.
     MessageDuplicated,
+    /// A message held back, so that later ones overtake it.
     MessageDelayed,
+    /// Two groups that cannot reach each other.
     PartitionSymmetric,
+    /// Messages lost in one direction only.
     PartitionOneWay,
+    /// A minority cut off from the rest.
     PartitionMinority,
+    /// The leader cut off from everyone.
     PartitionLeaderIsolated,
+    /// Two groups that reach each other only through one member.
     PartitionBridge,
+    /// A member killed, its unsynced writes lost.
     Crash,
+    /// A crash that also tore the last record it was writing.
     CrashTornTail,
+    /// Every member killed at once.
     CrashAll,
+    /// A member frozen for a while.
     Pause,
+    /// A member's fsyncs made slow.
     SlowDisk,
+    /// A learner added.
     AddLearner,
+    /// A learner promoted to voter.
     Promote,
+    /// A voter added directly, without a learner's catch-up first.
     AddVoter,
+    /// A member removed.
     Remove,
+    /// A voter replaced: a new learner added and promoted, a voter removed.
     Replace,
+    /// Several changes at once, through a joint configuration.
     Joint,
+    /// A leadership transfer started.
     Transfer,
+    /// A snapshot taken out of turn, and the log compacted behind it.
     Snapshot,
     /// A Figure 8 round began: a leader with an uncommitted entry and a
     /// minority around it were cut off.
@@ -193,13 +224,21 @@ pub type FaultCounts = BTreeMap<FaultKind, u64>;
 /// A fault the loop should carry out now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Reshape the network's partition.
     Partition,
+    /// Kill a member, for a while, if a majority stays up.
     Crash,
+    /// Kill every member at once.
     CrashAll,
+    /// Freeze a member.
     Pause,
+    /// Slow a member's disk down.
     SlowDisk,
+    /// Change the membership.
     Membership,
+    /// Transfer leadership.
     Transfer,
+    /// Take a snapshot now.
     Snapshot,
 }
 
@@ -213,6 +252,7 @@ pub struct FaultPlan {
 }
 
 impl FaultPlan {
+    /// A plan for one run: each class in `set` with a weight from `rng`.
     pub fn draw(rng: &mut Rng, set: &FaultSet) -> FaultPlan {
         let mut weight = |class: FaultClass, base: u64| {
             if set.contains(class) && !rng.chance(150) {

@@ -18,13 +18,18 @@ use crate::time::Micros;
 /// How the recorded operations ended.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpCounts {
+    /// Operations clients started.
     pub invoked: u64,
+    /// Answered with a result.
     pub ok: u64,
+    /// Certainly without effect (refused before they could apply).
     pub failed: u64,
+    /// No answer: they may or may not have taken effect.
     pub unknown: u64,
 }
 
 impl OpCounts {
+    /// Adds another run's counts to these.
     pub fn add(&mut self, other: &OpCounts) {
         self.invoked += other.invoked;
         self.ok += other.ok;

@@ -22,6 +22,8 @@
 //! *your* state machine and your sequential model of it ([`service`]),
 //! from a plain `#[test]` in your crate.
 
+#![deny(missing_docs)]
+
 mod client;
 mod disk;
 pub mod faults;

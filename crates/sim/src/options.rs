@@ -37,6 +37,7 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// Every profile, in the order the command line lists them.
     pub const ALL: [Profile; 5] = [
         Profile::Random,
         Profile::Figure8,
@@ -98,7 +99,9 @@ pub struct CallerBugs {
 pub struct SimOptions {
     /// Cluster size; drawn from {3, 5, 7} when `None`.
     pub nodes: Option<usize>,
+    /// The fault classes on.
     pub faults: FaultSet,
+    /// The run's scenario.
     pub profile: Profile,
     /// Length of the safety phase (faults on), in ticks.
     pub safety_ticks: u64,
@@ -108,6 +111,8 @@ pub struct SimOptions {
     pub echo_trace: bool,
     /// Events kept for the failure report.
     pub trace_tail: usize,
+    /// Deliberate mistakes in how the simulator drives the core, for the
+    /// teeth tests.
     pub caller_bugs: CallerBugs,
     /// Crashes keep a Ready's writes all or nothing, as a store that
     /// writes each Ready as one record would; by default any prefix of

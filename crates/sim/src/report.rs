@@ -12,7 +12,9 @@ use crate::verdict::Verdict;
 /// A run that broke a property.
 #[derive(Clone, Debug)]
 pub struct Failure {
+    /// The property broken, and how.
     pub violation: Violation,
+    /// When, in virtual time.
     pub at: Micros,
     /// The last events before the violation, oldest first.
     pub trace_tail: Vec<String>,
@@ -21,21 +23,28 @@ pub struct Failure {
 /// The outcome of one seed.
 #[derive(Clone, Debug)]
 pub struct RunReport {
+    /// The seed the run was drawn from.
     pub seed: u64,
+    /// The cluster's size at the start.
     pub nodes: usize,
     /// Events the loop processed.
     pub steps: u64,
+    /// How long the run lasted, in virtual time.
     pub virtual_time: Micros,
+    /// The faults injected, by kind.
     pub faults: FaultCounts,
+    /// How the clients' operations ended.
     pub ops: OpCounts,
     /// `None` when the run stopped at a violation before the check.
     pub verdict: Option<Verdict>,
+    /// The first broken property, if any.
     pub failure: Option<Failure>,
     /// Hash of every trace event: equal for two runs of one seed.
     pub fingerprint: u64,
 }
 
 impl RunReport {
+    /// Whether every property held.
     pub fn passed(&self) -> bool {
         self.failure.is_none()
     }
@@ -44,17 +53,26 @@ impl RunReport {
 /// Totals over many runs.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
+    /// Seeds run.
     pub runs: u64,
+    /// Events processed, over every run.
     pub steps: u64,
+    /// Virtual time simulated, over every run.
     pub virtual_time: Micros,
+    /// Faults injected, by kind.
     pub faults: FaultCounts,
+    /// How the clients' operations ended.
     pub ops: OpCounts,
+    /// Runs whose linearizability check ran out of steps.
     pub inconclusive: u64,
+    /// Seeds that broke a property.
     pub failed_seeds: Vec<u64>,
+    /// Real time spent.
     pub wall: Duration,
 }
 
 impl Summary {
+    /// Counts one more run.
     pub fn add(&mut self, report: &RunReport) {
         self.runs += 1;
         self.steps += report.steps;

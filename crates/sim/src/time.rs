@@ -11,10 +11,12 @@ pub struct Micros(pub u64);
 pub const TICK: Micros = Micros(10_000);
 
 impl Micros {
+    /// This time `d` later.
     pub fn plus(self, d: Micros) -> Micros {
         Micros(self.0 + d.0)
     }
 
+    /// This time `d` earlier, or the start.
     pub fn saturating_sub(self, d: Micros) -> Micros {
         Micros(self.0.saturating_sub(d.0))
     }

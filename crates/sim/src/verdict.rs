@@ -10,11 +10,15 @@ use keel_linearizability::{CheckConfig, CheckResult, History, check_with};
 /// The linearizability verdict of one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// Some order of the operations, respecting real time, explains every
+    /// answer.
     Linearizable,
     /// The checker's step budget ran out: neither proof nor refutation.
     Inconclusive {
+        /// The key (or the state machine) whose history was too long.
         key: String,
     },
+    /// No such order exists.
     Violated(Refutation),
 }
 

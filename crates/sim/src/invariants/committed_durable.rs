@@ -43,6 +43,7 @@ impl CommittedLog {
         LogIndex(self.entries.len() as u64)
     }
 
+    /// The committed entry at `index`, if known.
     pub fn get(&self, index: LogIndex) -> Option<&CommittedEntry> {
         let position = usize::try_from(index.0).ok()?.checked_sub(1)?;
         self.entries.get(position)

@@ -2,7 +2,7 @@
 //! elect a leader that every running member follows, bring every member's
 //! state machine up to the leader's commit index, and complete a write for
 //! every client within the heal phase — with no client timing out once
-//! it has had [`SETTLE_TICKS`] to recover.
+//! it has had `SETTLE_TICKS` to recover.
 
 use keel_raft::Role;
 
@@ -10,6 +10,8 @@ use super::{Breach, Violation};
 use crate::sim::{DRAIN_TICKS, SETTLE_TICKS, Simulation};
 use crate::time::Micros;
 
+/// Checked at the end of the heal phase: one leader that every member
+/// follows, every member caught up, and every client served (above).
 pub fn check(sim: &Simulation) -> Result<(), Violation> {
     if !sim.healing {
         return Ok(());

@@ -87,7 +87,9 @@ impl fmt::Display for Invariant {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{invariant}: {detail}")]
 pub struct Violation {
+    /// The property.
     pub invariant: Invariant,
+    /// What was seen that breaks it, with the values at fault.
     pub detail: Breach,
 }
 
@@ -181,6 +183,9 @@ impl Checker {
         self.committed.check_durable(durable_of)
     }
 
+    /// A node wrote `entries` (appended by the leader of `leader_term`,
+    /// after an entry of `prev_term`): logs only grow at a leader and
+    /// match where they share an entry.
     pub fn on_entries_written(
         &mut self,
         node: NodeId,
@@ -194,6 +199,8 @@ impl Checker {
         self.matching.on_written(node, prev_term, entries)
     }
 
+    /// A node's durable commit index went from `before` to `after`
+    /// (`record` says by which write): it never decreases.
     pub fn on_commit_written(
         &self,
         node: NodeId,
@@ -204,10 +211,13 @@ impl Checker {
         commit_monotonic::check(node, before, after, record)
     }
 
+    /// A node applied `entry`: the committed entry at its index.
     pub fn on_applied(&mut self, node: NodeId, entry: &Entry) -> Result<(), Violation> {
         self.machine.on_applied(node, entry, &self.committed)
     }
 
+    /// A node's state machine stands at `index` with state `digest`
+    /// (`how` it got there): every node agrees at each index.
     pub fn on_state(
         &mut self,
         node: NodeId,
@@ -223,6 +233,7 @@ impl Checker {
         self.machine.restarted(node);
     }
 
+    /// The log known to be committed so far.
     pub fn committed(&self) -> &CommittedLog {
         &self.committed
     }

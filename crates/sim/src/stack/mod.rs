@@ -74,9 +74,13 @@ pub struct StackBugs {
 pub struct StackOptions {
     /// Ticks of faults, then ticks of a healed cluster that must serve.
     pub safety_ticks: u64,
+    /// Ticks of the healed cluster.
     pub heal_ticks: u64,
+    /// Whether to inject faults at all.
     pub faults: bool,
+    /// The run's scenario.
     pub profile: StackProfile,
+    /// Deliberate defects of the stack, for the teeth tests.
     pub bugs: StackBugs,
 }
 
@@ -97,10 +101,15 @@ impl Default for StackOptions {
 pub struct StackReport {
     /// The first violation, if any.
     pub failure: Option<String>,
+    /// The linearizability verdict on the clients' history.
     pub verdict: Verdict,
+    /// How the clients' operations ended.
     pub ops: OpCounts,
+    /// Events processed.
     pub steps: u64,
+    /// Members restarted after a crash or a failed sync.
     pub restarts: u64,
+    /// Members paused.
     pub pauses: u64,
     /// Closed connections reported to running members (fast failover).
     pub disconnects: u64,
