@@ -159,7 +159,9 @@ impl Cluster {
                         }
                     }
                     ApplyOp::Read(f) => member.applier.read(f),
-                    ApplyOp::Restore(_) => unreachable!("no snapshots in this benchmark"),
+                    ApplyOp::Restore(_) | ApplyOp::Snapshot(_) => {
+                        unreachable!("no snapshots in this benchmark")
+                    }
                 }
             }
             for effect in member.node.effects(now) {

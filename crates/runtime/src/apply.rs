@@ -6,14 +6,15 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use keel_raft::{Entry, LogIndex, Membership, Payload, SnapshotMeta, Term};
 use keel_storage::SnapshotStore;
-use tokio::sync::mpsc;
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::error::{Error, StateMachineError, StopReason};
+use crate::error::{Error, SnapshotError, StateMachineError, StopReason};
 use crate::event::Event;
 use crate::proposals::Responder;
 use crate::snapshot::{self, SnapshotBytes};
@@ -21,6 +22,9 @@ use crate::state_machine::{Command, StateMachine};
 
 /// A read to run against the state machine, or to fail.
 pub type ReadFn<S> = Box<dyn FnOnce(Result<&S, Error>) + Send>;
+
+/// Where the index of a snapshot asked for goes once it is stored.
+pub type SnapshotReply = oneshot::Sender<Result<LogIndex, SnapshotError>>;
 
 /// What the apply thread does next, in the order the node loop decided.
 pub enum ApplyOp<S: StateMachine> {
@@ -35,6 +39,9 @@ pub enum ApplyOp<S: StateMachine> {
     Restore(SnapshotMeta),
     /// Every write the read must observe is applied: run it now.
     Read(ReadFn<S>),
+    /// Snapshot everything applied so far, now, whatever the policy says
+    /// ([`crate::Node::trigger_snapshot`]).
+    Snapshot(SnapshotReply),
 }
 
 impl<S: StateMachine> ApplyOp<S> {
@@ -47,6 +54,9 @@ impl<S: StateMachine> ApplyOp<S> {
                 }
             }
             ApplyOp::Read(f) => f(Err(error.clone())),
+            ApplyOp::Snapshot(reply) => {
+                let _ = reply.send(Err(SnapshotError::Node(error.clone())));
+            }
             ApplyOp::Restore(_) => {}
         }
     }
@@ -213,7 +223,11 @@ pub(crate) fn run<S: StateMachine>(
     events: mpsc::UnboundedSender<Event>,
     snapshots: Arc<SnapshotStore>,
 ) {
-    let snapshot_running = Arc::new(AtomicBool::new(false));
+    let mut writer = SnapshotWriter {
+        store: snapshots.clone(),
+        events: events.clone(),
+        thread: None,
+    };
     while let Some(op) = ops.blocking_recv() {
         let outcome = match op {
             ApplyOp::Entries { entries, waiters } => {
@@ -221,7 +235,10 @@ pub(crate) fn run<S: StateMachine>(
                     if let Some(index) = applied {
                         let _ = events.send(Event::Applied(index));
                     }
-                    maybe_snapshot(&mut applier, &snapshots, &events, &snapshot_running)
+                    if !applier.snapshot_due() || writer.busy() {
+                        return Ok(());
+                    }
+                    applier.snapshot().map(|taken| writer.start(taken, None))
                 })
             }
             ApplyOp::Restore(meta) => snapshots
@@ -231,6 +248,14 @@ pub(crate) fn run<S: StateMachine>(
             ApplyOp::Read(f) => {
                 applier.read(f);
                 Ok(())
+            }
+            ApplyOp::Snapshot(reply) => {
+                // One snapshot is written at a time: applies pause while
+                // the one under way finishes.
+                writer.wait();
+                applier
+                    .snapshot()
+                    .map(|taken| writer.start(taken, Some(reply)))
             }
         };
         if let Err(e) = outcome {
@@ -243,47 +268,56 @@ pub(crate) fn run<S: StateMachine>(
     }
 }
 
-/// Takes a snapshot if one is due and none is being written, and writes it
-/// to the store on its own thread.
-fn maybe_snapshot<S: StateMachine>(
-    applier: &mut Applier<S>,
-    store: &Arc<SnapshotStore>,
-    events: &mpsc::UnboundedSender<Event>,
-    running: &Arc<AtomicBool>,
-) -> Result<(), StateMachineError> {
-    if !applier.snapshot_due() || running.swap(true, Ordering::AcqRel) {
-        return Ok(());
+/// Writes snapshots to the store, one at a time, each on a thread of its
+/// own so that applying goes on meanwhile.
+struct SnapshotWriter {
+    store: Arc<SnapshotStore>,
+    events: mpsc::UnboundedSender<Event>,
+    /// The thread writing the latest snapshot, if it may still run.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SnapshotWriter {
+    /// Whether a snapshot is being written.
+    fn busy(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
-    let SnapshotTaken { meta, mut data } = match applier.snapshot() {
-        Ok(taken) => taken,
-        Err(e) => {
-            running.store(false, Ordering::Release);
-            return Err(e);
+
+    /// Waits until no snapshot is being written.
+    fn wait(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
-    };
-    let store = store.clone();
-    let events = events.clone();
-    let thread_running = running.clone();
-    let spawned = std::thread::Builder::new()
-        .name("keel-snapshot".into())
-        .spawn(move || {
-            let index = meta.index;
-            match snapshot::write_local(&store, meta.clone(), &mut data) {
-                Ok(info) => {
-                    info!(%index, bytes = info.data_bytes, "snapshot created");
-                    let _ = events.send(Event::SnapshotCreated(meta));
-                }
-                Err(e) => {
-                    warn!(%index, error = %e, "creating a snapshot failed; will retry later")
-                }
-            }
-            thread_running.store(false, Ordering::Release);
-        });
-    if let Err(e) = spawned {
-        running.store(false, Ordering::Release);
-        warn!(error = %e, "could not start the snapshot thread");
     }
-    Ok(())
+
+    /// Writes `taken` on a new thread, and tells `reply` how it went.
+    fn start(&mut self, taken: SnapshotTaken, reply: Option<SnapshotReply>) {
+        self.wait();
+        let SnapshotTaken { meta, mut data } = taken;
+        let (store, events) = (self.store.clone(), self.events.clone());
+        let spawned = std::thread::Builder::new()
+            .name("keel-snapshot".into())
+            .spawn(move || {
+                let index = meta.index;
+                let written = snapshot::write_local(&store, meta.clone(), &mut data);
+                match &written {
+                    Ok(info) => {
+                        info!(%index, bytes = info.data_bytes, "snapshot created");
+                        let _ = events.send(Event::SnapshotCreated(meta));
+                    }
+                    Err(e) => {
+                        warn!(%index, error = %e, "creating a snapshot failed; will retry later")
+                    }
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(written.map(|_| index).map_err(SnapshotError::from));
+                }
+            });
+        match spawned {
+            Ok(thread) => self.thread = Some(thread),
+            Err(e) => warn!(error = %e, "could not start the snapshot thread"),
+        }
+    }
 }
 
 /// Fails every op still queued once the machine cannot run them.

@@ -109,6 +109,18 @@ impl PartialEq for StopReason {
 
 impl Eq for StopReason {}
 
+/// Why [`crate::Node::trigger_snapshot`] stored no snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The node did not take the request (overloaded, stopped).
+    #[error(transparent)]
+    Node(#[from] Error),
+    /// The snapshot was taken but could not be stored; the node goes on,
+    /// and takes the next one when it is due.
+    #[error("the snapshot could not be stored: {0}")]
+    Write(#[from] crate::snapshot::WriteError),
+}
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

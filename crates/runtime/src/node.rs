@@ -17,7 +17,7 @@ use crate::apply::{self, Applier, ReadFn};
 use crate::config::Config;
 use crate::consistency::ReadConsistency;
 use crate::driver::{Driver, Wiring};
-use crate::error::{Error, StartError, StopReason};
+use crate::error::{Error, SnapshotError, StartError, StopReason};
 use crate::histogram::LogTimings;
 use crate::inbound::InboundHandler;
 use crate::leader_changes::LeaderChanges;
@@ -333,6 +333,29 @@ impl<S: StateMachine> Node<S> {
             Ok(answer) => answer.map_err(|_| self.stopped())?,
             Err(_) => Err(Error::Timeout),
         }
+    }
+
+    /// Snapshots the state machine now rather than when
+    /// [`Config::snapshot_entries`] entries have been applied since the
+    /// last snapshot, and returns the index it covers once it is stored:
+    /// every entry applied before the call, at least. The log is compacted
+    /// behind it as after any snapshot, and the snapshot policy counts from
+    /// it. For example before a backup, or to shorten the log a restart
+    /// replays after a burst of writes.
+    ///
+    /// A snapshot still being written finishes first (applying pauses
+    /// meanwhile). No request timeout applies: writing a large state
+    /// takes as long as it takes.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Node`] when the node does not take the request
+    /// ([`Error::Overloaded`], [`Error::Stopped`]: the state machine's
+    /// `snapshot` failing stops the node), [`SnapshotError::Write`] when
+    /// the store could not write it (the node goes on).
+    pub async fn trigger_snapshot(&self) -> Result<LogIndex, SnapshotError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Snapshot { reply })?;
+        answer.await.map_err(|_| self.stopped())?
     }
 
     /// Adds node `id`, reachable at `addr`, as a learner: it receives the

@@ -36,7 +36,7 @@ use keel_raft::{
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-pub use crate::apply::{Applier, ApplyOp, ReadFn, SnapshotTaken};
+pub use crate::apply::{Applier, ApplyOp, ReadFn, SnapshotReply, SnapshotTaken};
 pub use crate::clock::Moment;
 pub use crate::proposals::Responder;
 pub use crate::restore::resume_from;
@@ -90,6 +90,13 @@ pub enum Request<S: StateMachine> {
         target: NodeId,
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<(), Error>>,
+    },
+    /// Snapshot the state machine after every apply already asked for,
+    /// whatever the snapshot policy says; `reply` gets the index it covers
+    /// once it is stored.
+    Snapshot {
+        /// Where the index goes.
+        reply: SnapshotReply,
     },
     /// Stop: finish the writes under way, answer what committed.
     Shutdown,
@@ -512,6 +519,7 @@ impl<S: StateMachine> NodeLoop<S> {
             Request::TransferLeader { target, reply } => {
                 let _ = reply.send(self.raft.transfer_leader(target).map_err(Error::from));
             }
+            Request::Snapshot { reply } => self.apply(ApplyOp::Snapshot(reply)),
             Request::Shutdown => self.stopping = true,
         }
     }

@@ -41,9 +41,11 @@ impl Read for SnapshotBytes {
 
 /// Why a locally made snapshot could not be stored.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum WriteError {
+pub enum WriteError {
+    /// The state machine's stream failed while it was copied.
     #[error("reading the state machine's snapshot failed: {0}")]
     Read(#[from] io::Error),
+    /// The snapshot store failed to write or publish it.
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

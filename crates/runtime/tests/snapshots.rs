@@ -1,5 +1,6 @@
-//! Snapshots: taken by policy, the log compacted after, and shipped to a
-//! follower that fell behind the compaction point.
+//! Snapshots: taken by policy or on request (`Node::trigger_snapshot`),
+//! the log compacted after, and shipped to a follower that fell behind the
+//! compaction point.
 
 mod common;
 
@@ -94,6 +95,50 @@ async fn follower_behind_less_than_an_interval_catches_up_from_the_log() {
         assert_eq!(k99, (Some("0".into()), Some("99".into())));
         let follower = cluster.node(lagging).status();
         assert_eq!(follower.snapshots_installed, 0, "{follower:#?}");
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn triggered_snapshots_are_taken_at_once_and_compact_the_log() {
+    within(Duration::from_secs(60), async {
+        // The policy alone would not snapshot for 100,000 entries.
+        let mut cluster = Cluster::start(3).await;
+        let leader = cluster.leader().await;
+        let follower = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+        for i in 0..10 {
+            cluster.propose(&format!("k{i}={i}")).await;
+        }
+        let applied = cluster.node(follower).ensure_linearizable().await.unwrap();
+        let first = cluster.node(follower).trigger_snapshot().await.unwrap();
+        assert!(first >= applied, "{first} covers {applied}");
+        for i in 10..15 {
+            cluster.propose(&format!("k{i}={i}")).await;
+        }
+        cluster.node(follower).ensure_linearizable().await.unwrap();
+        let second = cluster.node(follower).trigger_snapshot().await.unwrap();
+        assert!(second > first, "{second} after {first}");
+
+        // The second snapshot compacts the log to the first, as a
+        // snapshot by policy does.
+        let status = cluster
+            .node(follower)
+            .wait_for(WAIT, |m| {
+                m.snapshots_created >= 2 && m.first_index > LogIndex(1)
+            })
+            .await
+            .unwrap();
+        assert_eq!(status.first_index, LogIndex(first.0 + 1), "{status:#?}");
+        assert_eq!(cluster.node(leader).status().snapshots_created, 0);
+
+        // A restart restores the snapshot and replays the log after it.
+        cluster.stop(follower).await;
+        cluster.restart(follower).await;
+        let read = cluster
+            .read(follower, |kv: &Kv| (kv.get("k0"), kv.get("k14")))
+            .await;
+        assert_eq!(read, (Some("0".into()), Some("14".into())));
         cluster.shutdown().await;
     })
     .await;

@@ -266,6 +266,12 @@ impl<M: StateMachine> Member<M> {
                     .map_err(MemberFailure::StateMachine)?;
             }
             ApplyOp::Read(f) => self.applier.read(f),
+            ApplyOp::Snapshot(reply) => {
+                let meta = self.take_snapshot()?;
+                self.node
+                    .handle(moment, Input::SnapshotCreated(meta.clone()));
+                let _ = reply.send(Ok(meta.index));
+            }
         }
         if !self.applies.is_empty() {
             out.push(Outgoing::ApplyNeeded);
