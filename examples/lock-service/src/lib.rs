@@ -1,15 +1,13 @@
 //! A replicated lock service with fencing tokens, on Keel.
 //!
-//! Each grant of a lock carries a *fencing token* larger than every token
-//! granted for that lock before. The resource the lock guards refuses a
-//! token lower than one it has seen, so a client that lost the lock without
-//! knowing it (it paused, its messages were late) cannot act after the next
-//! holder did.
+//! Each grant of a lock carries a *fencing token* larger than any granted
+//! for that lock before. The resource the lock guards refuses a token lower
+//! than one it has seen, so a client that lost the lock without knowing it
+//! (it paused, its messages were late) cannot act after the next holder.
 //!
-//! A client whose request timed out cannot tell whether it took effect and
-//! sends it again, so each request carries the client's id and a sequence
-//! number, and a retry is answered from the client's session instead of
-//! being applied twice.
+//! A client whose request timed out sends it again; each request carries
+//! the client's id and a sequence number, and a retry is answered from the
+//! client's session instead of being applied twice.
 //!
 //! Left out to stay short: expiry (it needs a clock all members agree on,
 //! such as a time the proposer stamps into each command) and the forgetting
@@ -74,18 +72,23 @@ pub struct Lock {
     pub token: u64,
 }
 
-/// The replicated state; serialised as it is, it is also the snapshot.
+/// The lock service as Keel's state machine. Serialised as it is (JSON of
+/// ordered maps: members that applied the same commands write the same
+/// bytes), it is also the snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Locks {
+pub struct LockMachine {
     /// Every lock ever acquired, by name.
     pub locks: BTreeMap<String, Lock>,
     /// Each client's latest sequence number and its answer.
     pub sessions: BTreeMap<ClientId, (u64, Outcome)>,
+    /// Not in the snapshot: restored from the snapshot's index.
+    #[serde(skip)]
+    applied: LogIndex,
 }
 
-impl Locks {
+impl LockMachine {
     /// Applies a request once: a retry gets the first attempt's answer.
-    pub fn apply(&mut self, request: &Request) -> Outcome {
+    pub fn apply_request(&mut self, request: &Request) -> Outcome {
         match self.sessions.get(&request.client) {
             Some((latest, answer)) if *latest == request.sequence => return answer.clone(),
             Some((latest, _)) if *latest > request.sequence => return Outcome::Outdated,
@@ -126,20 +129,6 @@ impl Request {
     }
 }
 
-/// The lock service as Keel's state machine.
-#[derive(Default)]
-pub struct LockMachine {
-    locks: Locks,
-    applied: LogIndex,
-}
-
-impl LockMachine {
-    /// The current state, for reads.
-    pub fn locks(&self) -> &Locks {
-        &self.locks
-    }
-}
-
 impl StateMachine for LockMachine {
     type Response = Outcome;
 
@@ -151,7 +140,7 @@ impl StateMachine for LockMachine {
         let mut outcomes = Vec::with_capacity(commands.len());
         for command in commands {
             outcomes.push(match serde_json::from_slice(&command.data) {
-                Ok(request) => self.locks.apply(&request),
+                Ok(request) => self.apply_request(&request),
                 Err(_) => Outcome::Malformed,
             });
         }
@@ -163,14 +152,12 @@ impl StateMachine for LockMachine {
         self.applied
     }
 
-    /// [`Locks`] as JSON: its maps are ordered, so every member that
-    /// applied the same commands writes the same bytes.
     fn snapshot(&mut self) -> Result<Box<dyn Read + Send>, StateMachineError> {
-        Ok(Box::new(Cursor::new(serde_json::to_vec(&self.locks)?)))
+        Ok(Box::new(Cursor::new(serde_json::to_vec(self)?)))
     }
 
     fn restore(&mut self, index: LogIndex, data: &mut dyn Read) -> Result<(), StateMachineError> {
-        self.locks = serde_json::from_reader(data)?;
+        *self = serde_json::from_reader(data)?;
         self.applied = index;
         Ok(())
     }

@@ -121,7 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Every member, followers included, sees bob as the holder.
     for node in &nodes {
-        let lock = |m: &LockMachine| m.locks().locks["printer"].clone();
+        let lock = |m: &LockMachine| m.locks["printer"].clone();
         let lock = node.read(ReadConsistency::Linearizable, lock).await?;
         assert_eq!((lock.holder, lock.token), (Some(bob.id), bobs));
     }

@@ -120,9 +120,9 @@ impl StateMachine for ForgetsReleasedLocks {
     }
 
     fn snapshot(&mut self) -> Result<Box<dyn Read + Send>, StateMachineError> {
-        let mut locks = self.0.locks().clone();
-        locks.locks.retain(|_, lock| lock.holder.is_some());
-        Ok(Box::new(Cursor::new(serde_json::to_vec(&locks)?)))
+        let mut machine = self.0.clone();
+        machine.locks.retain(|_, lock| lock.holder.is_some());
+        Ok(Box::new(Cursor::new(serde_json::to_vec(&machine)?)))
     }
 
     fn restore(&mut self, index: LogIndex, data: &mut dyn Read) -> Result<(), StateMachineError> {
