@@ -1,8 +1,9 @@
 //! The lock service under Keel's simulator: crashes, partitions, lost and
 //! reordered messages, with clients that retry; every history checked
 //! against a sequential model of the service. The correct machine passes;
-//! one that leaves released locks out of its snapshots is caught, on a
-//! seed that fails again when rerun.
+//! one that leaves released locks out of its snapshots, and one that applies
+//! a retried request again, are caught, each on a seed that fails again
+//! when rerun.
 
 use std::io::{Cursor, Read};
 
@@ -130,6 +131,47 @@ impl StateMachine for ForgetsReleasedLocks {
     }
 }
 
+/// Another defect: no sessions. Each attempt gets a sequence number of its
+/// own (its log index), so a retried release that took effect the first
+/// time is applied again, and answers that the client does not hold the
+/// lock.
+#[derive(Default)]
+struct AppliesRetries(LockMachine);
+
+impl StateMachine for AppliesRetries {
+    type Response = Outcome;
+
+    fn apply(
+        &mut self,
+        commands: &[Command],
+        through: LogIndex,
+    ) -> Result<Vec<Outcome>, StateMachineError> {
+        let mut renumbered = Vec::with_capacity(commands.len());
+        for command in commands {
+            let mut request: Request = serde_json::from_slice(&command.data)?;
+            request.sequence = command.index.0;
+            let data = request.encode().into();
+            renumbered.push(Command {
+                data,
+                ..command.clone()
+            });
+        }
+        self.0.apply(&renumbered, through)
+    }
+
+    fn applied_index(&self) -> LogIndex {
+        self.0.applied_index()
+    }
+
+    fn snapshot(&mut self) -> Result<Box<dyn Read + Send>, StateMachineError> {
+        self.0.snapshot()
+    }
+
+    fn restore(&mut self, index: LogIndex, data: &mut dyn Read) -> Result<(), StateMachineError> {
+        self.0.restore(index, data)
+    }
+}
+
 fn options() -> ServiceOptions {
     ServiceOptions {
         safety_ticks: 300,
@@ -146,32 +188,51 @@ fn lock_service_is_linearizable_under_faults() {
     check_service(&service, 0..40, &options());
 }
 
-#[test]
-fn lock_service_that_forgets_released_locks_in_snapshots_is_caught() {
-    let service = LockService {
-        machine: ForgetsReleasedLocks::default,
-    };
+/// The first seed below 200 on which `service` fails, and its failure,
+/// after checking that the seed fails again alike and that
+/// `check_service` names it in its panic.
+fn first_failure<M: StateMachine<Response = Outcome>>(service: &LockService<M>) -> (u64, String) {
     let (seed, report) = (0..200)
-        .map(|seed| (seed, run_service_seed(&service, seed, &options())))
+        .map(|seed| (seed, run_service_seed(service, seed, &options())))
         .find(|(_, report)| report.failure.is_some())
         .expect("the defect is found within 200 seeds");
-    let failure = report.failure.clone().expect("found failing");
-    assert!(
-        failure.contains("hold different states") || failure.contains("not linearizable"),
-        "seed {seed}: {failure}"
-    );
-    let again = run_service_seed(&service, seed, &options());
+    let again = run_service_seed(service, seed, &options());
     assert_eq!(report.failure, again.failure, "seed {seed} reproduces");
     assert_eq!(
         report.fingerprint, again.fingerprint,
         "seed {seed} reproduces"
     );
 
-    let panic = std::panic::catch_unwind(|| check_service(&service, seed..seed + 1, &options()))
+    let panic = std::panic::catch_unwind(|| check_service(service, seed..seed + 1, &options()))
         .expect_err("the failing seed fails check_service");
     let message = panic.downcast_ref::<String>().expect("a formatted message");
     assert!(
         message.contains(&format!("KEEL_SIM_SEED={seed}")),
         "{message}"
+    );
+    (seed, report.failure.expect("found failing"))
+}
+
+#[test]
+fn lock_service_that_forgets_released_locks_in_snapshots_is_caught() {
+    let service = LockService {
+        machine: ForgetsReleasedLocks::default,
+    };
+    let (seed, failure) = first_failure(&service);
+    assert!(
+        failure.contains("hold different states") || failure.contains("not linearizable"),
+        "seed {seed}: {failure}"
+    );
+}
+
+#[test]
+fn lock_service_that_applies_retried_requests_twice_is_caught() {
+    let service = LockService {
+        machine: AppliesRetries::default,
+    };
+    let (seed, failure) = first_failure(&service);
+    assert!(
+        failure.contains("not linearizable"),
+        "seed {seed}: {failure}"
     );
 }
