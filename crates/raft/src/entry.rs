@@ -24,8 +24,11 @@ pub enum Payload {
 /// One log entry: `(term, index, payload)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// The term of the leader that appended it.
     pub term: Term,
+    /// Its position in the log, from 1.
     pub index: LogIndex,
+    /// What it carries.
     pub payload: Payload,
 }
 
@@ -45,7 +48,10 @@ impl Entry {
 /// in force at its last index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotMeta {
+    /// The last entry the snapshot covers.
     pub index: LogIndex,
+    /// That entry's term.
     pub term: Term,
+    /// The configuration as of `index`.
     pub membership: Membership,
 }

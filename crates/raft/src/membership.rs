@@ -37,7 +37,9 @@ pub enum MembershipChange {
     /// (§4.3). Leaving the joint configuration happens automatically once
     /// entering it has committed.
     Joint {
+        /// The voters of the configuration to move to.
         voters: BTreeSet<NodeId>,
+        /// Its learners.
         learners: BTreeSet<NodeId>,
     },
     /// Leave the current joint configuration now.
@@ -47,22 +49,32 @@ pub enum MembershipChange {
 /// Why a membership change cannot be made.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MembershipError {
+    /// Adding a node that is already a voter or learner.
     #[error("node {0} is already a member")]
     AlreadyMember(NodeId),
+    /// Promoting or removing a node that is not a member.
     #[error("node {0} is not a member of the cluster")]
     UnknownMember(NodeId),
+    /// Promoting a node that already votes.
     #[error("node {0} is not a learner, so it cannot be promoted")]
     NotALearner(NodeId),
+    /// The change would leave no one to elect a leader.
     #[error("a configuration must keep at least one voter")]
     NoVoters,
+    /// Node id 0 means "no node" in messages and votes.
     #[error("node id 0 is reserved and cannot be a member")]
     ReservedId,
+    /// A change proposed while a joint configuration is in force (§4.3).
     #[error("the configuration is joint; leave it before making another change")]
     InJointConfiguration,
+    /// Leaving a joint configuration when none is in force.
     #[error("the configuration is not joint, so there is nothing to leave")]
     NotJoint,
+    /// A single-server change (§4.1) that would add or remove more than
+    /// one voter.
     #[error("a single-server change may alter at most one voter; use a joint change")]
     TooManyVoterChanges,
+    /// A node named both voter and learner.
     #[error("voters and learners overlap at node {0}")]
     VoterIsLearner(NodeId),
 }
@@ -119,10 +131,12 @@ impl Membership {
         &self.outgoing
     }
 
+    /// The nodes that receive the log without voting.
     pub fn learners(&self) -> &BTreeSet<NodeId> {
         &self.learners
     }
 
+    /// Whether two voter sets are in force (§4.3).
     pub fn is_joint(&self) -> bool {
         !self.outgoing.is_empty()
     }
@@ -145,6 +159,7 @@ impl Membership {
         all
     }
 
+    /// How many nodes receive the log.
     pub fn node_count(&self) -> usize {
         self.nodes().len()
     }

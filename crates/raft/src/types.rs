@@ -66,19 +66,24 @@ impl fmt::Display for LogIndex {
 /// does not have to rediscover it).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HardState {
+    /// The latest term this node has seen.
     pub term: Term,
     /// The candidate this node voted for in `term`, if any.
     pub vote: Option<NodeId>,
+    /// The highest index this node knows is committed.
     pub commit: LogIndex,
 }
 
 /// The role a node currently plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// Replicates the leader's log and votes.
     Follower,
     /// Campaigning without bumping its term: asks whether it would win (§9.6).
     PreCandidate,
+    /// Campaigning for votes in a new term (§5.2).
     Candidate,
+    /// Takes proposals and replicates them.
     Leader,
 }
 

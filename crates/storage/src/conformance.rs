@@ -41,6 +41,7 @@ use crate::store::LogStore;
 
 /// Creates stores and crashes them.
 pub trait Harness {
+    /// The store under test.
     type Store: LogStore;
     /// What [`Harness::crash_and_recover`] keeps of the writes made since
     /// the last successful sync.
@@ -219,6 +220,7 @@ fn hard_state(term: u64, vote: Option<u64>, commit: u64) -> HardState {
     }
 }
 
+/// A new store is empty: first index 1, last index 0.
 pub fn new_store_is_empty<H: Harness>(h: &mut H) {
     let mut s = h.create();
     assert_eq!(s.first_index(), LogIndex(1));
@@ -239,6 +241,7 @@ pub fn new_store_is_empty<H: Harness>(h: &mut H) {
     );
 }
 
+/// Appended entries read back at once, and survive a crash once synced.
 pub fn appends_are_visible_at_once_and_durable_after_sync<H: Harness>(h: &mut H) {
     let mut s = h.create();
     s.append(&entries(1, 3, 1));
@@ -265,6 +268,8 @@ pub fn appends_are_visible_at_once_and_durable_after_sync<H: Harness>(h: &mut H)
     );
 }
 
+/// A crash keeps what the last sync covered, and of later writes only
+/// what [`Harness::CRASH_KEEPS`] allows.
 pub fn unsynced_writes_are_lost_in_a_crash<H: Harness>(h: &mut H) {
     let mut s = h.create();
     s.append(&entries(1, 2, 1));
@@ -279,6 +284,8 @@ pub fn unsynced_writes_are_lost_in_a_crash<H: Harness>(h: &mut H) {
     recovered::<H>(&s, &durable.crash_outcomes(&unsynced), "after the crash");
 }
 
+/// Appending inside the log replaces the entries from there on, and a
+/// synced overwrite survives a crash.
 pub fn overwrite_discards_the_conflicting_suffix_durably<H: Harness>(h: &mut H) {
     let mut s = h.create();
     s.append(&entries(1, 6, 1));
@@ -304,6 +311,8 @@ pub fn overwrite_discards_the_conflicting_suffix_durably<H: Harness>(h: &mut H) 
     );
 }
 
+/// A crash before an overwrite is synced leaves one of the outcomes
+/// [`Harness::CRASH_KEEPS`] allows.
 pub fn unsynced_overwrite_is_undone_by_a_crash<H: Harness>(h: &mut H) {
     let mut s = h.create();
     s.append(&entries(1, 6, 1));
@@ -316,6 +325,7 @@ pub fn unsynced_overwrite_is_undone_by_a_crash<H: Harness>(h: &mut H) {
     recovered::<H>(&s, &durable.crash_outcomes(&unsynced), "after the crash");
 }
 
+/// A hard state survives a crash only once a sync covered it.
 pub fn hard_state_is_durable_only_after_sync<H: Harness>(h: &mut H) {
     let mut s = h.create();
     let voted = hard_state(3, Some(2), 0);
@@ -338,6 +348,8 @@ pub fn hard_state_is_durable_only_after_sync<H: Harness>(h: &mut H) {
     assert_eq!(s.hard_state(), &hard_state(4, Some(3), 0));
 }
 
+/// Compaction drops the entries up to its index, keeps the rest, and
+/// remembers the term at the compaction point.
 pub fn compaction_keeps_the_suffix_and_the_snapshot_term<H: Harness>(h: &mut H) {
     let mut s = h.create();
     s.append(&entries(1, 5, 1));
@@ -362,6 +374,8 @@ pub fn compaction_keeps_the_suffix_and_the_snapshot_term<H: Harness>(h: &mut H) 
     assert_eq!(s.term(LogIndex(7)), Some(Term(2)));
 }
 
+/// Compacting at an index whose term differs from the log's discards the
+/// whole log.
 pub fn compaction_at_a_conflicting_term_discards_the_log<H: Harness>(h: &mut H) {
     let mut s = h.create();
     s.append(&entries(1, 10, 1));
@@ -384,6 +398,8 @@ pub fn compaction_at_a_conflicting_term_discards_the_log<H: Harness>(h: &mut H) 
     assert_eq!(read_all(&s), entries(6, 7, 4));
 }
 
+/// Compacting past the last entry (a snapshot ahead of the log) leaves the
+/// log empty after it.
 pub fn compaction_beyond_the_log_empties_it<H: Harness>(h: &mut H) {
     let mut s = h.create();
     s.append(&entries(1, 3, 1));
@@ -405,6 +421,7 @@ pub fn compaction_beyond_the_log_empties_it<H: Harness>(h: &mut H) {
     assert!(read_all(&s).is_empty());
 }
 
+/// `entries` stops at `max_bytes`, but returns at least one entry.
 pub fn entries_respect_max_bytes_but_return_one<H: Harness>(h: &mut H) {
     let mut s = h.create();
     s.append(&entries(1, 20, 1));
@@ -425,6 +442,8 @@ pub fn entries_respect_max_bytes_but_return_one<H: Harness>(h: &mut H) {
     }
 }
 
+/// Reading before the first index or past the last gives
+/// [`StorageError::Compacted`] or [`StorageError::Unavailable`].
 pub fn entries_outside_the_log_are_typed_errors<H: Harness>(h: &mut H) {
     let mut s = h.create();
     s.append(&entries(1, 10, 1));
@@ -450,6 +469,7 @@ pub fn entries_outside_the_log_are_typed_errors<H: Harness>(h: &mut H) {
     );
 }
 
+/// Blank, command and membership entries read back unchanged after a crash.
 pub fn every_payload_kind_survives_a_crash<H: Harness>(h: &mut H) {
     let membership = Membership::from_parts(
         [NodeId(4), NodeId(5)].into(),
@@ -486,6 +506,8 @@ pub fn every_payload_kind_survives_a_crash<H: Harness>(h: &mut H) {
     assert_eq!(read_all(&s), log);
 }
 
+/// A long log, compacted and crashed round after round, keeps its synced
+/// entries and the hard state set at its start.
 pub fn long_log_with_compactions_survives_crashes<H: Harness>(h: &mut H) {
     let mut s = h.create();
     // Set once, early: compaction must never lose it with old log segments.
@@ -525,25 +547,36 @@ pub enum Op {
     /// Append `count` entries starting `back` entries before the end
     /// (clamped to the first index), overwriting what is there.
     Append {
+        /// How far before the end to start.
         back: u64,
+        /// How many entries.
         count: u64,
     },
+    /// Set this hard state.
     SetHardState {
+        /// Its term.
         term: u64,
+        /// Its vote, if any.
         vote: Option<u64>,
+        /// Its commit index.
         commit: u64,
     },
     /// Compact to `back` entries before the last one, with its real term or,
     /// if `conflict`, a different one (which discards the whole log).
     Compact {
+        /// How far before the last entry.
         back: u64,
+        /// Whether to compact at another term than the entry's.
         conflict: bool,
     },
     /// Install a snapshot `ahead` entries past the end of the log.
     CompactBeyond {
+        /// How far past the end.
         ahead: u64,
     },
+    /// Make every write so far durable.
     Sync,
+    /// Crash and recover the store.
     Crash,
 }
 

@@ -144,8 +144,10 @@ pub trait LogStore {
     /// `index == first_index() - 1`; `None` outside that range.
     fn term(&self, index: LogIndex) -> Option<Term>;
 
+    /// The first entry held; one past the compaction point.
     fn first_index(&self) -> LogIndex;
 
+    /// The last entry held, or the compaction point if none is.
     fn last_index(&self) -> LogIndex;
 
     /// The term of the last entry (or of the compaction point if the log is empty).
