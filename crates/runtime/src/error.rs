@@ -118,7 +118,18 @@ pub enum SnapshotError {
     /// The snapshot was taken but could not be stored; the node goes on,
     /// and takes the next one when it is due.
     #[error("the snapshot could not be stored: {0}")]
-    Write(#[from] crate::snapshot::WriteError),
+    Write(#[from] SnapshotWriteError),
+}
+
+/// Why a locally made snapshot could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotWriteError {
+    /// The state machine's stream failed while it was copied.
+    #[error("reading the state machine's snapshot failed: {0}")]
+    Read(#[from] std::io::Error),
+    /// The snapshot store failed to write or publish it.
+    #[error(transparent)]
+    Storage(#[from] keel_storage::StorageError),
 }
 
 /// Why a node could not start.

@@ -144,7 +144,9 @@ pub use config::{
     REQUEST_TIMEOUT_DEFAULT, SNAPSHOT_ENTRIES_DEFAULT, TICK_INTERVAL_DEFAULT,
 };
 pub use consistency::ReadConsistency;
-pub use error::{Error, SnapshotError, StartError, StateMachineError, StopReason};
+pub use error::{
+    Error, SnapshotError, SnapshotWriteError, StartError, StateMachineError, StopReason,
+};
 pub use histogram::{LATENCY_BUCKET_BOUNDS_MICROS, LatencyHistogram};
 pub use keel_raft::{
     Entry, HardState, LogIndex, Membership, MembershipChange, MembershipError, NodeId, Payload,
@@ -157,5 +159,4 @@ pub use leader_changes::{LeaderChange, LeaderChanges};
 pub use metrics::{ElectionCounters, Metrics, PeerMetrics};
 pub use node::Node;
 pub use restore::{InitialState, Storage};
-pub use snapshot::WriteError as SnapshotWriteError;
 pub use state_machine::{Command, StateMachine};

@@ -12,7 +12,7 @@ use keel_storage::{FileLogStore, LogStore, MemLogStore, SnapshotStore};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::error::StartError;
+use crate::error::{SnapshotWriteError, StartError};
 use crate::snapshot::SnapshotBytes;
 use crate::state_machine::StateMachine;
 
@@ -85,8 +85,8 @@ impl Storage {
             membership: Membership::new(voters, [])?,
         };
         crate::snapshot::write_local(&snapshots, meta, initial.data).map_err(|e| match e {
-            crate::snapshot::WriteError::Read(e) => StartError::Io(e),
-            crate::snapshot::WriteError::Storage(e) => StartError::Storage(e),
+            SnapshotWriteError::Read(e) => StartError::Io(e),
+            SnapshotWriteError::Storage(e) => StartError::Storage(e),
         })?;
         let mut book = peers.clone();
         book.remove(&id);

@@ -5,11 +5,12 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use keel_raft::{Message, MessageBody, SnapshotMeta};
-use keel_storage::{SnapshotInfo, SnapshotReader, SnapshotStore, StorageError};
+use keel_storage::{SnapshotInfo, SnapshotReader, SnapshotStore};
 use keel_transport::Transport;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::error::SnapshotWriteError;
 use crate::event::Event;
 
 /// Bytes copied per write when storing a snapshot the state machine made.
@@ -39,23 +40,12 @@ impl Read for SnapshotBytes {
     }
 }
 
-/// Why a locally made snapshot could not be stored.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The state machine's stream failed while it was copied.
-    #[error("reading the state machine's snapshot failed: {0}")]
-    Read(#[from] io::Error),
-    /// The snapshot store failed to write or publish it.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
 /// Copies the state machine's snapshot stream into the store and publishes it.
 pub(crate) fn write_local(
     store: &SnapshotStore,
     meta: SnapshotMeta,
     data: &mut dyn Read,
-) -> Result<SnapshotInfo, WriteError> {
+) -> Result<SnapshotInfo, SnapshotWriteError> {
     let mut writer = store.begin(meta)?;
     let mut buf = vec![0u8; WRITE_CHUNK_BYTES];
     loop {
