@@ -15,6 +15,11 @@ use crate::time::Micros;
 use crate::verdict::Refutation;
 
 /// A broken property, with what was seen.
+///
+/// Each case's `#[error]` sentence says what every one of its fields holds;
+/// doc comments on them would repeat it, so the crate's `missing_docs`
+/// check is waived here alone.
+#[allow(missing_docs)]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Breach {
     // Election Safety.
@@ -264,8 +269,11 @@ impl Breach {
 /// How a state machine reached the index its state is compared at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StateReachedBy {
+    /// Applying committed entries.
     AppliedEntries,
+    /// Installing a leader's snapshot.
     InstalledSnapshot,
+    /// Restoring its own newest snapshot when it restarted.
     SnapshotRestoredOnRestart,
 }
 
