@@ -8,6 +8,8 @@
 //!
 //! [`MemberConfig`]: keel_kv::server::MemberConfig
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use keel_kv::server::{MemberFlags, run};
 
@@ -21,10 +23,12 @@ struct Args {
     member: MemberFlags,
 }
 
-/// A failed start prints its message and each cause in words (anyhow's
-/// report), not the error's `Debug`.
+/// A failed start, or a member that stops by itself, prints its message
+/// and each cause in words on one line (`Error: …`, as `keel serve`
+/// does) and exits with status 1: never the error's `Debug`, and never a
+/// backtrace, whatever `RUST_BACKTRACE` says.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     // Logs go to stderr, as `keel serve`'s do: stdout stays free.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -32,7 +36,19 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = Args::parse().member.resolve()?;
+    match serve(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the member the flags describe until SIGTERM or Ctrl-C, or until
+/// it stops by itself.
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let config = args.member.resolve()?;
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("installing a SIGTERM handler at startup");

@@ -29,6 +29,8 @@
 //! - `identity.rs`: the IDs stored in the data directory.
 //! - `restore.rs`: a new member's data directory from a snapshot file.
 //! - `run.rs`: start, supervise, stop.
+//! - `disk_failure.rs`: [`DiskFailure`], the operator's sentence for a
+//!   member its own disk stopped.
 //! - `serve.rs`: the client port (the etcd API, plus HTTP routes given
 //!   by the caller) and the member's background tasks.
 //! - `grpc_metrics.rs`: the client port's calls counted per method and code.
@@ -36,6 +38,7 @@
 //! - `tls.rs`: [`TlsConfig`] (in `config.rs`) into rustls settings.
 
 mod config;
+mod disk_failure;
 mod duration;
 mod grpc_metrics;
 mod identity;
@@ -52,6 +55,7 @@ pub use config::{
     MemberConfig, MemberFlags, Side, TlsConfig, WATCH_PROGRESS_NOTIFY_INTERVAL_DEFAULT,
     WATCH_PROGRESS_NOTIFY_INTERVAL_MIN,
 };
+pub use disk_failure::{DiskFailure, FailedStore};
 pub use duration::{DurationError, parse_go_duration};
 pub use grpc_metrics::{GrpcMethod, MethodCalls};
 pub use identity::Identity;
@@ -87,6 +91,9 @@ pub enum ServerError {
     Start(#[from] keel::StartError),
     #[error("the Raft node stopped: {0}")]
     Stopped(keel::StopReason),
+    /// A write to this member's own disk failed: fail-stop.
+    #[error("this member stopped: {0}")]
+    DiskFailed(DiskFailure),
     #[error("the Raft node's task ended without saying why")]
     NodeVanished,
     #[error("the Raft node failed while stopping: {0}")]

@@ -15,10 +15,11 @@ use keel::{Config, Metrics, Node, NodeId, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::ServerError;
 use super::config::{ClusterState, MemberConfig};
+use super::disk_failure::DiskFailure;
 use super::grpc_metrics::{GrpcCounters, GrpcMethod, MethodCalls};
 use super::identity::{self, Identity};
 use super::ids::{cluster_id, member_id};
@@ -34,7 +35,7 @@ use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::command::observe_server::ObserveServer;
 use crate::proto::etcdserverpb::Member;
 use crate::replica::{ForwardCounters, ForwardService, ForwardStats, RaftConsensus, RaftMachine};
-use crate::service::{Quota, ServiceConfig, Shared};
+use crate::service::{DiskReserve, Quota, ServiceConfig, Shared};
 use crate::state_machine::KvStateMachine;
 
 /// How often peer addresses are copied from the member registry into the
@@ -321,6 +322,10 @@ pub async fn start_with_http(
         cluster_token: config.initial_cluster_token.clone(),
         client_tls: tls.client_out.clone(),
         quota: Quota::from_flag(config.quota_backend_bytes),
+        disk_reserve: (config.disk_reserve_bytes > 0).then(|| DiskReserve {
+            dir: config.data_dir.clone(),
+            reserve_bytes: config.disk_reserve_bytes,
+        }),
         auto_compaction: config.auto_compaction,
         bcrypt_cost: config.bcrypt_cost,
         auth_token_ttl: config.auth_token_ttl,
@@ -363,7 +368,14 @@ pub async fn start_with_http(
         http: http(metrics.clone()),
         grpc_counters: metrics.grpc.clone(),
     };
-    let task = tokio::spawn(supervise(node, shared, client_port, me, stop_rx));
+    let task = tokio::spawn(supervise(
+        node,
+        shared,
+        client_port,
+        me,
+        metrics.db_path.clone(),
+        stop_rx,
+    ));
     Ok(RunningMember {
         identity,
         client_addrs,
@@ -414,12 +426,15 @@ fn node_config(
 }
 
 /// Serves until asked to stop, the node fails, or the member is removed;
-/// then stops everything in order.
+/// then stops everything in order. How it ended is the first failure: a
+/// store that cannot flush after its disk failed says less than the
+/// failure itself.
 async fn supervise(
     node: Node<RaftMachine>,
     shared: Arc<Shared<RaftConsensus>>,
     client_port: ClientPort,
     me: Member,
+    db_path: PathBuf,
     stop: oneshot::Receiver<()>,
 ) -> Result<(), ServerError> {
     let (stop_clients, clients_stopped) = oneshot::channel::<()>();
@@ -429,7 +444,7 @@ async fn supervise(
     let sync = tokio::spawn(sync_peer_addrs(node.clone(), shared.clone()));
     let outcome = tokio::select! {
         _ = stop => Ok(()),
-        ended = wait_stopped_or_removed(&node) => ended,
+        ended = wait_stopped_or_removed(&node, db_path) => ended,
         served = &mut server => match served {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ServerError::Serve(e)),
@@ -445,23 +460,38 @@ async fn supervise(
         server.abort();
     }
     let stopped = node.shutdown().await;
-    shared.sm.flush()?;
+    let flushed = shared.sm.flush();
+    if let Err(e) = &outcome {
+        error!("{e}");
+        if let Err(flush) = &flushed {
+            warn!(error = %flush, "flushing the key-value store failed too");
+        }
+    }
     info!("member stopped");
     outcome?;
+    flushed?;
     stopped.map_err(ServerError::Node)
 }
 
-/// Resolves when the node stops by itself (with why), or when a
-/// configuration without this member applies: like etcd, a removed member
-/// stops rather than serve a cluster it no longer belongs to.
-async fn wait_stopped_or_removed(node: &Node<RaftMachine>) -> Result<(), ServerError> {
+/// Resolves when the node stops by itself (with why: a failed write to
+/// this member's disk as a [`DiskFailure`] naming the store file at
+/// `db_path` or the log file), or when a configuration without this
+/// member applies: like etcd, a removed member stops rather than serve a
+/// cluster it no longer belongs to.
+async fn wait_stopped_or_removed(
+    node: &Node<RaftMachine>,
+    db_path: PathBuf,
+) -> Result<(), ServerError> {
     let mut metrics = node.metrics();
     let mut was_member = false;
     loop {
         {
             let m = metrics.borrow_and_update();
             if let Some(reason) = &m.stopped {
-                return Err(ServerError::Stopped(reason.clone()));
+                return Err(match DiskFailure::of(reason, db_path) {
+                    Some(failure) => ServerError::DiskFailed(failure),
+                    None => ServerError::Stopped(reason.clone()),
+                });
             }
             let member = m.membership.contains(m.id);
             if was_member && !member && m.membership.node_count() > 0 {

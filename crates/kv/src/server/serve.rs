@@ -28,7 +28,7 @@ use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::service::{
     AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService,
-    MaintenanceService, Shared, WatchService, run_compactor, run_expiry_loop,
+    MaintenanceService, Shared, WatchService, run_compactor, run_disk_watch, run_expiry_loop,
 };
 
 /// Room for the gRPC framing around the largest request, as etcd allows
@@ -37,7 +37,7 @@ pub(crate) const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Serves the etcd API on `listener` until `shutdown` resolves, and runs
 /// the member's background tasks (lease expiry, the compactor,
-/// self-registration).
+/// self-registration, the free-space watch).
 pub async fn serve<C: Consensus>(
     shared: Arc<Shared<C>>,
     listener: TcpListener,
@@ -76,6 +76,11 @@ pub(crate) async fn serve_on<C: Consensus>(
     let expiry = tokio::spawn(run_expiry_loop(shared.clone()));
     let compactor = tokio::spawn(run_compactor(shared.clone()));
     let publish = tokio::spawn(publish_self(shared.clone(), me));
+    let disk_watch = shared
+        .config
+        .disk_reserve
+        .clone()
+        .map(|reserve| tokio::spawn(run_disk_watch(shared.clone(), reserve)));
     let limit = shared.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let mut incoming = StreamMap::new();
     // `tls::incoming` turns Nagle's algorithm off on every connection: a
@@ -123,6 +128,9 @@ pub(crate) async fn serve_on<C: Consensus>(
     expiry.abort();
     compactor.abort();
     publish.abort();
+    if let Some(watch) = disk_watch {
+        watch.abort();
+    }
     result
 }
 

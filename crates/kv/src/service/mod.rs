@@ -8,11 +8,13 @@ mod auth;
 mod caller;
 mod cluster;
 mod compactor;
+mod disk_reserve;
 mod election;
 mod kv;
 mod lease;
 mod lock;
 mod maintenance;
+mod nospace;
 mod quota;
 mod recipes;
 pub(crate) mod validate;
@@ -39,6 +41,9 @@ pub use auth::AuthService;
 pub use cluster::ClusterService;
 pub use compactor::{
     AutoCompaction, AutoCompactionError, REVISION_CHECK_EVERY_DEFAULT, run_compactor,
+};
+pub use disk_reserve::{
+    DISK_CHECK_EVERY, DISK_RESERVE_BYTES_DEFAULT, DiskReserve, free_bytes, run_disk_watch,
 };
 pub use election::ElectionService;
 pub use kv::KvService;
@@ -75,6 +80,11 @@ pub struct ServiceConfig {
     pub client_tls: Option<keel::tls::ClientTls>,
     /// The backend quota (etcd's `--quota-backend-bytes`).
     pub quota: Quota,
+    /// The free space this member keeps on its data directory's
+    /// filesystem before it raises a NOSPACE alarm (Keel's
+    /// `--disk-reserve-bytes`); `None`: no watch (a store in memory, or
+    /// the reserve turned off).
+    pub disk_reserve: Option<DiskReserve>,
     /// What the leader compacts by itself (etcd's `--auto-compaction-*`).
     pub auto_compaction: AutoCompaction,
     /// The bcrypt cost of password hashes (etcd's `--bcrypt-cost`).
@@ -99,6 +109,7 @@ impl ServiceConfig {
             cluster_token: String::from(crate::server::ids::INITIAL_CLUSTER_TOKEN_DEFAULT),
             client_tls: None,
             quota: Quota::Bytes(QUOTA_BACKEND_BYTES_DEFAULT),
+            disk_reserve: None,
             auto_compaction: AutoCompaction::Off,
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
             auth_token_ttl: crate::auth::TOKEN_TTL_DEFAULT,

@@ -9,10 +9,8 @@
 
 use crate::consensus::Consensus;
 use crate::error::KvError;
-use crate::mvcc::{AlarmKey, cost_bytes};
+use crate::mvcc::cost_bytes;
 use crate::proto::command::command::Op;
-use crate::proto::etcdserverpb::alarm_request::AlarmAction;
-use crate::proto::etcdserverpb::{AlarmRequest, AlarmType};
 
 use super::Shared;
 
@@ -71,27 +69,14 @@ impl<C: Consensus> Shared<C> {
         if self.config.quota.admits(size, cost) {
             return Ok(());
         }
-        let member_id = self.consensus.info().member_id;
-        let raised = AlarmKey {
-            member_id,
-            alarm: AlarmType::Nospace as i32,
-        };
-        if !self.sm.store().alarms().contains(&raised) {
+        if !self.nospace_raised() {
             tracing::warn!(
                 size_bytes = size,
                 cost_bytes = cost,
                 quota = ?self.config.quota,
                 "backend quota exhausted: raising the NOSPACE alarm"
             );
-            let alarm = Op::Alarm(AlarmRequest {
-                action: AlarmAction::Activate as i32,
-                member_id,
-                alarm: AlarmType::Nospace as i32,
-            });
-            if let Err(e) = self
-                .propose_checked(&crate::command::member_caller(), alarm)
-                .await
-            {
+            if let Err(e) = self.raise_nospace().await {
                 tracing::warn!(error = %e, "raising the NOSPACE alarm failed");
             }
         }

@@ -137,6 +137,14 @@ pub struct MemberFlags {
     )]
     pub quota_backend_bytes: Option<i64>,
 
+    /// Keel only (etcd has no such flag): the free space this member keeps
+    /// on the filesystem holding its data directory; below it, the member
+    /// raises a NOSPACE alarm, so that the cluster refuses writes that
+    /// grow the store before this disk is full; 0 turns the watch off
+    /// [default: 268435456, 256 MiB].
+    #[arg(long, env = "KEEL_DISK_RESERVE_BYTES", value_name = "BYTES")]
+    pub disk_reserve_bytes: Option<u64>,
+
     /// `periodic` (keep a period of history) or `revision` (keep a number
     /// of revisions) [default: periodic].
     #[arg(long, env = "KEEL_AUTO_COMPACTION_MODE", value_name = "MODE")]
@@ -285,6 +293,7 @@ impl MemberFlags {
                 .experimental_watch_progress_notify_interval
                 .or(lower.experimental_watch_progress_notify_interval),
             quota_backend_bytes: self.quota_backend_bytes.or(lower.quota_backend_bytes),
+            disk_reserve_bytes: self.disk_reserve_bytes.or(lower.disk_reserve_bytes),
             auto_compaction_mode: self.auto_compaction_mode.or(lower.auto_compaction_mode),
             auto_compaction_retention: self
                 .auto_compaction_retention
@@ -385,6 +394,7 @@ impl MemberFlags {
             max_request_bytes: self.max_request_bytes.unwrap_or(d.max_request_bytes),
             watch_progress_notify_interval,
             quota_backend_bytes: self.quota_backend_bytes.unwrap_or(d.quota_backend_bytes),
+            disk_reserve_bytes: self.disk_reserve_bytes.unwrap_or(d.disk_reserve_bytes),
             auto_compaction,
             client_tls: TlsConfig {
                 cert_file: self.cert_file,
@@ -539,6 +549,7 @@ mod tests {
     fn disk_space_flags_parse_as_etcd_reads_them() {
         let config = MemberFlags {
             quota_backend_bytes: Some(4 << 20),
+            disk_reserve_bytes: Some(64 << 20),
             auto_compaction_mode: Some("revision".into()),
             auto_compaction_retention: Some("1000".into()),
             experimental_auto_compaction_revision_check_interval: Some("30s".into()),
@@ -547,6 +558,11 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(config.quota_backend_bytes, 4 << 20);
+        assert_eq!(config.disk_reserve_bytes, 64 << 20);
+        assert_eq!(
+            MemberFlags::default().resolve().unwrap().disk_reserve_bytes,
+            crate::service::DISK_RESERVE_BYTES_DEFAULT
+        );
         assert_eq!(
             config.auto_compaction,
             AutoCompaction::Revision {

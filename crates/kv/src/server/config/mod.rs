@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::urls::HttpUrl;
-use crate::service::{AutoCompaction, MAX_REQUEST_BYTES_DEFAULT};
+use crate::service::{AutoCompaction, DISK_RESERVE_BYTES_DEFAULT, MAX_REQUEST_BYTES_DEFAULT};
 
 pub use super::ids::INITIAL_CLUSTER_TOKEN_DEFAULT;
 pub use error::{ConfigError, ELECTION_HEARTBEATS_MIN};
@@ -116,6 +116,10 @@ pub struct MemberConfig {
     /// writes are refused and a NOSPACE alarm is raised; 0 means etcd's
     /// default (2 GiB), a negative value no quota.
     pub quota_backend_bytes: i64,
+    /// Keel's `--disk-reserve-bytes`: the free space this member keeps on
+    /// its data directory's filesystem; below it, it raises a NOSPACE
+    /// alarm. 0: no watch.
+    pub disk_reserve_bytes: u64,
     /// etcd's `--auto-compaction-mode` and `--auto-compaction-retention`;
     /// off by default.
     pub auto_compaction: AutoCompaction,
@@ -156,6 +160,7 @@ impl MemberConfig {
             client_tls: TlsConfig::default(),
             peer_tls: TlsConfig::default(),
             quota_backend_bytes: 0,
+            disk_reserve_bytes: DISK_RESERVE_BYTES_DEFAULT,
             auto_compaction: AutoCompaction::Off,
             auth_token: "simple".into(),
             auth_token_ttl: crate::auth::TOKEN_TTL_DEFAULT,
