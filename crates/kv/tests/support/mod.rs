@@ -71,6 +71,17 @@ impl Member {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// How the process ended, once it has (`None` while it runs).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// Everything the member's processes wrote to stderr (logs, and the
+    /// final `Error:` line of one that stopped).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.with_extension("log")
     }
@@ -111,6 +122,29 @@ impl Cluster {
                 return cluster;
             }
             // A port was taken meanwhile (or worse): show why, try afresh.
+            cluster.dump_logs();
+        }
+        panic!("the cluster did not start in three attempts");
+    }
+
+    /// Like [`Cluster::start`], calling `prepare` on each attempt's
+    /// cluster before any member starts (to mount a filesystem at a
+    /// member's data directory, say); returns what `prepare` returned for
+    /// the attempt that started.
+    pub async fn start_prepared<T>(
+        n: usize,
+        flags: &[&str],
+        prepare: impl Fn(&Cluster) -> T,
+    ) -> (Cluster, T) {
+        for _attempt in 0..3 {
+            let mut cluster = Cluster::prepare(n, flags, None);
+            let prepared = prepare(&cluster);
+            for i in 0..n {
+                cluster.spawn(i, "new");
+            }
+            if cluster.wait_ready().await {
+                return (cluster, prepared);
+            }
             cluster.dump_logs();
         }
         panic!("the cluster did not start in three attempts");
