@@ -11,20 +11,27 @@
 //! - without one, its store's writes fail for lack of space: that member
 //!   stops with one sentence naming the store, the file, the OS error and
 //!   what to do, the other two go on acknowledging writes, and once space
-//!   is freed the restarted member catches up.
+//!   is freed the restarted member catches up;
+//! - on a disk whose device fails writes (ext4 on a loop device whose
+//!   backing file outgrows its own small tmpfs: the kernel then fails the
+//!   writeback, and `fdatasync` returns EIO, as on a failing disk), the
+//!   Raft log's fsync fails: the member stops with the same kind of
+//!   sentence, the others go on, and once the device is repaired the
+//!   restarted member catches up.
 //!
-//! In both, every acknowledged put is read back from every member.
+//! In each, every acknowledged put is read back from every member.
 //!
-//! Mounting a tmpfs needs root, which CI and the development machines
-//! have; elsewhere the tests say why they skip, and pass. They skip too
-//! when `etcdctl` is not installed.
+//! Mounting needs root, which CI and the development machines have;
+//! elsewhere the tests say why they skip, and pass. They skip too when
+//! `etcdctl` (or, for the failing device, `losetup` and `mkfs.ext4`) is
+//! not installed.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use support::Cluster;
@@ -101,6 +108,91 @@ impl Drop for Tmpfs {
     }
 }
 
+/// The failing device's filesystem, and the tmpfs that holds its backing
+/// file: far smaller than the filesystem, so that the device fails writes
+/// once the test fills the tmpfs.
+const IMAGE_BYTES: u64 = 512 << 20;
+const BACKING_MIB: u64 = 96;
+/// What the filler leaves of the backing tmpfs: a few puts' worth.
+const BACKING_HEADROOM_BYTES: u64 = 8 << 20;
+
+/// An ext4 filesystem on a loop device over a sparse file on a small
+/// tmpfs. Writes land in the page cache; once the tmpfs is full, their
+/// writeback fails and `fsync` reports EIO, as a failing disk does.
+/// Unmounted and detached when dropped.
+struct FailingDisk {
+    mount: PathBuf,
+    device: String,
+    backing: Tmpfs,
+}
+
+/// Runs a setup command; whether it succeeded.
+fn run(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl FailingDisk {
+    /// Makes one mounted at `mount`, its backing tmpfs at `backing_dir`;
+    /// `None` if this machine cannot (no root, no loop devices, no tools).
+    fn create(mount: &Path, backing_dir: &Path) -> Option<FailingDisk> {
+        let backing = Tmpfs::mount(backing_dir, BACKING_MIB)?;
+        let image = backing_dir.join("disk.img");
+        std::fs::File::create(&image)
+            .ok()?
+            .set_len(IMAGE_BYTES)
+            .ok()?;
+        let image = image.to_str()?;
+        // Inode tables and journal written now, not by a kernel thread
+        // while the test measures the tmpfs.
+        let flags = "lazy_itable_init=0,lazy_journal_init=0";
+        if !run("mkfs.ext4", &["-q", "-F", "-E", flags, image]) {
+            return None;
+        }
+        let attached = Command::new("losetup")
+            .args(["-f", "--show", image])
+            .output()
+            .ok()
+            .filter(|out| out.status.success())?;
+        let device = String::from_utf8(attached.stdout).ok()?.trim().to_owned();
+        std::fs::create_dir_all(mount).ok()?;
+        let disk = FailingDisk {
+            mount: mount.to_owned(),
+            device,
+            backing,
+        };
+        run("mount", &[&disk.device, mount.to_str()?]).then_some(disk)
+    }
+
+    /// After the device failed: frees its backing space, checks the
+    /// filesystem (its journal was aborted) and mounts it again.
+    fn repair(&self, filler: &Path) {
+        std::fs::remove_file(filler).unwrap();
+        let mount = self.mount.to_str().unwrap();
+        assert!(run("umount", &[mount]), "unmounting {mount}");
+        // e2fsck exits 1 when it fixed something, which is expected here.
+        let checked = Command::new("e2fsck")
+            .args(["-f", "-y", &self.device])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(matches!(checked.code(), Some(0 | 1)), "e2fsck: {checked}");
+        assert!(run("mount", &[&self.device, mount]), "remounting {mount}");
+    }
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        let _ = Command::new("losetup").args(["-d", &self.device]).status();
+    }
+}
+
 /// Whether the tests can run here: etcdctl installed and a tmpfs
 /// mountable (tried once in a scratch directory); if not, says why.
 fn can_run() -> bool {
@@ -152,6 +244,87 @@ async fn assert_all_readable(endpoints: &[String], acknowledged: &BTreeMap<Strin
     }
 }
 
+/// Moves leadership off member [`SMALL`], so that its stop costs no
+/// election and every put through the others must succeed.
+async fn lead_elsewhere(cluster: &Cluster, endpoints: &[String]) {
+    if cluster.wait_leader().await != SMALL {
+        return;
+    }
+    let (first, _) = cluster.status(0).await.expect("member 0 answers");
+    let moved = etcdctl(
+        &endpoints.join(","),
+        &["move-leader", &format!("{first:x}")],
+    )
+    .await;
+    assert!(moved.contains("Leadership transferred"), "{moved}");
+}
+
+/// Puts through the members other than [`SMALL`] until [`SMALL`]'s
+/// process ends (bounded), then ten more: each must be acknowledged.
+/// Returns how it ended, how many puts it took, and what was put.
+async fn put_until_small_stops(
+    cluster: &mut Cluster,
+    endpoints: &[String],
+) -> (ExitStatus, usize, BTreeMap<String, String>) {
+    let healthy = &endpoints[..SMALL];
+    let mut acknowledged = BTreeMap::new();
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let mut i = 0;
+    let status = loop {
+        if let Some(status) = cluster.members[SMALL].exit_status() {
+            break status;
+        }
+        assert!(
+            i < FILL_PUTS_MAX && Instant::now() < deadline,
+            "the small member still runs after {i} puts"
+        );
+        let key = format!("k{i:03}");
+        let out = put(&healthy[i % 2], &key, &value_of(i)).await;
+        assert_eq!(out.trim(), "OK", "put {key}");
+        acknowledged.insert(key, value_of(i));
+        i += 1;
+    };
+    for n in 0..10 {
+        let key = format!("after{n}");
+        let out = put(&healthy[n % 2], &key, &value_of(n)).await;
+        assert_eq!(out.trim(), "OK", "put {key} with one member down");
+        acknowledged.insert(key, value_of(n));
+    }
+    (status, i, acknowledged)
+}
+
+/// Restarts member [`SMALL`] and checks that it caught up: every
+/// acknowledged value on every member, and equal hashes at equal
+/// revisions.
+async fn restart_and_compare(
+    cluster: &mut Cluster,
+    endpoints: &[String],
+    acknowledged: &BTreeMap<String, String>,
+) {
+    let restarted = Instant::now();
+    cluster.spawn(SMALL, "new");
+    cluster.wait_serving(SMALL).await;
+    eprintln!("restarted and caught up in {:?}", restarted.elapsed());
+    assert_all_readable(endpoints, acknowledged).await;
+    let reference = hashkv(&etcdctl(&endpoints[0], &["endpoint", "hashkv", "-w", "json"]).await);
+    assert!(reference.is_some(), "member 0 has no HashKV");
+    for endpoint in endpoints {
+        etcdctl_until(endpoint, &["endpoint", "hashkv", "-w", "json"], |out| {
+            hashkv(out) == reference
+        })
+        .await;
+    }
+}
+
+/// The last line of member [`SMALL`]'s stderr, after checking that it
+/// shows no panic and no backtrace.
+fn last_words(cluster: &Cluster) -> String {
+    let log = cluster.members[SMALL].log();
+    assert!(!log.contains("panicked"), "a panic in the log");
+    assert!(!log.to_lowercase().contains("backtrace"), "a backtrace");
+    log.lines().last().unwrap_or_default().to_owned()
+}
+
 /// `(revision, hash)` from `endpoint hashkv -w json`.
 fn hashkv(out: &str) -> Option<(i64, i64)> {
     let json: serde_json::Value = serde_json::from_str(out).ok()?;
@@ -189,6 +362,11 @@ async fn a_member_short_of_disk_raises_nospace_for_the_cluster_and_keeps_running
     let refusal = refusal.expect("the disk reserve never refused a put");
     assert!(refusal.contains(NO_SPACE), "{refusal}");
     assert!(acknowledged.len() >= 3, "{} puts fit", acknowledged.len());
+    eprintln!(
+        "refused after {} puts of {VALUE_BYTES} bytes; {} bytes free on the small disk",
+        acknowledged.len(),
+        tmpfs.free_bytes()
+    );
 
     // The alarm names the small member on every member, which refuse
     // growing writes with etcd's error while reads and deletes work.
@@ -254,50 +432,21 @@ async fn a_member_whose_disk_fills_stops_with_a_clear_message_and_catches_up_aft
     let (mut cluster, tmpfs) =
         cluster_with_a_small_disk(&["--disk-reserve-bytes=0", SNAPSHOT_COUNT]).await;
     let endpoints: Vec<String> = (0..3).map(|i| cluster.members[i].endpoint()).collect();
-    let healthy = &endpoints[..SMALL];
-    // Leadership stays off the small member, so that its stop costs no
-    // election and every put below must succeed.
-    if cluster.wait_leader().await == SMALL {
-        let (first, _) = cluster.status(0).await.expect("member 0 answers");
-        let moved = etcdctl(
-            &endpoints.join(","),
-            &["move-leader", &format!("{first:x}")],
-        )
-        .await;
-        assert!(moved.contains("Leadership transferred"), "{moved}");
-    }
+    lead_elsewhere(&cluster, &endpoints).await;
     let filler = tmpfs.fill_leaving(HEADROOM_BYTES);
 
     // Writes through the two others go on until the small member's disk
     // fails it, and after.
-    let mut acknowledged = BTreeMap::new();
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    let mut i = 0;
-    let status = loop {
-        if let Some(status) = cluster.members[SMALL].exit_status() {
-            break status;
-        }
-        assert!(
-            i < FILL_PUTS_MAX && Instant::now() < deadline,
-            "the small member still runs after {i} puts"
-        );
-        let key = format!("k{i:03}");
-        let out = put(&healthy[i % 2], &key, &value_of(i)).await;
-        assert_eq!(out.trim(), "OK", "put {key}");
-        acknowledged.insert(key, value_of(i));
-        i += 1;
-    };
+    let (status, puts, acknowledged) = put_until_small_stops(&mut cluster, &endpoints).await;
     assert!(!status.success(), "{status}");
-    for n in 0..10 {
-        let key = format!("after{n}");
-        let out = put(&healthy[n % 2], &key, &value_of(n)).await;
-        assert_eq!(out.trim(), "OK", "put {key} with one member down");
-        acknowledged.insert(key, value_of(n));
-    }
+    eprintln!(
+        "the small member stopped ({status}) after {puts} puts of {VALUE_BYTES} bytes; {} bytes free",
+        tmpfs.free_bytes()
+    );
 
-    // One sentence says what failed, where, why and what to do; no panic.
-    let log = cluster.members[SMALL].log();
-    let last = log.lines().last().unwrap_or_default();
+    // One sentence says what failed, where, why and what to do.
+    let last = last_words(&cluster);
+    eprintln!("its last words: {last}");
     assert!(
         last.starts_with("Error: this member stopped: the "),
         "last line: {last}"
@@ -314,22 +463,58 @@ async fn a_member_whose_disk_fills_stops_with_a_clear_message_and_catches_up_aft
         last.contains("free space on it (or grow it), then restart this member"),
         "{last}"
     );
-    assert!(!log.contains("panicked"), "a panic in the log");
-    assert!(!log.to_lowercase().contains("backtrace"), "a backtrace");
 
     // Space freed, the member restarts and catches up.
     std::fs::remove_file(filler).unwrap();
-    cluster.spawn(SMALL, "new");
-    cluster.wait_serving(SMALL).await;
-    assert_all_readable(&endpoints, &acknowledged).await;
-    let reference = hashkv(&etcdctl(&endpoints[0], &["endpoint", "hashkv", "-w", "json"]).await);
-    assert!(reference.is_some(), "member 0 has no HashKV");
-    for endpoint in &endpoints {
-        etcdctl_until(endpoint, &["endpoint", "hashkv", "-w", "json"], |out| {
-            hashkv(out) == reference
-        })
-        .await;
-    }
+    restart_and_compare(&mut cluster, &endpoints, &acknowledged).await;
     drop(cluster);
     drop(tmpfs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_log_fsync_fails_stops_with_a_clear_message_and_catches_up_after() {
+    if !can_run() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    if FailingDisk::create(&scratch.path().join("mnt"), &scratch.path().join("backing")).is_none() {
+        eprintln!("skipping: no loop device, mkfs.ext4 or losetup here");
+        return;
+    }
+    // The default snapshot count: the store's writes stay in redb's write
+    // buffer, so the first write to reach the device is the log's.
+    let (mut cluster, disk) = Cluster::start_prepared(3, &[], |cluster| {
+        let backing = cluster.root().join("backing");
+        FailingDisk::create(&cluster.members[SMALL].dir, &backing)
+            .expect("a failing disk could be made a moment ago")
+    })
+    .await;
+    let endpoints: Vec<String> = (0..3).map(|i| cluster.members[i].endpoint()).collect();
+    lead_elsewhere(&cluster, &endpoints).await;
+    let filler = disk.backing.fill_leaving(BACKING_HEADROOM_BYTES);
+
+    let (status, puts, acknowledged) = put_until_small_stops(&mut cluster, &endpoints).await;
+    assert!(!status.success(), "{status}");
+    eprintln!("the small member stopped ({status}) after {puts} puts of {VALUE_BYTES} bytes");
+
+    let last = last_words(&cluster);
+    eprintln!("its last words: {last}");
+    let wal_dir = disk.mount.join("raft").display().to_string();
+    assert!(
+        last.starts_with(&format!(
+            "Error: this member stopped: the Raft log could not fdatasync {wal_dir}"
+        )),
+        "last line: {last}"
+    );
+    assert!(last.contains("Input/output error (os error 5)"), "{last}");
+    assert!(
+        last.contains("The device failed: check it (the kernel log says more)"),
+        "{last}"
+    );
+
+    // The device repaired, the member restarts and catches up.
+    disk.repair(&filler);
+    restart_and_compare(&mut cluster, &endpoints, &acknowledged).await;
+    drop(cluster);
+    drop(disk);
 }
