@@ -387,7 +387,11 @@ async fn a_member_short_of_disk_raises_nospace_for_the_cluster_and_keeps_running
     }
     // The member is still up, and its disk never filled.
     assert!(cluster.members[SMALL].is_running());
-    assert!(tmpfs.free_bytes() > HEADROOM_BYTES, "{}", tmpfs.free_bytes());
+    assert!(
+        tmpfs.free_bytes() > HEADROOM_BYTES,
+        "{}",
+        tmpfs.free_bytes()
+    );
     let log = cluster.members[SMALL].log();
     assert!(
         log.contains("free disk space is below --disk-reserve-bytes"),
@@ -408,7 +412,12 @@ async fn a_member_short_of_disk_raises_nospace_for_the_cluster_and_keeps_running
     }
     tokio::time::sleep(3 * keel_kv::service::DISK_CHECK_EVERY).await;
     for (n, endpoint) in endpoints.iter().enumerate() {
-        assert!(etcdctl(endpoint, &["alarm", "list"]).await.trim().is_empty());
+        assert!(
+            etcdctl(endpoint, &["alarm", "list"])
+                .await
+                .trim()
+                .is_empty()
+        );
         let key = format!("after{n}");
         assert_eq!(put(endpoint, &key, &value_of(n)).await.trim(), "OK");
         acknowledged.insert(key, value_of(n));

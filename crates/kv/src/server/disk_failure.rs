@@ -102,7 +102,10 @@ impl DiskFailure {
             },
             _ => return false,
         };
-        matches!(kind, io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+        matches!(
+            kind,
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
     }
 
     /// What the operator does next. Either way nothing this member
@@ -112,7 +115,7 @@ impl DiskFailure {
         if self.disk_full() {
             "The filesystem holding this member's data directory is full: free space on it \
              (or grow it), then restart this member; it catches up from the others, and \
-             nothing it acknowledged is lost. Keep --disk-reserve-bytes above zero so that a \
+             nothing it acknowledged is lost. With a large enough --disk-reserve-bytes, a \
              NOSPACE alarm stops writes before the disk fills"
         } else {
             "The device failed: check it (the kernel log says more). Once it is sound, restart \

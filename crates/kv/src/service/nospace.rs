@@ -23,10 +23,7 @@ impl<C: Consensus> Shared<C> {
 
     /// Whether this member's NOSPACE alarm is active (applied here).
     pub(super) fn nospace_raised(&self) -> bool {
-        self.sm
-            .store()
-            .alarms()
-            .contains(&self.own_nospace_alarm())
+        self.sm.store().alarms().contains(&self.own_nospace_alarm())
     }
 
     /// Proposes a NOSPACE alarm in this member's name and waits until it
