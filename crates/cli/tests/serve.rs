@@ -299,6 +299,11 @@ fn single_member_serves_metrics_health_and_stops_cleanly_on_sigterm() {
     assert!(commit >= 4.0);
     assert!(value(s, "keel_raft_applied_index", None) >= 1.0);
     assert!(value(s, "keel_db_size_bytes", None) > 0.0);
+    assert!(value(s, "keel_disk_free_bytes", None) > 0.0);
+    assert_eq!(
+        value(s, "keel_disk_reserve_bytes", None),
+        keel_kv::service::DISK_RESERVE_BYTES_DEFAULT as f64
+    );
     let (first, last) = (
         value(s, "keel_raft_log_first_index", None),
         value(s, "keel_raft_log_last_index", None),

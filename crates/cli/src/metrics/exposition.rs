@@ -111,6 +111,20 @@ fn encode(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
         "Size of the key-value database file.",
         s.db_size_bytes,
     )?;
+    if let Some(free) = s.disk_free_bytes {
+        gauge(
+            e,
+            "keel_disk_free_bytes",
+            "Bytes free for the member on the filesystem holding its data directory.",
+            int(free),
+        )?;
+    }
+    gauge(
+        e,
+        "keel_disk_reserve_bytes",
+        "Free bytes below which the member raises a NOSPACE alarm (--disk-reserve-bytes; 0: no watch).",
+        int(s.disk_reserve_bytes),
+    )?;
     let log = &s.log;
     gauge(
         e,

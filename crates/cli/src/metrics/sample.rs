@@ -111,6 +111,11 @@ pub struct Sample {
     pub commit_index: u64,
     pub applied_index: u64,
     pub db_size_bytes: i64,
+    /// Bytes free on the filesystem holding the data directory (`None`:
+    /// unreadable), and the reserve below which the member raises a
+    /// NOSPACE alarm (0: no watch).
+    pub disk_free_bytes: Option<u64>,
+    pub disk_reserve_bytes: u64,
     /// Keys with history in the store (live, or deleted and not compacted).
     pub keys: u64,
     pub log: LogSpan,

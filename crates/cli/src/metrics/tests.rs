@@ -28,6 +28,8 @@ fn leader_sample() -> Sample {
             last_index: 42,
         },
         db_size_bytes: 4096,
+        disk_free_bytes: Some(1 << 30),
+        disk_reserve_bytes: 256 << 20,
         keys: 12,
         replication: ReplicationCounters {
             proposals_committed: 30,
@@ -91,6 +93,8 @@ fn exposition_parses_and_has_every_series() {
     assert_eq!(value(s, "keel_raft_term"), 3.0);
     assert_eq!(value(s, "keel_raft_commit_index"), 42.0);
     assert_eq!(value(s, "keel_raft_applied_index"), 41.0);
+    assert_eq!(value(s, "keel_disk_free_bytes"), (1u64 << 30) as f64);
+    assert_eq!(value(s, "keel_disk_reserve_bytes"), (256u64 << 20) as f64);
     assert_eq!(value(s, "keel_raft_log_entries"), 33.0);
     assert_eq!(value(s, "keel_proposals_committed_total"), 30.0);
     assert_eq!(value(s, "keel_proposals_failed_total"), 2.0);

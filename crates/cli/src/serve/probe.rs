@@ -35,6 +35,8 @@ impl MemberProbe {
             commit_index: m.commit_index.0,
             applied_index: m.applied_index.0,
             db_size_bytes: self.member.db_size_bytes(),
+            disk_free_bytes: self.member.disk_free_bytes(),
+            disk_reserve_bytes: self.member.disk_reserve_bytes(),
             keys: self.member.keys()?,
             log: LogSpan {
                 first_index: m.first_index.0,

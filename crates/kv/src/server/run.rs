@@ -35,7 +35,7 @@ use crate::proto::command::forward_server::ForwardServer;
 use crate::proto::command::observe_server::ObserveServer;
 use crate::proto::etcdserverpb::Member;
 use crate::replica::{ForwardCounters, ForwardService, ForwardStats, RaftConsensus, RaftMachine};
-use crate::service::{DiskReserve, Quota, ServiceConfig, Shared};
+use crate::service::{DiskReserve, Quota, ServiceConfig, Shared, free_bytes};
 use crate::state_machine::KvStateMachine;
 
 /// How often peer addresses are copied from the member registry into the
@@ -58,7 +58,8 @@ pub struct RunningMember {
 /// What a metrics exporter reads from a member, in process: the Raft
 /// node's own [`Metrics`] (role, term, indexes, log bounds, proposal and
 /// snapshot counters, WAL latencies, transport counters), the leader
-/// changes it saw, the database size and key count, the counts of
+/// changes it saw, the database size and key count, the free disk space
+/// and its reserve, the counts of
 /// forwarded writes and of the client port's calls. Cheap to clone, and
 /// independent of the [`RunningMember`], which `run_until` consumes; it
 /// holds no file or lock open (the store only weakly).
@@ -66,6 +67,8 @@ pub struct RunningMember {
 pub struct MemberMetrics {
     raft: watch::Receiver<Metrics>,
     db_path: PathBuf,
+    data_dir: PathBuf,
+    disk_reserve_bytes: u64,
     store: Weak<KvStateMachine>,
     forward: ForwardCounters,
     grpc: GrpcCounters,
@@ -85,6 +88,19 @@ impl MemberMetrics {
     /// The key-value database file's size, as Maintenance/Status reports it.
     pub fn db_size_bytes(&self) -> i64 {
         db_size_bytes(&self.db_path)
+    }
+
+    /// The bytes free for this member on the filesystem holding its data
+    /// directory, as the disk reserve sees them; `None` if they cannot
+    /// be read.
+    pub fn disk_free_bytes(&self) -> Option<u64> {
+        free_bytes(&self.data_dir).ok()
+    }
+
+    /// The free space below which this member raises a NOSPACE alarm
+    /// (`--disk-reserve-bytes`; 0: no watch).
+    pub fn disk_reserve_bytes(&self) -> u64 {
+        self.disk_reserve_bytes
     }
 
     /// Asks every member of the cluster for its status, for the web view.
@@ -358,6 +374,8 @@ pub async fn start_with_http(
         observer,
         peer_round_trips,
         db_path,
+        data_dir: config.data_dir.clone(),
+        disk_reserve_bytes: config.disk_reserve_bytes,
     };
     let (stop, stop_rx) = oneshot::channel();
     let client_port = ClientPort {
