@@ -35,18 +35,25 @@ const ENTRY_FIXED_BYTES: usize = 1 + 8 + 8 + 1;
 /// Why a payload could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The payload ends before the record does.
     #[error("the payload ends early")]
     Truncated,
+    /// The record's tag byte (given) names no known record type.
     #[error("unknown record tag {0}")]
     UnknownTag(u8),
+    /// The entry's kind byte (given) names no known payload kind.
     #[error("unknown entry kind {0}")]
     UnknownEntryKind(u8),
+    /// The payload has this many bytes left over after the record.
     #[error("{0} unexpected bytes after the record")]
     TrailingBytes(usize),
+    /// A boolean flag byte (given) is neither 0 nor 1.
     #[error("flag byte {0} is neither 0 nor 1")]
     BadFlag(u8),
+    /// The node ids of a membership list are not strictly increasing.
     #[error("node ids in a membership list are not strictly increasing")]
     UnsortedIds,
+    /// The decoded membership fails Raft's validity checks.
     #[error("invalid membership: {0}")]
     InvalidMembership(MembershipError),
 }

@@ -7,7 +7,9 @@ use crate::error::StorageError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("log store {field} {problem}")]
 pub struct InvalidLogConfig {
+    /// The name of the rejected field of [`LogConfig`].
     pub field: &'static str,
+    /// What its value must be (`"must be at least ..."`).
     pub problem: &'static str,
 }
 

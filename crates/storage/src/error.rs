@@ -15,13 +15,18 @@ use crate::codec::DecodeError;
 /// Everything that can go wrong in the log or snapshot store.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// An I/O call on a file or directory failed.
     #[error("could not {op} {}: {source}", path.display())]
     Io {
+        /// The operation that failed, as a verb (`"open"`, `"fdatasync"`, ...).
         op: &'static str,
+        /// The file or directory the operation was on.
         path: PathBuf,
+        /// The error the operating system returned.
         #[source]
         source: io::Error,
     },
+    /// A file on disk is damaged; the node must not rejoin from this directory.
     #[error(
         "{} is corrupt at byte offset {offset}: {kind}. Data this node acknowledged may be lost, \
          so it must not rejoin from this directory: move the directory aside and restore the node \
@@ -30,124 +35,230 @@ pub enum StorageError {
         file.display()
     )]
     Corrupt {
+        /// The damaged file.
         file: PathBuf,
+        /// The byte offset in `file` where the damage was found.
         offset: u64,
+        /// What exactly is wrong.
         kind: Corruption,
     },
+    /// A file was written in an on-disk format version this build cannot read.
     #[error(
         "{} uses on-disk format version {found}, but this build reads only version {supported}; \
          run a build of Keel that supports it",
         file.display()
     )]
     UnsupportedVersion {
+        /// The file whose header names the version.
         file: PathBuf,
+        /// The format version in the file's header.
         found: u32,
+        /// The one format version this build reads.
         supported: u32,
     },
+    /// Another store holds the lock on the directory.
     #[error(
         "{} is locked by another store (in this or another process); stop it before opening the directory",
         dir.display()
     )]
-    Locked { dir: PathBuf },
+    Locked {
+        /// The directory whose lock is held.
+        dir: PathBuf,
+    },
+    /// A configuration value was rejected when the store was opened.
     #[error("invalid storage configuration: {field} {problem}")]
     InvalidConfig {
+        /// The name of the rejected setting.
         field: &'static str,
+        /// What is wrong with its value (`"must be at least 1"`, ...).
         problem: &'static str,
     },
+    /// The requested entry was compacted into a snapshot and is no longer in the log.
     #[error("entry {requested} was compacted into a snapshot; the log now starts at {first_index}")]
     Compacted {
+        /// The index that was asked for.
         requested: LogIndex,
+        /// The first index the log still holds.
         first_index: LogIndex,
     },
+    /// The requested entry lies past the end of the log.
     #[error("entry {requested} is not in the log, which ends at {last_index}")]
     Unavailable {
+        /// The index that was asked for.
         requested: LogIndex,
+        /// The last index the log holds.
         last_index: LogIndex,
     },
+    /// An earlier write or sync failed, so the store refuses further writes until reopened.
     #[error(
         "the store stopped accepting writes after it failed to {op} {} ({kind}); the page cache \
          can no longer be trusted, so drop the store and reopen it to recover from what is on disk",
         path.display()
     )]
     Poisoned {
+        /// The operation whose failure poisoned the store, as a verb.
         op: &'static str,
+        /// The file that operation was on.
         path: PathBuf,
+        /// The kind of the I/O error it failed with.
         kind: io::ErrorKind,
     },
+    /// A snapshot chunk did not start where the staged snapshot ends.
     #[error(
         "snapshot chunk starts at offset {got}, but the next expected offset is {expected}; resend from {expected}"
     )]
-    SnapshotOffset { expected: u64, got: u64 },
+    SnapshotOffset {
+        /// The offset the next chunk must start at (the bytes received so far).
+        expected: u64,
+        /// The offset the chunk carried.
+        got: u64,
+    },
+    /// A received snapshot's data does not match the checksum the sender announced.
     #[error(
         "snapshot data has checksum {actual:#010x}, but the sender announced {expected:#010x}; \
          the partial snapshot was discarded, so send it again"
     )]
-    SnapshotChecksum { expected: u32, actual: u32 },
+    SnapshotChecksum {
+        /// The CRC-32C the sender announced.
+        expected: u32,
+        /// The CRC-32C of the data received.
+        actual: u32,
+    },
+    /// No stored snapshot has the requested index.
     #[error("there is no snapshot at index {index}")]
-    SnapshotNotFound { index: LogIndex },
+    SnapshotNotFound {
+        /// The snapshot index that was asked for.
+        index: LogIndex,
+    },
 }
 
 /// What exactly is wrong with a corrupt file.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Corruption {
+    /// The file's header fails its checks (magic, length or checksum).
     #[error("the file header is damaged")]
     BadFileHeader,
+    /// A segment file's name and header disagree about its sequence number.
     #[error("the file is named for segment {named}, but its header says segment {found}")]
-    SegmentSeqMismatch { named: u64, found: u64 },
+    SegmentSeqMismatch {
+        /// The sequence number in the file name.
+        named: u64,
+        /// The sequence number in the file header.
+        found: u64,
+    },
+    /// The segment files' sequence numbers skip one.
     #[error("segment {missing} is missing from the sequence of segment files")]
-    MissingSegment { missing: u64 },
+    MissingSegment {
+        /// The sequence number of the first missing segment.
+        missing: u64,
+    },
+    /// A record frame is damaged.
     #[error("a damaged record ({problem})")]
-    DamagedRecord { problem: FrameProblem },
+    DamagedRecord {
+        /// Why the frame is not valid.
+        problem: FrameProblem,
+    },
+    /// A damaged record is followed by a valid record of a later write, so it
+    /// is not a torn final write that recovery may cut off.
     #[error(
         "a damaged record ({problem}) precedes a valid record of a later write at offset {later_offset}, \
          so the damage is not a torn final write"
     )]
     DamagedBeforeLaterWrite {
+        /// Why the damaged frame is not valid.
         problem: FrameProblem,
+        /// The byte offset of the valid later record.
         later_offset: u64,
     },
+    /// Write batch ids do not increase along the log.
     #[error("write batch {found} follows write batch {previous}")]
-    BatchOutOfOrder { previous: u64, found: u64 },
+    BatchOutOfOrder {
+        /// The id of the batch before.
+        previous: u64,
+        /// The id of the batch that follows it.
+        found: u64,
+    },
+    /// A segment ends before the write batch in progress is complete.
     #[error("the segment ends inside write batch {batch}, but batches never span segments")]
-    BatchCutAtSegmentEnd { batch: u64 },
+    BatchCutAtSegmentEnd {
+        /// The id of the unfinished batch.
+        batch: u64,
+    },
+    /// A record passes its checksum but its payload cannot be decoded.
     #[error("a record passes its checksum but cannot be decoded: {0}")]
     Undecodable(DecodeError),
+    /// An entry's index skips past the one after the previous entry.
     #[error("entry {index} follows entry {last}, leaving a gap")]
-    IndexGap { last: LogIndex, index: LogIndex },
+    IndexGap {
+        /// The index of the previous entry.
+        last: LogIndex,
+        /// The index of the entry that follows it.
+        index: LogIndex,
+    },
+    /// An entry's index is at or below the log's compaction point.
     #[error("entry {index} is at or below the compaction point {compacted}")]
     EntryBelowCompaction {
+        /// The index of the entry.
         index: LogIndex,
+        /// The last index covered by the snapshot (the compaction point).
         compacted: LogIndex,
     },
+    /// The log's first entry is not the one right after the compaction point.
     #[error(
         "the log resumes at entry {first} but the snapshot covers only up to entry {compacted}; \
          segments holding the entries between are missing"
     )]
     MissingPrefix {
+        /// The first index the log holds.
         first: LogIndex,
+        /// The last index covered by the snapshot (the compaction point).
         compacted: LogIndex,
     },
+    /// The record at an entry's indexed location does not hold that entry.
     #[error("the record indexed as entry {expected} holds entry {found}")]
-    MisplacedEntry { expected: LogIndex, found: LogIndex },
+    MisplacedEntry {
+        /// The index the location was recorded for.
+        expected: LogIndex,
+        /// The index of the entry found there (0 if the record is not an entry).
+        found: LogIndex,
+    },
+    /// A file is shorter than its header says.
     #[error("the file is shorter than its header says ({len} of {expected} bytes)")]
-    Truncated { len: u64, expected: u64 },
+    Truncated {
+        /// The file's actual length in bytes.
+        len: u64,
+        /// The length its header implies, in bytes.
+        expected: u64,
+    },
+    /// A snapshot's data does not match the checksum in its header.
     #[error("the data has checksum {actual:#010x}, but the header says {expected:#010x}")]
-    DataChecksum { expected: u32, actual: u32 },
+    DataChecksum {
+        /// The CRC-32C recorded in the header.
+        expected: u32,
+        /// The CRC-32C of the data read.
+        actual: u32,
+    },
 }
 
 /// Why the bytes at some offset are not a valid record frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameProblem {
+    /// Zeroed bytes where a record header belongs.
     #[error("zeroed bytes where a record header belongs")]
     ZeroHeader,
+    /// The file ends inside a record header.
     #[error("the file ends inside a record header")]
     ShortHeader,
+    /// The record header fails its checksum.
     #[error("the record header fails its checksum")]
     HeaderChecksum,
+    /// The record header has flag bits this build does not know.
     #[error("the record header has unknown flags")]
     UnknownFlags,
+    /// The record header claims more payload bytes than the file holds.
     #[error("the record claims more bytes than the file holds")]
     PayloadPastEnd,
+    /// The record payload fails its checksum.
     #[error("the record payload fails its checksum")]
     PayloadChecksum,
 }

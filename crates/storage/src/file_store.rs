@@ -97,6 +97,7 @@ impl FileLogStore {
         &self.report
     }
 
+    /// The directory the store was opened on.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

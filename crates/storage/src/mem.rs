@@ -152,6 +152,7 @@ impl MemLog {
 }
 
 impl MemLogStore {
+    /// An empty store, the same as [`MemLogStore::default`].
     pub fn new() -> MemLogStore {
         MemLogStore::default()
     }

@@ -55,6 +55,7 @@ pub struct RecoveryReport {
 /// removed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornWrite {
+    /// The segment file that held the torn write.
     pub file: PathBuf,
     /// Where the discarded bytes started.
     pub offset: u64,

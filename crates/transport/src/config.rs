@@ -17,6 +17,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub struct TransportConfig {
     /// Traffic stamped with another cluster id is refused.
     pub cluster_id: u64,
+    /// This node's id, stamped on everything it sends.
     pub node_id: NodeId,
     /// Where peers reach this node ("host:port"); sent in every header so a
     /// receiver can answer a node it was never told about.
@@ -26,6 +27,7 @@ pub struct TransportConfig {
     /// refuses never reaches a service; the identity check still runs for
     /// those it admits.
     pub tls: Option<PeerTls>,
+    /// Queue bounds, batch sizes and timeouts.
     pub tuning: TransportTuning,
 }
 
@@ -43,12 +45,14 @@ pub struct TransportTuning {
     pub batch_bytes_max: usize,
     /// The largest gRPC message accepted or sent.
     pub grpc_message_bytes_max: usize,
+    /// Deadline for establishing a connection to a peer.
     pub connect_timeout: Duration,
     /// Deadline of a unary call (votes, snapshot offset queries).
     pub rpc_timeout: Duration,
     /// Wait before reconnecting after a failure; doubles up to
     /// `reconnect_backoff_max`.
     pub reconnect_backoff_min: Duration,
+    /// The longest wait between reconnect attempts.
     pub reconnect_backoff_max: Duration,
     /// Bytes of snapshot data per chunk.
     pub snapshot_chunk_bytes: usize,
@@ -59,12 +63,22 @@ pub struct TransportTuning {
 /// Why a [`TransportTuning`] cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TuningError {
+    /// A count or size bound is zero.
     #[error("transport {field} must be at least 1")]
-    Zero { field: &'static str },
+    Zero {
+        /// The name of the zero field of [`TransportTuning`].
+        field: &'static str,
+    },
+    /// The reconnect backoff bounds are zero or out of order.
     #[error(
         "transport reconnect_backoff_min ({min:?}) must be positive and at most reconnect_backoff_max ({max:?})"
     )]
-    Backoff { min: Duration, max: Duration },
+    Backoff {
+        /// The configured `reconnect_backoff_min`.
+        min: Duration,
+        /// The configured `reconnect_backoff_max`.
+        max: Duration,
+    },
 }
 
 impl Default for TransportTuning {

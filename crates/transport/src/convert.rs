@@ -18,15 +18,21 @@ use crate::pb::raft_message::Body;
 /// Why a received protobuf message cannot become a core message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The named required field is absent (or holds an unknown oneof variant).
     #[error("required field `{0}` is missing (or an unknown oneof variant was sent)")]
     Missing(&'static str),
+    /// The named field holds node id 0, which no node may have.
     #[error("field `{0}` holds node id 0, which is reserved")]
     ZeroNodeId(&'static str),
+    /// The entries of an AppendEntries are not at consecutive indexes.
     #[error("entry {found} does not follow entry {expected_after} in AppendEntries")]
     EntriesNotConsecutive {
+        /// The index the entry should have followed.
         expected_after: LogIndex,
+        /// The index the entry has.
         found: LogIndex,
     },
+    /// A snapshot or configuration entry carries a membership that fails Raft's checks.
     #[error("a snapshot or configuration entry carries an invalid configuration: {0}")]
     Membership(#[from] MembershipError),
 }

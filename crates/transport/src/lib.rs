@@ -21,6 +21,8 @@
 //! Memory is bounded per peer: a full queue, or a peer in reconnect
 //! backoff, drops messages at once ([`SendError`]) and Raft resends.
 
+#![deny(missing_docs)]
+
 mod config;
 mod convert;
 mod identity;

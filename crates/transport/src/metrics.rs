@@ -58,7 +58,9 @@ pub struct TransportMetrics {
     pub rejected_wrong_version: u64,
     /// Messages refused because they were addressed to another node.
     pub rejected_wrong_node: u64,
+    /// Snapshots sent to a peer in full (every chunk accepted).
     pub snapshots_sent: u64,
+    /// Snapshots received in full (the last chunk stored).
     pub snapshots_received: u64,
 }
 

@@ -25,10 +25,18 @@ pub struct Overloaded;
 /// Why a snapshot chunk or offset query was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotRejected {
+    /// The chunk does not start where the bytes held so far end.
     #[error("chunk starts at byte {got} but {held} bytes are held; query the offset and resume")]
-    OffsetMismatch { held: u64, got: u64 },
+    OffsetMismatch {
+        /// The bytes of the snapshot the receiver holds (the offset it expects).
+        held: u64,
+        /// The offset the chunk carried.
+        got: u64,
+    },
+    /// The receiving node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The receiver failed to store the snapshot.
     #[error("storing the snapshot failed: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

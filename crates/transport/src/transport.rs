@@ -25,10 +25,13 @@ use crate::shared::Shared;
 /// retries what matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
+    /// No address is known for the recipient.
     #[error("no address is known for node {0}")]
     UnknownPeer(NodeId),
+    /// The recipient is in reconnect backoff, or its stream task has stopped.
     #[error("node {0} is unreachable (reconnecting)")]
     Unreachable(NodeId),
+    /// The recipient's queue is full.
     #[error("the queue to node {0} is full")]
     QueueFull(NodeId),
 }
@@ -36,12 +39,16 @@ pub enum SendError {
 /// Why a snapshot transfer failed; the leader's core is told and retries.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotSendError {
+    /// No address is known for the recipient.
     #[error("no address is known for node {0}")]
     UnknownPeer(NodeId),
+    /// A gRPC call of the transfer failed with this status.
     #[error("the snapshot call failed: {0}")]
     Rpc(#[from] tonic::Status),
+    /// The query for the receiver's resume offset passed its deadline.
     #[error("the snapshot offset query timed out")]
     Timeout,
+    /// Reading the snapshot from local storage failed.
     #[error("reading the local snapshot failed: {0}")]
     Read(#[from] io::Error),
 }
@@ -49,12 +56,17 @@ pub enum SnapshotSendError {
 /// Why no channel to a peer could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// No address is known for the peer.
     #[error("no address is known for node {0}")]
     UnknownPeer(NodeId),
+    /// The connection attempt failed.
     #[error("connecting to node {id} at {addr} failed: {source}")]
     Connect {
+        /// The peer's node id.
         id: NodeId,
+        /// The address that was dialled ("host:port").
         addr: String,
+        /// Why the connection failed.
         #[source]
         source: tonic::transport::Error,
     },
@@ -63,6 +75,7 @@ pub enum ConnectError {
 /// Why the server stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The gRPC server stopped with this error.
     #[error("the gRPC server failed: {0}")]
     Server(#[from] tonic::transport::Error),
 }
@@ -86,12 +99,14 @@ fn is_election(body: &MessageBody) -> bool {
 }
 
 impl Transport {
+    /// A transport for `config`, with no peers known yet.
     pub fn new(config: TransportConfig) -> Transport {
         Transport {
             shared: Arc::new(Shared::new(config)),
         }
     }
 
+    /// The configuration the transport was made with.
     pub fn config(&self) -> &TransportConfig {
         &self.shared.config
     }
@@ -135,6 +150,7 @@ impl Transport {
         self.shared.peers_version.load(Ordering::Acquire)
     }
 
+    /// A snapshot of the transport's counters.
     pub fn metrics(&self) -> TransportMetrics {
         self.shared.counters.snapshot()
     }

@@ -37,7 +37,9 @@ pub(crate) const PARTIAL_SUFFIX: &str = ".snap.partial";
 /// A published snapshot: what it covers, and its data's size and checksum.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotInfo {
+    /// The index, term and membership the snapshot covers.
     pub meta: SnapshotMeta,
+    /// The length of the snapshot data in bytes (the header not counted).
     pub data_bytes: u64,
     /// crc32c of the data: send it along so the receiver can verify.
     pub checksum: u32,

@@ -31,6 +31,7 @@ impl SnapshotReader {
         })
     }
 
+    /// The snapshot being read: what it covers, its size and checksum.
     pub fn info(&self) -> &SnapshotInfo {
         &self.info
     }

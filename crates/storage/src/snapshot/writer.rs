@@ -76,6 +76,7 @@ impl SnapshotWriter {
         })
     }
 
+    /// What the snapshot being written covers.
     pub fn meta(&self) -> &SnapshotMeta {
         &self.meta
     }
@@ -175,6 +176,7 @@ pub struct StagedSnapshot {
 }
 
 impl StagedSnapshot {
+    /// What the staged snapshot covers.
     pub fn meta(&self) -> &SnapshotMeta {
         &self.info.meta
     }

@@ -14,7 +14,9 @@ use super::names::subject_common_names;
 /// A connection accepted by [`super::incoming`]: plain TCP, or TLS over TCP once
 /// its handshake completed.
 pub enum Conn {
+    /// A plain TCP connection (the listener has no TLS).
     Plain(TcpStream),
+    /// A TLS connection whose handshake completed.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
@@ -85,7 +87,11 @@ impl AsyncWrite for Conn {
 /// certificates never asks for one.
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
+    /// The local and remote TCP addresses.
     pub tcp: TcpConnectInfo,
+    /// The subject common name of the verified client certificate (the last
+    /// one if it has several); `None` on plain TCP, without a client
+    /// certificate, or if its subject has no common name.
     pub client_common_name: Option<String>,
 }
 

@@ -1,6 +1,6 @@
 //! TLS on rustls (ring): certificates, keys, CA bundles and revocation
-//! lists read from PEM files ([`files`]) and re-read when they change
-//! ([`reload`]), the server side of a listener ([`ServerTls`],
+//! lists read from PEM files (`files.rs`) and re-read when they change
+//! (`reload.rs`), the server side of a listener ([`ServerTls`],
 //! [`incoming`]), the client side of a channel ([`ClientTls`]), and
 //! self-signed certificates for etcd's auto TLS ([`self_signed`]).
 //!
@@ -52,57 +52,96 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Why TLS could not be set up. Each variant names the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A file could not be read.
     #[error("cannot read {what} {path}: {source}")]
     Read {
+        /// What the file was meant to hold (`"certificate file"`, `"key file"`, ...).
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// The error the operating system returned.
         #[source]
         source: io::Error,
     },
+    /// A file is not valid PEM.
     #[error("{what} {path} is not valid PEM: {source}")]
     BadPem {
+        /// What the file was meant to hold (`"certificate file"`, `"key file"`, ...).
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// What the PEM parser reported.
         #[source]
         source: pem::Error,
     },
+    /// A file that should hold certificates holds none.
     #[error("{what} {path} holds no PEM `CERTIFICATE` block")]
-    NoCertificate { what: &'static str, path: PathBuf },
+    NoCertificate {
+        /// What the file was meant to hold (`"certificate file"`, `"trusted CA file"`, ...).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key file holds no private key block.
     #[error(
         "key file {path} holds no private key (expected a PEM `PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block)"
     )]
-    NoKey { path: PathBuf },
+    NoKey {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// A certificate in the trusted CA file cannot be used as a trust anchor.
     #[error("trusted CA file {path}: certificate {index} cannot be a trust anchor: {source}")]
     BadCa {
+        /// The trusted CA file.
         path: PathBuf,
+        /// The certificate's position in the file, counting from 1.
         index: usize,
+        /// Why rustls refused it.
+        ///
         /// Boxed, as in `KeyMismatch`.
         #[source]
         source: Box<rustls::Error>,
     },
+    /// The private key does not fit the certificate, or rustls cannot use the pair.
     #[error("the key in {key} cannot be used with the certificate in {cert}: {source}")]
     KeyMismatch {
+        /// The certificate file.
         cert: PathBuf,
+        /// The key file.
         key: PathBuf,
+        /// Why rustls refused the pair.
+        ///
         /// Boxed: rustls's error is large, and holding it inline beside two
         /// paths would make every `Result` carrying a `TlsError` large.
         #[source]
         source: Box<rustls::Error>,
     },
+    /// The CRL file holds no revocation list.
     #[error("CRL file {path} holds no PEM `X509 CRL` block")]
-    NoCrl { path: PathBuf },
+    NoCrl {
+        /// The CRL file.
+        path: PathBuf,
+    },
+    /// No trusted CA file was given and the system's root store yielded no usable certificate.
     #[error("no trusted CA file was given and the system has no usable root certificates")]
     NoSystemRoots,
+    /// The self-signed certificate or its key could not be written.
     #[error("cannot write the self-signed certificate in {dir}: {source}")]
     SelfSignedWrite {
+        /// The directory the files were to be written in.
         dir: PathBuf,
+        /// The error the operating system returned.
         #[source]
         source: io::Error,
     },
+    /// Generating a self-signed certificate failed.
     #[error("cannot generate a self-signed certificate: {0}")]
     SelfSigned(#[from] rcgen::Error),
+    /// rustls refused the TLS settings.
     #[error("TLS settings refused by rustls: {0}")]
     Rustls(#[from] rustls::Error),
+    /// A certificate verifier could not be built from the trusted CAs (and CRLs).
     #[error("the certificate verifier cannot be built: {0}")]
     Verifier(#[from] tokio_rustls::rustls::server::VerifierBuilderError),
 }
@@ -119,7 +158,9 @@ fn provider() -> Arc<CryptoProvider> {
 /// side of every channel to a peer, usually from the same certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerTls {
+    /// The server side, for the peer listener.
     pub server: ServerTls,
+    /// The client side, for the channels to peers.
     pub client: ClientTls,
 }
 

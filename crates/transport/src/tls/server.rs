@@ -29,8 +29,11 @@ pub enum ClientAuth {
     /// is not revoked by a list in `crl_file`, and, if `allowed_cn` is
     /// set, whose subject common name is that.
     Required {
+        /// PEM file of the CAs a client certificate must chain to.
         trusted_ca_file: PathBuf,
+        /// PEM file of certificate revocation lists, if any.
         crl_file: Option<PathBuf>,
+        /// The subject common name a client certificate must have, if set.
         allowed_cn: Option<String>,
     },
 }

@@ -22,7 +22,9 @@ pub struct TestCa {
 
 /// A certificate and its key, in PEM.
 pub struct TestCert {
+    /// The certificate, PEM-encoded.
     pub cert_pem: String,
+    /// Its private key, PEM-encoded and unencrypted.
     pub key_pem: String,
     /// Its serial number, unique among its CA's certificates.
     pub serial: u64,
