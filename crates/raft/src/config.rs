@@ -82,24 +82,33 @@ pub struct Bugs {
 /// Why a [`Config`] cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// The node id is 0, which is reserved.
     #[error("node id 0 is reserved; give every node an id of 1 or more")]
     ZeroId,
+    /// `heartbeat_ticks` is 0 or not below `election_ticks`.
     #[error(
         "heartbeat_ticks ({heartbeat_ticks}) must be at least 1 and less than election_ticks ({election_ticks})"
     )]
     HeartbeatNotBelowElection {
+        /// The configured `heartbeat_ticks`.
         heartbeat_ticks: u32,
+        /// The configured `election_ticks`.
         election_ticks: u32,
     },
+    /// `max_inflight_msgs` is 0.
     #[error("max_inflight_msgs must be at least 1")]
     ZeroInflight,
+    /// `max_msg_bytes` is 0.
     #[error("max_msg_bytes must be at least 1")]
     ZeroMsgBytes,
+    /// `lease_drift_ticks` is not below `election_ticks`, so no lease could be held.
     #[error(
         "lease_drift_ticks ({lease_drift_ticks}) must be less than election_ticks ({election_ticks}) or no lease could ever be held"
     )]
     DriftTooLarge {
+        /// The configured `lease_drift_ticks`.
         lease_drift_ticks: u32,
+        /// The configured `election_ticks`.
         election_ticks: u32,
     },
 }

@@ -10,7 +10,9 @@ use crate::types::{LogIndex, NodeId, Role, Term};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("node {node}: invariant violated: {broken}")]
 pub struct InvariantViolation {
+    /// The id of the node whose state is broken.
     pub node: u64,
+    /// Which invariant broke.
     pub broken: BrokenInvariant,
 }
 
@@ -18,45 +20,96 @@ pub struct InvariantViolation {
 /// simulator's report can be read (and matched) without re-running it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BrokenInvariant {
+    /// The applied, commit and last indexes are out of order.
     #[error("applied {applied} <= commit {commit} <= last {last} does not hold")]
     IndexOrder {
+        /// The last index applied.
         applied: LogIndex,
+        /// The commit index.
         commit: LogIndex,
+        /// The last index in the log.
         last: LogIndex,
     },
+    /// The persisted index is beyond the last index.
     #[error("persisted {persisted} beyond last {last}")]
-    PersistedBeyondLast { persisted: LogIndex, last: LogIndex },
+    PersistedBeyondLast {
+        /// The last index known durable.
+        persisted: LogIndex,
+        /// The last index in the log.
+        last: LogIndex,
+    },
+    /// The first index is beyond the last index plus one.
     #[error("first {first} beyond last {last} + 1")]
-    FirstBeyondLast { first: LogIndex, last: LogIndex },
+    FirstBeyondLast {
+        /// The first index in the log.
+        first: LogIndex,
+        /// The last index in the log.
+        last: LogIndex,
+    },
+    /// An entry in the log holds another index than its position.
     #[error("entry at position {position} claims index {claimed}")]
     MisplacedEntry {
+        /// The index the entry is stored at.
         position: LogIndex,
+        /// The index the entry itself carries.
         claimed: LogIndex,
     },
     /// Terms must not decrease along the log, nor pass the node's term.
     #[error("entry {index} has out-of-order term {term}")]
-    TermOutOfOrder { index: LogIndex, term: Term },
+    TermOutOfOrder {
+        /// The entry's index.
+        index: LogIndex,
+        /// The entry's term.
+        term: Term,
+    },
+    /// A leader does not record itself as leader and as its own vote.
     #[error("leader of term {term} has leader {leader:?} and vote {vote:?}")]
     LeaderNotItself {
+        /// The leader's current term.
         term: Term,
+        /// The leader it records for that term.
         leader: Option<NodeId>,
+        /// The vote it records for that term.
         vote: Option<NodeId>,
     },
+    /// A leader's log holds more than one uncommitted membership change.
     #[error("{count} uncommitted membership changes")]
-    PendingMembershipChanges { count: usize },
+    PendingMembershipChanges {
+        /// The number of uncommitted membership entries.
+        count: usize,
+    },
+    /// A leader keeps no progress for a member of the configuration.
     #[error("leader does not track member {member}")]
-    UntrackedMember { member: NodeId },
+    UntrackedMember {
+        /// The member without progress.
+        member: NodeId,
+    },
+    /// A follower's progress does not satisfy match < next <= last + 1.
     #[error("progress of {peer}: match {match_index} next {next_index} last {last}")]
     ProgressOutOfRange {
+        /// The follower.
         peer: NodeId,
+        /// The highest index known replicated on it.
         match_index: LogIndex,
+        /// The next index to send it.
         next_index: LogIndex,
+        /// The leader's last index.
         last: LogIndex,
     },
+    /// More AppendEntries are in flight to a follower than `max_inflight_msgs`.
     #[error("{count} messages in flight to {peer}")]
-    TooManyInflight { peer: NodeId, count: usize },
+    TooManyInflight {
+        /// The follower.
+        peer: NodeId,
+        /// The number of messages in flight to it.
+        count: usize,
+    },
+    /// A leader keeps progress for a node that is not a member.
     #[error("progress kept for non-member {peer}")]
-    ProgressForNonMember { peer: NodeId },
+    ProgressForNonMember {
+        /// The node that is not a member.
+        peer: NodeId,
+    },
 }
 
 impl Raft {

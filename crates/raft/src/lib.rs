@@ -80,6 +80,8 @@
 //! Pre-vote is on by default, so `campaign` first asks for pre-votes; the
 //! loop above delivers them and the real election that follows.
 
+#![deny(missing_docs)]
+
 mod config;
 mod durable;
 mod entry;

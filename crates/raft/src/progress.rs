@@ -16,10 +16,16 @@ pub enum ProgressState {
     },
     /// The follower is known to match: stream entries optimistically,
     /// bounded by the in-flight window (pipelining).
-    Replicate { inflight: Inflight },
+    Replicate {
+        /// The AppendEntries sent and not yet acknowledged.
+        inflight: Inflight,
+    },
     /// The entries the follower needs were compacted: a snapshot covering
     /// `pending` is on its way (§7).
-    Snapshot { pending: LogIndex },
+    Snapshot {
+        /// The index the snapshot being sent covers.
+        pending: LogIndex,
+    },
 }
 
 /// The last index of each AppendEntries sent and not yet acknowledged.
@@ -73,14 +79,17 @@ impl Progress {
         }
     }
 
+    /// The highest index known to be replicated on the follower.
     pub fn match_index(&self) -> LogIndex {
         self.match_index
     }
 
+    /// The index of the next entry to send the follower.
     pub fn next_index(&self) -> LogIndex {
         self.next_index
     }
 
+    /// How the leader is replicating to the follower.
     pub fn state(&self) -> &ProgressState {
         &self.state
     }

@@ -54,14 +54,18 @@ pub struct Ready {
 /// Volatile state worth reporting when it changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SoftState {
+    /// The node's role.
     pub role: Role,
+    /// Its current term.
     pub term: Term,
+    /// The leader it knows of, if any.
     pub leader: Option<NodeId>,
 }
 
 /// The fate of a read request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadOutcome {
+    /// The read this is the outcome of.
     pub id: ReadId,
     /// `Ok(index)`: the state machine has applied at least `index`, which
     /// covers every write committed before the read was requested; serve it.
@@ -73,8 +77,14 @@ pub struct ReadOutcome {
 /// Why a read could not be confirmed. The read may be retried.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
+    /// This node is not the leader, and either knows no leader to ask or
+    /// the node it asked was not the leader either.
     #[error("this node is not the leader (leader hint: {leader_hint:?})")]
-    NotLeader { leader_hint: Option<NodeId> },
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// Leadership changed before the read was confirmed.
     #[error("leadership changed before the read was confirmed")]
     LeadershipLost,
 }

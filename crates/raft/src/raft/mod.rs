@@ -32,6 +32,7 @@ use role::{Leadership, RoleState};
 /// The durable state a node starts from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoredState {
+    /// The durable term, vote and commit index.
     pub hard_state: HardState,
     /// The newest snapshot; for a node that never took one, an empty
     /// snapshot at index 0 carrying the initial configuration.
@@ -64,34 +65,59 @@ impl RestoredState {
 /// Why a node could not be created from its configuration and state.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
+    /// The node's configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
+    /// The restored entries do not follow the snapshot at consecutive indexes.
     #[error(
         "restored entries are not contiguous after the snapshot at {snapshot_index}: \
          expected index {expected}, found {found}; the log store is corrupt"
     )]
     Gap {
+        /// The index the restored snapshot covers.
         snapshot_index: LogIndex,
+        /// The index the next entry should have.
         expected: LogIndex,
+        /// The index it has.
         found: LogIndex,
     },
+    /// A restored entry's term is below that of the entry before it.
     #[error(
         "restored entry {index} has term {term}, below the entry before it; the log store is corrupt"
     )]
-    TermDecreases { index: LogIndex, term: Term },
+    TermDecreases {
+        /// The entry's index.
+        index: LogIndex,
+        /// The entry's term.
+        term: Term,
+    },
 }
 
 /// Why a proposal was refused. Nothing was appended.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
+    /// This node is not the leader.
     #[error("this node is not the leader (leader hint: {leader_hint:?})")]
-    NotLeader { leader_hint: Option<NodeId> },
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// The leader is handing leadership to another node.
     #[error("leadership is being transferred to node {target}; retry on the new leader")]
-    TransferInProgress { target: NodeId },
+    TransferInProgress {
+        /// The node leadership is going to.
+        target: NodeId,
+    },
+    /// An earlier membership change is not committed yet.
     #[error("a membership change is already in progress (entry {pending_index})")]
-    ChangePending { pending_index: LogIndex },
+    ChangePending {
+        /// The index of the uncommitted membership entry.
+        pending_index: LogIndex,
+    },
+    /// The leader has not yet committed an entry of its own term.
     #[error("the leader has not committed an entry in its term yet; retry shortly")]
     LeaderNotReady,
+    /// The proposed membership change is invalid.
     #[error(transparent)]
     Membership(#[from] MembershipError),
 }
@@ -99,31 +125,50 @@ pub enum ProposeError {
 /// Why a message was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StepError {
+    /// The message is addressed to another node.
     #[error("message for node {to} was delivered to node {me}")]
-    WrongRecipient { to: NodeId, me: NodeId },
+    WrongRecipient {
+        /// The node the message is addressed to.
+        to: NodeId,
+        /// This node.
+        me: NodeId,
+    },
 }
 
 /// Where a proposal landed; if the entry committed at `index` has this
 /// `term` the proposal committed, otherwise another leader superseded it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Proposal {
+    /// The term of the appended entry (the leader's term).
     pub term: Term,
+    /// The index of the appended entry.
     pub index: LogIndex,
 }
 
 /// A snapshot of the node's state for monitoring and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
+    /// This node's id.
     pub id: NodeId,
+    /// Its current role.
     pub role: Role,
+    /// Its current term.
     pub term: Term,
+    /// The node it voted for in the current term, if any.
     pub vote: Option<NodeId>,
+    /// The leader it knows of in the current term, if any.
     pub leader: Option<NodeId>,
+    /// The commit index.
     pub commit: LogIndex,
+    /// The last index the state machine has applied.
     pub applied: LogIndex,
+    /// The last index known durable in the log store.
     pub persisted: LogIndex,
+    /// The first index held in the log (after the snapshot).
     pub first_index: LogIndex,
+    /// The last index in the log.
     pub last_index: LogIndex,
+    /// The configuration in effect.
     pub membership: Membership,
     /// Per-follower replication state; empty unless leader.
     pub progress: BTreeMap<NodeId, Progress>,
@@ -236,26 +281,33 @@ impl Raft {
         Ok(raft)
     }
 
+    /// This node's id.
     pub fn id(&self) -> NodeId {
         self.config.id
     }
 
+    /// This node's current role.
     pub fn role(&self) -> Role {
         self.role.role()
     }
 
+    /// This node's current term.
     pub fn term(&self) -> Term {
         self.term
     }
 
+    /// The leader this node knows of in the current term, if any.
     pub fn leader(&self) -> Option<NodeId> {
         self.leader
     }
 
+    /// The configuration the node was created with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The configuration in effect: the newest one in the log or its
+    /// snapshot, committed or not.
     pub fn membership(&self) -> &Membership {
         &self.membership
     }
