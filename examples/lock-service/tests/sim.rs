@@ -236,3 +236,19 @@ fn lock_service_that_applies_retried_requests_twice_is_caught() {
         "seed {seed}: {failure}"
     );
 }
+
+/// Seed 56: every client's write was forwarded to member 1, the leader,
+/// just as it stopped on a failed fdatasync (armed at tick 294, it struck
+/// at the first write after the heal, at tick 365). The forwards must fail
+/// to connect and be retried until member 2 leads; silently lost, they
+/// waited out the request's deadline, past the end of the run, and no
+/// write was acknowledged after the cluster healed.
+#[test]
+fn forwards_to_a_stopped_leader_are_retried() {
+    let service = LockService {
+        machine: LockMachine::default,
+    };
+    let report = run_service_seed(&service, 56, &options());
+    assert_eq!(report.failure, None, "notes: {:?}", report.notes);
+    assert_eq!(report.sync_failures, 1, "seed 56 still stops a member");
+}

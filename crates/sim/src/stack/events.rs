@@ -63,6 +63,9 @@ pub enum ForwardReply<R> {
     /// Not appended by the leader: retry.
     Refused,
     Failed(Error),
+    /// The connection broke with the command perhaps appended (the leader
+    /// stopped while it was in flight or pending): the outcome is unknown.
+    Broken,
 }
 
 /// An event and when it happens.

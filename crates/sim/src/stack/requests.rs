@@ -153,10 +153,9 @@ impl<A: App> World<A> {
                 }
                 Ok(Err(e)) => ForwardReply::Failed(e),
                 Err(oneshot::error::TryRecvError::Empty) => continue,
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    self.forwarded.remove(&id);
-                    continue;
-                }
+                // The leader stopped with the command pending: its end of
+                // the connection closes, and the follower's call breaks.
+                Err(oneshot::error::TryRecvError::Closed) => ForwardReply::Broken,
             };
             self.forwarded.remove(&id);
             let Some(call) = self.calls.get(&id) else {
@@ -213,8 +212,9 @@ impl<A: App> World<A> {
         let call = self.calls.get_mut(&id).expect("the caller holds the call");
         call.waiting = Waiting::Forwarded;
         let member = call.member;
-        if self.network.is_cut(member, leader) || self.network.send().lost {
-            // The connection fails: nothing was sent; retried.
+        if self.network.is_cut(member, leader) || !self.is_up(leader) || self.network.send().lost {
+            // The connection fails (no route, or no process listening):
+            // nothing was sent; retried.
             return self.retry(id, Error::NotLeader { leader: None });
         }
         let delay = Micros(self.rng.between(100, 1_000));
@@ -235,6 +235,14 @@ impl<A: App> World<A> {
             return;
         };
         if !self.is_up(to) {
+            // The leader stopped while the command was on its way: the
+            // connection breaks, and the follower cannot tell whether the
+            // command got there.
+            if !self.network.is_cut(to, call.member) {
+                let delay = Micros(self.rng.between(100, 1_000));
+                let reply = ForwardReply::Broken;
+                self.schedule(delay, Event::ForwardReply { call: id, reply });
+            }
             return;
         }
         let (sender, rx) = oneshot::channel();
@@ -260,6 +268,7 @@ impl<A: App> World<A> {
             ForwardReply::Applied(response) => self.write_done(id, response),
             ForwardReply::Refused => self.retry(id, Error::NotLeader { leader: None }),
             ForwardReply::Failed(e) => self.call_failed(id, e),
+            ForwardReply::Broken => self.abandon(id),
         }
     }
 
