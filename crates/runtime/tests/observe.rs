@@ -67,9 +67,13 @@ async fn the_leader_reports_a_stopped_follower_lagging_by_every_entry_since() {
         for i in 0..20 {
             cluster.propose(&format!("k{i}=v")).await;
         }
+        // Metrics are published after the loop's turn, so a snapshot may
+        // predate the last write: wait until it covers all twenty.
         let m = cluster
             .node(leader)
-            .wait_for(WAIT, |m| m.peers[&running].lag == 0)
+            .wait_for(WAIT, |m| {
+                m.last_index.0 >= written.0 + 20 && m.peers[&running].lag == 0
+            })
             .await
             .unwrap();
         let behind = m.peers[&stopped];
