@@ -434,7 +434,11 @@ impl<S: StateMachine> Node<S> {
                 .await
                 .is_err()
             {
+                // Aborting only asks; awaiting the handle returns once the
+                // task is dropped, and with it the listener, so the caller
+                // may start a node on the same address at once.
                 server.abort();
+                let _ = server.await;
             }
         }
         match self.inner.stop_reason.get() {

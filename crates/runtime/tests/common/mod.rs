@@ -150,7 +150,7 @@ impl Cluster {
         let addr = self.addrs[&id].clone();
         let listener = match listener {
             Some(l) => l,
-            None => TcpListener::bind(&addr).await.unwrap(),
+            None => bind_again(&addr).await,
         };
         let mut config = config(id.0, &addr);
         config.join = join;
@@ -296,4 +296,22 @@ pub async fn within<F: std::future::Future<Output = ()>>(limit: Duration, body: 
     tokio::time::timeout(limit, body)
         .await
         .expect("test exceeded its time limit");
+}
+
+/// Binds a restarted node's address again. Its previous listener is closed
+/// by the time `shutdown` returns, yet `AddrInUse` was seen once under CI
+/// load (cause not pinned down): retry for a few seconds, then fail naming
+/// the address.
+async fn bind_again(addr: &str) -> TcpListener {
+    let mut tries = 0;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot bind {addr} again: {e}"),
+        }
+    }
 }
