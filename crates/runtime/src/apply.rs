@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use crate::applied::AppliedIndex;
 use crate::error::{Error, SnapshotError, StateMachineError, StopReason};
 use crate::event::Event;
 use crate::proposals::Responder;
@@ -222,6 +223,7 @@ pub(crate) fn run<S: StateMachine>(
     mut ops: mpsc::Receiver<ApplyOp<S>>,
     events: mpsc::UnboundedSender<Event>,
     snapshots: Arc<SnapshotStore>,
+    applied: Arc<AppliedIndex>,
 ) {
     let mut writer = SnapshotWriter {
         store: snapshots.clone(),
@@ -231,8 +233,9 @@ pub(crate) fn run<S: StateMachine>(
     while let Some(op) = ops.blocking_recv() {
         let outcome = match op {
             ApplyOp::Entries { entries, waiters } => {
-                applier.apply(entries, waiters).and_then(|applied| {
-                    if let Some(index) = applied {
+                applier.apply(entries, waiters).and_then(|applied_through| {
+                    if let Some(index) = applied_through {
+                        applied.advance(index);
                         let _ = events.send(Event::Applied(index));
                     }
                     if !applier.snapshot_due() || writer.busy() {
@@ -241,10 +244,14 @@ pub(crate) fn run<S: StateMachine>(
                     applier.snapshot().map(|taken| writer.start(taken, None))
                 })
             }
-            ApplyOp::Restore(meta) => snapshots
-                .open_reader(meta.index)
-                .map_err(StateMachineError::from)
-                .and_then(|reader| applier.restore(meta, &mut SnapshotBytes::new(reader, 0))),
+            ApplyOp::Restore(meta) => {
+                let index = meta.index;
+                snapshots
+                    .open_reader(index)
+                    .map_err(StateMachineError::from)
+                    .and_then(|reader| applier.restore(meta, &mut SnapshotBytes::new(reader, 0)))
+                    .map(|()| applied.advance(index))
+            }
             ApplyOp::Read(f) => {
                 applier.read(f);
                 Ok(())
@@ -263,9 +270,10 @@ pub(crate) fn run<S: StateMachine>(
             let reason = StopReason::StateMachine(Arc::from(e));
             let _ = events.send(Event::Fatal(reason.clone()));
             fail_queued(&mut ops, &Error::Stopped(reason));
-            return;
+            break;
         }
     }
+    applied.end();
 }
 
 /// Writes snapshots to the store, one at a time, each on a thread of its

@@ -116,6 +116,7 @@
 
 #![deny(missing_docs)]
 
+mod applied;
 mod apply;
 mod clock;
 mod config;

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::applied::{AppliedIndex, ApplyEnded};
 use crate::apply::{self, Applier, ReadFn};
 use crate::config::Config;
 use crate::consistency::ReadConsistency;
@@ -47,6 +48,7 @@ struct Inner<S: StateMachine> {
     addr: SocketAddr,
     requests: mpsc::Sender<Request<S>>,
     metrics: watch::Receiver<Metrics>,
+    applied: Arc<AppliedIndex>,
     transport: Transport,
     request_timeout: Duration,
     stop_reason: Arc<OnceLock<StopReason>>,
@@ -158,6 +160,7 @@ impl<S: StateMachine> Node<S> {
             .spawn(move || {
                 storage::run(log, storage_rx, storage_events, peers_file, storage_timings)
             })?;
+        let applied = Arc::new(AppliedIndex::new(snapshot.index));
         let applier = Applier::new(
             state_machine,
             restored.applied_through,
@@ -166,9 +169,18 @@ impl<S: StateMachine> Node<S> {
         );
         let apply_events = events_tx.clone();
         let apply_snapshots = snapshots.clone();
+        let apply_applied = applied.clone();
         let apply_thread = std::thread::Builder::new()
             .name(format!("keel-apply-{id}"))
-            .spawn(move || apply::run(applier, apply_rx, apply_events, apply_snapshots))?;
+            .spawn(move || {
+                apply::run(
+                    applier,
+                    apply_rx,
+                    apply_events,
+                    apply_snapshots,
+                    apply_applied,
+                )
+            })?;
 
         let handler = InboundHandler {
             inbox: inbox_tx,
@@ -199,6 +211,7 @@ impl<S: StateMachine> Node<S> {
                 addr,
                 requests: requests_tx,
                 metrics,
+                applied,
                 transport: transport.clone(),
                 request_timeout,
                 stop_reason,
@@ -403,6 +416,20 @@ impl<S: StateMachine> Node<S> {
     /// [`LeaderChanges`] for what a slow reader misses.
     pub fn leader_changes(&self) -> LeaderChanges {
         LeaderChanges::new(self.metrics())
+    }
+
+    /// Waits until this node's state machine has applied the entry at
+    /// `index`, for at most `timeout`: e.g. to answer a write another
+    /// member proposed only once this member's own reads reflect it.
+    ///
+    /// Woken by the apply thread itself, once, rather than by the metrics
+    /// (one driver turn later, and waking every [`Node::wait_for`] waiter).
+    pub async fn wait_applied(&self, index: LogIndex, timeout: Duration) -> Result<(), Error> {
+        match tokio::time::timeout(timeout, self.inner.applied.wait(index)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(ApplyEnded)) => Err(self.stopped()),
+            Err(_) => Err(Error::Timeout),
+        }
     }
 
     /// Waits until the metrics satisfy `condition`, for at most `timeout`.

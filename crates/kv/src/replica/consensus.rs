@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use keel::{MembershipChange, Metrics, Node, NodeId};
+use keel::{LogIndex, MembershipChange, Metrics, Node, NodeId};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -87,10 +87,7 @@ impl RaftConsensus {
         // Answer after applying it here too, so that this member's own
         // (serializable) reads and watches already reflect the write.
         let wait = deadline.saturating_duration_since(Instant::now());
-        let _ = self
-            .node
-            .wait_for(wait, |m| m.applied_index.0 >= decoded.index)
-            .await;
+        let _ = self.node.wait_applied(LogIndex(decoded.index), wait).await;
         Ok(Some(result))
     }
 
