@@ -138,7 +138,7 @@ impl Writer<'_, '_> {
                     tracing::warn!(member = %format_args!("{:x}", key.member_id), "alarm raised: NOSPACE");
                 }
                 self.tables
-                    .alarms
+                    .alarms()?
                     .insert((key.member_id, key.alarm), ())
                     .map_err(KvError::storage)?;
                 vec![key.member()]
@@ -147,7 +147,7 @@ impl Writer<'_, '_> {
                 if self.state.alarms.remove(&key) {
                     tracing::warn!(member = %format_args!("{:x}", key.member_id), alarm = key.alarm, "alarm disarmed");
                     self.tables
-                        .alarms
+                        .alarms()?
                         .remove((key.member_id, key.alarm))
                         .map_err(KvError::storage)?;
                     vec![key.member()]

@@ -8,7 +8,7 @@ use prost::Message;
 
 use super::apply_error::ApplyError;
 use super::op;
-use super::tables::{ALARMS, AUTH_ROLES, AUTH_USERS, KV, LEASES, MEMBERS, META, meta_keys};
+use super::tables::{META, meta_keys};
 use super::write::{Tables, Writer};
 use super::{State, Store, load_state};
 use crate::auth::TokenChange;
@@ -105,15 +105,9 @@ impl Store {
                 .map_err(KvError::storage)?;
         }
         let mut applied = Vec::with_capacity(entries.len());
+        let meta_stored = state.meta_stored.then(|| meta_rows(state));
         {
-            let mut tables = Tables {
-                kv: txn.open_table(KV).map_err(KvError::storage)?,
-                leases: txn.open_table(LEASES).map_err(KvError::storage)?,
-                members: txn.open_table(MEMBERS).map_err(KvError::storage)?,
-                alarms: txn.open_table(ALARMS).map_err(KvError::storage)?,
-                auth_users: txn.open_table(AUTH_USERS).map_err(KvError::storage)?,
-                auth_roles: txn.open_table(AUTH_ROLES).map_err(KvError::storage)?,
-            };
+            let mut tables = Tables::open(&txn)?;
             for &(index, term, payload) in entries {
                 if index <= state.applied_index {
                     continue;
@@ -153,46 +147,68 @@ impl Store {
                 return Ok(Attempt::Committed(applied));
             }
             let mut meta = txn.open_table(META).map_err(KvError::storage)?;
-            write_meta(&mut meta, state)?;
+            write_meta_rows(&mut meta, meta_rows(state), meta_stored)?;
         }
         self.commit(txn)?;
+        state.meta_stored = true;
         Ok(Attempt::Committed(applied))
     }
 }
 
+/// The store's positions as the rows of its META table: a value to hold
+/// under each key, `None` for a key to be absent.
+type MetaRows = [(&'static str, Option<u64>); 8];
+
+fn meta_rows(state: &State) -> MetaRows {
+    let cursor = state.compaction_cursor.map(|c| c.to_db());
+    [
+        (meta_keys::APPLIED_INDEX, Some(state.applied_index)),
+        (meta_keys::APPLIED_TERM, Some(state.applied_term)),
+        (
+            meta_keys::CURRENT_REVISION,
+            Some(state.current_revision as u64),
+        ),
+        (
+            meta_keys::COMPACTED_REVISION,
+            Some(state.compacted_revision as u64),
+        ),
+        (meta_keys::AUTH_ENABLED, Some(u64::from(state.auth.enabled))),
+        (meta_keys::AUTH_REVISION, Some(state.auth.revision)),
+        (
+            meta_keys::COMPACTION_CURSOR_MAIN,
+            cursor.map(|(main, _)| main),
+        ),
+        (meta_keys::COMPACTION_CURSOR_SUB, cursor.map(|(_, sub)| sub)),
+    ]
+}
+
+/// Writes every row of `state`'s positions to `meta`.
 pub(crate) fn write_meta(
     meta: &mut redb::Table<'_, &'static str, u64>,
     state: &State,
 ) -> Result<(), KvError> {
-    for (key, value) in [
-        (meta_keys::APPLIED_INDEX, state.applied_index),
-        (meta_keys::APPLIED_TERM, state.applied_term),
-        (meta_keys::CURRENT_REVISION, state.current_revision as u64),
-        (
-            meta_keys::COMPACTED_REVISION,
-            state.compacted_revision as u64,
-        ),
-        (meta_keys::AUTH_ENABLED, u64::from(state.auth.enabled)),
-        (meta_keys::AUTH_REVISION, state.auth.revision),
-    ] {
-        meta.insert(key, value).map_err(KvError::storage)?;
-    }
-    let cursor_keys = [
-        meta_keys::COMPACTION_CURSOR_MAIN,
-        meta_keys::COMPACTION_CURSOR_SUB,
-    ];
-    match state.compaction_cursor {
-        Some(cursor) => {
-            let (main, sub) = cursor.to_db();
-            for (key, value) in cursor_keys.into_iter().zip([main, sub]) {
-                meta.insert(key, value).map_err(KvError::storage)?;
-            }
+    write_meta_rows(meta, meta_rows(state), None)
+}
+
+/// Writes `rows` to `meta`, skipping those equal in `stored` — what the
+/// table already holds, if known. An apply batch passes the rows of the
+/// state it started from once [`State::meta_stored`] says they are what
+/// META holds (memory and META then change in the same commits), so a
+/// batch of puts rewrites two or three rows, not eight.
+fn write_meta_rows(
+    meta: &mut redb::Table<'_, &'static str, u64>,
+    rows: MetaRows,
+    stored: Option<MetaRows>,
+) -> Result<(), KvError> {
+    for (at, (key, value)) in rows.into_iter().enumerate() {
+        if stored.is_some_and(|stored| stored[at].1 == value) {
+            continue;
         }
-        None => {
-            for key in cursor_keys {
-                meta.remove(key).map_err(KvError::storage)?;
-            }
+        match value {
+            Some(value) => meta.insert(key, value).map(drop),
+            None => meta.remove(key).map(drop),
         }
+        .map_err(KvError::storage)?;
     }
     Ok(())
 }

@@ -20,10 +20,10 @@ impl Writer<'_, '_> {
             match self.state.auth.users.get(name) {
                 Some(user) => self
                     .tables
-                    .auth_users
+                    .auth_users()?
                     .insert(name.as_str(), user.encode_to_vec().as_slice())
                     .map(drop),
-                None => self.tables.auth_users.remove(name.as_str()).map(drop),
+                None => self.tables.auth_users()?.remove(name.as_str()).map(drop),
             }
             .map_err(KvError::storage)?;
         }
@@ -31,10 +31,10 @@ impl Writer<'_, '_> {
             match self.state.auth.roles.get(name) {
                 Some(role) => self
                     .tables
-                    .auth_roles
+                    .auth_roles()?
                     .insert(name.as_str(), role.encode_to_vec().as_slice())
                     .map(drop),
-                None => self.tables.auth_roles.remove(name.as_str()).map(drop),
+                None => self.tables.auth_roles()?.remove(name.as_str()).map(drop),
             }
             .map_err(KvError::storage)?;
         }

@@ -83,6 +83,11 @@ pub(crate) struct State {
     /// or after it, at a revision `<= compacted_revision`.
     pub compaction_cursor: Option<Revision>,
     pub auth: AuthState,
+    /// Whether the META table holds exactly the positions above. False
+    /// when loaded (loading fills in defaults for rows a new store lacks),
+    /// true once an apply batch has written every row; from then on each
+    /// batch writes only the rows it changed (`apply.rs`).
+    pub meta_stored: bool,
 }
 
 /// The persistent MVCC key-value store.

@@ -9,10 +9,11 @@
 
 use bytes::Bytes;
 use prost::Message;
-use redb::Table;
+use redb::{Key, Table, TableDefinition, Value, WriteTransaction};
 
 use super::apply_error::ApplyError;
 use super::read::kv_at;
+use super::tables::{ALARMS, AUTH_ROLES, AUTH_USERS, KV, LEASES, MEMBERS};
 use super::{KeyRange, LeaseState, Revision, State};
 use crate::auth::TokenChange;
 use crate::error::KvError;
@@ -23,14 +24,64 @@ use crate::proto::etcdserverpb::{
 use crate::proto::mvccpb::{Event, KeyValue, event::EventType};
 use crate::rejection::Rejection;
 
-/// The tables an apply batch writes.
+/// The tables an apply batch writes. `kv` is opened with the batch, since
+/// nearly every command reads or writes it; the others only when a
+/// command first needs them, because opening a redb table has a cost that
+/// a batch of puts would otherwise pay five times for nothing.
 pub(crate) struct Tables<'t> {
+    txn: &'t WriteTransaction,
     pub kv: Table<'t, (u64, u64), &'static [u8]>,
-    pub leases: Table<'t, i64, &'static [u8]>,
-    pub members: Table<'t, u64, &'static [u8]>,
-    pub alarms: Table<'t, (u64, i32), ()>,
-    pub auth_users: Table<'t, &'static str, &'static [u8]>,
-    pub auth_roles: Table<'t, &'static str, &'static [u8]>,
+    leases: Option<Table<'t, i64, &'static [u8]>>,
+    members: Option<Table<'t, u64, &'static [u8]>>,
+    alarms: Option<Table<'t, (u64, i32), ()>>,
+    auth_users: Option<Table<'t, &'static str, &'static [u8]>>,
+    auth_roles: Option<Table<'t, &'static str, &'static [u8]>>,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>, KvError> {
+        Ok(Tables {
+            txn,
+            kv: txn.open_table(KV).map_err(KvError::storage)?,
+            leases: None,
+            members: None,
+            alarms: None,
+            auth_users: None,
+            auth_roles: None,
+        })
+    }
+
+    pub fn leases(&mut self) -> Result<&mut Table<'t, i64, &'static [u8]>, KvError> {
+        opened(self.txn, &mut self.leases, LEASES)
+    }
+
+    pub fn members(&mut self) -> Result<&mut Table<'t, u64, &'static [u8]>, KvError> {
+        opened(self.txn, &mut self.members, MEMBERS)
+    }
+
+    pub fn alarms(&mut self) -> Result<&mut Table<'t, (u64, i32), ()>, KvError> {
+        opened(self.txn, &mut self.alarms, ALARMS)
+    }
+
+    pub fn auth_users(&mut self) -> Result<&mut Table<'t, &'static str, &'static [u8]>, KvError> {
+        opened(self.txn, &mut self.auth_users, AUTH_USERS)
+    }
+
+    pub fn auth_roles(&mut self) -> Result<&mut Table<'t, &'static str, &'static [u8]>, KvError> {
+        opened(self.txn, &mut self.auth_roles, AUTH_ROLES)
+    }
+}
+
+/// The table in `slot`, opened from `txn` the first time it is asked for.
+fn opened<'s, 't, K: Key + 'static, V: Value + 'static>(
+    txn: &'t WriteTransaction,
+    slot: &'s mut Option<Table<'t, K, V>>,
+    definition: TableDefinition<'static, K, V>,
+) -> Result<&'s mut Table<'t, K, V>, KvError> {
+    if slot.is_none() {
+        *slot = Some(txn.open_table(definition).map_err(KvError::storage)?);
+    }
+    Ok(slot.as_mut().expect("opened above"))
 }
 
 /// Applies the writes of one store revision.
@@ -254,7 +305,7 @@ impl<'s, 't> Writer<'s, 't> {
             granted_index: self.index,
         };
         self.tables
-            .leases
+            .leases()?
             .insert(id, record.encode_to_vec().as_slice())
             .map_err(KvError::storage)?;
         self.state.leases.insert(
@@ -278,7 +329,7 @@ impl<'s, 't> Writer<'s, 't> {
                 ..Default::default()
             })?;
         }
-        self.tables.leases.remove(id).map_err(KvError::storage)?;
+        self.tables.leases()?.remove(id).map_err(KvError::storage)?;
         self.state.leases.remove(&id);
         Ok(())
     }
@@ -287,7 +338,7 @@ impl<'s, 't> Writer<'s, 't> {
     pub fn member_set(&mut self, member: Member) -> Result<(), KvError> {
         let bytes = member.encode_to_vec();
         self.tables
-            .members
+            .members()?
             .insert(member.id, bytes.as_slice())
             .map_err(KvError::storage)?;
         self.state.members.insert(member.id, member);
@@ -298,7 +349,10 @@ impl<'s, 't> Writer<'s, 't> {
         if self.state.members.remove(&id).is_none() {
             return Err(Rejection::MemberNotFound.into());
         }
-        self.tables.members.remove(id).map_err(KvError::storage)?;
+        self.tables
+            .members()?
+            .remove(id)
+            .map_err(KvError::storage)?;
         Ok(())
     }
 }
