@@ -12,10 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use keel_raft::{Message, MessageBody, Raft, SnapshotMeta};
 use keel_storage::{SnapshotStore, StagedSnapshot};
-use keel_transport::Transport;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tracing::{info, trace, warn};
+use tracing::{debug, info, trace, warn};
 
 use crate::apply::ApplyOp;
 use crate::clock::Moment;
@@ -26,13 +25,15 @@ use crate::histogram::LogTimings;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::node_loop::{Effect, Input, NodeLoop, Request};
-use crate::snapshot;
+use crate::snapshot::SnapshotSource;
 use crate::state_machine::StateMachine;
 use crate::storage::StorageOp;
+use crate::transport::Transport;
 
 /// The driver's connections to the rest of the node.
-pub(crate) struct Wiring<S: StateMachine> {
-    pub(crate) transport: Transport,
+pub(crate) struct Wiring<S: StateMachine, T> {
+    /// Generic rather than `dyn`: the driver calls it for every message.
+    pub(crate) transport: Arc<T>,
     pub(crate) snapshots: Arc<SnapshotStore>,
     pub(crate) requests: mpsc::Receiver<Request<S>>,
     pub(crate) inbox: mpsc::Receiver<Inbound>,
@@ -49,10 +50,10 @@ pub(crate) struct Wiring<S: StateMachine> {
     pub(crate) stop_reason: Arc<OnceLock<StopReason>>,
 }
 
-pub(crate) struct Driver<S: StateMachine> {
+pub(crate) struct Driver<S: StateMachine, T> {
     node: NodeLoop<S>,
     config: Config,
-    io: Wiring<S>,
+    io: Wiring<S, T>,
     /// The monotonic instant the loop's [`Moment::ZERO`] stands for.
     started: Instant,
     /// Leaders' snapshots received this turn, awaiting the loop's decision.
@@ -60,8 +61,8 @@ pub(crate) struct Driver<S: StateMachine> {
     peers_version_saved: u64,
 }
 
-impl<S: StateMachine> Driver<S> {
-    pub(crate) fn new(raft: Raft, config: Config, io: Wiring<S>) -> Driver<S> {
+impl<S: StateMachine, T: Transport> Driver<S, T> {
+    pub(crate) fn new(raft: Raft, config: Config, io: Wiring<S, T>) -> Driver<S, T> {
         Driver {
             node: NodeLoop::new(raft, config.clone(), read_id_origin()),
             started: Instant::now(),
@@ -155,7 +156,7 @@ impl<S: StateMachine> Driver<S> {
             Effect::Send(m) => self.send(m),
             Effect::SendSnapshot(m) => {
                 let io = &self.io;
-                let task = snapshot::send(
+                let task = send_snapshot(
                     io.transport.clone(),
                     io.snapshots.clone(),
                     m,
@@ -301,7 +302,7 @@ impl<S: StateMachine> Driver<S> {
             ..
         } = self.io;
         let _ = stop_server.send(());
-        transport.clear_peers();
+        transport.close();
         drop(storage);
         drop(apply);
         let joined =
@@ -313,6 +314,46 @@ impl<S: StateMachine> Driver<S> {
         metrics.send_modify(|m| m.stopped = Some(reason.clone()));
         reason
     }
+}
+
+/// Streams the stored snapshot that `message` (an InstallSnapshot) names to
+/// its recipient, then tells the driver how it went.
+async fn send_snapshot<T: Transport>(
+    transport: Arc<T>,
+    store: Arc<SnapshotStore>,
+    message: Message,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let to = message.to;
+    let MessageBody::InstallSnapshot { meta } = &message.body else {
+        unreachable!("the loop only emits InstallSnapshot messages as SendSnapshot")
+    };
+    let index = meta.index;
+    let opened = tokio::task::spawn_blocking(move || store.open_reader(index)).await;
+    let ok = match opened {
+        Ok(Ok(reader)) => {
+            let source = SnapshotSource::new(reader);
+            match transport.send_snapshot(message, source).await {
+                Ok(()) => {
+                    debug!(%to, %index, "snapshot sent");
+                    true
+                }
+                Err(e) => {
+                    warn!(%to, %index, error = %e, "sending a snapshot failed; the leader will retry");
+                    false
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            warn!(%to, %index, error = %e, "cannot open the snapshot to send");
+            false
+        }
+        Err(e) => {
+            warn!(%to, %index, error = %e, "opening the snapshot to send panicked");
+            false
+        }
+    };
+    let _ = events.send(Event::SnapshotSent { to, ok });
 }
 
 /// The first read id of this incarnation: the wall clock in nanoseconds.

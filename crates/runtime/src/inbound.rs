@@ -1,8 +1,8 @@
-//! What the transport hands to this node: messages go to the driver's
-//! inbox; snapshot chunks are written to the snapshot store, and a complete
-//! snapshot is staged (whole, verified, durable, not yet published) and
-//! handed to the driver with its InstallSnapshot message; the driver
-//! publishes it only if the core accepts it.
+//! What a transport hands to this node ([`PeerInbox`]): messages go to the
+//! driver's inbox; snapshot chunks are written to the snapshot store, and a
+//! complete snapshot is staged (whole, verified, durable, not yet
+//! published) and handed to the driver with its InstallSnapshot message;
+//! the driver publishes it only if the core accepts it.
 
 use std::sync::{Arc, Mutex};
 
@@ -22,17 +22,38 @@ pub(crate) enum Inbound {
     SnapshotReady(Box<(Message, StagedSnapshot)>),
 }
 
-pub(crate) struct InboundHandler {
-    pub(crate) inbox: mpsc::Sender<Inbound>,
-    pub(crate) snapshots: Arc<SnapshotStore>,
+/// Where a transport delivers what peers send to this node, through its
+/// [`Handler`] methods. Every transport shares it: the gRPC server calls
+/// it, and so does [`crate::InProcessNetwork`]; an embedder's own
+/// transport gets it from [`crate::Node::start_with_transport`].
+///
+/// It trusts its caller to have checked what [`Handler`] says arrives
+/// checked (a member of this cluster sent it, to this node). Cheap to
+/// clone; every clone feeds the same node.
+#[derive(Clone)]
+pub struct PeerInbox {
+    inbox: mpsc::Sender<Inbound>,
+    snapshots: Arc<SnapshotStore>,
     /// The snapshot being received, at most one: a leader sends one at a time.
-    pub(crate) partial: Arc<Mutex<Option<SnapshotWriter>>>,
+    partial: Arc<Mutex<Option<SnapshotWriter>>>,
 }
 
-fn meta_of(message: &Message) -> &SnapshotMeta {
+impl PeerInbox {
+    pub(crate) fn new(inbox: mpsc::Sender<Inbound>, snapshots: Arc<SnapshotStore>) -> PeerInbox {
+        PeerInbox {
+            inbox,
+            snapshots,
+            partial: Arc::default(),
+        }
+    }
+}
+
+/// The gRPC server checks the kind before it calls; another transport may
+/// not, and a wrong kind must not panic the node.
+fn meta_of(message: &Message) -> Result<&SnapshotMeta, SnapshotRejected> {
     match &message.body {
-        MessageBody::InstallSnapshot { meta } => meta,
-        _ => unreachable!("the transport only passes InstallSnapshot to snapshot calls"),
+        MessageBody::InstallSnapshot { meta } => Ok(meta),
+        _ => Err(SnapshotRejected::NotInstallSnapshot),
     }
 }
 
@@ -46,7 +67,7 @@ fn rejected(e: StorageError) -> SnapshotRejected {
     }
 }
 
-impl Handler for InboundHandler {
+impl Handler for PeerInbox {
     fn deliver(&self, messages: Vec<Message>) -> Result<(), Overloaded> {
         self.inbox
             .try_send(Inbound::Messages(messages))
@@ -59,7 +80,7 @@ impl Handler for InboundHandler {
     }
 
     async fn snapshot_offset(&self, message: &Message) -> Result<u64, SnapshotRejected> {
-        let meta = meta_of(message);
+        let meta = meta_of(message)?;
         let partial = self.partial.lock().expect("snapshot writer lock poisoned");
         Ok(partial
             .as_ref()
@@ -74,7 +95,7 @@ impl Handler for InboundHandler {
         data: Bytes,
         last_checksum: Option<u32>,
     ) -> Result<(), SnapshotRejected> {
-        let meta = meta_of(message).clone();
+        let meta = meta_of(message)?.clone();
         let partial = self.partial.clone();
         let store = self.snapshots.clone();
         let write = move || -> Result<Option<StagedSnapshot>, SnapshotRejected> {

@@ -124,7 +124,9 @@ mod consistency;
 mod driver;
 mod error;
 mod event;
+mod grpc;
 mod histogram;
+mod in_process;
 mod inbound;
 mod leader_changes;
 mod metrics;
@@ -136,6 +138,7 @@ mod restore;
 mod snapshot;
 mod state_machine;
 mod storage;
+mod transport;
 mod write_batch;
 
 #[cfg(feature = "fault-injection")]
@@ -149,15 +152,21 @@ pub use error::{
     Error, SnapshotError, SnapshotWriteError, StartError, StateMachineError, StopReason,
 };
 pub use histogram::{LATENCY_BUCKET_BOUNDS_MICROS, LatencyHistogram};
+pub use in_process::{InProcessNetwork, InProcessTransport};
+pub use inbound::PeerInbox;
 pub use keel_raft::{
-    Entry, HardState, LogIndex, Membership, MembershipChange, MembershipError, NodeId, Payload,
-    Role, Term,
+    Entry, HardState, LogIndex, Membership, MembershipChange, MembershipError, Message,
+    MessageBody, NodeId, Payload, Role, SnapshotMeta, Term,
 };
 pub use keel_storage::{Durable, LogConfig, LogStore, StorageError, conformance};
-pub use keel_transport::TransportTuning;
-pub use keel_transport::{ConnectError, IdentityStamp, PeerCaller, PeerChannel, PeerServices, tls};
+pub use keel_transport::{
+    ConnectError, Handler, IdentityStamp, Overloaded, PeerCaller, PeerChannel, PeerServices,
+    SendError, SnapshotRejected, SnapshotSendError, TransportMetrics, TransportTuning, tls,
+};
 pub use leader_changes::{LeaderChange, LeaderChanges};
 pub use metrics::{ElectionCounters, Metrics, PeerMetrics};
 pub use node::Node;
 pub use restore::{InitialState, Storage};
+pub use snapshot::SnapshotSource;
 pub use state_machine::{Command, StateMachine};
+pub use transport::{SnapshotTransfer, Transport};

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use keel_raft::{LogIndex, MembershipChange, NodeId, Raft};
-use keel_transport::{ConnectError, PeerChannel, PeerServices, Transport};
+use keel_transport::{ConnectError, PeerChannel, PeerServices};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -20,7 +20,8 @@ use crate::consistency::ReadConsistency;
 use crate::driver::{Driver, Wiring};
 use crate::error::{Error, SnapshotError, StartError, StopReason};
 use crate::histogram::LogTimings;
-use crate::inbound::InboundHandler;
+use crate::grpc::GrpcTransport;
+use crate::inbound::PeerInbox;
 use crate::leader_changes::LeaderChanges;
 use crate::metrics::Metrics;
 use crate::node_loop::{ReadIndexWait, Request};
@@ -28,6 +29,7 @@ use crate::proposals::Responder;
 use crate::restore::{Storage, restore};
 use crate::state_machine::StateMachine;
 use crate::storage;
+use crate::transport::Transport;
 
 /// A handle to a running node. Cheap to clone; the node stops when
 /// [`Node::shutdown`] is called or every handle is dropped.
@@ -49,7 +51,11 @@ struct Inner<S: StateMachine> {
     requests: mpsc::Sender<Request<S>>,
     metrics: watch::Receiver<Metrics>,
     applied: Arc<AppliedIndex>,
-    transport: Transport,
+    /// For the address book; the driver holds its own, typed, handle.
+    transport: Arc<dyn Transport>,
+    /// The same transport when it is gRPC's, which alone carries the
+    /// application's peer services ([`Node::connect_peer`]).
+    grpc: Option<GrpcTransport>,
     request_timeout: Duration,
     stop_reason: Arc<OnceLock<StopReason>>,
     tasks: Mutex<Option<Tasks>>,
@@ -57,7 +63,16 @@ struct Inner<S: StateMachine> {
 
 struct Tasks {
     driver: JoinHandle<StopReason>,
-    server: JoinHandle<()>,
+    /// The gRPC peer server; other transports have none.
+    server: Option<JoinHandle<()>>,
+}
+
+/// A node started but not yet serving its peers.
+struct Launched<S: StateMachine> {
+    node: Node<S>,
+    inbox: PeerInbox,
+    /// Fires when the node stops, for the peer server to stop too.
+    stop_server: oneshot::Receiver<()>,
 }
 
 /// How long a stopping server may take to close its connections.
@@ -120,25 +135,87 @@ impl<S: StateMachine> Node<S> {
     /// [`Node::shutdown`], even once every other handle is dropped.
     pub async fn start_with_services(
         config: Config,
-        mut state_machine: S,
-        mut storage: Storage,
+        state_machine: S,
+        storage: Storage,
         peers: BTreeMap<NodeId, String>,
         listener: TcpListener,
         services: impl FnOnce(&Node<S>, PeerServices) -> PeerServices,
     ) -> Result<Node<S>, StartError> {
         config.validate()?;
         let addr = listener.local_addr()?;
-        let restored = restore(&mut storage, &config, &peers, &mut state_machine)?;
-        let snapshot = restored.state.snapshot.clone();
-        let raft = Raft::new(config.raft.clone(), restored.state)?;
         let advertise = config
             .advertise_addr
             .clone()
             .unwrap_or_else(|| addr.to_string());
-        let transport = Transport::new(config.transport_config(advertise));
-        for (&id, peer_addr) in &restored.peers {
-            transport.set_peer(id, peer_addr.clone());
+        let grpc = GrpcTransport::new(config.transport_config(advertise));
+        let launched = Node::launch(
+            config,
+            state_machine,
+            storage,
+            peers,
+            addr,
+            Some(grpc.clone()),
+            |_| grpc.clone(),
+        )?;
+        let Launched {
+            node,
+            inbox,
+            stop_server,
+        } = launched;
+        let services = services(&node, grpc.peer_services());
+        let server = tokio::spawn(async move {
+            let stop = async {
+                let _ = stop_server.await;
+            };
+            if let Err(e) = grpc.serve_with(listener, inbox, services, stop).await {
+                tracing::error!(error = %e, "the peer server failed");
+            }
+        });
+        match node.tasks().as_mut() {
+            Some(tasks) => tasks.server = Some(server),
+            // A service shut the node down already.
+            None => server.abort(),
         }
+        Ok(node)
+    }
+
+    /// Starts a node on a transport of the caller's choice instead of
+    /// gRPC, e.g. an [`InProcessNetwork`](crate::InProcessNetwork) for
+    /// tests, with storage opened by the caller.
+    ///
+    /// `transport` is called once, before the node sends anything, with
+    /// the inbox the transport must deliver peers' traffic to. `peers` are
+    /// as for [`Node::start`], their addresses in whatever form the
+    /// transport understands. No listener is bound: [`Node::addr`] is
+    /// `config.listen_addr` as given, and [`Node::connect_peer`] fails
+    /// with [`ConnectError::NotGrpc`] (application services ride on gRPC).
+    pub async fn start_with_transport<T: Transport>(
+        config: Config,
+        state_machine: S,
+        storage: Storage,
+        peers: BTreeMap<NodeId, String>,
+        transport: impl FnOnce(PeerInbox) -> T,
+    ) -> Result<Node<S>, StartError> {
+        config.validate()?;
+        let addr = config.listen_addr;
+        let launched = Node::launch(config, state_machine, storage, peers, addr, None, transport)?;
+        Ok(launched.node)
+    }
+
+    /// Everything a start does but serve peers: restores the state, starts
+    /// the storage and apply threads and the driver over `transport`.
+    fn launch<T: Transport>(
+        config: Config,
+        mut state_machine: S,
+        mut storage: Storage,
+        peers: BTreeMap<NodeId, String>,
+        addr: SocketAddr,
+        grpc: Option<GrpcTransport>,
+        transport: impl FnOnce(PeerInbox) -> T,
+    ) -> Result<Launched<S>, StartError> {
+        let restored = restore(&mut storage, &config, &peers, &mut state_machine)?;
+        let snapshot = restored.state.snapshot.clone();
+        let raft = Raft::new(config.raft.clone(), restored.state)?;
 
         let (events_tx, events) = mpsc::unbounded_channel();
         let (storage_tx, storage_rx) = mpsc::channel(config.storage_queue_max);
@@ -148,6 +225,11 @@ impl<S: StateMachine> Node<S> {
         let (stop_server, stop_server_rx) = oneshot::channel::<()>();
         let (metrics_tx, metrics) = watch::channel(Metrics::from_status(raft.status()));
         let snapshots = Arc::new(storage.snapshots);
+        let peer_inbox = PeerInbox::new(inbox_tx, snapshots.clone());
+        let transport = Arc::new(transport(peer_inbox.clone()));
+        for (id, peer_addr) in restored.peers {
+            transport.set_peer(id, peer_addr);
+        }
 
         let id = config.raft.id;
         let log = storage.log;
@@ -182,11 +264,6 @@ impl<S: StateMachine> Node<S> {
                 )
             })?;
 
-        let handler = InboundHandler {
-            inbox: inbox_tx,
-            snapshots: snapshots.clone(),
-            partial: Arc::default(),
-        };
         let stop_reason = Arc::new(OnceLock::new());
         let wiring = Wiring {
             transport: transport.clone(),
@@ -212,26 +289,25 @@ impl<S: StateMachine> Node<S> {
                 requests: requests_tx,
                 metrics,
                 applied,
-                transport: transport.clone(),
+                transport,
+                grpc,
                 request_timeout,
                 stop_reason,
-                tasks: Mutex::new(None),
+                tasks: Mutex::new(Some(Tasks {
+                    driver,
+                    server: None,
+                })),
             }),
         };
-        let services = services(&node, transport.peer_services());
-        let server = tokio::spawn(async move {
-            let stop = async {
-                let _ = stop_server_rx.await;
-            };
-            if let Err(e) = transport
-                .serve_with(listener, handler, services, stop)
-                .await
-            {
-                tracing::error!(error = %e, "the peer server failed");
-            }
-        });
-        *node.inner.tasks.lock().expect("task lock poisoned") = Some(Tasks { driver, server });
-        Ok(node)
+        Ok(Launched {
+            node,
+            inbox: peer_inbox,
+            stop_server: stop_server_rx,
+        })
+    }
+
+    fn tasks(&self) -> MutexGuard<'_, Option<Tasks>> {
+        self.inner.tasks.lock().expect("task lock poisoned")
     }
 
     /// This node's id.
@@ -254,8 +330,16 @@ impl<S: StateMachine> Node<S> {
     /// returned, whose calls carry this node's identity: for calling the
     /// services members serve with [`Node::start_with_services`]. Callers
     /// keep it for reuse.
+    ///
+    /// # Errors
+    /// [`ConnectError::NotGrpc`] on a node started with
+    /// [`Node::start_with_transport`]; otherwise as
+    /// [`keel_transport::Transport::connect`].
     pub async fn connect_peer(&self, id: NodeId) -> Result<PeerChannel, ConnectError> {
-        self.inner.transport.connect(id).await
+        match &self.inner.grpc {
+            Some(grpc) => grpc.connect(id).await,
+            None => Err(ConnectError::NotGrpc),
+        }
     }
 
     /// Records (or changes) the address of member `id`. Members learn each
@@ -266,7 +350,7 @@ impl<S: StateMachine> Node<S> {
     /// before proposing [`MembershipChange::AddVoter`].
     pub fn set_peer_addr(&self, id: NodeId, addr: impl Into<String>) {
         if id != self.inner.id {
-            self.inner.transport.set_peer(id, addr);
+            self.inner.transport.set_peer(id, addr.into());
         }
     }
 
@@ -375,7 +459,7 @@ impl<S: StateMachine> Node<S> {
     /// log but does not vote. Promote it with
     /// [`MembershipChange::Promote`] once it has caught up.
     pub async fn add_learner(&self, id: NodeId, addr: impl Into<String>) -> Result<(), Error> {
-        self.inner.transport.set_peer(id, addr);
+        self.inner.transport.set_peer(id, addr.into());
         self.change_membership(MembershipChange::AddLearner(id))
             .await
     }
@@ -454,18 +538,11 @@ impl<S: StateMachine> Node<S> {
     pub async fn shutdown(&self) -> Result<(), Error> {
         // A full queue must not keep the node from stopping.
         let _ = self.inner.requests.send(Request::Shutdown).await;
-        let tasks = self.inner.tasks.lock().expect("task lock poisoned").take();
-        if let Some(Tasks { driver, mut server }) = tasks {
+        let tasks = self.tasks().take();
+        if let Some(Tasks { driver, server }) = tasks {
             let _ = driver.await;
-            if tokio::time::timeout(SERVER_STOP_TIMEOUT, &mut server)
-                .await
-                .is_err()
-            {
-                // Aborting only asks; awaiting the handle returns once the
-                // task is dropped, and with it the listener, so the caller
-                // may start a node on the same address at once.
-                server.abort();
-                let _ = server.await;
+            if let Some(server) = server {
+                stop_server(server).await;
             }
         }
         match self.inner.stop_reason.get() {
@@ -484,5 +561,20 @@ impl<S: StateMachine> Node<S> {
     fn stopped(&self) -> Error {
         let reason = self.inner.stop_reason.get().cloned();
         Error::Stopped(reason.unwrap_or(StopReason::Shutdown))
+    }
+}
+
+/// Waits for the peer server, which the stopped driver told to stop, to
+/// close its connections, and aborts it past [`SERVER_STOP_TIMEOUT`].
+async fn stop_server(mut server: JoinHandle<()>) {
+    if tokio::time::timeout(SERVER_STOP_TIMEOUT, &mut server)
+        .await
+        .is_err()
+    {
+        // Aborting only asks; awaiting the handle returns once the task
+        // is dropped, and with it the listener, so the caller may start a
+        // node on the same address at once.
+        server.abort();
+        let _ = server.await;
     }
 }

@@ -1,17 +1,14 @@
 //! Moving snapshot bytes: from the state machine into the snapshot store,
-//! from the store to a follower, and from the store into a reader.
+//! from the store into a reader, and from the store to a transport that
+//! sends it to a follower ([`SnapshotSource`]).
 
 use std::io::{self, Read};
-use std::sync::Arc;
 
-use keel_raft::{Message, MessageBody, SnapshotMeta};
+use bytes::Bytes;
+use keel_raft::SnapshotMeta;
 use keel_storage::{SnapshotInfo, SnapshotReader, SnapshotStore};
-use keel_transport::Transport;
-use tokio::sync::mpsc;
-use tracing::{debug, warn};
 
 use crate::error::SnapshotWriteError;
-use crate::event::Event;
 
 /// Bytes copied per write when storing a snapshot the state machine made.
 const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
@@ -57,45 +54,37 @@ pub(crate) fn write_local(
     }
 }
 
-/// Streams the stored snapshot that `message` (an InstallSnapshot) names to
-/// its recipient, then tells the driver how it went.
-pub(crate) async fn send(
-    transport: Transport,
-    store: Arc<SnapshotStore>,
-    message: Message,
-    events: mpsc::UnboundedSender<Event>,
-) {
-    let to = message.to;
-    let MessageBody::InstallSnapshot { meta } = &message.body else {
-        unreachable!("the driver only hands InstallSnapshot messages here")
-    };
-    let index = meta.index;
-    let opened = tokio::task::spawn_blocking(move || store.open_reader(index)).await;
-    let ok = match opened {
-        Ok(Ok(reader)) => {
-            let checksum = reader.info().checksum;
-            let open = move |offset| {
-                Ok(Box::new(SnapshotBytes::new(reader, offset)) as Box<dyn Read + Send>)
-            };
-            match transport.send_snapshot(message, checksum, open).await {
-                Ok(()) => {
-                    debug!(%to, %index, "snapshot sent");
-                    true
-                }
-                Err(e) => {
-                    warn!(%to, %index, error = %e, "sending a snapshot failed; the leader will retry");
-                    false
-                }
-            }
-        }
-        Ok(Err(e)) => {
-            warn!(%to, %index, error = %e, "cannot open the snapshot to send");
-            false
-        }
-        Err(e) => {
-            warn!(%to, %index, error = %e, "opening the snapshot to send panicked");
-            false
-        }
-    };
-    let _ = events.send(Event::SnapshotSent { to, ok });
+/// A stored snapshot that a [`crate::Transport`] sends to a follower.
+///
+/// It holds the published snapshot file open, so the data stays readable
+/// even if a newer snapshot prunes the file meanwhile, and a transport may
+/// read it at any offset, e.g. to resume where the receiver says it holds
+/// bytes already. Reading blocks on the disk: call it from a
+/// blocking thread (`tokio::task::spawn_blocking`).
+pub struct SnapshotSource {
+    reader: SnapshotReader,
+}
+
+impl SnapshotSource {
+    pub(crate) fn new(reader: SnapshotReader) -> SnapshotSource {
+        SnapshotSource { reader }
+    }
+
+    /// The CRC32C of the whole data, for the receiver to verify the copy.
+    pub fn checksum(&self) -> u32 {
+        self.reader.info().checksum
+    }
+
+    /// Up to `max_bytes` of the data from `offset` on; fewer only at the
+    /// end, so a short (or empty) chunk is the last one.
+    pub fn read_chunk(&self, offset: u64, max_bytes: usize) -> io::Result<Bytes> {
+        self.reader
+            .read_chunk(offset, max_bytes)
+            .map_err(io::Error::other)
+    }
+
+    /// The data from `offset` on, as a [`Read`].
+    pub fn into_reader(self, offset: u64) -> Box<dyn Read + Send> {
+        Box::new(SnapshotBytes::new(self.reader, offset))
+    }
 }

@@ -36,6 +36,9 @@ pub enum SnapshotRejected {
     /// The receiving node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The message said to describe the snapshot is another kind.
+    #[error("a snapshot must come with an InstallSnapshot message")]
+    NotInstallSnapshot,
     /// The receiver failed to store the snapshot.
     #[error("storing the snapshot failed: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -156,6 +159,7 @@ fn snapshot_status(e: SnapshotRejected) -> Status {
     match e {
         SnapshotRejected::OffsetMismatch { .. } => Status::out_of_range(e.to_string()),
         SnapshotRejected::ShuttingDown => Status::unavailable(e.to_string()),
+        SnapshotRejected::NotInstallSnapshot => Status::invalid_argument(e.to_string()),
         SnapshotRejected::Storage(_) => Status::internal(e.to_string()),
     }
 }

@@ -18,7 +18,7 @@ use crate::identity::{IdentityStamp, PeerChannel, PeerServices};
 use crate::metrics::{TransportMetrics, bump};
 use crate::pb;
 use crate::peer::{self, Peer};
-use crate::server::{Handler, Service};
+use crate::server::{Handler, Service, SnapshotRejected};
 use crate::shared::Shared;
 
 /// Why a message was not handed to a peer. The message is dropped; Raft
@@ -51,6 +51,14 @@ pub enum SnapshotSendError {
     /// Reading the snapshot from local storage failed.
     #[error("reading the local snapshot failed: {0}")]
     Read(#[from] io::Error),
+    /// The recipient cannot be reached (a transport other than gRPC: its
+    /// link is cut, or it stopped).
+    #[error("node {0} is unreachable")]
+    Unreachable(NodeId),
+    /// The recipient refused a chunk or the offset query (a transport
+    /// other than gRPC, which hands the receiver's refusal over as is).
+    #[error("the receiver refused the snapshot: {0}")]
+    Rejected(#[from] SnapshotRejected),
 }
 
 /// Why no channel to a peer could be made.
@@ -70,6 +78,10 @@ pub enum ConnectError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The node runs on a transport other than gRPC, which carries no
+    /// application services.
+    #[error("this node's transport carries no application services; they need the gRPC transport")]
+    NotGrpc,
 }
 
 /// Why the server stopped.
