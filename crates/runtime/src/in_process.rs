@@ -156,7 +156,12 @@ impl InProcessNetwork {
     /// attached now: it keeps running, alone.
     pub fn isolate(&self, id: NodeId) {
         let mut fabric = self.fabric();
-        let others: Vec<NodeId> = fabric.members.keys().copied().filter(|&o| o != id).collect();
+        let others: Vec<NodeId> = fabric
+            .members
+            .keys()
+            .copied()
+            .filter(|&o| o != id)
+            .collect();
         for other in others {
             fabric.cut.insert((id, other));
             fabric.cut.insert((other, id));
@@ -180,7 +185,12 @@ impl InProcessNetwork {
     }
 
     /// The inbox and counters of `to`, if a message from `from` reaches it.
-    fn reach(&self, from: NodeId, attachment: u64, to: NodeId) -> Option<(PeerInbox, Arc<Counters>)> {
+    fn reach(
+        &self,
+        from: NodeId,
+        attachment: u64,
+        to: NodeId,
+    ) -> Option<(PeerInbox, Arc<Counters>)> {
         match self.fabric().route(from, attachment, to) {
             Route::Open(member) => Some((member.inbox.clone(), member.counters.clone())),
             Route::Cut | Route::Down => None,
@@ -189,7 +199,14 @@ impl InProcessNetwork {
 
     /// Hands a batch that crossed the link `from → to` to its recipient,
     /// unless the link was cut or either end left meanwhile.
-    fn deliver(&self, from: NodeId, attachment: u64, to: NodeId, batch: Vec<Message>, sender: &Counters) {
+    fn deliver(
+        &self,
+        from: NodeId,
+        attachment: u64,
+        to: NodeId,
+        batch: Vec<Message>,
+        sender: &Counters,
+    ) {
         let n = batch.len() as u64;
         let fabric = self.fabric();
         let Route::Open(member) = fabric.route(from, attachment, to) else {

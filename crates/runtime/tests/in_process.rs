@@ -63,10 +63,14 @@ impl InProcessCluster {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let metrics: Vec<Metrics> = members.iter().map(|&id| self.node(id).status()).collect();
-            let leaders: Vec<&Metrics> = metrics.iter().filter(|m| m.role == Role::Leader).collect();
+            let leaders: Vec<&Metrics> =
+                metrics.iter().filter(|m| m.role == Role::Leader).collect();
             if let [leader] = leaders.as_slice() {
                 let (id, term) = (leader.id, leader.term);
-                if metrics.iter().all(|m| m.leader == Some(id) && m.term == term) {
+                if metrics
+                    .iter()
+                    .all(|m| m.leader == Some(id) && m.term == term)
+                {
                     return (id, term);
                 }
             }
@@ -186,8 +190,15 @@ async fn partitioned_leader_is_replaced_and_converges_after_heal() {
     within(Duration::from_secs(60), async {
         let cluster = InProcessCluster::start(3, no_tweak).await;
         cluster.propose("before=partition").await;
-        let (old, old_term) = cluster.leader_among(&[NodeId(1), NodeId(2), NodeId(3)]).await;
-        let majority: Vec<NodeId> = cluster.nodes.keys().copied().filter(|&id| id != old).collect();
+        let (old, old_term) = cluster
+            .leader_among(&[NodeId(1), NodeId(2), NodeId(3)])
+            .await;
+        let majority: Vec<NodeId> = cluster
+            .nodes
+            .keys()
+            .copied()
+            .filter(|&id| id != old)
+            .collect();
 
         cluster.network.isolate(old);
         // The old leader cannot commit: it refuses, or the proposal fails
@@ -232,7 +243,12 @@ async fn cut_off_follower_catches_up_through_a_snapshot_over_the_network() {
         let cluster = InProcessCluster::start(3, snapshot_often).await;
         let leader = cluster.leader().await;
         let lagging = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
-        let rest: Vec<NodeId> = cluster.nodes.keys().copied().filter(|&id| id != lagging).collect();
+        let rest: Vec<NodeId> = cluster
+            .nodes
+            .keys()
+            .copied()
+            .filter(|&id| id != lagging)
+            .collect();
 
         cluster.network.isolate(lagging);
         // The leader compacts its log one snapshot behind the newest, and
@@ -242,7 +258,9 @@ async fn cut_off_follower_catches_up_through_a_snapshot_over_the_network() {
         let mut written = 0;
         loop {
             for _ in 0..40 {
-                cluster.propose_among(&rest, &format!("k{written}={written}")).await;
+                cluster
+                    .propose_among(&rest, &format!("k{written}={written}"))
+                    .await;
                 written += 1;
             }
             let (leader, _) = cluster.leader_among(&rest).await;
@@ -261,7 +279,11 @@ async fn cut_off_follower_catches_up_through_a_snapshot_over_the_network() {
 
         let follower = cluster.node(lagging).status();
         assert!(follower.snapshots_installed >= 1, "{follower:#?}");
-        assert!(follower.transport.snapshots_received >= 1, "{:?}", follower.transport);
+        assert!(
+            follower.transport.snapshots_received >= 1,
+            "{:?}",
+            follower.transport
+        );
         // Sent by whoever led then (the follower's return may have moved
         // the lead). A node publishes its transport's counters with its
         // next change of state: write until one did.
@@ -287,8 +309,15 @@ async fn cut_off_follower_catches_up_through_a_snapshot_over_the_network() {
 async fn stopped_leader_is_replaced_and_sends_to_it_fail_at_once() {
     within(Duration::from_secs(60), async {
         let cluster = InProcessCluster::start(3, no_tweak).await;
-        let (old, old_term) = cluster.leader_among(&[NodeId(1), NodeId(2), NodeId(3)]).await;
-        let rest: Vec<NodeId> = cluster.nodes.keys().copied().filter(|&id| id != old).collect();
+        let (old, old_term) = cluster
+            .leader_among(&[NodeId(1), NodeId(2), NodeId(3)])
+            .await;
+        let rest: Vec<NodeId> = cluster
+            .nodes
+            .keys()
+            .copied()
+            .filter(|&id| id != old)
+            .collect();
 
         let dropped_before: BTreeMap<NodeId, u64> = rest
             .iter()
@@ -302,7 +331,9 @@ async fn stopped_leader_is_replaced_and_sends_to_it_fail_at_once() {
         // queued: the node is off the network.
         let refused = cluster
             .node(new)
-            .wait_for(WAIT, |m| m.transport.dropped_unreachable > dropped_before[&new])
+            .wait_for(WAIT, |m| {
+                m.transport.dropped_unreachable > dropped_before[&new]
+            })
             .await;
         assert!(refused.is_ok(), "{refused:?}");
         cluster.shutdown().await;
