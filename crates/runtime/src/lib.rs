@@ -106,6 +106,13 @@
 //! machine, and a gRPC server for its peers. `crates/runtime/ARCHITECTURE.md`
 //! walks through the write path step by step.
 //!
+//! # Transports
+//!
+//! Peers talk gRPC unless a node is started with
+//! [`Node::start_with_transport`] on another [`Transport`]: for tests,
+//! [`InProcessNetwork`] connects nodes of one process through channels,
+//! with links a test cuts and heals.
+//!
 //! # Errors
 //!
 //! [`Error`] says what to do next: `NotLeader` (retry on the leader, whose

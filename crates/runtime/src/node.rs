@@ -315,7 +315,9 @@ impl<S: StateMachine> Node<S> {
         self.inner.id
     }
 
-    /// The address the node listens on (useful with port 0).
+    /// The address the node listens on (useful with port 0); on a node
+    /// started with [`Node::start_with_transport`], which binds nothing,
+    /// `Config::listen_addr` as given.
     pub fn addr(&self) -> SocketAddr {
         self.inner.addr
     }
