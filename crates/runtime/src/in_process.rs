@@ -412,3 +412,103 @@ fn bump(counter: &AtomicU64) {
 fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use keel_raft::{MessageBody, Term};
+    use keel_storage::SnapshotStore;
+
+    use super::*;
+    use crate::inbound::Inbound;
+
+    /// A node's side of the network with the driver's inbox exposed.
+    fn attach(
+        network: &InProcessNetwork,
+        id: u64,
+    ) -> (InProcessTransport, mpsc::Receiver<Inbound>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SnapshotStore::open(dir.path(), 2).unwrap());
+        let (tx, rx) = mpsc::channel(64);
+        let transport = network.attach(NodeId(id), PeerInbox::new(tx, store));
+        for peer in [1, 2] {
+            if peer != id {
+                transport.set_peer(NodeId(peer), format!("node-{peer}"));
+            }
+        }
+        (transport, rx)
+    }
+
+    fn timeout_now(from: u64, to: u64, term: u64) -> Message {
+        Message {
+            from: NodeId(from),
+            to: NodeId(to),
+            term: Term(term),
+            body: MessageBody::TimeoutNow,
+        }
+    }
+
+    /// The terms of the messages that arrive within a short wait, in order.
+    async fn arrived(inbox: &mut mpsc::Receiver<Inbound>) -> Vec<u64> {
+        let mut terms = Vec::new();
+        while let Ok(Some(inbound)) =
+            tokio::time::timeout(Duration::from_millis(50), inbox.recv()).await
+        {
+            if let Inbound::Messages(messages) = inbound {
+                terms.extend(messages.iter().map(|m| m.term.0));
+            }
+        }
+        terms
+    }
+
+    #[tokio::test]
+    async fn a_link_keeps_order_drops_while_cut_and_carries_again_once_healed() {
+        let network = InProcessNetwork::new();
+        let (one, _inbox_one) = attach(&network, 1);
+        let (_two, mut inbox_two) = attach(&network, 2);
+        for term in 1..=300 {
+            one.send(timeout_now(1, 2, term)).unwrap();
+        }
+        assert_eq!(arrived(&mut inbox_two).await, (1..=300).collect::<Vec<_>>());
+
+        network.cut(NodeId(1), NodeId(2));
+        one.send(timeout_now(1, 2, 301)).unwrap();
+        assert_eq!(arrived(&mut inbox_two).await, Vec::<u64>::new());
+
+        network.heal(NodeId(1), NodeId(2));
+        one.send(timeout_now(1, 2, 302)).unwrap();
+        assert_eq!(arrived(&mut inbox_two).await, vec![302]);
+        let counted = one.metrics();
+        assert_eq!((counted.sent_msgs, counted.dropped_unreachable), (301, 1));
+    }
+
+    #[tokio::test]
+    async fn a_stopped_node_is_unreachable_and_its_peers_hear_it_disconnected() {
+        let network = InProcessNetwork::new();
+        let (one, mut inbox_one) = attach(&network, 1);
+        let (two, _inbox_two) = attach(&network, 2);
+        network.stop(NodeId(2));
+        assert!(matches!(
+            inbox_one.try_recv(),
+            Ok(Inbound::Disconnected(NodeId(2)))
+        ));
+        assert_eq!(
+            one.send(timeout_now(1, 2, 1)),
+            Err(SendError::Unreachable(NodeId(2)))
+        );
+        // The stopped node's leftover transport speaks for nobody, even
+        // once a successor attaches under its id.
+        let (_successor, mut inbox_successor) = attach(&network, 2);
+        assert_eq!(
+            two.send(timeout_now(2, 1, 1)),
+            Err(SendError::Unreachable(NodeId(1)))
+        );
+        one.send(timeout_now(1, 2, 2)).unwrap();
+        assert_eq!(arrived(&mut inbox_successor).await, vec![2]);
+        assert_eq!(
+            one.send(timeout_now(1, 3, 1)),
+            Err(SendError::UnknownPeer(NodeId(3)))
+        );
+    }
+}

@@ -129,3 +129,30 @@ impl Handler for PeerInbox {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use keel_raft::Term;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn snapshot_calls_with_another_message_kind_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SnapshotStore::open(dir.path(), 2).unwrap());
+        let (tx, _rx) = mpsc::channel(1);
+        let inbox = PeerInbox::new(tx, store);
+        let timeout_now = Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(1),
+            body: MessageBody::TimeoutNow,
+        };
+        let offset = inbox.snapshot_offset(&timeout_now).await;
+        assert!(matches!(offset, Err(SnapshotRejected::NotInstallSnapshot)));
+        let chunk = inbox
+            .snapshot_chunk(&timeout_now, 0, Bytes::from_static(b"x"), Some(0))
+            .await;
+        assert!(matches!(chunk, Err(SnapshotRejected::NotInstallSnapshot)));
+    }
+}
