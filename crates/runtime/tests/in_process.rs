@@ -16,41 +16,50 @@ use keel::{
 /// A cluster whose members talk through one [`InProcessNetwork`].
 struct InProcessCluster {
     network: InProcessNetwork,
+    size: u64,
+    tweak: fn(&mut Config),
     nodes: BTreeMap<NodeId, Node<Kv>>,
-    /// Snapshots live on disk even with the log in memory.
-    _dirs: Vec<tempfile::TempDir>,
+    dirs: BTreeMap<NodeId, tempfile::TempDir>,
 }
 
 impl InProcessCluster {
     async fn start(size: u64, tweak: fn(&mut Config)) -> InProcessCluster {
-        let network = InProcessNetwork::new();
-        let mut nodes = BTreeMap::new();
-        let mut dirs = Vec::new();
+        let mut cluster = InProcessCluster {
+            network: InProcessNetwork::new(),
+            size,
+            tweak,
+            nodes: BTreeMap::new(),
+            dirs: BTreeMap::new(),
+        };
         for id in 1..=size {
-            // Never bound: the in-process transport has no listener.
-            let mut config = common::config(id, "127.0.0.1:0");
-            tweak(&mut config);
-            let dir = tempfile::tempdir().unwrap();
-            let storage = Storage::in_memory_log(dir.path(), &config).unwrap();
-            let peers = (1..=size)
-                .filter(|&p| p != id)
-                .map(|p| (NodeId(p), format!("in-process-{p}")))
-                .collect();
-            let attach = {
-                let network = network.clone();
-                move |inbox| network.attach(NodeId(id), inbox)
-            };
-            let node = Node::start_with_transport(config, Kv::default(), storage, peers, attach)
-                .await
-                .unwrap();
-            nodes.insert(NodeId(id), node);
-            dirs.push(dir);
+            cluster.launch(id).await;
         }
-        InProcessCluster {
-            network,
-            nodes,
-            _dirs: dirs,
-        }
+        cluster
+    }
+
+    /// Starts node `id` from its data directory (a new one the first time).
+    async fn launch(&mut self, id: u64) {
+        // Never bound: the in-process transport has no listener.
+        let mut config = common::config(id, "127.0.0.1:0");
+        (self.tweak)(&mut config);
+        let dir = self
+            .dirs
+            .entry(NodeId(id))
+            .or_insert_with(|| tempfile::tempdir().unwrap());
+        let storage = Storage::open(dir.path(), &config).unwrap();
+        let peers = (1..=self.size)
+            .filter(|&p| p != id)
+            .map(|p| (NodeId(p), format!("in-process-{p}")))
+            .collect();
+        let network = &self.network;
+        let attach = {
+            let network = network.clone();
+            move |inbox| network.attach(NodeId(id), inbox)
+        };
+        let node = Node::start_with_transport(config, Kv::default(), storage, peers, attach)
+            .await
+            .unwrap();
+        self.nodes.insert(NodeId(id), node);
     }
 
     fn node(&self, id: NodeId) -> &Node<Kv> {
@@ -228,6 +237,33 @@ async fn partitioned_leader_is_replaced_and_converges_after_heal() {
         for map in cluster.maps_everywhere().await {
             assert_eq!(map, expected, "the stranded write must be gone everywhere");
         }
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_shut_down_and_started_again_rejoins_under_its_id() {
+    within(Duration::from_secs(60), async {
+        let mut cluster = InProcessCluster::start(3, no_tweak).await;
+        cluster.propose("one=1").await;
+        let leader = cluster.leader().await;
+        let follower = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+        let node = cluster.nodes.remove(&follower).unwrap();
+        node.shutdown().await.unwrap();
+        cluster.propose("two=2").await;
+
+        cluster.launch(follower.0).await;
+        cluster.propose("three=3").await;
+        let expected: BTreeMap<String, String> = [("one", "1"), ("two", "2"), ("three", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        for map in cluster.maps_everywhere().await {
+            assert_eq!(map, expected);
+        }
+        let restarted = cluster.node(follower).status().transport;
+        assert!(restarted.received_msgs > 0, "{restarted:?}");
         cluster.shutdown().await;
     })
     .await;
