@@ -107,7 +107,8 @@ pub use message::{AppendResult, Message, MessageBody, ReadId};
 pub use progress::{Inflight, Progress, ProgressState};
 pub use quorum::VoteResult;
 pub use raft::{
-    Proposal, ProposeError, Raft, ReadMode, RestoreError, RestoredState, Status, StepError,
+    InitializeError, Proposal, ProposeError, Raft, ReadMode, RestoreError, RestoredState, Status,
+    StepError,
 };
 pub use ready::{ReadError, ReadOutcome, Ready, SoftState};
 pub use types::{HardState, LogIndex, NodeId, Role, Term};

@@ -53,14 +53,17 @@ pub struct Config {
     /// The address peers should use for this node, if not the bound one
     /// (e.g. behind NAT, or when listening on 0.0.0.0).
     pub advertise_addr: Option<String>,
-    /// Start as a node waiting to be added to an existing cluster, instead
-    /// of bootstrapping a new cluster from the `peers` given to
-    /// [`crate::Node::start`]. Ignored when the data directory holds state.
+    /// Start uninitialized, instead of bootstrapping a new cluster from
+    /// the `peers` given to [`crate::Node::start`]: the node knows no
+    /// configuration and waits, either to be added to an existing cluster
+    /// (a leader's [`crate::Node::add_learner`]) or to found a new one
+    /// ([`crate::Node::initialize`], the explicit bootstrap). Ignored when
+    /// the data directory holds state.
     pub join: bool,
     /// On a restart, make this node the only voter of its cluster before
     /// it starts (etcd's `--force-new-cluster`), to recover a cluster that
-    /// lost its quorum for good. Unsafe: see `restore.rs`,
-    /// `force_single_voter`.
+    /// lost its quorum for good: [`crate::Storage::recover`] with this
+    /// member alone, at start. Unsafe: see there.
     pub force_new_cluster: bool,
     /// One logical clock tick; the core counts its timeouts in ticks.
     pub tick_interval: Duration,

@@ -121,6 +121,62 @@ pub enum SnapshotError {
     Write(#[from] SnapshotWriteError),
 }
 
+/// Why [`crate::Node::initialize`] founded no cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum InitializeError {
+    /// The node did not take the request (overloaded, stopped).
+    #[error(transparent)]
+    Node(#[from] Error),
+    /// The members given are no valid configuration (none, or node 0).
+    #[error("the members given are not a valid configuration: {0}")]
+    Members(#[from] MembershipError),
+    /// The node belongs to another cluster, holds another cluster's log,
+    /// or is not among the members: nothing was written.
+    #[error(transparent)]
+    Refused(#[from] keel_raft::InitializeError),
+}
+
+/// Why [`crate::Node::purge_log`] discarded nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    /// The node did not take the request (overloaded, stopped).
+    #[error(transparent)]
+    Node(#[from] Error),
+    /// Entries past the newest stored snapshot are the only record of
+    /// what they hold: purge only what a snapshot covers.
+    #[error(
+        "no stored snapshot covers index {upto}: the newest ends at {snapshot}; \
+         take one first (Node::trigger_snapshot)"
+    )]
+    NotCovered {
+        /// The index asked for.
+        upto: LogIndex,
+        /// The last entry the newest stored snapshot covers.
+        snapshot: LogIndex,
+    },
+}
+
+/// Why [`crate::Storage::recover`] left the configuration as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    /// The storage could not be read or written.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The members given are no valid configuration (none, or node 0).
+    #[error("the members given are not a valid configuration: {0}")]
+    Members(#[from] MembershipError),
+    /// A member recovers into a configuration it votes in, or it could
+    /// not elect itself.
+    #[error("node {id} is not among the members it was asked to recover with")]
+    NotAMember {
+        /// The member whose storage this is.
+        id: NodeId,
+    },
+    /// The storage holds no cluster yet: there is nothing to recover.
+    #[error("the storage holds no cluster to recover; start the node to bootstrap one")]
+    Empty,
+}
+
 /// Why a locally made snapshot could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotWriteError {
@@ -171,7 +227,7 @@ pub enum StartError {
     /// The data directory could not be created or read.
     #[error("could not use the data directory: {0}")]
     Io(#[from] std::io::Error),
-    /// [`crate::Storage::bootstrap_offline`] writes only into an empty
+    /// [`crate::Storage::install_snapshot`] writes only into an empty
     /// directory: it would not know what the old contents mean.
     #[error("{} is not empty; a new member's data directory must be", .dir.display())]
     NotEmpty {

@@ -156,11 +156,14 @@ pub use config::{
 };
 pub use consistency::ReadConsistency;
 pub use error::{
-    Error, SnapshotError, SnapshotWriteError, StartError, StateMachineError, StopReason,
+    Error, InitializeError, PurgeError, RecoverError, SnapshotError, SnapshotWriteError,
+    StartError, StateMachineError, StopReason,
 };
 pub use histogram::{LATENCY_BUCKET_BOUNDS_MICROS, LatencyHistogram};
 pub use in_process::{InProcessNetwork, InProcessTransport};
 pub use inbound::PeerInbox;
+/// Why a node refused to found a cluster ([`InitializeError::Refused`]).
+pub use keel_raft::InitializeError as InitializeRefused;
 pub use keel_raft::{
     Entry, HardState, LogIndex, Membership, MembershipChange, MembershipError, Message,
     MessageBody, NodeId, Payload, Role, SnapshotMeta, Term,

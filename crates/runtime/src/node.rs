@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use keel_raft::{LogIndex, MembershipChange, NodeId, Raft};
+use keel_raft::{LogIndex, Membership, MembershipChange, NodeId, Raft};
 use keel_transport::{ConnectError, PeerChannel, PeerServices};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -18,7 +18,7 @@ use crate::apply::{self, Applier, ReadFn};
 use crate::config::Config;
 use crate::consistency::ReadConsistency;
 use crate::driver::{Driver, Wiring};
-use crate::error::{Error, SnapshotError, StartError, StopReason};
+use crate::error::{Error, InitializeError, PurgeError, SnapshotError, StartError, StopReason};
 use crate::grpc::GrpcTransport;
 use crate::histogram::LogTimings;
 use crate::inbound::PeerInbox;
@@ -454,6 +454,62 @@ impl<S: StateMachine> Node<S> {
     pub async fn trigger_snapshot(&self) -> Result<LogIndex, SnapshotError> {
         let (reply, answer) = oneshot::channel();
         self.request(Request::Snapshot { reply })?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// Founds a new cluster whose voters are `members`, on a node started
+    /// without one ([`Config::join`]), and returns once that configuration
+    /// is durable here. The node then campaigns and, elected, replicates
+    /// the configuration to the other members like any entry, so calling
+    /// this on one founding member is enough; the others are started
+    /// uninitialized too and learn it from the leader. Calling it on
+    /// several, or again, with the same members is harmless (the
+    /// configuration is already in force: `Ok`).
+    ///
+    /// Every call, on every member, must name the same members: two
+    /// members founding different clusters would write different first
+    /// entries, which Raft cannot reconcile. Each member refuses a set
+    /// other than the one it holds, but only the caller can keep two
+    /// members from founding different clusters at the same moment.
+    ///
+    /// # Errors
+    /// [`InitializeError::Refused`] when the node already belongs to a
+    /// cluster of other members, holds another cluster's log, or is not
+    /// among `members` (nothing is written); [`InitializeError::Members`]
+    /// for an empty set or node 0; [`InitializeError::Node`] when the node
+    /// does not take the request.
+    pub async fn initialize(
+        &self,
+        members: impl IntoIterator<Item = NodeId>,
+    ) -> Result<(), InitializeError> {
+        let membership = Membership::new(members, [])?;
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Initialize { membership, reply })?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// Discards the log through `upto` from the log store, and returns the
+    /// index the log now starts after once that is durable. Only entries a
+    /// stored snapshot covers can go — the log is the only record of the
+    /// rest — so `upto` must not pass the newest snapshot this node took
+    /// or received ([`Node::trigger_snapshot`] takes one); a snapshot
+    /// covers only applied entries, so nothing unapplied goes either.
+    ///
+    /// The node compacts its log by itself, one snapshot behind the
+    /// newest, so that a follower that fell a little behind catches up
+    /// from the log rather than by a snapshot transfer. Purging reaches
+    /// further, up to the newest snapshot, e.g. to free disk at once or
+    /// before copying a data directory; a follower behind it is then sent
+    /// the snapshot. Asking for less than is already purged changes
+    /// nothing and returns the index already purged to.
+    ///
+    /// # Errors
+    /// [`PurgeError::NotCovered`] when `upto` is past the newest stored
+    /// snapshot (nothing is discarded), [`PurgeError::Node`] when the node
+    /// does not take the request.
+    pub async fn purge_log(&self, upto: LogIndex) -> Result<LogIndex, PurgeError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::PurgeLog { upto, reply })?;
         answer.await.map_err(|_| self.stopped())?
     }
 

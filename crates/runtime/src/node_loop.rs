@@ -30,8 +30,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use keel_raft::{
-    LogIndex, MembershipChange, Message, MessageBody, NodeId, Proposal, ProposeError, Raft, ReadId,
-    Ready, Role, SnapshotMeta, SoftState, Term,
+    LogIndex, Membership, MembershipChange, Message, MessageBody, NodeId, Proposal, ProposeError,
+    Raft, ReadId, Ready, Role, SnapshotMeta, SoftState, Term,
 };
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -41,6 +41,8 @@ pub use crate::clock::Moment;
 pub use crate::proposals::Responder;
 pub use crate::restore::resume_from;
 pub use crate::write_batch::{DurableWrite, WriteBatch};
+pub use lifecycle::{InitializeReply, PurgeReply};
+use lifecycle::LifecycleWaiters;
 pub use reads::IndexReply;
 use reads::ReadWaiter;
 
@@ -97,6 +99,23 @@ pub enum Request<S: StateMachine> {
     Snapshot {
         /// Where the index goes.
         reply: SnapshotReply,
+    },
+    /// Found a cluster of `membership` on a node started without one
+    /// ([`Raft::initialize`]); `reply` hears once the founding entry is
+    /// durable, or why nothing was written.
+    Initialize {
+        /// The founding configuration.
+        membership: Membership,
+        /// Where the outcome goes.
+        reply: InitializeReply,
+    },
+    /// Discard the log through `upto`, which a stored snapshot must cover;
+    /// `reply` gets the index the log now starts after, once durable.
+    PurgeLog {
+        /// The last entry to discard.
+        upto: LogIndex,
+        /// Where the outcome goes.
+        reply: PurgeReply,
     },
     /// Stop: finish the writes under way, answer what committed.
     Shutdown,
@@ -223,6 +242,11 @@ pub struct NodeLoop<S: StateMachine> {
     /// (`snapshots_kept` ≥ 2), since that is the one a lagging follower
     /// is then sent.
     uncompacted: Option<SnapshotMeta>,
+    /// The store's log starts after this index: the core's snapshot, or
+    /// further where [`Request::PurgeLog`] discarded more of the store.
+    purged_through: LogIndex,
+    /// Lifecycle requests waiting for their change to be durable.
+    lifecycle: LifecycleWaiters,
     effects: Vec<Effect<S>>,
     leading: bool,
     snapshots_created: u64,
@@ -238,6 +262,7 @@ impl<S: StateMachine> NodeLoop<S> {
     pub fn new(raft: Raft, config: Config, read_id_origin: u64) -> NodeLoop<S> {
         let restored = raft.status();
         let written_vote = (restored.term, restored.vote);
+        let purged_through = restored.first_index.prev();
         NodeLoop {
             raft,
             proposals: Proposals::new(config.pending_proposals_max),
@@ -251,6 +276,8 @@ impl<S: StateMachine> NodeLoop<S> {
             snapshot_sends: BTreeSet::new(),
             staged: Vec::new(),
             uncompacted: None,
+            purged_through,
+            lifecycle: LifecycleWaiters::default(),
             effects: Vec::new(),
             leading: false,
             snapshots_created: 0,
@@ -360,6 +387,7 @@ impl<S: StateMachine> NodeLoop<S> {
         for (_, op) in std::mem::take(&mut self.held) {
             op.fail(error);
         }
+        self.lifecycle.fail_all(error);
     }
 
     fn on_ready(&mut self, now: Moment, ready: Ready) {
@@ -416,6 +444,7 @@ impl<S: StateMachine> NodeLoop<S> {
         }
         if let Some(meta) = install {
             self.proposals.covered_by_snapshot(meta.index);
+            self.purged_through = self.purged_through.max(meta.index);
             self.snapshots_installed += 1;
             info!(index = %meta.index, term = %meta.term, "installing the leader's snapshot");
             self.apply_after(self.write_seq, ApplyOp::Restore(meta));
@@ -453,6 +482,7 @@ impl<S: StateMachine> NodeLoop<S> {
             let (_, op) = self.held.pop_front().expect("checked above");
             self.effects.push(Effect::Apply(op));
         }
+        self.answer_durable_lifecycle();
     }
 
     /// Queues `op` behind every apply op before it.
@@ -479,6 +509,7 @@ impl<S: StateMachine> NodeLoop<S> {
         let (index, term) = (meta.index, meta.term);
         self.raft.snapshot_created(meta);
         self.effects.push(Effect::Compact { index, term });
+        self.purged_through = self.purged_through.max(index);
     }
 
     fn step(&mut self, m: Message) {
@@ -520,6 +551,8 @@ impl<S: StateMachine> NodeLoop<S> {
                 let _ = reply.send(self.raft.transfer_leader(target).map_err(Error::from));
             }
             Request::Snapshot { reply } => self.apply(ApplyOp::Snapshot(reply)),
+            Request::Initialize { membership, reply } => self.initialize(membership, reply),
+            Request::PurgeLog { upto, reply } => self.purge_log(upto, reply),
             Request::Shutdown => self.stopping = true,
         }
     }
@@ -590,6 +623,7 @@ impl<S: StateMachine> NodeLoop<S> {
     }
 }
 
+mod lifecycle;
 mod reads;
 #[cfg(test)]
 mod tests;

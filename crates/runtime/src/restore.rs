@@ -12,7 +12,7 @@ use keel_storage::{FileLogStore, LogStore, MemLogStore, SnapshotStore};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::error::{SnapshotWriteError, StartError};
+use crate::error::{RecoverError, SnapshotWriteError, StartError};
 use crate::snapshot::SnapshotBytes;
 use crate::state_machine::StateMachine;
 
@@ -46,20 +46,31 @@ impl Storage {
         })
     }
 
-    /// Prepares an empty `data_dir` for node `id`, a founding member of a
-    /// new cluster whose other voters are `peers` (id → "host:port"),
-    /// without starting it, for a state machine that already holds
-    /// `initial`: the first start resumes from this configuration instead
-    /// of bootstrapping from its own arguments. This is how an offline
-    /// tool (`keel snapshot restore`) writes a member whose state machine
-    /// it filled itself.
+    /// Installs an external snapshot as the seed of a new cluster: prepares
+    /// an empty `data_dir` for node `id`, a founding member whose other
+    /// voters are `peers` (id → "host:port"), without starting it, so that
+    /// the cluster starts from `initial` — another cluster's state (a
+    /// backup, [`StateMachine::snapshot`]'s stream of it), or state the
+    /// application prepared. Call it for every founding member, with the
+    /// same `initial` and the same set of members; the first start resumes
+    /// from it instead of bootstrapping from its own arguments. This is
+    /// etcd's `snapshot restore`, and what `keel snapshot restore` does.
     ///
-    /// The initial state is stored as the snapshot at `initial.index`,
-    /// carrying the configuration, so that the log proper starts after it
-    /// and a member added later receives the state as that snapshot: were
-    /// it only in the state machines, log replication from index 1 would
-    /// leave a newcomer without it.
-    pub fn bootstrap_offline(
+    /// Only on an empty directory, never into a running node or one with
+    /// a history: a snapshot installed under a live log would contradict
+    /// entries its peers hold (Raft installs a leader's snapshots itself).
+    /// The new cluster shares nothing with the one the state came from
+    /// but the state: give it a cluster id of its own, so that members of
+    /// the two never talk.
+    ///
+    /// The state is stored as the snapshot at `initial.index`, carrying
+    /// the configuration, so that the log proper starts after it and a
+    /// member added later receives the state as that snapshot: were it
+    /// only in the state machines, log replication from index 1 would
+    /// leave a newcomer without it. At the first start each member's
+    /// machine is restored from it ([`StateMachine::restore`]) unless it
+    /// reports `initial.index` as applied already.
+    pub fn install_snapshot(
         data_dir: impl AsRef<Path>,
         id: NodeId,
         peers: &BTreeMap<NodeId, String>,
@@ -112,6 +123,51 @@ impl Storage {
         })
     }
 
+    /// Rewrites this member's configuration so that `members` are the only
+    /// voters, for a cluster that lost its quorum for good: with the
+    /// members `members` alone, the node (`id`, which must be one of them)
+    /// can elect itself and go on. Call it on a stopped member's storage,
+    /// then start the node with it; returns the index of the configuration
+    /// entry it appended (durably) to the log. [`Config::force_new_cluster`]
+    /// does the same at start with this member alone.
+    ///
+    /// **This is unsafe, and meant for an operator as a last resort.** Raft
+    /// keeps acknowledged writes because every commit is on a majority and
+    /// every leader holds every commit; a configuration forced upon a
+    /// minority breaks both:
+    ///
+    /// - writes committed by a majority this member was not part of, and
+    ///   acknowledged to their clients, are lost if the members given do
+    ///   not hold them (recover the member with the longest log);
+    /// - entries this member holds but that never committed become
+    ///   committed, as under any new leader holding them;
+    /// - the members left out must never come back with their old data,
+    ///   or two clusters would claim one identity and history: wipe them
+    ///   and add them again as new members ([`Config::join`]).
+    ///
+    /// Calling it twice appends the same configuration again, which
+    /// changes nothing.
+    pub fn recover(
+        &mut self,
+        id: NodeId,
+        members: impl IntoIterator<Item = NodeId>,
+    ) -> Result<LogIndex, RecoverError> {
+        let membership = Membership::new(members, [])?;
+        if !membership.is_voter(id) {
+            return Err(RecoverError::NotAMember { id });
+        }
+        let latest = self.snapshots.latest().map_err(StartError::from)?;
+        let log = self.log.as_mut();
+        if latest.is_none() && log.last_index() == LogIndex(0) {
+            return Err(RecoverError::Empty);
+        }
+        let snapshot = latest.map_or_else(empty_snapshot, |info| info.meta);
+        let state = resume_from(log, snapshot)?;
+        let state = force_configuration(log, state, membership)?;
+        let index = state.entries.last().expect("a configuration was appended");
+        Ok(index.index)
+    }
+
     /// A log kept in memory (lost at exit; for benchmarks and tests), with
     /// snapshots still under `data_dir`.
     pub fn in_memory_log(
@@ -129,7 +185,7 @@ impl Storage {
 }
 
 /// A state machine's state that a new cluster starts from
-/// ([`Storage::bootstrap_offline`]).
+/// ([`Storage::install_snapshot`]).
 pub struct InitialState<'a> {
     /// The index and term the state stands for; the log proper starts
     /// after `index`, and the state machine must report `index` as
@@ -192,17 +248,12 @@ pub(crate) fn restore<S: StateMachine>(
         });
     }
 
-    let snapshot = latest.map_or(
-        SnapshotMeta {
-            index: LogIndex(0),
-            term: Term(0),
-            membership: Membership::default(),
-        },
-        |info| info.meta,
-    );
+    let snapshot = latest.map_or_else(empty_snapshot, |info| info.meta);
     let mut state = resume_from(log, snapshot)?;
     if config.force_new_cluster {
-        state = force_single_voter(log, state, config.raft.id)?;
+        let id = config.raft.id;
+        warn!(%id, "--force-new-cluster: this member is now the only voter");
+        state = force_configuration(log, state, Membership::new([id], [])?)?;
     }
     let mut applied_through = sm.applied_index();
     let snapshot = &state.snapshot;
@@ -229,22 +280,25 @@ pub(crate) fn restore<S: StateMachine>(
     })
 }
 
-/// `force_new_cluster`: appends a configuration of this node alone to its
-/// log, durably, before the core starts. A configuration takes effect when
-/// appended, so the node elects itself and commits its whole log without
-/// the members it lost; entries that were not committed before become
-/// committed, as they would under any new leader holding them.
-///
-/// This is unsafe by nature, which is why only an operator's flag does
-/// it: entries that only the lost members held (committed and
-/// acknowledged perhaps) are gone for good, and the lost members must
-/// never rejoin with their old data, or two clusters would claim the same
-/// identity. Restarting with the flag again appends the same
-/// configuration again, which changes nothing.
-fn force_single_voter(
+/// The snapshot of a log that never took one: index 0, no configuration.
+fn empty_snapshot() -> SnapshotMeta {
+    SnapshotMeta {
+        index: LogIndex(0),
+        term: Term(0),
+        membership: Membership::default(),
+    }
+}
+
+/// [`Storage::recover`] and `force_new_cluster`: appends `membership` to
+/// the log, durably, before the core starts. A configuration takes effect
+/// when appended, so the node elects itself among `membership` and
+/// commits its whole log without the members it lost; entries that were
+/// not committed before become committed, as they would under any new
+/// leader holding them. Unsafe by nature: see [`Storage::recover`].
+fn force_configuration(
     log: &mut dyn LogStore,
     mut state: RestoredState,
-    id: NodeId,
+    membership: Membership,
 ) -> Result<RestoredState, StartError> {
     let last_term = state.entries.last().map_or(state.snapshot.term, |e| e.term);
     let entry = Entry {
@@ -252,12 +306,12 @@ fn force_single_voter(
         // state's (a node does not append in a term it has left behind).
         term: state.hard_state.term.max(last_term),
         index: log.last_index().next(),
-        payload: Payload::Membership(Membership::new([id], [])?),
+        payload: Payload::Membership(membership),
     };
     warn!(
-        %id,
         index = %entry.index,
-        "--force-new-cluster: this member is now the only voter; the others must not come back with their old data"
+        voters = ?entry.payload,
+        "recovering a lost quorum: forced a configuration; members left out must not come back with their old data"
     );
     log.append(std::slice::from_ref(&entry));
     let _durable = log.sync()?;
@@ -338,11 +392,11 @@ mod tests {
             membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).unwrap(),
         };
         let state = resume_from(&mut log, three.clone()).unwrap();
-        let state = force_single_voter(&mut log, state, NodeId(2)).unwrap();
+        let alone = Membership::new([NodeId(2)], []).unwrap();
+        let state = force_configuration(&mut log, state, alone.clone()).unwrap();
         let forced = state.entries.last().unwrap().clone();
         // After the log, in the hard state's term, which is past the last entry's.
         assert_eq!((forced.index, forced.term), (LogIndex(3), Term(4)));
-        let alone = Membership::new([NodeId(2)], []).unwrap();
         assert_eq!(forced.payload, Payload::Membership(alone));
         // It is in the log, so a restart without the flag finds it too.
         let restarted = resume_from(&mut log, three).unwrap();
@@ -360,7 +414,7 @@ mod tests {
             term: Term(1),
             data: &mut data,
         };
-        let error = Storage::bootstrap_offline(dir.path(), NodeId(1), &BTreeMap::new(), initial);
+        let error = Storage::install_snapshot(dir.path(), NodeId(1), &BTreeMap::new(), initial);
         assert!(
             matches!(error, Err(StartError::NotEmpty { .. })),
             "{error:?}"
@@ -377,7 +431,7 @@ mod tests {
             term: Term(1),
             data: &mut data,
         };
-        Storage::bootstrap_offline(dir.path(), NodeId(1), &peers, initial).unwrap();
+        Storage::install_snapshot(dir.path(), NodeId(1), &peers, initial).unwrap();
         let snapshots = SnapshotStore::open(dir.path().join(SNAPSHOTS_DIR), 1).unwrap();
         let meta = snapshots.latest().unwrap().unwrap().meta;
         assert_eq!((meta.index, meta.term), (LogIndex(1), Term(1)));

@@ -65,6 +65,21 @@ impl DurableWrite {
 }
 
 impl WriteBatch {
+    /// A batch that writes nothing, at position `seq`: it is reported
+    /// durable only once everything queued before it is, which is how the
+    /// node loop learns that a compaction was synced.
+    pub fn barrier(seq: u64) -> WriteBatch {
+        WriteBatch {
+            seq,
+            snapshot: None,
+            entries: Vec::new(),
+            hard_state: None,
+            persisted_up_to: None,
+            messages: Vec::new(),
+            must_sync: false,
+        }
+    }
+
     /// Writes the batch to `log` (not yet durable): compaction to the
     /// leader's snapshot first, then the entries, then the hard state.
     pub fn write_to(&self, log: &mut dyn LogStore) {

@@ -9,7 +9,7 @@
 //! first start derives them, `ids.rs`), the Raft configuration (the
 //! founders of `--initial-cluster`) and the log. The new log begins with
 //! a Raft snapshot at index 1 of term 1 holding the data
-//! (`keel::Storage::bootstrap_offline`), so that a member added later
+//! (`keel::Storage::install_snapshot`), so that a member added later
 //! receives the data as that snapshot rather than replaying a log that
 //! never held it; the store records index 1 as applied, and its member
 //! registry is emptied (members publish themselves when they start). The
@@ -160,7 +160,7 @@ fn write_member(
         term: Term(RESTORED_TERM),
         data: &mut std::io::BufReader::new(state),
     };
-    Storage::bootstrap_offline(&raft_dir, NodeId(identity.member_id), peers, initial)
+    Storage::install_snapshot(&raft_dir, NodeId(identity.member_id), peers, initial)
         .map_err(|e| write_error(&raft_dir, e))?;
     Ok(position)
 }

@@ -3,6 +3,7 @@
 //! lives in a sibling module; each role's state lives in its variant of
 //! [`RoleState`] (`role.rs`).
 
+mod bootstrap;
 mod changes;
 mod election;
 mod follower;
@@ -25,6 +26,7 @@ use crate::ready::{ReadOutcome, Ready, SoftState};
 use crate::rng::Rng;
 use crate::types::{HardState, LogIndex, NodeId, Role, Term};
 
+pub use bootstrap::InitializeError;
 pub use read::ReadMode;
 use read::Reads;
 use role::{Leadership, RoleState};

@@ -7,6 +7,7 @@ pub mod links;
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -145,25 +146,72 @@ impl Cluster {
         cluster
     }
 
-    /// Starts node `id` from its data directory (new nodes get one).
-    async fn launch(&mut self, id: NodeId, listener: Option<TcpListener>, join: bool) {
-        let addr = self.addrs[&id].clone();
-        let listener = match listener {
-            Some(l) => l,
-            None => bind_again(&addr).await,
+    /// Starts `size` members that do not bootstrap a cluster of their own:
+    /// each is started uninitialized (`Config::join`) knowing every other
+    /// member's address, after `prepare` was given its (empty) data
+    /// directory and those addresses. A member whose directory `prepare`
+    /// filled resumes from it instead.
+    pub async fn start_without_bootstrap(
+        size: u64,
+        prepare: impl Fn(NodeId, &Path, &BTreeMap<NodeId, String>),
+    ) -> Cluster {
+        let mut listeners = BTreeMap::new();
+        let mut addrs = BTreeMap::new();
+        for id in 1..=size {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.insert(NodeId(id), listener.local_addr().unwrap().to_string());
+            listeners.insert(NodeId(id), listener);
+        }
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            addrs,
+            dirs: BTreeMap::new(),
+            tweak: no_tweak,
+            links: BTreeMap::new(),
         };
-        let mut config = config(id.0, &addr);
-        config.join = join;
-        (self.tweak)(&mut config);
-        let peers: BTreeMap<NodeId, String> = self
-            .addrs
+        for (id, listener) in listeners {
+            let dir = tempfile::tempdir().unwrap();
+            let peers = cluster.peers_of(id, |_| true);
+            prepare(id, dir.path(), &peers);
+            cluster.dirs.insert(id, dir);
+            cluster.launch_with(id, listener, true, peers).await;
+        }
+        cluster
+    }
+
+    /// The addresses node `id` is given for the other nodes `include`
+    /// accepts (through their links, in a linked cluster).
+    fn peers_of(&self, id: NodeId, include: impl Fn(NodeId) -> bool) -> BTreeMap<NodeId, String> {
+        self.addrs
             .iter()
-            .filter(|&(&p, _)| p != id && (!join || self.nodes.contains_key(&p)))
+            .filter(|&(&p, _)| p != id && include(p))
             .map(|(&p, a)| match self.links.get(&(id, p)) {
                 Some(link) => (p, link.addr.clone()),
                 None => (p, a.clone()),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Starts node `id` from its data directory (new nodes get one).
+    async fn launch(&mut self, id: NodeId, listener: Option<TcpListener>, join: bool) {
+        let listener = match listener {
+            Some(l) => l,
+            None => bind_again(&self.addrs[&id]).await,
+        };
+        let peers = self.peers_of(id, |p| !join || self.nodes.contains_key(&p));
+        self.launch_with(id, listener, join, peers).await;
+    }
+
+    async fn launch_with(
+        &mut self,
+        id: NodeId,
+        listener: TcpListener,
+        join: bool,
+        peers: BTreeMap<NodeId, String>,
+    ) {
+        let mut config = config(id.0, &self.addrs[&id]);
+        config.join = join;
+        (self.tweak)(&mut config);
         let dir = self
             .dirs
             .entry(id)
