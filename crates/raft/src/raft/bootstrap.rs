@@ -95,6 +95,8 @@ impl Raft {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::entry::Entry;
+    use crate::message::{Message, MessageBody};
     use crate::raft::RestoredState;
 
     fn pristine(id: u64) -> Raft {
@@ -145,6 +147,36 @@ mod tests {
             bootstrapped.unwrap().initialize(voters(&[1, 2])),
             Err(InitializeError::OtherCluster { .. })
         ));
+    }
+
+    #[test]
+    fn a_node_holding_another_clusters_log_is_not_initialized() {
+        // Entries from a leader that reached a joining node before the
+        // configuration that names it.
+        let mut raft = pristine(4);
+        let blank = Entry {
+            term: Term(2),
+            index: LogIndex(1),
+            payload: Payload::Blank,
+        };
+        let append = Message {
+            from: NodeId(1),
+            to: NodeId(4),
+            term: Term(2),
+            body: MessageBody::AppendEntries {
+                prev_log_index: LogIndex(0),
+                prev_log_term: Term(0),
+                entries: vec![blank],
+                leader_commit: LogIndex(0),
+            },
+        };
+        raft.step(append).unwrap();
+        assert_eq!(
+            raft.initialize(voters(&[4])),
+            Err(InitializeError::HoldsLog {
+                last_index: LogIndex(1)
+            })
+        );
     }
 
     #[test]
