@@ -41,8 +41,8 @@ pub use crate::clock::Moment;
 pub use crate::proposals::Responder;
 pub use crate::restore::resume_from;
 pub use crate::write_batch::{DurableWrite, WriteBatch};
-pub use lifecycle::{InitializeReply, PurgeReply};
 use lifecycle::LifecycleWaiters;
+pub use lifecycle::{InitializeReply, PurgeReply};
 pub use reads::IndexReply;
 use reads::ReadWaiter;
 

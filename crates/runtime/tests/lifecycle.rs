@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::{Cluster, Kv, WAIT, within};
 use keel::{
-    InitialState, InitializeError, InitializeRefused, LogIndex, LogStore, MembershipChange,
-    NodeId, PurgeError, RecoverError, Role, StateMachine, Storage, Term,
+    InitialState, InitializeError, InitializeRefused, LogIndex, LogStore, MembershipChange, NodeId,
+    PurgeError, RecoverError, Role, StateMachine, Storage, Term,
 };
 
 fn ids(ids: &[u64]) -> BTreeSet<NodeId> {
@@ -59,12 +59,17 @@ async fn one_initialize_founds_a_cluster_of_uninitialized_nodes() {
         assert!(
             matches!(
                 refused,
-                Err(InitializeError::Refused(InitializeRefused::OtherCluster { .. }))
+                Err(InitializeError::Refused(
+                    InitializeRefused::OtherCluster { .. }
+                ))
             ),
             "{refused:?}"
         );
         let empty = cluster.node(NodeId(2)).initialize(ids(&[])).await;
-        assert!(matches!(empty, Err(InitializeError::Members(_))), "{empty:?}");
+        assert!(
+            matches!(empty, Err(InitializeError::Members(_))),
+            "{empty:?}"
+        );
 
         // The founding configuration is durable: a restarted member
         // resumes in the cluster.
@@ -129,7 +134,10 @@ async fn purging_discards_the_log_a_snapshot_covers_and_no_more() {
         // Part of what it covers, then less (already done), then all.
         let part = LogIndex(10);
         assert_eq!(cluster.node(node).purge_log(part).await.unwrap(), part);
-        assert_eq!(cluster.node(node).purge_log(LogIndex(5)).await.unwrap(), part);
+        assert_eq!(
+            cluster.node(node).purge_log(LogIndex(5)).await.unwrap(),
+            part
+        );
         assert_eq!(
             cluster.node(node).purge_log(snapshot).await.unwrap(),
             snapshot
@@ -178,11 +186,7 @@ async fn a_cluster_seeded_from_another_clusters_snapshot_serves_its_data() {
             applied: LogIndex(0),
         };
         let mut state = Vec::new();
-        backup
-            .snapshot()
-            .unwrap()
-            .read_to_end(&mut state)
-            .unwrap();
+        backup.snapshot().unwrap().read_to_end(&mut state).unwrap();
 
         let mut seeded = Cluster::start_without_bootstrap(3, |id, dir, peers| {
             let mut data = state.as_slice();
@@ -255,7 +259,10 @@ async fn a_survivor_recovered_alone_keeps_every_acknowledged_write_and_grows_aga
         // Alone among three, it cannot commit anything.
         let stuck = cluster.node(survivor).propose("k=stuck".to_owned());
         let outcome = tokio::time::timeout(Duration::from_millis(500), stuck).await;
-        assert!(!matches!(outcome, Ok(Ok(_))), "a minority committed a write");
+        assert!(
+            !matches!(outcome, Ok(Ok(_))),
+            "a minority committed a write"
+        );
 
         cluster.stop(survivor).await;
         let config = common::config(survivor.0, &cluster.addrs[&survivor]);

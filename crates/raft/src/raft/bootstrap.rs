@@ -84,7 +84,9 @@ impl Raft {
         // (another founder campaigned first): its term stays, and an
         // entry of an older term is as any entry a new leader replicates.
         self.term = self.term.max(FOUNDING_TERM);
-        let index = self.log.push(FOUNDING_TERM, Payload::Membership(membership));
+        let index = self
+            .log
+            .push(FOUNDING_TERM, Payload::Membership(membership));
         debug_assert_eq!(index, LogIndex(1), "the founding entry starts the log");
         self.refresh_membership();
         Ok(true)
