@@ -7,6 +7,7 @@ use keel_raft::{Entry, Membership, Payload, RestoredState};
 use keel_storage::{LogStore, MemLogStore};
 
 use super::*;
+use crate::error::PurgeError;
 
 /// Node 2, a follower of a new three-member cluster.
 fn follower() -> NodeLoop<()> {
@@ -251,4 +252,147 @@ fn one_tick_input_after_a_stall_gives_every_tick_elapsed() {
         Role::Follower,
         "the stall's ticks were given"
     );
+}
+
+/// Node 2 holding entries 1..=20, all applied, with a snapshot through 10
+/// that the log is not yet compacted to (one snapshot behind).
+fn follower_with_a_snapshot_at_10() -> NodeLoop<()> {
+    let mut node = follower();
+    let entries = (1..=20)
+        .map(|i| Entry {
+            term: Term(2),
+            index: LogIndex(i),
+            payload: Payload::Blank,
+        })
+        .collect();
+    node.handle(Moment::ZERO, append(0, entries, 20));
+    let write = the_write(&mut node);
+    node.handle(
+        Moment::ZERO,
+        Input::Persisted {
+            seq: write.seq,
+            durable: synced(&write),
+            messages: write.messages,
+        },
+    );
+    node.effects(Moment::ZERO);
+    node.handle(Moment::ZERO, Input::Applied(LogIndex(20)));
+    let meta = SnapshotMeta {
+        index: LogIndex(10),
+        term: Term(2),
+        membership: node.raft().membership().clone(),
+    };
+    node.handle(Moment::ZERO, Input::SnapshotCreated(meta));
+    node.effects(Moment::ZERO);
+    node
+}
+
+fn purge(node: &mut NodeLoop<()>, upto: u64) -> oneshot::Receiver<Result<LogIndex, PurgeError>> {
+    let (reply, answer) = oneshot::channel();
+    let upto = LogIndex(upto);
+    node.handle(
+        Moment::ZERO,
+        Input::Request(Request::PurgeLog { upto, reply }),
+    );
+    answer
+}
+
+/// A purge compacts the store, and answers only once the sync behind
+/// the compaction returned: the barrier batch queued after it.
+#[test]
+fn a_purge_answers_once_its_compaction_is_synced() {
+    let mut node = follower_with_a_snapshot_at_10();
+    let mut answer = purge(&mut node, 5);
+    let effects = node.effects(Moment::ZERO);
+    let [Effect::Compact { index, term }, Effect::Write(barrier)] = effects.as_slice() else {
+        panic!("a compaction, then a barrier");
+    };
+    assert_eq!((*index, *term), (LogIndex(5), Term(2)));
+    assert!(barrier.entries.is_empty() && barrier.messages.is_empty());
+    assert!(answer.try_recv().is_err(), "not before the sync");
+    assert_eq!(
+        node.raft().status().first_index,
+        LogIndex(1),
+        "the core keeps its log"
+    );
+
+    let seq = barrier.seq;
+    node.handle(
+        Moment::ZERO,
+        Input::Persisted {
+            seq,
+            durable: None,
+            messages: Vec::new(),
+        },
+    );
+    assert_eq!(answer.try_recv().unwrap().unwrap(), LogIndex(5));
+}
+
+/// Nothing past the newest snapshot goes; up to it, the core's log goes
+/// too; less than already purged changes nothing.
+#[test]
+fn a_purge_reaches_the_newest_snapshot_and_no_further() {
+    let mut node = follower_with_a_snapshot_at_10();
+    let mut beyond = purge(&mut node, 11);
+    assert!(node.effects(Moment::ZERO).is_empty());
+    let refused = beyond.try_recv().unwrap();
+    assert!(
+        matches!(
+            refused,
+            Err(PurgeError::NotCovered {
+                upto: LogIndex(11),
+                snapshot: LogIndex(10)
+            })
+        ),
+        "{refused:?}"
+    );
+
+    let _answer = purge(&mut node, 10);
+    let effects = node.effects(Moment::ZERO);
+    let compacted: Vec<LogIndex> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Compact { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(compacted, vec![LogIndex(10)]);
+    assert_eq!(node.raft().status().first_index, LogIndex(11));
+
+    let mut again = purge(&mut node, 7);
+    assert!(node.effects(Moment::ZERO).is_empty());
+    assert_eq!(again.try_recv().unwrap().unwrap(), LogIndex(10));
+}
+
+/// The founding entry goes out in a write batch, and the caller hears
+/// only once that batch is durable.
+#[test]
+fn initialize_answers_once_the_founding_entry_is_durable() {
+    let raft = Raft::new(keel_raft::Config::new(NodeId(2)), RestoredState::joining()).unwrap();
+    let config = Config::new(NodeId(2), 1, "127.0.0.1:0".parse().unwrap());
+    let mut node: NodeLoop<()> = NodeLoop::new(raft, config, 0);
+    let (reply, mut answer) = oneshot::channel();
+    let membership = Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).unwrap();
+    let request = Request::Initialize {
+        membership: membership.clone(),
+        reply,
+    };
+    node.handle(Moment::ZERO, Input::Request(request));
+    let write = the_write(&mut node);
+    assert_eq!(write.entries.len(), 1);
+    assert_eq!(write.entries[0].payload, Payload::Membership(membership));
+    assert!(
+        answer.try_recv().is_err(),
+        "not before the write is durable"
+    );
+
+    node.handle(
+        Moment::ZERO,
+        Input::Persisted {
+            seq: write.seq,
+            durable: synced(&write),
+            messages: write.messages,
+        },
+    );
+    answer.try_recv().unwrap().unwrap();
 }
