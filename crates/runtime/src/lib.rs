@@ -94,6 +94,21 @@
 //!   lease read is confirmed like a linearizable one.
 //! - [`ReadConsistency::Stale`] reads this node's state as it is.
 //!
+//! # A cluster's lifecycle
+//!
+//! - **Founding**: start each founding member with the same peers and it
+//!   bootstraps on its first start; or start them uninitialized
+//!   ([`Config::join`]) and call [`Node::initialize`] on one of them.
+//! - **Seeding from a snapshot**: [`Storage::install_snapshot`] writes a
+//!   founding member's empty data directory so that the new cluster
+//!   starts from a state taken elsewhere (a backup).
+//! - **Snapshots and the log**: [`Node::trigger_snapshot`] snapshots now;
+//!   [`Node::purge_log`] discards the log a stored snapshot covers.
+//! - **Growing and shrinking**: [`Node::add_learner`],
+//!   [`Node::change_membership`], [`Node::transfer_leader`].
+//! - **A lost quorum**: [`Storage::recover`] forces a configuration upon
+//!   a stopped survivor, an unsafe last resort whose losses it documents.
+//!
 //! `docs/guide.md` in the repository walks an embedder through all of it:
 //! state machine, storage, transport, lifecycle, reads, and testing the
 //! state machine under `keel_sim::service`'s fault schedules.
