@@ -462,7 +462,9 @@ impl<S: StateMachine> Node<S> {
     /// is durable here. The node then campaigns and, elected, replicates
     /// the configuration to the other members like any entry, so calling
     /// this on one founding member is enough; the others are started
-    /// uninitialized too and learn it from the leader. Calling it on
+    /// uninitialized too and learn it from the leader. Members reach each
+    /// other at the addresses given as `peers` when they were started.
+    /// Calling it on
     /// several, or again, with the same members is harmless (the
     /// configuration is already in force: `Ok`).
     ///
