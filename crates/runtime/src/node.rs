@@ -464,9 +464,8 @@ impl<S: StateMachine> Node<S> {
     /// this on one founding member is enough; the others are started
     /// uninitialized too and learn it from the leader. Members reach each
     /// other at the addresses given as `peers` when they were started.
-    /// Calling it on
-    /// several, or again, with the same members is harmless (the
-    /// configuration is already in force: `Ok`).
+    /// Calling it on several, or again, with the same members is harmless
+    /// (the configuration is already in force: `Ok`).
     ///
     /// Every call, on every member, must name the same members: two
     /// members founding different clusters would write different first
@@ -504,6 +503,10 @@ impl<S: StateMachine> Node<S> {
     /// before copying a data directory; a follower behind it is then sent
     /// the snapshot. Asking for less than is already purged changes
     /// nothing and returns the index already purged to.
+    ///
+    /// [`Metrics::first_index`] is the log the node holds in memory, which
+    /// follows only once `upto` reaches the newest snapshot: short of it,
+    /// only the log store's copy goes.
     ///
     /// # Errors
     /// [`PurgeError::NotCovered`] when `upto` is past the newest stored

@@ -123,10 +123,10 @@ impl Storage {
         })
     }
 
-    /// Rewrites this member's configuration so that `members` are the only
-    /// voters, for a cluster that lost its quorum for good: with the
-    /// members `members` alone, the node (`id`, which must be one of them)
-    /// can elect itself and go on. Call it on a stopped member's storage,
+    /// Rewrites member `id`'s configuration so that `members` (`id` among
+    /// them) are the only voters, for a cluster that lost its quorum for
+    /// good: needing a majority of `members` only, the member can elect
+    /// itself and go on. Call it on a stopped member's storage,
     /// then start the node with it; returns the index of the configuration
     /// entry it appended (durably) to the log. [`Config::force_new_cluster`]
     /// does the same at start with this member alone.
@@ -164,8 +164,8 @@ impl Storage {
         let snapshot = latest.map_or_else(empty_snapshot, |info| info.meta);
         let state = resume_from(log, snapshot)?;
         let state = force_configuration(log, state, membership)?;
-        let index = state.entries.last().expect("a configuration was appended");
-        Ok(index.index)
+        let forced = state.entries.last().expect("a configuration was appended");
+        Ok(forced.index)
     }
 
     /// A log kept in memory (lost at exit; for benchmarks and tests), with
