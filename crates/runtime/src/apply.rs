@@ -338,6 +338,16 @@ impl SnapshotWriter {
     }
 }
 
+/// The apply thread ends only once the snapshot it started is written:
+/// the writing thread holds the snapshot store, and with it the lock on
+/// its directory, so a node restarted in the same process right after
+/// [`crate::Node::shutdown`] would find the directory locked.
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        self.wait();
+    }
+}
+
 /// At most this many entries are applied as one batch by merging queued
 /// ops ([`take_queued_entries`]): a bound on how long one state machine
 /// call, and the answers it holds back, can take.

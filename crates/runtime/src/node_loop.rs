@@ -326,6 +326,7 @@ impl<S: StateMachine> NodeLoop<S> {
             }
             Input::SnapshotCreated(meta) => {
                 self.snapshots_created += 1;
+                self.metrics_stale = true;
                 let compact_to = if self.config.snapshots_kept >= 2 {
                     self.uncompacted.replace(meta)
                 } else {
@@ -446,6 +447,9 @@ impl<S: StateMachine> NodeLoop<S> {
             self.proposals.covered_by_snapshot(meta.index);
             self.purged_through = self.purged_through.max(meta.index);
             self.snapshots_installed += 1;
+            // Published with this turn: a reader that saw the restored
+            // state must not find the count behind it.
+            self.metrics_stale = true;
             info!(index = %meta.index, term = %meta.term, "installing the leader's snapshot");
             self.apply_after(self.write_seq, ApplyOp::Restore(meta));
         }
