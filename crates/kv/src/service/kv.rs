@@ -33,19 +33,28 @@ impl<C: Consensus> Kv for KvService<C> {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
-        let caller = self.shared.caller(&Credentials::of(&request)).await?;
+        let credentials = Credentials::of(&request);
         let req = request.into_inner();
         validate::range(&req)?;
-        // After the barrier, as etcd checks: a linearizable read meets
-        // every permission change acknowledged before it.
+        // The caller and its permissions after the barrier, as etcd takes
+        // them: a linearizable read meets every permission change
+        // acknowledged before it, and is stamped with the auth revision
+        // the barrier reached (stamped before, a change the barrier
+        // applied would refuse it as stale instead).
         if !req.serializable {
             self.shared.consensus.read_barrier().await?;
         }
+        let caller = self.shared.caller(&credentials).await?;
         self.shared.authorize(&caller, &Required::range(&req))?;
-        let mut resp = self
-            .shared
-            .read_store(move |store| store.range(&req))
-            .await?;
+        let mut resp = if req.range_end.is_empty() {
+            // One key: bounded by one value, cheaper here than a hop to a
+            // blocking thread (`Shared::read_store`).
+            self.shared.sm.store().range(&req)?
+        } else {
+            self.shared
+                .read_store(move |store| store.range(&req))
+                .await?
+        };
         resp.header = self.shared.fill(resp.header);
         Ok(Response::new(resp))
     }
@@ -76,14 +85,16 @@ impl<C: Consensus> Kv for KvService<C> {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let caller = self.shared.caller(&Credentials::of(&request)).await?;
+        let credentials = Credentials::of(&request);
         let req = request.into_inner();
         if is_read_only(&req) {
-            // Served like a Range, as etcd serves it: no log entry.
+            // Served like a Range, as etcd serves it: no log entry, and
+            // the caller taken after the barrier.
             validate::txn(&req)?;
             if !is_serializable(&req) {
                 self.shared.consensus.read_barrier().await?;
             }
+            let caller = self.shared.caller(&credentials).await?;
             let required = Required::txn(&req, &self.shared.sm.store().leases());
             self.shared.authorize(&caller, &required)?;
             let mut resp = self
@@ -93,6 +104,7 @@ impl<C: Consensus> Kv for KvService<C> {
             resp.header = self.shared.fill(resp.header);
             return Ok(Response::new(resp));
         }
+        let caller = self.shared.caller(&credentials).await?;
         let Outcome::Txn(mut resp) = self.shared.propose(&caller, Op::Txn(req)).await?.1 else {
             return Err(mismatch("txn").into());
         };

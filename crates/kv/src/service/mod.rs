@@ -152,7 +152,9 @@ impl<C: Consensus> Shared<C> {
     /// on a 2-core machine), two at once would hold up every other call,
     /// puts included: with two clients scanning 100 MB each at once on the
     /// leader, a put waited 1.68 s; with the reads here, 276 ms
-    /// (`tests/reads_and_writes.rs` with a second scanner, once).
+    /// (`tests/reads_and_writes.rs` with a second scanner, once). A read
+    /// of one key is bounded by one value and runs on the worker instead
+    /// (`KvService::range`): the hop would cost it more than it takes.
     pub async fn read_store<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Store) -> Result<T, KvError> + Send + 'static,
