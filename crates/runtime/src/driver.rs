@@ -192,14 +192,11 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
 
     fn on_event(&mut self, event: Event) -> Result<(), StopReason> {
         let input = match event {
-            Event::Persisted {
+            // The storage thread sent the batch's messages itself.
+            Event::Persisted { seq, durable } => Input::Persisted {
                 seq,
                 durable,
-                messages,
-            } => Input::Persisted {
-                seq,
-                durable,
-                messages,
+                messages: Vec::new(),
             },
             Event::Applied(index) => Input::Applied(index),
             Event::SnapshotCreated(meta) => Input::SnapshotCreated(meta),

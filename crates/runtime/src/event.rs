@@ -3,18 +3,18 @@
 //! snapshot creation and transfers. Its own module, so that the threads
 //! depend on it and not on the driver that consumes it.
 
-use keel_raft::{LogIndex, Message, NodeId, SnapshotMeta};
+use keel_raft::{LogIndex, NodeId, SnapshotMeta};
 
 use crate::error::StopReason;
 use crate::write_batch::DurableWrite;
 
 /// What the storage thread, the apply thread and snapshot transfers report.
 pub(crate) enum Event {
-    /// Write batch `seq` (and every one before it) is durable.
+    /// Write batch `seq` (and every one before it) is durable; the storage
+    /// thread sent its messages.
     Persisted {
         seq: u64,
         durable: Option<DurableWrite>,
-        messages: Vec<Message>,
     },
     /// The state machine applied every entry through this index.
     Applied(LogIndex),

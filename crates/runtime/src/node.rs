@@ -235,12 +235,24 @@ impl<S: StateMachine> Node<S> {
         let log = storage.log;
         let peers_file = storage.peers_file;
         let storage_events = events_tx.clone();
+        let storage_transport = transport.clone();
+        // The storage thread sends through the transport, which may spawn
+        // a peer's sender task on its first message.
+        let runtime = tokio::runtime::Handle::current();
         let log_timings = Arc::new(LogTimings::default());
         let storage_timings = log_timings.clone();
         let storage_thread = std::thread::Builder::new()
             .name(format!("keel-storage-{id}"))
             .spawn(move || {
-                storage::run(log, storage_rx, storage_events, peers_file, storage_timings)
+                let _runtime = runtime.enter();
+                storage::run(
+                    log,
+                    storage_transport.as_ref(),
+                    storage_rx,
+                    storage_events,
+                    peers_file,
+                    storage_timings,
+                )
             })?;
         let applied = Arc::new(AppliedIndex::new(snapshot.index));
         let applier = Applier::new(

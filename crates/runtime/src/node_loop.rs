@@ -17,7 +17,10 @@
 //!    (and every one before it) is durable, report [`Input::Persisted`]
 //!    with what the batch made durable ([`DurableWrite::after_sync`], which
 //!    takes the store's proof) and its `messages`, which the loop then
-//!    sends (votes and acknowledgements wait for durability, §5.2);
+//!    sends (votes and acknowledgements wait for durability, §5.2) — or
+//!    send them itself once the batch is durable and report none, as the
+//!    runtime's storage thread does to spare them a trip through the
+//!    driver;
 //! 3. [`Effect::Apply`] ops run against the state machine in the order
 //!    given; report [`Input::Applied`] as they complete;
 //! 4. [`Effect::PublishSnapshot`] publishes the staged snapshot the core

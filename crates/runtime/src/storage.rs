@@ -1,9 +1,13 @@
 //! The storage thread: the only writer of the log. It takes write batches
 //! in the order the driver produced them, applies every batch waiting, and
 //! makes them durable with one fsync (group commit); only then does it
-//! release the messages that waited for that durability, and hand the
-//! core the store's proof ([`keel_storage::Durable`]) with what each batch made durable
-//! ([`DurableWrite`]). A group of
+//! send the messages that waited for that durability (votes and
+//! acknowledgements, §5.2), and hand the core the store's proof
+//! ([`keel_storage::Durable`]) with what each batch made durable
+//! ([`DurableWrite`]). It sends them itself, through the transport, rather
+//! than hand them to the driver to send: a follower's acknowledgement is
+//! on every write's critical path, and the trip through the driver's task
+//! cost it one more wake-up of another thread. A group of
 //! batches that only move the commit index is not synced at all
 //! ([`WriteBatch::must_sync`]).
 //!
@@ -20,12 +24,13 @@ use std::time::{Duration, Instant};
 use keel_raft::{LogIndex, NodeId, Term};
 use keel_storage::LogStore;
 use tokio::sync::mpsc;
-use tracing::{error, warn};
+use tracing::{error, trace, warn};
 
 use crate::error::StopReason;
 use crate::event::Event;
 use crate::histogram::LogTimings;
 use crate::peers;
+use crate::transport::Transport;
 use crate::write_batch::{DurableWrite, WriteBatch};
 
 pub(crate) enum StorageOp {
@@ -40,8 +45,9 @@ pub(crate) enum StorageOp {
 }
 
 /// Runs until the driver drops its sender or the log fails.
-pub(crate) fn run(
+pub(crate) fn run<T: Transport>(
     mut log: Box<dyn LogStore + Send>,
+    transport: &T,
     mut ops: mpsc::Receiver<StorageOp>,
     events: mpsc::UnboundedSender<Event>,
     peers_file: Option<PathBuf>,
@@ -97,10 +103,17 @@ pub(crate) fn run(
             timings.append.observe(writing + synced);
         }
         for batch in done.drain(..) {
+            // Votes and acknowledgements only: no AppendEntries waits for
+            // durability, so a refused message needs no report (Raft
+            // resends what matters).
+            for message in batch.messages {
+                if let Err(e) = transport.send(message) {
+                    trace!(error = %e, "message dropped");
+                }
+            }
             let persisted = Event::Persisted {
                 seq: batch.seq,
                 durable: DurableWrite::after_sync(batch.persisted_up_to, proof.as_ref()),
-                messages: batch.messages,
             };
             if events.send(persisted).is_err() {
                 return;

@@ -30,7 +30,14 @@ async fn a_follower_sees_the_leader_change_after_the_leader_shuts_down() {
                 break leader;
             }
         };
-        assert!(seen.iter().all(|c| c.term > before.term), "{seen:?}");
+        // The follower may first forget the old leader in its own term
+        // (its stream from it ended: fast failover), before any election.
+        assert!(
+            seen.iter()
+                .all(|c| c.term > before.term || (c.term == before.term && c.leader.is_none())),
+            "{seen:?}"
+        );
+        assert!(seen.last().unwrap().term > before.term, "{seen:?}");
         assert!(
             seen.windows(2)
                 .all(|w| w[0].term <= w[1].term && w[0] != w[1]),
