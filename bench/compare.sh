@@ -20,6 +20,14 @@
 #
 # Every row is bounded twice: by TOTAL requests, and by ROW_TIMEOUT seconds
 # (default 120; a row cut off by it is reported as missing, not measured).
+#
+# Each cluster's endpoints are listed leader first, and a one-connection
+# row talks to the first endpoint only: `put-1` is one client at the
+# leader, `put-1-at-follower` (endpoints listed follower first) one client
+# at a follower, whose writes are forwarded to the leader — for etcd and
+# Keel alike, so that neither row depends on which member happened to win
+# the first election. Rows with several connections spread them over all
+# three members either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,6 +91,27 @@ echo "== starting Keel (3 members)"
 "$KEEL" cluster up --members 3 --data-dir "$work/keel" --base-port 21379 --detach >/dev/null
 KEEL_EPS=127.0.0.1:21379,127.0.0.1:21479,127.0.0.1:21579
 
+# A cluster's endpoints, leader first (or a follower first, with
+# `follower`), from the members' Maintenance.Status answers.
+order_endpoints() {
+    ETCDCTL_API=3 etcdctl --endpoints "$1" endpoint status -w json | python3 -c '
+import json, sys
+want_leader = sys.argv[1] == "leader"
+members = json.load(sys.stdin)
+is_leader = lambda m: m["Status"]["leader"] == m["Status"]["header"]["member_id"]
+chosen = sorted(members, key=lambda m: is_leader(m) != want_leader)
+print(",".join(m["Endpoint"].replace("http://", "") for m in chosen))' "$2"
+}
+for _ in $(seq 100); do
+    ETCDCTL_API=3 etcdctl --endpoints "$KEEL_EPS" endpoint status >/dev/null 2>&1 && break
+    sleep 0.2
+done
+ETCD_FOLLOWER_FIRST=$(order_endpoints "$ETCD" follower)
+ETCD=$(order_endpoints "$ETCD" leader)
+KEEL_FOLLOWER_FIRST=$(order_endpoints "$KEEL_EPS" follower)
+KEEL_EPS=$(order_endpoints "$KEEL_EPS" leader)
+echo "   etcd: $ETCD; Keel: $KEEL_EPS (leaders first)"
+
 echo "== starting the ceiling"
 "$CEILING" --listen 127.0.0.1:31379 >"$work/ceiling.log" 2>&1 &
 ceiling_pid=$!
@@ -91,6 +120,7 @@ sleep 0.5
 
 rows=(
     "put-1|put --clients 1 --conns 1 --sequential-keys"
+    "put-1-at-follower|put --clients 1 --conns 1 --sequential-keys"
     "put-16|put --clients 16 --conns 4 --sequential-keys"
     "put-100|put --clients 100 --conns 10 --sequential-keys"
     "put-1000|put --clients 1000 --conns 100 --sequential-keys"
@@ -111,6 +141,12 @@ for row in "${rows[@]}"; do
             keel) eps=$KEEL_EPS; extra="--plot $OUT/keel-$name.svg"; pids=("${keel_member_pids[@]}") ;;
             ceiling) eps=$CEIL; extra=""; pids=("$ceiling_pid") ;;
         esac
+        if [ "$name" = put-1-at-follower ]; then
+            case $server in
+                etcd) eps=$ETCD_FOLLOWER_FIRST ;;
+                keel) eps=$KEEL_FOLLOWER_FIRST ;;
+            esac
+        fi
         echo "== $name on $server"
         # shellcheck disable=SC2086
         if ! timeout --kill-after=5 "$ROW_TIMEOUT" \
