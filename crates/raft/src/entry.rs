@@ -38,7 +38,10 @@ impl Entry {
         let payload = match &self.payload {
             Payload::Blank => 0,
             Payload::Command(data) => data.len() as u64,
-            Payload::Membership(m) => 8 * m.node_count() as u64,
+            Payload::Membership(m) => {
+                let addresses: usize = m.addresses().values().map(|a| 8 + a.len()).sum();
+                (8 * m.node_count() + addresses) as u64
+            }
         };
         16 + payload
     }

@@ -102,7 +102,7 @@ pub use config::{Config, ConfigError, ELECTION_TICKS_DEFAULT, HEARTBEAT_TICKS_DE
 pub use durable::DurabilityProof;
 pub use entry::{Entry, Payload, SnapshotMeta};
 pub use invariants::{BrokenInvariant, InvariantViolation};
-pub use membership::{Membership, MembershipChange, MembershipError};
+pub use membership::{ADDRESS_BYTES_MAX, Membership, MembershipChange, MembershipError};
 pub use message::{AppendResult, Message, MessageBody, ReadId};
 pub use progress::{Inflight, Progress, ProgressState};
 pub use quorum::VoteResult;

@@ -4,8 +4,14 @@
 //! A configuration is stored whole in a log entry rather than as a delta, so
 //! any node can tell the configuration in force at an index by looking at the
 //! last configuration entry at or before it.
+//!
+//! A configuration also records where its members can be reached: an
+//! address per member, changed through the log like the voter sets, so
+//! that every node (and every node added later, from the log or a
+//! snapshot) knows the same addresses. The core never reads them; the
+//! runtime's transport does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::quorum::{self, VoteResult};
 use crate::types::{LogIndex, NodeId};
@@ -14,25 +20,55 @@ use crate::types::{LogIndex, NodeId};
 /// *joint* (§4.3): decisions need a majority of `voters` **and** of `outgoing`.
 ///
 /// Invariant: `learners` and `voters` are disjoint; a node may be both an
-/// outgoing voter and a learner while it is being demoted.
+/// outgoing voter and a learner while it is being demoted. Every address
+/// belongs to a member, and is 1 to [`ADDRESS_BYTES_MAX`] bytes long.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Membership {
     voters: BTreeSet<NodeId>,
     outgoing: BTreeSet<NodeId>,
     learners: BTreeSet<NodeId>,
+    /// Where members are reached, opaque to the core. A member may have
+    /// none: a transport that routes by id needs none, and data written
+    /// before configurations carried addresses has none.
+    addresses: BTreeMap<NodeId, String>,
 }
+
+/// The longest address a configuration accepts, in bytes: far more than
+/// any `host:port` or URL needs, and small enough that a hostile peer
+/// cannot make a configuration entry large.
+pub const ADDRESS_BYTES_MAX: usize = 1024;
 
 /// A change a caller asks the leader to make.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MembershipChange {
     /// Add a non-voting member that receives the log (§4.2.1).
-    AddLearner(NodeId),
+    AddLearner {
+        /// The new member.
+        id: NodeId,
+        /// Where it is reached, if its transport needs an address.
+        addr: Option<String>,
+    },
     /// Add one voter directly (single-server change, §4.1).
-    AddVoter(NodeId),
+    AddVoter {
+        /// The new member.
+        id: NodeId,
+        /// Where it is reached, if its transport needs an address.
+        addr: Option<String>,
+    },
     /// Turn a learner into a voter (single-server change).
     Promote(NodeId),
-    /// Remove one voter or learner (single-server change).
+    /// Remove one voter or learner (single-server change), and its address.
     Remove(NodeId),
+    /// Change where member `id` is reached (etcd's member update of peer
+    /// URLs). Changes no voter set, so it may be made at any time, joint
+    /// or not; like every configuration entry it takes effect when
+    /// appended.
+    SetAddress {
+        /// The member.
+        id: NodeId,
+        /// Its new address.
+        addr: String,
+    },
     /// Move to an arbitrary configuration through a joint configuration
     /// (§4.3). Leaving the joint configuration happens automatically once
     /// entering it has committed.
@@ -41,6 +77,10 @@ pub enum MembershipChange {
         voters: BTreeSet<NodeId>,
         /// Its learners.
         learners: BTreeSet<NodeId>,
+        /// Addresses for members of the new configuration: required for
+        /// none, replacing the known address of those given. Members of
+        /// the current configuration keep theirs.
+        addresses: BTreeMap<NodeId, String>,
     },
     /// Leave the current joint configuration now.
     LeaveJoint,
@@ -77,6 +117,20 @@ pub enum MembershipError {
     /// A node named both voter and learner.
     #[error("voters and learners overlap at node {0}")]
     VoterIsLearner(NodeId),
+    /// An address given for a node that is not a member of the
+    /// configuration.
+    #[error("node {0} is given an address but is not a member")]
+    AddressOfNonMember(NodeId),
+    /// An address that is empty or longer than [`ADDRESS_BYTES_MAX`].
+    #[error(
+        "the address of node {id} is {len} bytes long; it must be 1 to {ADDRESS_BYTES_MAX} bytes"
+    )]
+    AddressLength {
+        /// The member.
+        id: NodeId,
+        /// The address's length in bytes.
+        len: usize,
+    },
 }
 
 impl Membership {
@@ -87,7 +141,11 @@ impl Membership {
     ) -> Result<Membership, MembershipError> {
         let voters: BTreeSet<NodeId> = voters.into_iter().collect();
         let learners: BTreeSet<NodeId> = learners.into_iter().collect();
-        Self::validated(voters, BTreeSet::new(), learners)
+        Self::validated(Membership {
+            voters,
+            learners,
+            ..Membership::default()
+        })
     }
 
     /// Rebuilds a configuration from its three sets, e.g. when decoding.
@@ -96,29 +154,52 @@ impl Membership {
         outgoing: BTreeSet<NodeId>,
         learners: BTreeSet<NodeId>,
     ) -> Result<Membership, MembershipError> {
-        Self::validated(voters, outgoing, learners)
-    }
-
-    fn validated(
-        voters: BTreeSet<NodeId>,
-        outgoing: BTreeSet<NodeId>,
-        learners: BTreeSet<NodeId>,
-    ) -> Result<Membership, MembershipError> {
-        if voters.is_empty() {
-            return Err(MembershipError::NoVoters);
-        }
-        let all = voters.iter().chain(&outgoing).chain(&learners);
-        if all.into_iter().any(|id| id.0 == 0) {
-            return Err(MembershipError::ReservedId);
-        }
-        if let Some(&id) = voters.intersection(&learners).next() {
-            return Err(MembershipError::VoterIsLearner(id));
-        }
-        Ok(Membership {
+        Self::validated(Membership {
             voters,
             outgoing,
             learners,
+            addresses: BTreeMap::new(),
         })
+    }
+
+    /// This configuration with `addresses` as its members' addresses
+    /// (replacing any it had), e.g. a founding configuration's or a
+    /// decoded one's.
+    ///
+    /// # Errors
+    /// [`MembershipError::AddressOfNonMember`] for an address of a node
+    /// that is not a member, [`MembershipError::AddressLength`] for an
+    /// empty or overlong one.
+    pub fn with_addresses(
+        self,
+        addresses: BTreeMap<NodeId, String>,
+    ) -> Result<Membership, MembershipError> {
+        Self::validated(Membership { addresses, ..self })
+    }
+
+    fn validated(m: Membership) -> Result<Membership, MembershipError> {
+        if m.voters.is_empty() {
+            return Err(MembershipError::NoVoters);
+        }
+        let all = m.voters.iter().chain(&m.outgoing).chain(&m.learners);
+        if all.into_iter().any(|id| id.0 == 0) {
+            return Err(MembershipError::ReservedId);
+        }
+        if let Some(&id) = m.voters.intersection(&m.learners).next() {
+            return Err(MembershipError::VoterIsLearner(id));
+        }
+        for (&id, addr) in &m.addresses {
+            if !m.contains(id) {
+                return Err(MembershipError::AddressOfNonMember(id));
+            }
+            if addr.is_empty() || addr.len() > ADDRESS_BYTES_MAX {
+                return Err(MembershipError::AddressLength {
+                    id,
+                    len: addr.len(),
+                });
+            }
+        }
+        Ok(m)
     }
 
     /// The incoming (or only) voter set.
@@ -134,6 +215,16 @@ impl Membership {
     /// The nodes that receive the log without voting.
     pub fn learners(&self) -> &BTreeSet<NodeId> {
         &self.learners
+    }
+
+    /// Where member `id` is reached, if the configuration records it.
+    pub fn address(&self, id: NodeId) -> Option<&str> {
+        self.addresses.get(&id).map(String::as_str)
+    }
+
+    /// Every member's recorded address, by id.
+    pub fn addresses(&self) -> &BTreeMap<NodeId, String> {
+        &self.addresses
     }
 
     /// Whether two voter sets are in force (§4.3).
@@ -204,60 +295,90 @@ impl Membership {
             if changed > 1 {
                 return Err(MembershipError::TooManyVoterChanges);
             }
-            Ok(m)
+            Self::validated(m)
         };
+        let (mut voters, mut learners) = (self.voters.clone(), self.learners.clone());
+        let mut addresses = self.addresses.clone();
         match change {
-            MembershipChange::AddLearner(id) => {
+            MembershipChange::AddLearner { id, addr } | MembershipChange::AddVoter { id, addr } => {
                 if self.contains(*id) {
                     return Err(MembershipError::AlreadyMember(*id));
                 }
-                let mut learners = self.learners.clone();
-                learners.insert(*id);
-                single(Self::validated(
-                    self.voters.clone(),
-                    BTreeSet::new(),
-                    learners,
-                )?)
-            }
-            MembershipChange::AddVoter(id) => {
-                if self.contains(*id) {
-                    return Err(MembershipError::AlreadyMember(*id));
+                if matches!(change, MembershipChange::AddVoter { .. }) {
+                    voters.insert(*id);
+                } else {
+                    learners.insert(*id);
                 }
-                let mut voters = self.voters.clone();
-                voters.insert(*id);
-                single(Self::validated(
+                if let Some(addr) = addr {
+                    addresses.insert(*id, addr.clone());
+                }
+                single(Membership {
                     voters,
-                    BTreeSet::new(),
-                    self.learners.clone(),
-                )?)
+                    outgoing: BTreeSet::new(),
+                    learners,
+                    addresses,
+                })
             }
             MembershipChange::Promote(id) => {
                 if !self.learners.contains(id) {
                     return Err(MembershipError::NotALearner(*id));
                 }
-                let (mut voters, mut learners) = (self.voters.clone(), self.learners.clone());
                 learners.remove(id);
                 voters.insert(*id);
-                single(Self::validated(voters, BTreeSet::new(), learners)?)
+                single(Membership {
+                    voters,
+                    outgoing: BTreeSet::new(),
+                    learners,
+                    addresses,
+                })
             }
             MembershipChange::Remove(id) => {
                 if !self.contains(*id) {
                     return Err(MembershipError::UnknownMember(*id));
                 }
-                let (mut voters, mut learners) = (self.voters.clone(), self.learners.clone());
                 voters.remove(id);
                 learners.remove(id);
-                single(Self::validated(voters, BTreeSet::new(), learners)?)
+                addresses.remove(id);
+                single(Membership {
+                    voters,
+                    outgoing: BTreeSet::new(),
+                    learners,
+                    addresses,
+                })
             }
-            MembershipChange::Joint { voters, learners } => {
+            MembershipChange::SetAddress { id, addr } => {
+                if !self.contains(*id) {
+                    return Err(MembershipError::UnknownMember(*id));
+                }
+                addresses.insert(*id, addr.clone());
+                Self::validated(Membership {
+                    addresses,
+                    ..self.clone()
+                })
+            }
+            MembershipChange::Joint {
+                voters,
+                learners,
+                addresses: given,
+            } => {
                 if self.is_joint() {
                     return Err(MembershipError::InJointConfiguration);
                 }
-                let target = Self::validated(voters.clone(), BTreeSet::new(), learners.clone())?;
-                Ok(Membership {
+                let target = Self::validated(Membership {
+                    voters: voters.clone(),
+                    outgoing: BTreeSet::new(),
+                    learners: learners.clone(),
+                    addresses: given.clone(),
+                })?;
+                let joint = Membership {
                     outgoing: self.voters.clone(),
                     ..target
-                })
+                };
+                // Members of either half keep the addresses they had,
+                // unless the change gives them new ones.
+                addresses.retain(|&id, _| joint.contains(id));
+                addresses.extend(given.iter().map(|(&id, addr)| (id, addr.clone())));
+                Ok(Membership { addresses, ..joint })
             }
             MembershipChange::LeaveJoint => {
                 if !self.is_joint() {
@@ -269,13 +390,22 @@ impl Membership {
     }
 
     /// The configuration after leaving joint: the incoming voters and the
-    /// learners (outgoing voters not in either are removed).
+    /// learners (outgoing voters not in either are removed, with their
+    /// addresses).
     pub fn left_joint(&self) -> Membership {
-        Membership {
+        let mut left = Membership {
             voters: self.voters.clone(),
             outgoing: BTreeSet::new(),
             learners: self.learners.clone(),
-        }
+            addresses: BTreeMap::new(),
+        };
+        left.addresses = self
+            .addresses
+            .iter()
+            .filter(|(id, _)| left.contains(**id))
+            .map(|(&id, addr)| (id, addr.clone()))
+            .collect();
+        left
     }
 }
 
@@ -321,11 +451,15 @@ mod tests {
             .apply(&MembershipChange::Joint {
                 voters: set(&[4, 5]),
                 learners: set(&[]),
+                addresses: BTreeMap::new(),
             })
             .unwrap();
         assert!(joint.is_joint());
         assert_eq!(
-            joint.apply(&MembershipChange::AddLearner(NodeId(9))),
+            joint.apply(&MembershipChange::AddLearner {
+                id: NodeId(9),
+                addr: None
+            }),
             Err(MembershipError::InJointConfiguration)
         );
         assert_eq!(
@@ -341,6 +475,119 @@ mod tests {
             m.apply(&MembershipChange::Remove(NodeId(1))),
             Err(MembershipError::NoVoters)
         );
+    }
+
+    fn addr(a: &str) -> Option<String> {
+        Some(a.to_owned())
+    }
+
+    #[test]
+    fn adding_a_member_records_its_address_and_removing_it_drops_it() {
+        let m = Membership::new(set(&[1]), set(&[])).unwrap();
+        let m = m
+            .apply(&MembershipChange::AddLearner {
+                id: NodeId(2),
+                addr: addr("10.0.0.2:7000"),
+            })
+            .unwrap();
+        assert_eq!(m.address(NodeId(2)), Some("10.0.0.2:7000"));
+        let m = m.apply(&MembershipChange::Promote(NodeId(2))).unwrap();
+        assert_eq!(m.address(NodeId(2)), Some("10.0.0.2:7000"));
+        let m = m
+            .apply(&MembershipChange::AddVoter {
+                id: NodeId(3),
+                addr: None,
+            })
+            .unwrap();
+        assert_eq!(m.address(NodeId(3)), None, "a member may have no address");
+        let m = m.apply(&MembershipChange::Remove(NodeId(2))).unwrap();
+        assert!(m.addresses().is_empty());
+    }
+
+    #[test]
+    fn set_address_changes_only_the_address_even_while_joint() {
+        let m = Membership::new(set(&[1, 2]), set(&[])).unwrap();
+        let moved = m
+            .apply(&MembershipChange::SetAddress {
+                id: NodeId(2),
+                addr: "b:2".to_owned(),
+            })
+            .unwrap();
+        assert_eq!(moved.voters(), m.voters());
+        assert_eq!(moved.address(NodeId(2)), Some("b:2"));
+        let joint = moved
+            .apply(&MembershipChange::Joint {
+                voters: set(&[3]),
+                learners: set(&[]),
+                addresses: BTreeMap::from([(NodeId(3), "c:3".to_owned())]),
+            })
+            .unwrap();
+        assert_eq!(joint.address(NodeId(2)), Some("b:2"), "outgoing keep theirs");
+        let joint = joint
+            .apply(&MembershipChange::SetAddress {
+                id: NodeId(1),
+                addr: "a:1".to_owned(),
+            })
+            .unwrap();
+        assert!(joint.is_joint());
+        let left = joint.left_joint();
+        assert_eq!(
+            left.addresses(),
+            &BTreeMap::from([(NodeId(3), "c:3".to_owned())]),
+            "leaving joint drops the addresses of the members that left"
+        );
+        assert_eq!(
+            left.apply(&MembershipChange::SetAddress {
+                id: NodeId(9),
+                addr: "x:9".to_owned(),
+            }),
+            Err(MembershipError::UnknownMember(NodeId(9)))
+        );
+    }
+
+    #[test]
+    fn addresses_must_belong_to_members_and_have_a_sane_length() {
+        let m = Membership::new(set(&[1]), set(&[2])).unwrap();
+        assert_eq!(
+            m.clone()
+                .with_addresses(BTreeMap::from([(NodeId(3), "c:3".to_owned())])),
+            Err(MembershipError::AddressOfNonMember(NodeId(3)))
+        );
+        assert_eq!(
+            m.apply(&MembershipChange::SetAddress {
+                id: NodeId(2),
+                addr: String::new(),
+            }),
+            Err(MembershipError::AddressLength {
+                id: NodeId(2),
+                len: 0
+            })
+        );
+        let long = "x".repeat(ADDRESS_BYTES_MAX + 1);
+        assert_eq!(
+            m.apply(&MembershipChange::AddVoter {
+                id: NodeId(5),
+                addr: Some(long),
+            }),
+            Err(MembershipError::AddressLength {
+                id: NodeId(5),
+                len: ADDRESS_BYTES_MAX + 1
+            })
+        );
+        assert_eq!(
+            m.apply(&MembershipChange::Joint {
+                voters: set(&[1]),
+                learners: set(&[]),
+                addresses: BTreeMap::from([(NodeId(2), "b:2".to_owned())]),
+            }),
+            Err(MembershipError::AddressOfNonMember(NodeId(2))),
+            "a joint change gives addresses only to members of its target"
+        );
+        let max = "y".repeat(ADDRESS_BYTES_MAX);
+        let with = m
+            .with_addresses(BTreeMap::from([(NodeId(1), max.clone())]))
+            .unwrap();
+        assert_eq!(with.address(NodeId(1)), Some(max.as_str()));
     }
 
     proptest! {

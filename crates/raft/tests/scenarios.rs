@@ -77,14 +77,21 @@ fn change(c: &mut Cluster, cmd: &Command) -> String {
         MembershipChange::Joint {
             voters: ids(cmd.option("voters").expect("joint needs voters=")),
             learners: ids(cmd.option("learners").unwrap_or("")),
+            addresses: Default::default(),
         }
     } else if kind == "leave-joint" {
         MembershipChange::LeaveJoint
     } else {
         let target = NodeId(cmd.arg_u64(2));
         match kind {
-            "add-learner" => MembershipChange::AddLearner(target),
-            "add-voter" => MembershipChange::AddVoter(target),
+            "add-learner" => MembershipChange::AddLearner {
+                id: target,
+                addr: None,
+            },
+            "add-voter" => MembershipChange::AddVoter {
+                id: target,
+                addr: None,
+            },
             "promote" => MembershipChange::Promote(target),
             "remove" => MembershipChange::Remove(target),
             other => panic!("line {}: unknown change {other}", cmd.line),

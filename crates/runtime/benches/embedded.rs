@@ -177,6 +177,8 @@ impl Cluster {
                     }
                     Effect::Apply(op) => member.applies.push_back(op),
                     Effect::Compact { index, term } => member.log.compact(index, term),
+                    // Messages go by id: the members need no addresses.
+                    Effect::SetPeers(_) => {}
                     Effect::SendSnapshot(_) | Effect::PublishSnapshot(_) => {
                         unreachable!("no snapshots in this benchmark")
                     }

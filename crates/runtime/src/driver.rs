@@ -58,7 +58,6 @@ pub(crate) struct Driver<S: StateMachine, T> {
     started: Instant,
     /// Leaders' snapshots received this turn, awaiting the loop's decision.
     staged: Vec<StagedSnapshot>,
-    peers_version_saved: u64,
 }
 
 impl<S: StateMachine, T: Transport> Driver<S, T> {
@@ -102,7 +101,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             biased;
             Some(event) = self.io.events.recv() => self.on_event(event)?,
             Some(inbound) = self.io.inbox.recv() => self.on_inbound(inbound),
-            _ = ticker.tick() => self.on_tick().await?,
+            _ = ticker.tick() => self.input(Input::Tick),
             request = self.io.requests.recv() => match request {
                 Some(request) => self.input(Input::Request(request)),
                 // Every handle was dropped.
@@ -171,6 +170,11 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                     .await?;
             }
             Effect::Apply(op) => self.queue_apply(op).await?,
+            Effect::SetPeers(addresses) => {
+                for (id, addr) in addresses {
+                    self.io.transport.set_peer(id, addr);
+                }
+            }
         }
         Ok(())
     }
@@ -217,17 +221,6 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                 self.input(Input::SnapshotStaged(m));
             }
         }
-    }
-
-    async fn on_tick(&mut self) -> Result<(), StopReason> {
-        self.input(Input::Tick);
-        let version = self.io.transport.peers_version();
-        if version != self.peers_version_saved {
-            self.peers_version_saved = version;
-            let book = self.io.transport.peers();
-            self.queue_storage(StorageOp::SavePeers(book)).await?;
-        }
-        Ok(())
     }
 
     fn send(&mut self, m: Message) {

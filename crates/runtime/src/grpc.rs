@@ -2,8 +2,6 @@
 //! Every call but the snapshot's forwards to the inherent method of the
 //! same name, so a message costs the same as before the trait existed.
 
-use std::collections::BTreeMap;
-
 use keel_raft::{Message, NodeId};
 use keel_transport::{SendError, TransportMetrics};
 
@@ -29,14 +27,6 @@ impl Transport for GrpcTransport {
 
     fn set_peer(&self, id: NodeId, addr: String) {
         GrpcTransport::set_peer(self, id, addr);
-    }
-
-    fn peers(&self) -> BTreeMap<NodeId, String> {
-        GrpcTransport::peers(self)
-    }
-
-    fn peers_version(&self) -> u64 {
-        GrpcTransport::peers_version(self)
     }
 
     fn metrics(&self) -> TransportMetrics {

@@ -135,8 +135,6 @@ impl InProcessNetwork {
             attachment,
             network: self.clone(),
             counters,
-            book: Mutex::default(),
-            book_version: AtomicU64::new(0),
             links: Mutex::default(),
         }
     }
@@ -229,25 +227,19 @@ fn tell_disconnected(inboxes: &[PeerInbox], peer: NodeId) {
 }
 
 /// One node's side of an [`InProcessNetwork`]: the [`Transport`] its
-/// node sends through. Addresses in its book are kept (the node saves and
-/// reports them) but route nothing: messages go by node id to whichever
-/// node is attached under it, provided the book knows the id.
+/// node sends through. Messages go by node id to whichever node is
+/// attached under it: members need no addresses, and those the
+/// configuration records are ignored.
 pub struct InProcessTransport {
     id: NodeId,
     attachment: u64,
     network: InProcessNetwork,
     counters: Arc<Counters>,
-    book: Mutex<BTreeMap<NodeId, String>>,
-    book_version: AtomicU64,
     /// Each peer's link: a queue drained, in order, by a task of its own.
     links: Mutex<BTreeMap<NodeId, mpsc::Sender<Message>>>,
 }
 
 impl InProcessTransport {
-    fn book(&self) -> MutexGuard<'_, BTreeMap<NodeId, String>> {
-        self.book.lock().expect("address book lock poisoned")
-    }
-
     /// Opens the link to `to`: a bounded queue and the task that carries
     /// its messages over, in batches, until the transport closes.
     fn open_link(&self, to: NodeId) -> mpsc::Sender<Message> {
@@ -272,10 +264,6 @@ impl InProcessTransport {
 impl Transport for InProcessTransport {
     fn send(&self, message: Message) -> Result<(), SendError> {
         let to = message.to;
-        if !self.book().contains_key(&to) {
-            bump(&self.counters.dropped_unknown_peer);
-            return Err(SendError::UnknownPeer(to));
-        }
         match self.network.fabric().route(self.id, self.attachment, to) {
             Route::Open(_) => {}
             // Lost on the way: the sender cannot tell, as with a partition.
@@ -337,19 +325,8 @@ impl Transport for InProcessTransport {
         })
     }
 
-    fn set_peer(&self, id: NodeId, addr: String) {
-        if self.book().insert(id, addr.clone()) != Some(addr) {
-            self.book_version.fetch_add(1, Ordering::Release);
-        }
-    }
-
-    fn peers(&self) -> BTreeMap<NodeId, String> {
-        self.book().clone()
-    }
-
-    fn peers_version(&self) -> u64 {
-        self.book_version.load(Ordering::Acquire)
-    }
+    /// Routing is by id: an address changes nothing.
+    fn set_peer(&self, _id: NodeId, _addr: String) {}
 
     fn metrics(&self) -> TransportMetrics {
         self.counters.snapshot()
@@ -358,9 +335,6 @@ impl Transport for InProcessTransport {
     fn close(&self) {
         // Dropping the links' queues ends their tasks.
         self.links.lock().expect("link map lock poisoned").clear();
-        if !std::mem::take(&mut *self.book()).is_empty() {
-            self.book_version.fetch_add(1, Ordering::Release);
-        }
         let others = self.network.fabric().detach(self.id, Some(self.attachment));
         tell_disconnected(&others, self.id);
     }
@@ -380,7 +354,6 @@ struct Counters {
     sent_batches: AtomicU64,
     dropped_queue_full: AtomicU64,
     dropped_unreachable: AtomicU64,
-    dropped_unknown_peer: AtomicU64,
     received_msgs: AtomicU64,
     dropped_inbox_full: AtomicU64,
     snapshots_sent: AtomicU64,
@@ -395,7 +368,6 @@ impl Counters {
             sent_batches: read(&self.sent_batches),
             dropped_queue_full: read(&self.dropped_queue_full),
             dropped_unreachable: read(&self.dropped_unreachable),
-            dropped_unknown_peer: read(&self.dropped_unknown_peer),
             received_msgs: read(&self.received_msgs),
             dropped_inbox_full: read(&self.dropped_inbox_full),
             snapshots_sent: read(&self.snapshots_sent),
@@ -431,13 +403,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SnapshotStore::open(dir.path(), 2).unwrap());
         let (tx, rx) = mpsc::channel(64);
-        let transport = network.attach(NodeId(id), PeerInbox::new(tx, store));
-        for peer in [1, 2] {
-            if peer != id {
-                transport.set_peer(NodeId(peer), format!("node-{peer}"));
-            }
-        }
-        (transport, rx)
+        (network.attach(NodeId(id), PeerInbox::new(tx, store)), rx)
     }
 
     fn timeout_now(from: u64, to: u64, term: u64) -> Message {
@@ -508,7 +474,7 @@ mod tests {
         assert_eq!(arrived(&mut inbox_successor).await, vec![2]);
         assert_eq!(
             one.send(timeout_now(1, 3, 1)),
-            Err(SendError::UnknownPeer(NodeId(3)))
+            Err(SendError::Unreachable(NodeId(3)))
         );
     }
 }

@@ -51,8 +51,9 @@ struct Inner<S: StateMachine> {
     requests: mpsc::Sender<Request<S>>,
     metrics: watch::Receiver<Metrics>,
     applied: Arc<AppliedIndex>,
-    /// For the address book; the driver holds its own, typed, handle.
-    transport: Arc<dyn Transport>,
+    /// Addresses given at start (or read from an old data directory's
+    /// address book), for members the configuration records none for.
+    fallback_peers: BTreeMap<NodeId, String>,
     /// The same transport when it is gRPC's, which alone carries the
     /// application's peer services ([`Node::connect_peer`]).
     grpc: Option<GrpcTransport>,
@@ -75,6 +76,14 @@ struct Launched<S: StateMachine> {
     stop_server: oneshot::Receiver<()>,
 }
 
+/// The addresses a node starts with: `given` for members (as
+/// [`Node::start`]'s `peers`), `own` for this node in a new cluster's
+/// configuration.
+struct Peers {
+    given: BTreeMap<NodeId, String>,
+    own: Option<String>,
+}
+
 /// How long a stopping server may take to close its connections.
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -84,9 +93,14 @@ impl<S: StateMachine> Node<S> {
     ///
     /// `peers` maps the ids of the other members to their addresses
     /// ("host:port"). On first start, unless `config.join` is set, the node
-    /// bootstraps a new cluster whose voters are `peers` and this node;
-    /// every founding member must be started with the same set. Later
-    /// starts resume from `data_dir` and use `peers` only as addresses.
+    /// bootstraps a new cluster whose voters are `peers` and this node,
+    /// and whose configuration records their addresses (this node's own
+    /// is its advertised address, [`Config::advertise_addr`], or the one
+    /// it listens on); every founding member must be started with the
+    /// same set. From then on the configuration, changed through the log,
+    /// says where members are: later starts resume it from `data_dir`
+    /// and use `peers` only for members it records no address for (a data
+    /// directory written before configurations carried addresses).
     pub async fn start(
         config: Config,
         state_machine: S,
@@ -147,12 +161,15 @@ impl<S: StateMachine> Node<S> {
             .advertise_addr
             .clone()
             .unwrap_or_else(|| addr.to_string());
-        let grpc = GrpcTransport::new(config.transport_config(advertise));
+        let grpc = GrpcTransport::new(config.transport_config(advertise.clone()));
         let launched = Node::launch(
             config,
             state_machine,
             storage,
-            peers,
+            Peers {
+                given: peers,
+                own: Some(advertise),
+            },
             addr,
             Some(grpc.clone()),
             |_| grpc.clone(),
@@ -186,7 +203,9 @@ impl<S: StateMachine> Node<S> {
     /// `transport` is called once, before the node sends anything, with
     /// the inbox the transport must deliver peers' traffic to. `peers` are
     /// as for [`Node::start`], their addresses in whatever form the
-    /// transport understands. No listener is bound: [`Node::addr`] is
+    /// transport understands; this node's own address, for a new
+    /// cluster's configuration, is [`Config::advertise_addr`] if set (a
+    /// transport that routes by id needs none). No listener is bound: [`Node::addr`] is
     /// `config.listen_addr` as given, and [`Node::connect_peer`] fails
     /// with [`ConnectError::NotGrpc`] (application services ride on gRPC).
     pub async fn start_with_transport<T: Transport>(
@@ -198,6 +217,10 @@ impl<S: StateMachine> Node<S> {
     ) -> Result<Node<S>, StartError> {
         config.validate()?;
         let addr = config.listen_addr;
+        let peers = Peers {
+            given: peers,
+            own: config.advertise_addr.clone(),
+        };
         let launched = Node::launch(config, state_machine, storage, peers, addr, None, transport)?;
         Ok(launched.node)
     }
@@ -208,14 +231,16 @@ impl<S: StateMachine> Node<S> {
         config: Config,
         mut state_machine: S,
         mut storage: Storage,
-        peers: BTreeMap<NodeId, String>,
+        peers: Peers,
         addr: SocketAddr,
         grpc: Option<GrpcTransport>,
         transport: impl FnOnce(PeerInbox) -> T,
     ) -> Result<Launched<S>, StartError> {
-        let restored = restore(&mut storage, &config, &peers, &mut state_machine)?;
+        let own = peers.own.as_deref();
+        let restored = restore(&mut storage, &config, &peers.given, own, &mut state_machine)?;
         let snapshot = restored.state.snapshot.clone();
         let raft = Raft::new(config.raft.clone(), restored.state)?;
+        let fallback_peers = restored.peers;
 
         let (events_tx, events) = mpsc::unbounded_channel();
         let (storage_tx, storage_rx) = mpsc::channel(config.storage_queue_max);
@@ -227,13 +252,16 @@ impl<S: StateMachine> Node<S> {
         let snapshots = Arc::new(storage.snapshots);
         let peer_inbox = PeerInbox::new(inbox_tx, snapshots.clone());
         let transport = Arc::new(transport(peer_inbox.clone()));
-        for (id, peer_addr) in restored.peers {
-            transport.set_peer(id, peer_addr);
+        // The driver's first turn gives the transport the addresses the
+        // configuration records; these fill the members it has none for.
+        for (id, peer_addr) in &fallback_peers {
+            if raft.membership().address(*id).is_none() {
+                transport.set_peer(*id, peer_addr.clone());
+            }
         }
 
         let id = config.raft.id;
         let log = storage.log;
-        let peers_file = storage.peers_file;
         let storage_events = events_tx.clone();
         let storage_transport = transport.clone();
         // The storage thread sends through the transport, which may spawn
@@ -250,7 +278,6 @@ impl<S: StateMachine> Node<S> {
                     storage_transport.as_ref(),
                     storage_rx,
                     storage_events,
-                    peers_file,
                     storage_timings,
                 )
             })?;
@@ -301,7 +328,7 @@ impl<S: StateMachine> Node<S> {
                 requests: requests_tx,
                 metrics,
                 applied,
-                transport,
+                fallback_peers,
                 grpc,
                 request_timeout,
                 stop_reason,
@@ -334,10 +361,16 @@ impl<S: StateMachine> Node<S> {
         self.inner.addr
     }
 
-    /// The address known for member `id`, e.g. to redirect a client to the
-    /// leader named by [`Error::NotLeader`].
+    /// The address of member `id` (this node included) that the
+    /// configuration in force records, e.g. to redirect a client to the
+    /// leader named by [`Error::NotLeader`]; for a member it records none
+    /// for, the address given at start, if any.
     pub fn peer_addr(&self, id: NodeId) -> Option<String> {
-        self.inner.transport.peers().get(&id).cloned()
+        let metrics = self.inner.metrics.borrow();
+        let recorded = metrics.membership.address(id);
+        recorded
+            .or_else(|| self.inner.fallback_peers.get(&id).map(String::as_str))
+            .map(str::to_owned)
     }
 
     /// A channel to member `id`'s peer listener, connected before it is
@@ -353,18 +386,6 @@ impl<S: StateMachine> Node<S> {
         match &self.inner.grpc {
             Some(grpc) => grpc.connect(id).await,
             None => Err(ConnectError::NotGrpc),
-        }
-    }
-
-    /// Records (or changes) the address of member `id`. Members learn each
-    /// other's addresses from the peers given at start, from
-    /// [`Node::add_learner`] and from inbound traffic; an application that
-    /// replicates its own registry of addresses (e.g. etcd's member list)
-    /// uses this so that every node can reach members added elsewhere, and
-    /// before proposing [`MembershipChange::AddVoter`].
-    pub fn set_peer_addr(&self, id: NodeId, addr: impl Into<String>) {
-        if id != self.inner.id {
-            self.inner.transport.set_peer(id, addr.into());
         }
     }
 
@@ -469,19 +490,21 @@ impl<S: StateMachine> Node<S> {
         answer.await.map_err(|_| self.stopped())?
     }
 
-    /// Founds a new cluster whose voters are `members`, on a node started
+    /// Founds a new cluster whose voters are `members` (each id with its
+    /// address, which the configuration records), on a node started
     /// without one ([`Config::join`]), and returns once that configuration
     /// is durable here. The node then campaigns and, elected, replicates
     /// the configuration to the other members like any entry, so calling
     /// this on one founding member is enough; the others are started
-    /// uninitialized too and learn it from the leader. Members reach each
-    /// other at the addresses given as `peers` when they were started.
-    /// Calling it on several, or again, with the same members is harmless
-    /// (the configuration is already in force: `Ok`).
+    /// uninitialized too and learn it from the leader, reaching it first
+    /// at the address given as `peers` when they were started (or, over
+    /// gRPC, the one its traffic announces). Calling it on several, or
+    /// again, with the same members is harmless (the configuration is
+    /// already in force: `Ok`).
     ///
-    /// Every call, on every member, must name the same members: two
-    /// members founding different clusters would write different first
-    /// entries, which Raft cannot reconcile. Each member refuses a set
+    /// Every call, on every member, must name the same members and
+    /// addresses: two members founding different clusters would write
+    /// different first entries, which Raft cannot reconcile. Each member refuses a set
     /// other than the one it holds, but only the caller can keep two
     /// members from founding different clusters at the same moment.
     ///
@@ -489,13 +512,15 @@ impl<S: StateMachine> Node<S> {
     /// [`InitializeError::Refused`] when the node already belongs to a
     /// cluster of other members, holds another cluster's log, or is not
     /// among `members` (nothing is written); [`InitializeError::Members`]
-    /// for an empty set or node 0; [`InitializeError::Node`] when the node
-    /// does not take the request.
+    /// for an empty set, node 0 or an empty or overlong address;
+    /// [`InitializeError::Node`] when the node does not take the request.
     pub async fn initialize(
         &self,
-        members: impl IntoIterator<Item = NodeId>,
+        members: impl IntoIterator<Item = (NodeId, String)>,
     ) -> Result<(), InitializeError> {
-        let membership = Membership::new(members, [])?;
+        let addresses: BTreeMap<NodeId, String> = members.into_iter().collect();
+        let membership =
+            Membership::new(addresses.keys().copied(), [])?.with_addresses(addresses)?;
         let (reply, answer) = oneshot::channel();
         self.request(Request::Initialize { membership, reply })?;
         answer.await.map_err(|_| self.stopped())?
@@ -531,11 +556,12 @@ impl<S: StateMachine> Node<S> {
     }
 
     /// Adds node `id`, reachable at `addr`, as a learner: it receives the
-    /// log but does not vote. Promote it with
-    /// [`MembershipChange::Promote`] once it has caught up.
+    /// log but does not vote. The address travels in the configuration
+    /// entry, so every member (and every later one) knows it. Promote it
+    /// with [`MembershipChange::Promote`] once it has caught up.
     pub async fn add_learner(&self, id: NodeId, addr: impl Into<String>) -> Result<(), Error> {
-        self.inner.transport.set_peer(id, addr.into());
-        self.change_membership(MembershipChange::AddLearner(id))
+        let addr = Some(addr.into());
+        self.change_membership(MembershipChange::AddLearner { id, addr })
             .await
     }
 

@@ -24,7 +24,9 @@
 //! 3. [`Effect::Apply`] ops run against the state machine in the order
 //!    given; report [`Input::Applied`] as they complete;
 //! 4. [`Effect::PublishSnapshot`] publishes the staged snapshot the core
-//!    accepted, before the write batch that follows it compacts the log.
+//!    accepted, before the write batch that follows it compacts the log;
+//! 5. [`Effect::SetPeers`] gives the transport the addresses of the
+//!    configuration in force, before the messages that may need them.
 //!
 //! The loop does not wait for a write before taking the next Ready
 //! (pipelining): several batches may be in flight.
@@ -201,6 +203,11 @@ pub enum Effect<S: StateMachine> {
     },
     /// Run this against the state machine after every earlier apply op.
     Apply(ApplyOp<S>),
+    /// The configuration in force records these addresses, new or changed
+    /// since the last `SetPeers` (or since the start): give each to the
+    /// transport ([`crate::Transport::set_peer`]) before executing the
+    /// effects after it. This node's own address is never among them.
+    SetPeers(BTreeMap<NodeId, String>),
 }
 
 /// The deterministic core of a node; see the module documentation.
@@ -250,6 +257,13 @@ pub struct NodeLoop<S: StateMachine> {
     purged_through: LogIndex,
     /// Lifecycle requests waiting for their change to be durable.
     lifecycle: LifecycleWaiters,
+    /// The peers' addresses last handed out in [`Effect::SetPeers`]: the
+    /// transport follows the configuration in force, whichever way it
+    /// changed (an entry appended or truncated, a snapshot installed).
+    peers_announced: BTreeMap<NodeId, String>,
+    /// Whether [`NodeLoop::effects`] ran once (and announced the peers of
+    /// the configuration the node started with).
+    started: bool,
     effects: Vec<Effect<S>>,
     leading: bool,
     snapshots_created: u64,
@@ -281,6 +295,8 @@ impl<S: StateMachine> NodeLoop<S> {
             uncompacted: None,
             purged_through,
             lifecycle: LifecycleWaiters::default(),
+            peers_announced: BTreeMap::new(),
+            started: false,
             effects: Vec::new(),
             leading: false,
             snapshots_created: 0,
@@ -352,6 +368,11 @@ impl<S: StateMachine> NodeLoop<S> {
     /// Everything the inputs so far call for, in the order to execute it.
     /// Staged snapshots the core did not accept are forgotten.
     pub fn effects(&mut self, now: Moment) -> Vec<Effect<S>> {
+        if !self.started {
+            // The configuration restored at start, announced once.
+            self.started = true;
+            self.announce_peers();
+        }
         while self.raft.has_ready() {
             let ready = self.raft.ready();
             self.on_ready(now, ready);
@@ -399,6 +420,12 @@ impl<S: StateMachine> NodeLoop<S> {
             self.on_soft_state(now, soft);
         }
         let persisted_up_to = ready.persisted_up_to();
+        // Only a Ready that changed the log (or installed a snapshot) can
+        // have changed the configuration, which takes effect when
+        // appended; its messages may go to a member just added.
+        if ready.snapshot.is_some() || !ready.entries.is_empty() {
+            self.announce_peers();
+        }
         for m in ready.messages {
             self.send(m);
         }
@@ -469,6 +496,26 @@ impl<S: StateMachine> NodeLoop<S> {
         }
         for read in ready.reads {
             self.release_read(read);
+        }
+    }
+
+    /// Hands the transport the configuration's addresses that changed
+    /// since the last announcement.
+    fn announce_peers(&mut self) {
+        let addresses = self.raft.membership().addresses();
+        if *addresses == self.peers_announced {
+            return;
+        }
+        let me = self.raft.id();
+        let changed: BTreeMap<NodeId, String> = addresses
+            .iter()
+            .filter(|&(&id, addr)| id != me && self.peers_announced.get(&id) != Some(addr))
+            .map(|(&id, addr)| (id, addr.clone()))
+            .collect();
+        self.peers_announced = addresses.clone();
+        if !changed.is_empty() {
+            debug!(?changed, "the configuration's peer addresses changed");
+            self.effects.push(Effect::SetPeers(changed));
         }
     }
 

@@ -1,10 +1,12 @@
-//! The address book: which address each peer listens on, kept in a small
-//! file so a restarted node can reach members it learned about at run time
-//! (e.g. a learner added through another node).
+//! The address book file of data directories written before
+//! configurations carried their members' addresses: builds of then saved
+//! the addresses they knew in it, so that a restart could reach members
+//! learned at run time. It is read, never written: a member upgraded in
+//! place takes from it the addresses its configuration does not record.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 
 use keel_raft::NodeId;
@@ -35,36 +37,23 @@ pub(crate) fn load(path: &Path) -> io::Result<BTreeMap<NodeId, String>> {
         .collect()
 }
 
-/// Replaces the address book atomically: write a temporary file, sync it,
-/// rename it over the old one, sync the directory.
-pub(crate) fn save(path: &Path, peers: &BTreeMap<NodeId, String>) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp)?;
-    for (id, addr) in peers {
-        writeln!(file, "{id} {addr}")?;
-    }
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The format older builds wrote: `<id> <address>` per line.
     #[test]
-    fn saved_book_loads_back() {
+    fn an_old_book_loads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("peers");
         assert!(load(&path).unwrap().is_empty());
+        fs::write(&path, "1 127.0.0.1:7001\n2 [::1]:7002\n").unwrap();
         let book = BTreeMap::from([
             (NodeId(1), "127.0.0.1:7001".to_owned()),
             (NodeId(2), "[::1]:7002".to_owned()),
         ]);
-        save(&path, &book).unwrap();
         assert_eq!(load(&path).unwrap(), book);
+        fs::write(&path, "nonsense\n").unwrap();
+        assert!(load(&path).is_err());
     }
 }

@@ -19,9 +19,11 @@ use crate::state_machine::StateMachine;
 /// The layout of a node's data directory.
 const LOG_DIR: &str = "log";
 const SNAPSHOTS_DIR: &str = "snapshots";
+/// The address book of data directories written before configurations
+/// carried addresses: read, never written (`peers.rs`).
 const PEERS_FILE: &str = "peers";
 
-/// Where a node keeps its log, snapshots and address book.
+/// Where a node keeps its log and snapshots.
 ///
 /// The log is any [`LogStore`]: Keel's write-ahead log ([`Storage::open`]),
 /// one in memory ([`Storage::in_memory_log`]) or the application's own
@@ -34,8 +36,9 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// The durable layout under `data_dir`: `log/` (the WAL), `snapshots/`
-    /// and the `peers` address book.
+    /// The durable layout under `data_dir`: `log/` (the WAL) and
+    /// `snapshots/` (and, read only, the `peers` address book that builds
+    /// before configurations carried addresses wrote).
     pub fn open(data_dir: impl AsRef<Path>, config: &Config) -> Result<Storage, StartError> {
         let dir = data_dir.as_ref();
         std::fs::create_dir_all(dir)?;
@@ -48,7 +51,9 @@ impl Storage {
 
     /// Installs an external snapshot as the seed of a new cluster: prepares
     /// an empty `data_dir` for node `id`, a founding member whose other
-    /// voters are `peers` (id → "host:port"), without starting it, so that
+    /// voters are `peers` (id → "host:port", recorded in the
+    /// configuration; `id`'s own address too if `peers` holds it),
+    /// without starting it, so that
     /// the cluster starts from `initial` — another cluster's state (a
     /// backup, [`StateMachine::snapshot`]'s stream of it), or state the
     /// application prepared. Call it for every founding member, with the
@@ -93,20 +98,16 @@ impl Storage {
         let meta = SnapshotMeta {
             index: initial.index,
             term: initial.term,
-            membership: Membership::new(voters, [])?,
+            membership: Membership::new(voters, [])?.with_addresses(peers.clone())?,
         };
         crate::snapshot::write_local(&snapshots, meta, initial.data).map_err(|e| match e {
             SnapshotWriteError::Read(e) => StartError::Io(e),
             SnapshotWriteError::Storage(e) => StartError::Storage(e),
         })?;
-        let mut book = peers.clone();
-        book.remove(&id);
-        crate::peers::save(&dir.join(PEERS_FILE), &book)?;
         Ok(())
     }
 
-    /// The application's own log store, with snapshots and the address
-    /// book under `data_dir`. The store must keep [`LogStore`]'s contract,
+    /// The application's own log store, with snapshots under `data_dir`. The store must keep [`LogStore`]'s contract,
     /// above all that `sync` returns only once its writes survive a crash;
     /// `keel::conformance::check` tests that in one line.
     pub fn with_log_store(
@@ -126,7 +127,8 @@ impl Storage {
     /// Rewrites member `id`'s configuration so that `members` (`id` among
     /// them) are the only voters, for a cluster that lost its quorum for
     /// good: needing a majority of `members` only, the member can elect
-    /// itself and go on. Call it on a stopped member's storage,
+    /// itself and go on. The members keep the addresses the configuration
+    /// recorded for them. Call it on a stopped member's storage,
     /// then start the node with it; returns the index of the configuration
     /// entry it appended (durably) to the log. [`Config::force_new_cluster`]
     /// does the same at start with this member alone.
@@ -202,16 +204,20 @@ pub(crate) struct Restored {
     pub(crate) state: RestoredState,
     /// Entries through this index are already in the state machine.
     pub(crate) applied_through: LogIndex,
-    /// The address book: the file's, overridden by the addresses given.
+    /// Addresses for members the configuration records none for: the
+    /// old address book file's, overridden by the addresses given.
     pub(crate) peers: BTreeMap<NodeId, String>,
 }
 
 /// Reads the durable state, bootstrapping a new cluster on first start,
 /// and restores the state machine from the newest snapshot if it is behind.
+/// A new cluster's configuration records the addresses `given_peers`
+/// holds and this node's own, `own_addr`, unless `given_peers` has it.
 pub(crate) fn restore<S: StateMachine>(
     storage: &mut Storage,
     config: &Config,
     given_peers: &BTreeMap<NodeId, String>,
+    own_addr: Option<&str>,
     sm: &mut S,
 ) -> Result<Restored, StartError> {
     let mut peers = match &storage.peers_file {
@@ -236,7 +242,13 @@ pub(crate) fn restore<S: StateMachine>(
                 .copied()
                 .chain([config.raft.id])
                 .collect();
-            let membership = Membership::new(voters, [])?;
+            let mut addresses = given_peers.clone();
+            if let Some(own) = own_addr {
+                addresses
+                    .entry(config.raft.id)
+                    .or_insert_with(|| own.to_owned());
+            }
+            let membership = Membership::new(voters, [])?.with_addresses(addresses)?;
             info!(id = %config.raft.id, ?membership, "bootstrapping a new cluster");
             write_initial_configuration(&storage.snapshots, membership.clone())?;
             RestoredState::bootstrap(membership)
@@ -280,6 +292,20 @@ pub(crate) fn restore<S: StateMachine>(
     })
 }
 
+/// The configuration in force in `state`: its last configuration entry's,
+/// or its snapshot's.
+fn configuration_of(state: &RestoredState) -> &Membership {
+    state
+        .entries
+        .iter()
+        .rev()
+        .find_map(|e| match &e.payload {
+            Payload::Membership(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or(&state.snapshot.membership)
+}
+
 /// The snapshot of a log that never took one: index 0, no configuration.
 fn empty_snapshot() -> SnapshotMeta {
     SnapshotMeta {
@@ -295,11 +321,19 @@ fn empty_snapshot() -> SnapshotMeta {
 /// commits its whole log without the members it lost; entries that were
 /// not committed before become committed, as they would under any new
 /// leader holding them. Unsafe by nature: see [`Storage::recover`].
+/// The members keep the addresses the configuration in force records.
 fn force_configuration(
     log: &mut dyn LogStore,
     mut state: RestoredState,
     membership: Membership,
 ) -> Result<RestoredState, StartError> {
+    let kept = configuration_of(&state)
+        .addresses()
+        .iter()
+        .filter(|(id, _)| membership.contains(**id))
+        .map(|(&id, addr)| (id, addr.clone()))
+        .collect();
+    let membership = membership.with_addresses(kept)?;
     let last_term = state.entries.last().map_or(state.snapshot.term, |e| e.term);
     let entry = Entry {
         // Never below the last entry's term (log order) nor the hard
@@ -386,10 +420,16 @@ mod tests {
             commit: LogIndex(1),
         });
         let _durable = log.sync().unwrap();
+        let addresses = |ids: &[u64]| -> BTreeMap<NodeId, String> {
+            ids.iter().map(|&id| (NodeId(id), format!("n{id}:7000"))).collect()
+        };
         let three = SnapshotMeta {
             index: LogIndex(0),
             term: Term(0),
-            membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).unwrap(),
+            membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)], [])
+                .unwrap()
+                .with_addresses(addresses(&[1, 2, 3]))
+                .unwrap(),
         };
         let state = resume_from(&mut log, three.clone()).unwrap();
         let alone = Membership::new([NodeId(2)], []).unwrap();
@@ -397,7 +437,12 @@ mod tests {
         let forced = state.entries.last().unwrap().clone();
         // After the log, in the hard state's term, which is past the last entry's.
         assert_eq!((forced.index, forced.term), (LogIndex(3), Term(4)));
-        assert_eq!(forced.payload, Payload::Membership(alone));
+        let kept = alone.with_addresses(addresses(&[2])).unwrap();
+        assert_eq!(
+            forced.payload,
+            Payload::Membership(kept),
+            "the member keeps its address"
+        );
         // It is in the log, so a restart without the flag finds it too.
         let restarted = resume_from(&mut log, three).unwrap();
         assert_eq!(restarted.entries.last(), Some(&forced));
@@ -435,11 +480,11 @@ mod tests {
         let snapshots = SnapshotStore::open(dir.path().join(SNAPSHOTS_DIR), 1).unwrap();
         let meta = snapshots.latest().unwrap().unwrap().meta;
         assert_eq!((meta.index, meta.term), (LogIndex(1), Term(1)));
-        let founders = Membership::new([NodeId(1), NodeId(7)], []).unwrap();
-        assert_eq!(meta.membership, founders);
-        assert_eq!(
-            crate::peers::load(&dir.path().join(PEERS_FILE)).unwrap(),
-            peers
-        );
+        let founders = Membership::new([NodeId(1), NodeId(7)], [])
+            .unwrap()
+            .with_addresses(peers)
+            .unwrap();
+        assert_eq!(meta.membership, founders, "the addresses are in the configuration");
+        assert!(!dir.path().join(PEERS_FILE).exists());
     }
 }

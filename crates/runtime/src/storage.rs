@@ -16,20 +16,17 @@
 //! `sync` alone. With the file store the write syscalls happen inside
 //! `sync`, so `append - sync` is the in-memory part only.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keel_raft::{LogIndex, NodeId, Term};
+use keel_raft::{LogIndex, Term};
 use keel_storage::LogStore;
 use tokio::sync::mpsc;
-use tracing::{error, trace, warn};
+use tracing::{error, trace};
 
 use crate::error::StopReason;
 use crate::event::Event;
 use crate::histogram::LogTimings;
-use crate::peers;
 use crate::transport::Transport;
 use crate::write_batch::{DurableWrite, WriteBatch};
 
@@ -40,8 +37,6 @@ pub(crate) enum StorageOp {
         index: LogIndex,
         term: Term,
     },
-    /// Persist the address book.
-    SavePeers(BTreeMap<NodeId, String>),
 }
 
 /// Runs until the driver drops its sender or the log fails.
@@ -50,13 +45,11 @@ pub(crate) fn run<T: Transport>(
     transport: &T,
     mut ops: mpsc::Receiver<StorageOp>,
     events: mpsc::UnboundedSender<Event>,
-    peers_file: Option<PathBuf>,
     timings: Arc<LogTimings>,
 ) {
     let mut done = Vec::new();
     while let Some(first) = ops.blocking_recv() {
         // Group commit: everything queued meanwhile shares this fsync.
-        // `writing` excludes saving the address book, which is no log write.
         let mut writing = Duration::ZERO;
         let mut must_sync = false;
         let mut op = Some(first);
@@ -71,14 +64,6 @@ pub(crate) fn run<T: Transport>(
                 StorageOp::Compact { index, term } => {
                     log.compact(index, term);
                     must_sync = true;
-                }
-                StorageOp::SavePeers(book) => {
-                    if let Some(path) = &peers_file
-                        && let Err(e) = peers::save(path, &book)
-                    {
-                        warn!(path = %path.display(), error = %e, "could not save the peer address book");
-                    }
-                    continue;
                 }
             }
             writing += started.elapsed();

@@ -2,12 +2,11 @@
 //! members, so that it runs over gRPC (the default), in one process
 //! ([`crate::InProcessNetwork`]) or over an embedder's own network.
 //!
-//! The trait covers the outbound side and the address book only. The
+//! The trait covers the outbound side and peers' addresses only. The
 //! inbound side needs no trait: every transport hands what it receives to
 //! the node's [`crate::PeerInbox`], which [`crate::Node::start_with_transport`]
 //! gives to the function that builds the transport.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -46,18 +45,13 @@ pub trait Transport: Send + Sync + 'static {
     fn send_snapshot(&self, message: Message, snapshot: SnapshotSource) -> SnapshotTransfer;
 
     /// Records the address of peer `id`, replacing any other, in whatever
-    /// form this transport understands. Called for the peers given at
-    /// start, for [`crate::Node::add_learner`] and
-    /// [`crate::Node::set_peer_addr`].
+    /// form this transport understands. The node calls it with every
+    /// address the configuration in force records, whenever one is added
+    /// or changed (the configuration carries its members' addresses
+    /// through the log: [`keel_raft::Membership::addresses`]), and at
+    /// start with the addresses given for members the configuration
+    /// records none for. A transport that routes by id may ignore it.
     fn set_peer(&self, id: NodeId, addr: String);
-
-    /// Every known peer and its address: the address book, which the node
-    /// saves (whenever [`Transport::peers_version`] changes) so that a
-    /// restart can reach peers learned at run time.
-    fn peers(&self) -> BTreeMap<NodeId, String>;
-
-    /// A number that changes whenever [`Transport::peers`] does.
-    fn peers_version(&self) -> u64;
 
     /// The transport's counters, published in [`crate::Metrics::transport`].
     fn metrics(&self) -> TransportMetrics;

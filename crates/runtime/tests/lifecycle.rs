@@ -20,6 +20,14 @@ fn ids(ids: &[u64]) -> BTreeSet<NodeId> {
     ids.iter().map(|&id| NodeId(id)).collect()
 }
 
+/// Members `ids` with the addresses their nodes listen on, as a founder
+/// names them to `Node::initialize`.
+fn members(cluster: &Cluster, ids: &[u64]) -> BTreeMap<NodeId, String> {
+    ids.iter()
+        .map(|&id| (NodeId(id), cluster.node(NodeId(id)).addr().to_string()))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_initialize_founds_a_cluster_of_uninitialized_nodes() {
     within(Duration::from_secs(60), async {
@@ -32,9 +40,10 @@ async fn one_initialize_founds_a_cluster_of_uninitialized_nodes() {
             assert!(status.membership.voters().is_empty(), "{status:#?}");
         }
 
+        let founders = members(&cluster, &[1, 2, 3]);
         cluster
             .node(NodeId(1))
-            .initialize(ids(&[1, 2, 3]))
+            .initialize(founders.clone())
             .await
             .unwrap();
         cluster.leader().await;
@@ -44,6 +53,11 @@ async fn one_initialize_founds_a_cluster_of_uninitialized_nodes() {
             assert_eq!(value.as_deref(), Some("v"), "node {id}");
             let status = cluster.node(id).status();
             assert_eq!(status.membership.voters(), &ids(&[1, 2, 3]));
+            assert_eq!(
+                status.membership.addresses(),
+                &founders,
+                "the founding configuration records the addresses"
+            );
         }
 
         // The same founding again, on the founder or another member, is
@@ -51,11 +65,14 @@ async fn one_initialize_founds_a_cluster_of_uninitialized_nodes() {
         for id in [1, 3] {
             cluster
                 .node(NodeId(id))
-                .initialize(ids(&[1, 2, 3]))
+                .initialize(founders.clone())
                 .await
                 .unwrap();
         }
-        let refused = cluster.node(NodeId(2)).initialize(ids(&[1, 2])).await;
+        let refused = cluster
+            .node(NodeId(2))
+            .initialize(members(&cluster, &[1, 2]))
+            .await;
         assert!(
             matches!(
                 refused,
@@ -65,7 +82,7 @@ async fn one_initialize_founds_a_cluster_of_uninitialized_nodes() {
             ),
             "{refused:?}"
         );
-        let empty = cluster.node(NodeId(2)).initialize(ids(&[])).await;
+        let empty = cluster.node(NodeId(2)).initialize([]).await;
         assert!(
             matches!(empty, Err(InitializeError::Members(_))),
             "{empty:?}"
@@ -91,12 +108,14 @@ async fn every_member_initialized_with_the_same_set_founds_one_cluster() {
         let cluster = Cluster::start_without_bootstrap(3, |_, _, _| {}).await;
         // All at once: whoever campaigns first finds the others either
         // still uninitialized or holding the very same founding entry.
+        let founders = members(&cluster, &[1, 2, 3]);
         let founding: Vec<_> = cluster
             .nodes
             .values()
             .map(|node| {
                 let node = node.clone();
-                tokio::spawn(async move { node.initialize(ids(&[1, 2, 3])).await })
+                let founders = founders.clone();
+                tokio::spawn(async move { node.initialize(founders).await })
             })
             .collect();
         for outcome in founding {

@@ -7,19 +7,30 @@
 //!              kind 0 Blank       body = (nothing)
 //!              kind 1 Command     body = the command bytes (to the end of the payload)
 //!              kind 2 Membership  body = voters, outgoing, learners; each a list
+//!              kind 3 Membership  body = as kind 2, then its members' addresses
 //! HardState  tag=2 | term u64 | vote u64 (0 = none) | commit u64
 //! Compact    tag=3 | index u64 | term u64 | discard_suffix u8 (0 or 1)
 //! list       count u32 | count x node id u64, strictly increasing
+//! addresses  count u32 | count x (node id u64 | len u16 | len bytes of UTF-8),
+//!            ids strictly increasing, each a member, 1 <= len <= 1 KiB
 //! ```
+//!
+//! A configuration without addresses is written as kind 2, byte for byte
+//! what builds before addresses wrote, and kind 2 still decodes (as a
+//! configuration without addresses), so data directories written before
+//! configurations carried addresses open unchanged.
 //!
 //! Decoding never trusts its input: every read is bounds-checked and every
 //! malformed payload yields a [`DecodeError`] instead of a panic, because a
 //! payload that passed its CRC can still come from a newer or buggy writer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use keel_raft::{Entry, HardState, LogIndex, Membership, MembershipError, NodeId, Payload, Term};
+use keel_raft::{
+    ADDRESS_BYTES_MAX, Entry, HardState, LogIndex, Membership, MembershipError, NodeId, Payload,
+    Term,
+};
 
 const TAG_ENTRY: u8 = 1;
 const TAG_HARD_STATE: u8 = 2;
@@ -28,6 +39,10 @@ const TAG_COMPACT: u8 = 3;
 const KIND_BLANK: u8 = 0;
 const KIND_COMMAND: u8 = 1;
 const KIND_MEMBERSHIP: u8 = 2;
+const KIND_MEMBERSHIP_WITH_ADDRESSES: u8 = 3;
+
+/// Bytes of one address record before the address: id u64, len u16.
+const ADDRESS_FIXED_BYTES: usize = 8 + 2;
 
 /// Bytes of an entry payload before its body.
 const ENTRY_FIXED_BYTES: usize = 1 + 8 + 8 + 1;
@@ -53,6 +68,10 @@ pub enum DecodeError {
     /// The node ids of a membership list are not strictly increasing.
     #[error("node ids in a membership list are not strictly increasing")]
     UnsortedIds,
+    /// An address is empty, longer than [`ADDRESS_BYTES_MAX`] (length
+    /// given), or not UTF-8.
+    #[error("a member's address is malformed ({0} bytes)")]
+    BadAddress(usize),
     /// The decoded membership fails Raft's validity checks.
     #[error("invalid membership: {0}")]
     InvalidMembership(MembershipError),
@@ -95,6 +114,7 @@ impl Record {
                     + match &e.payload {
                         Payload::Blank => 0,
                         Payload::Command(data) => data.len(),
+                        Payload::Membership(m) if m.addresses().is_empty() => id_lists_len(m),
                         Payload::Membership(m) => membership_len(m),
                     }
             }
@@ -134,12 +154,14 @@ pub(crate) fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
     head[17] = match &e.payload {
         Payload::Blank => KIND_BLANK,
         Payload::Command(_) => KIND_COMMAND,
-        Payload::Membership(_) => KIND_MEMBERSHIP,
+        Payload::Membership(m) if m.addresses().is_empty() => KIND_MEMBERSHIP,
+        Payload::Membership(_) => KIND_MEMBERSHIP_WITH_ADDRESSES,
     };
     out.extend_from_slice(&head);
     match &e.payload {
         Payload::Blank => {}
         Payload::Command(data) => out.extend_from_slice(data),
+        Payload::Membership(m) if m.addresses().is_empty() => encode_id_lists(m, out),
         Payload::Membership(m) => encode_membership(m, out),
     }
 }
@@ -152,7 +174,10 @@ pub(crate) fn decode(payload: &Bytes) -> Result<Record, DecodeError> {
             let payload = match kind {
                 KIND_BLANK => Payload::Blank,
                 KIND_COMMAND => Payload::Command(payload.slice(r.pos..)),
-                _ => Payload::Membership(decode_membership_from(&mut r)?),
+                _ => Payload::Membership(decode_membership_from(
+                    &mut r,
+                    kind == KIND_MEMBERSHIP_WITH_ADDRESSES,
+                )?),
             };
             if kind != KIND_COMMAND {
                 r.finish()?;
@@ -174,8 +199,8 @@ pub(crate) fn decode_meta(payload: &[u8]) -> Result<RecordMeta, DecodeError> {
     let mut r = Reader::new(payload);
     match decode_head(&mut r)? {
         Head::Entry { index, term, kind } => {
-            if kind == KIND_MEMBERSHIP {
-                decode_membership_from(&mut r)?;
+            if kind >= KIND_MEMBERSHIP {
+                decode_membership_from(&mut r, kind == KIND_MEMBERSHIP_WITH_ADDRESSES)?;
             }
             if kind != KIND_COMMAND {
                 r.finish()?;
@@ -203,7 +228,7 @@ fn decode_head(r: &mut Reader<'_>) -> Result<Head, DecodeError> {
             let term = Term(r.u64()?);
             let index = LogIndex(r.u64()?);
             let kind = r.u8()?;
-            if kind > KIND_MEMBERSHIP {
+            if kind > KIND_MEMBERSHIP_WITH_ADDRESSES {
                 return Err(DecodeError::UnknownEntryKind(kind));
             }
             Ok(Head::Entry { index, term, kind })
@@ -232,11 +257,36 @@ fn decode_head(r: &mut Reader<'_>) -> Result<Head, DecodeError> {
 
 /// Bytes [`encode_membership`] appends for `m`.
 pub(crate) fn membership_len(m: &Membership) -> usize {
+    let addresses: usize = m
+        .addresses()
+        .values()
+        .map(|addr| ADDRESS_FIXED_BYTES + addr.len())
+        .sum();
+    id_lists_len(m) + 4 + addresses
+}
+
+/// Bytes [`encode_id_lists`] appends for `m`.
+fn id_lists_len(m: &Membership) -> usize {
     3 * 4 + 8 * (m.voters().len() + m.outgoing().len() + m.learners().len())
 }
 
-/// Appends `m` as three id lists: voters, outgoing, learners.
+/// Appends `m` whole: its three id lists, then its addresses.
 pub(crate) fn encode_membership(m: &Membership, out: &mut Vec<u8>) {
+    encode_id_lists(m, out);
+    let count =
+        u32::try_from(m.addresses().len()).expect("a membership has fewer than 2^32 nodes");
+    out.extend_from_slice(&count.to_le_bytes());
+    for (id, addr) in m.addresses() {
+        let len = u16::try_from(addr.len()).expect("a membership's addresses are at most 1 KiB");
+        out.extend_from_slice(&id.0.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(addr.as_bytes());
+    }
+}
+
+/// Appends `m`'s three id lists: voters, outgoing, learners (the layout
+/// of kind 2, which has no addresses).
+fn encode_id_lists(m: &Membership, out: &mut Vec<u8>) {
     for set in [m.voters(), m.outgoing(), m.learners()] {
         let count = u32::try_from(set.len()).expect("a membership has fewer than 2^32 nodes");
         out.extend_from_slice(&count.to_le_bytes());
@@ -246,19 +296,60 @@ pub(crate) fn encode_membership(m: &Membership, out: &mut Vec<u8>) {
     }
 }
 
-/// Decodes a membership that must fill `bytes` exactly.
-pub(crate) fn decode_membership(bytes: &[u8]) -> Result<Membership, DecodeError> {
+/// Decodes a membership that must fill `bytes` exactly: its id lists,
+/// followed by its addresses if `with_addresses` (what
+/// [`encode_membership`] writes).
+pub(crate) fn decode_membership(
+    bytes: &[u8],
+    with_addresses: bool,
+) -> Result<Membership, DecodeError> {
     let mut r = Reader::new(bytes);
-    let m = decode_membership_from(&mut r)?;
+    let m = decode_membership_from(&mut r, with_addresses)?;
     r.finish()?;
     Ok(m)
 }
 
-fn decode_membership_from(r: &mut Reader<'_>) -> Result<Membership, DecodeError> {
+fn decode_membership_from(
+    r: &mut Reader<'_>,
+    with_addresses: bool,
+) -> Result<Membership, DecodeError> {
     let voters = decode_id_list(r)?;
     let outgoing = decode_id_list(r)?;
     let learners = decode_id_list(r)?;
-    Membership::from_parts(voters, outgoing, learners).map_err(DecodeError::InvalidMembership)
+    let m = Membership::from_parts(voters, outgoing, learners)
+        .map_err(DecodeError::InvalidMembership)?;
+    if !with_addresses {
+        return Ok(m);
+    }
+    let addresses = decode_addresses(r)?;
+    m.with_addresses(addresses)
+        .map_err(DecodeError::InvalidMembership)
+}
+
+/// Decodes an address list; that each belongs to a member is the
+/// membership's own check.
+fn decode_addresses(r: &mut Reader<'_>) -> Result<BTreeMap<NodeId, String>, DecodeError> {
+    let count = r.u32()? as usize;
+    if count > r.remaining() / ADDRESS_FIXED_BYTES {
+        return Err(DecodeError::Truncated);
+    }
+    let mut addresses = BTreeMap::new();
+    let mut previous = None;
+    for _ in 0..count {
+        let id = r.u64()?;
+        if previous.is_some_and(|p| p >= id) {
+            return Err(DecodeError::UnsortedIds);
+        }
+        previous = Some(id);
+        let len = usize::from(u16::from_le_bytes(r.take()?));
+        if len == 0 || len > ADDRESS_BYTES_MAX {
+            return Err(DecodeError::BadAddress(len));
+        }
+        let bytes = r.slice(len)?;
+        let addr = std::str::from_utf8(bytes).map_err(|_| DecodeError::BadAddress(len))?;
+        addresses.insert(NodeId(id), addr.to_owned());
+    }
+    Ok(addresses)
 }
 
 fn decode_id_list(r: &mut Reader<'_>) -> Result<BTreeSet<NodeId>, DecodeError> {
@@ -304,6 +395,16 @@ impl<'a> Reader<'a> {
             .ok_or(DecodeError::Truncated)?;
         self.pos = end;
         Ok(slice.try_into().expect("slice has length N"))
+    }
+
+    fn slice(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(len).ok_or(DecodeError::Truncated)?;
+        let slice = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or(DecodeError::Truncated)?;
+        self.pos = end;
+        Ok(slice)
     }
 
     fn u8(&mut self) -> Result<u8, DecodeError> {
@@ -372,7 +473,14 @@ mod tests {
         roundtrip(entry(Payload::Command(Bytes::from_static(b"put k v"))));
         roundtrip(entry(Payload::Command(Bytes::new())));
         let joint = Membership::from_parts(ids(&[4, 5]), ids(&[1, 2, 3]), ids(&[7])).unwrap();
-        roundtrip(entry(Payload::Membership(joint)));
+        roundtrip(entry(Payload::Membership(joint.clone())));
+        let addressed = joint
+            .with_addresses(BTreeMap::from([
+                (NodeId(1), "10.0.0.1:2380".to_owned()),
+                (NodeId(7), "[::1]:2380".to_owned()),
+            ]))
+            .unwrap();
+        roundtrip(entry(Payload::Membership(addressed)));
         roundtrip(Record::HardState(HardState {
             term: Term(7),
             vote: Some(NodeId(2)),
@@ -384,6 +492,81 @@ mod tests {
             term: Term(4),
             discard_suffix: true,
         }));
+    }
+
+    /// A configuration entry as builds before addresses wrote it (kind 2,
+    /// bytes laid out by hand) decodes as a configuration without
+    /// addresses, and one without addresses is still written that way.
+    #[test]
+    fn a_configuration_entry_of_the_old_kind_still_decodes() {
+        let mut old = vec![TAG_ENTRY];
+        old.extend_from_slice(&4u64.to_le_bytes());
+        old.extend_from_slice(&12u64.to_le_bytes());
+        old.push(2);
+        for list in [&[1u64, 2][..], &[][..], &[3u64][..]] {
+            old.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            for id in list {
+                old.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        let expected = Entry {
+            term: Term(4),
+            index: LogIndex(12),
+            payload: Payload::Membership(Membership::new(ids(&[1, 2]), ids(&[3])).unwrap()),
+        };
+        assert_eq!(
+            decode(&Bytes::from(old.clone())).unwrap(),
+            Record::Entry(expected.clone())
+        );
+        let mut written = Vec::new();
+        encode_entry(&expected, &mut written);
+        assert_eq!(written, old);
+    }
+
+    fn addressed_entry(addresses: &[(u64, &[u8])]) -> Vec<u8> {
+        let mut buf = vec![TAG_ENTRY];
+        buf.extend_from_slice(&1u64.to_le_bytes());
+        buf.extend_from_slice(&1u64.to_le_bytes());
+        buf.push(KIND_MEMBERSHIP_WITH_ADDRESSES);
+        for list in [&[1u64, 2][..], &[][..], &[][..]] {
+            buf.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            for id in list {
+                buf.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        buf.extend_from_slice(&(addresses.len() as u32).to_le_bytes());
+        for (id, addr) in addresses {
+            buf.extend_from_slice(&id.to_le_bytes());
+            buf.extend_from_slice(&(addr.len() as u16).to_le_bytes());
+            buf.extend_from_slice(addr);
+        }
+        buf
+    }
+
+    #[test]
+    fn hostile_addresses_are_decode_errors() {
+        assert!(decode_meta(&addressed_entry(&[(1, b"a:1"), (2, b"b:2")])).is_ok());
+        let long = vec![b'x'; ADDRESS_BYTES_MAX + 1];
+        let cases: [(&[(u64, &[u8])], DecodeError); 5] = [
+            (&[(1, b"")], DecodeError::BadAddress(0)),
+            (&[(1, &long)], DecodeError::BadAddress(long.len())),
+            (&[(1, b"\xff\xfe")], DecodeError::BadAddress(2)),
+            (&[(2, b"b"), (1, b"a")], DecodeError::UnsortedIds),
+            (
+                &[(9, b"z:9")],
+                DecodeError::InvalidMembership(MembershipError::AddressOfNonMember(NodeId(9))),
+            ),
+        ];
+        for (addresses, expected) in cases {
+            assert_eq!(decode_meta(&addressed_entry(addresses)), Err(expected));
+        }
+        let mut huge = addressed_entry(&[]);
+        let at = huge.len() - 4;
+        huge[at..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_meta(&huge), Err(DecodeError::Truncated));
+        let mut cut = addressed_entry(&[(1, b"a:1")]);
+        cut.pop();
+        assert_eq!(decode_meta(&cut), Err(DecodeError::Truncated));
     }
 
     #[test]
@@ -406,7 +589,7 @@ mod tests {
             }
         }
         assert_eq!(
-            decode_membership(&buf),
+            decode_membership(&buf, false),
             Err(DecodeError::InvalidMembership(MembershipError::NoVoters))
         );
     }
@@ -417,7 +600,8 @@ mod tests {
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode_meta(&bytes);
             let _ = decode(&Bytes::from(bytes.clone()));
-            let _ = decode_membership(&bytes);
+            let _ = decode_membership(&bytes, false);
+            let _ = decode_membership(&bytes, true);
         }
     }
 }

@@ -476,6 +476,15 @@ pub fn every_payload_kind_survives_a_crash<H: Harness>(h: &mut H) {
         [NodeId(1), NodeId(2), NodeId(3)].into(),
         [NodeId(9)].into(),
     )
+    .and_then(|m| {
+        m.with_addresses(
+            [
+                (NodeId(1), "10.0.0.1:2380".to_owned()),
+                (NodeId(9), "learner-9.example:2380".to_owned()),
+            ]
+            .into(),
+        )
+    })
     .expect("a valid joint configuration");
     let log = vec![
         Entry {

@@ -5,7 +5,7 @@
 //! non-consecutive entries, malformed configurations), so a bad peer costs
 //! a rejected message, never a panic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use keel_raft::{
     AppendResult, Entry, LogIndex, Membership, MembershipError, Message, MessageBody, NodeId,
@@ -32,6 +32,9 @@ pub enum DecodeError {
         /// The index the entry has.
         found: LogIndex,
     },
+    /// A configuration names this node's address twice.
+    #[error("a configuration gives node {0} more than one address")]
+    DuplicateAddress(NodeId),
     /// A snapshot or configuration entry carries a membership that fails Raft's checks.
     #[error("a snapshot or configuration entry carries an invalid configuration: {0}")]
     Membership(#[from] MembershipError),
@@ -237,6 +240,14 @@ pub fn encode_membership(m: &Membership) -> pb::Membership {
         voters: ids(m.voters()),
         outgoing: ids(m.outgoing()),
         learners: ids(m.learners()),
+        addresses: m
+            .addresses()
+            .iter()
+            .map(|(id, addr)| pb::MemberAddress {
+                id: id.0,
+                addr: addr.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -244,14 +255,22 @@ pub fn encode_membership(m: &Membership) -> pb::Membership {
 /// configuration of a node waiting to join.
 pub fn decode_membership(m: pb::Membership) -> Result<Membership, DecodeError> {
     if m.voters.is_empty() && m.outgoing.is_empty() && m.learners.is_empty() {
-        return Ok(Membership::default());
+        return match m.addresses.first() {
+            None => Ok(Membership::default()),
+            Some(stray) => Err(MembershipError::AddressOfNonMember(NodeId(stray.id)).into()),
+        };
     }
     let ids = |v: Vec<u64>| v.into_iter().map(NodeId).collect::<BTreeSet<_>>();
-    Ok(Membership::from_parts(
-        ids(m.voters),
-        ids(m.outgoing),
-        ids(m.learners),
-    )?)
+    let membership = Membership::from_parts(ids(m.voters), ids(m.outgoing), ids(m.learners))?;
+    // The message as a whole is bounded by the transport's decoding
+    // limit; the membership bounds each address and their number.
+    let mut addresses = BTreeMap::new();
+    for a in m.addresses {
+        if addresses.insert(NodeId(a.id), a.addr).is_some() {
+            return Err(DecodeError::DuplicateAddress(NodeId(a.id)));
+        }
+    }
+    Ok(membership.with_addresses(addresses)?)
 }
 
 /// Encodes a snapshot's description.
@@ -277,7 +296,10 @@ mod tests {
     use super::*;
 
     fn membership() -> Membership {
-        Membership::new([NodeId(1), NodeId(2), NodeId(3)], [NodeId(4)]).unwrap()
+        Membership::new([NodeId(1), NodeId(2), NodeId(3)], [NodeId(4)])
+            .unwrap()
+            .with_addresses(BTreeMap::from([(NodeId(4), "10.0.0.4:7000".to_owned())]))
+            .unwrap()
     }
 
     fn every_message() -> Vec<Message> {
@@ -405,12 +427,70 @@ mod tests {
         ));
     }
 
+    fn address(id: u64, addr: &str) -> pb::MemberAddress {
+        pb::MemberAddress {
+            id,
+            addr: addr.to_owned(),
+        }
+    }
+
+    #[test]
+    fn configuration_addresses_roundtrip_and_an_old_peers_configuration_has_none() {
+        let m = Membership::new([NodeId(1), NodeId(2)], [NodeId(3)])
+            .unwrap()
+            .with_addresses(BTreeMap::from([
+                (NodeId(1), "a:1".to_owned()),
+                (NodeId(3), "c:3".to_owned()),
+            ]))
+            .unwrap();
+        assert_eq!(decode_membership(encode_membership(&m)).unwrap(), m);
+        let old = pb::Membership {
+            voters: vec![1, 2],
+            learners: vec![3],
+            ..Default::default()
+        };
+        assert!(decode_membership(old).unwrap().addresses().is_empty());
+    }
+
+    #[test]
+    fn hostile_configuration_addresses_are_rejected() {
+        let with = |addresses| pb::Membership {
+            voters: vec![1, 2],
+            addresses,
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_membership(with(vec![address(1, "a"), address(1, "b")])),
+            Err(DecodeError::DuplicateAddress(NodeId(1)))
+        );
+        assert_eq!(
+            decode_membership(with(vec![address(7, "g:7")])),
+            Err(DecodeError::Membership(
+                MembershipError::AddressOfNonMember(NodeId(7))
+            ))
+        );
+        let long = "x".repeat(keel_raft::ADDRESS_BYTES_MAX + 1);
+        assert_eq!(
+            decode_membership(with(vec![address(2, &long)])),
+            Err(DecodeError::Membership(MembershipError::AddressLength {
+                id: NodeId(2),
+                len: long.len()
+            }))
+        );
+        let stray = pb::Membership {
+            addresses: vec![address(1, "a:1")],
+            ..Default::default()
+        };
+        assert!(decode_membership(stray).is_err());
+    }
+
     #[test]
     fn configuration_with_voter_also_learner_is_rejected() {
         let bad = pb::Membership {
             voters: vec![1, 2],
             outgoing: vec![],
             learners: vec![2],
+            addresses: vec![],
         };
         assert_eq!(
             decode_membership(bad),

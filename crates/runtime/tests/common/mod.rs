@@ -257,6 +257,23 @@ impl Cluster {
         self.launch(id, None, false).await;
     }
 
+    /// Restarts node `id` given no peer addresses at all: it has only
+    /// those its configuration records (and those it hears from).
+    pub async fn restart_without_peers(&mut self, id: NodeId) {
+        let listener = bind_again(&self.addrs[&id]).await;
+        self.launch_with(id, listener, false, BTreeMap::new()).await;
+    }
+
+    /// Restarts node `id` from its data directory on a new port, as a
+    /// member moved to another host; returns its new address.
+    pub async fn restart_elsewhere(&mut self, id: NodeId) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        self.addrs.insert(id, addr.clone());
+        self.launch(id, Some(listener), false).await;
+        addr
+    }
+
     /// Waits until one running node leads and every running voter agrees.
     pub async fn leader(&self) -> NodeId {
         let deadline = tokio::time::Instant::now() + WAIT;

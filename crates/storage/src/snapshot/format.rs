@@ -8,9 +8,13 @@
 //! 24  its term u64
 //! 32  data length u64
 //! 40  crc32c of the data, u32
-//! 44  membership: voters, outgoing, learners (codec.rs id lists)
+//! 44  membership: voters, outgoing, learners (codec.rs id lists), then
+//!     (version 2) its members' addresses (codec.rs address list)
 //!  …  crc32c of every header byte before it, u32
 //! ```
+//!
+//! Version 2 added the addresses; version 1 files, written before
+//! configurations carried addresses, still read (without addresses).
 //!
 //! Files are named `<index, 20 digits>-<term, 20 digits>.snap`; one being
 //! written carries the extra suffix `.partial` until it is published.
@@ -25,7 +29,9 @@ use crate::codec;
 use crate::error::{Corruption, StorageError};
 
 const MAGIC: [u8; 8] = *b"KEELSNAP";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The version before configurations carried addresses.
+const VERSION_WITHOUT_ADDRESSES: u32 = 1;
 const FIXED_BYTES: usize = 44;
 /// Bounds the header length read from disk, so a damaged length cannot make
 /// us allocate gigabytes: 16 MiB holds two million member ids.
@@ -103,7 +109,7 @@ pub(crate) fn read_header(file: &File, path: &Path) -> Result<(SnapshotInfo, u64
     let word = |at: usize| u32::from_le_bytes(fixed[at..at + 4].try_into().expect("4 bytes"));
     let long = |at: usize| u64::from_le_bytes(fixed[at..at + 8].try_into().expect("8 bytes"));
     let version = word(8);
-    if version != VERSION {
+    if version != VERSION && version != VERSION_WITHOUT_ADDRESSES {
         return Err(StorageError::UnsupportedVersion {
             file: path.to_path_buf(),
             found: version,
@@ -124,7 +130,8 @@ pub(crate) fn read_header(file: &File, path: &Path) -> Result<(SnapshotInfo, u64
     if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
         return Err(corrupt(Corruption::BadFileHeader));
     }
-    let membership = codec::decode_membership(&body[FIXED_BYTES..])
+    let with_addresses = version != VERSION_WITHOUT_ADDRESSES;
+    let membership = codec::decode_membership(&body[FIXED_BYTES..], with_addresses)
         .map_err(|e| corrupt(Corruption::Undecodable(e)))?;
     let info = SnapshotInfo {
         meta: SnapshotMeta {
@@ -160,8 +167,79 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<Listed>, StorageError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+
     use super::*;
     use keel_raft::{Membership, NodeId};
+
+    fn written(header: &[u8], data: &[u8]) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(header).unwrap();
+        file.write_all(data).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_header_with_addresses_reads_back() {
+        let membership = Membership::new([NodeId(1), NodeId(2)], [NodeId(3)])
+            .unwrap()
+            .with_addresses(BTreeMap::from([
+                (NodeId(1), "10.0.0.1:2380".to_owned()),
+                (NodeId(3), "host-3:2380".to_owned()),
+            ]))
+            .unwrap();
+        let info = SnapshotInfo {
+            meta: SnapshotMeta {
+                index: LogIndex(40),
+                term: Term(5),
+                membership,
+            },
+            data_bytes: 3,
+            checksum: crc32c::crc32c(b"abc"),
+        };
+        let header = encode_header(&info);
+        let file = written(&header, b"abc");
+        let read = read_header(file.as_file(), file.path()).unwrap();
+        assert_eq!(read, (info, header.len() as u64));
+    }
+
+    /// A snapshot file written before configurations carried addresses
+    /// (version 1, laid out by hand) still reads, without addresses.
+    #[test]
+    fn a_version_1_header_still_reads() {
+        let data = b"state";
+        let mut h = Vec::new();
+        h.extend_from_slice(b"KEELSNAP");
+        h.extend_from_slice(&1u32.to_le_bytes());
+        let len = 44 + 3 * 4 + 2 * 8 + 4;
+        h.extend_from_slice(&(len as u32).to_le_bytes());
+        h.extend_from_slice(&9u64.to_le_bytes());
+        h.extend_from_slice(&2u64.to_le_bytes());
+        h.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        h.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+        for list in [&[1u64, 2][..], &[][..], &[][..]] {
+            h.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            for id in list {
+                h.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        let crc = crc32c::crc32c(&h);
+        h.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(h.len(), len);
+        let file = written(&h, data);
+        let (info, data_at) = read_header(file.as_file(), file.path()).unwrap();
+        assert_eq!(data_at, len as u64);
+        assert_eq!(
+            info.meta,
+            SnapshotMeta {
+                index: LogIndex(9),
+                term: Term(2),
+                membership: Membership::new([NodeId(1), NodeId(2)], []).unwrap(),
+            }
+        );
+        assert_eq!(info.data_bytes, data.len() as u64);
+    }
 
     #[test]
     fn names_roundtrip_and_reject_strangers() {
