@@ -59,6 +59,15 @@ pub trait Consensus: Send + Sync + 'static {
         learner: bool,
     ) -> impl Future<Output = Result<(), KvError>> + Send;
 
+    /// Records that member `id` is now reachable at `peer_urls` (etcd's
+    /// MemberUpdate), in the configuration, for every member's transport.
+    /// Only the leader can.
+    fn update_member(
+        &self,
+        id: u64,
+        peer_urls: &[String],
+    ) -> impl Future<Output = Result<(), KvError>> + Send;
+
     /// Removes a member from the configuration. Only the leader can.
     fn remove_member(&self, id: u64) -> impl Future<Output = Result<(), KvError>> + Send;
 

@@ -83,6 +83,11 @@ impl Consensus for LocalConsensus {
         ))
     }
 
+    /// A single node dials no one: the member registry is all there is.
+    async fn update_member(&self, _id: u64, _urls: &[String]) -> Result<(), KvError> {
+        Ok(())
+    }
+
     async fn remove_member(&self, _id: u64) -> Result<(), KvError> {
         Err(KvError::Unsupported(
             "membership change on a single-node server",

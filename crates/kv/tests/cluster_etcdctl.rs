@@ -293,6 +293,33 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
     );
     assert_eq!(etcdctl(&all, &["get", "from-new"]).await, "from-new\n1\n");
 
+    // Move it to another peer port, as etcd's docs do: update its peer
+    // URLs, then restart it there. The new address reaches every member
+    // through the Raft configuration; a linearizable read on the moved
+    // member needs the leader to answer it at the new address.
+    cluster.stop(new).await;
+    cluster.members[new].peer_port = support::free_port();
+    let moved_url = cluster.members[new].peer_url();
+    let updated = etcdctl(
+        &all,
+        &["member", "update", &new_id, &format!("--peer-urls={moved_url}")],
+    )
+    .await;
+    assert!(updated.contains("updated in cluster"), "{updated}");
+    cluster.spawn(new, "existing");
+    etcdctl_until(&new_endpoint, &["get", "from-new"], |out| {
+        out == "from-new\n1\n"
+    })
+    .await;
+    assert_eq!(
+        etcdctl(&new_endpoint, &["put", "after-move", "1"])
+            .await
+            .trim(),
+        "OK"
+    );
+    let list = etcdctl(&all, &["member", "list"]).await;
+    assert!(list.contains(&format!("{new_id}, started, m3, {moved_url}, ")), "{list}");
+
     // Remove it again.
     let removed = etcdctl(&all, &["member", "remove", &new_id]).await;
     assert!(removed.contains("removed from cluster"), "{removed}");

@@ -66,7 +66,6 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             node: NodeLoop::new(raft, config.clone(), read_id_origin()),
             started: Instant::now(),
             staged: Vec::new(),
-            peers_version_saved: io.transport.peers_version(),
             config,
             io,
         }

@@ -180,7 +180,7 @@ pub use inbound::PeerInbox;
 /// Why a node refused to found a cluster ([`InitializeError::Refused`]).
 pub use keel_raft::InitializeError as InitializeRefused;
 pub use keel_raft::{
-    Entry, HardState, LogIndex, Membership, MembershipChange, MembershipError, Message,
+    ADDRESS_BYTES_MAX, Entry, HardState, LogIndex, Membership, MembershipChange, MembershipError, Message,
     MessageBody, NodeId, Payload, Role, SnapshotMeta, Term,
 };
 pub use keel_storage::{Durable, LogConfig, LogStore, StorageError, conformance};

@@ -10,6 +10,7 @@ const SOURCES: &[&str] = &[
     "crates/runtime/examples/btree_log_store.rs",
     "crates/runtime/tests/in_process.rs",
     "crates/runtime/tests/lifecycle.rs",
+    "crates/runtime/tests/membership.rs",
     "crates/sim/tests/service.rs",
     "examples/lock-service/src/lib.rs",
     "examples/lock-service/src/main.rs",

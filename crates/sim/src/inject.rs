@@ -468,8 +468,12 @@ impl Simulation {
 /// Nodes a change adds that may not exist yet.
 fn new_nodes(change: &MembershipChange) -> Vec<NodeId> {
     match change {
-        MembershipChange::AddLearner(id) | MembershipChange::AddVoter(id) => vec![*id],
-        MembershipChange::Joint { voters, learners } => {
+        MembershipChange::AddLearner { id, .. } | MembershipChange::AddVoter { id, .. } => {
+            vec![*id]
+        }
+        MembershipChange::Joint {
+            voters, learners, ..
+        } => {
             voters.iter().chain(learners).copied().collect()
         }
         _ => Vec::new(),

@@ -96,6 +96,7 @@ impl JointLag {
                 let change = MembershipChange::Joint {
                     voters: split.voters,
                     learners: split.learners,
+                    addresses: Default::default(),
                 };
                 self.stage = match sim.propose_membership(leader.id, change)? {
                     Ok(_) => {

@@ -3,11 +3,11 @@
 //! Every member serves `keel.kv.v1.Observe/Status` on its peer listener
 //! (`status.rs`): its own role, term, indexes, followers' progress and
 //! election counters, read from its metrics. [`ClusterObserver`]
-//! (`gather.rs`) asks each member of the configuration for it, through the
-//! runtime's address book, and reports the ones that do not answer as
-//! down. The peer listener is used, rather than the other members' metrics
-//! ports, because its addresses are already known to every member (from
-//! the initial cluster, the member registry and inbound traffic) and
+//! (`gather.rs`) asks each member of the configuration for it, at the
+//! address the configuration records, and reports the ones that do not
+//! answer as down. The peer listener is used, rather than the other
+//! members' metrics ports, because its addresses are already known to
+//! every member (the Raft configuration carries them) and
 //! already authenticated: nothing new to configure or publish. The same
 //! call, timed every few seconds (`round_trip.rs`), gives etcd's peer
 //! round trip histogram.

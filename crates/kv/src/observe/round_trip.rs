@@ -5,7 +5,7 @@
 //! peer's `/raft/probing` every four seconds (`rafthttp/probing_status.go`).
 //! Keel does the same over its peer listener, with the cheapest call there
 //! is, `Observe/Status` (a read of the member's metrics), through the
-//! same connected channels and address book as the web view's
+//! same connected channels and peer addresses as the web view's
 //! [`ClusterObserver`]. So the figure is a round trip through the network,
 //! both gRPC stacks and nothing else: no disk, no Raft. etcd observes the
 //! prober's smoothed round trip every 30 seconds; Keel observes every

@@ -6,7 +6,7 @@
 //! Raft behind the same cluster-identity check), in a batch with the other
 //! writes waiting for the same leader (`batcher.rs`), and answers once it
 //! has applied the command itself, as etcd's followers do. The peer address
-//! comes from the runtime's address book, which knows every member from
+//! comes from the Raft configuration, which records every member's from
 //! the start: no need to wait for the leader to publish its client URLs.
 
 use std::time::Duration;
@@ -183,20 +183,22 @@ impl Consensus for RaftConsensus {
         peer_urls: &[String],
         learner: bool,
     ) -> Result<(), KvError> {
-        let addr =
-            peer_urls
-                .first()
-                .and_then(|url| dial_address(url))
-                .ok_or(KvError::InvalidRequest(
-                    "a peer URL must be http://host:port",
-                ))?;
-        self.node.set_peer_addr(NodeId(id), addr);
+        let (id, addr) = (NodeId(id), Some(peer_address(peer_urls)?));
         let change = if learner {
-            MembershipChange::AddLearner(NodeId(id))
+            MembershipChange::AddLearner { id, addr }
         } else {
-            MembershipChange::AddVoter(NodeId(id))
+            MembershipChange::AddVoter { id, addr }
         };
         self.change(change).await
+    }
+
+    async fn update_member(&self, id: u64, peer_urls: &[String]) -> Result<(), KvError> {
+        let addr = peer_address(peer_urls)?;
+        self.change(MembershipChange::SetAddress {
+            id: NodeId(id),
+            addr,
+        })
+        .await
     }
 
     async fn remove_member(&self, id: u64) -> Result<(), KvError> {
@@ -221,6 +223,17 @@ impl Consensus for RaftConsensus {
         }
         self.node.transfer_leader(NodeId(to)).await.map_err(to_kv)
     }
+}
+
+/// The address the transport dials for a member: its first peer URL's
+/// `host:port`, recorded in the Raft configuration with the change.
+fn peer_address(peer_urls: &[String]) -> Result<String, KvError> {
+    peer_urls
+        .first()
+        .and_then(|url| dial_address(url))
+        .ok_or(KvError::InvalidRequest(
+            "a peer URL must be http://host:port",
+        ))
 }
 
 /// Exponential pauses between retries, up to a deadline, cut short when a

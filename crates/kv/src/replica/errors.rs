@@ -26,6 +26,10 @@ pub fn to_kv(e: Error) -> KvError {
                 KvError::InvalidRequest("the cluster must keep at least one voting member")
             }
             MembershipError::ReservedId => KvError::InvalidRequest("member ID 0 is reserved"),
+            MembershipError::AddressOfNonMember(_) => KvError::MemberNotFound,
+            MembershipError::AddressLength { .. } => {
+                KvError::InvalidRequest("a peer URL must be at most 1 KiB long")
+            }
             MembershipError::InJointConfiguration
             | MembershipError::NotJoint
             | MembershipError::TooManyVoterChanges

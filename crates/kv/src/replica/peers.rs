@@ -1,5 +1,5 @@
 //! Channels to other members' peer listeners, for forwarding writes to
-//! the leader. The runtime's address book knows every member's peer
+//! the leader. The Raft configuration records every member's peer
 //! address from the start, so a follower can forward as soon as it knows
 //! who leads.
 

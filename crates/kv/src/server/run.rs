@@ -25,7 +25,7 @@ use super::identity::{self, Identity};
 use super::ids::{cluster_id, member_id};
 use super::serve::{ClientPort, GRPC_OVERHEAD_BYTES, serve_on};
 use super::tls::MemberTls;
-use super::urls::{HttpUrl, dial_address, strings};
+use super::urls::{HttpUrl, strings};
 use crate::latency::LatencySnapshot;
 use crate::observe::{
     ClusterObserver, ObserveService, PEER_PROBE_INTERVAL, PeerRoundTrips, db_size_bytes,
@@ -38,9 +38,6 @@ use crate::replica::{ForwardCounters, ForwardService, ForwardStats, RaftConsensu
 use crate::service::{DiskReserve, Quota, ServiceConfig, Shared, free_bytes};
 use crate::state_machine::KvStateMachine;
 
-/// How often peer addresses are copied from the member registry into the
-/// node's address book (for members added or updated through another member).
-const PEER_SYNC_EVERY: Duration = Duration::from_millis(500);
 /// How long open client streams (watches) may delay a stop.
 const CLIENT_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -459,7 +456,6 @@ async fn supervise(
     let mut server = tokio::spawn(serve_on(shared.clone(), client_port, me, async {
         let _ = clients_stopped.await;
     }));
-    let sync = tokio::spawn(sync_peer_addrs(node.clone(), shared.clone()));
     let outcome = tokio::select! {
         _ = stop => Ok(()),
         ended = wait_stopped_or_removed(&node, db_path) => ended,
@@ -469,7 +465,6 @@ async fn supervise(
             Err(_) => Err(ServerError::Panicked),
         },
     };
-    sync.abort();
     let _ = stop_clients.send(());
     if tokio::time::timeout(CLIENT_STOP_TIMEOUT, &mut server)
         .await
@@ -520,29 +515,6 @@ async fn wait_stopped_or_removed(
         }
         if metrics.changed().await.is_err() {
             return Err(ServerError::NodeVanished);
-        }
-    }
-}
-
-/// Copies peer URLs from the replicated member registry into the node's
-/// address book, so that every member can reach members added (or moved
-/// with `MemberUpdate`) through another one.
-async fn sync_peer_addrs(node: Node<RaftMachine>, shared: Arc<Shared<RaftConsensus>>) {
-    let mut tick = tokio::time::interval(PEER_SYNC_EVERY);
-    loop {
-        tick.tick().await;
-        let membership = node.status().membership;
-        for (id, member) in shared.sm.store().members() {
-            if !membership.contains(NodeId(id)) {
-                continue;
-            }
-            let addr = member.peer_ur_ls.first().and_then(|u| dial_address(u));
-            if let Some(addr) = addr
-                && node.peer_addr(NodeId(id)).as_deref() != Some(addr.as_str())
-                && id != node.id().0
-            {
-                node.set_peer_addr(NodeId(id), addr);
-            }
         }
     }
 }

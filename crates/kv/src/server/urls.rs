@@ -102,12 +102,14 @@ pub fn strings(urls: &[HttpUrl]) -> Vec<String> {
 }
 
 /// The `host:port` to dial for a URL string from the member registry or a
-/// request; `None` for anything [`HttpUrl::parse`] refuses.
+/// request; `None` for anything [`HttpUrl::parse`] refuses, and for an
+/// address longer than a Raft configuration records.
 pub fn dial_address(url: &str) -> Option<String> {
     HttpUrl::parse(url)
         .ok()
         .filter(|u| u.port != 0)
         .map(|u| u.authority())
+        .filter(|addr| addr.len() <= keel::ADDRESS_BYTES_MAX)
 }
 
 /// Finds two listeners given the same host and port (port 0 binds a fresh

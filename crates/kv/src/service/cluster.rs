@@ -172,14 +172,37 @@ impl<C: Consensus> Cluster for ClusterService<C> {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        self.shared.admit_admin(&Credentials::of(&request)).await?;
+        let credentials = Credentials::of(&request);
+        self.shared.admit_admin(&credentials).await?;
         let req = request.into_inner();
-        let mut member = self
-            .shared
-            .member_list()
-            .into_iter()
+        if req.peer_ur_ls.is_empty() {
+            return Err(KvError::InvalidRequest("peer URLs are required").into());
+        }
+        if req.peer_ur_ls.iter().any(|u| dial_address(u).is_none()) {
+            return Err(KvError::InvalidRequest("a peer URL must be http(s)://host:port").into());
+        }
+        let current = self.shared.member_list();
+        let mut member = current
+            .iter()
             .find(|m| m.id == req.id)
+            .cloned()
             .ok_or(KvError::MemberNotFound)?;
+        let taken = current
+            .iter()
+            .filter(|m| m.id != req.id)
+            .any(|m| m.peer_ur_ls.iter().any(|u| req.peer_ur_ls.contains(u)));
+        if taken {
+            return Err(KvError::PeerUrlExists.into());
+        }
+        if let Some(mut leader) = self.shared.cluster_leader().await? {
+            return leader.member_update(credentials.relay(req)).await;
+        }
+        // The Raft configuration first: it is what members dial, and the
+        // change the leader may refuse (another change pending).
+        self.shared
+            .consensus
+            .update_member(req.id, &req.peer_ur_ls)
+            .await?;
         member.peer_ur_ls = req.peer_ur_ls;
         self.shared.register(member).await?;
         Ok(Response::new(MemberUpdateResponse {

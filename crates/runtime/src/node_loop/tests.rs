@@ -396,3 +396,96 @@ fn initialize_answers_once_the_founding_entry_is_durable() {
     );
     answer.try_recv().unwrap().unwrap();
 }
+
+/// The peers' addresses of the configuration in force.
+fn peer_updates(effects: &[Effect<()>]) -> Vec<BTreeMap<NodeId, String>> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::SetPeers(addresses) => Some(addresses.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn addresses(pairs: &[(u64, &str)]) -> BTreeMap<NodeId, String> {
+    pairs
+        .iter()
+        .map(|&(id, addr)| (NodeId(id), addr.to_owned()))
+        .collect()
+}
+
+/// The transport follows the configuration in force: at start, when an
+/// appended entry changes it (before any message that may need it), and
+/// when a new leader's entry truncates that change away. This node's own
+/// address is never handed to its transport.
+#[test]
+fn the_transport_follows_the_configuration_in_force() {
+    let founding = Membership::new([NodeId(1), NodeId(2), NodeId(3)], [])
+        .unwrap()
+        .with_addresses(addresses(&[(1, "a:1"), (2, "b:2"), (3, "c:3")]))
+        .unwrap();
+    let raft = Raft::new(
+        keel_raft::Config::new(NodeId(2)),
+        RestoredState::bootstrap(founding.clone()),
+    )
+    .unwrap();
+    let config = Config::new(NodeId(2), 1, "127.0.0.1:0".parse().unwrap());
+    let mut node: NodeLoop<()> = NodeLoop::new(raft, config, 0);
+    assert_eq!(
+        peer_updates(&node.effects(Moment::ZERO)),
+        vec![addresses(&[(1, "a:1"), (3, "c:3")])]
+    );
+    assert!(peer_updates(&node.effects(Moment::ZERO)).is_empty());
+
+    let grown = founding
+        .apply(&MembershipChange::AddLearner {
+            id: NodeId(4),
+            addr: Some("d:4".to_owned()),
+        })
+        .unwrap()
+        .apply(&MembershipChange::SetAddress {
+            id: NodeId(3),
+            addr: "c:33".to_owned(),
+        })
+        .unwrap();
+    let change = Entry {
+        term: Term(2),
+        index: LogIndex(1),
+        payload: Payload::Membership(grown),
+    };
+    node.handle(Moment::ZERO, append(0, vec![change], 0));
+    let effects = node.effects(Moment::ZERO);
+    assert_eq!(
+        peer_updates(&effects),
+        vec![addresses(&[(3, "c:33"), (4, "d:4")])]
+    );
+    let first_send = effects.iter().position(|e| matches!(e, Effect::Send(_)));
+    let set_peers = effects
+        .iter()
+        .position(|e| matches!(e, Effect::SetPeers(_)));
+    assert!(set_peers < first_send.or(Some(usize::MAX)));
+
+    // A leader of term 3 replaces the uncommitted change.
+    let replaced = Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(3),
+        body: MessageBody::AppendEntries {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: vec![Entry {
+                term: Term(3),
+                index: LogIndex(1),
+                payload: Payload::Blank,
+            }],
+            leader_commit: LogIndex(0),
+        },
+    };
+    node.handle(Moment::ZERO, Input::Messages(vec![replaced]));
+    assert_eq!(node.raft().membership(), &founding);
+    assert_eq!(
+        peer_updates(&node.effects(Moment::ZERO)),
+        vec![addresses(&[(3, "c:3")])]
+    );
+}

@@ -363,6 +363,8 @@ impl<M: StateMachine> Member<M> {
                 }
             }
             Effect::Compact { index, term } => self.disk.log.compact(index, term),
+            // The simulated network routes by id.
+            Effect::SetPeers(_) => {}
             Effect::Apply(op) => {
                 self.applies.push_back(op);
                 if self.applies.len() == 1 {
