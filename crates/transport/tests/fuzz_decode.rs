@@ -26,16 +26,31 @@ fn edgy_u64() -> impl Strategy<Value = u64> {
     ]
 }
 
+/// Addresses for ids members may or may not have, of lengths around the
+/// cap (empty, short, 1 KiB, just over).
+fn addresses() -> impl Strategy<Value = Vec<pb::MemberAddress>> {
+    let len = prop_oneof![Just(0usize), 1..16usize, Just(1024), Just(1025)];
+    vec(
+        (edgy_u64(), len).prop_map(|(id, len)| pb::MemberAddress {
+            id,
+            addr: "a".repeat(len),
+        }),
+        0..4,
+    )
+}
+
 fn membership() -> impl Strategy<Value = pb::Membership> {
     (
         vec(edgy_u64(), 0..4),
         vec(edgy_u64(), 0..4),
         vec(edgy_u64(), 0..4),
+        addresses(),
     )
-        .prop_map(|(voters, outgoing, learners)| pb::Membership {
+        .prop_map(|(voters, outgoing, learners, addresses)| pb::Membership {
             voters,
             outgoing,
             learners,
+            addresses,
         })
 }
 
