@@ -302,7 +302,12 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
     let moved_url = cluster.members[new].peer_url();
     let updated = etcdctl(
         &all,
-        &["member", "update", &new_id, &format!("--peer-urls={moved_url}")],
+        &[
+            "member",
+            "update",
+            &new_id,
+            &format!("--peer-urls={moved_url}"),
+        ],
     )
     .await;
     assert!(updated.contains("updated in cluster"), "{updated}");
@@ -318,7 +323,10 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
         "OK"
     );
     let list = etcdctl(&all, &["member", "list"]).await;
-    assert!(list.contains(&format!("{new_id}, started, m3, {moved_url}, ")), "{list}");
+    assert!(
+        list.contains(&format!("{new_id}, started, m3, {moved_url}, ")),
+        "{list}"
+    );
 
     // Remove it again.
     let removed = etcdctl(&all, &["member", "remove", &new_id]).await;

@@ -522,7 +522,11 @@ mod tests {
                 addresses: BTreeMap::from([(NodeId(3), "c:3".to_owned())]),
             })
             .unwrap();
-        assert_eq!(joint.address(NodeId(2)), Some("b:2"), "outgoing keep theirs");
+        assert_eq!(
+            joint.address(NodeId(2)),
+            Some("b:2"),
+            "outgoing keep theirs"
+        );
         let joint = joint
             .apply(&MembershipChange::SetAddress {
                 id: NodeId(1),

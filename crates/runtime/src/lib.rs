@@ -180,8 +180,8 @@ pub use inbound::PeerInbox;
 /// Why a node refused to found a cluster ([`InitializeError::Refused`]).
 pub use keel_raft::InitializeError as InitializeRefused;
 pub use keel_raft::{
-    ADDRESS_BYTES_MAX, Entry, HardState, LogIndex, Membership, MembershipChange, MembershipError, Message,
-    MessageBody, NodeId, Payload, Role, SnapshotMeta, Term,
+    ADDRESS_BYTES_MAX, Entry, HardState, LogIndex, Membership, MembershipChange, MembershipError,
+    Message, MessageBody, NodeId, Payload, Role, SnapshotMeta, Term,
 };
 pub use keel_storage::{Durable, LogConfig, LogStore, StorageError, conformance};
 pub use keel_transport::{

@@ -421,7 +421,9 @@ mod tests {
         });
         let _durable = log.sync().unwrap();
         let addresses = |ids: &[u64]| -> BTreeMap<NodeId, String> {
-            ids.iter().map(|&id| (NodeId(id), format!("n{id}:7000"))).collect()
+            ids.iter()
+                .map(|&id| (NodeId(id), format!("n{id}:7000")))
+                .collect()
         };
         let three = SnapshotMeta {
             index: LogIndex(0),
@@ -447,6 +449,51 @@ mod tests {
         let restarted = resume_from(&mut log, three).unwrap();
         assert_eq!(restarted.entries.last(), Some(&forced));
         assert_eq!(restarted.entries.len(), 3);
+    }
+
+    /// A data directory from before configurations carried addresses: a
+    /// configuration without them and a `peers` file. The file's
+    /// addresses, overridden by those given, fill the members the
+    /// configuration records none for; the file is not rewritten.
+    #[test]
+    fn an_old_data_directory_takes_its_addresses_from_the_peers_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(NodeId(1), 1, "127.0.0.1:0".parse().unwrap());
+        let mut storage = Storage::open(dir.path(), &config).unwrap();
+        let old = Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).unwrap();
+        write_initial_configuration(&storage.snapshots, old.clone()).unwrap();
+        let book = "2 10.0.0.2:7000\n3 10.0.0.3:7000\n";
+        std::fs::write(dir.path().join(PEERS_FILE), book).unwrap();
+        let given = BTreeMap::from([(NodeId(3), "10.0.0.33:7000".to_owned())]);
+        let restored = restore(&mut storage, &config, &given, Some("me:1"), &mut ()).unwrap();
+        assert_eq!(
+            restored.state.snapshot.membership, old,
+            "no address invented"
+        );
+        assert_eq!(
+            restored.peers,
+            BTreeMap::from([
+                (NodeId(2), "10.0.0.2:7000".to_owned()),
+                (NodeId(3), "10.0.0.33:7000".to_owned()),
+            ])
+        );
+        let file = std::fs::read_to_string(dir.path().join(PEERS_FILE)).unwrap();
+        assert_eq!(file, book);
+    }
+
+    #[test]
+    fn a_new_cluster_records_the_peers_given_and_its_own_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(NodeId(1), 1, "127.0.0.1:0".parse().unwrap());
+        let mut storage = Storage::open(dir.path(), &config).unwrap();
+        let given = BTreeMap::from([(NodeId(2), "b:2".to_owned())]);
+        let restored = restore(&mut storage, &config, &given, Some("a:1"), &mut ()).unwrap();
+        let founding = &restored.state.snapshot.membership;
+        assert_eq!(
+            founding.addresses(),
+            &BTreeMap::from([(NodeId(1), "a:1".to_owned()), (NodeId(2), "b:2".to_owned())])
+        );
+        assert!(!dir.path().join(PEERS_FILE).exists());
     }
 
     #[test]
@@ -484,7 +531,10 @@ mod tests {
             .unwrap()
             .with_addresses(peers)
             .unwrap();
-        assert_eq!(meta.membership, founders, "the addresses are in the configuration");
+        assert_eq!(
+            meta.membership, founders,
+            "the addresses are in the configuration"
+        );
         assert!(!dir.path().join(PEERS_FILE).exists());
     }
 }

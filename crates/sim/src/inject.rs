@@ -473,9 +473,7 @@ fn new_nodes(change: &MembershipChange) -> Vec<NodeId> {
         }
         MembershipChange::Joint {
             voters, learners, ..
-        } => {
-            voters.iter().chain(learners).copied().collect()
-        }
+        } => voters.iter().chain(learners).copied().collect(),
         _ => Vec::new(),
     }
 }

@@ -273,8 +273,7 @@ fn id_lists_len(m: &Membership) -> usize {
 /// Appends `m` whole: its three id lists, then its addresses.
 pub(crate) fn encode_membership(m: &Membership, out: &mut Vec<u8>) {
     encode_id_lists(m, out);
-    let count =
-        u32::try_from(m.addresses().len()).expect("a membership has fewer than 2^32 nodes");
+    let count = u32::try_from(m.addresses().len()).expect("a membership has fewer than 2^32 nodes");
     out.extend_from_slice(&count.to_le_bytes());
     for (id, addr) in m.addresses() {
         let len = u16::try_from(addr.len()).expect("a membership's addresses are at most 1 KiB");
