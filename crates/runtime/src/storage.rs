@@ -30,6 +30,9 @@ use crate::histogram::LogTimings;
 use crate::transport::Transport;
 use crate::write_batch::{DurableWrite, WriteBatch};
 
+/// Nearly every op is a `Write`: boxing it to shrink the rare `Compact`
+/// would cost an allocation per write batch on the hot path.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum StorageOp {
     Write(WriteBatch),
     /// A snapshot through `(index, term)` is published: drop the log it covers.

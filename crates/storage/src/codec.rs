@@ -522,7 +522,10 @@ mod tests {
         assert_eq!(written, old);
     }
 
-    fn addressed_entry(addresses: &[(u64, &[u8])]) -> Vec<u8> {
+    /// A member's id and its address's bytes, as laid out on disk.
+    type RawAddress<'a> = (u64, &'a [u8]);
+
+    fn addressed_entry(addresses: &[RawAddress<'_>]) -> Vec<u8> {
         let mut buf = vec![TAG_ENTRY];
         buf.extend_from_slice(&1u64.to_le_bytes());
         buf.extend_from_slice(&1u64.to_le_bytes());
@@ -546,7 +549,7 @@ mod tests {
     fn hostile_addresses_are_decode_errors() {
         assert!(decode_meta(&addressed_entry(&[(1, b"a:1"), (2, b"b:2")])).is_ok());
         let long = vec![b'x'; ADDRESS_BYTES_MAX + 1];
-        let cases: [(&[(u64, &[u8])], DecodeError); 5] = [
+        let cases: [(&[RawAddress<'_>], DecodeError); 5] = [
             (&[(1, b"")], DecodeError::BadAddress(0)),
             (&[(1, &long)], DecodeError::BadAddress(long.len())),
             (&[(1, b"\xff\xfe")], DecodeError::BadAddress(2)),
