@@ -105,7 +105,11 @@
 //! - **Snapshots and the log**: [`Node::trigger_snapshot`] snapshots now;
 //!   [`Node::purge_log`] discards the log a stored snapshot covers.
 //! - **Growing and shrinking**: [`Node::add_learner`],
-//!   [`Node::change_membership`], [`Node::transfer_leader`].
+//!   [`Node::change_membership`], [`Node::transfer_leader`]. A member is
+//!   an id plus an address: the configuration records both and changes
+//!   them through the log ([`Membership::addresses`],
+//!   [`MembershipChange::SetAddress`] for a member that moved), and the
+//!   transport dials the addresses of the configuration in force.
 //! - **A lost quorum**: [`Storage::recover`] forces a configuration upon
 //!   a stopped survivor, an unsafe last resort whose losses it documents.
 //!
