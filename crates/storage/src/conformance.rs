@@ -1,6 +1,7 @@
 //! The contract of [`LogStore`], as executable checks any implementation
 //! can run, so the simulator's in-memory store and the file store are held
-//! to the same behaviour.
+//! to the same behaviour. The contract of snapshot stores has its own
+//! suite, [`snapshots`].
 //!
 //! For your own store, one line in a test runs every check:
 //! [`check`]`(create, crash_and_recover)`, with a function that makes an
@@ -38,6 +39,8 @@ use keel_raft::{Entry, HardState, LogIndex, Membership, NodeId, Payload, Term};
 
 use crate::error::StorageError;
 use crate::store::LogStore;
+
+pub mod snapshots;
 
 /// Creates stores and crashes them.
 pub trait Harness {

@@ -130,6 +130,22 @@ pub enum StorageError {
         /// The snapshot index that was asked for.
         index: LogIndex,
     },
+    /// A published snapshot's data no longer matches the checksum it was
+    /// published with (reported by a store that cannot name a file and an
+    /// offset; Keel's file store reports [`StorageError::Corrupt`]).
+    #[error(
+        "the snapshot at index {index} is damaged: its data has checksum {actual:#010x}, but it \
+         was published with {expected:#010x}; do not restore from it (a member without a good \
+         snapshot receives one from the leader)"
+    )]
+    SnapshotDamaged {
+        /// The index of the damaged snapshot.
+        index: LogIndex,
+        /// The CRC-32C the snapshot was published with.
+        expected: u32,
+        /// The CRC-32C of the data read back.
+        actual: u32,
+    },
 }
 
 /// What exactly is wrong with a corrupt file.

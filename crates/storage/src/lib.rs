@@ -7,8 +7,10 @@
 //! * [`LogStore`] is the contract the runtime and the simulator write to;
 //!   [`FileLogStore`] keeps it on disk and [`MemLogStore`] in memory, and
 //!   [`conformance`] checks any implementation against it.
-//! * [`SnapshotStore`] keeps the newest snapshots, written and installed in
-//!   chunks and published atomically.
+//! * [`SnapshotStore`] is the contract for snapshots, written and installed
+//!   in chunks, staged, and published atomically; [`FileSnapshotStore`]
+//!   keeps them in files and [`MemSnapshotStore`] in memory, and
+//!   [`conformance::snapshots`] checks any implementation against it.
 //!
 //! Driving a store: write, then sync once per batch, and release whatever
 //! waited for persistence only with the [`Durable`] proof that `sync` returns.
@@ -53,7 +55,10 @@ pub use error::{Corruption, FrameProblem, StorageError};
 pub use file_store::FileLogStore;
 pub use mem::{CrashKeep, MemLogStore};
 pub use recovery::{RecoveryReport, TornWrite};
-pub use snapshot::{SnapshotInfo, SnapshotReader, SnapshotStore, SnapshotWriter, StagedSnapshot};
+pub use snapshot::{
+    FileSnapshotStore, MemSnapshotStore, SnapshotInfo, SnapshotReader, SnapshotStore,
+    SnapshotWriter, StagedSnapshot,
+};
 pub use store::{Durable, LogStore};
 
 // The runtime moves stores onto a storage thread and hands out readers.
@@ -61,7 +66,6 @@ const _: () = {
     const fn send_and_sync<T: Send + Sync>() {}
     send_and_sync::<FileLogStore>();
     send_and_sync::<MemLogStore>();
-    send_and_sync::<SnapshotStore>();
-    send_and_sync::<SnapshotWriter>();
-    send_and_sync::<SnapshotReader>();
+    send_and_sync::<FileSnapshotStore>();
+    send_and_sync::<MemSnapshotStore>();
 };

@@ -1,11 +1,12 @@
-//! The snapshot store: chunked writes and reads, verification, atomic
-//! publication, retention and crash leftovers.
+//! The file snapshot store: chunked writes and reads, verification, atomic
+//! publication, retention and crash leftovers, seen on disk. (The contract
+//! every snapshot store keeps is checked by `snapshot_conformance.rs`.)
 
 use std::fs;
 use std::path::Path;
 
 use keel_raft::{LogIndex, Membership, NodeId, SnapshotMeta, Term};
-use keel_storage::{Corruption, SnapshotStore, StorageError};
+use keel_storage::{Corruption, FileSnapshotStore, SnapshotStore, StorageError};
 
 fn meta(index: u64, term: u64) -> SnapshotMeta {
     let membership = Membership::from_parts(
@@ -28,7 +29,7 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// Writes and publishes a snapshot from `bytes` in `chunk`-sized pieces.
-fn publish(store: &SnapshotStore, m: SnapshotMeta, bytes: &[u8], chunk: usize) {
+fn publish(store: &FileSnapshotStore, m: SnapshotMeta, bytes: &[u8], chunk: usize) {
     let mut writer = store.begin(m).unwrap();
     for piece in bytes.chunks(chunk) {
         writer.write_chunk(writer.next_offset(), piece).unwrap();
@@ -49,7 +50,7 @@ fn names(dir: &Path) -> Vec<String> {
 #[test]
 fn snapshot_written_in_chunks_streams_back_identically() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    let store = FileSnapshotStore::open(dir.path()).unwrap();
     assert_eq!(store.latest().unwrap(), None);
     let bytes = data(100_000, 1);
     publish(&store, meta(50, 3), &bytes, 7_000);
@@ -79,7 +80,7 @@ fn snapshot_written_in_chunks_streams_back_identically() {
 #[test]
 fn chunk_at_a_wrong_offset_is_refused_and_the_install_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    let store = FileSnapshotStore::open(dir.path()).unwrap();
     let bytes = data(10_000, 2);
     let mut writer = store.begin(meta(9, 1)).unwrap();
     writer.write_chunk(0, &bytes[..4000]).unwrap();
@@ -102,7 +103,7 @@ fn chunk_at_a_wrong_offset_is_refused_and_the_install_resumes() {
 #[test]
 fn checksum_mismatch_discards_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    let store = FileSnapshotStore::open(dir.path()).unwrap();
     publish(&store, meta(5, 1), &data(1000, 3), 1000);
     let mut writer = store.begin(meta(10, 2)).unwrap();
     writer.write_chunk(0, &data(1000, 4)).unwrap();
@@ -120,13 +121,15 @@ fn checksum_mismatch_discards_the_snapshot() {
 #[test]
 fn only_the_newest_snapshots_are_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    let store = FileSnapshotStore::open(dir.path()).unwrap();
     // A reader opened before pruning still streams its snapshot afterwards.
     publish(&store, meta(10, 1), &data(500, 10), 100);
     let old = store.open_reader(LogIndex(10)).unwrap();
     for (index, seed) in [(20, 20), (30, 30), (40, 40)] {
         publish(&store, meta(index, 2), &data(500, seed), 100);
     }
+    store.prune(2).unwrap();
+    assert_eq!(names(dir.path()).len(), 2, "{:?}", names(dir.path()));
     let kept: Vec<_> = store
         .list()
         .unwrap()
@@ -141,7 +144,7 @@ fn only_the_newest_snapshots_are_kept() {
 #[test]
 fn partial_snapshots_never_survive_an_abort_or_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    let store = FileSnapshotStore::open(dir.path()).unwrap();
     let mut writer = store.begin(meta(7, 1)).unwrap();
     writer.write_chunk(0, b"half").unwrap();
     assert_eq!(
@@ -163,7 +166,7 @@ fn partial_snapshots_never_survive_an_abort_or_a_restart() {
         .join("00000000000000000007-00000000000000000001.snap.partial");
     fs::write(&leftover, b"leftover").unwrap();
     drop(store);
-    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    let store = FileSnapshotStore::open(dir.path()).unwrap();
     assert!(!leftover.exists());
     assert_eq!(store.latest().unwrap(), None);
 }
@@ -171,7 +174,7 @@ fn partial_snapshots_never_survive_an_abort_or_a_restart() {
 #[test]
 fn damaged_snapshot_header_and_data_are_detected() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    let store = FileSnapshotStore::open(dir.path()).unwrap();
     publish(&store, meta(3, 1), &data(2000, 5), 500);
     drop(store);
     let path = dir.path().join(&names(dir.path())[0]);
@@ -180,7 +183,7 @@ fn damaged_snapshot_header_and_data_are_detected() {
     let mut damaged = original.clone();
     damaged[1500] ^= 1; // in the data
     fs::write(&path, &damaged).unwrap();
-    let store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    let store = FileSnapshotStore::open(dir.path()).unwrap();
     match store.open_reader(LogIndex(3)).unwrap().verify() {
         Err(StorageError::Corrupt {
             kind: Corruption::DataChecksum { .. },
@@ -193,7 +196,7 @@ fn damaged_snapshot_header_and_data_are_detected() {
     let mut damaged = original.clone();
     damaged[20] ^= 1; // in the header
     fs::write(&path, &damaged).unwrap();
-    match SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP) {
+    match FileSnapshotStore::open(dir.path()) {
         Err(StorageError::Corrupt {
             file,
             kind: Corruption::BadFileHeader,
@@ -204,7 +207,7 @@ fn damaged_snapshot_header_and_data_are_detected() {
 
     fs::write(&path, &original[..original.len() - 1]).unwrap();
     assert!(matches!(
-        SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP),
+        FileSnapshotStore::open(dir.path()),
         Err(StorageError::Corrupt {
             kind: Corruption::Truncated { .. },
             ..
@@ -213,34 +216,31 @@ fn damaged_snapshot_header_and_data_are_detected() {
 }
 
 #[test]
-fn snapshot_directory_is_locked_and_keep_must_be_positive() {
+fn snapshot_directory_is_locked_until_the_store_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let _store = SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP).unwrap();
+    let store = FileSnapshotStore::open(dir.path()).unwrap();
     assert!(matches!(
-        SnapshotStore::open(dir.path(), SnapshotStore::DEFAULT_KEEP),
+        FileSnapshotStore::open(dir.path()),
         Err(StorageError::Locked { .. })
     ));
-    let other = tempfile::tempdir().unwrap();
-    assert!(matches!(
-        SnapshotStore::open(other.path(), 0),
-        Err(StorageError::InvalidConfig { field: "keep", .. })
-    ));
+    drop(store);
+    FileSnapshotStore::open(dir.path()).unwrap();
 }
 
 /// A leader's snapshot waits, staged, for the core's decision: unseen by
-/// readers until published, gone if dropped, and never a reason to prune
-/// the snapshot the log is compacted to.
+/// readers until published, its file gone if dropped, and never a reason
+/// to prune the snapshot the log is compacted to.
 #[test]
 fn a_staged_snapshot_is_invisible_until_published_and_dropping_discards_it() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SnapshotStore::open(dir.path(), 1).unwrap();
+    let store = FileSnapshotStore::open(dir.path()).unwrap();
     publish(&store, meta(10, 1), &data(100, 1), 64);
 
     let bytes = data(200, 2);
     let mut writer = store.begin(meta(20, 2)).unwrap();
     writer.write_chunk(0, &bytes).unwrap();
     let staged = writer.stage(Some(crc32c::crc32c(&bytes))).unwrap();
-    assert_eq!(staged.meta().index, LogIndex(20));
+    assert_eq!(staged.info().meta.index, LogIndex(20));
     assert_eq!(store.latest().unwrap().unwrap().meta.index, LogIndex(10));
     assert!(store.open_reader(LogIndex(20)).is_err());
 
@@ -250,12 +250,15 @@ fn a_staged_snapshot_is_invisible_until_published_and_dropping_discards_it() {
     assert_eq!(store.latest().unwrap().unwrap().meta.index, LogIndex(10));
     assert!(names(dir.path()).iter().all(|n| !n.ends_with(".partial")));
 
-    // Accepted: published, and with keep = 1 it replaces the older one.
+    // Accepted: published, and pruned to one it replaces the older one.
     let mut writer = store.begin(meta(20, 2)).unwrap();
     writer.write_chunk(0, &bytes).unwrap();
     let staged = writer.stage(Some(crc32c::crc32c(&bytes))).unwrap();
     let info = staged.publish().unwrap();
     assert_eq!(info.data_bytes, 200);
     assert_eq!(store.latest().unwrap().unwrap().meta.index, LogIndex(20));
+    assert_eq!(store.list().unwrap().len(), 2, "publishing prunes nothing");
+    store.prune(1).unwrap();
     assert_eq!(store.list().unwrap().len(), 1);
+    assert_eq!(names(dir.path()).len(), 1, "{:?}", names(dir.path()));
 }

@@ -1,4 +1,5 @@
-//! Reading a published snapshot in chunks, e.g. to stream it to a follower.
+//! Reading a published snapshot file in chunks, e.g. to stream it to a
+//! follower.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -7,37 +8,39 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::format::{self, SnapshotInfo};
+use super::store::SnapshotReader;
 use crate::error::{Corruption, StorageError};
 
-/// An open snapshot. The open file stays readable even if a newer snapshot
-/// prunes it meanwhile, so a transfer in progress is never cut short.
+/// An open snapshot file. The open file stays readable even if a newer
+/// snapshot prunes it meanwhile, so a transfer in progress is never cut
+/// short.
 #[derive(Debug)]
-pub struct SnapshotReader {
+pub(super) struct FileSnapshotReader {
     path: PathBuf,
     file: File,
     info: SnapshotInfo,
     header_bytes: u64,
 }
 
-impl SnapshotReader {
-    pub(super) fn open(path: &Path) -> Result<SnapshotReader, StorageError> {
+impl FileSnapshotReader {
+    pub(super) fn open(path: &Path) -> Result<FileSnapshotReader, StorageError> {
         let file = File::open(path).map_err(StorageError::io("open", path))?;
         let (info, header_bytes) = format::read_header(&file, path)?;
-        Ok(SnapshotReader {
+        Ok(FileSnapshotReader {
             path: path.to_path_buf(),
             file,
             info,
             header_bytes,
         })
     }
+}
 
-    /// The snapshot being read: what it covers, its size and checksum.
-    pub fn info(&self) -> &SnapshotInfo {
+impl SnapshotReader for FileSnapshotReader {
+    fn info(&self) -> &SnapshotInfo {
         &self.info
     }
 
-    /// Up to `max_bytes` of data from data offset `offset`; empty at the end.
-    pub fn read_chunk(&self, offset: u64, max_bytes: usize) -> Result<Bytes, StorageError> {
+    fn read_chunk(&self, offset: u64, max_bytes: usize) -> Result<Bytes, StorageError> {
         let remaining = self.info.data_bytes.saturating_sub(offset);
         let len = remaining.min(max_bytes as u64) as usize;
         let mut buf = vec![0u8; len];
@@ -47,8 +50,8 @@ impl SnapshotReader {
         Ok(Bytes::from(buf))
     }
 
-    /// Reads all the data and checks it against the header's checksum.
-    pub fn verify(&self) -> Result<(), StorageError> {
+    /// Reports damage as [`StorageError::Corrupt`], naming the file.
+    fn verify(&self) -> Result<(), StorageError> {
         const CHUNK: usize = 1 << 20;
         let mut crc = 0;
         let mut offset = 0;

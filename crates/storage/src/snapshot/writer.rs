@@ -1,12 +1,14 @@
-//! Writing a snapshot chunk by chunk, and publishing it atomically.
+//! Writing a snapshot file chunk by chunk, and publishing it atomically.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use keel_raft::SnapshotMeta;
 
 use super::format::{self, SnapshotInfo};
+use super::store::{SnapshotWriter, StagedSnapshot};
 use crate::error::StorageError;
 use crate::fsutil;
 
@@ -18,15 +20,20 @@ use crate::fsutil;
 /// queue short (RocksDB's `bytes_per_sync` answers the same problem).
 const SYNC_EVERY_BYTES: u64 = 8 << 20;
 
-/// A snapshot being written. Chunks must arrive in order; a chunk at the
-/// wrong offset is refused with [`StorageError::SnapshotOffset`] naming the
-/// offset to resume from, and the writer stays usable, so an install
-/// interrupted by the network resumes where it stopped. Dropping the writer
-/// without finishing discards the partial file.
+/// Numbers the partial files of this process, so that two writers of the
+/// same snapshot (a node's own and a leader's, at one index) never share
+/// a file. The name still ends in the partial suffix, which is all the
+/// store's cleanup at open looks for.
+static PARTIAL_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// A snapshot file being written. Chunks must arrive in order; a chunk at
+/// the wrong offset is refused with [`StorageError::SnapshotOffset`]
+/// naming the offset to resume from, and the writer stays usable, so an
+/// install interrupted by the network resumes where it stopped. Dropping
+/// the writer without staging discards the partial file.
 #[derive(Debug)]
-pub struct SnapshotWriter {
+pub(super) struct FileSnapshotWriter {
     dir: PathBuf,
-    keep: usize,
     partial: PathBuf,
     file: File,
     meta: SnapshotMeta,
@@ -34,19 +41,17 @@ pub struct SnapshotWriter {
     next_offset: u64,
     /// Bytes written since the last sync.
     unsynced_bytes: u64,
-    /// crc32c of the data written so far, kept as it arrives so finishing
+    /// crc32c of the data written so far, kept as it arrives so staging
     /// need not read the data back.
     crc: u32,
-    finished: bool,
+    staged: bool,
 }
 
-impl SnapshotWriter {
-    pub(super) fn create(
-        dir: &Path,
-        keep: usize,
-        meta: SnapshotMeta,
-    ) -> Result<SnapshotWriter, StorageError> {
-        let partial = dir.join(format::file_name(&meta, format::PARTIAL_SUFFIX));
+impl FileSnapshotWriter {
+    pub(super) fn create(dir: &Path, meta: SnapshotMeta) -> Result<FileSnapshotWriter, StorageError> {
+        let number = PARTIAL_FILES.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{number}-{}", format::file_name(&meta, format::PARTIAL_SUFFIX));
+        let partial = dir.join(name);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -54,7 +59,7 @@ impl SnapshotWriter {
             .truncate(true)
             .open(&partial)
             .map_err(StorageError::io("create", &partial))?;
-        // A placeholder header reserves the space; finish() rewrites it.
+        // A placeholder header reserves the space; staging rewrites it.
         let header = format::encode_header(&SnapshotInfo {
             meta: meta.clone(),
             data_bytes: 0,
@@ -62,9 +67,8 @@ impl SnapshotWriter {
         });
         file.write_all_at(&header, 0)
             .map_err(StorageError::io("write", &partial))?;
-        Ok(SnapshotWriter {
+        Ok(FileSnapshotWriter {
             dir: dir.to_path_buf(),
-            keep,
             partial,
             file,
             meta,
@@ -72,23 +76,21 @@ impl SnapshotWriter {
             next_offset: 0,
             unsynced_bytes: 0,
             crc: 0,
-            finished: false,
+            staged: false,
         })
     }
+}
 
-    /// What the snapshot being written covers.
-    pub fn meta(&self) -> &SnapshotMeta {
+impl SnapshotWriter for FileSnapshotWriter {
+    fn meta(&self) -> &SnapshotMeta {
         &self.meta
     }
 
-    /// The data offset the next chunk must start at.
-    pub fn next_offset(&self) -> u64 {
+    fn next_offset(&self) -> u64 {
         self.next_offset
     }
 
-    /// Writes `data` at data offset `offset`, which must be
-    /// [`SnapshotWriter::next_offset`].
-    pub fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+    fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         if offset != self.next_offset {
             return Err(StorageError::SnapshotOffset {
                 expected: self.next_offset,
@@ -110,27 +112,13 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Verifies the data against `expected_checksum` (the sender's, when
-    /// installing from a leader) and publishes the snapshot; see
-    /// [`SnapshotWriter::stage`] and [`StagedSnapshot::publish`].
-    ///
-    /// # Errors
-    /// [`StorageError::SnapshotChecksum`] if the data does not match; the
-    /// partial file is discarded and the transfer must start over.
-    pub fn finish(self, expected_checksum: Option<u32>) -> Result<SnapshotInfo, StorageError> {
-        self.stage(expected_checksum)?.publish()
-    }
-
-    /// Verifies the data against `expected_checksum` and makes it durable
-    /// (header, then `fdatasync`) without publishing it. A snapshot received
-    /// from a leader is staged until the core decides to install it: one it
-    /// refuses (stale, or already covered by the log) must not become the
-    /// store's newest, nor push out the snapshot the log is compacted to.
-    ///
-    /// # Errors
-    /// [`StorageError::SnapshotChecksum`] if the data does not match; the
-    /// partial file is discarded and the transfer must start over.
-    pub fn stage(mut self, expected_checksum: Option<u32>) -> Result<StagedSnapshot, StorageError> {
+    /// Rewrites the header with the data's length and checksum, then
+    /// `fdatasync`s the file. A mismatch drops the writer, and with it the
+    /// partial file.
+    fn stage(
+        mut self: Box<Self>,
+        expected_checksum: Option<u32>,
+    ) -> Result<Box<dyn StagedSnapshot>, StorageError> {
         if let Some(expected) = expected_checksum.filter(|&e| e != self.crc) {
             return Err(StorageError::SnapshotChecksum {
                 expected,
@@ -151,53 +139,46 @@ impl SnapshotWriter {
             .sync_data()
             .map_err(StorageError::io("fdatasync", &self.partial))?;
         // From here the staged snapshot owns the file.
-        self.finished = true;
-        Ok(StagedSnapshot {
+        self.staged = true;
+        Ok(Box::new(FileStagedSnapshot {
             dir: self.dir.clone(),
-            keep: self.keep,
             partial: self.partial.clone(),
             info,
             published: false,
-        })
+        }))
     }
 }
 
-/// A whole, verified, durable snapshot that is not yet published: readers
-/// and [`SnapshotStore::latest`](super::SnapshotStore::latest) do not see
-/// it. Dropping it discards it; a crash leaves a partial file, which the
-/// store's next open removes.
+/// A whole, verified, durable snapshot file that is not yet published:
+/// still a partial file, which readers and the listing ignore. Dropping it
+/// removes the file; a crash leaves it, and the store's next open removes
+/// it.
 #[derive(Debug)]
-pub struct StagedSnapshot {
+pub(super) struct FileStagedSnapshot {
     dir: PathBuf,
-    keep: usize,
     partial: PathBuf,
     info: SnapshotInfo,
     published: bool,
 }
 
-impl StagedSnapshot {
-    /// What the staged snapshot covers.
-    pub fn meta(&self) -> &SnapshotMeta {
-        &self.info.meta
+impl StagedSnapshot for FileStagedSnapshot {
+    fn info(&self) -> &SnapshotInfo {
+        &self.info
     }
 
-    /// Publishes the snapshot: rename to its final name, `fsync` of the
-    /// directory. Older snapshots beyond the store's `keep` are then
-    /// removed (the newest by index stay, and the log is compacted to the
-    /// newest published one, so that one is never removed).
-    pub fn publish(mut self) -> Result<SnapshotInfo, StorageError> {
+    /// Renames the file to its final name, then `fsync`s the directory.
+    fn publish(mut self: Box<Self>) -> Result<SnapshotInfo, StorageError> {
         let published = self
             .dir
             .join(format::file_name(&self.info.meta, format::SUFFIX));
         fs::rename(&self.partial, &published).map_err(StorageError::io("rename", &self.partial))?;
         self.published = true;
         fsutil::sync_dir(&self.dir)?;
-        super::prune(&self.dir, self.keep)?;
         Ok(self.info.clone())
     }
 }
 
-impl Drop for StagedSnapshot {
+impl Drop for FileStagedSnapshot {
     fn drop(&mut self) {
         if !self.published {
             // Best effort: a leftover partial file is removed by the next open anyway.
@@ -206,9 +187,9 @@ impl Drop for StagedSnapshot {
     }
 }
 
-impl Drop for SnapshotWriter {
+impl Drop for FileSnapshotWriter {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.staged {
             // Best effort: a leftover partial file is removed by the next open anyway.
             let _ = fs::remove_file(&self.partial);
         }

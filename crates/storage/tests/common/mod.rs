@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use keel_storage::conformance::{CrashKeeps, Harness};
-use keel_storage::{CrashKeep, FileLogStore, LogConfig, MemLogStore};
+use keel_storage::conformance::{CrashKeeps, Harness, snapshots};
+use keel_storage::{CrashKeep, FileLogStore, FileSnapshotStore, LogConfig, MemLogStore};
 use tempfile::TempDir;
 
 /// Small segments, so that tests roll and delete segments often.
@@ -141,4 +141,31 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// A file snapshot store in a temporary directory of its own; a crash
+/// drops the store and opens the directory again.
+pub struct FileSnapshotHarness {
+    pub dir: TempDir,
+}
+
+impl FileSnapshotHarness {
+    pub fn new() -> FileSnapshotHarness {
+        FileSnapshotHarness {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+impl snapshots::Harness for FileSnapshotHarness {
+    type Store = FileSnapshotStore;
+
+    fn create(&mut self) -> FileSnapshotStore {
+        FileSnapshotStore::open(self.dir.path()).unwrap()
+    }
+
+    fn crash_and_recover(&mut self, store: FileSnapshotStore) -> FileSnapshotStore {
+        drop(store);
+        FileSnapshotStore::open(self.dir.path()).unwrap()
+    }
 }
