@@ -88,7 +88,7 @@ async fn start_cluster(log: Log, dir: &std::path::Path) -> Vec<Node<Sink>> {
         let data = dir.join(id.to_string());
         let storage = match log {
             Log::File => Storage::open(&data, &config).unwrap(),
-            Log::Memory => Storage::in_memory_log(&data, &config).unwrap(),
+            Log::Memory => Storage::in_memory_log(&data).unwrap(),
         };
         let mut peers = addrs.clone();
         peers.remove(&id);

@@ -188,7 +188,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // And a node runs on it: a single-member cluster.
     let dir = tempfile::tempdir()?;
     let config = Config::new(NodeId(1), 1, "127.0.0.1:0".parse()?);
-    let storage = keel::Storage::with_log_store(BTreeLogStore::default(), dir.path(), &config)?;
+    let storage = keel::Storage::with_log_store(BTreeLogStore::default(), dir.path())?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let node =
         Node::start_with(config, Count::default(), storage, BTreeMap::new(), listener).await?;

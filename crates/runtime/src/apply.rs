@@ -222,11 +222,13 @@ pub(crate) fn run<S: StateMachine>(
     mut applier: Applier<S>,
     mut ops: mpsc::Receiver<ApplyOp<S>>,
     events: mpsc::UnboundedSender<Event>,
-    snapshots: Arc<SnapshotStore>,
+    snapshots: Arc<dyn SnapshotStore>,
+    snapshots_kept: usize,
     applied: Arc<AppliedIndex>,
 ) {
     let mut writer = SnapshotWriter {
         store: snapshots.clone(),
+        keep: snapshots_kept,
         events: events.clone(),
         thread: None,
     };
@@ -289,7 +291,9 @@ pub(crate) fn run<S: StateMachine>(
 /// Writes snapshots to the store, one at a time, each on a thread of its
 /// own so that applying goes on meanwhile.
 struct SnapshotWriter {
-    store: Arc<SnapshotStore>,
+    store: Arc<dyn SnapshotStore>,
+    /// Published snapshots the store keeps ([`crate::Config::snapshots_kept`]).
+    keep: usize,
     events: mpsc::UnboundedSender<Event>,
     /// The thread writing the latest snapshot, if it may still run.
     thread: Option<JoinHandle<()>>,
@@ -312,12 +316,12 @@ impl SnapshotWriter {
     fn start(&mut self, taken: SnapshotTaken, reply: Option<SnapshotReply>) {
         self.wait();
         let SnapshotTaken { meta, mut data } = taken;
-        let (store, events) = (self.store.clone(), self.events.clone());
+        let (store, events, keep) = (self.store.clone(), self.events.clone(), self.keep);
         let spawned = std::thread::Builder::new()
             .name("keel-snapshot".into())
             .spawn(move || {
                 let index = meta.index;
-                let written = snapshot::write_local(&store, meta.clone(), &mut data);
+                let written = snapshot::write_local(store.as_ref(), meta.clone(), &mut data, keep);
                 match &written {
                     Ok(info) => {
                         info!(%index, bytes = info.data_bytes, "snapshot created");

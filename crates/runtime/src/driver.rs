@@ -34,7 +34,7 @@ use crate::transport::Transport;
 pub(crate) struct Wiring<S: StateMachine, T> {
     /// Generic rather than `dyn`: the driver calls it for every message.
     pub(crate) transport: Arc<T>,
-    pub(crate) snapshots: Arc<SnapshotStore>,
+    pub(crate) snapshots: Arc<dyn SnapshotStore>,
     pub(crate) requests: mpsc::Receiver<Request<S>>,
     pub(crate) inbox: mpsc::Receiver<Inbound>,
     pub(crate) events: mpsc::UnboundedReceiver<Event>,
@@ -57,7 +57,7 @@ pub(crate) struct Driver<S: StateMachine, T> {
     /// The monotonic instant the loop's [`Moment::ZERO`] stands for.
     started: Instant,
     /// Leaders' snapshots received this turn, awaiting the loop's decision.
-    staged: Vec<StagedSnapshot>,
+    staged: Vec<Box<dyn StagedSnapshot>>,
 }
 
 impl<S: StateMachine, T: Transport> Driver<S, T> {
@@ -183,10 +183,11 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         let at = self
             .staged
             .iter()
-            .position(|s| s.meta() == meta)
+            .position(|s| s.info().meta == *meta)
             .expect("the loop publishes only snapshots staged this turn");
         let staged = self.staged.swap_remove(at);
-        tokio::task::spawn_blocking(move || staged.publish())
+        let (store, keep) = (self.io.snapshots.clone(), self.config.snapshots_kept);
+        tokio::task::spawn_blocking(move || crate::snapshot::publish(store.as_ref(), staged, keep))
             .await
             .map_err(|_| StopReason::ThreadEnded("snapshot publishing"))?
             .map_err(|e| StopReason::Storage(Arc::new(e)))?;
@@ -309,7 +310,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
 /// its recipient, then tells the driver how it went.
 async fn send_snapshot<T: Transport>(
     transport: Arc<T>,
-    store: Arc<SnapshotStore>,
+    store: Arc<dyn SnapshotStore>,
     message: Message,
     events: mpsc::UnboundedSender<Event>,
 ) {

@@ -390,7 +390,7 @@ mod tests {
     use std::time::Duration;
 
     use keel_raft::{MessageBody, Term};
-    use keel_storage::SnapshotStore;
+    use keel_storage::MemSnapshotStore;
 
     use super::*;
     use crate::inbound::Inbound;
@@ -400,8 +400,7 @@ mod tests {
         network: &InProcessNetwork,
         id: u64,
     ) -> (InProcessTransport, mpsc::Receiver<Inbound>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SnapshotStore::open(dir.path(), 2).unwrap());
+        let store = Arc::new(MemSnapshotStore::new());
         let (tx, rx) = mpsc::channel(64);
         (network.attach(NodeId(id), PeerInbox::new(tx, store)), rx)
     }

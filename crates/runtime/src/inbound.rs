@@ -19,7 +19,7 @@ pub(crate) enum Inbound {
     Disconnected(NodeId),
     /// The snapshot the message describes is staged: step the message in,
     /// and publish the snapshot if the core accepts it.
-    SnapshotReady(Box<(Message, StagedSnapshot)>),
+    SnapshotReady(Box<(Message, Box<dyn StagedSnapshot>)>),
 }
 
 /// Where a transport delivers what peers send to this node, through its
@@ -33,13 +33,16 @@ pub(crate) enum Inbound {
 #[derive(Clone)]
 pub struct PeerInbox {
     inbox: mpsc::Sender<Inbound>,
-    snapshots: Arc<SnapshotStore>,
+    snapshots: Arc<dyn SnapshotStore>,
     /// The snapshot being received, at most one: a leader sends one at a time.
-    partial: Arc<Mutex<Option<SnapshotWriter>>>,
+    partial: Arc<Mutex<Option<Box<dyn SnapshotWriter>>>>,
 }
 
 impl PeerInbox {
-    pub(crate) fn new(inbox: mpsc::Sender<Inbound>, snapshots: Arc<SnapshotStore>) -> PeerInbox {
+    pub(crate) fn new(
+        inbox: mpsc::Sender<Inbound>,
+        snapshots: Arc<dyn SnapshotStore>,
+    ) -> PeerInbox {
         PeerInbox {
             inbox,
             snapshots,
@@ -85,7 +88,7 @@ impl Handler for PeerInbox {
         Ok(partial
             .as_ref()
             .filter(|w| w.meta() == meta)
-            .map_or(0, SnapshotWriter::next_offset))
+            .map_or(0, |w| w.next_offset()))
     }
 
     async fn snapshot_chunk(
@@ -98,7 +101,7 @@ impl Handler for PeerInbox {
         let meta = meta_of(message)?.clone();
         let partial = self.partial.clone();
         let store = self.snapshots.clone();
-        let write = move || -> Result<Option<StagedSnapshot>, SnapshotRejected> {
+        let write = move || -> Result<Option<Box<dyn StagedSnapshot>>, SnapshotRejected> {
             let mut slot = partial.lock().expect("snapshot writer lock poisoned");
             if slot.as_ref().is_none_or(|w| *w.meta() != meta) {
                 if offset != 0 {
@@ -133,13 +136,13 @@ impl Handler for PeerInbox {
 #[cfg(test)]
 mod tests {
     use keel_raft::Term;
+    use keel_storage::MemSnapshotStore;
 
     use super::*;
 
     #[tokio::test]
     async fn snapshot_calls_with_another_message_kind_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SnapshotStore::open(dir.path(), 2).unwrap());
+        let store = Arc::new(MemSnapshotStore::new());
         let (tx, _rx) = mpsc::channel(1);
         let inbox = PeerInbox::new(tx, store);
         let timeout_now = Message {

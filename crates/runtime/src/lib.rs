@@ -187,7 +187,11 @@ pub use keel_raft::{
     ADDRESS_BYTES_MAX, Entry, HardState, LogIndex, Membership, MembershipChange, MembershipError,
     Message, MessageBody, NodeId, Payload, Role, SnapshotMeta, Term,
 };
-pub use keel_storage::{Durable, LogConfig, LogStore, StorageError, conformance};
+pub use keel_storage::{
+    Durable, FileLogStore, FileSnapshotStore, LogConfig, LogStore, MemLogStore, MemSnapshotStore,
+    SnapshotInfo, SnapshotReader, SnapshotStore, SnapshotWriter, StagedSnapshot, StorageError,
+    conformance,
+};
 pub use keel_transport::{
     ConnectError, Handler, IdentityStamp, Overloaded, PeerCaller, PeerChannel, PeerServices,
     SendError, SnapshotRejected, SnapshotSendError, TransportMetrics, TransportTuning, tls,

@@ -249,7 +249,7 @@ impl<S: StateMachine> Node<S> {
         let (inbox_tx, inbox) = mpsc::channel(config.inbox_batches_max);
         let (stop_server, stop_server_rx) = oneshot::channel::<()>();
         let (metrics_tx, metrics) = watch::channel(Metrics::from_status(raft.status()));
-        let snapshots = Arc::new(storage.snapshots);
+        let snapshots = storage.snapshots;
         let peer_inbox = PeerInbox::new(inbox_tx, snapshots.clone());
         let transport = Arc::new(transport(peer_inbox.clone()));
         // The driver's first turn gives the transport the addresses the
@@ -290,6 +290,7 @@ impl<S: StateMachine> Node<S> {
         );
         let apply_events = events_tx.clone();
         let apply_snapshots = snapshots.clone();
+        let snapshots_kept = config.snapshots_kept;
         let apply_applied = applied.clone();
         let apply_thread = std::thread::Builder::new()
             .name(format!("keel-apply-{id}"))
@@ -299,6 +300,7 @@ impl<S: StateMachine> Node<S> {
                     apply_rx,
                     apply_events,
                     apply_snapshots,
+                    snapshots_kept,
                     apply_applied,
                 )
             })?;

@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use keel_raft::{
     Entry, HardState, LogIndex, Membership, NodeId, Payload, RestoredState, SnapshotMeta, Term,
 };
-use keel_storage::{FileLogStore, LogStore, MemLogStore, SnapshotStore};
+use keel_storage::{FileLogStore, FileSnapshotStore, LogStore, MemLogStore, SnapshotStore};
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -27,11 +28,14 @@ const PEERS_FILE: &str = "peers";
 ///
 /// The log is any [`LogStore`]: Keel's write-ahead log ([`Storage::open`]),
 /// one in memory ([`Storage::in_memory_log`]) or the application's own
-/// ([`Storage::with_log_store`]). Snapshots are files in a
-/// [`SnapshotStore`] under the data directory.
+/// ([`Storage::with_log_store`]). Snapshots are in any [`SnapshotStore`]:
+/// files under the data directory ([`keel_storage::FileSnapshotStore`])
+/// unless the application brings its own ([`Storage::with_stores`]).
 pub struct Storage {
     pub(crate) log: Box<dyn LogStore + Send>,
-    pub(crate) snapshots: SnapshotStore,
+    /// Shared by the apply thread (local snapshots), the transport (a
+    /// leader's snapshots arriving) and the driver (publishing, sending).
+    pub(crate) snapshots: Arc<dyn SnapshotStore>,
     pub(crate) peers_file: Option<PathBuf>,
 }
 
@@ -44,7 +48,7 @@ impl Storage {
         std::fs::create_dir_all(dir)?;
         Ok(Storage {
             log: Box::new(FileLogStore::open(dir.join(LOG_DIR), config.log.clone())?),
-            snapshots: SnapshotStore::open(dir.join(SNAPSHOTS_DIR), config.snapshots_kept)?,
+            snapshots: Arc::new(FileSnapshotStore::open(dir.join(SNAPSHOTS_DIR))?),
             peers_file: Some(dir.join(PEERS_FILE)),
         })
     }
@@ -92,36 +96,57 @@ impl Storage {
             });
         }
         std::fs::create_dir_all(dir)?;
-        // Only this snapshot will exist, so keeping one loses nothing.
-        let snapshots = SnapshotStore::open(dir.join(SNAPSHOTS_DIR), 1)?;
+        let snapshots = FileSnapshotStore::open(dir.join(SNAPSHOTS_DIR))?;
         let voters: BTreeSet<NodeId> = peers.keys().copied().chain([id]).collect();
         let meta = SnapshotMeta {
             index: initial.index,
             term: initial.term,
             membership: Membership::new(voters, [])?.with_addresses(peers.clone())?,
         };
-        crate::snapshot::write_local(&snapshots, meta, initial.data).map_err(|e| match e {
+        // Only this snapshot will exist, so keeping one loses nothing.
+        let keep = 1;
+        crate::snapshot::write_local(&snapshots, meta, initial.data, keep).map_err(|e| match e {
             SnapshotWriteError::Read(e) => StartError::Io(e),
             SnapshotWriteError::Storage(e) => StartError::Storage(e),
         })?;
         Ok(())
     }
 
-    /// The application's own log store, with snapshots under `data_dir`. The store must keep [`LogStore`]'s contract,
-    /// above all that `sync` returns only once its writes survive a crash;
+    /// The application's own log store, with snapshots under `data_dir`.
+    /// The store must keep [`LogStore`]'s contract, above all that `sync`
+    /// returns only once its writes survive a crash;
     /// `keel::conformance::check` tests that in one line.
     pub fn with_log_store(
         log: impl LogStore + Send + 'static,
         data_dir: impl AsRef<Path>,
-        config: &Config,
     ) -> Result<Storage, StartError> {
         let dir = data_dir.as_ref();
         std::fs::create_dir_all(dir)?;
         Ok(Storage {
             log: Box::new(log),
-            snapshots: SnapshotStore::open(dir.join(SNAPSHOTS_DIR), config.snapshots_kept)?,
+            snapshots: Arc::new(FileSnapshotStore::open(dir.join(SNAPSHOTS_DIR))?),
             peers_file: Some(dir.join(PEERS_FILE)),
         })
+    }
+
+    /// The application's own log store and snapshot store, and no data
+    /// directory. Each must keep its trait's contract:
+    /// `keel::conformance::check` tests a log store in one line, and
+    /// `keel::conformance::snapshots::check` a snapshot store. The node
+    /// decides how many snapshots to keep ([`Config::snapshots_kept`]) and
+    /// prunes the store itself.
+    ///
+    /// Members' addresses live in the configuration, in these stores, so
+    /// the node needs no directory of its own.
+    pub fn with_stores(
+        log: impl LogStore + Send + 'static,
+        snapshots: impl SnapshotStore + 'static,
+    ) -> Storage {
+        Storage {
+            log: Box::new(log),
+            snapshots: Arc::new(snapshots),
+            peers_file: None,
+        }
     }
 
     /// Rewrites member `id`'s configuration so that `members` (`id` among
@@ -172,15 +197,12 @@ impl Storage {
 
     /// A log kept in memory (lost at exit; for benchmarks and tests), with
     /// snapshots still under `data_dir`.
-    pub fn in_memory_log(
-        data_dir: impl AsRef<Path>,
-        config: &Config,
-    ) -> Result<Storage, StartError> {
+    pub fn in_memory_log(data_dir: impl AsRef<Path>) -> Result<Storage, StartError> {
         let dir = data_dir.as_ref();
         std::fs::create_dir_all(dir)?;
         Ok(Storage {
             log: Box::new(MemLogStore::new()),
-            snapshots: SnapshotStore::open(dir.join("snapshots"), config.snapshots_kept)?,
+            snapshots: Arc::new(FileSnapshotStore::open(dir.join(SNAPSHOTS_DIR))?),
             peers_file: None,
         })
     }
@@ -250,7 +272,7 @@ pub(crate) fn restore<S: StateMachine>(
             }
             let membership = Membership::new(voters, [])?.with_addresses(addresses)?;
             info!(id = %config.raft.id, ?membership, "bootstrapping a new cluster");
-            write_initial_configuration(&storage.snapshots, membership.clone())?;
+            write_initial_configuration(storage.snapshots.as_ref(), membership.clone())?;
             RestoredState::bootstrap(membership)
         };
         return Ok(Restored {
@@ -356,7 +378,7 @@ fn force_configuration(
 /// Stores a new cluster's first configuration as an empty snapshot at
 /// index 0, so that a restart finds it like any other snapshot.
 fn write_initial_configuration(
-    snapshots: &SnapshotStore,
+    snapshots: &dyn SnapshotStore,
     membership: Membership,
 ) -> Result<(), StartError> {
     let meta = SnapshotMeta {
@@ -524,7 +546,7 @@ mod tests {
             data: &mut data,
         };
         Storage::install_snapshot(dir.path(), NodeId(1), &peers, initial).unwrap();
-        let snapshots = SnapshotStore::open(dir.path().join(SNAPSHOTS_DIR), 1).unwrap();
+        let snapshots = FileSnapshotStore::open(dir.path().join(SNAPSHOTS_DIR)).unwrap();
         let meta = snapshots.latest().unwrap().unwrap().meta;
         assert_eq!((meta.index, meta.term), (LogIndex(1), Term(1)));
         let founders = Membership::new([NodeId(1), NodeId(7)], [])

@@ -6,7 +6,7 @@ use std::io::{self, Read};
 
 use bytes::Bytes;
 use keel_raft::SnapshotMeta;
-use keel_storage::{SnapshotInfo, SnapshotReader, SnapshotStore};
+use keel_storage::{SnapshotInfo, SnapshotReader, SnapshotStore, StagedSnapshot, StorageError};
 
 use crate::error::SnapshotWriteError;
 
@@ -15,12 +15,12 @@ const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// A published snapshot's data as a [`Read`], from `offset` on.
 pub(crate) struct SnapshotBytes {
-    reader: SnapshotReader,
+    reader: Box<dyn SnapshotReader>,
     offset: u64,
 }
 
 impl SnapshotBytes {
-    pub(crate) fn new(reader: SnapshotReader, offset: u64) -> SnapshotBytes {
+    pub(crate) fn new(reader: Box<dyn SnapshotReader>, offset: u64) -> SnapshotBytes {
         SnapshotBytes { reader, offset }
     }
 }
@@ -37,36 +37,53 @@ impl Read for SnapshotBytes {
     }
 }
 
-/// Copies the state machine's snapshot stream into the store and publishes it.
+/// Copies the state machine's snapshot stream into the store, publishes
+/// it and prunes the store to the newest `keep`.
 pub(crate) fn write_local(
-    store: &SnapshotStore,
+    store: &dyn SnapshotStore,
     meta: SnapshotMeta,
     data: &mut dyn Read,
+    keep: usize,
 ) -> Result<SnapshotInfo, SnapshotWriteError> {
     let mut writer = store.begin(meta)?;
     let mut buf = vec![0u8; WRITE_CHUNK_BYTES];
     loop {
         let n = data.read(&mut buf)?;
         if n == 0 {
-            return Ok(writer.finish(None)?);
+            return Ok(publish(store, writer.stage(None)?, keep)?);
         }
-        writer.write_chunk(writer.next_offset(), &buf[..n])?;
+        let offset = writer.next_offset();
+        writer.write_chunk(offset, &buf[..n])?;
     }
+}
+
+/// Publishes `staged`, then prunes the store to the newest `keep`. The
+/// store never prunes by itself: the node loop compacts the log one
+/// snapshot behind the newest only while `keep` ≥ 2 keeps that one, so
+/// the count is the node's ([`crate::Config::snapshots_kept`]).
+pub(crate) fn publish(
+    store: &dyn SnapshotStore,
+    staged: Box<dyn StagedSnapshot>,
+    keep: usize,
+) -> Result<SnapshotInfo, StorageError> {
+    let info = staged.publish()?;
+    store.prune(keep)?;
+    Ok(info)
 }
 
 /// A stored snapshot that a [`crate::Transport`] sends to a follower.
 ///
-/// It holds the published snapshot file open, so the data stays readable
-/// even if a newer snapshot prunes the file meanwhile, and a transport may
+/// It holds the published snapshot open, so the data stays readable even
+/// if a newer snapshot prunes it meanwhile, and a transport may
 /// read it at any offset, e.g. to resume where the receiver says it holds
 /// bytes already. Reading blocks on the disk: call it from a
 /// blocking thread (`tokio::task::spawn_blocking`).
 pub struct SnapshotSource {
-    reader: SnapshotReader,
+    reader: Box<dyn SnapshotReader>,
 }
 
 impl SnapshotSource {
-    pub(crate) fn new(reader: SnapshotReader) -> SnapshotSource {
+    pub(crate) fn new(reader: Box<dyn SnapshotReader>) -> SnapshotSource {
         SnapshotSource { reader }
     }
 

@@ -9,27 +9,46 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{Kv, WAIT, within};
 use keel::{
-    Config, ConnectError, Error, InProcessNetwork, LogIndex, Metrics, Node, NodeId,
-    ReadConsistency, Role, Storage, Term,
+    Config, ConnectError, Error, InProcessNetwork, LogIndex, MemLogStore, MemSnapshotStore,
+    Metrics, Node, NodeId, ReadConsistency, Role, SnapshotStore, Storage, Term,
 };
+
+/// Where the members of a cluster keep their log and snapshots.
+#[derive(Clone, Copy)]
+enum Stores {
+    /// Keel's WAL and snapshot files, in a directory per member.
+    Files,
+    /// `MemLogStore` and `MemSnapshotStore`: nothing survives a restart
+    /// but the snapshots (the log is lost), so such members never restart.
+    Memory,
+}
 
 /// A cluster whose members talk through one [`InProcessNetwork`].
 struct InProcessCluster {
     network: InProcessNetwork,
     size: u64,
     tweak: fn(&mut Config),
+    stores: Stores,
     nodes: BTreeMap<NodeId, Node<Kv>>,
     dirs: BTreeMap<NodeId, tempfile::TempDir>,
+    /// Each member's snapshot store with [`Stores::Memory`], to look into.
+    memory_snapshots: BTreeMap<NodeId, MemSnapshotStore>,
 }
 
 impl InProcessCluster {
     async fn start(size: u64, tweak: fn(&mut Config)) -> InProcessCluster {
+        InProcessCluster::start_on(size, tweak, Stores::Files).await
+    }
+
+    async fn start_on(size: u64, tweak: fn(&mut Config), stores: Stores) -> InProcessCluster {
         let mut cluster = InProcessCluster {
             network: InProcessNetwork::new(),
             size,
             tweak,
+            stores,
             nodes: BTreeMap::new(),
             dirs: BTreeMap::new(),
+            memory_snapshots: BTreeMap::new(),
         };
         for id in 1..=size {
             cluster.launch(id).await;
@@ -42,11 +61,19 @@ impl InProcessCluster {
         // Never bound: the in-process transport has no listener.
         let mut config = common::config(id, "127.0.0.1:0");
         (self.tweak)(&mut config);
-        let dir = self
-            .dirs
-            .entry(NodeId(id))
-            .or_insert_with(|| tempfile::tempdir().unwrap());
-        let storage = Storage::open(dir.path(), &config).unwrap();
+        let storage = match self.stores {
+            Stores::Files => {
+                let dir = self
+                    .dirs
+                    .entry(NodeId(id))
+                    .or_insert_with(|| tempfile::tempdir().unwrap());
+                Storage::open(dir.path(), &config).unwrap()
+            }
+            Stores::Memory => {
+                let snapshots = self.memory_snapshots.entry(NodeId(id)).or_default();
+                Storage::with_stores(MemLogStore::new(), snapshots.clone())
+            }
+        };
         let peers = (1..=self.size)
             .filter(|&p| p != id)
             .map(|p| (NodeId(p), format!("in-process-{p}")))
@@ -277,6 +304,36 @@ fn snapshot_often(config: &mut Config) {
 async fn cut_off_follower_catches_up_through_a_snapshot_over_the_network() {
     within(Duration::from_secs(60), async {
         let cluster = InProcessCluster::start(3, snapshot_often).await;
+        catch_up_through_a_snapshot(&cluster).await;
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// The same on stores the application brings (`Storage::with_stores`):
+/// the leader's snapshot is read from its memory store, and the follower
+/// writes, stages and publishes it into its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_on_memory_stores_catches_up_through_a_snapshot() {
+    within(Duration::from_secs(60), async {
+        let cluster = InProcessCluster::start_on(3, snapshot_often, Stores::Memory).await;
+        let lagging = catch_up_through_a_snapshot(&cluster).await;
+        // It restored its state machine from its store, so the snapshot is
+        // there (or a newer one of its own, taken since).
+        let stored = cluster.memory_snapshots[&lagging].list().unwrap();
+        let newest = stored.last().map(|info| info.meta.index);
+        assert!(newest > Some(LogIndex(40)), "{stored:?}");
+        assert!(stored.len() <= 2, "pruned to snapshots_kept: {stored:?}");
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// Cuts a follower off until the leader's log is compacted past it, heals
+/// it and checks that it caught up through a snapshot sent over the
+/// network. Returns the follower.
+async fn catch_up_through_a_snapshot(cluster: &InProcessCluster) -> NodeId {
+    {
         let leader = cluster.leader().await;
         let lagging = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
         let rest: Vec<NodeId> = cluster
@@ -333,9 +390,8 @@ async fn cut_off_follower_catches_up_through_a_snapshot_over_the_network() {
             cluster.propose(&format!("settle={round}")).await;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        cluster.shutdown().await;
-    })
-    .await;
+        lagging
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
