@@ -36,18 +36,31 @@ impl BTreeSnapshotStore {
 
 impl SnapshotStore for BTreeSnapshotStore {
     fn list(&self) -> Result<Vec<SnapshotInfo>, StorageError> {
-        Ok(self.published().values().map(|(info, _)| info.clone()).collect())
+        Ok(self
+            .published()
+            .values()
+            .map(|(info, _)| info.clone())
+            .collect())
     }
 
     fn begin(&self, meta: SnapshotMeta) -> Result<Box<dyn SnapshotWriter>, StorageError> {
         let store = self.clone();
-        Ok(Box::new(Writer { store, meta, data: Vec::new() }))
+        Ok(Box::new(Writer {
+            store,
+            meta,
+            data: Vec::new(),
+        }))
     }
 
     fn open_reader(&self, index: LogIndex) -> Result<Box<dyn SnapshotReader>, StorageError> {
         let published = self.published();
-        let newest = published.range((index, Term(0))..=(index, Term(u64::MAX))).next_back();
-        let (info, data) = newest.ok_or(StorageError::SnapshotNotFound { index })?.1.clone();
+        let newest = published
+            .range((index, Term(0))..=(index, Term(u64::MAX)))
+            .next_back();
+        let (info, data) = newest
+            .ok_or(StorageError::SnapshotNotFound { index })?
+            .1
+            .clone();
         Ok(Box::new(Reader { info, data })) // `data` is shared: pruning cannot take it away
     }
 
@@ -79,20 +92,37 @@ impl SnapshotWriter for Writer {
     fn write_chunk(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
         let expected = self.next_offset();
         if offset != expected {
-            return Err(StorageError::SnapshotOffset { expected, got: offset });
+            return Err(StorageError::SnapshotOffset {
+                expected,
+                got: offset,
+            });
         }
         self.data.extend_from_slice(data);
         Ok(())
     }
 
-    fn stage(self: Box<Self>, expected: Option<u32>) -> Result<Box<dyn StagedSnapshot>, StorageError> {
+    fn stage(
+        self: Box<Self>,
+        expected: Option<u32>,
+    ) -> Result<Box<dyn StagedSnapshot>, StorageError> {
         let checksum = crc32c::crc32c(&self.data);
         if let Some(expected) = expected.filter(|&e| e != checksum) {
-            return Err(StorageError::SnapshotChecksum { expected, actual: checksum });
+            return Err(StorageError::SnapshotChecksum {
+                expected,
+                actual: checksum,
+            });
         }
         let data_bytes = self.data.len() as u64;
-        let info = SnapshotInfo { meta: self.meta, data_bytes, checksum };
-        Ok(Box::new(Staged { store: self.store, info, data: Bytes::from(self.data) }))
+        let info = SnapshotInfo {
+            meta: self.meta,
+            data_bytes,
+            checksum,
+        };
+        Ok(Box::new(Staged {
+            store: self.store,
+            info,
+            data: Bytes::from(self.data),
+        }))
     }
 }
 
@@ -110,7 +140,9 @@ impl StagedSnapshot for Staged {
 
     fn publish(self: Box<Self>) -> Result<SnapshotInfo, StorageError> {
         let key = (self.info.meta.index, self.info.meta.term);
-        self.store.published().insert(key, (self.info.clone(), self.data));
+        self.store
+            .published()
+            .insert(key, (self.info.clone(), self.data));
         Ok(self.info)
     }
 }

@@ -125,6 +125,14 @@
 //! machine, and a gRPC server for its peers. `crates/runtime/ARCHITECTURE.md`
 //! walks through the write path step by step.
 //!
+//! # Storage
+//!
+//! [`Storage::open`] keeps the log and snapshots in files under a data
+//! directory. The log may be any [`LogStore`] and the snapshots any
+//! [`SnapshotStore`] ([`Storage::with_log_store`], [`Storage::with_stores`]);
+//! [`conformance::check`] and [`conformance::snapshots::check`] hold a
+//! store of yours to the contract the node relies on, in one line each.
+//!
 //! # Transports
 //!
 //! Peers talk gRPC unless a node is started with

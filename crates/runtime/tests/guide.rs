@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 const SOURCES: &[&str] = &[
     "crates/runtime/examples/counter.rs",
     "crates/runtime/examples/btree_log_store.rs",
+    "crates/runtime/examples/btree_snapshot_store.rs",
     "crates/runtime/tests/in_process.rs",
     "crates/runtime/tests/lifecycle.rs",
     "crates/runtime/tests/membership.rs",

@@ -24,10 +24,7 @@ fn mem_snapshot_store_conforms() {
 
 /// Runs one case against a broken variant of the memory store and returns
 /// the panic message it fails with.
-fn failure_of(
-    case: &str,
-    broken: impl Fn(MemSnapshotStore) -> Broken + Copy,
-) -> String {
+fn failure_of(case: &str, broken: impl Fn(MemSnapshotStore) -> Broken + Copy) -> String {
     let (_, run) = snapshots::cases::<Closures<_>>()
         .into_iter()
         .find(|(name, _)| *name == case)

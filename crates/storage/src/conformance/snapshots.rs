@@ -278,7 +278,10 @@ pub fn snapshot_written_in_chunks_reads_back_identically<H: Harness>(h: &mut H) 
     assert_eq!(read_all(reader.as_ref(), 4096), bytes);
     // Reads at any offset, as a resumed transfer makes them.
     assert_eq!(reader.read_chunk(99_990, 100).unwrap(), bytes[99_990..]);
-    assert_eq!(reader.read_chunk(12_345, 10).unwrap(), bytes[12_345..12_355]);
+    assert_eq!(
+        reader.read_chunk(12_345, 10).unwrap(),
+        bytes[12_345..12_355]
+    );
     assert!(reader.read_chunk(100_000, 10).unwrap().is_empty());
     assert!(reader.read_chunk(200_000, 10).unwrap().is_empty());
     assert_not_found(&store, 49);
@@ -312,9 +315,15 @@ pub fn chunk_at_a_wrong_offset_is_refused_and_the_writer_resumes<H: Harness>(h: 
             Err(StorageError::SnapshotOffset { expected, got }) => {
                 assert_eq!((expected, got), (4000, wrong));
             }
-            other => panic!("a chunk at {wrong} instead of 4000: expected SnapshotOffset, got {other:?}"),
+            other => {
+                panic!("a chunk at {wrong} instead of 4000: expected SnapshotOffset, got {other:?}")
+            }
         }
-        assert_eq!(writer.next_offset(), 4000, "a refused chunk changes nothing");
+        assert_eq!(
+            writer.next_offset(),
+            4000,
+            "a refused chunk changes nothing"
+        );
     }
     writer.write_chunk(4000, &bytes[4000..]).unwrap();
     let info = writer.finish(Some(crc32c::crc32c(&bytes))).unwrap();
@@ -419,7 +428,8 @@ pub fn a_crash_keeps_what_was_published_and_nothing_else<H: Harness>(h: &mut H) 
 }
 
 /// Two writers of one snapshot at once (a node's own and a leader's, at
-/// the same index) keep their data apart; the later publish wins.
+/// the same index) keep their data apart; the later publish replaces the
+/// earlier, whose open readers keep theirs.
 pub fn writers_of_the_same_snapshot_do_not_mix<H: Harness>(h: &mut H) {
     let store = h.create();
     let (first, second) = (data(3000, 7), data(3000, 8));
@@ -431,10 +441,17 @@ pub fn writers_of_the_same_snapshot_do_not_mix<H: Harness>(h: &mut H) {
     }
     let a = a.stage(Some(crc32c::crc32c(&first))).unwrap();
     let b = b.stage(Some(crc32c::crc32c(&second))).unwrap();
+    a.publish().unwrap();
+    assert_eq!(read_back(&store, 40, 1000), first);
+    let reader = store.open_reader(LogIndex(40)).unwrap();
     b.publish().unwrap();
     assert_eq!(read_back(&store, 40, 1000), second);
-    drop(a);
     assert_eq!(listed(&store), vec![40]);
+    assert_eq!(read_all(reader.as_ref(), 1000), first);
+
+    // A third, abandoned, takes nothing with it.
+    let c = write(&store, meta(40, 3), &data(3000, 9), 1000);
+    drop(c);
     assert_eq!(read_back(&store, 40, 1000), second);
 }
 
@@ -470,9 +487,17 @@ pub fn prune_keeps_the_newest_and_open_readers_keep_their_data<H: Harness>(h: &m
     assert_eq!(read_all(reader.as_ref(), 1024), oldest);
 
     store.prune(5).unwrap();
-    assert_eq!(listed(&store), vec![30, 40], "keep past the count removes nothing");
+    assert_eq!(
+        listed(&store),
+        vec![30, 40],
+        "keep past the count removes nothing"
+    );
     store.prune(0).unwrap();
-    assert_eq!(listed(&store), vec![40], "the newest snapshot is never pruned");
+    assert_eq!(
+        listed(&store),
+        vec![40],
+        "the newest snapshot is never pruned"
+    );
     let store = h.crash_and_recover(store);
     assert_eq!(listed(&store), vec![40]);
     assert_eq!(read_back(&store, 40, 100), data(500, 40));

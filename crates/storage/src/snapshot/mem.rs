@@ -45,7 +45,11 @@ impl MemSnapshotStore {
 
 impl SnapshotStore for MemSnapshotStore {
     fn list(&self) -> Result<Vec<SnapshotInfo>, StorageError> {
-        Ok(self.published().values().map(|(info, _)| info.clone()).collect())
+        Ok(self
+            .published()
+            .values()
+            .map(|(info, _)| info.clone())
+            .collect())
     }
 
     fn begin(&self, meta: SnapshotMeta) -> Result<Box<dyn SnapshotWriter>, StorageError> {

@@ -126,7 +126,10 @@ pub trait SnapshotWriter: Send + fmt::Debug {
 
     /// Stages the snapshot and publishes it at once: a node's own
     /// snapshot, which needs no one's approval.
-    fn finish(self: Box<Self>, expected_checksum: Option<u32>) -> Result<SnapshotInfo, StorageError> {
+    fn finish(
+        self: Box<Self>,
+        expected_checksum: Option<u32>,
+    ) -> Result<SnapshotInfo, StorageError> {
         self.stage(expected_checksum)?.publish()
     }
 }

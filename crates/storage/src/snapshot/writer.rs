@@ -48,9 +48,15 @@ pub(super) struct FileSnapshotWriter {
 }
 
 impl FileSnapshotWriter {
-    pub(super) fn create(dir: &Path, meta: SnapshotMeta) -> Result<FileSnapshotWriter, StorageError> {
+    pub(super) fn create(
+        dir: &Path,
+        meta: SnapshotMeta,
+    ) -> Result<FileSnapshotWriter, StorageError> {
         let number = PARTIAL_FILES.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{number}-{}", format::file_name(&meta, format::PARTIAL_SUFFIX));
+        let name = format!(
+            "{number}-{}",
+            format::file_name(&meta, format::PARTIAL_SUFFIX)
+        );
         let partial = dir.join(name);
         let file = OpenOptions::new()
             .read(true)
