@@ -88,7 +88,9 @@ pub struct Config {
     /// With `snapshots_kept` ≥ 2 the log is compacted to the snapshot
     /// before the newest, so it holds between one and two intervals.
     pub snapshot_entries: u64,
-    /// Snapshots kept on disk.
+    /// Published snapshots kept in the snapshot store: the node prunes the
+    /// store to this many after each publish (a store never prunes by
+    /// itself).
     pub snapshots_kept: usize,
     /// After this node loses leadership, a pending proposal whose entry was
     /// not applied within this time fails with

@@ -103,9 +103,8 @@ impl Storage {
             term: initial.term,
             membership: Membership::new(voters, [])?.with_addresses(peers.clone())?,
         };
-        // Only this snapshot will exist, so keeping one loses nothing.
-        let keep = 1;
-        crate::snapshot::write_local(&snapshots, meta, initial.data, keep).map_err(|e| match e {
+        // Keep 1: only this snapshot will exist, so keeping one loses nothing.
+        crate::snapshot::write_local(&snapshots, meta, initial.data, 1).map_err(|e| match e {
             SnapshotWriteError::Read(e) => StartError::Io(e),
             SnapshotWriteError::Storage(e) => StartError::Storage(e),
         })?;
