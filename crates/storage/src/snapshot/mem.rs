@@ -21,7 +21,8 @@ type Published = BTreeMap<(LogIndex, Term), (SnapshotInfo, Bytes)>;
 /// What is written or staged lives in its writer or staged snapshot until
 /// published, so dropping one (or losing it in a simulated crash) leaves
 /// nothing behind. A reader holds its snapshot's data, shared and
-/// immutable, so pruning never takes it away.
+/// immutable, so pruning never takes it away. Memory is bounded only by
+/// the snapshots' sizes: a store for tests and benchmarks.
 #[derive(Clone, Debug, Default)]
 pub struct MemSnapshotStore {
     published: Arc<Mutex<Published>>,
