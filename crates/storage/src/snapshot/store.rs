@@ -53,7 +53,8 @@ use crate::snapshot::SnapshotInfo;
 ///    never the newest one.** The runtime decides how many to keep (the
 ///    log may be compacted to the one before the newest, which a lagging
 ///    follower is sent); a store that drops snapshots on its own breaks
-///    that.
+///    that. (Publishing a snapshot again at the same index and term
+///    replaces the earlier copy.)
 /// 7. **An open reader keeps its snapshot.** A [`SnapshotReader`] reads
 ///    the whole snapshot it was opened on until it is dropped, whatever is
 ///    published or pruned meanwhile: a transfer to a follower is never cut
