@@ -1,13 +1,16 @@
-//! Both snapshot stores run the same conformance suite, and the suite
+//! Both snapshot stores run the same conformance suite and match a model
+//! of the contract under random workloads with crashes, and the suite
 //! catches stores that break the contract.
 
 mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use common::FileSnapshotHarness;
+use common::{FileSnapshotHarness, MemSnapshotHarness};
 use keel_raft::{LogIndex, SnapshotMeta};
-use keel_storage::conformance::snapshots;
+use keel_storage::conformance::snapshots::{self, Op};
+use proptest::prelude::*;
+
 use keel_storage::{
     MemSnapshotStore, SnapshotInfo, SnapshotReader, SnapshotStore, SnapshotWriter, StorageError,
 };
@@ -115,4 +118,36 @@ fn a_store_that_lists_newest_first_fails_the_suite() {
     };
     let failure = failure_of("list_is_ordered_and_nothing_is_removed_unasked", broken);
     assert!(failure.contains("[50, 40, 30, 20, 10]"), "{failure}");
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u64..5, 0u64..3).prop_map(|(index, term)| Op::Begin { index, term }),
+        6 => (0usize..4, 0usize..3000, any::<u8>())
+            .prop_map(|(writer, len, seed)| Op::Write { writer, len, seed }),
+        1 => (0usize..4, -3000i64..3000)
+            .prop_map(|(writer, skew)| Op::WriteAtWrongOffset { writer, skew }),
+        3 => (0usize..4, proptest::bool::weighted(0.2))
+            .prop_map(|(writer, wrong_checksum)| Op::Stage { writer, wrong_checksum }),
+        3 => (0usize..4).prop_map(|staged| Op::Publish { staged }),
+        1 => (0usize..4).prop_map(|writer| Op::DropWriter { writer }),
+        1 => (0usize..4).prop_map(|staged| Op::DropStaged { staged }),
+        2 => (0u64..5).prop_map(|index| Op::OpenReader { index }),
+        2 => (0usize..4).prop_map(|keep| Op::Prune { keep }),
+        1 => Just(Op::Crash),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn file_snapshot_store_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+        snapshots::check_against_model(&mut FileSnapshotHarness::new(), &ops);
+    }
+
+    #[test]
+    fn mem_snapshot_store_matches_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+        snapshots::check_against_model(&mut MemSnapshotHarness, &ops);
+    }
 }

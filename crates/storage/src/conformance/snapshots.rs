@@ -8,8 +8,10 @@
 //! on disk: drop it and open it again; the checks themselves drop nothing
 //! a crash would not run, leaking the writers and staged snapshots a
 //! crash interrupts). For per-case state (a temporary directory each)
-//! implement [`Harness`] and call [`run_all`] or [`cases`]. Every check
-//! panics with a message naming what differed.
+//! implement [`Harness`] and call [`run_all`] or [`cases`]; feed
+//! [`check_against_model`] random [`Op`] sequences (the crate's own tests
+//! generate them with proptest). Every check panics with a message naming
+//! what differed.
 //!
 //! ```
 //! use keel_storage::{MemSnapshotStore, conformance::snapshots};
@@ -24,7 +26,9 @@
 use keel_raft::{LogIndex, Membership, NodeId, SnapshotMeta, Term};
 
 use crate::error::StorageError;
-use crate::snapshot::{SnapshotInfo, SnapshotReader, SnapshotStore, SnapshotWriter};
+use crate::snapshot::{
+    SnapshotInfo, SnapshotReader, SnapshotStore, SnapshotWriter, StagedSnapshot,
+};
 
 /// Creates snapshot stores and crashes them.
 pub trait Harness {
@@ -502,4 +506,219 @@ pub fn prune_keeps_the_newest_and_open_readers_keep_their_data<H: Harness>(h: &m
     assert_eq!(listed(&store), vec![40]);
     assert_eq!(read_back(&store, 40, 100), data(500, 40));
     assert_eq!(read_all(reader.as_ref(), 700), oldest);
+}
+
+/// One step of a random workload against a snapshot store; each names its
+/// writer, staged snapshot or reader by a number taken modulo how many
+/// there are, so every sequence is valid.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Begin a snapshot at `index` and `term` (small numbers, so that
+    /// snapshots and writers collide).
+    Begin {
+        /// Its index.
+        index: u64,
+        /// Its term.
+        term: u64,
+    },
+    /// Write `len` bytes of pattern `seed` at the writer's next offset.
+    Write {
+        /// Which writer.
+        writer: usize,
+        /// How many bytes.
+        len: usize,
+        /// What they look like.
+        seed: u8,
+    },
+    /// Write a chunk `skew` bytes off the writer's next offset (0 is taken
+    /// as 1): refused, and nothing changes.
+    WriteAtWrongOffset {
+        /// Which writer.
+        writer: usize,
+        /// How far off, either way.
+        skew: i64,
+    },
+    /// Stage the writer's snapshot with its checksum, or a wrong one.
+    Stage {
+        /// Which writer.
+        writer: usize,
+        /// Announce a wrong checksum: refused, and the writer is gone.
+        wrong_checksum: bool,
+    },
+    /// Publish a staged snapshot.
+    Publish {
+        /// Which staged snapshot.
+        staged: usize,
+    },
+    /// Drop a writer without staging it.
+    DropWriter {
+        /// Which writer.
+        writer: usize,
+    },
+    /// Drop a staged snapshot without publishing it.
+    DropStaged {
+        /// Which staged snapshot.
+        staged: usize,
+    },
+    /// Open a reader at `index`: one opens if and only if the model holds
+    /// a snapshot there.
+    OpenReader {
+        /// Its index.
+        index: u64,
+    },
+    /// Prune to the newest `keep`.
+    Prune {
+        /// How many to keep.
+        keep: usize,
+    },
+    /// Crash and recover: writers, staged snapshots and readers are lost.
+    Crash,
+}
+
+/// What the model holds: the published snapshots' data by index and term.
+type ModelPublished = std::collections::BTreeMap<(u64, u64), Vec<u8>>;
+
+/// A staged snapshot of the store, its index and term, and its data.
+type Staged = (Box<dyn StagedSnapshot>, (u64, u64), Vec<u8>);
+
+/// Runs `ops` against a store from `h` and a model of it (published
+/// snapshots and their data, what each writer and staged snapshot holds,
+/// what each reader must read), checking after every step that the store
+/// lists what the model holds and that every open reader still reads its
+/// snapshot whole. Panics, naming the step, on the first difference.
+pub fn check_against_model<H: Harness>(h: &mut H, ops: &[Op]) {
+    let mut store = h.create();
+    let mut published = ModelPublished::new();
+    let mut writers: Vec<(Box<dyn SnapshotWriter>, Vec<u8>)> = Vec::new();
+    let mut staged: Vec<Staged> = Vec::new();
+    let mut readers: Vec<(Box<dyn SnapshotReader>, Vec<u8>)> = Vec::new();
+    for (step, op) in ops.iter().enumerate() {
+        let at = format!("step {step}, {op:?}");
+        match op.clone() {
+            Op::Begin { index, term } => {
+                let writer = store.begin(meta(index, term)).expect(&at);
+                assert_eq!(writer.next_offset(), 0, "{at}");
+                writers.push((writer, Vec::new()));
+            }
+            Op::Write { writer, len, seed } => {
+                if let Some((w, written)) = pick(&mut writers, writer) {
+                    let bytes = data(len, seed);
+                    let offset = w.next_offset();
+                    w.write_chunk(offset, &bytes).expect(&at);
+                    written.extend_from_slice(&bytes);
+                    assert_eq!(w.next_offset(), written.len() as u64, "{at}");
+                }
+            }
+            Op::WriteAtWrongOffset { writer, skew } => {
+                if let Some((w, written)) = pick(&mut writers, writer) {
+                    let next = written.len() as u64;
+                    let skew = if skew == 0 { 1 } else { skew };
+                    let wrong = next.saturating_add_signed(skew);
+                    let wrong = if wrong == next { next + 1 } else { wrong };
+                    match w.write_chunk(wrong, b"refused") {
+                        Err(StorageError::SnapshotOffset { expected, got }) => {
+                            assert_eq!((expected, got), (next, wrong), "{at}");
+                        }
+                        other => panic!("{at}: expected SnapshotOffset, got {other:?}"),
+                    }
+                    assert_eq!(w.next_offset(), next, "{at}");
+                }
+            }
+            Op::Stage {
+                writer,
+                wrong_checksum,
+            } => {
+                if !writers.is_empty() {
+                    let (w, written) = writers.remove(writer % writers.len());
+                    let key = (w.meta().index.0, w.meta().term.0);
+                    let crc = crc32c::crc32c(&written);
+                    if wrong_checksum {
+                        match w.stage(Some(crc ^ 1)) {
+                            Err(StorageError::SnapshotChecksum { expected, actual }) => {
+                                assert_eq!((expected, actual), (crc ^ 1, crc), "{at}");
+                            }
+                            other => panic!("{at}: expected SnapshotChecksum, got {other:?}"),
+                        }
+                    } else {
+                        let s = w.stage(Some(crc)).expect(&at);
+                        assert_eq!(s.info().data_bytes, written.len() as u64, "{at}");
+                        assert_eq!(s.info().checksum, crc, "{at}");
+                        staged.push((s, key, written));
+                    }
+                }
+            }
+            Op::Publish { staged: which } => {
+                if !staged.is_empty() {
+                    let (s, key, written) = staged.remove(which % staged.len());
+                    s.publish().expect(&at);
+                    published.insert(key, written);
+                }
+            }
+            Op::DropWriter { writer } => {
+                if !writers.is_empty() {
+                    writers.remove(writer % writers.len());
+                }
+            }
+            Op::DropStaged { staged: which } => {
+                if !staged.is_empty() {
+                    staged.remove(which % staged.len());
+                }
+            }
+            Op::OpenReader { index } => {
+                let newest = published
+                    .range((index, 0)..=(index, u64::MAX))
+                    .next_back()
+                    .map(|(_, data)| data.clone());
+                match (store.open_reader(LogIndex(index)), newest) {
+                    (Ok(reader), Some(expected)) => readers.push((reader, expected)),
+                    (Err(StorageError::SnapshotNotFound { .. }), None) => {}
+                    (got, expected) => panic!(
+                        "{at}: opening {index} gave {got:?}, but the model holds {:?} bytes",
+                        expected.map(|e| e.len())
+                    ),
+                }
+            }
+            Op::Prune { keep } => {
+                store.prune(keep).expect(&at);
+                while published.len() > keep.max(1) {
+                    published.pop_first();
+                }
+            }
+            Op::Crash => {
+                let lost = (
+                    std::mem::take(&mut writers),
+                    std::mem::take(&mut staged),
+                    std::mem::take(&mut readers),
+                );
+                store = h.crash_and_recover(store);
+                // What the crashed process held is gone; dropping it now
+                // must not touch the recovered store.
+                drop(lost);
+            }
+        }
+        assert_matches_model(&store, &published, &at);
+        for (reader, expected) in &readers {
+            assert_eq!(&read_all(reader.as_ref(), 777), expected, "{at}: a reader");
+        }
+    }
+}
+
+/// The entry `n` names among `items`, if there are any.
+fn pick<T>(items: &mut [T], n: usize) -> Option<&mut T> {
+    let len = items.len();
+    items.get_mut(n.checked_rem(len)?)
+}
+
+fn assert_matches_model<S: SnapshotStore>(store: &S, published: &ModelPublished, at: &str) {
+    let listed: Vec<SnapshotInfo> = store.list().expect(at);
+    let expected: Vec<SnapshotInfo> = published
+        .iter()
+        .map(|(&(index, term), bytes)| SnapshotInfo {
+            meta: meta(index, term),
+            data_bytes: bytes.len() as u64,
+            checksum: crc32c::crc32c(bytes),
+        })
+        .collect();
+    assert_eq!(listed, expected, "{at}: the list");
+    assert_eq!(store.latest().expect(at), expected.last().cloned(), "{at}");
 }

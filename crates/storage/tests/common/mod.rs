@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use keel_storage::conformance::{CrashKeeps, Harness, snapshots};
-use keel_storage::{CrashKeep, FileLogStore, FileSnapshotStore, LogConfig, MemLogStore};
+use keel_storage::{
+    CrashKeep, FileLogStore, FileSnapshotStore, LogConfig, MemLogStore, MemSnapshotStore,
+};
 use tempfile::TempDir;
 
 /// Small segments, so that tests roll and delete segments often.
@@ -167,5 +169,21 @@ impl snapshots::Harness for FileSnapshotHarness {
     fn crash_and_recover(&mut self, store: FileSnapshotStore) -> FileSnapshotStore {
         drop(store);
         FileSnapshotStore::open(self.dir.path()).unwrap()
+    }
+}
+
+/// A memory snapshot store: clones share their snapshots, so a crash is
+/// the store itself (what the crash interrupted is lost with its objects).
+pub struct MemSnapshotHarness;
+
+impl snapshots::Harness for MemSnapshotHarness {
+    type Store = MemSnapshotStore;
+
+    fn create(&mut self) -> MemSnapshotStore {
+        MemSnapshotStore::new()
+    }
+
+    fn crash_and_recover(&mut self, store: MemSnapshotStore) -> MemSnapshotStore {
+        store
     }
 }
