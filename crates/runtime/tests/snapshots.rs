@@ -1,13 +1,19 @@
 //! Snapshots: taken by policy or on request (`Node::trigger_snapshot`),
 //! the log compacted after, and shipped to a follower that fell behind the
-//! compaction point.
+//! compaction point; an application's snapshot store that fails.
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Cluster, Kv, WAIT, within};
-use keel::{Config, LogIndex};
+use keel::{
+    Config, LogIndex, MemLogStore, MemSnapshotStore, Node, NodeId, SnapshotError, SnapshotMeta,
+    SnapshotReader, SnapshotStore, SnapshotWriteError, SnapshotWriter, Storage, StorageError,
+};
 
 fn snapshot_often(config: &mut Config) {
     config.snapshot_entries = 40;
@@ -140,6 +146,86 @@ async fn triggered_snapshots_are_taken_at_once_and_compact_the_log() {
             .await;
         assert_eq!(read, (Some("0".into()), Some("14".into())));
         cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// A memory snapshot store that refuses to begin snapshots while told to,
+/// as a disk of the application's might.
+#[derive(Clone, Default)]
+struct FailingStore {
+    inner: MemSnapshotStore,
+    failing: Arc<AtomicBool>,
+}
+
+impl SnapshotStore for FailingStore {
+    fn list(&self) -> Result<Vec<keel::SnapshotInfo>, StorageError> {
+        self.inner.list()
+    }
+
+    fn begin(&self, meta: SnapshotMeta) -> Result<Box<dyn SnapshotWriter>, StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StorageError::Io {
+                op: "begin",
+                path: "failing-store".into(),
+                source: std::io::Error::other("the test made the store fail"),
+            });
+        }
+        self.inner.begin(meta)
+    }
+
+    fn open_reader(&self, index: LogIndex) -> Result<Box<dyn SnapshotReader>, StorageError> {
+        self.inner.open_reader(index)
+    }
+
+    fn prune(&self, keep: usize) -> Result<(), StorageError> {
+        self.inner.prune(keep)
+    }
+}
+
+/// The application's snapshot store failing is the caller's typed error:
+/// the node goes on, and snapshots again once the store works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_snapshot_store_fails_the_snapshot_not_the_node() {
+    within(Duration::from_secs(30), async {
+        let store = FailingStore::default();
+        let config = common::config(1, "127.0.0.1:0");
+        let storage = Storage::with_stores(MemLogStore::new(), store.clone());
+        let listener = tokio::net::TcpListener::bind(config.listen_addr)
+            .await
+            .unwrap();
+        let node = Node::start_with(config, Kv::default(), storage, BTreeMap::new(), listener)
+            .await
+            .unwrap();
+        node.wait_for(WAIT, |m| m.leader == Some(NodeId(1)))
+            .await
+            .unwrap();
+        node.propose("a=1".to_owned()).await.unwrap();
+
+        store.failing.store(true, Ordering::SeqCst);
+        match node.trigger_snapshot().await {
+            Err(SnapshotError::Write(SnapshotWriteError::Storage(StorageError::Io {
+                op: "begin",
+                ..
+            }))) => {}
+            other => panic!("expected the store's error, got {other:?}"),
+        }
+        node.propose("b=2".to_owned()).await.unwrap();
+        let published: Vec<LogIndex> = store
+            .inner
+            .list()
+            .unwrap()
+            .iter()
+            .map(|info| info.meta.index)
+            .collect();
+        assert_eq!(published, [LogIndex(0)], "only the bootstrap snapshot");
+
+        store.failing.store(false, Ordering::SeqCst);
+        let index = node.trigger_snapshot().await.unwrap();
+        let latest = store.inner.latest().unwrap().unwrap();
+        assert_eq!(latest.meta.index, index);
+        assert!(index >= LogIndex(3), "{index}");
+        node.shutdown().await.unwrap();
     })
     .await;
 }
