@@ -5,9 +5,10 @@
 //! One line in a test runs every check: [`check`]`(create,
 //! crash_and_recover)`, with a function that makes an empty store and one
 //! that does to a store what a power loss and restart would (for a store
-//! on disk: drop it and open it again; the checks themselves drop nothing
-//! a crash would not run, leaking the writers and staged snapshots a
-//! crash interrupts). For per-case state (a temporary directory each)
+//! on disk: drop it and open it again). A crash runs no destructor: the
+//! cases leak the writers and staged snapshots it interrupts, and the
+//! model check drops them only after the recovery, which they must not
+//! disturb. For per-case state (a temporary directory each)
 //! implement [`Harness`] and call [`run_all`] or [`cases`]; feed
 //! [`check_against_model`] random [`Op`] sequences (the crate's own tests
 //! generate them with proptest). Every check panics with a message naming
