@@ -54,14 +54,13 @@ impl SnapshotStore for BTreeSnapshotStore {
 
     fn open_reader(&self, index: LogIndex) -> Result<Box<dyn SnapshotReader>, StorageError> {
         let published = self.published();
-        let newest = published
-            .range((index, Term(0))..=(index, Term(u64::MAX)))
-            .next_back();
-        let (info, data) = newest
-            .ok_or(StorageError::SnapshotNotFound { index })?
-            .1
-            .clone();
-        Ok(Box::new(Reader { info, data })) // `data` is shared: pruning cannot take it away
+        let mut at_index = published.range((index, Term(0))..=(index, Term(u64::MAX)));
+        let Some((_, (info, data))) = at_index.next_back() else {
+            return Err(StorageError::SnapshotNotFound { index });
+        };
+        // The reader shares `data`, so pruning cannot take it away.
+        let (info, data) = (info.clone(), data.clone());
+        Ok(Box::new(Reader { info, data }))
     }
 
     fn prune(&self, keep: usize) -> Result<(), StorageError> {
