@@ -482,7 +482,7 @@ mod tests {
         let config = Config::new(NodeId(1), 1, "127.0.0.1:0".parse().unwrap());
         let mut storage = Storage::open(dir.path(), &config).unwrap();
         let old = Membership::new([NodeId(1), NodeId(2), NodeId(3)], []).unwrap();
-        write_initial_configuration(&storage.snapshots, old.clone()).unwrap();
+        write_initial_configuration(storage.snapshots.as_ref(), old.clone()).unwrap();
         let book = "2 10.0.0.2:7000\n3 10.0.0.3:7000\n";
         std::fs::write(dir.path().join(PEERS_FILE), book).unwrap();
         let given = BTreeMap::from([(NodeId(3), "10.0.0.33:7000".to_owned())]);
