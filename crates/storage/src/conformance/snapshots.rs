@@ -144,10 +144,20 @@ where
 }
 
 /// A snapshot description at `index` and `term`, with a configuration of
-/// voters and a learner so that a store that loses the membership shows.
+/// voters, a learner and addresses, so that a store that loses any part
+/// of the membership shows.
 pub fn meta(index: u64, term: u64) -> SnapshotMeta {
+    let addresses = [
+        (1, "10.0.0.1:2380"),
+        (3, "node-3.example:2380"),
+        (7, "[::1]:7"),
+    ]
+    .into_iter()
+    .map(|(id, addr)| (NodeId(id), addr.to_owned()))
+    .collect();
     let membership = Membership::new([NodeId(1), NodeId(2), NodeId(3)], [NodeId(7)])
-        .expect("three voters and a learner are a valid configuration");
+        .and_then(|m| m.with_addresses(addresses))
+        .expect("three voters, a learner and their addresses are a valid configuration");
     SnapshotMeta {
         index: LogIndex(index),
         term: Term(term),
