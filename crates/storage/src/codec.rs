@@ -335,11 +335,7 @@ fn decode_addresses(r: &mut Reader<'_>) -> Result<BTreeMap<NodeId, String>, Deco
     let mut addresses = BTreeMap::new();
     let mut previous = None;
     for _ in 0..count {
-        let id = r.u64()?;
-        if previous.is_some_and(|p| p >= id) {
-            return Err(DecodeError::UnsortedIds);
-        }
-        previous = Some(id);
+        let id = next_increasing_id(r, &mut previous)?;
         let len = usize::from(u16::from_le_bytes(r.take()?));
         if len == 0 || len > ADDRESS_BYTES_MAX {
             return Err(DecodeError::BadAddress(len));
@@ -361,14 +357,20 @@ fn decode_id_list(r: &mut Reader<'_>) -> Result<BTreeSet<NodeId>, DecodeError> {
     let mut ids = BTreeSet::new();
     let mut previous = None;
     for _ in 0..count {
-        let id = r.u64()?;
-        if previous.is_some_and(|p| p >= id) {
-            return Err(DecodeError::UnsortedIds);
-        }
-        previous = Some(id);
-        ids.insert(NodeId(id));
+        ids.insert(NodeId(next_increasing_id(r, &mut previous)?));
     }
     Ok(ids)
+}
+
+/// Reads the next id of a list whose ids must strictly increase (so that
+/// one configuration has one encoding), after `previous`.
+fn next_increasing_id(r: &mut Reader<'_>, previous: &mut Option<u64>) -> Result<u64, DecodeError> {
+    let id = r.u64()?;
+    if previous.is_some_and(|p| p >= id) {
+        return Err(DecodeError::UnsortedIds);
+    }
+    *previous = Some(id);
+    Ok(id)
 }
 
 /// A bounds-checked cursor over untrusted bytes.

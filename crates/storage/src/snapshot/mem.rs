@@ -8,7 +8,7 @@ use bytes::Bytes;
 use keel_raft::{LogIndex, SnapshotMeta, Term};
 
 use super::format::SnapshotInfo;
-use super::store::{SnapshotReader, SnapshotStore, SnapshotWriter, StagedSnapshot};
+use super::store::{SnapshotReader, SnapshotStore, SnapshotWriter, StagedSnapshot, check_checksum};
 use crate::error::StorageError;
 
 /// Published snapshots by `(index, term)`, with their data.
@@ -120,12 +120,7 @@ impl SnapshotWriter for MemSnapshotWriter {
         self: Box<Self>,
         expected_checksum: Option<u32>,
     ) -> Result<Box<dyn StagedSnapshot>, StorageError> {
-        if let Some(expected) = expected_checksum.filter(|&e| e != self.crc) {
-            return Err(StorageError::SnapshotChecksum {
-                expected,
-                actual: self.crc,
-            });
-        }
+        check_checksum(expected_checksum, self.crc)?;
         let info = SnapshotInfo {
             meta: self.meta,
             data_bytes: self.data.len() as u64,

@@ -187,3 +187,14 @@ pub trait SnapshotReader: Send + Sync + fmt::Debug {
         Ok(())
     }
 }
+
+/// Guarantee 3's check, for every store's [`SnapshotWriter::stage`]: the
+/// data's CRC-32C `actual` against the sender's announced one, if any.
+pub(crate) fn check_checksum(expected: Option<u32>, actual: u32) -> Result<(), StorageError> {
+    match expected {
+        Some(expected) if expected != actual => {
+            Err(StorageError::SnapshotChecksum { expected, actual })
+        }
+        _ => Ok(()),
+    }
+}

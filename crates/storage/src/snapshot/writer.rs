@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use keel_raft::SnapshotMeta;
 
 use super::format::{self, SnapshotInfo};
-use super::store::{SnapshotWriter, StagedSnapshot};
+use super::store::{SnapshotWriter, StagedSnapshot, check_checksum};
 use crate::error::StorageError;
 use crate::fsutil;
 
@@ -125,12 +125,7 @@ impl SnapshotWriter for FileSnapshotWriter {
         mut self: Box<Self>,
         expected_checksum: Option<u32>,
     ) -> Result<Box<dyn StagedSnapshot>, StorageError> {
-        if let Some(expected) = expected_checksum.filter(|&e| e != self.crc) {
-            return Err(StorageError::SnapshotChecksum {
-                expected,
-                actual: self.crc,
-            });
-        }
+        check_checksum(expected_checksum, self.crc)?;
         let info = SnapshotInfo {
             meta: self.meta.clone(),
             data_bytes: self.next_offset,
