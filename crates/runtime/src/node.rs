@@ -97,7 +97,8 @@ impl<S: StateMachine> Node<S> {
     /// and whose configuration records their addresses (this node's own
     /// is its advertised address, [`Config::advertise_addr`], or the one
     /// it listens on); every founding member must be started with the
-    /// same set. From then on the configuration, changed through the log,
+    /// same set, and with the address the others are given for it, so
+    /// that every founder writes the same first entry. From then on the configuration, changed through the log,
     /// says where members are: later starts resume it from `data_dir`
     /// and use `peers` only for members it records no address for (a data
     /// directory written before configurations carried addresses).
