@@ -35,8 +35,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use keel_raft::{
-    LogIndex, Membership, MembershipChange, Message, MessageBody, NodeId, Proposal, ProposeError,
-    Raft, ReadId, Ready, Role, SnapshotMeta, SoftState, Term,
+    HardState, LogIndex, Membership, MembershipChange, Message, MessageBody, NodeId, Proposal,
+    ProposeError, Raft, ReadId, Ready, Role, SnapshotMeta, SoftState, Term,
 };
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -232,6 +232,12 @@ pub struct NodeLoop<S: StateMachine> {
     /// learns again from its leader, and the state machine's own applied
     /// index covers what it already holds.
     written_vote: (Term, Option<NodeId>),
+    /// A hard state that moved only the commit index while no write was in
+    /// flight, not yet handed to storage: it rides with the next write
+    /// instead of waking the storage thread on its own (the commit index
+    /// is volatile, so losing it in a crash is no worse than losing it
+    /// unsynced).
+    unwritten_commit: Option<HardState>,
     /// Apply ops that wait for a write: a leader's snapshot replaces the
     /// state machine only once the log records it (a crash in between
     /// must not leave the machine ahead of a log that cannot explain it),
@@ -289,6 +295,7 @@ impl<S: StateMachine> NodeLoop<S> {
             write_seq: 0,
             persisted_seq: 0,
             written_vote,
+            unwritten_commit: None,
             held: VecDeque::new(),
             snapshot_sends: BTreeSet::new(),
             staged: Vec::new(),
@@ -445,9 +452,9 @@ impl<S: StateMachine> NodeLoop<S> {
             || ready.hard_state.is_some()
             || !ready.persisted_messages.is_empty();
         if must_write {
-            // Messages with nothing of their own to write still go through
-            // the write queue: they may vouch for entries of an earlier
-            // write that is still in flight.
+            // Messages with nothing of their own to write go through the
+            // write queue while an earlier write is in flight: they may
+            // vouch for its entries.
             let vote_changed = ready
                 .hard_state
                 .as_ref()
@@ -459,19 +466,25 @@ impl<S: StateMachine> NodeLoop<S> {
             // snapshot, a vote) was written by this batch or an earlier
             // one, which is synced before they leave.
             let must_sync = vote_changed || ready.snapshot.is_some() || !ready.entries.is_empty();
-            self.write_seq += 1;
-            let batch = WriteBatch {
-                seq: self.write_seq,
-                must_sync,
-                snapshot: ready.snapshot,
-                entries: ready.entries,
-                hard_state: ready.hard_state,
-                persisted_up_to,
-                messages: ready.persisted_messages,
-            };
-            #[cfg(feature = "fault-injection")]
-            let batch = self.acknowledge_early(batch);
-            self.effects.push(Effect::Write(batch));
+            if !must_sync && self.persisted_seq == self.write_seq {
+                // Nothing to sync and every earlier write is durable: what
+                // the messages vouch for is on disk already, so they leave
+                // now, and the commit index waits for the next write.
+                self.unwritten_commit = ready.hard_state.or(self.unwritten_commit.take());
+                for m in ready.persisted_messages {
+                    self.send(m);
+                }
+            } else {
+                self.write(WriteBatch {
+                    seq: 0,
+                    must_sync,
+                    snapshot: ready.snapshot,
+                    entries: ready.entries,
+                    hard_state: ready.hard_state,
+                    persisted_up_to,
+                    messages: ready.persisted_messages,
+                });
+            }
         }
         if let Some(meta) = install {
             self.proposals.covered_by_snapshot(meta.index);
@@ -497,6 +510,18 @@ impl<S: StateMachine> NodeLoop<S> {
         for read in ready.reads {
             self.release_read(read);
         }
+    }
+
+    /// Hands `batch` to storage as the next write, with the commit index
+    /// left unwritten before it unless the batch records a newer one.
+    fn write(&mut self, mut batch: WriteBatch) {
+        let unwritten = self.unwritten_commit.take();
+        batch.hard_state = batch.hard_state.or(unwritten);
+        self.write_seq += 1;
+        batch.seq = self.write_seq;
+        #[cfg(feature = "fault-injection")]
+        let batch = self.acknowledge_early(batch);
+        self.effects.push(Effect::Write(batch));
     }
 
     /// Hands the transport the configuration's addresses that changed

@@ -153,28 +153,34 @@ fn the_write(node: &mut NodeLoop<()>) -> WriteBatch {
     write
 }
 
-/// Entries and a new term are synced; a write that only moves the
-/// commit index is not, and its acknowledgement still waits its turn.
-#[test]
-fn only_entries_terms_and_votes_need_a_sync() {
-    let mut node = follower();
-    let entry = Entry {
+fn entry(index: u64) -> Entry {
+    Entry {
         term: Term(2),
-        index: LogIndex(1),
+        index: LogIndex(index),
         payload: Payload::Blank,
-    };
-    node.handle(Moment::ZERO, append(0, vec![entry], 0));
-    let first = the_write(&mut node);
-    assert!(first.must_sync, "a new term and an entry");
+    }
+}
+
+fn persist(node: &mut NodeLoop<()>, batch: WriteBatch) {
     node.handle(
         Moment::ZERO,
         Input::Persisted {
-            seq: first.seq,
-            durable: synced(&first),
-            messages: first.messages,
+            seq: batch.seq,
+            durable: synced(&batch),
+            messages: batch.messages,
         },
     );
-    node.effects(Moment::ZERO);
+}
+
+/// Entries and a new term are synced; a write that only moves the commit
+/// index is not, and while an earlier write is in flight the
+/// acknowledgement waits its turn behind it.
+#[test]
+fn only_entries_terms_and_votes_need_a_sync() {
+    let mut node = follower();
+    node.handle(Moment::ZERO, append(0, vec![entry(1)], 0));
+    let first = the_write(&mut node);
+    assert!(first.must_sync, "a new term and an entry");
 
     node.handle(Moment::ZERO, append(1, Vec::new(), 1));
     let commit_only = the_write(&mut node);
@@ -185,7 +191,45 @@ fn only_entries_terms_and_votes_need_a_sync() {
     );
     assert!(
         !commit_only.messages.is_empty(),
-        "the acknowledgement leaves after the write, in order"
+        "the acknowledgement leaves after the write in flight, in order"
+    );
+}
+
+/// With every write durable, an AppendEntries that only moves the commit
+/// index is acknowledged at once and wakes no storage: the commit index
+/// rides with the next write.
+#[test]
+fn a_commit_with_nothing_in_flight_is_acknowledged_without_a_write() {
+    let mut node = follower();
+    node.handle(Moment::ZERO, append(0, vec![entry(1)], 0));
+    let first = the_write(&mut node);
+    persist(&mut node, first);
+    node.effects(Moment::ZERO);
+
+    node.handle(Moment::ZERO, append(1, Vec::new(), 1));
+    let effects = node.effects(Moment::ZERO);
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Write(_))),
+        "nothing to write on its own"
+    );
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Send(Message {
+                to: NodeId(1),
+                body: MessageBody::AppendResponse(_),
+                ..
+            })
+        )),
+        "the acknowledgement leaves at once"
+    );
+
+    node.handle(Moment::ZERO, append(1, vec![entry(2)], 1));
+    let next = the_write(&mut node);
+    assert_eq!(
+        next.hard_state.map(|hs| hs.commit),
+        Some(LogIndex(1)),
+        "the commit index rides with the next write"
     );
 }
 
