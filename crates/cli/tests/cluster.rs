@@ -102,6 +102,19 @@ fn cluster_survives_a_killed_leader_and_down_leaves_no_process() {
         status.raft_logs
     );
 
+    // The members share this machine's cores: each gets its share of async
+    // worker threads, at least one.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let expected = format!("TOKIO_WORKER_THREADS={}", (cores / 3).max(1));
+    for name in ["m1", "m2", "m3"] {
+        let pid = cluster.member(name)["pid"].as_integer().unwrap();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            environ.split(|&b| b == 0).any(|v| v == expected.as_bytes()),
+            "{name} was not started with {expected}"
+        );
+    }
+
     // Hand leadership to a chosen member, then kill it: status reports it
     // down, another member takes over, and writes go on.
     let chosen = ["m1", "m2", "m3"]

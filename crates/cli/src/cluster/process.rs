@@ -18,6 +18,21 @@ use super::state::MemberEntry;
 /// How often a stopping process is checked on.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// The variable a member's async runtime (tokio) reads for its number of
+/// worker threads.
+const WORKER_THREADS_VAR: &str = "TOKIO_WORKER_THREADS";
+
+/// How many async worker threads each of `members` members sharing this
+/// machine gets: its cores divided among them, at least one. A member
+/// alone on a machine takes one per core; members sharing the cores that
+/// each took them all only wake each other's idle workers: three members
+/// on two cores, one worker each instead of two, spent 8% less server CPU
+/// per put at 1 and at 16 clients and the same at 100 (BENCHMARKS.md).
+pub fn worker_threads_per_member(members: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / members.max(1)).max(1)
+}
+
 /// The `keel serve` command line of a cluster member; with `tls`, TLS on
 /// its client and peer ports, certificates required on both, from the
 /// cluster's own CA.
@@ -67,7 +82,9 @@ pub fn serve_args(
     args
 }
 
-/// Starts `keel serve` for `member`, appending its output to its log.
+/// Starts `keel serve` for `member`, appending its output to its log,
+/// with `worker_threads` async workers unless the user's environment
+/// names a number ([`WORKER_THREADS_VAR`]).
 ///
 /// The member gets its own process group, so that a Ctrl-C meant for the
 /// supervisor reaches the members only as the supervisor's orderly
@@ -79,6 +96,7 @@ pub fn spawn(
     args: &[String],
     log_level: &str,
     detach: bool,
+    worker_threads: usize,
 ) -> anyhow::Result<Child> {
     let dir = member.dir(cluster_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -104,6 +122,9 @@ pub fn spawn(
         if name.to_string_lossy().starts_with("KEEL_") {
             command.env_remove(name);
         }
+    }
+    if std::env::var_os(WORKER_THREADS_VAR).is_none() {
+        command.env(WORKER_THREADS_VAR, worker_threads.to_string());
     }
     if !detach {
         die_with_parent(&mut command);

@@ -17,7 +17,9 @@ use super::ClusterDir;
 use super::certs::TlsFiles;
 use super::down::stop_members;
 use super::ports::{check_free, plan};
-use super::process::{is_supervisor_process, running_member, serve_args, spawn};
+use super::process::{
+    is_supervisor_process, running_member, serve_args, spawn, worker_threads_per_member,
+};
 use super::state::ClusterFile;
 use super::wait::{Ready, wait_for_leader};
 use crate::duration;
@@ -265,6 +267,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         file.tls_files(&cluster_dir)
     };
     let initial_cluster = file.initial_cluster();
+    let worker_threads = worker_threads_per_member(file.members.len());
     let mut started = Started(Vec::new());
     for &i in &missing {
         let member = &file.members[i];
@@ -275,7 +278,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             &file.token,
             tls.as_ref(),
         );
-        let child = spawn(member, &cluster_dir, &serve, args.log_level.name(), detach)?;
+        let child = spawn(
+            member,
+            &cluster_dir,
+            &serve,
+            args.log_level.name(),
+            detach,
+            worker_threads,
+        )?;
         started.0.push((member.name.clone(), child));
         file.members[i].pid = started.0.last().map(|(_, child)| child.id());
     }
