@@ -240,6 +240,17 @@ impl Store {
         f(&self.read_state().auth)
     }
 
+    /// Runs `f` on the auth state and the leases as one view, copying
+    /// neither: what a request requires can depend on every key a lease
+    /// holds, which is too much to copy for each request.
+    pub fn with_auth_and_leases<T>(
+        &self,
+        f: impl FnOnce(&AuthState, &BTreeMap<i64, LeaseState>) -> T,
+    ) -> T {
+        let state = self.read_state();
+        f(&state.auth, &state.leases)
+    }
+
     /// Makes every committed apply transaction durable. The runtime calls
     /// this before it discards log entries up to the applied index, since
     /// apply commits do not fsync.

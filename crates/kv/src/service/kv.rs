@@ -95,8 +95,8 @@ impl<C: Consensus> Kv for KvService<C> {
                 self.shared.consensus.read_barrier().await?;
             }
             let caller = self.shared.caller(&credentials).await?;
-            let required = Required::txn(&req, &self.shared.sm.store().leases());
-            self.shared.authorize(&caller, &required)?;
+            self.shared
+                .authorize_with(&caller, |leases| Required::txn(&req, leases))?;
             let mut resp = self
                 .shared
                 .read_store(move |store| store.read_only_txn(&req))

@@ -5,6 +5,7 @@
 //! by the leader, which holds the deadlines (see `lessor`); other members
 //! forward them to it.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -206,7 +207,12 @@ pub async fn run_expiry_loop<C: Consensus>(shared: Arc<Shared<C>>) {
         tick.tick().await;
         let info = shared.consensus.info();
         let leading = info.is_leader().then_some(info.term);
-        let leases = shared.sm.store().leases();
+        // Only a leader keeps deadlines; a follower need not copy the
+        // leases (with every key each holds) to be told so.
+        let leases = match leading {
+            Some(_) => shared.sm.store().leases(),
+            None => BTreeMap::new(),
+        };
         for id in shared.lessor.tick(leading, &leases, Instant::now()) {
             let shared = shared.clone();
             tokio::spawn(async move {

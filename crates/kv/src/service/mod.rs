@@ -20,6 +20,7 @@ mod recipes;
 pub(crate) mod validate;
 mod watch;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ use crate::consensus::Consensus;
 use crate::error::{Corruption, KvError};
 use crate::leader::LeaderChannels;
 use crate::lessor::Lessor;
-use crate::mvcc::Store;
+use crate::mvcc::{LeaseState, Store};
 use crate::proto::command::Caller;
 use crate::proto::command::command::Op;
 use crate::proto::command::command_result::Result as Outcome;
@@ -213,6 +214,25 @@ impl<C: Consensus> Shared<C> {
             .map_err(KvError::from)
     }
 
+    /// Like [`Shared::authorize`] for a request whose requirements depend
+    /// on the leases: `required` runs only when auth checks `caller`, under
+    /// the same view of the store as the check.
+    pub(crate) fn authorize_with(
+        &self,
+        caller: &Caller,
+        required: impl FnOnce(&BTreeMap<i64, LeaseState>) -> Required,
+    ) -> Result<(), KvError> {
+        self.sm
+            .store()
+            .with_auth_and_leases(|auth, leases| {
+                if !auth.checks(caller) {
+                    return Ok(());
+                }
+                auth.permit(caller, &required(leases))
+            })
+            .map_err(KvError::from)
+    }
+
     /// Refuses the request unless auth is off or its caller has the root
     /// role: for the calls etcd reserves to admins (membership and most
     /// maintenance).
@@ -240,8 +260,7 @@ impl<C: Consensus> Shared<C> {
     /// NOSPACE alarm itself.
     async fn propose_checked(&self, caller: &Caller, op: Op) -> Result<(i64, Outcome), KvError> {
         validate::op(&op)?;
-        let required = Required::op(&op, &self.sm.store().leases());
-        self.authorize(caller, &required)?;
+        self.authorize_with(caller, |leases| Required::op(&op, leases))?;
         let command = encode_as(op.clone(), caller.clone());
         validate::size(&op, command.len(), self.config.max_request_bytes)?;
         let result = self.consensus.propose(command).await?;
@@ -254,5 +273,26 @@ fn mismatch(what: &'static str) -> KvError {
     KvError::Corrupt {
         what,
         kind: Corruption::ResultKindMismatch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::LocalConsensus;
+
+    /// With auth off nothing is required of a caller, so what a request
+    /// would require (every key of each lease it touches, possibly a great
+    /// many) is never worked out — once it was, on every write.
+    #[tokio::test]
+    async fn with_auth_off_no_requirement_is_worked_out() {
+        let sm = KvStateMachine::in_memory().unwrap();
+        let consensus = Arc::new(LocalConsensus::new(sm.clone(), 1, 1));
+        let shared = Shared::new(sm, consensus, ServiceConfig::new(std::env::temp_dir()));
+        shared
+            .authorize_with(&Caller::default(), |_| {
+                panic!("requirements worked out with auth off")
+            })
+            .unwrap();
     }
 }

@@ -12,6 +12,9 @@ use super::free_port;
 /// How long etcd may take to serve.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How many sets of ports a cluster is started on before giving up.
+const START_ATTEMPTS: usize = 3;
+
 /// A running etcd cluster, killed when dropped.
 pub struct EtcdCluster {
     /// Each member's process; `None` once killed.
@@ -24,7 +27,9 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     /// Starts `n` etcd members with client URLs of `client_scheme`, peer
     /// URLs of `peer_scheme` and `flags`; waits until etcdctl with
-    /// `etcdctl_flags` can write through every member.
+    /// `etcdctl_flags` can write through every member. Ports are picked
+    /// free but may be taken by another test before etcd binds them, so a
+    /// cluster that does not come up is started again on other ports.
     pub async fn start(
         n: usize,
         client_scheme: &str,
@@ -32,6 +37,25 @@ impl EtcdCluster {
         flags: &[String],
         etcdctl_flags: &[String],
     ) -> EtcdCluster {
+        for _ in 0..START_ATTEMPTS {
+            let started =
+                EtcdCluster::try_start(n, client_scheme, peer_scheme, flags, etcdctl_flags).await;
+            if let Some(cluster) = started {
+                return cluster;
+            }
+        }
+        panic!("etcd never served, on {START_ATTEMPTS} sets of ports");
+    }
+
+    /// One attempt of [`EtcdCluster::start`]: `None` once a member has
+    /// exited or [`START_TIMEOUT`] has passed without every member serving.
+    async fn try_start(
+        n: usize,
+        client_scheme: &str,
+        peer_scheme: &str,
+        flags: &[String],
+        etcdctl_flags: &[String],
+    ) -> Option<EtcdCluster> {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let peer_url = |p: u16| format!("{peer_scheme}://127.0.0.1:{p}");
@@ -69,7 +93,13 @@ impl EtcdCluster {
                 .flags(etcdctl_flags)
                 .command_timeout_seconds(2);
             while etcdctl.run(&["put", "health", "x"]).await.stdout.trim() != "OK" {
-                assert!(Instant::now() < deadline, "etcd at {endpoint} never served");
+                let exited = children
+                    .iter_mut()
+                    .any(|c: &mut Child| !matches!(c.try_wait(), Ok(None)));
+                if exited || Instant::now() >= deadline {
+                    eprintln!("etcd at {endpoint} did not serve; starting it again on other ports");
+                    return None;
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -77,11 +107,11 @@ impl EtcdCluster {
             .flags(etcdctl_flags)
             .run(&["del", "health"])
             .await;
-        EtcdCluster {
+        Some(EtcdCluster {
             children: children.into_iter().map(Some).collect(),
             _dir: dir,
             endpoints,
-        }
+        })
     }
 
     /// Kills member `i` with SIGKILL.
