@@ -237,18 +237,25 @@ fn lock_service_that_applies_retried_requests_twice_is_caught() {
     );
 }
 
-/// Seed 56: every client's write was forwarded to member 1, the leader,
-/// just as it stopped on a failed fdatasync (armed at tick 294, it struck
-/// at the first write after the heal, at tick 365). The forwards must fail
-/// to connect and be retried until member 2 leads; silently lost, they
-/// waited out the request's deadline, past the end of the run, and no
-/// write was acknowledged after the cluster healed.
+/// A leader that stops on a failed fdatasync while followers forward
+/// clients' writes to it: the forwards must fail to connect, or break, and
+/// be retried until another member leads; silently lost, they waited out
+/// the request's deadline, past the end of the run, and no write was
+/// acknowledged after the cluster healed. Found as seed 56; when the node
+/// loop stopped writing commit-only batches that no write preceded, that
+/// seed's schedule changed and no longer stopped a member. Seed 4794 is the
+/// one of seeds 0..8000 that fails with the old forwarding (forwards to a
+/// stopped member dropped), found again by reinstating it.
 #[test]
 fn forwards_to_a_stopped_leader_are_retried() {
     let service = LockService {
         machine: LockMachine::default,
     };
-    let report = run_service_seed(&service, 56, &options());
+    let report = run_service_seed(&service, 4794, &options());
     assert_eq!(report.failure, None, "notes: {:?}", report.notes);
-    assert_eq!(report.sync_failures, 1, "seed 56 still stops a member");
+    assert!(
+        report.notes.iter().any(|n| n.contains("stopped")),
+        "seed 4794 still stops a member: {:?}",
+        report.notes
+    );
 }

@@ -204,6 +204,11 @@ impl Store {
         self.read_state().leases.clone()
     }
 
+    /// Runs `f` on the leases in place, without copying them.
+    pub fn with_leases<T>(&self, f: impl FnOnce(&BTreeMap<i64, LeaseState>) -> T) -> T {
+        f(&self.read_state().leases)
+    }
+
     /// One lease, if it exists.
     pub fn lease(&self, id: i64) -> Option<LeaseState> {
         self.read_state().leases.get(&id).cloned()

@@ -5,7 +5,6 @@
 //! by the leader, which holds the deadlines (see `lessor`); other members
 //! forward them to it.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -68,13 +67,14 @@ impl<C: Consensus> Shared<C> {
         }
         // Leases granted just before must be visible here.
         self.consensus.read_barrier().await?;
-        let ttl = match self.sm.store().lease(id) {
+        let now = Instant::now();
+        let ttl = self.sm.store().with_leases(|leases| match leases.get(&id) {
             Some(lease) => {
-                self.lessor.renew(id, &lease, Instant::now());
+                self.lessor.renew(id, lease, now);
                 lease.ttl_seconds
             }
             None => 0,
-        };
+        });
         Ok(LeaseKeepAliveResponse {
             header: Some(self.header(self.sm.store().position().revision)),
             id,
@@ -207,13 +207,15 @@ pub async fn run_expiry_loop<C: Consensus>(shared: Arc<Shared<C>>) {
         tick.tick().await;
         let info = shared.consensus.info();
         let leading = info.is_leader().then_some(info.term);
-        // Only a leader keeps deadlines; a follower need not copy the
-        // leases (with every key each holds) to be told so.
-        let leases = match leading {
-            Some(_) => shared.sm.store().leases(),
-            None => BTreeMap::new(),
-        };
-        for id in shared.lessor.tick(leading, &leases, Instant::now()) {
+        let now = Instant::now();
+        // Read in place: a copy of the leases holds every key of each. The
+        // lessor's lock is taken inside the store's; it never waits for
+        // the store itself.
+        let expired = shared
+            .sm
+            .store()
+            .with_leases(|leases| shared.lessor.tick(leading, leases, now));
+        for id in expired {
             let shared = shared.clone();
             tokio::spawn(async move {
                 match shared
