@@ -74,6 +74,11 @@ pub struct BenchArgs {
     /// Share of puts in the mixed workload.
     #[arg(long, default_value_t = 0.1)]
     pub write_fraction: f64,
+    /// Before the timed phase, attach this many keys (outside the
+    /// benchmark's own) to leases, 1,000 to a lease: a store whose leases
+    /// hold many keys. The server must serve etcd's Lease API.
+    #[arg(long, default_value_t = 0)]
+    pub lease_keys: u64,
     /// Cap on requests per second across all clients.
     #[arg(long)]
     pub rate: Option<u64>,

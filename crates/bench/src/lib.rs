@@ -10,6 +10,7 @@
 mod args;
 mod cpu;
 mod keys;
+mod leases;
 mod plot;
 mod report;
 mod runner;

@@ -16,7 +16,7 @@ use crate::cpu::CpuMeter;
 use crate::keys::{KeyGen, key_bytes};
 use crate::report::{Latency, Report, Second, percentile_curve};
 use crate::workload::Requester;
-use crate::{BenchError, plot};
+use crate::{BenchError, leases, plot};
 
 /// Keys written before a get or mixed run, so reads find values. Reads stay
 /// within these keys.
@@ -226,6 +226,9 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     };
     if reads {
         prepare(channels[0].clone(), args, key_space).await?;
+    }
+    if args.lease_keys > 0 {
+        leases::attach(channels[0].clone(), args.lease_keys).await?;
     }
     let cpu = CpuMeter::start(&args.server_pids)?;
     let started = Instant::now();
