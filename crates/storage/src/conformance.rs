@@ -169,7 +169,8 @@ where
     }
 }
 
-/// The [`Harness`] of [`check`]: its two functions.
+/// The [`Harness`] of [`check`] (and of [`snapshots::check`]): its two
+/// functions.
 struct Closures<C, R> {
     create: C,
     crash_and_recover: R,

@@ -191,10 +191,7 @@ impl<C: Consensus> Lease for LeaseService<C> {
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(self.shared.header(store.position().revision)),
             leases: store
-                .leases()
-                .into_keys()
-                .map(|id| LeaseStatus { id })
-                .collect(),
+                .with_leases(|leases| leases.keys().map(|&id| LeaseStatus { id }).collect()),
         }))
     }
 }

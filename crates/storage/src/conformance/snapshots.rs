@@ -26,6 +26,7 @@
 
 use keel_raft::{LogIndex, Membership, NodeId, SnapshotMeta, Term};
 
+use super::Closures;
 use crate::error::StorageError;
 use crate::snapshot::{
     SnapshotInfo, SnapshotReader, SnapshotStore, SnapshotWriter, StagedSnapshot,
@@ -120,12 +121,7 @@ where
     }
 }
 
-/// The [`Harness`] of [`check`]: its two functions.
-struct Closures<C, R> {
-    create: C,
-    crash_and_recover: R,
-}
-
+/// The [`Harness`] of [`check`]: its two functions, as the log suite's.
 impl<S, C, R> Harness for Closures<C, R>
 where
     S: SnapshotStore,
