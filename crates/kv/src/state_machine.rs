@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::auth::{SimpleTokens, TOKEN_TTL_DEFAULT};
 use crate::error::KvError;
-use crate::mvcc::{Applied, EntryPayload, Store, StorePosition};
+use crate::mvcc::{Applied, EntryPayload, Events, Store, StorePosition};
 use crate::watch::WatchHub;
 
 /// The store file inside a member's data directory.
@@ -72,8 +72,17 @@ impl KvStateMachine {
     /// Applies committed entries `(index, term, payload)` and then wakes
     /// watchers. Returns each entry's encoded result (for its proposer).
     /// An `Err` is fatal: stop the node.
+    ///
+    /// Events are built only while someone is subscribed to the hub; a
+    /// watcher that subscribes during the batch finds the batch's
+    /// revisions outside the window and reads them from the store.
     pub fn apply(&self, entries: &[(u64, u64, EntryPayload<'_>)]) -> Result<Vec<Applied>, KvError> {
-        let mut applied = self.store.apply(entries)?;
+        let events = if self.hub.has_subscribers() {
+            Events::Record
+        } else {
+            Events::Skip
+        };
+        let mut applied = self.store.apply_with(entries, events)?;
         let Some(last) = applied.last() else {
             return Ok(applied);
         };
@@ -85,6 +94,9 @@ impl KvStateMachine {
             if !a.events.is_empty() {
                 self.hub.publish(a.revision, std::mem::take(&mut a.events));
             }
+        }
+        if events == Events::Skip {
+            self.hub.skip(revision);
         }
         self.hub.advance(revision);
         Ok(applied)
@@ -125,10 +137,12 @@ mod tests {
 
     use super::*;
     use crate::command::encode;
+    use crate::mvcc::KeyRange;
     use crate::proto::command::command::Op;
     use crate::proto::etcdserverpb::{
         DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest,
     };
+    use crate::proto::mvccpb::Event;
 
     fn put(key: &str, value: &str, lease: i64) -> Op {
         Op::Put(PutRequest {
@@ -205,6 +219,43 @@ mod tests {
             on_file.store().hash_kv(0).unwrap()
         );
         assert_eq!(everything(&in_memory), everything(&on_file));
+    }
+
+    /// Skipping events must change nothing but the hub's window: the
+    /// store ends the same, and a watcher that comes later reads from the
+    /// store the very events the window would have held.
+    #[test]
+    fn events_are_built_only_while_someone_is_subscribed() {
+        let unwatched = KvStateMachine::in_memory().unwrap();
+        let watched = KvStateMachine::in_memory().unwrap();
+        let _subscriber = watched.hub().subscribe();
+        let first = watched.hub().revision() + 1;
+        apply_history(&unwatched);
+        apply_history(&watched);
+        assert_eq!(
+            unwatched.store().hash_kv(0).unwrap(),
+            watched.store().hash_kv(0).unwrap()
+        );
+        assert_eq!(everything(&unwatched), everything(&watched));
+        assert_eq!(unwatched.store().leases(), watched.store().leases());
+
+        let revision = watched.hub().revision();
+        assert_eq!(revision, unwatched.hub().revision());
+        let window: Vec<Event> = watched
+            .hub()
+            .recent(first, revision)
+            .expect("a subscribed hub keeps the events")
+            .iter()
+            .flat_map(|(_, events)| events.iter().cloned())
+            .collect();
+        assert_eq!(window.len(), 5, "four puts and a delete");
+        assert!(unwatched.hub().recent(first, revision).is_none());
+        let everywhere = KeyRange::new(vec![0], vec![0]);
+        let history = unwatched
+            .store()
+            .history(first, revision, &everywhere, usize::MAX)
+            .unwrap();
+        assert_eq!(history, window);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use prost::Message;
 use super::apply_error::ApplyError;
 use super::op;
 use super::tables::{META, meta_keys};
-use super::write::{Tables, Writer};
+use super::write::{Events, Tables, Writer};
 use super::{State, Store, load_state};
 use crate::auth::TokenChange;
 use crate::error::KvError;
@@ -73,10 +73,21 @@ impl Store {
     /// An `Err` is this replica's own failure and is fatal: the store's
     /// memory may be ahead of redb's, and the node must stop.
     pub fn apply(&self, entries: &[(u64, u64, EntryPayload<'_>)]) -> Result<Vec<Applied>, KvError> {
+        self.apply_with(entries, Events::Record)
+    }
+
+    /// [`Store::apply`], building each entry's watch events only if
+    /// `events` says so (with [`Events::Skip`], every `Applied::events` is
+    /// empty).
+    pub fn apply_with(
+        &self,
+        entries: &[(u64, u64, EntryPayload<'_>)],
+        events: Events,
+    ) -> Result<Vec<Applied>, KvError> {
         let mut state = self.state.write().expect("store lock poisoned by a panic");
         let mut refused = BTreeMap::new();
         loop {
-            match self.attempt(&mut state, entries, &refused)? {
+            match self.attempt(&mut state, entries, &refused, events)? {
                 Attempt::Committed(applied) => return Ok(applied),
                 Attempt::Aborted { index, rejection } => {
                     tracing::error!(
@@ -98,6 +109,7 @@ impl Store {
         state: &mut State,
         entries: &[(u64, u64, EntryPayload<'_>)],
         refused: &BTreeMap<u64, Rejection>,
+        events: Events,
     ) -> Result<Attempt, KvError> {
         let mut txn = self.db().begin_write().map_err(KvError::storage)?;
         if !self.durable_apply {
@@ -116,12 +128,14 @@ impl Store {
                     EntryPayload::Command(bytes) => {
                         let applied_command = match refused.get(&index) {
                             Some(&rejection) => refusal(state, rejection),
-                            None => match apply_command(state, &mut tables, index, bytes)? {
-                                Ok(done) => done,
-                                Err(rejection) => {
-                                    return Ok(Attempt::Aborted { index, rejection });
+                            None => {
+                                match apply_command(state, &mut tables, index, bytes, events)? {
+                                    Ok(done) => done,
+                                    Err(rejection) => {
+                                        return Ok(Attempt::Aborted { index, rejection });
+                                    }
                                 }
-                            },
+                            }
                         };
                         let (mut result, events, token_change) = applied_command;
                         result.index = index;
@@ -225,6 +239,7 @@ fn apply_command(
     tables: &mut Tables<'_>,
     index: u64,
     bytes: &[u8],
+    events: Events,
 ) -> Result<Result<AppliedCommand, Rejection>, KvError> {
     let Ok(command) = Command::decode(bytes) else {
         return Ok(Ok(refusal(state, Rejection::Undecodable)));
@@ -236,7 +251,7 @@ fn apply_command(
     // An entry older than auth carries no caller: it is checked as an
     // unauthenticated client's, which matters only once auth is enabled.
     let caller = command.caller.unwrap_or_default();
-    let mut writer = Writer::new(state, tables, index);
+    let mut writer = Writer::new(state, tables, index, events);
     let checked = match op::check(&writer, &caller, op) {
         Ok(checked) => checked,
         Err(ApplyError::Rejected(rejection)) => return Ok(Ok(refusal(state, rejection))),

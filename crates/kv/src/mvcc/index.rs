@@ -40,6 +40,25 @@ struct Change {
     tombstone: bool,
 }
 
+/// What a live key's latest row says about the key itself, kept here so
+/// that a put learns its predecessor's create revision, version and lease
+/// without reading the predecessor's row from redb (etcd's key index keeps
+/// generations for the same reason).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Generation {
+    pub create_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+}
+
+/// One key's changes, oldest first, and its generation while it is alive.
+#[derive(Default, Debug)]
+struct History {
+    changes: Vec<Change>,
+    /// `Some` exactly when the last change is a put.
+    live: Option<Generation>,
+}
+
 /// A key range `[start, end)` in etcd's encoding: an empty `end` means the
 /// single key `start`, and `end == [0]` means "every key >= start".
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,34 +111,47 @@ impl KeyRange {
 /// Every key's change history.
 #[derive(Default, Debug)]
 pub struct KeyIndex {
-    keys: BTreeMap<Bytes, Vec<Change>>,
+    keys: BTreeMap<Bytes, History>,
 }
 
 impl KeyIndex {
-    /// Records a put of `key` at `rev`.
+    /// Records a put of `key` at `rev` that leaves the key as `generation`
+    /// says.
     /// Invariant: `rev` is greater than every revision recorded for `key`.
-    pub fn put(&mut self, key: Bytes, rev: Revision) {
-        self.push(key, rev, false);
+    pub fn put(&mut self, key: Bytes, rev: Revision, generation: Generation) {
+        self.push(key, rev, Some(generation));
     }
 
     /// Records a deletion of `key` at `rev`.
     pub fn tombstone(&mut self, key: Bytes, rev: Revision) {
-        self.push(key, rev, true);
+        self.push(key, rev, None);
     }
 
-    fn push(&mut self, key: Bytes, rev: Revision, tombstone: bool) {
-        let changes = self.keys.entry(key).or_default();
+    fn push(&mut self, key: Bytes, rev: Revision, live: Option<Generation>) {
+        let history = self.keys.entry(key).or_default();
         assert!(
-            changes.last().is_none_or(|last| last.rev < rev),
+            history.changes.last().is_none_or(|last| last.rev < rev),
             "key index revisions must grow"
         );
-        changes.push(Change { rev, tombstone });
+        history.changes.push(Change {
+            rev,
+            tombstone: live.is_none(),
+        });
+        history.live = live;
     }
 
     /// The revision of `key` visible at store revision `at`, if the key was
     /// alive then.
     pub fn get(&self, key: &[u8], at: i64) -> Option<Revision> {
-        visible(self.keys.get(key)?, at)
+        visible(&self.keys.get(key)?.changes, at)
+    }
+
+    /// The revision and generation of `key`'s latest row, if the key is
+    /// alive now.
+    pub fn latest(&self, key: &[u8]) -> Option<(Revision, Generation)> {
+        let history = self.keys.get(key)?;
+        let last = history.changes.last()?;
+        history.live.map(|generation| (last.rev, generation))
     }
 
     /// The keys in `range` alive at revision `at`, in key order, with the
@@ -132,7 +164,7 @@ impl KeyIndex {
         let iter = (!range.is_empty()).then(|| {
             self.keys
                 .range::<[u8], _>(range.bounds())
-                .filter_map(move |(k, changes)| visible(changes, at).map(|rev| (k, rev)))
+                .filter_map(move |(k, h)| visible(&h.changes, at).map(|rev| (k, rev)))
         });
         iter.into_iter().flatten()
     }
@@ -168,8 +200,8 @@ impl KeyIndex {
         }
         let mut keys = self.keys.range::<[u8], _>((start, end));
         let mut last = None;
-        for (key, changes) in keys.by_ref().take(max_keys) {
-            if let Some(rev) = visible(changes, at) {
+        for (key, history) in keys.by_ref().take(max_keys) {
+            if let Some(rev) = visible(&history.changes, at) {
                 found(key, rev);
             }
             last = Some(key);
@@ -182,7 +214,7 @@ impl KeyIndex {
     /// can see, and returns the revisions whose rows may now be deleted.
     pub fn compact(&mut self, at: i64) -> Vec<Revision> {
         let mut dropped = Vec::new();
-        self.keys.retain(|_, changes| {
+        self.keys.retain(|_, History { changes, .. }| {
             // The last change at or before `at` stays visible unless it is a
             // deletion; everything before it is unreachable.
             let keep_from = changes.partition_point(|c| c.rev.main <= at);
@@ -202,7 +234,7 @@ impl KeyIndex {
     pub fn holds(&self, key: &[u8], rev: Revision) -> bool {
         self.keys
             .get(key)
-            .is_some_and(|changes| changes.binary_search_by_key(&rev, |c| c.rev).is_ok())
+            .is_some_and(|h| h.changes.binary_search_by_key(&rev, |c| c.rev).is_ok())
     }
 
     /// Number of keys with any recorded history (live or not).
@@ -234,12 +266,34 @@ mod tests {
         Revision { main, sub: 0 }
     }
 
+    fn generation(create_revision: i64, version: i64) -> Generation {
+        Generation {
+            create_revision,
+            version,
+            lease: 0,
+        }
+    }
+
+    #[test]
+    fn the_latest_generation_is_the_live_one() {
+        let mut index = KeyIndex::default();
+        assert_eq!(index.latest(b"a"), None);
+        index.put(Bytes::from("a"), rev(2), generation(2, 1));
+        index.put(Bytes::from("a"), rev(3), generation(2, 2));
+        assert_eq!(index.latest(b"a"), Some((rev(3), generation(2, 2))));
+        index.tombstone(Bytes::from("a"), rev(4));
+        assert_eq!(index.latest(b"a"), None);
+        index.put(Bytes::from("a"), rev(5), generation(5, 1));
+        index.compact(5);
+        assert_eq!(index.latest(b"a"), Some((rev(5), generation(5, 1))));
+    }
+
     #[test]
     fn deleted_key_is_invisible_after_and_visible_before() {
         let mut index = KeyIndex::default();
-        index.put(Bytes::from("a"), rev(2));
+        index.put(Bytes::from("a"), rev(2), generation(2, 1));
         index.tombstone(Bytes::from("a"), rev(4));
-        index.put(Bytes::from("a"), rev(6));
+        index.put(Bytes::from("a"), rev(6), generation(6, 1));
         assert_eq!(index.get(b"a", 1), None);
         assert_eq!(index.get(b"a", 3), Some(rev(2)));
         assert_eq!(index.get(b"a", 5), None);
@@ -249,9 +303,9 @@ mod tests {
     #[test]
     fn compaction_keeps_what_later_reads_see() {
         let mut index = KeyIndex::default();
-        index.put(Bytes::from("a"), rev(1));
-        index.put(Bytes::from("a"), rev(2));
-        index.put(Bytes::from("b"), rev(3));
+        index.put(Bytes::from("a"), rev(1), generation(1, 1));
+        index.put(Bytes::from("a"), rev(2), generation(1, 2));
+        index.put(Bytes::from("b"), rev(3), generation(3, 1));
         index.tombstone(Bytes::from("b"), rev(4));
         let mut dropped = index.compact(4);
         dropped.sort();
@@ -267,7 +321,11 @@ mod tests {
     fn a_scan_in_chunks_of_any_size_finds_what_one_range_finds() {
         let mut index = KeyIndex::default();
         for (i, k) in ["a", "b", "ba", "bb", "c", "d", "e"].iter().enumerate() {
-            index.put(Bytes::from(*k), rev(i as i64 + 1));
+            index.put(
+                Bytes::from(*k),
+                rev(i as i64 + 1),
+                generation(i as i64 + 1, 1),
+            );
         }
         index.tombstone(Bytes::from("bb"), rev(10));
         let ranges = [
@@ -306,7 +364,11 @@ mod tests {
     fn range_encodings_follow_etcd() {
         let mut index = KeyIndex::default();
         for (i, k) in ["a", "ab", "b", "c"].iter().enumerate() {
-            index.put(Bytes::from(*k), rev(i as i64 + 1));
+            index.put(
+                Bytes::from(*k),
+                rev(i as i64 + 1),
+                generation(i as i64 + 1, 1),
+            );
         }
         let keys = |r: KeyRange| -> Vec<String> {
             index

@@ -43,11 +43,12 @@ pub use alarm::{AlarmKey, cost_bytes};
 pub use apply::{Applied, EntryPayload};
 pub use compaction::COMPACTION_STEP_ROWS;
 pub use defrag::{DbUsage, IN_USE_MAX_AGE};
-pub use index::{KeyIndex, KeyRange, Revision};
+pub use index::{Generation, KeyIndex, KeyRange, Revision};
 pub use lease::LeaseState;
 pub use read_txn::{is_read_only, is_serializable};
 pub use snapshot::{RestoreAs, SnapshotSource, SnapshotSummary, summarize};
 pub use view::{VIEW_ATTEMPTS, VIEW_CHUNK_KEYS};
+pub use write::Events;
 
 use crate::auth::AuthState;
 use crate::error::{KvError, decode};
@@ -368,7 +369,12 @@ fn load_state(db: &Database) -> Result<State, KvError> {
             state.index.tombstone(kv.key.clone(), rev);
             key_lease.remove(&kv.key);
         } else {
-            state.index.put(kv.key.clone(), rev);
+            let generation = Generation {
+                create_revision: kv.create_revision,
+                version: kv.version,
+                lease: kv.lease,
+            };
+            state.index.put(kv.key.clone(), rev, generation);
             key_lease.insert(kv.key, kv.lease);
         }
     }

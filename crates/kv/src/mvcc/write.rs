@@ -14,7 +14,7 @@ use redb::{Key, Table, TableDefinition, Value, WriteTransaction};
 use super::apply_error::ApplyError;
 use super::read::kv_at;
 use super::tables::{ALARMS, AUTH_ROLES, AUTH_USERS, KV, LEASES, MEMBERS};
-use super::{KeyRange, LeaseState, Revision, State};
+use super::{Generation, KeyRange, LeaseState, Revision, State};
 use crate::auth::TokenChange;
 use crate::error::KvError;
 use crate::proto::command::{LeaseRecord, Revisioned};
@@ -84,6 +84,15 @@ fn opened<'s, 't, K: Key + 'static, V: Value + 'static>(
     Ok(slot.as_mut().expect("opened above"))
 }
 
+/// Whether an apply builds the watch events of what it writes. While no
+/// one watches, nobody would read them, and a put's event costs a read of
+/// the key's previous row (the event carries it as `prev_kv`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Events {
+    Record,
+    Skip,
+}
+
 /// Applies the writes of one store revision.
 pub(crate) struct Writer<'s, 't> {
     pub state: &'s mut State,
@@ -94,13 +103,19 @@ pub(crate) struct Writer<'s, 't> {
     main: i64,
     /// The next sub-revision; `0` means nothing written yet.
     sub: i64,
+    recording: Events,
     events: Vec<Event>,
     /// What the entry does to the member's token table (auth commands).
     pub token_change: Option<TokenChange>,
 }
 
 impl<'s, 't> Writer<'s, 't> {
-    pub fn new(state: &'s mut State, tables: &'s mut Tables<'t>, index: u64) -> Writer<'s, 't> {
+    pub fn new(
+        state: &'s mut State,
+        tables: &'s mut Tables<'t>,
+        index: u64,
+        recording: Events,
+    ) -> Writer<'s, 't> {
         let main = state.current_revision + 1;
         Writer {
             state,
@@ -108,6 +123,7 @@ impl<'s, 't> Writer<'s, 't> {
             index,
             main,
             sub: 0,
+            recording,
             events: Vec::new(),
             token_change: None,
         }
@@ -151,12 +167,15 @@ impl<'s, 't> Writer<'s, 't> {
         rev
     }
 
-    /// The live value of `key` as this entry sees it.
-    pub fn current(&self, key: &[u8]) -> Result<Option<KeyValue>, KvError> {
-        match self.state.index.get(key, self.visible()) {
-            Some(rev) => Ok(Some(kv_at(&self.tables.kv, rev)?)),
-            None => Ok(None),
-        }
+    /// Whether `key` is alive as this entry sees it (the latest change is
+    /// the one visible: nothing is written after the entry being applied).
+    fn is_live(&self, key: &[u8]) -> bool {
+        self.state.index.latest(key).is_some()
+    }
+
+    /// Whether this entry's watch events are wanted.
+    fn recording(&self) -> bool {
+        self.recording == Events::Record
     }
 
     fn write_row(&mut self, rev: Revision, row: &Revisioned) -> Result<(), KvError> {
@@ -173,7 +192,7 @@ impl<'s, 't> Writer<'s, 't> {
         if req.key.is_empty() {
             return Err(Rejection::EmptyKey.into());
         }
-        if (req.ignore_value || req.ignore_lease) && self.current(&req.key)?.is_none() {
+        if (req.ignore_value || req.ignore_lease) && !self.is_live(&req.key) {
             return Err(Rejection::KeyNotFound.into());
         }
         if !req.ignore_lease && req.lease != 0 && !self.state.leases.contains_key(&req.lease) {
@@ -198,29 +217,45 @@ impl<'s, 't> Writer<'s, 't> {
     /// A put that [`Writer::check_put`] accepted. A txn may still have
     /// deleted the key it keeps the value or lease of: that is refused.
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse, ApplyError> {
-        let prev = self.current(&req.key)?;
-        if (req.ignore_value || req.ignore_lease) && prev.is_none() {
+        let latest = self.state.index.latest(&req.key);
+        if (req.ignore_value || req.ignore_lease) && latest.is_none() {
             return Err(Rejection::KeyNotFound.into());
         }
-        let rev = self.next_rev();
-        let (create_revision, version) = match &prev {
-            Some(p) => (p.create_revision, p.version + 1),
-            None => (rev.main, 1),
+        // The previous row is read only when its value is wanted: the
+        // index knows the rest.
+        let wants_prev = req.prev_kv || req.ignore_value || self.recording();
+        let prev = match latest {
+            Some((at, _)) if wants_prev => Some(kv_at(&self.tables.kv, at)?),
+            _ => None,
         };
-        let prev_ref = prev.as_ref();
+        let rev = self.next_rev();
+        let lease = match (req.ignore_lease, latest) {
+            (true, Some((_, g))) => g.lease,
+            _ => req.lease,
+        };
+        let generation = match latest {
+            Some((_, g)) => Generation {
+                create_revision: g.create_revision,
+                version: g.version + 1,
+                lease,
+            },
+            None => Generation {
+                create_revision: rev.main,
+                version: 1,
+                lease,
+            },
+        };
+        let value = match (&prev, req.ignore_value) {
+            (Some(p), true) => p.value.clone(),
+            _ => req.value.clone(),
+        };
         let kv = KeyValue {
             key: req.key.clone(),
-            create_revision,
+            create_revision: generation.create_revision,
             mod_revision: rev.main,
-            version,
-            value: match (req.ignore_value, prev_ref) {
-                (true, Some(p)) => p.value.clone(),
-                _ => req.value.clone(),
-            },
-            lease: match (req.ignore_lease, prev_ref) {
-                (true, Some(p)) => p.lease,
-                _ => req.lease,
-            },
+            version: generation.version,
+            value,
+            lease,
         };
         self.write_row(
             rev,
@@ -229,18 +264,20 @@ impl<'s, 't> Writer<'s, 't> {
                 kv: Some(kv.clone()),
             },
         )?;
-        self.state.index.put(kv.key.clone(), rev);
-        if let Some(p) = prev_ref {
-            self.detach(p.lease, &p.key);
+        self.state.index.put(kv.key.clone(), rev, generation);
+        if let Some((_, g)) = latest {
+            self.detach(g.lease, &kv.key);
         }
         if let Some(lease) = self.state.leases.get_mut(&kv.lease) {
             lease.keys.insert(kv.key.clone());
         }
-        self.events.push(Event {
-            r#type: EventType::Put as i32,
-            kv: Some(kv),
-            prev_kv: prev.clone(),
-        });
+        if self.recording() {
+            self.events.push(Event {
+                r#type: EventType::Put as i32,
+                kv: Some(kv),
+                prev_kv: prev.clone(),
+            });
+        }
         Ok(PutResponse {
             header: self.header(),
             prev_kv: if req.prev_kv { prev } else { None },
@@ -265,9 +302,19 @@ impl<'s, 't> Writer<'s, 't> {
             .range(&range, at)
             .map(|(k, rev)| (k.clone(), rev))
             .collect();
-        let mut prev_kvs = Vec::with_capacity(doomed.len());
+        let wants_prev = req.prev_kv || self.recording();
+        let mut prev_kvs = Vec::with_capacity(if req.prev_kv { doomed.len() } else { 0 });
         for (key, old) in &doomed {
-            let prev = kv_at(&self.tables.kv, *old)?;
+            let lease = self
+                .state
+                .index
+                .latest(key)
+                .map_or(0, |(_, generation)| generation.lease);
+            let prev = if wants_prev {
+                Some(kv_at(&self.tables.kv, *old)?)
+            } else {
+                None
+            };
             let rev = self.next_rev();
             let gone = KeyValue {
                 key: key.clone(),
@@ -282,18 +329,22 @@ impl<'s, 't> Writer<'s, 't> {
                 },
             )?;
             self.state.index.tombstone(key.clone(), rev);
-            self.detach(prev.lease, key);
-            self.events.push(Event {
-                r#type: EventType::Delete as i32,
-                kv: Some(gone),
-                prev_kv: Some(prev.clone()),
-            });
-            prev_kvs.push(prev);
+            self.detach(lease, key);
+            if self.recording() {
+                self.events.push(Event {
+                    r#type: EventType::Delete as i32,
+                    kv: Some(gone),
+                    prev_kv: prev.clone(),
+                });
+            }
+            if req.prev_kv {
+                prev_kvs.extend(prev);
+            }
         }
         Ok(DeleteRangeResponse {
             header: self.header(),
             deleted: doomed.len() as i64,
-            prev_kvs: if req.prev_kv { prev_kvs } else { Vec::new() },
+            prev_kvs,
         })
     }
 

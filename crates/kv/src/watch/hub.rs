@@ -55,6 +55,23 @@ impl WatchHub {
         }
     }
 
+    /// Whether anyone is subscribed (a watcher, or a lock or election
+    /// waiting on the store): if not, nobody reads the window, and an
+    /// apply may skip building events (see [`WatchHub::skip`]).
+    pub fn has_subscribers(&self) -> bool {
+        self.revision.receiver_count() > 0
+    }
+
+    /// Records that revisions through `revision` were applied without
+    /// their events: the window no longer covers them, and a watcher that
+    /// subscribes later reads them from the store. Called, like
+    /// [`WatchHub::publish`], before [`WatchHub::advance`] announces them.
+    pub fn skip(&self, revision: i64) {
+        let mut w = self.window.lock().expect("hub lock poisoned");
+        w.revisions.clear();
+        w.covered_from = w.covered_from.max(revision + 1);
+    }
+
     /// Announces that the store reached `revision`.
     pub fn advance(&self, revision: i64) {
         self.revision.send_if_modified(|r| {
@@ -117,5 +134,19 @@ mod tests {
             .recent(WINDOW_REVISIONS_MAX as i64 + 5, i64::MAX)
             .unwrap();
         assert_eq!(tail.len(), 6);
+    }
+
+    #[test]
+    fn skipped_revisions_are_not_covered() {
+        let hub = WatchHub::new(0);
+        assert!(!hub.has_subscribers());
+        hub.publish(1, Vec::new());
+        hub.skip(3);
+        assert!(hub.recent(1, 3).is_none());
+        assert!(hub.recent(3, 3).is_none());
+        hub.publish(4, Vec::new());
+        assert_eq!(hub.recent(4, 4).unwrap().len(), 1);
+        let _subscribed = hub.subscribe();
+        assert!(hub.has_subscribers());
     }
 }
