@@ -108,7 +108,9 @@ fn run(command: Command) -> anyhow::Result<()> {
     // warnings to stderr and run on this thread alone: `cluster up` must
     // spawn its members from the main thread, because their parent-death
     // signal fires when the spawning *thread* exits.
-    let runtime = if matches!(command, Command::Serve(_) | Command::Bench(_)) {
+    let runtime = if matches!(command, Command::Serve(_)) {
+        keel_kv::server::member_runtime()?
+    } else if matches!(command, Command::Bench(_)) {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keel_kv::server::{MemberFlags, run};
+use keel_kv::server::{MemberFlags, member_runtime, run};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,8 +27,7 @@ struct Args {
 /// and each cause in words on one line (`Error: …`, as `keel serve`
 /// does) and exits with status 1: never the error's `Debug`, and never a
 /// backtrace, whatever `RUST_BACKTRACE` says.
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     // Logs go to stderr, as `keel serve`'s do: stdout stays free.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -36,7 +35,11 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match serve(Args::parse()).await {
+    let args = Args::parse();
+    let result = member_runtime()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(serve(args)));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");

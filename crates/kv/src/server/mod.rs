@@ -45,6 +45,7 @@ mod identity;
 pub mod ids;
 mod restore;
 mod run;
+mod runtime;
 mod serve;
 mod tls;
 pub mod urls;
@@ -61,6 +62,7 @@ pub use grpc_metrics::{GrpcMethod, MethodCalls};
 pub use identity::Identity;
 pub use restore::{RestoreError, Restored, restore};
 pub use run::{MemberMetrics, RunningMember, run, start, start_with_http};
+pub use runtime::member_runtime;
 pub use serve::serve;
 pub use urls::{HttpUrl, UrlError, port_clash};
 
