@@ -154,6 +154,13 @@ impl KeyIndex {
         history.live.map(|generation| (last.rev, generation))
     }
 
+    /// Every key alive now, in key order, with its generation.
+    pub fn live(&self) -> impl Iterator<Item = (&Bytes, Generation)> {
+        self.keys
+            .iter()
+            .filter_map(|(key, history)| history.live.map(|generation| (key, generation)))
+    }
+
     /// The keys in `range` alive at revision `at`, in key order, with the
     /// revision of each that is visible then.
     pub fn range<'a>(
@@ -281,11 +288,14 @@ mod tests {
         index.put(Bytes::from("a"), rev(2), generation(2, 1));
         index.put(Bytes::from("a"), rev(3), generation(2, 2));
         assert_eq!(index.latest(b"a"), Some((rev(3), generation(2, 2))));
-        index.tombstone(Bytes::from("a"), rev(4));
+        index.put(Bytes::from("b"), rev(4), generation(4, 1));
+        index.tombstone(Bytes::from("a"), rev(5));
         assert_eq!(index.latest(b"a"), None);
-        index.put(Bytes::from("a"), rev(5), generation(5, 1));
-        index.compact(5);
-        assert_eq!(index.latest(b"a"), Some((rev(5), generation(5, 1))));
+        let live: Vec<_> = index.live().map(|(k, g)| (k.clone(), g)).collect();
+        assert_eq!(live, vec![(Bytes::from("b"), generation(4, 1))]);
+        index.put(Bytes::from("a"), rev(6), generation(6, 1));
+        index.compact(6);
+        assert_eq!(index.latest(b"a"), Some((rev(6), generation(6, 1))));
     }
 
     #[test]

@@ -35,7 +35,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 pub(crate) use alarm::change_of as alarm_change_of;
@@ -357,8 +356,8 @@ fn load_state(db: &Database) -> Result<State, KvError> {
     }
 
     // Rows come in revision order, so the last row seen for a key is its
-    // latest change: that decides which lease the key is attached to.
-    let mut key_lease: BTreeMap<Bytes, i64> = BTreeMap::new();
+    // latest change: the index's live generations then say which lease
+    // each key is attached to.
     let kv = txn.open_table(KV).map_err(KvError::storage)?;
     for row in kv.iter().map_err(KvError::storage)? {
         let (rev, value) = row.map_err(KvError::storage)?;
@@ -366,24 +365,22 @@ fn load_state(db: &Database) -> Result<State, KvError> {
         let row: Revisioned = decode("kv row", value.value())?;
         let kv = row.kv.unwrap_or_default();
         if row.tombstone {
-            state.index.tombstone(kv.key.clone(), rev);
-            key_lease.remove(&kv.key);
+            state.index.tombstone(kv.key, rev);
         } else {
             let generation = Generation {
                 create_revision: kv.create_revision,
                 version: kv.version,
                 lease: kv.lease,
             };
-            state.index.put(kv.key.clone(), rev, generation);
-            key_lease.insert(kv.key, kv.lease);
+            state.index.put(kv.key, rev, generation);
         }
     }
     // Rows a compaction forgot may still wait for their deletion step;
     // forgetting them again leaves the index as the compaction left it.
     state.index.compact(state.compacted_revision);
-    for (key, lease) in key_lease {
-        if let Some(l) = state.leases.get_mut(&lease) {
-            l.keys.insert(key);
+    for (key, generation) in state.index.live() {
+        if let Some(l) = state.leases.get_mut(&generation.lease) {
+            l.keys.insert(key.clone());
         }
     }
 
