@@ -22,6 +22,15 @@ pub struct RaftInfo {
     pub learners: Vec<u64>,
 }
 
+/// What a response header says of the member that answers: its cluster,
+/// itself, and the term it is in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeaderIds {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub term: u64,
+}
+
 impl RaftInfo {
     pub fn is_leader(&self) -> bool {
         self.leader_id == Some(self.member_id)
@@ -49,6 +58,18 @@ pub trait Consensus: Send + Sync + 'static {
 
     /// The member's current view.
     fn info(&self) -> RaftInfo;
+
+    /// The part of [`Consensus::info`] a response header carries. Asked
+    /// on every request, so an implementation should not copy the
+    /// membership lists to answer it.
+    fn header_ids(&self) -> HeaderIds {
+        let info = self.info();
+        HeaderIds {
+            cluster_id: info.cluster_id,
+            member_id: info.member_id,
+            term: info.term,
+        }
+    }
 
     /// Adds a member reachable at `peer_urls`, as a learner (non-voting)
     /// or a voter. Only the leader can.

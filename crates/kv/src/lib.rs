@@ -32,7 +32,7 @@ pub mod service;
 pub mod state_machine;
 pub mod watch;
 
-pub use consensus::{Consensus, RaftInfo};
+pub use consensus::{Consensus, HeaderIds, RaftInfo};
 pub use error::KvError;
 pub use local::LocalConsensus;
 pub use state_machine::KvStateMachine;

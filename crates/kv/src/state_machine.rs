@@ -63,6 +63,12 @@ impl KvStateMachine {
         self.store.db_size_bytes()
     }
 
+    /// The database's size as of its last commit, without reading it
+    /// again ([`Store::known_db_size_bytes`]).
+    pub fn known_db_size_bytes(&self) -> i64 {
+        self.store.known_db_size_bytes()
+    }
+
     /// The database file, for reading its size without holding the store;
     /// `None` for a machine in memory.
     pub fn db_path(&self) -> Option<&Path> {

@@ -122,6 +122,15 @@ async fn concurrent_writes_through_a_follower_travel_in_fewer_batches_with_disti
         .expect("a leader in time");
     let follower = (leader + 1) % 3;
     let before = cluster.members[follower].metrics().forwarding();
+    let term = || {
+        cluster.members[follower]
+            .metrics()
+            .raft_metrics()
+            .borrow()
+            .term
+            .0
+    };
+    let term_before = term();
 
     let follower_channel = channel(&cluster.url(follower)).await;
     let mut puts = JoinSet::new();
@@ -130,7 +139,7 @@ async fn concurrent_writes_through_a_follower_travel_in_fewer_batches_with_disti
         puts.spawn(async move {
             let key = format!("batch/{n:03}");
             let reply = kv.put(put(&key, &format!("v{n}"))).await?.into_inner();
-            let revision = reply.header.expect("a put has a header").revision;
+            let header = reply.header.expect("a put has a header");
             // The follower answers only once it applied the write itself:
             // its own serializable read already sees it.
             let local = kv
@@ -140,7 +149,7 @@ async fn concurrent_writes_through_a_follower_travel_in_fewer_batches_with_disti
                 })
                 .await?
                 .into_inner();
-            Ok::<_, tonic::Status>((key, revision, local.kvs))
+            Ok::<_, tonic::Status>((key, header, local.kvs))
         });
     }
     let remaining = TEST_TIMEOUT.saturating_sub(started.elapsed());
@@ -148,9 +157,19 @@ async fn concurrent_writes_through_a_follower_travel_in_fewer_batches_with_disti
     let mut acknowledged = Vec::new();
     timeout(remaining, async {
         while let Some(joined) = puts.join_next().await {
-            let (key, revision, local) = joined
+            let (key, header, local) = joined
                 .expect("a put task does not panic")
                 .unwrap_or_else(|e| panic!("a put through the follower fails: {e}"));
+            // The header is the answering member's, as etcd's is.
+            assert_eq!(header.member_id, cluster.members[follower].member_id());
+            assert_eq!(header.cluster_id, cluster.members[follower].cluster_id());
+            assert!(
+                (term_before..=term()).contains(&header.raft_term),
+                "{key}: term {} outside {term_before}..={}",
+                header.raft_term,
+                term()
+            );
+            let revision = header.revision;
             assert_eq!(local.len(), 1, "{key} is applied on the follower");
             assert_eq!(local[0].mod_revision, revision, "{key} on the follower");
             revisions.push(revision);

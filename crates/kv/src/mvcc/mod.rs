@@ -31,7 +31,7 @@ mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
@@ -112,6 +112,10 @@ pub struct Store {
     /// How long each write transaction's commit took: etcd's
     /// `etcd_disk_backend_commit_duration_seconds`.
     commits: LatencyRecorder,
+    /// The database's size after the last commit (or the last time it was
+    /// read), so that the quota check on every write costs no `statx`:
+    /// etcd's quota reads its backend's size as of the last commit too.
+    known_size: AtomicI64,
 }
 
 /// Positions a store has reached, for status reports and the runtime.
@@ -149,6 +153,7 @@ impl Store {
         txn.commit().map_err(KvError::storage)?;
         let state = load_state(&db)?;
         let db = RwLock::new(db);
+        let known_size = AtomicI64::new(backing.size_bytes());
         tracing::info!(
             applied_index = state.applied_index,
             revision = state.current_revision,
@@ -163,6 +168,7 @@ impl Store {
             in_use: Mutex::default(),
             replacements: AtomicU64::new(0),
             commits: LatencyRecorder::new(BACKEND_COMMIT_BOUNDS),
+            known_size,
         })
     }
 
@@ -278,6 +284,7 @@ impl Store {
         let started = Instant::now();
         txn.commit().map_err(KvError::storage)?;
         self.commits.observe(started.elapsed());
+        self.db_size_bytes();
         Ok(())
     }
 
@@ -288,9 +295,18 @@ impl Store {
     }
 
     /// The database's size in bytes, for `endpoint status`: its file's,
-    /// or its pages' in memory.
+    /// or its pages' in memory, read now.
     pub fn db_size_bytes(&self) -> i64 {
-        self.backing.size_bytes()
+        let size = self.backing.size_bytes();
+        self.known_size.store(size, Ordering::Relaxed);
+        size
+    }
+
+    /// The database's size as of the last commit (or the last
+    /// [`Store::db_size_bytes`]), without reading it again: for checks on
+    /// every request, such as the backend quota's.
+    pub fn known_db_size_bytes(&self) -> i64 {
+        self.known_size.load(Ordering::Relaxed)
     }
 
     /// The database file; `None` for a store in memory.

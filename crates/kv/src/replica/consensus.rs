@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::batcher::{ForwardCounters, Forwarder, Verdict};
 use super::errors::{is_retryable, to_kv};
 use super::machine::RaftMachine;
-use crate::consensus::{Consensus, RaftInfo};
+use crate::consensus::{Consensus, HeaderIds, RaftInfo};
 use crate::error::{KvError, decode};
 use crate::proto::command::CommandResult;
 use crate::server::urls::dial_address;
@@ -155,6 +155,15 @@ impl Consensus for RaftConsensus {
             if !backoff.wait(new_leader(&self.metrics)).await {
                 return Err(failure);
             }
+        }
+    }
+
+    fn header_ids(&self) -> HeaderIds {
+        let m = self.metrics.borrow();
+        HeaderIds {
+            cluster_id: self.cluster_id,
+            member_id: m.id.0,
+            term: m.term.0,
         }
     }
 

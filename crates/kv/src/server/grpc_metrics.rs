@@ -67,9 +67,12 @@ impl GrpcCounters {
         self.calls.lock().expect("no panic while counting").clone()
     }
 
+    /// Copies the method's name only the first time it is called.
     fn started(&self, method: &GrpcMethod) {
         let mut calls = self.calls.lock().expect("no panic while counting");
-        if calls.len() < METHODS_MAX || calls.contains_key(method) {
+        if let Some(counts) = calls.get_mut(method) {
+            counts.started += 1;
+        } else if calls.len() < METHODS_MAX {
             calls.entry(method.clone()).or_default().started += 1;
         }
     }

@@ -168,12 +168,12 @@ impl<C: Consensus> Shared<C> {
 
     /// A response header for `revision`, with this member's identity.
     pub fn header(&self, revision: i64) -> ResponseHeader {
-        let info = self.consensus.info();
+        let ids = self.consensus.header_ids();
         ResponseHeader {
-            cluster_id: info.cluster_id,
-            member_id: info.member_id,
+            cluster_id: ids.cluster_id,
+            member_id: ids.member_id,
             revision,
-            raft_term: info.term,
+            raft_term: ids.term,
         }
     }
 

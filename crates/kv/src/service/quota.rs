@@ -65,7 +65,7 @@ impl<C: Consensus> Shared<C> {
     /// while that alarm is already active), as etcd's quota checker does.
     pub(super) async fn check_quota(&self, op: &Op) -> Result<(), KvError> {
         let cost = cost_bytes(op);
-        let size = self.sm.db_size_bytes().max(0) as u64;
+        let size = self.sm.known_db_size_bytes().max(0) as u64;
         if self.config.quota.admits(size, cost) {
             return Ok(());
         }

@@ -305,3 +305,32 @@ fn the_pages_in_use_are_counted_once_per_period_and_reported_without_waiting() {
         "a stale count is redone"
     );
 }
+
+/// The size the quota checks on every write is the file's as of the last
+/// commit, read once per commit rather than once per request: it follows
+/// the file as writes grow it and as a defragmentation shrinks it.
+#[test]
+fn the_known_size_follows_the_file_through_commits_and_defragmentation() {
+    let mut h = Harness::new();
+    let path = h._dir.path().join("kv.redb");
+    let on_disk = || std::fs::metadata(&path).unwrap().len() as i64;
+    let opened = h.store.known_db_size_bytes();
+    assert_eq!(opened, on_disk());
+    let big = "x".repeat(4096);
+    for i in 0..2000 {
+        h.put(&format!("k{}", i % 4), &big);
+        assert_eq!(h.store.known_db_size_bytes(), on_disk(), "after put {i}");
+    }
+    let grown = h.store.known_db_size_bytes();
+    assert!(grown > opened * 4, "{opened} → {grown}");
+    let current = h.store.position().revision;
+    compact(&mut h, current).unwrap();
+    while h.store.compaction_pending() {
+        step(&mut h);
+    }
+    h.store.flush().unwrap();
+    h.store.defragment().unwrap();
+    let shrunk = h.store.known_db_size_bytes();
+    assert_eq!(shrunk, on_disk());
+    assert!(shrunk < grown / 4, "{grown} → {shrunk}");
+}
