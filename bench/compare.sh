@@ -14,9 +14,15 @@
 # ceiling; then every row and server with throughput, latency and CPU per
 # request) and leaves every JSON report and the Keel plots in $OUT.
 #
-#   bench/compare.sh                 # 20,000 requests per row
-#   TOTAL=2000 bench/compare.sh      # fewer requests per row
-#   bench/compare.sh --quick         # smoke test: 300 requests per row, 30 s cap
+# This machine is shared and its speed drifts by tens of percent from one
+# minute to the next, so each row runs ROUNDS times (default 3), the
+# servers taking turns within a round; for each row and server the
+# tables report its median round by throughput (latency and CPU from that
+# same round), and list every round's throughput below them.
+#
+#   bench/compare.sh                 # 20,000 requests per row, 3 rounds
+#   TOTAL=2000 ROUNDS=1 bench/compare.sh
+#   bench/compare.sh --quick         # smoke test: 300 requests per row, 1 round, 30 s cap
 #
 # Every row is bounded twice: by TOTAL requests, and by ROW_TIMEOUT seconds
 # (default 120; a row cut off by it is reported as missing, not measured).
@@ -33,12 +39,14 @@ cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "--quick" ]; then
     TOTAL=${TOTAL:-300}
+    ROUNDS=${ROUNDS:-1}
     ROW_TIMEOUT=${ROW_TIMEOUT:-30}
 elif [ -n "${1:-}" ]; then
-    echo "usage: $0 [--quick]   (environment: TOTAL, ROW_TIMEOUT, OUT)" >&2
+    echo "usage: $0 [--quick]   (environment: TOTAL, ROUNDS, ROW_TIMEOUT, OUT)" >&2
     exit 2
 fi
 TOTAL=${TOTAL:-20000}
+ROUNDS=${ROUNDS:-3}
 ROW_TIMEOUT=${ROW_TIMEOUT:-120}
 OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -138,41 +146,49 @@ read -r -a keel_member_pids <<<"$(keel_pids | tr '\n' ' ')"
 for row in "${rows[@]}"; do
     name=${row%%|*}
     args=${row#*|}
-    for server in etcd keel ceiling; do
-        case $server in
-            etcd) eps=$ETCD; extra=""; pids=("${etcd_pids[@]}") ;;
-            keel) eps=$KEEL_EPS; extra="--plot $OUT/keel-$name.svg"; pids=("${keel_member_pids[@]}") ;;
-            ceiling) eps=$CEIL; extra=""; pids=("$ceiling_pid") ;;
-        esac
-        if [ "$name" = put-16-leased ] && [ "$server" = ceiling ]; then
-            continue
-        fi
-        if [ "$name" = put-1-at-follower ]; then
+    for round in $(seq "$ROUNDS"); do
+        for server in etcd keel ceiling; do
             case $server in
-                etcd) eps=$ETCD_FOLLOWER_FIRST ;;
-                keel) eps=$KEEL_FOLLOWER_FIRST ;;
+                etcd) eps=$ETCD; extra=""; pids=("${etcd_pids[@]}") ;;
+                keel) eps=$KEEL_EPS; extra="--plot $OUT/keel-$name.svg"; pids=("${keel_member_pids[@]}") ;;
+                ceiling) eps=$CEIL; extra=""; pids=("$ceiling_pid") ;;
             esac
-        fi
-        echo "== $name on $server"
-        # shellcheck disable=SC2086
-        if ! timeout --kill-after=5 "$ROW_TIMEOUT" \
-            $BENCH $args --endpoints "$eps" --total "$TOTAL" --json --no-progress $extra \
-            --server-pids "$(IFS=,; echo "${pids[*]}")" >"$OUT/$server-$name.json"; then
-            echo "   $name on $server failed or ran past ${ROW_TIMEOUT}s; reported as missing" >&2
-            rm -f "$OUT/$server-$name.json"
-        fi
+            if [ "$name" = put-16-leased ] && [ "$server" = ceiling ]; then
+                continue
+            fi
+            if [ "$name" = put-1-at-follower ]; then
+                case $server in
+                    etcd) eps=$ETCD_FOLLOWER_FIRST ;;
+                    keel) eps=$KEEL_FOLLOWER_FIRST ;;
+                esac
+            fi
+            echo "== $name on $server, round $round of $ROUNDS"
+            report="$OUT/$server-$name.round$round.json"
+            # shellcheck disable=SC2086
+            if ! timeout --kill-after=5 "$ROW_TIMEOUT" \
+                $BENCH $args --endpoints "$eps" --total "$TOTAL" --json --no-progress $extra \
+                --server-pids "$(IFS=,; echo "${pids[*]}")" >"$report"; then
+                echo "   $name on $server failed or ran past ${ROW_TIMEOUT}s; reported as missing" >&2
+                rm -f "$report"
+            fi
+        done
     done
 done
 
 python3 - "$OUT" "${rows[@]}" <<'PY'
-import json, os, sys
+import glob, json, os, shutil, sys
 out, rows = sys.argv[1], [r.split("|")[0] for r in sys.argv[2:]]
 servers = ["etcd", "keel", "ceiling"]
+rounds = {}
 def load(t, n):
-    path = f"{out}/{t}-{n}.json"
-    if not os.path.exists(path):
+    # A row's rounds, slowest first; the median one stands for the row.
+    paths = glob.glob(f"{out}/{t}-{n}.round*.json")
+    runs = sorted(((json.load(open(p)), p) for p in paths), key=lambda r: r[0]["requests_per_s"])
+    rounds[(t, n)] = [r["requests_per_s"] for r, _ in runs]
+    if not runs:
         return None
-    report = json.load(open(path))
+    report, path = runs[(len(runs) - 1) // 2]
+    shutil.copyfile(path, f"{out}/{t}-{n}.json")
     report["server_us"] = report["cpu"]["server_us_per_ok"]
     report["client_us"] = report["cpu"]["client_us_per_ok"]
     return report
@@ -215,5 +231,11 @@ for n in rows:
         print(f"| {n} | {t} | {r['ok']:,} | {sum(r['errors'].values()):,} | {r['requests_per_s']:,.0f} "
               f"| {lat['p50_us']/1000:.2f} | {lat['p99_us']/1000:.2f} "
               f"| {num(r['server_us'])} | {num(r['client_us'])} |")
+print()
+print("Every round's throughput (req/s, slowest first); the tables use the median round:")
+print()
+for n in rows:
+    line = "; ".join(f"{t} " + " / ".join(f"{x:,.0f}" for x in rounds[(t, n)]) for t in servers if rounds[(t, n)])
+    print(f"- {n}: {line}")
 PY
 echo "reports in $OUT"

@@ -51,9 +51,14 @@ impl GrpcMethod {
 }
 
 /// The client port's call counts, shared by the server and exporters.
+///
+/// Keyed by the call's path (`/etcdserverpb.KV/Put`), so that counting a
+/// call allocates nothing once its method has been seen: the lookup
+/// borrows the request's path, and the response's counter holds the
+/// table's own key.
 #[derive(Clone, Debug, Default)]
 pub struct GrpcCounters {
-    calls: Arc<Mutex<BTreeMap<GrpcMethod, MethodCalls>>>,
+    calls: Arc<Mutex<BTreeMap<Arc<str>, MethodCalls>>>,
 }
 
 /// Methods are counted only for paths the etcd API could have, so that
@@ -64,29 +69,37 @@ const METHODS_MAX: usize = 256;
 impl GrpcCounters {
     /// Every method called so far, with its counts.
     pub fn calls(&self) -> BTreeMap<GrpcMethod, MethodCalls> {
-        self.calls.lock().expect("no panic while counting").clone()
+        let calls = self.calls.lock().expect("no panic while counting");
+        calls
+            .iter()
+            .filter_map(|(path, counts)| Some((method_of(path)?, counts.clone())))
+            .collect()
     }
 
-    /// Copies the method's name only the first time it is called.
-    fn started(&self, method: &GrpcMethod) {
+    /// Counts a call to `path` (a method's path: [`split_method_path`])
+    /// as started and returns the table's key for it; `None` once the
+    /// table is full.
+    fn started(&self, path: &str) -> Option<Arc<str>> {
         let mut calls = self.calls.lock().expect("no panic while counting");
-        if let Some(counts) = calls.get_mut(method) {
-            counts.started += 1;
-        } else if calls.len() < METHODS_MAX {
-            calls.entry(method.clone()).or_default().started += 1;
-        }
+        let key = match calls.get_key_value(path) {
+            Some((key, _)) => key.clone(),
+            None if calls.len() < METHODS_MAX => Arc::from(path),
+            None => return None,
+        };
+        calls.entry(key.clone()).or_default().started += 1;
+        Some(key)
     }
 
-    fn handled(&self, method: &GrpcMethod, code: &'static str) {
+    fn handled(&self, path: &str, code: &'static str) {
         let mut calls = self.calls.lock().expect("no panic while counting");
-        if let Some(counts) = calls.get_mut(method) {
+        if let Some(counts) = calls.get_mut(path) {
             *counts.handled.entry(code).or_default() += 1;
         }
     }
 }
 
-/// `/package.Service/Method`, if the path has that shape.
-fn method_of(path: &str) -> Option<GrpcMethod> {
+/// `/package.Service/Method`, split, if the path has that shape.
+fn split_method_path(path: &str) -> Option<(&str, &str)> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     let fits = |s: &str| {
         !s.is_empty()
@@ -94,7 +107,13 @@ fn method_of(path: &str) -> Option<GrpcMethod> {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
     };
-    (fits(service) && fits(method)).then(|| GrpcMethod {
+    (fits(service) && fits(method)).then_some((service, method))
+}
+
+/// The method a `/package.Service/Method` path names, if it has that shape.
+fn method_of(path: &str) -> Option<GrpcMethod> {
+    let (service, method) = split_method_path(path)?;
+    Some(GrpcMethod {
         service: service.to_owned(),
         method: method.to_owned(),
     })
@@ -141,19 +160,19 @@ pub(crate) async fn count_calls(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(method) = method_of(request.uri().path()) else {
+    let path = request.uri().path();
+    let Some(key) = split_method_path(path).and_then(|_| counters.started(path)) else {
         return next.run(request).await;
     };
-    counters.started(&method);
     let response = next.run(request).await;
     if let Some(code) = status_of(response.headers()) {
-        counters.handled(&method, code);
+        counters.handled(&key, code);
         return response;
     }
     response.map(|body| {
         Body::new(body.map_frame(move |frame| {
             if let Some(code) = frame.trailers_ref().and_then(status_of) {
-                counters.handled(&method, code);
+                counters.handled(&key, code);
             }
             frame
         }))
@@ -183,11 +202,20 @@ mod tests {
     fn the_method_table_is_bounded() {
         let counters = GrpcCounters::default();
         for i in 0..METHODS_MAX + 10 {
-            let method = method_of(&format!("/s/m{i}")).unwrap();
-            counters.started(&method);
-            counters.handled(&method, "OK");
+            let path = format!("/s/m{i}");
+            let counted = counters.started(&path);
+            assert_eq!(counted.is_some(), i < METHODS_MAX, "{path}");
+            counters.handled(&path, "OK");
         }
-        assert_eq!(counters.calls().len(), METHODS_MAX);
+        let calls = counters.calls();
+        assert_eq!(calls.len(), METHODS_MAX);
+        assert!(
+            calls
+                .values()
+                .all(|c| c.started == 1 && c.handled["OK"] == 1)
+        );
+        assert_eq!(counters.started("/s/m0").as_deref(), Some("/s/m0"));
+        assert_eq!(counters.calls()[&method_of("/s/m0").unwrap()].started, 2);
     }
 
     #[test]
