@@ -284,7 +284,7 @@ impl Store {
         let started = Instant::now();
         txn.commit().map_err(KvError::storage)?;
         self.commits.observe(started.elapsed());
-        self.db_size_bytes();
+        self.refresh_known_size();
         Ok(())
     }
 
@@ -297,6 +297,11 @@ impl Store {
     /// The database's size in bytes, for `endpoint status`: its file's,
     /// or its pages' in memory, read now.
     pub fn db_size_bytes(&self) -> i64 {
+        self.refresh_known_size()
+    }
+
+    /// Reads the database's size and remembers it as the known size.
+    fn refresh_known_size(&self) -> i64 {
         let size = self.backing.size_bytes();
         self.known_size.store(size, Ordering::Relaxed);
         size
