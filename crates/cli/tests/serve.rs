@@ -315,6 +315,9 @@ fn single_member_serves_metrics_health_and_stops_cleanly_on_sigterm() {
     assert_eq!(value(s, "keel_proposals_pending", None), 0.0);
     assert_eq!(value(s, "keel_peer_send_failures_total", None), 0.0);
     assert_eq!(value(s, "keel_snapshots_installed_total", None), 0.0);
+    // The leader proposes its clients' writes itself.
+    assert_eq!(value(s, "keel_forwarded_commands_total", None), 0.0);
+    assert_eq!(value(s, "keel_forwarded_batches_total", None), 0.0);
     let appends = histogram_count(s, "keel_log_append_duration_seconds");
     assert!(appends >= 4.0, "one write per put at least: {appends}");
     assert_eq!(

@@ -181,6 +181,18 @@ fn encode(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
         "Snapshots received from a leader and installed.",
         r.snapshots_installed,
     )?;
+    counter(
+        e,
+        "keel_forwarded_commands",
+        "Client writes this member forwarded to the leader.",
+        r.forwarded_commands,
+    )?;
+    counter(
+        e,
+        "keel_forwarded_batches",
+        "Calls that carried this member's forwarded writes to the leader (commands ÷ batches: the mean batch).",
+        r.forwarded_batches,
+    )?;
     histogram(
         e,
         "keel_log_append_duration_seconds",

@@ -38,6 +38,8 @@ fn leader_sample() -> Sample {
             peer_send_failures: 5,
             snapshots_created: 1,
             snapshots_installed: 0,
+            forwarded_commands: 90,
+            forwarded_batches: 4,
             log_append_seconds: Histogram {
                 buckets: vec![(0.001, 20), (0.01, 29)],
                 sum_seconds: 0.05,
@@ -97,6 +99,8 @@ fn exposition_parses_and_has_every_series() {
     assert_eq!(value(s, "keel_disk_reserve_bytes"), (256u64 << 20) as f64);
     assert_eq!(value(s, "keel_raft_log_entries"), 33.0);
     assert_eq!(value(s, "keel_proposals_committed_total"), 30.0);
+    assert_eq!(value(s, "keel_forwarded_commands_total"), 90.0);
+    assert_eq!(value(s, "keel_forwarded_batches_total"), 4.0);
     assert_eq!(value(s, "keel_proposals_failed_total"), 2.0);
     assert_eq!(value(s, "keel_peer_send_failures_total"), 5.0);
     assert_eq!(value(s, "keel_snapshots_created_total"), 1.0);

@@ -26,6 +26,7 @@ impl MemberProbe {
             return None;
         }
         let t = &m.transport;
+        let forwarded = self.member.forwarding();
         Some(Sample {
             member_id: m.id.0,
             role: Role::from_raft(m.role, m.membership.learners().contains(&m.id)),
@@ -51,6 +52,8 @@ impl MemberProbe {
                     + t.dropped_unknown_peer,
                 snapshots_created: m.snapshots_created,
                 snapshots_installed: m.snapshots_installed,
+                forwarded_commands: forwarded.commands_sent,
+                forwarded_batches: forwarded.batches_sent,
                 log_append_seconds: histogram(&m.log_append),
                 log_fsync_seconds: histogram(&m.log_sync),
             },
