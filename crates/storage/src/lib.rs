@@ -52,7 +52,7 @@ mod store;
 pub use codec::DecodeError;
 pub use config::{InvalidLogConfig, LogConfig};
 pub use error::{Corruption, FrameProblem, StorageError};
-pub use file_store::FileLogStore;
+pub use file_store::{FileLogStore, ZERO_AHEAD_BYTES};
 pub use mem::{CrashKeep, MemLogStore};
 pub use recovery::{RecoveryReport, TornWrite};
 pub use snapshot::{

@@ -15,6 +15,9 @@ use crate::index::Loc;
 
 const SUFFIX: &str = ".wal";
 
+/// What [`Segment::write_zeros`] writes from, one piece at a time.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
 /// One open segment file.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -51,6 +54,22 @@ impl Segment {
         let file = fsutil::open_rw(&path, true)?;
         fsutil::preallocate(&file, &path, preallocate_bytes)?;
         Ok(Segment { seq, path, file })
+    }
+
+    /// Writes zeros over `from..to`: space past every record, which reads
+    /// as zeros already (preallocated, or never written), so that what
+    /// the segment holds does not change — only how the filesystem keeps
+    /// it (see `FileLogStore`'s `initialized_to`).
+    pub fn write_zeros(&self, from: u64, to: u64) -> Result<(), StorageError> {
+        let mut at = from;
+        while at < to {
+            let len = (to - at).min(ZEROS.len() as u64) as usize;
+            self.file
+                .write_all_at(&ZEROS[..len], at)
+                .map_err(StorageError::io("write", &self.path))?;
+            at += len as u64;
+        }
+        Ok(())
     }
 
     /// Reads the durable entries at `locs` (consecutive indexes from
