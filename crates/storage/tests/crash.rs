@@ -6,9 +6,8 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use common::segment_files;
-use keel_raft::{Entry, LogIndex, Payload, Term};
+use common::{entry, segment_files};
+use keel_raft::{Entry, LogIndex, Term};
 use keel_storage::conformance::{persist, read_all};
 use keel_storage::{Corruption, FileLogStore, LogConfig, LogStore, StorageError};
 
@@ -16,18 +15,6 @@ fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 64 << 10,
         cache_bytes_max: 0,
-    }
-}
-
-/// Entry `index` with `len` bytes of data that never ends in zeros.
-fn entry(index: u64, len: usize) -> Entry {
-    let data: Vec<u8> = (0..len)
-        .map(|k| (index as usize * 31 + k) as u8 | 1)
-        .collect();
-    Entry {
-        term: Term(1),
-        index: LogIndex(index),
-        payload: Payload::Command(Bytes::from(data)),
     }
 }
 

@@ -11,9 +11,7 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use bytes::Bytes;
-use common::segment_files;
-use keel_raft::{Entry, LogIndex, Payload, Term};
+use common::{entry, segment_files};
 use keel_storage::conformance::{persist, read_all};
 use keel_storage::{FileLogStore, LogConfig, LogStore, ZERO_AHEAD_BYTES};
 use rustix::fs::SeekFrom;
@@ -24,18 +22,6 @@ fn config() -> LogConfig {
     LogConfig {
         segment_bytes: SEGMENT_BYTES,
         cache_bytes_max: 0,
-    }
-}
-
-/// Entry `index` with 10 KiB of data in which no byte is zero.
-fn entry(index: u64) -> Entry {
-    let data: Vec<u8> = (0..10 << 10)
-        .map(|k| (index as usize * 31 + k) as u8 | 1)
-        .collect();
-    Entry {
-        term: Term(1),
-        index: LogIndex(index),
-        payload: Payload::Command(Bytes::from(data)),
     }
 }
 
@@ -66,7 +52,7 @@ fn zeros_ahead_never_touch_records_nor_grow_a_segment() {
     // restarts twice mid-segment (after which nothing past the end counts
     // as written) and rolls into a second and a third segment.
     for index in 1..=700 {
-        let e = entry(index);
+        let e = entry(index, 10 << 10);
         store.append(std::slice::from_ref(&e));
         written.push(e);
         persist(&mut store);

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+use keel_raft::{Entry, LogIndex, Payload, Term};
 use keel_storage::conformance::{CrashKeeps, Harness, snapshots};
 use keel_storage::{
     CrashKeep, FileLogStore, FileSnapshotStore, LogConfig, MemLogStore, MemSnapshotStore,
@@ -131,6 +133,19 @@ impl SplitMix64 {
     /// A number in `0 .. n`.
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// Entry `index` (term 1) with `len` bytes of data in which no byte is
+/// zero, so that it never ends in zeros.
+pub fn entry(index: u64, len: usize) -> Entry {
+    let data: Vec<u8> = (0..len)
+        .map(|k| (index as usize * 31 + k) as u8 | 1)
+        .collect();
+    Entry {
+        term: Term(1),
+        index: LogIndex(index),
+        payload: Payload::Command(Bytes::from(data)),
     }
 }
 
