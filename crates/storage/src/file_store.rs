@@ -2,11 +2,12 @@
 //!
 //! Writes only change memory; [`LogStore::sync`] frames everything written
 //! since the last sync as one batch, writes it with one `pwrite` and makes it
-//! durable with one `fdatasync` (once per [`ZERO_AHEAD_BYTES`] of log, a
-//! write of zeros past the batch goes with it). Architecture invariant: `sync` (and `open`)
-//! are the only methods that write to disk, so nothing is on disk that a
-//! later sync did not cover, and a crash before a sync loses exactly the
-//! writes since the previous one.
+//! durable with one `fdatasync` (a small batch reaching space the segment
+//! has not had written takes zeros ahead of it, [`ZERO_AHEAD_BYTES`], in the
+//! same sync). Architecture invariant: `sync` (and `open`) are the only
+//! methods that write to disk, so nothing is on disk that a later sync did
+//! not cover, and a crash before a sync loses exactly the writes since the
+//! previous one.
 
 use std::collections::BTreeMap;
 use std::io;
