@@ -184,7 +184,7 @@ fn encode(s: &Sample, e: &mut DescriptorEncoder) -> std::fmt::Result {
     counter(
         e,
         "keel_forwarded_commands",
-        "Client writes this member forwarded to the leader.",
+        "Writes this member forwarded to the leader: its clients', and its own publishing of its name at start.",
         r.forwarded_commands,
     )?;
     counter(

@@ -81,8 +81,9 @@ pub struct ReplicationCounters {
     pub peer_send_failures: u64,
     pub snapshots_created: u64,
     pub snapshots_installed: u64,
-    /// Writes this member forwarded to a leader, and the batches that
-    /// carried them: their ratio is the mean batch size.
+    /// Writes this member forwarded to a leader (its clients', and its own
+    /// publishing of its name at start), and the batches that carried
+    /// them: their ratio is the mean batch size.
     pub forwarded_commands: u64,
     pub forwarded_batches: u64,
     pub log_append_seconds: Histogram,
