@@ -223,6 +223,29 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
     assert_eq!(hashes.len(), 3);
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
 
+    // With `--cluster` the endpoints are the members' client URLs, and
+    // etcdctl's per-endpoint calls then carry a whole URL as HTTP/2's
+    // `:authority`: every member still answers them.
+    let url = cluster.members[(leader + 1) % 3].client_url();
+    for (args, answered) in [
+        (
+            &["endpoint", "status", "--cluster"][..],
+            "http://127.0.0.1:",
+        ),
+        (
+            &["endpoint", "hashkv", "--cluster"][..],
+            "http://127.0.0.1:",
+        ),
+        (
+            &["defrag", "--cluster"][..],
+            "Finished defragmenting etcd member[http://127.0.0.1:",
+        ),
+    ] {
+        let out = etcdctl(&url, args).await;
+        assert_eq!(out.matches(answered).count(), 3, "{args:?}: {out}");
+        assert!(!out.contains("Error"), "{args:?}: {out}");
+    }
+
     // Snapshot save, in etcd's download layout (blocks + sha256).
     let file = cluster.root().join("snap.db");
     let saved = etcdctl(
@@ -237,7 +260,8 @@ async fn etcdctl_maintenance_and_membership_on_three_members() {
     let list = etcdctl(&all, &["member", "list"]).await;
     assert_eq!(list.matches(", started, ").count(), 3, "{list}");
     let target = member_id(&list, &cluster.members[(leader + 1) % 3].name);
-    let moved = etcdctl(&all, &["move-leader", &target]).await;
+    let urls: Vec<String> = cluster.members.iter().map(|m| m.client_url()).collect();
+    let moved = etcdctl(&urls.join(","), &["move-leader", &target]).await;
     assert!(moved.contains(&format!("to {target}")), "{moved}");
     assert_eq!(cluster.wait_leader().await, (leader + 1) % 3);
 

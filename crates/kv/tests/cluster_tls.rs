@@ -76,6 +76,18 @@ async fn etcdctl_with_client_certificates_works_and_strangers_are_refused() {
     )
     .await;
     assert!(ok && out.matches("is healthy").count() == 3, "{out}");
+    // Per-endpoint calls on https URLs: the URL arrives as HTTP/2's
+    // `:authority`, inside TLS, and is still answered.
+    let (ok, out) = etcdctl(
+        &member_urls(&cluster, &[0, 1, 2]),
+        &tls,
+        &["endpoint", "status"],
+    )
+    .await;
+    assert!(
+        ok && out.matches("https://127.0.0.1:").count() == 3,
+        "{out}"
+    );
 
     // TimeToLive on a follower is relayed to the leader's https client URL.
     let (ok, out) = etcdctl(

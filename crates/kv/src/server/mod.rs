@@ -33,10 +33,14 @@
 //!   member its own disk stopped.
 //! - `serve.rs`: the client port (the etcd API, plus HTTP routes given
 //!   by the caller) and the member's background tasks.
+//! - `authority/`: the client port's connections, with a URL-shaped
+//!   HTTP/2 `:authority` (etcdctl's per-endpoint calls) repaired before
+//!   the HTTP/2 server refuses it.
 //! - `grpc_metrics.rs`: the client port's calls counted per method and code.
 //! - `urls.rs`: [`HttpUrl`], the one URL type.
 //! - `tls.rs`: [`TlsConfig`] (in `config.rs`) into rustls settings.
 
+mod authority;
 mod config;
 mod disk_failure;
 mod duration;

@@ -12,6 +12,7 @@ use tokio_stream::StreamMap;
 use tonic::service::Routes;
 use tonic::transport::Server;
 
+use super::authority::AuthorityRepair;
 use super::grpc_metrics::{GrpcCounters, count_calls};
 
 use crate::consensus::Consensus;
@@ -86,7 +87,9 @@ pub(crate) async fn serve_on<C: Consensus>(
     // `tls::incoming` turns Nagle's algorithm off on every connection: a
     // gRPC response is several small writes (headers, data, trailers), and
     // with Nagle on the last one waits for the client's delayed ACK, adding
-    // ~40 ms to a request.
+    // ~40 ms to a request. Each connection is then wrapped so that a
+    // request whose `:authority` is a URL, as etcdctl sends with URL
+    // endpoints, is served rather than reset (`authority/`).
     for (i, (listener, tls)) in port.listeners.into_iter().enumerate() {
         incoming.insert(i, tls::incoming(listener, tls));
     }
@@ -123,7 +126,10 @@ pub(crate) async fn serve_on<C: Consensus>(
     let result = Server::builder()
         .accept_http1(true)
         .add_routes(Routes::from(routes))
-        .serve_with_incoming_shutdown(incoming.map(|(_, conn)| conn), shutdown)
+        .serve_with_incoming_shutdown(
+            incoming.map(|(_, conn)| conn.map(AuthorityRepair::new)),
+            shutdown,
+        )
         .await;
     expiry.abort();
     compactor.abort();
