@@ -11,9 +11,11 @@
 //! malformed before any handler runs, and has no setting to relax that
 //! (hyperium/h2#525). [`AuthorityRepair`] sits between an accepted
 //! connection and the HTTP/2 server and rewrites such an authority to the
-//! URL's `host:port` ([`repair`] holds the rules and the byte-level work).
-//! Keel reads nothing from the authority; what matters is that the request
-//! is served.
+//! URL's `host:port`, and leaves out one that is not even a URL (etcd's
+//! 3.5.0 client sends `#initially=[…]`); [`repair`] holds the rules and
+//! the byte-level work. Neither etcd's gRPC server nor Keel reads anything
+//! from the authority: what matters is that the request is served, as
+//! etcd serves it.
 //!
 //! Only what the client sends is read; what the server writes passes
 //! straight through. A connection that does not start with HTTP/2's

@@ -9,10 +9,11 @@
 //! table, kept exactly, and:
 //! - while no `:authority` needs a repair, blocks pass through byte for
 //!   byte, so the server's table stays the client's;
-//! - from the first block that needs one, every block of the connection is
-//!   re-encoded as literal fields that never touch the server's table
-//!   (RFC 7541 §6.2.3's never-indexed form), so the server's table, which
-//!   no longer follows the client's, is never referred to again.
+//! - from the first block that needs one ([`authority_repair`]), every
+//!   block of the connection is re-encoded as literal fields that never
+//!   touch the server's table (RFC 7541 §6.2.3's never-indexed form), so
+//!   the server's table, which no longer follows the client's, is never
+//!   referred to again.
 //!
 //! Whatever this layer does not understand — a malformed frame, a block
 //! its decoder refuses, a block over [`HEADER_BLOCK_BYTES_MAX`] — switches
@@ -376,15 +377,29 @@ fn headers_payload(
     (start <= end).then_some((priority, start..end))
 }
 
-/// The `host:port` to put in place of an `:authority` the HTTP/2 server
-/// would refuse, when that is a URL with one (`http://host:port`); `None`
-/// when it needs no repair, or when it has none to give and the server
-/// refuses it as before.
-pub(super) fn repaired_authority(value: &[u8]) -> Option<Authority> {
+/// What becomes of an `:authority` the HTTP/2 server would refuse.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum AuthorityFix {
+    /// A URL (`http://host:port`, etcdctl's per-endpoint calls): its own
+    /// authority.
+    Replace(Authority),
+    /// Anything else (etcd's 3.5.0 client sends `#initially=[…]`): the
+    /// field is left out, which HTTP/2 allows of a request. etcd's gRPC
+    /// server reads no authority and Keel reads none either, so the call
+    /// is answered as it would be there.
+    Drop,
+}
+
+/// The repair an `:authority` needs; `None` when the HTTP/2 server accepts
+/// it as it is.
+pub(super) fn authority_repair(value: &[u8]) -> Option<AuthorityFix> {
     if Authority::try_from(value).is_ok() {
         return None;
     }
-    Uri::try_from(value).ok()?.into_parts().authority
+    let url = Uri::try_from(value)
+        .ok()
+        .and_then(|uri| uri.into_parts().authority);
+    Some(url.map_or(AuthorityFix::Drop, AuthorityFix::Replace))
 }
 
 /// The decoded fields of one header block, in one buffer reused from
@@ -426,21 +441,24 @@ impl Fields {
     }
 
     /// Which field is an `:authority` to repair, and its repair.
-    fn authority_repair(&self) -> Option<(usize, Authority)> {
+    fn authority_repair(&self) -> Option<(usize, AuthorityFix)> {
         self.iter()
             .enumerate()
             .filter(|(_, (name, _))| *name == b":authority")
-            .find_map(|(at, (_, value))| Some((at, repaired_authority(value)?)))
+            .find_map(|(at, (_, value))| Some((at, authority_repair(value)?)))
     }
 
     /// The fields, with `repair` applied, as never-indexed literals with
     /// literal names (RFC 7541 §6.2.3): they neither use nor change the
     /// server's dynamic table, and a field the client marked never-indexed
     /// keeps that mark, as the RFC requires of anyone re-encoding it.
-    fn encode_literal(&self, repair: Option<&(usize, Authority)>, out: &mut Vec<u8>) {
+    fn encode_literal(&self, repair: Option<&(usize, AuthorityFix)>, out: &mut Vec<u8>) {
         for (at, (name, value)) in self.iter().enumerate() {
             let value = match repair {
-                Some((repaired, authority)) if *repaired == at => authority.as_str().as_bytes(),
+                Some((repaired, AuthorityFix::Replace(authority))) if *repaired == at => {
+                    authority.as_str().as_bytes()
+                }
+                Some((dropped, AuthorityFix::Drop)) if *dropped == at => continue,
                 _ => value,
             };
             out.push(0x10);

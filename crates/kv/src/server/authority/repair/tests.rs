@@ -164,22 +164,23 @@ fn headers(seen: &[Seen]) -> Vec<Vec<Field>> {
 }
 
 #[test]
-fn a_url_authority_gives_its_host_and_port_and_a_good_one_is_left_alone() {
-    let repaired = |v: &str| repaired_authority(v.as_bytes()).map(|a| a.to_string());
+fn a_url_authority_gives_its_host_and_port_a_good_one_is_left_and_the_rest_dropped() {
+    let fix = |v: &str| authority_repair(v.as_bytes());
+    let replace = |a: &str| Some(AuthorityFix::Replace(a.parse().unwrap()));
+    assert_eq!(fix("http://127.0.0.1:2379"), replace("127.0.0.1:2379"));
     assert_eq!(
-        repaired("http://127.0.0.1:2379").as_deref(),
-        Some("127.0.0.1:2379")
+        fix("https://node-1.example:2379/"),
+        replace("node-1.example:2379")
     );
+    assert_eq!(fix("127.0.0.1:2379"), None);
+    assert_eq!(fix("localhost"), None);
+    assert_eq!(fix("[::1]:2379"), None);
     assert_eq!(
-        repaired("https://node-1.example:2379/").as_deref(),
-        Some("node-1.example:2379")
+        fix("#initially=[http://127.0.0.1:2379]"),
+        Some(AuthorityFix::Drop)
     );
-    assert_eq!(repaired("127.0.0.1:2379"), None);
-    assert_eq!(repaired("localhost"), None);
-    assert_eq!(repaired("[::1]:2379"), None);
-    // Nothing to give: left for the server to refuse, as before.
-    assert_eq!(repaired("not an authority"), None);
-    assert_eq!(repaired("unix:///tmp/etcd.sock"), None);
+    assert_eq!(fix("not an authority"), Some(AuthorityFix::Drop));
+    assert_eq!(fix(""), Some(AuthorityFix::Drop));
 }
 
 #[test]
@@ -228,6 +229,23 @@ fn url_authorities_are_repaired_and_every_later_block_still_decodes() {
         data.count(),
         sent.len(),
         "every DATA frame arrives: {seen:?}"
+    );
+}
+
+#[test]
+fn an_authority_that_is_not_even_a_url_is_left_out() {
+    let mut client = Client::new();
+    let initially = request(
+        "#initially=[http://127.0.0.1:2379]",
+        "/etcdserverpb.KV/Range",
+    );
+    client.send(1, &initially);
+    client.send(3, &initially);
+    let mut without: Vec<Field> = initially.clone();
+    without.remove(3);
+    assert_eq!(
+        headers(&server_reads(&run(&[&client.bytes]))),
+        [without.clone(), without]
     );
 }
 
