@@ -4,16 +4,17 @@
 //!
 //! HTTP/2 compresses header fields with HPACK (RFC 7541), whose dynamic
 //! table both ends keep in step: a field sent once is later sent as an
-//! index into it, so one field cannot simply be edited where it lies. The
-//! client's header blocks are decoded here against a copy of the client's
-//! table, kept exactly, and:
-//! - while no `:authority` needs a repair, blocks pass through byte for
-//!   byte, so the server's table stays the client's;
-//! - from the first block that needs one ([`authority_repair`]), every
-//!   block of the connection is re-encoded as literal fields that never
-//!   touch the server's table (RFC 7541 §6.2.3's never-indexed form), so
-//!   the server's table, which no longer follows the client's, is never
-//!   referred to again.
+//! index into it, so one field cannot simply be edited where it lies.
+//!
+//! A client sends one authority for every request on a connection (gRPC
+//! names it when it dials), so the connection's first header block
+//! decides. If its `:authority` needs no repair ([`authority_repair`]),
+//! that block and every later byte pass on untouched and nothing more is
+//! looked at: an ordinary client costs one decoded block per connection.
+//! If it does, every block of the connection is decoded here against a
+//! copy of the client's table, kept exactly, and re-encoded as literal
+//! fields that never touch the server's table (RFC 7541 §6.2.3's
+//! never-indexed form), with the authority repaired wherever it appears.
 //!
 //! Whatever this layer does not understand — a malformed frame, a block
 //! its decoder refuses, a block over [`HEADER_BLOCK_BYTES_MAX`] — switches
@@ -79,7 +80,7 @@ pub(super) struct Repair {
     block_fragment: Vec<u8>,
     /// The client's HPACK table, as the client encoded against it.
     decoder: Decoder<'static>,
-    /// Set at the first repaired block: from then on every block is
+    /// The connection's first block needed a repair: every block is
     /// re-encoded.
     reencoding: bool,
     /// The fields of the block being decoded.
@@ -263,20 +264,21 @@ impl Repair {
             return;
         }
         let repair = self.fields.authority_repair();
+        if repair.is_none() && !self.reencoding {
+            // The connection's first block needs nothing, so no later one
+            // will (see the module doc): it and all that follows pass on
+            // as they came.
+            self.pass_through();
+            return;
+        }
+        self.reencoding = true;
         let block = self
             .block
             .take()
             .expect("a block is pending at its END_HEADERS");
-        if repair.is_some() {
-            self.reencoding = true;
-        }
-        if self.reencoding {
-            let mut fragment = Vec::with_capacity(self.block_fragment.len() + 64);
-            self.fields.encode_literal(repair.as_ref(), &mut fragment);
-            self.write_header_frames(&block, &fragment);
-        } else {
-            self.output.extend_from_slice(&self.block_frames);
-        }
+        let mut fragment = Vec::with_capacity(self.block_fragment.len() + 64);
+        self.fields.encode_literal(repair.as_ref(), &mut fragment);
+        self.write_header_frames(&block, &fragment);
         self.block_frames.clear();
         self.block_fragment.clear();
     }

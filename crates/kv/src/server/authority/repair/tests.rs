@@ -200,10 +200,10 @@ fn url_authorities_are_repaired_and_every_later_block_still_decodes() {
     let mut client = Client::new();
     let good = request("127.0.0.1:2379", "/etcdserverpb.KV/Range");
     let url = request("http://127.0.0.1:2379", "/etcdserverpb.Maintenance/Status");
-    // Good first: the client's table (and the server's) learn its fields;
-    // then the URL, learnt as a new entry and sent as an index after; then
-    // the good one again, by index into the client's table.
-    let sent = [&good, &url, &url, &good, &url];
+    // The URL first, learnt by the client's table and sent as an index
+    // after; fields of other blocks are learnt along the way and sent as
+    // indexes too.
+    let sent = [&url, &good, &url, &good, &url];
     for (i, fields) in sent.iter().enumerate() {
         client.send(2 * i as u32 + 1, fields);
     }
@@ -247,6 +247,16 @@ fn an_authority_that_is_not_even_a_url_is_left_out() {
         headers(&server_reads(&run(&[&client.bytes]))),
         [without.clone(), without]
     );
+}
+
+#[test]
+fn a_connection_whose_first_authority_is_good_is_not_looked_at_again() {
+    let mut client = Client::new();
+    client.send(1, &request("127.0.0.1:2379", "/a"));
+    client.send(3, &request("http://127.0.0.1:2379", "/b"));
+    let (out, reencoded) = run_repair(&[&client.bytes]);
+    assert_eq!(out, client.bytes);
+    assert!(!reencoded);
 }
 
 #[test]
