@@ -38,6 +38,25 @@ pub const CLUSTER_VERSION: &str = "3.4.0";
 /// Snapshot download chunk size.
 const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
 
+/// Refuses a Defragment, Hash, HashKV or Snapshot call unless auth is off
+/// or its caller has the root role, with etcd 3.4's answer: these calls
+/// return its auth store's own error untranslated, so a client sees gRPC
+/// `Unknown` with `auth: user name is empty` or `auth: permission denied`
+/// where every other call gets `InvalidArgument` or `PermissionDenied`
+/// with `etcdserver: …`. Other refusals (a bad token) keep their usual
+/// answer, which tells clients to authenticate again.
+async fn admit_admin_as_etcd<C: Consensus, T>(
+    shared: &Shared<C>,
+    request: &Request<T>,
+) -> Result<(), Status> {
+    match shared.admit_admin(&Credentials::of(request)).await {
+        Ok(()) => Ok(()),
+        Err(KvError::UserEmpty) => Err(Status::unknown("auth: user name is empty")),
+        Err(KvError::PermissionDenied) => Err(Status::unknown("auth: permission denied")),
+        Err(other) => Err(other.into()),
+    }
+}
+
 pub struct MaintenanceService<C> {
     shared: Arc<Shared<C>>,
 }
@@ -126,7 +145,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        self.shared.admit_admin(&Credentials::of(&request)).await?;
+        admit_admin_as_etcd(&self.shared, &request).await?;
         // Pauses this member's apply while redb rewrites its file; other
         // members go on (etcd defragments one member per call too).
         let sm = self.shared.sm.clone();
@@ -140,7 +159,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
     }
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        self.shared.admit_admin(&Credentials::of(&request)).await?;
+        admit_admin_as_etcd(&self.shared, &request).await?;
         let (hash, _, revision) = self.shared.read_store(|store| store.hash_kv(0)).await?;
         Ok(Response::new(HashResponse {
             header: Some(self.shared.header(revision)),
@@ -152,7 +171,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        self.shared.admit_admin(&Credentials::of(&request)).await?;
+        admit_admin_as_etcd(&self.shared, &request).await?;
         let req = request.into_inner();
         let (hash, compact_revision, _) = self
             .shared
@@ -172,7 +191,7 @@ impl<C: Consensus> Maintenance for MaintenanceService<C> {
         &self,
         request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        self.shared.admit_admin(&Credentials::of(&request)).await?;
+        admit_admin_as_etcd(&self.shared, &request).await?;
         // Staged in a file so that the stream can say how many bytes remain
         // without holding the state in memory.
         let mut file =
