@@ -1,26 +1,25 @@
 //! The etcd services through a real tonic client, against a single-member
 //! server on 127.0.0.1 (`LocalConsensus` in place of Raft).
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
+use keel_kv::KvStateMachine;
 use keel_kv::proto::etcdserverpb::kv_client::KvClient;
 use keel_kv::proto::etcdserverpb::lease_client::LeaseClient;
 use keel_kv::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use keel_kv::proto::etcdserverpb::watch_client::WatchClient;
 use keel_kv::proto::etcdserverpb::watch_request::RequestUnion;
 use keel_kv::proto::etcdserverpb::*;
-use keel_kv::service::{ServiceConfig, Shared};
-use keel_kv::{KvStateMachine, LocalConsensus};
-use tokio::net::TcpListener;
+use keel_kv::service::ServiceConfig;
+use support::single_node::{self, CLUSTER_ID, MEMBER_ID};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::Channel;
 
-const CLUSTER_ID: u64 = 77;
-const MEMBER_ID: u64 = 5;
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Server {
@@ -30,30 +29,13 @@ struct Server {
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let sm = KvStateMachine::open(dir.path(), true).unwrap();
-    let consensus = Arc::new(LocalConsensus::new(sm.clone(), CLUSTER_ID, MEMBER_ID));
     let config = ServiceConfig {
         lease_ttl_min_seconds: 1,
         watch_progress_every: Duration::from_millis(200),
         lease_check_every: Duration::from_millis(100),
         ..ServiceConfig::new(dir.path())
     };
-    let shared = Shared::new(sm, consensus, config);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let me = Member {
-        id: MEMBER_ID,
-        name: "solo".into(),
-        peer_ur_ls: vec!["http://127.0.0.1:1".into()],
-        client_ur_ls: vec![format!("http://{addr}")],
-        is_learner: false,
-    };
-    tokio::spawn(keel_kv::server::serve(
-        shared,
-        listener,
-        me,
-        std::future::pending(),
-    ));
+    let addr = single_node::start(dir.path(), config).await;
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

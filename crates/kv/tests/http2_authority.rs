@@ -4,15 +4,15 @@
 //! connection to the client port: every one is answered, as etcd answers
 //! it.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use keel_kv::proto::etcdserverpb::Member;
-use keel_kv::service::{ServiceConfig, Shared};
-use keel_kv::{KvStateMachine, LocalConsensus};
+use keel_kv::service::ServiceConfig;
 use loona_hpack::{Decoder, Encoder};
+use support::single_node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const DATA: u8 = 0x0;
@@ -31,30 +31,6 @@ fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&stream_id.to_be_bytes());
     out.extend_from_slice(payload);
     out
-}
-
-/// A single-member server (`LocalConsensus`) on the client port's own
-/// serving code; its address.
-async fn start(dir: &tempfile::TempDir) -> std::net::SocketAddr {
-    let sm = KvStateMachine::open(dir.path(), true).unwrap();
-    let consensus = Arc::new(LocalConsensus::new(sm.clone(), 77, 5));
-    let shared = Shared::new(sm, consensus, ServiceConfig::new(dir.path()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let me = Member {
-        id: 5,
-        name: "solo".into(),
-        peer_ur_ls: vec!["http://127.0.0.1:1".into()],
-        client_ur_ls: vec![format!("http://{addr}")],
-        is_learner: false,
-    };
-    tokio::spawn(keel_kv::server::serve(
-        shared,
-        listener,
-        me,
-        std::future::pending(),
-    ));
-    addr
 }
 
 /// Two `Maintenance/Status` calls on one connection with `authority` (the
@@ -116,7 +92,7 @@ async fn two_status_calls(addr: std::net::SocketAddr, authority: &str) -> Vec<St
 #[tokio::test]
 async fn requests_with_an_authority_h2_would_refuse_are_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = start(&dir).await;
+    let addr = single_node::start(dir.path(), ServiceConfig::new(dir.path())).await;
     for authority in [
         format!("127.0.0.1:{}", addr.port()),
         format!("http://127.0.0.1:{}", addr.port()),

@@ -7,6 +7,7 @@
 pub mod certs;
 pub mod etcd;
 pub mod etcdctl;
+pub mod single_node;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
