@@ -33,6 +33,8 @@
 //!   member its own disk stopped.
 //! - `serve.rs`: the client port (the etcd API, plus HTTP routes given
 //!   by the caller) and the member's background tasks.
+//! - `gateway.rs`: etcd's JSON gateway (`POST /v3/kv/range`, …) on the
+//!   client port, over the same services.
 //! - `authority/`: the client port's connections, with a URL-shaped
 //!   HTTP/2 `:authority` (etcdctl's per-endpoint calls) repaired before
 //!   the HTTP/2 server refuses it.
@@ -44,6 +46,7 @@ mod authority;
 mod config;
 mod disk_failure;
 mod duration;
+mod gateway;
 mod grpc_metrics;
 mod identity;
 pub mod ids;

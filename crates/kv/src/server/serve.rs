@@ -13,6 +13,7 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 
 use super::authority::AuthorityRepair;
+use super::gateway;
 use super::grpc_metrics::{GrpcCounters, count_calls};
 
 use crate::consensus::Consensus;
@@ -113,15 +114,18 @@ pub(crate) async fn serve_on<C: Consensus>(
             )
             .add_service(LockServer::new(LockService::new(shared.clone())))
             .add_service(AuthServer::new(AuthService::new(shared.clone())))
-            .add_service(ElectionServer::new(ElectionService::new(shared)));
+            .add_service(ElectionServer::new(ElectionService::new(shared.clone())));
+    let gateway = gateway::routes(shared);
     // The HTTP routes are merged after the counting layer, so that only
-    // the etcd API's calls are counted; requests are told apart by path.
+    // the etcd API's gRPC calls are counted; requests are told apart by
+    // path.
     let routes = etcd_api
         .into_axum_router()
         .layer(axum::middleware::from_fn_with_state(
             port.grpc_counters,
             count_calls,
         ))
+        .merge(gateway)
         .merge(port.http);
     let result = Server::builder()
         .accept_http1(true)

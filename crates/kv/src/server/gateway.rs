@@ -1,0 +1,234 @@
+//! etcd's JSON gateway on the client port: the unary calls of the v3 API
+//! as `POST /v3/...` with a JSON body, as etcd 3.4 serves them next to gRPC
+//! (`curl -X POST http://127.0.0.1:2379/v3/kv/range -d '{"key":"Zm9v"}'`).
+//!
+//! Each route decodes the body in proto3's JSON mapping (`build.rs`:
+//! field names as the .proto spells them, either spelling accepted,
+//! bytes in base64, 64-bit integers as strings, unknown fields ignored),
+//! calls the same service the gRPC route does, and writes the reply the
+//! same way, default values left out. A refusal is etcd's gateway's error
+//! body, `{"error":…,"message":…,"code":…}`, with its HTTP status for the
+//! gRPC code. A token goes in the `Authorization` header, as etcd's
+//! gateway takes it; a request is never authenticated by the connection's
+//! client certificate (etcd's gateway calls its server with its own).
+//!
+//! The streaming calls (watch, lease keep-alive, snapshot, election
+//! observe) are not served here: they answer `Unimplemented`, saying to
+//! use gRPC.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::{Code, Status};
+
+use crate::consensus::Consensus;
+use crate::proto::etcdserverpb::auth_server::Auth;
+use crate::proto::etcdserverpb::cluster_server::Cluster;
+use crate::proto::etcdserverpb::kv_server::Kv;
+use crate::proto::etcdserverpb::lease_server::Lease;
+use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::v3electionpb::election_server::Election;
+use crate::proto::v3lockpb::lock_server::Lock;
+use crate::service::{
+    AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService,
+    MaintenanceService, Shared,
+};
+
+/// The paths of the streaming calls, answered `Unimplemented`.
+const STREAMING_PATHS: [&str; 4] = [
+    "/v3/watch",
+    "/v3/lease/keepalive",
+    "/v3/maintenance/snapshot",
+    "/v3/election/observe",
+];
+
+/// Routes one unary call: `POST $path` to `$service.$method`.
+macro_rules! unary_route {
+    ($router:expr, $path:literal, $service:expr, $method:ident) => {{
+        let service = $service.clone();
+        $router.route(
+            $path,
+            post(move |headers: HeaderMap, body: Bytes| {
+                let service = service.clone();
+                async move {
+                    call(&headers, &body, move |request| async move {
+                        service.$method(request).await
+                    })
+                    .await
+                }
+            }),
+        )
+    }};
+}
+
+/// The gateway's routes over `shared`, for the client port's router.
+pub(crate) fn routes<C: Consensus>(shared: Arc<Shared<C>>) -> Router {
+    let kv = Arc::new(KvService::new(shared.clone()));
+    let lease = Arc::new(LeaseService::new(shared.clone()));
+    let cluster = Arc::new(ClusterService::new(shared.clone()));
+    let maintenance = Arc::new(MaintenanceService::new(shared.clone()));
+    let auth = Arc::new(AuthService::new(shared.clone()));
+    let lock = Arc::new(LockService::new(shared.clone()));
+    let election = Arc::new(ElectionService::new(shared.clone()));
+    // Base64 makes a value a third longer than the request limit allows.
+    let body_limit = shared.config.max_request_bytes * 2 + 64 * 1024;
+
+    let mut router = Router::new();
+    router = unary_route!(router, "/v3/kv/range", kv, range);
+    router = unary_route!(router, "/v3/kv/put", kv, put);
+    router = unary_route!(router, "/v3/kv/deleterange", kv, delete_range);
+    router = unary_route!(router, "/v3/kv/txn", kv, txn);
+    router = unary_route!(router, "/v3/kv/compaction", kv, compact);
+    router = unary_route!(router, "/v3/lease/grant", lease, lease_grant);
+    router = unary_route!(router, "/v3/lease/revoke", lease, lease_revoke);
+    router = unary_route!(router, "/v3/kv/lease/revoke", lease, lease_revoke);
+    router = unary_route!(router, "/v3/lease/timetolive", lease, lease_time_to_live);
+    router = unary_route!(router, "/v3/kv/lease/timetolive", lease, lease_time_to_live);
+    router = unary_route!(router, "/v3/lease/leases", lease, lease_leases);
+    router = unary_route!(router, "/v3/kv/lease/leases", lease, lease_leases);
+    router = unary_route!(router, "/v3/cluster/member/add", cluster, member_add);
+    router = unary_route!(router, "/v3/cluster/member/remove", cluster, member_remove);
+    router = unary_route!(router, "/v3/cluster/member/update", cluster, member_update);
+    router = unary_route!(router, "/v3/cluster/member/list", cluster, member_list);
+    router = unary_route!(
+        router,
+        "/v3/cluster/member/promote",
+        cluster,
+        member_promote
+    );
+    router = unary_route!(router, "/v3/maintenance/alarm", maintenance, alarm);
+    router = unary_route!(router, "/v3/maintenance/status", maintenance, status);
+    router = unary_route!(
+        router,
+        "/v3/maintenance/defragment",
+        maintenance,
+        defragment
+    );
+    router = unary_route!(router, "/v3/maintenance/hash", maintenance, hash);
+    router = unary_route!(
+        router,
+        "/v3/maintenance/transfer-leadership",
+        maintenance,
+        move_leader
+    );
+    router = unary_route!(router, "/v3/auth/enable", auth, auth_enable);
+    router = unary_route!(router, "/v3/auth/disable", auth, auth_disable);
+    router = unary_route!(router, "/v3/auth/authenticate", auth, authenticate);
+    router = unary_route!(router, "/v3/auth/user/add", auth, user_add);
+    router = unary_route!(router, "/v3/auth/user/get", auth, user_get);
+    router = unary_route!(router, "/v3/auth/user/list", auth, user_list);
+    router = unary_route!(router, "/v3/auth/user/delete", auth, user_delete);
+    router = unary_route!(router, "/v3/auth/user/changepw", auth, user_change_password);
+    router = unary_route!(router, "/v3/auth/user/grant", auth, user_grant_role);
+    router = unary_route!(router, "/v3/auth/user/revoke", auth, user_revoke_role);
+    router = unary_route!(router, "/v3/auth/role/add", auth, role_add);
+    router = unary_route!(router, "/v3/auth/role/get", auth, role_get);
+    router = unary_route!(router, "/v3/auth/role/list", auth, role_list);
+    router = unary_route!(router, "/v3/auth/role/delete", auth, role_delete);
+    router = unary_route!(router, "/v3/auth/role/grant", auth, role_grant_permission);
+    router = unary_route!(router, "/v3/auth/role/revoke", auth, role_revoke_permission);
+    router = unary_route!(router, "/v3/lock/lock", lock, lock);
+    router = unary_route!(router, "/v3/lock/unlock", lock, unlock);
+    router = unary_route!(router, "/v3/election/campaign", election, campaign);
+    router = unary_route!(router, "/v3/election/proclaim", election, proclaim);
+    router = unary_route!(router, "/v3/election/leader", election, leader);
+    router = unary_route!(router, "/v3/election/resign", election, resign);
+    for path in STREAMING_PATHS {
+        router = router.route(path, post(streaming_unserved));
+    }
+    router.layer(DefaultBodyLimit::max(body_limit))
+}
+
+/// Decodes the body, calls the service with the caller's token, and
+/// writes its reply or refusal as etcd's gateway does. An empty body is
+/// the empty message.
+async fn call<Req, Resp, F, Fut>(headers: &HeaderMap, body: &[u8], service: F) -> Response
+where
+    Req: DeserializeOwned + Default,
+    Resp: Serialize,
+    F: FnOnce(tonic::Request<Req>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
+    let message = if body.is_empty() {
+        Req::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(message) => message,
+            Err(e) => return refusal(&Status::invalid_argument(e.to_string())),
+        }
+    };
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = headers.get(header::AUTHORIZATION)
+        && let Ok(token) = tonic::metadata::MetadataValue::try_from(token.as_bytes())
+    {
+        request.metadata_mut().insert("authorization", token);
+    }
+    match service(request).await {
+        Ok(reply) => match serde_json::to_vec(reply.get_ref()) {
+            Ok(json) => json_response(StatusCode::OK, json),
+            Err(e) => refusal(&Status::internal(e.to_string())),
+        },
+        Err(status) => refusal(&status),
+    }
+}
+
+async fn streaming_unserved() -> Response {
+    refusal(&Status::unimplemented(
+        "Keel serves etcd's streaming calls (watch, lease keep-alive, snapshot, \
+         election observe) over gRPC only: use etcdctl or a gRPC client",
+    ))
+}
+
+/// etcd's gateway's error body.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+    code: i32,
+}
+
+fn refusal(status: &Status) -> Response {
+    let body = ErrorBody {
+        error: status.message(),
+        message: status.message(),
+        code: status.code() as i32,
+    };
+    let json = serde_json::to_vec(&body).expect("a struct of strings and a number serializes");
+    json_response(http_status(status.code()), json)
+}
+
+fn json_response(status: StatusCode, json: Vec<u8>) -> Response {
+    let mut response = (status, json).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The HTTP status etcd's gateway (grpc-gateway) gives a gRPC code.
+fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::Cancelled => StatusCode::REQUEST_TIMEOUT,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
