@@ -19,8 +19,10 @@ const TOKEN_KEYS: [&str; 2] = ["token", "authorization"];
 
 /// The header etcd's gRPC gateway adds to the calls it relays. Such a call
 /// comes over the gateway's own client certificate, so etcd never takes
-/// that certificate's name as the user; nor does Keel (which has no
-/// gateway): a client that sends it is not authenticated by certificate.
+/// that certificate's name as the user; nor does Keel: a client that
+/// sends it is not authenticated by certificate. (Keel's own gateway,
+/// `server/gateway.rs`, calls the services in process with no connection
+/// information, so its calls never are either.)
 const GATEWAY_HEADER: &str = "grpcgateway-accept";
 
 /// What a request offers to say who sent it, taken from it before the
