@@ -35,23 +35,55 @@ async fn post(url: &str, path: &str, body: &str, token: Option<&str>) -> (u16, S
         .unwrap();
     let status = reply[9..12].parse().unwrap();
     let (head, body) = reply.split_once("\r\n\r\n").unwrap();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return (status, dechunked(body));
     }
     (status, body.to_owned())
 }
 
-/// A chunked body's data (etcd sends its errors so, with trailers).
+/// The data of the complete chunks of a chunked body (etcd sends its
+/// errors so, with trailers; a watch streams so).
 fn dechunked(mut body: &str) -> String {
     let mut data = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n").unwrap();
+    while let Some((size, rest)) = body.split_once("\r\n") {
         let size = usize::from_str_radix(size, 16).unwrap();
-        if size == 0 {
-            return data;
+        if size == 0 || rest.len() < size + 2 {
+            break;
         }
         data.push_str(&rest[..size]);
         body = &rest[size + 2..];
+    }
+    data
+}
+
+/// `POST /v3/watch` with `body`: the first `n` lines it streams back.
+async fn watch_lines(url: &str, body: &str, n: usize) -> Vec<String> {
+    let host = url.trim_start_matches("http://");
+    let mut conn = TcpStream::connect(host).await.unwrap();
+    let request = format!(
+        "POST /v3/watch HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&raw);
+        if let Some((_, chunks)) = text.split_once("\r\n\r\n") {
+            let lines: Vec<String> = dechunked(chunks).lines().map(str::to_owned).collect();
+            if lines.len() >= n {
+                return lines[..n].to_vec();
+            }
+        }
+        let mut buf = [0u8; 4096];
+        let read = tokio::time::timeout(CALL_TIMEOUT, conn.read(&mut buf))
+            .await
+            .expect("the watch streamed nothing in time")
+            .unwrap();
+        assert_ne!(read, 0, "the watch ended: {text}");
+        raw.extend_from_slice(&buf[..read]);
     }
 }
 
@@ -192,8 +224,38 @@ async fn json_gateway_answers_as_etcds_does() {
         (200, true),
         "auth is off again: {body}"
     );
-    let (status, body) = post(&urls[1], "/v3/watch", r#"{"create_request":{}}"#, None).await;
+    let (status, body) = post(&urls[1], "/v3/lease/keepalive", r#"{"ID":"1"}"#, None).await;
     assert_eq!(status, 501, "{body}");
+    let watch = tokio::spawn({
+        let url = urls[1].clone();
+        async move { watch_lines(&url, r#"{"create_request":{"key":"d2F0Y2hlZA=="}}"#, 2).await }
+    });
+    // Puts until the watch reports one: it may open after the first.
+    let mut lines = None;
+    for _ in 0..50 {
+        post(
+            &urls[2],
+            "/v3/kv/put",
+            r#"{"key":"d2F0Y2hlZA==","value":"eQ=="}"#,
+            None,
+        )
+        .await;
+        if watch.is_finished() {
+            lines = Some(watch.await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lines = lines.expect("the watch reported no put");
+    assert!(
+        lines[0].starts_with(r#"{"result":{"header":{"#),
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with(r#""created":true}}"#), "{lines:?}");
+    assert!(
+        lines[1].contains(r#""events":[{"kv":{"key":"d2F0Y2hlZA==","#),
+        "{lines:?}"
+    );
     let (status, _) = post(&urls[2], "/v3/kv/range", "not json", None).await;
     assert_eq!(status, 400);
 

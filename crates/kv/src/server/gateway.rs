@@ -12,24 +12,29 @@
 //! gateway takes it; a request is never authenticated by the connection's
 //! client certificate (etcd's gateway calls its server with its own).
 //!
-//! The streaming calls (watch, lease keep-alive, snapshot, election
-//! observe) are not served here: they answer `Unimplemented`, saying to
-//! use gRPC.
+//! `POST /v3/watch` streams as etcd's gateway does: the body's watch
+//! requests (one or more JSON objects) open watchers, and each reply is a
+//! line `{"result":…}` for as long as the client reads. The other
+//! streaming calls (lease keep-alive, snapshot, election observe) are not
+//! served here: they answer `Unimplemented`, saying to use gRPC.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_stream::StreamExt;
 use tonic::{Code, Status};
 
 use crate::consensus::Consensus;
+use crate::proto::etcdserverpb::WatchRequest;
 use crate::proto::etcdserverpb::auth_server::Auth;
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 use crate::proto::etcdserverpb::kv_server::Kv;
@@ -38,13 +43,12 @@ use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::v3electionpb::election_server::Election;
 use crate::proto::v3lockpb::lock_server::Lock;
 use crate::service::{
-    AuthService, ClusterService, ElectionService, KvService, LeaseService, LockService,
-    MaintenanceService, Shared,
+    AuthService, ClusterService, Credentials, ElectionService, KvService, LeaseService,
+    LockService, MaintenanceService, Shared, WatchService,
 };
 
-/// The paths of the streaming calls, answered `Unimplemented`.
-const STREAMING_PATHS: [&str; 4] = [
-    "/v3/watch",
+/// The paths of the streaming calls not served, answered `Unimplemented`.
+const STREAMING_PATHS: [&str; 3] = [
     "/v3/lease/keepalive",
     "/v3/maintenance/snapshot",
     "/v3/election/observe",
@@ -141,6 +145,13 @@ pub(crate) fn routes<C: Consensus>(shared: Arc<Shared<C>>) -> Router {
     router = unary_route!(router, "/v3/election/proclaim", election, proclaim);
     router = unary_route!(router, "/v3/election/leader", election, leader);
     router = unary_route!(router, "/v3/election/resign", election, resign);
+    let watch = Arc::new(WatchService::new(shared.clone()));
+    router = router.route(
+        "/v3/watch",
+        post(move |headers: HeaderMap, body: Bytes| async move {
+            watch_stream(&watch, &headers, &body)
+        }),
+    );
     for path in STREAMING_PATHS {
         router = router.route(path, post(streaming_unserved));
     }
@@ -165,13 +176,7 @@ where
             Err(e) => return refusal(&Status::invalid_argument(e.to_string())),
         }
     };
-    let mut request = tonic::Request::new(message);
-    if let Some(token) = headers.get(header::AUTHORIZATION)
-        && let Ok(token) = tonic::metadata::MetadataValue::try_from(token.as_bytes())
-    {
-        request.metadata_mut().insert("authorization", token);
-    }
-    match service(request).await {
+    match service(with_token(headers, message)).await {
         Ok(reply) => match serde_json::to_vec(reply.get_ref()) {
             Ok(json) => json_response(StatusCode::OK, json),
             Err(e) => refusal(&Status::internal(e.to_string())),
@@ -180,10 +185,86 @@ where
     }
 }
 
+/// `message` as a request carrying the caller's token from the
+/// `Authorization` header, as etcd's gateway passes it on.
+fn with_token<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = headers.get(header::AUTHORIZATION)
+        && let Ok(token) = tonic::metadata::MetadataValue::try_from(token.as_bytes())
+    {
+        request.metadata_mut().insert("authorization", token);
+    }
+    request
+}
+
+/// `/v3/watch`: the body's requests open watchers; the replies stream
+/// back one JSON line each until the client goes away (the request
+/// stream stays open, as a gRPC client's does after its last request).
+fn watch_stream<C: Consensus>(
+    watch: &WatchService<C>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let requests: Result<Vec<WatchRequest>, _> = serde_json::Deserializer::from_slice(body)
+        .into_iter()
+        .collect();
+    let requests = match requests {
+        Ok(requests) => requests,
+        Err(e) => return refusal(&Status::unknown(e.to_string())),
+    };
+    let credentials = Credentials::of(&with_token(headers, ()));
+    let inbound = tokio_stream::iter(requests.into_iter().map(Ok)).chain(tokio_stream::pending());
+    let lines = watch
+        .open(credentials, false, inbound)
+        .map(|reply| Ok::<_, Infallible>(Bytes::from(stream_line(reply))));
+    let mut response = Body::from_stream(lines).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// One streamed reply as etcd's gateway writes it: `{"result":…}`, or
+/// for an error `{"error":{"grpc_code":…,"http_code":…,"message":…,
+/// "http_status":…}}`; a line each.
+fn stream_line<T: Serialize>(reply: Result<T, Status>) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct StreamError<'a> {
+        grpc_code: i32,
+        http_code: u16,
+        message: String,
+        http_status: &'a str,
+    }
+    let (key, value) = match reply {
+        Ok(result) => ("result", serde_json::to_vec(&result)),
+        Err(status) => {
+            let http = http_status(status.code());
+            let error = StreamError {
+                grpc_code: status.code() as i32,
+                http_code: http.as_u16(),
+                message: format!(
+                    "rpc error: code = {:?} desc = {}",
+                    status.code(),
+                    status.message()
+                ),
+                http_status: http.canonical_reason().unwrap_or(""),
+            };
+            ("error", serde_json::to_vec(&error))
+        }
+    };
+    let value = value.expect("generated messages and plain structs serialize");
+    // Written by hand so that the message's fields keep their order.
+    let mut line = format!("{{\"{key}\":").into_bytes();
+    line.extend_from_slice(&value);
+    line.extend_from_slice(b"}\n");
+    line
+}
+
 async fn streaming_unserved() -> Response {
     refusal(&Status::unimplemented(
-        "Keel serves etcd's streaming calls (watch, lease keep-alive, snapshot, \
-         election observe) over gRPC only: use etcdctl or a gRPC client",
+        "Keel serves these streaming calls (lease keep-alive, snapshot, election \
+         observe) over gRPC only: use etcdctl or a gRPC client",
     ))
 }
 

@@ -59,7 +59,22 @@ impl<C: Consensus> Watch for WatchService<C> {
         if require_leader && self.shared.consensus.info().leader_id.is_none() {
             return Err(KvError::NoLeader.into());
         }
-        let inbound = request.into_inner();
+        let replies = self.open(credentials, require_leader, request.into_inner());
+        Ok(Response::new(Box::pin(replies)))
+    }
+}
+
+impl<C: Consensus> WatchService<C> {
+    /// Serves one client's stream of requests, for the gRPC call and for
+    /// the JSON gateway's `/v3/watch` alike: the replies, which end when
+    /// the requests end, when the replies are no longer read, or (with
+    /// `require_leader`) once the member has had no leader for a while.
+    pub(crate) fn open(
+        &self,
+        credentials: Credentials,
+        require_leader: bool,
+        inbound: impl Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
+    ) -> ReceiverStream<WatchReply> {
         let (tx, rx) = mpsc::channel(STREAM_QUEUE_RESPONSES);
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -74,7 +89,7 @@ impl<C: Consensus> Watch for WatchService<C> {
             stream.serve(inbound, leader_lost).await;
             stream.stop_all();
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        ReceiverStream::new(rx)
     }
 }
 
@@ -146,21 +161,23 @@ struct WatchStream<C> {
 }
 
 impl<C: Consensus> WatchStream<C> {
-    /// Serves the client's requests until it leaves, or until
-    /// `leader_lost` resolves: then the stream ends with etcd's no-leader
-    /// error.
+    /// Serves the client's requests until it leaves (its requests end, or
+    /// it stops reading the replies), or until `leader_lost` resolves:
+    /// then the stream ends with etcd's no-leader error.
     async fn serve(
         &mut self,
-        mut inbound: Streaming<WatchRequest>,
+        mut inbound: impl Stream<Item = Result<WatchRequest, Status>> + Unpin,
         leader_lost: impl Future<Output = ()>,
     ) {
         let mut leader_lost = std::pin::pin!(leader_lost);
+        let out = self.out.clone();
         loop {
             let req = tokio::select! {
                 req = inbound.next() => match req {
                     Some(Ok(req)) => req,
                     _ => return,
                 },
+                () = out.closed() => return,
                 () = &mut leader_lost => {
                     let _ = self.out.send(Err(KvError::NoLeader.into())).await;
                     return;
