@@ -247,6 +247,9 @@ async fn json_gateway_answers_as_etcds_does() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let lines = lines.expect("the watch reported no put");
+    // An empty key is etcd's smallest key, `\0`: watched, not refused.
+    let empty = watch_lines(&urls[0], r#"{"create_request":{}}"#, 1).await;
+    assert!(empty[0].ends_with(r#""created":true}}"#), "{empty:?}");
     assert!(
         lines[0].starts_with(r#"{"result":{"header":{"#),
         "{lines:?}"

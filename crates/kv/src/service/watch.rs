@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -207,7 +208,11 @@ impl<C: Consensus> WatchStream<C> {
         self.out.send(Ok(response)).await.is_ok()
     }
 
-    async fn create(&mut self, req: WatchCreateRequest) -> bool {
+    async fn create(&mut self, mut req: WatchCreateRequest) -> bool {
+        if req.key.is_empty() {
+            // As etcd: an empty key is the smallest key, `\0`.
+            req.key = Bytes::from_static(b"\0");
+        }
         let current = self.shared.sm.store().position().revision;
         let header = Some(self.shared.header(current));
         let id = if req.watch_id != 0 {
@@ -218,7 +223,7 @@ impl<C: Consensus> WatchStream<C> {
             }
             self.next_id
         };
-        if req.key.is_empty() || self.watchers.contains_key(&id) || id < 0 {
+        if self.watchers.contains_key(&id) || id < 0 {
             // etcd reports a refused create as created-and-canceled.
             return self
                 .send(WatchResponse {
