@@ -247,6 +247,19 @@ async fn json_gateway_answers_as_etcds_does() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let lines = lines.expect("the watch reported no put");
+    // A watch from a compacted revision is canceled in etcd 3.4's shape.
+    let (status, body) = post(&urls[1], "/v3/kv/compaction", r#"{"revision":"3"}"#, None).await;
+    assert_eq!(status, 200, "{body}");
+    let compacted = watch_lines(
+        &urls[0],
+        r#"{"create_request":{"key":"Zm9v","start_revision":"1"}}"#,
+        2,
+    )
+    .await;
+    assert_eq!(
+        normalized(&compacted[1]),
+        r#"{"result":{"header":{"cluster_id":"N","member_id":"N","raft_term":"N"},"canceled":true,"compact_revision":"3"}}"#
+    );
     // An empty key is etcd's smallest key, `\0`: watched, not refused.
     let empty = watch_lines(&urls[0], r#"{"create_request":{}}"#, 1).await;
     assert!(empty[0].ends_with(r#""created":true}}"#), "{empty:?}");

@@ -66,6 +66,13 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
                 None => bail!("{url} closed the watch"),
             },
         };
+        if response.canceled && response.compact_revision != 0 {
+            bail!(
+                "the watch was canceled: its start revision is compacted (the oldest kept is {}); \
+                 watch from a later revision",
+                response.compact_revision
+            );
+        }
         if response.canceled {
             bail!("the watch was canceled: {}", response.cancel_reason);
         }

@@ -106,13 +106,14 @@ impl Watcher {
                     Ok(batch) => batch,
                     Err(KvError::Compacted) => {
                         let compacted = sm.store().position().compacted_revision;
+                        // etcd 3.4's shape: no revision in the header and
+                        // no reason; clients read `compact_revision`.
                         let _ = out
                             .send(Ok(WatchResponse {
-                                header: Some(header(current)),
+                                header: Some(header(0)),
                                 watch_id: self.spec.id,
                                 canceled: true,
                                 compact_revision: compacted,
-                                cancel_reason: KvError::Compacted.to_string(),
                                 ..Default::default()
                             }))
                             .await;
