@@ -134,6 +134,10 @@ const STEPS: &[(&str, &str)] = &[
     ("/v3/lease/revoke", r#"{"ID":"999"}"#),
     ("/v3/kv/lease/timetolive", r#"{"ID":"999"}"#),
     ("/v3/cluster/member/remove", r#"{"ID":"1"}"#),
+    ("/v3/lease/grant", r#"{"TTL":60,"ID":"4242"}"#),
+    ("/v3/lease/keepalive", r#"{"ID":"4242"}{"ID":"4242"}"#),
+    ("/v3/lease/keepalive", r#"{"ID":"5"}"#),
+    ("/v3/lease/revoke", r#"{"ID":"4242"}"#),
     ("/v3/auth/enable", "{}"),
     (
         "/v3/auth/user/add",
@@ -224,7 +228,7 @@ async fn json_gateway_answers_as_etcds_does() {
         (200, true),
         "auth is off again: {body}"
     );
-    let (status, body) = post(&urls[1], "/v3/lease/keepalive", r#"{"ID":"1"}"#, None).await;
+    let (status, body) = post(&urls[1], "/v3/maintenance/snapshot", "{}", None).await;
     assert_eq!(status, 501, "{body}");
     let watch = tokio::spawn({
         let url = urls[1].clone();

@@ -12,11 +12,12 @@
 //! gateway takes it; a request is never authenticated by the connection's
 //! client certificate (etcd's gateway calls its server with its own).
 //!
-//! `POST /v3/watch` streams as etcd's gateway does: the body's watch
-//! requests (one or more JSON objects) open watchers, and each reply is a
-//! line `{"result":…}` for as long as the client reads. The other
-//! streaming calls (lease keep-alive, snapshot, election observe) are not
-//! served here: they answer `Unimplemented`, saying to use gRPC.
+//! Two streaming calls are served as etcd's gateway serves them, each
+//! reply a line `{"result":…}`: `POST /v3/watch` (the body's watch
+//! requests, one or more JSON objects, open watchers, which report for as
+//! long as the client reads) and `POST /v3/lease/keepalive` (one reply per
+//! request in the body). The others (snapshot, election observe) answer
+//! `Unimplemented`, saying to use gRPC.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,12 +35,12 @@ use tokio_stream::StreamExt;
 use tonic::{Code, Status};
 
 use crate::consensus::Consensus;
-use crate::proto::etcdserverpb::WatchRequest;
 use crate::proto::etcdserverpb::auth_server::Auth;
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::lease_server::Lease;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::etcdserverpb::{LeaseKeepAliveRequest, WatchRequest};
 use crate::proto::v3electionpb::election_server::Election;
 use crate::proto::v3lockpb::lock_server::Lock;
 use crate::service::{
@@ -48,11 +49,7 @@ use crate::service::{
 };
 
 /// The paths of the streaming calls not served, answered `Unimplemented`.
-const STREAMING_PATHS: [&str; 3] = [
-    "/v3/lease/keepalive",
-    "/v3/maintenance/snapshot",
-    "/v3/election/observe",
-];
+const STREAMING_PATHS: [&str; 2] = ["/v3/maintenance/snapshot", "/v3/election/observe"];
 
 /// Routes one unary call: `POST $path` to `$service.$method`.
 macro_rules! unary_route {
@@ -152,6 +149,14 @@ pub(crate) fn routes<C: Consensus>(shared: Arc<Shared<C>>) -> Router {
             watch_stream(&watch, &headers, &body)
         }),
     );
+    let keep_alive_shared = shared.clone();
+    router = router.route(
+        "/v3/lease/keepalive",
+        post(move |body: Bytes| {
+            let shared = keep_alive_shared.clone();
+            async move { keep_alive(&shared, &body).await }
+        }),
+    );
     for path in STREAMING_PATHS {
         router = router.route(path, post(streaming_unserved));
     }
@@ -223,6 +228,29 @@ fn watch_stream<C: Consensus>(
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// `/v3/lease/keepalive`: one reply line per request in the body, ending
+/// after the first refusal, as the gRPC stream does.
+async fn keep_alive<C: Consensus>(shared: &Shared<C>, body: &[u8]) -> Response {
+    let requests: Result<Vec<LeaseKeepAliveRequest>, _> =
+        serde_json::Deserializer::from_slice(body)
+            .into_iter()
+            .collect();
+    let requests = match requests {
+        Ok(requests) => requests,
+        Err(e) => return refusal(&Status::unknown(e.to_string())),
+    };
+    let mut lines = Vec::new();
+    for request in requests {
+        let reply = shared.keep_alive(request.id).await.map_err(Status::from);
+        let failed = reply.is_err();
+        lines.extend(stream_line(reply));
+        if failed {
+            break;
+        }
+    }
+    json_response(StatusCode::OK, lines)
 }
 
 /// One streamed reply as etcd's gateway writes it: `{"result":…}`, or

@@ -51,7 +51,7 @@ impl<C: Consensus> Shared<C> {
 
     /// Keep-alive on the leader: renew if the lease exists. TTL 0 tells the
     /// client the lease is gone (etcd's convention).
-    async fn keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse, KvError> {
+    pub(crate) async fn keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse, KvError> {
         let info = self.consensus.info();
         if !info.is_leader() {
             let mut client = self.leader_client().await?;
