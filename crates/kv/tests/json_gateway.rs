@@ -228,8 +228,45 @@ async fn json_gateway_answers_as_etcds_does() {
         (200, true),
         "auth is off again: {body}"
     );
+    // Server streams: a line per reply.
     let (status, body) = post(&urls[1], "/v3/maintenance/snapshot", "{}", None).await;
-    assert_eq!(status, 501, "{body}");
+    assert_eq!(status, 200);
+    let last = body.lines().last().unwrap_or_default();
+    assert!(
+        body.starts_with(r#"{"result":{"#) && last.contains(r#""blob":""#),
+        "{}",
+        &body[..body.len().min(300)]
+    );
+    let (status, body) = post(
+        &urls[2],
+        "/v3/election/campaign",
+        r#"{"name":"ZWxlY3Rpb24=","value":"bWU="}"#,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let observed = {
+        let host = urls[0].trim_start_matches("http://").to_owned();
+        let body = r#"{"name":"ZWxlY3Rpb24="}"#;
+        let mut conn = TcpStream::connect(&host).await.unwrap();
+        let request = format!(
+            "POST /v3/election/observe HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        while !String::from_utf8_lossy(&raw).contains("\"value\"") {
+            let mut buf = [0u8; 4096];
+            let read = tokio::time::timeout(CALL_TIMEOUT, conn.read(&mut buf))
+                .await
+                .expect("observe streamed nothing in time")
+                .unwrap();
+            assert_ne!(read, 0, "observe ended");
+            raw.extend_from_slice(&buf[..read]);
+        }
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    assert!(observed.contains(r#""value":"bWU=""#), "{observed}");
     let watch = tokio::spawn({
         let url = urls[1].clone();
         async move { watch_lines(&url, r#"{"create_request":{"key":"d2F0Y2hlZA=="}}"#, 2).await }

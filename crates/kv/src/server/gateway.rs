@@ -12,12 +12,13 @@
 //! gateway takes it; a request is never authenticated by the connection's
 //! client certificate (etcd's gateway calls its server with its own).
 //!
-//! Two streaming calls are served as etcd's gateway serves them, each
-//! reply a line `{"result":…}`: `POST /v3/watch` (the body's watch
-//! requests, one or more JSON objects, open watchers, which report for as
-//! long as the client reads) and `POST /v3/lease/keepalive` (one reply per
-//! request in the body). The others (snapshot, election observe) answer
-//! `Unimplemented`, saying to use gRPC.
+//! The streaming calls answer as etcd's gateway does, one line
+//! `{"result":…}` per reply: `POST /v3/watch` (the body's watch requests,
+//! one or more JSON objects, open watchers, which report for as long as
+//! the client reads), `POST /v3/lease/keepalive` (one reply per request in
+//! the body), `POST /v3/maintenance/snapshot` and `POST
+//! /v3/election/observe` (the call's stream, until it ends or the client
+//! goes away).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Code, Status};
 
 use crate::consensus::Consensus;
@@ -48,9 +49,6 @@ use crate::service::{
     LockService, MaintenanceService, Shared, WatchService,
 };
 
-/// The paths of the streaming calls not served, answered `Unimplemented`.
-const STREAMING_PATHS: [&str; 2] = ["/v3/maintenance/snapshot", "/v3/election/observe"];
-
 /// Routes one unary call: `POST $path` to `$service.$method`.
 macro_rules! unary_route {
     ($router:expr, $path:literal, $service:expr, $method:ident) => {{
@@ -61,6 +59,26 @@ macro_rules! unary_route {
                 let service = service.clone();
                 async move {
                     call(&headers, &body, move |request| async move {
+                        service.$method(request).await
+                    })
+                    .await
+                }
+            }),
+        )
+    }};
+}
+
+/// Routes one call that streams its replies: `POST $path` to
+/// `$service.$method`.
+macro_rules! server_stream_route {
+    ($router:expr, $path:literal, $service:expr, $method:ident) => {{
+        let service = $service.clone();
+        $router.route(
+            $path,
+            post(move |headers: HeaderMap, body: Bytes| {
+                let service = service.clone();
+                async move {
+                    call_streaming(&headers, &body, move |request| async move {
                         service.$method(request).await
                     })
                     .await
@@ -157,9 +175,8 @@ pub(crate) fn routes<C: Consensus>(shared: Arc<Shared<C>>) -> Router {
             async move { keep_alive(&shared, &body).await }
         }),
     );
-    for path in STREAMING_PATHS {
-        router = router.route(path, post(streaming_unserved));
-    }
+    router = server_stream_route!(router, "/v3/maintenance/snapshot", maintenance, snapshot);
+    router = server_stream_route!(router, "/v3/election/observe", election, observe);
     router.layer(DefaultBodyLimit::max(body_limit))
 }
 
@@ -173,13 +190,9 @@ where
     F: FnOnce(tonic::Request<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
-    let message = if body.is_empty() {
-        Req::default()
-    } else {
-        match serde_json::from_slice(body) {
-            Ok(message) => message,
-            Err(e) => return refusal(&Status::invalid_argument(e.to_string())),
-        }
+    let message = match decoded(body) {
+        Ok(message) => message,
+        Err(status) => return refusal(&status),
     };
     match service(with_token(headers, message)).await {
         Ok(reply) => match serde_json::to_vec(reply.get_ref()) {
@@ -188,6 +201,52 @@ where
         },
         Err(status) => refusal(&status),
     }
+}
+
+/// Like [`call`], for a call that streams its replies: each becomes a
+/// line, until the stream ends or the client goes away (the body, and
+/// with it the stream, is dropped).
+async fn call_streaming<Req, Resp, S, F, Fut>(
+    headers: &HeaderMap,
+    body: &[u8],
+    service: F,
+) -> Response
+where
+    Req: DeserializeOwned + Default,
+    Resp: Serialize,
+    S: Stream<Item = Result<Resp, Status>> + Send + 'static,
+    F: FnOnce(tonic::Request<Req>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<S>, Status>>,
+{
+    let message = match decoded(body) {
+        Ok(message) => message,
+        Err(status) => return refusal(&status),
+    };
+    match service(with_token(headers, message)).await {
+        Ok(replies) => streamed(replies.into_inner()),
+        Err(status) => refusal(&status),
+    }
+}
+
+/// The request in `body`; an empty body is the empty message.
+fn decoded<Req: DeserializeOwned + Default>(body: &[u8]) -> Result<Req, Status> {
+    if body.is_empty() {
+        return Ok(Req::default());
+    }
+    serde_json::from_slice(body).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// A response whose body is `replies`, a line each.
+fn streamed<T: Serialize>(
+    replies: impl Stream<Item = Result<T, Status>> + Send + 'static,
+) -> Response {
+    let lines = replies.map(|reply| Ok::<_, Infallible>(Bytes::from(stream_line(reply))));
+    let mut response = Body::from_stream(lines).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// `message` as a request carrying the caller's token from the
@@ -219,15 +278,7 @@ fn watch_stream<C: Consensus>(
     };
     let credentials = Credentials::of(&with_token(headers, ()));
     let inbound = tokio_stream::iter(requests.into_iter().map(Ok)).chain(tokio_stream::pending());
-    let lines = watch
-        .open(credentials, false, inbound)
-        .map(|reply| Ok::<_, Infallible>(Bytes::from(stream_line(reply))));
-    let mut response = Body::from_stream(lines).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    streamed(watch.open(credentials, false, inbound))
 }
 
 /// `/v3/lease/keepalive`: one reply line per request in the body, ending
@@ -287,13 +338,6 @@ fn stream_line<T: Serialize>(reply: Result<T, Status>) -> Vec<u8> {
     line.extend_from_slice(&value);
     line.extend_from_slice(b"}\n");
     line
-}
-
-async fn streaming_unserved() -> Response {
-    refusal(&Status::unimplemented(
-        "Keel serves these streaming calls (lease keep-alive, snapshot, election \
-         observe) over gRPC only: use etcdctl or a gRPC client",
-    ))
 }
 
 /// etcd's gateway's error body.
