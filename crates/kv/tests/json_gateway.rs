@@ -59,12 +59,13 @@ fn dechunked(mut body: &str) -> String {
     data
 }
 
-/// `POST /v3/watch` with `body`: the first `n` lines it streams back.
-async fn watch_lines(url: &str, body: &str, n: usize) -> Vec<String> {
+/// `POST path` with `body` to a call that streams: the first `n` lines
+/// it streams back.
+async fn streamed_lines(url: &str, path: &str, body: &str, n: usize) -> Vec<String> {
     let host = url.trim_start_matches("http://");
     let mut conn = TcpStream::connect(host).await.unwrap();
     let request = format!(
-        "POST /v3/watch HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     conn.write_all(request.as_bytes()).await.unwrap();
@@ -80,9 +81,9 @@ async fn watch_lines(url: &str, body: &str, n: usize) -> Vec<String> {
         let mut buf = [0u8; 4096];
         let read = tokio::time::timeout(CALL_TIMEOUT, conn.read(&mut buf))
             .await
-            .expect("the watch streamed nothing in time")
+            .expect("the call streamed nothing in time")
             .unwrap();
-        assert_ne!(read, 0, "the watch ended: {text}");
+        assert_ne!(read, 0, "the stream ended: {text}");
         raw.extend_from_slice(&buf[..read]);
     }
 }
@@ -245,31 +246,26 @@ async fn json_gateway_answers_as_etcds_does() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let observed = {
-        let host = urls[0].trim_start_matches("http://").to_owned();
-        let body = r#"{"name":"ZWxlY3Rpb24="}"#;
-        let mut conn = TcpStream::connect(&host).await.unwrap();
-        let request = format!(
-            "POST /v3/election/observe HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        conn.write_all(request.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        while !String::from_utf8_lossy(&raw).contains("\"value\"") {
-            let mut buf = [0u8; 4096];
-            let read = tokio::time::timeout(CALL_TIMEOUT, conn.read(&mut buf))
-                .await
-                .expect("observe streamed nothing in time")
-                .unwrap();
-            assert_ne!(read, 0, "observe ended");
-            raw.extend_from_slice(&buf[..read]);
-        }
-        String::from_utf8_lossy(&raw).into_owned()
-    };
+    let observed = streamed_lines(
+        &urls[0],
+        "/v3/election/observe",
+        r#"{"name":"ZWxlY3Rpb24="}"#,
+        1,
+    )
+    .await
+    .remove(0);
     assert!(observed.contains(r#""value":"bWU=""#), "{observed}");
     let watch = tokio::spawn({
         let url = urls[1].clone();
-        async move { watch_lines(&url, r#"{"create_request":{"key":"d2F0Y2hlZA=="}}"#, 2).await }
+        async move {
+            streamed_lines(
+                &url,
+                "/v3/watch",
+                r#"{"create_request":{"key":"d2F0Y2hlZA=="}}"#,
+                2,
+            )
+            .await
+        }
     });
     // Puts until the watch reports one: it may open after the first.
     let mut lines = None;
@@ -291,8 +287,9 @@ async fn json_gateway_answers_as_etcds_does() {
     // A watch from a compacted revision is canceled in etcd 3.4's shape.
     let (status, body) = post(&urls[1], "/v3/kv/compaction", r#"{"revision":"3"}"#, None).await;
     assert_eq!(status, 200, "{body}");
-    let compacted = watch_lines(
+    let compacted = streamed_lines(
         &urls[0],
+        "/v3/watch",
         r#"{"create_request":{"key":"Zm9v","start_revision":"1"}}"#,
         2,
     )
@@ -302,7 +299,7 @@ async fn json_gateway_answers_as_etcds_does() {
         r#"{"result":{"header":{"cluster_id":"N","member_id":"N","raft_term":"N"},"canceled":true,"compact_revision":"3"}}"#
     );
     // An empty key is etcd's smallest key, `\0`: watched, not refused.
-    let empty = watch_lines(&urls[0], r#"{"create_request":{}}"#, 1).await;
+    let empty = streamed_lines(&urls[0], "/v3/watch", r#"{"create_request":{}}"#, 1).await;
     assert!(empty[0].ends_with(r#""created":true}}"#), "{empty:?}");
     assert!(
         lines[0].starts_with(r#"{"result":{"header":{"#),
