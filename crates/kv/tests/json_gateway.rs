@@ -223,12 +223,17 @@ async fn json_gateway_answers_as_etcds_does() {
     );
     let (status, body) = step(&keel, r#"/v3/kv/put {"key":"YQ==","value":"Yg=="}"#);
     assert_eq!(status, 200, "the token in Authorization is taken: {body}");
-    let (status, body) = post(&urls[0], "/v3/kv/range", r#"{"key":"YQ=="}"#, None).await;
-    assert_eq!(
-        (status, body.contains("\"kvs\"")),
-        (200, true),
-        "auth is off again: {body}"
-    );
+    // A linearizable read on every member: each has applied the disable
+    // (maintenance calls below check the caller against the member's own
+    // auth state without a read barrier, as etcd's do).
+    for url in &urls {
+        let (status, body) = post(url, "/v3/kv/range", r#"{"key":"YQ=="}"#, None).await;
+        assert_eq!(
+            (status, body.contains("\"kvs\"")),
+            (200, true),
+            "auth is off again at {url}: {body}"
+        );
+    }
     // Server streams: a line per reply.
     let (status, body) = post(&urls[1], "/v3/maintenance/snapshot", "{}", None).await;
     assert_eq!(status, 200);
@@ -287,6 +292,10 @@ async fn json_gateway_answers_as_etcds_does() {
     // A watch from a compacted revision is canceled in etcd 3.4's shape.
     let (status, body) = post(&urls[1], "/v3/kv/compaction", r#"{"revision":"3"}"#, None).await;
     assert_eq!(status, 200, "{body}");
+    // A linearizable read first: the member watched has applied the
+    // compaction (a watch reads the member's own store).
+    let (status, _) = post(&urls[0], "/v3/kv/range", r#"{"key":"Zm9v"}"#, None).await;
+    assert_eq!(status, 200);
     let compacted = streamed_lines(
         &urls[0],
         "/v3/watch",
