@@ -17,6 +17,9 @@ fn status_of(cluster: &LocalCluster) -> Status {
         "status",
         "--data-dir",
         &cluster.dir_arg(),
+        // A loaded test machine may take longer than the default second.
+        "--timeout",
+        "5s",
     ]))
 }
 

@@ -1,6 +1,7 @@
 //! One request of the etcd v3 API, as the generator makes it and both
 //! systems receive it.
 
+use keel_kv::mvcc::{is_read_only, is_serializable};
 use keel_kv::proto::etcdserverpb::{
     AlarmRequest, CompactionRequest, DeleteRangeRequest, HashKvRequest, LeaseGrantRequest,
     LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest, TxnRequest,
@@ -45,6 +46,8 @@ impl Op {
     pub fn reads_locally(&self) -> bool {
         match self {
             Op::Range(r) => r.serializable,
+            // A txn of serializable ranges only is served as they are.
+            Op::Txn(t) => is_read_only(t) && is_serializable(t),
             Op::Status | Op::HashKv(_) | Op::Defragment | Op::Alarm(_) => true,
             _ => false,
         }

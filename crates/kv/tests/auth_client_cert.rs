@@ -81,6 +81,13 @@ fn steps() -> Vec<(Holder, Vec<&'static str>, Option<&'static str>)> {
         (Root, vec!["user", "grant-role", "alice", "app"], None),
         // etcdctl grants root the root role, then enables.
         (Root, vec!["auth", "enable"], None),
+        // A linearizable read on each of three members in turn: every one
+        // has applied the grants before alice writes by certificate (her
+        // write is stamped with the auth revision of the member it
+        // reaches, and a stale stamp is refused at apply, as by etcd).
+        (Root, vec!["get", "app/1"], None),
+        (Root, vec!["get", "app/1"], None),
+        (Root, vec!["get", "app/1"], None),
         (Alice, vec!["put", "app/1", "one"], None),
         (Alice, vec!["get", "app/1"], None),
         (Alice, vec!["put", "other", "x"], None),

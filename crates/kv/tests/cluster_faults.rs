@@ -83,6 +83,12 @@ async fn enable_auth_with_root(cluster: &Cluster) {
     .await
     .unwrap();
     auth.auth_enable(AuthEnableRequest {}).await.unwrap();
+    // A linearizable read on every member: each has applied the grants, so
+    // a write's auth stamp taken there is current (a stale one is refused
+    // at apply, as etcd refuses it).
+    for i in 0..cluster.members.len() {
+        keys_on(cluster, i, "auth-applied/").await;
+    }
 }
 
 /// Every key under `prefix` that member `i` holds, read linearizably.

@@ -233,6 +233,9 @@ async fn put(endpoint: &str, key: &str, value: &str) -> String {
 /// Asserts that every member returns every acknowledged value.
 async fn assert_all_readable(endpoints: &[String], acknowledged: &BTreeMap<String, String>) {
     for endpoint in endpoints {
+        // A linearizable read first: the member has applied every write
+        // acknowledged through the others, and its own store must show it.
+        etcdctl(endpoint, &["get", "barrier"]).await;
         for (key, value) in acknowledged {
             let got = etcdctl(
                 endpoint,

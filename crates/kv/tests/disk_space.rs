@@ -100,6 +100,9 @@ async fn a_full_quota_alarms_every_member_until_compact_defrag_and_disarm() {
 
     // Compaction and defragmentation shrink every member's file, but the
     // alarm still caps the store until it is disarmed.
+    // A linearizable read first: member 0 has applied the deletes made
+    // through the others, and its status names the latest revision.
+    etcdctl(&endpoints[0], &["get", "barrier"]).await;
     let revision = status_field(&endpoints[0], "revision").await;
     let out = etcdctl(
         &endpoints[1],

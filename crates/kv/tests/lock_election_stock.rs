@@ -234,17 +234,26 @@ async fn lock_holder_killed(endpoints: &[String]) -> Vec<String> {
     });
     tokio::time::sleep(STILL_WAITING).await;
     assert!(!waiter.is_finished(), "the waiter must wait for the holder");
-    let contenders = observer
-        .get(
-            format!("{LOCK_NAME}/"),
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_sort(SortTarget::Create, SortOrder::Ascend),
-            ),
-        )
-        .await
-        .unwrap();
+    // The waiter's key appears once its Lock call has put it: on a loaded
+    // machine, possibly after the pause above.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let contenders = loop {
+        let contenders = observer
+            .get(
+                format!("{LOCK_NAME}/"),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Create, SortOrder::Ascend),
+                ),
+            )
+            .await
+            .unwrap();
+        if contenders.kvs().len() >= 2 || tokio::time::Instant::now() > deadline {
+            break contenders;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let keys: Vec<String> = contenders
         .kvs()
         .iter()
