@@ -88,7 +88,7 @@ impl KeyRange {
 
     /// Whether no key can fall in the range (an end at or before a start
     /// that is not one of etcd's special ends).
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         !self.end.is_empty() && self.end.as_ref() != [0] && self.end.as_ref() <= self.start.as_ref()
     }
 

@@ -208,53 +208,75 @@ impl<C: Consensus> WatchStream<C> {
         self.out.send(Ok(response)).await.is_ok()
     }
 
+    /// etcd's answer to a create it refuses: created and canceled at
+    /// once, with no watch ID and `reason`.
+    async fn refuse(&self, current: i64, reason: String) -> bool {
+        self.send(WatchResponse {
+            header: Some(self.shared.header(current)),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// The ID a create gets, or why it gets none. As etcd's: IDs the
+    /// server picks start at 0 and are never handed out twice on one
+    /// stream, skipping any a client chose; a client's own choice must not
+    /// be in use.
+    fn assign_id(&mut self, requested: i64) -> Result<i64, &'static str> {
+        match requested {
+            0 => {
+                while self.watchers.contains_key(&self.next_id) {
+                    self.next_id += 1;
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                Ok(id)
+            }
+            // Replies with a negative ID are the stream's own (-1: a
+            // progress report or a refusal); etcd would take one anyway.
+            id if id < 0 => {
+                Err("keel: a watch ID must not be negative (0 lets the server pick one)")
+            }
+            id if self.watchers.contains_key(&id) => {
+                Err("mvcc: duplicate watch ID provided on the WatchStream")
+            }
+            id => Ok(id),
+        }
+    }
+
     async fn create(&mut self, mut req: WatchCreateRequest) -> bool {
         if req.key.is_empty() {
             // As etcd: an empty key is the smallest key, `\0`.
             req.key = Bytes::from_static(b"\0");
         }
         let current = self.shared.sm.store().position().revision;
-        let header = Some(self.shared.header(current));
-        let id = if req.watch_id != 0 {
-            req.watch_id
-        } else {
-            while self.watchers.contains_key(&self.next_id) {
-                self.next_id += 1;
-            }
-            self.next_id
-        };
-        if self.watchers.contains_key(&id) || id < 0 {
-            // etcd reports a refused create as created-and-canceled.
-            return self
-                .send(WatchResponse {
-                    header,
-                    watch_id: -1,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: "etcdserver: invalid watch request".into(),
-                    ..Default::default()
-                })
-                .await;
-        }
+        // etcd's order: permission, then the range, then the ID.
         if let Err(e) = self.admit(&req).await {
-            // etcd refuses a watch it does not permit the same way, with
-            // the gRPC error's text (as Go prints it) as the reason.
+            // etcd refuses a watch it does not permit with the gRPC
+            // error's text (as Go prints it) as the reason.
             let status = Status::from(e);
+            let reason = format!(
+                "rpc error: code = {} desc = {}",
+                go_code_name(status.code()),
+                status.message()
+            );
+            return self.refuse(current, reason).await;
+        }
+        let range = KeyRange::new(req.key.clone(), req.range_end.clone());
+        if range.is_empty() {
             return self
-                .send(WatchResponse {
-                    header,
-                    watch_id: -1,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: format!(
-                        "rpc error: code = {} desc = {}",
-                        go_code_name(status.code()),
-                        status.message()
-                    ),
-                    ..Default::default()
-                })
+                .refuse(current, "mvcc: watcher range is empty".into())
                 .await;
         }
+        let id = match self.assign_id(req.watch_id) {
+            Ok(id) => id,
+            Err(reason) => return self.refuse(current, reason.into()).await,
+        };
+        let header = Some(self.shared.header(current));
         let start = if req.start_revision > 0 {
             req.start_revision
         } else {
@@ -262,7 +284,7 @@ impl<C: Consensus> WatchStream<C> {
         };
         let spec = WatchSpec {
             id,
-            range: KeyRange::new(req.key.clone(), req.range_end.clone()),
+            range,
             prev_kv: req.prev_kv,
             no_put: req.filters.contains(&(FilterType::Noput as i32)),
             no_delete: req.filters.contains(&(FilterType::Nodelete as i32)),
