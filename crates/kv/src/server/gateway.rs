@@ -49,18 +49,23 @@ use crate::service::{
     LockService, MaintenanceService, Shared, WatchService,
 };
 
-/// Routes one unary call: `POST $path` to `$service.$method`.
-macro_rules! unary_route {
-    ($router:expr, $path:literal, $service:expr, $method:ident) => {{
+/// Routes one call: `POST $path` to `$service.$method`, its reply written
+/// by `$answer` ([`json_reply`] for a unary call, [`streamed`] for one
+/// that streams).
+macro_rules! route {
+    ($router:expr, $path:literal, $service:expr, $method:ident, $answer:expr) => {{
         let service = $service.clone();
         $router.route(
             $path,
             post(move |headers: HeaderMap, body: Bytes| {
                 let service = service.clone();
                 async move {
-                    call(&headers, &body, move |request| async move {
-                        service.$method(request).await
-                    })
+                    call(
+                        &headers,
+                        &body,
+                        move |request| async move { service.$method(request).await },
+                        $answer,
+                    )
                     .await
                 }
             }),
@@ -68,24 +73,11 @@ macro_rules! unary_route {
     }};
 }
 
-/// Routes one call that streams its replies: `POST $path` to
-/// `$service.$method`.
-macro_rules! server_stream_route {
-    ($router:expr, $path:literal, $service:expr, $method:ident) => {{
-        let service = $service.clone();
-        $router.route(
-            $path,
-            post(move |headers: HeaderMap, body: Bytes| {
-                let service = service.clone();
-                async move {
-                    call_streaming(&headers, &body, move |request| async move {
-                        service.$method(request).await
-                    })
-                    .await
-                }
-            }),
-        )
-    }};
+/// Routes one unary call: `POST $path` to `$service.$method`.
+macro_rules! unary_route {
+    ($router:expr, $path:literal, $service:expr, $method:ident) => {
+        route!($router, $path, $service, $method, json_reply)
+    };
 }
 
 /// The gateway's routes over `shared`, for the client port's router.
@@ -175,18 +167,28 @@ pub(crate) fn routes<C: Consensus>(shared: Arc<Shared<C>>) -> Router {
             async move { keep_alive(&shared, &body).await }
         }),
     );
-    router = server_stream_route!(router, "/v3/maintenance/snapshot", maintenance, snapshot);
-    router = server_stream_route!(router, "/v3/election/observe", election, observe);
+    router = route!(
+        router,
+        "/v3/maintenance/snapshot",
+        maintenance,
+        snapshot,
+        streamed
+    );
+    router = route!(router, "/v3/election/observe", election, observe, streamed);
     router.layer(DefaultBodyLimit::max(body_limit))
 }
 
 /// Decodes the body, calls the service with the caller's token, and
-/// writes its reply or refusal as etcd's gateway does. An empty body is
-/// the empty message.
-async fn call<Req, Resp, F, Fut>(headers: &HeaderMap, body: &[u8], service: F) -> Response
+/// writes its reply with `answer`, or its refusal as etcd's gateway does.
+/// An empty body is the empty message.
+async fn call<Req, Resp, F, Fut>(
+    headers: &HeaderMap,
+    body: &[u8],
+    service: F,
+    answer: impl FnOnce(Resp) -> Response,
+) -> Response
 where
     Req: DeserializeOwned + Default,
-    Resp: Serialize,
     F: FnOnce(tonic::Request<Req>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
@@ -195,36 +197,16 @@ where
         Err(status) => return refusal(&status),
     };
     match service(with_token(headers, message)).await {
-        Ok(reply) => match serde_json::to_vec(reply.get_ref()) {
-            Ok(json) => json_response(StatusCode::OK, json),
-            Err(e) => refusal(&Status::internal(e.to_string())),
-        },
+        Ok(reply) => answer(reply.into_inner()),
         Err(status) => refusal(&status),
     }
 }
 
-/// Like [`call`], for a call that streams its replies: each becomes a
-/// line, until the stream ends or the client goes away (the body, and
-/// with it the stream, is dropped).
-async fn call_streaming<Req, Resp, S, F, Fut>(
-    headers: &HeaderMap,
-    body: &[u8],
-    service: F,
-) -> Response
-where
-    Req: DeserializeOwned + Default,
-    Resp: Serialize,
-    S: Stream<Item = Result<Resp, Status>> + Send + 'static,
-    F: FnOnce(tonic::Request<Req>) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<S>, Status>>,
-{
-    let message = match decoded(body) {
-        Ok(message) => message,
-        Err(status) => return refusal(&status),
-    };
-    match service(with_token(headers, message)).await {
-        Ok(replies) => streamed(replies.into_inner()),
-        Err(status) => refusal(&status),
+/// A unary call's reply as JSON.
+fn json_reply<Resp: Serialize>(reply: Resp) -> Response {
+    match serde_json::to_vec(&reply) {
+        Ok(json) => json_response(StatusCode::OK, json),
+        Err(e) => refusal(&Status::internal(e.to_string())),
     }
 }
 
@@ -236,7 +218,9 @@ fn decoded<Req: DeserializeOwned + Default>(body: &[u8]) -> Result<Req, Status> 
     serde_json::from_slice(body).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
-/// A response whose body is `replies`, a line each.
+/// A response whose body is `replies`, a line each, until the stream
+/// ends or the client goes away (the body, and with it the stream, is
+/// dropped).
 fn streamed<T: Serialize>(
     replies: impl Stream<Item = Result<T, Status>> + Send + 'static,
 ) -> Response {
@@ -269,28 +253,30 @@ fn watch_stream<C: Consensus>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    let requests: Result<Vec<WatchRequest>, _> = serde_json::Deserializer::from_slice(body)
-        .into_iter()
-        .collect();
-    let requests = match requests {
+    let requests: Vec<WatchRequest> = match json_values(body) {
         Ok(requests) => requests,
-        Err(e) => return refusal(&Status::unknown(e.to_string())),
+        Err(status) => return refusal(&status),
     };
     let credentials = Credentials::of(&with_token(headers, ()));
     let inbound = tokio_stream::iter(requests.into_iter().map(Ok)).chain(tokio_stream::pending());
     streamed(watch.open(credentials, false, inbound))
 }
 
+/// The requests of a streaming call's body: JSON objects one after the
+/// other, as etcd's gateway reads them; a body that is not is refused.
+fn json_values<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, Status> {
+    serde_json::Deserializer::from_slice(body)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| Status::unknown(e.to_string()))
+}
+
 /// `/v3/lease/keepalive`: one reply line per request in the body, ending
 /// after the first refusal, as the gRPC stream does.
 async fn keep_alive<C: Consensus>(shared: &Shared<C>, body: &[u8]) -> Response {
-    let requests: Result<Vec<LeaseKeepAliveRequest>, _> =
-        serde_json::Deserializer::from_slice(body)
-            .into_iter()
-            .collect();
-    let requests = match requests {
+    let requests: Vec<LeaseKeepAliveRequest> = match json_values(body) {
         Ok(requests) => requests,
-        Err(e) => return refusal(&Status::unknown(e.to_string())),
+        Err(status) => return refusal(&status),
     };
     let mut lines = Vec::new();
     for request in requests {
