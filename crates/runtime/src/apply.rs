@@ -215,78 +215,121 @@ impl<S: StateMachine> Applier<S> {
     }
 }
 
-/// The apply thread: runs until the driver drops its sender (every queued
-/// op is done first) or the state machine fails. Snapshots are written to
-/// the store on another thread while applying goes on.
-pub(crate) fn run<S: StateMachine>(
-    mut applier: Applier<S>,
-    mut ops: mpsc::Receiver<ApplyOp<S>>,
-    events: mpsc::UnboundedSender<Event>,
+/// Everything applying needs besides the queue: the machine, the snapshot
+/// writer, and whom to tell what was applied. The apply thread holds it
+/// while it runs an op; the driver holds it while it applies a quick batch
+/// itself (`apply_queue.rs`), only when the thread has nothing to do.
+pub(crate) struct ApplyWorker<S> {
+    applier: Applier<S>,
+    writer: SnapshotWriter,
     snapshots: Arc<dyn SnapshotStore>,
-    snapshots_kept: usize,
+    events: mpsc::UnboundedSender<Event>,
     applied: Arc<AppliedIndex>,
-) {
-    let mut writer = SnapshotWriter {
-        store: snapshots.clone(),
-        keep: snapshots_kept,
-        events: events.clone(),
-        thread: None,
-    };
-    // An op taken from the queue behind merged entries, to run next.
-    let mut next = None;
-    while let Some(op) = next.take().or_else(|| ops.blocking_recv()) {
-        let outcome = match op {
-            ApplyOp::Entries {
-                mut entries,
-                mut waiters,
-            } => {
-                next = take_queued_entries(&mut ops, &mut entries, &mut waiters);
-                applier.apply(entries, waiters).and_then(|applied_through| {
-                    if let Some(index) = applied_through {
-                        applied.advance(index);
-                        let _ = events.send(Event::Applied(index));
-                    }
-                    if !applier.snapshot_due() || writer.busy() {
-                        return Ok(());
-                    }
-                    applier.snapshot().map(|taken| writer.start(taken, None))
-                })
-            }
+}
+
+impl<S: StateMachine> ApplyWorker<S> {
+    pub(crate) fn new(
+        applier: Applier<S>,
+        events: mpsc::UnboundedSender<Event>,
+        snapshots: Arc<dyn SnapshotStore>,
+        snapshots_kept: usize,
+        applied: Arc<AppliedIndex>,
+    ) -> ApplyWorker<S> {
+        ApplyWorker {
+            writer: SnapshotWriter {
+                store: snapshots.clone(),
+                keep: snapshots_kept,
+                events: events.clone(),
+                thread: None,
+            },
+            applier,
+            snapshots,
+            events,
+            applied,
+        }
+    }
+
+    /// Whether `entries` may be applied on the driver: a few entries, every
+    /// command quick by the machine's own account, and no snapshot due
+    /// after them (taking one flushes the machine, which may block).
+    pub(crate) fn is_quick(&self, entries: &[Entry]) -> bool {
+        let Some(last) = entries.last() else {
+            return true;
+        };
+        entries.len() <= QUICK_ENTRIES_MAX
+            && last
+                .index
+                .0
+                .saturating_sub(self.applier.last_snapshot_index.0)
+                < self.applier.snapshot_entries
+            && entries.iter().all(|e| match &e.payload {
+                Payload::Command(data) => self.applier.sm.applies_quickly(data),
+                Payload::Membership(_) | Payload::Blank => true,
+            })
+    }
+
+    /// Applies committed entries, answers their proposers and whoever
+    /// waits for the index, and starts a snapshot if one is due.
+    pub(crate) fn apply(
+        &mut self,
+        entries: Vec<Entry>,
+        waiters: Vec<(LogIndex, Responder<S::Response>)>,
+    ) -> Result<(), StateMachineError> {
+        if let Some(index) = self.applier.apply(entries, waiters)? {
+            self.applied.advance(index);
+            let _ = self.events.send(Event::Applied(index));
+        }
+        if !self.applier.snapshot_due() || self.writer.busy() {
+            return Ok(());
+        }
+        let taken = self.applier.snapshot()?;
+        self.writer.start(taken, None);
+        Ok(())
+    }
+
+    /// Runs one op.
+    pub(crate) fn run(&mut self, op: ApplyOp<S>) -> Result<(), StateMachineError> {
+        match op {
+            ApplyOp::Entries { entries, waiters } => self.apply(entries, waiters),
             ApplyOp::Restore(meta) => {
                 let index = meta.index;
-                snapshots
-                    .open_reader(index)
-                    .map_err(StateMachineError::from)
-                    .and_then(|reader| applier.restore(meta, &mut SnapshotBytes::new(reader, 0)))
-                    .map(|()| applied.advance(index))
+                let reader = self.snapshots.open_reader(index)?;
+                self.applier
+                    .restore(meta, &mut SnapshotBytes::new(reader, 0))?;
+                self.applied.advance(index);
+                Ok(())
             }
             ApplyOp::Read(f) => {
-                applier.read(f);
+                self.applier.read(f);
                 Ok(())
             }
             ApplyOp::Snapshot(reply) => {
                 // One snapshot is written at a time: applies pause while
                 // the one under way finishes.
-                writer.wait();
-                applier
-                    .snapshot()
-                    .map(|taken| writer.start(taken, Some(reply)))
+                self.writer.wait();
+                let taken = self.applier.snapshot()?;
+                self.writer.start(taken, Some(reply));
+                Ok(())
             }
-        };
-        if let Err(e) = outcome {
-            error!(error = %e, "the state machine failed; stopping the node");
-            let reason = StopReason::StateMachine(Arc::from(e));
-            let _ = events.send(Event::Fatal(reason.clone()));
-            let error = Error::Stopped(reason);
-            if let Some(op) = next.take() {
-                op.fail(&error);
-            }
-            fail_queued(&mut ops, &error);
-            break;
         }
     }
-    applied.end();
+
+    /// A failed machine stops the node: the driver learns why.
+    pub(crate) fn fail(&self, e: StateMachineError) -> StopReason {
+        error!(error = %e, "the state machine failed; stopping the node");
+        let reason = StopReason::StateMachine(Arc::from(e));
+        let _ = self.events.send(Event::Fatal(reason.clone()));
+        reason
+    }
+
+    /// No more entries will be applied here.
+    pub(crate) fn end(&self) {
+        self.applied.end();
+    }
 }
+
+/// The most entries the driver applies itself, when all are quick.
+const QUICK_ENTRIES_MAX: usize = 16;
 
 /// Writes snapshots to the store, one at a time, each on a thread of its
 /// own so that applying goes on meanwhile.
@@ -349,113 +392,5 @@ impl SnapshotWriter {
 impl Drop for SnapshotWriter {
     fn drop(&mut self) {
         self.wait();
-    }
-}
-
-/// At most this many entries are applied as one batch by merging queued
-/// ops ([`take_queued_entries`]): a bound on how long one state machine
-/// call, and the answers it holds back, can take.
-const MERGED_ENTRIES_MAX: usize = 4096;
-
-/// Appends to `entries` and `waiters` those of every `Entries` op queued
-/// right behind them, so that a thread that fell behind catches up with
-/// one state machine call (for Keel KV, one storage transaction, whose
-/// fixed cost dwarfs a small write's) instead of one per op. Order is
-/// kept: ops are consecutive in log order, and so are their waiters.
-/// Returns the first queued op of another kind, which must run next.
-fn take_queued_entries<S: StateMachine>(
-    ops: &mut mpsc::Receiver<ApplyOp<S>>,
-    entries: &mut Vec<Entry>,
-    waiters: &mut Vec<(LogIndex, Responder<S::Response>)>,
-) -> Option<ApplyOp<S>> {
-    while entries.len() < MERGED_ENTRIES_MAX {
-        match ops.try_recv() {
-            Ok(ApplyOp::Entries {
-                entries: more,
-                waiters: more_waiters,
-            }) => {
-                entries.extend(more);
-                waiters.extend(more_waiters);
-            }
-            Ok(other) => return Some(other),
-            Err(_) => return None,
-        }
-    }
-    None
-}
-
-/// Fails every op still queued once the machine cannot run them.
-fn fail_queued<S: StateMachine>(ops: &mut mpsc::Receiver<ApplyOp<S>>, error: &Error) {
-    ops.close();
-    while let Ok(op) = ops.try_recv() {
-        op.fail(error);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-    use keel_raft::Term;
-
-    use super::*;
-
-    fn entries(indexes: std::ops::RangeInclusive<u64>) -> ApplyOp<()> {
-        let entries = indexes
-            .map(|i| Entry {
-                term: Term(1),
-                index: LogIndex(i),
-                payload: Payload::Command(Bytes::from(vec![i as u8])),
-            })
-            .collect::<Vec<_>>();
-        let (sender, _) = oneshot::channel();
-        let waiters = vec![(entries[0].index, Responder::Command(sender))];
-        ApplyOp::Entries { entries, waiters }
-    }
-
-    fn indexes(entries: &[Entry]) -> Vec<u64> {
-        entries.iter().map(|e| e.index.0).collect()
-    }
-
-    #[test]
-    fn queued_entries_merge_in_order_up_to_an_op_of_another_kind() {
-        let (tx, mut rx) = mpsc::channel(8);
-        for op in [
-            entries(3..=4),
-            entries(5..=6),
-            ApplyOp::Read(Box::new(|_| ())),
-            entries(7..=7),
-        ] {
-            tx.try_send(op).ok().unwrap();
-        }
-        let ApplyOp::Entries {
-            mut entries,
-            mut waiters,
-        } = super::tests::entries(1..=2)
-        else {
-            unreachable!()
-        };
-        let next = take_queued_entries(&mut rx, &mut entries, &mut waiters);
-        assert_eq!(indexes(&entries), [1, 2, 3, 4, 5, 6]);
-        let waiting: Vec<u64> = waiters.iter().map(|(i, _)| i.0).collect();
-        assert_eq!(waiting, [1, 3, 5]);
-        assert!(matches!(next, Some(ApplyOp::Read(_))));
-        let Ok(ApplyOp::Entries { entries: left, .. }) = rx.try_recv() else {
-            panic!("the entries behind the read stay queued, to run after it");
-        };
-        assert_eq!(indexes(&left), [7]);
-    }
-
-    #[test]
-    fn an_empty_queue_leaves_the_batch_as_it_was() {
-        let (_tx, mut rx) = mpsc::channel::<ApplyOp<()>>(1);
-        let ApplyOp::Entries {
-            mut entries,
-            mut waiters,
-        } = super::tests::entries(1..=2)
-        else {
-            unreachable!()
-        };
-        assert!(take_queued_entries(&mut rx, &mut entries, &mut waiters).is_none());
-        assert_eq!(indexes(&entries), [1, 2]);
     }
 }

@@ -17,6 +17,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{debug, info, trace, warn};
 
 use crate::apply::ApplyOp;
+use crate::apply_queue::{ApplyQueue, Refused};
 use crate::clock::Moment;
 use crate::config::Config;
 use crate::error::{Error, StopReason};
@@ -40,7 +41,7 @@ pub(crate) struct Wiring<S: StateMachine, T> {
     pub(crate) events: mpsc::UnboundedReceiver<Event>,
     pub(crate) events_tx: mpsc::UnboundedSender<Event>,
     pub(crate) storage: mpsc::Sender<StorageOp>,
-    pub(crate) apply: mpsc::Sender<ApplyOp<S>>,
+    pub(crate) apply: ApplyQueue<S>,
     pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
     pub(crate) metrics: watch::Sender<Metrics>,
     /// Written by the storage thread, read when publishing metrics.
@@ -242,10 +243,11 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
     }
 
     async fn queue_apply(&mut self, op: ApplyOp<S>) -> Result<(), StopReason> {
-        if self.io.apply.send(op).await.is_err() {
-            return Err(self.reason_thread_ended("apply"));
+        match self.io.apply.push(op).await {
+            Ok(()) => Ok(()),
+            Err(Refused::ThreadEnded) => Err(self.reason_thread_ended("apply")),
+            Err(Refused::Failed(reason)) => Err(reason),
         }
-        Ok(())
     }
 
     /// A thread that ended on its own reported why first; find it.

@@ -152,6 +152,7 @@
 
 mod applied;
 mod apply;
+mod apply_queue;
 mod clock;
 mod config;
 mod consistency;

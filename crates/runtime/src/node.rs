@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::applied::{AppliedIndex, ApplyEnded};
-use crate::apply::{self, Applier, ReadFn};
+use crate::apply::{Applier, ApplyWorker, ReadFn};
+use crate::apply_queue::{self, ApplyQueue, SharedWorker};
 use crate::config::Config;
 use crate::consistency::ReadConsistency;
 use crate::driver::{Driver, Wiring};
@@ -289,22 +290,17 @@ impl<S: StateMachine> Node<S> {
             &snapshot,
             config.snapshot_entries,
         );
-        let apply_events = events_tx.clone();
-        let apply_snapshots = snapshots.clone();
-        let snapshots_kept = config.snapshots_kept;
-        let apply_applied = applied.clone();
+        let worker = SharedWorker::new(ApplyWorker::new(
+            applier,
+            events_tx.clone(),
+            snapshots.clone(),
+            config.snapshots_kept,
+            applied.clone(),
+        ));
+        let thread_worker = worker.clone();
         let apply_thread = std::thread::Builder::new()
             .name(format!("keel-apply-{id}"))
-            .spawn(move || {
-                apply::run(
-                    applier,
-                    apply_rx,
-                    apply_events,
-                    apply_snapshots,
-                    snapshots_kept,
-                    apply_applied,
-                )
-            })?;
+            .spawn(move || apply_queue::run(thread_worker, apply_rx))?;
 
         let stop_reason = Arc::new(OnceLock::new());
         let wiring = Wiring {
@@ -315,7 +311,7 @@ impl<S: StateMachine> Node<S> {
             events,
             events_tx,
             storage: storage_tx,
-            apply: apply_tx,
+            apply: ApplyQueue::new(apply_tx, worker),
             threads: vec![storage_thread, apply_thread],
             metrics: metrics_tx,
             log_timings,
