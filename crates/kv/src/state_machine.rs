@@ -83,14 +83,35 @@ impl KvStateMachine {
     /// watcher that subscribes during the batch finds the batch's
     /// revisions outside the window and reads them from the store.
     pub fn apply(&self, entries: &[(u64, u64, EntryPayload<'_>)]) -> Result<Vec<Applied>, KvError> {
-        let events = if self.hub.has_subscribers() {
+        let events = self.events_wanted();
+        let applied = self.store.apply_with(entries, events)?;
+        Ok(self.announce(applied, events))
+    }
+
+    /// [`KvStateMachine::apply`] if it need not wait for a lock
+    /// (`Store::try_apply_with`); `None`, having done nothing, if it would.
+    pub fn try_apply(
+        &self,
+        entries: &[(u64, u64, EntryPayload<'_>)],
+    ) -> Option<Result<Vec<Applied>, KvError>> {
+        let events = self.events_wanted();
+        let applied = self.store.try_apply_with(entries, events)?;
+        Some(applied.map(|applied| self.announce(applied, events)))
+    }
+
+    fn events_wanted(&self) -> Events {
+        if self.hub.has_subscribers() {
             Events::Record
         } else {
             Events::Skip
-        };
-        let mut applied = self.store.apply_with(entries, events)?;
+        }
+    }
+
+    /// Hands an applied batch's token changes to the token table and its
+    /// events to the watchers.
+    fn announce(&self, mut applied: Vec<Applied>, events: Events) -> Vec<Applied> {
         let Some(last) = applied.last() else {
-            return Ok(applied);
+            return applied;
         };
         let revision = last.revision;
         for a in &mut applied {
@@ -105,7 +126,7 @@ impl KvStateMachine {
             self.hub.skip(revision);
         }
         self.hub.advance(revision);
-        Ok(applied)
+        applied
     }
 
     /// The last applied Raft index and term. After a restart, the runtime
@@ -180,6 +201,22 @@ mod tests {
             .map(|(k, c)| (k as u64 + 1, 1, EntryPayload::Command(c)))
             .collect();
         sm.apply(&entries).unwrap();
+    }
+
+    #[test]
+    fn an_apply_that_must_not_wait_steps_aside_while_the_store_is_held() {
+        let sm = KvStateMachine::in_memory().unwrap();
+        let command = encode(put("a", "1", 0));
+        let entries = [(1, 1, EntryPayload::Command(&command))];
+        {
+            let _reading = sm.store().read_state();
+            assert!(sm.try_apply(&entries).is_none());
+        }
+        assert_eq!(sm.position().applied_index, 0, "nothing was applied");
+        let applied = sm.try_apply(&entries).unwrap().unwrap();
+        assert_eq!(applied.len(), 1);
+        assert_eq!(sm.position().applied_index, 1);
+        assert_eq!(everything(&sm).len(), 1);
     }
 
     fn everything(sm: &KvStateMachine) -> Vec<crate::proto::mvccpb::KeyValue> {

@@ -63,6 +63,17 @@ impl<S: StateMachine> ApplyOp<S> {
     }
 }
 
+/// How an attempt to apply entries at once ended.
+pub enum Quick<S: StateMachine> {
+    /// Applied; the last index, `None` for no entries.
+    Applied(Option<LogIndex>),
+    /// The machine could not apply them at once: nothing changed.
+    NotNow {
+        entries: Vec<Entry>,
+        waiters: Vec<(LogIndex, Responder<S::Response>)>,
+    },
+}
+
 /// A snapshot of the state machine, ready to be written to the store.
 pub struct SnapshotTaken {
     /// The last entry it covers and the configuration as of it.
@@ -122,26 +133,66 @@ impl<S: StateMachine> Applier<S> {
         let Some(last) = entries.last() else {
             return Ok(None);
         };
-        let (last_index, last_term) = (last.index, last.term);
-        let mut commands = Vec::new();
-        for entry in entries {
-            match entry.payload {
-                Payload::Command(data) if entry.index > self.skip_through => {
-                    commands.push(Command {
-                        index: entry.index,
-                        term: entry.term,
-                        data,
-                    });
-                }
-                Payload::Membership(m) => self.membership = m,
-                Payload::Command(_) | Payload::Blank => {}
-            }
-        }
+        let commands = self.commands(&entries);
         let responses = if commands.is_empty() {
             Vec::new()
         } else {
-            self.sm.apply(&commands, last_index)?
+            self.sm.apply(&commands, last.index)?
         };
+        self.answer(entries, &commands, responses, waiters)
+            .map(Some)
+    }
+
+    /// [`Applier::apply`] if the machine can apply the commands at once
+    /// ([`StateMachine::try_apply_quickly`]); otherwise nothing changes
+    /// and the entries and waiters come back, to be applied as usual.
+    pub fn try_apply_quickly(
+        &mut self,
+        entries: Vec<Entry>,
+        waiters: Vec<(LogIndex, Responder<S::Response>)>,
+    ) -> Result<Quick<S>, StateMachineError> {
+        let Some(last) = entries.last() else {
+            return Ok(Quick::Applied(None));
+        };
+        let commands = self.commands(&entries);
+        let responses = if commands.is_empty() {
+            Vec::new()
+        } else {
+            match self.sm.try_apply_quickly(&commands, last.index) {
+                Some(responses) => responses?,
+                None => return Ok(Quick::NotNow { entries, waiters }),
+            }
+        };
+        self.answer(entries, &commands, responses, waiters)
+            .map(|last| Quick::Applied(Some(last)))
+    }
+
+    /// The commands among `entries` that the machine does not hold yet.
+    fn commands(&self, entries: &[Entry]) -> Vec<Command> {
+        entries
+            .iter()
+            .filter(|e| e.index > self.skip_through)
+            .filter_map(|e| match &e.payload {
+                Payload::Command(data) => Some(Command {
+                    index: e.index,
+                    term: e.term,
+                    data: data.clone(),
+                }),
+                Payload::Membership(_) | Payload::Blank => None,
+            })
+            .collect()
+    }
+
+    /// Records what applying `entries` changed (the configuration, the last
+    /// entry) and answers each waiter with its command's response. Returns
+    /// the last index applied.
+    fn answer(
+        &mut self,
+        entries: Vec<Entry>,
+        commands: &[Command],
+        responses: Vec<S::Response>,
+        waiters: Vec<(LogIndex, Responder<S::Response>)>,
+    ) -> Result<LogIndex, StateMachineError> {
         if responses.len() != commands.len() {
             return Err(format!(
                 "StateMachine::apply returned {} responses for {} commands",
@@ -149,6 +200,13 @@ impl<S: StateMachine> Applier<S> {
                 commands.len()
             )
             .into());
+        }
+        let last = entries.last().expect("callers apply at least one entry");
+        let (last_index, last_term) = (last.index, last.term);
+        for entry in entries {
+            if let Payload::Membership(m) = entry.payload {
+                self.membership = m;
+            }
         }
         let mut responses = commands.iter().map(|c| c.index).zip(responses).peekable();
         for (index, responder) in waiters {
@@ -171,7 +229,7 @@ impl<S: StateMachine> Applier<S> {
         }
         self.last_index = last_index;
         self.last_term = last_term;
-        Ok(Some(last_index))
+        Ok(last_index)
     }
 
     /// Runs a read whose every write is applied.
@@ -249,23 +307,33 @@ impl<S: StateMachine> ApplyWorker<S> {
         }
     }
 
-    /// Whether `entries` may be applied on the driver: a few entries, every
-    /// command quick by the machine's own account, and no snapshot due
-    /// after them (taking one flushes the machine, which may block).
-    pub(crate) fn is_quick(&self, entries: &[Entry]) -> bool {
-        let Some(last) = entries.last() else {
-            return true;
-        };
+    /// Whether `entries` are few enough to try on the driver, with no
+    /// snapshot due after them (taking one flushes the machine, which may
+    /// block).
+    pub(crate) fn is_small(&self, entries: &[Entry]) -> bool {
         entries.len() <= QUICK_ENTRIES_MAX
-            && last
-                .index
-                .0
-                .saturating_sub(self.applier.last_snapshot_index.0)
-                < self.applier.snapshot_entries
-            && entries.iter().all(|e| match &e.payload {
-                Payload::Command(data) => self.applier.sm.applies_quickly(data),
-                Payload::Membership(_) | Payload::Blank => true,
+            && entries.last().is_none_or(|last| {
+                last.index
+                    .0
+                    .saturating_sub(self.applier.last_snapshot_index.0)
+                    < self.applier.snapshot_entries
             })
+    }
+
+    /// Applies `entries` if the machine can at once, and tells whoever
+    /// waits; otherwise hands them back untouched.
+    pub(crate) fn try_apply_quickly(
+        &mut self,
+        entries: Vec<Entry>,
+        waiters: Vec<(LogIndex, Responder<S::Response>)>,
+    ) -> Result<Option<ApplyOp<S>>, StateMachineError> {
+        match self.applier.try_apply_quickly(entries, waiters)? {
+            Quick::Applied(last) => {
+                self.applied(last);
+                Ok(None)
+            }
+            Quick::NotNow { entries, waiters } => Ok(Some(ApplyOp::Entries { entries, waiters })),
+        }
     }
 
     /// Applies committed entries, answers their proposers and whoever
@@ -275,16 +343,22 @@ impl<S: StateMachine> ApplyWorker<S> {
         entries: Vec<Entry>,
         waiters: Vec<(LogIndex, Responder<S::Response>)>,
     ) -> Result<(), StateMachineError> {
-        if let Some(index) = self.applier.apply(entries, waiters)? {
-            self.applied.advance(index);
-            let _ = self.events.send(Event::Applied(index));
-        }
+        let last = self.applier.apply(entries, waiters)?;
+        self.applied(last);
         if !self.applier.snapshot_due() || self.writer.busy() {
             return Ok(());
         }
         let taken = self.applier.snapshot()?;
         self.writer.start(taken, None);
         Ok(())
+    }
+
+    /// Tells the waiters for the index and the driver what was applied.
+    fn applied(&self, last: Option<LogIndex>) {
+        if let Some(index) = last {
+            self.applied.advance(index);
+            let _ = self.events.send(Event::Applied(index));
+        }
     }
 
     /// Runs one op.
@@ -328,7 +402,7 @@ impl<S: StateMachine> ApplyWorker<S> {
     }
 }
 
-/// The most entries the driver applies itself, when all are quick.
+/// The most entries the driver tries to apply itself.
 const QUICK_ENTRIES_MAX: usize = 16;
 
 /// Writes snapshots to the store, one at a time, each on a thread of its

@@ -5,8 +5,10 @@
 //! On a lightly loaded node the apply thread sleeps between writes, and
 //! waking it costs tens of microseconds on a virtual machine — then the
 //! answer it sends wakes the client's task in turn. Applying a batch of a
-//! few quick commands (`StateMachine::applies_quickly`) on the driver
-//! saves both hops on the path from commit to answer. Order is kept by
+//! few quick commands on the driver
+//! saves both hops on the path from commit to answer. The machine decides
+//! (`StateMachine::try_apply_quickly`): it applies only if it need not
+//! wait for anything, and otherwise hands the batch back to be queued. Order is kept by
 //! counting: an op counts as unfinished from when the driver queues it
 //! until the thread is done with it, and the driver applies on its own only
 //! while nothing is unfinished, so everything queued before is already
@@ -75,20 +77,24 @@ impl<S: StateMachine> ApplyQueue<S> {
         ApplyQueue { ops, shared }
     }
 
-    /// Applies `op` here if it is a quick batch and the thread has nothing
-    /// unfinished; queues it for the thread otherwise.
+    /// Applies `op` here if it is a small batch, the thread has nothing
+    /// unfinished and the machine can apply it at once; queues it for the
+    /// thread otherwise.
     pub(crate) async fn push(&self, op: ApplyOp<S>) -> Result<(), Refused> {
         let op = match op {
             ApplyOp::Entries { entries, waiters }
                 if self.shared.unfinished.load(Ordering::Acquire) == 0 =>
             {
                 let mut worker = self.shared.lock();
-                if worker.is_quick(&entries) {
-                    return worker
-                        .apply(entries, waiters)
-                        .map_err(|e| Refused::Failed(worker.fail(e)));
+                if !worker.is_small(&entries) {
+                    ApplyOp::Entries { entries, waiters }
+                } else {
+                    match worker.try_apply_quickly(entries, waiters) {
+                        Ok(None) => return Ok(()),
+                        Ok(Some(op)) => op,
+                        Err(e) => return Err(Refused::Failed(worker.fail(e))),
+                    }
                 }
-                ApplyOp::Entries { entries, waiters }
             }
             op => op,
         };
@@ -303,8 +309,15 @@ mod tests {
             Ok(())
         }
 
-        fn applies_quickly(&self, command: &[u8]) -> bool {
-            command[0] < 100
+        fn try_apply_quickly(
+            &mut self,
+            commands: &[crate::state_machine::Command],
+            applied_through: LogIndex,
+        ) -> Option<Result<Vec<u8>, crate::error::StateMachineError>> {
+            commands
+                .iter()
+                .all(|c| c.data[0] < 100)
+                .then(|| self.apply(commands, applied_through))
         }
     }
 

@@ -24,9 +24,9 @@ pub struct Command {
 ///
 /// All methods run one at a time, in order, so an implementation needs no
 /// locking; they run on the node's apply thread, where blocking IO is fine,
-/// except that a batch of commands the machine calls quick
-/// ([`StateMachine::applies_quickly`]) may be applied on the node's driver
-/// instead. `apply` must be deterministic: the same commands from the same
+/// except that a small batch the machine can apply at once
+/// ([`StateMachine::try_apply_quickly`]) may be applied on the node's
+/// driver instead. `apply` must be deterministic: the same commands from the same
 /// state give the same state and responses.
 pub trait StateMachine: Send + 'static {
     /// What applying one command answers its proposer, handed back by
@@ -58,17 +58,25 @@ pub trait StateMachine: Send + 'static {
     /// restored from the newest snapshot on start.
     fn applied_index(&self) -> LogIndex;
 
-    /// Whether applying `command` takes only microseconds and never waits
-    /// on IO. When every command of a small committed batch is quick and
-    /// the apply thread has nothing to do, the node's driver applies the
-    /// batch itself: one thread wake-up fewer between a write's commit and
-    /// its answer, which on a lightly loaded node is a good part of a
-    /// write's latency. A slow command applied there would hold up the
-    /// driver, and with it heartbeats and replication, so the default says
-    /// no to every command.
-    fn applies_quickly(&self, command: &[u8]) -> bool {
-        let _ = command;
-        false
+    /// [`StateMachine::apply`], but only if it takes microseconds and
+    /// waits for nothing: no IO wait, no lock that another thread may hold
+    /// for long. If the machine cannot promise that for these commands,
+    /// it changes nothing and returns `None`, and they are applied on the
+    /// apply thread as usual.
+    ///
+    /// The node tries this on its driver for a small committed batch while
+    /// the apply thread has nothing to do: the answers then leave without
+    /// waking that thread, which on a lightly loaded node is a good part
+    /// of a write's latency. A machine that blocked here would hold up the
+    /// driver, and with it heartbeats and replication, so the default
+    /// never tries.
+    fn try_apply_quickly(
+        &mut self,
+        commands: &[Command],
+        applied_through: LogIndex,
+    ) -> Option<Result<Vec<Self::Response>, StateMachineError>> {
+        let _ = (commands, applied_through);
+        None
     }
 
     /// A consistent copy of the current state, as a stream of bytes that

@@ -2,6 +2,7 @@
 //! which also records the applied index and term.
 
 use std::collections::BTreeMap;
+use std::sync::TryLockError;
 
 use bytes::Bytes;
 use prost::Message;
@@ -85,9 +86,36 @@ impl Store {
         events: Events,
     ) -> Result<Vec<Applied>, KvError> {
         let mut state = self.state.write().expect("store lock poisoned by a panic");
+        self.apply_locked(&mut state, entries, events)
+    }
+
+    /// [`Store::apply_with`] if it need not wait: `None`, having done
+    /// nothing, while another thread holds the state lock (a read view, a
+    /// defragmentation, a count of the pages in use). Every other writer
+    /// of the database holds that lock while its write transaction is
+    /// open, so with it this batch's transaction begins at once.
+    pub fn try_apply_with(
+        &self,
+        entries: &[(u64, u64, EntryPayload<'_>)],
+        events: Events,
+    ) -> Option<Result<Vec<Applied>, KvError>> {
+        let mut state = match self.state.try_write() {
+            Ok(state) => state,
+            Err(TryLockError::WouldBlock) => return None,
+            Err(TryLockError::Poisoned(_)) => panic!("store lock poisoned by a panic"),
+        };
+        Some(self.apply_locked(&mut state, entries, events))
+    }
+
+    fn apply_locked(
+        &self,
+        state: &mut State,
+        entries: &[(u64, u64, EntryPayload<'_>)],
+        events: Events,
+    ) -> Result<Vec<Applied>, KvError> {
         let mut refused = BTreeMap::new();
         loop {
-            match self.attempt(&mut state, entries, &refused, events)? {
+            match self.attempt(state, entries, &refused, events)? {
                 Attempt::Committed(applied) => return Ok(applied),
                 Attempt::Aborted { index, rejection } => {
                     tracing::error!(
@@ -96,7 +124,7 @@ impl Store {
                         "a command was refused after it began writing (its check missed \
                          this); redoing the batch with the command refused"
                     );
-                    self.replace_state(&mut state, load_state(&self.db())?);
+                    self.replace_state(state, load_state(&self.db())?);
                     let first = refused.insert(index, rejection).is_none();
                     assert!(first, "a command refused up front cannot abort a batch");
                 }

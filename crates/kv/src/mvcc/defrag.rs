@@ -72,7 +72,7 @@ impl Store {
                 }
             }
         }
-        let after = self.usage()?;
+        let after = self.count_usage()?;
         tracing::info!(
             before_bytes = before,
             after_bytes = after.size_bytes,
@@ -83,8 +83,16 @@ impl Store {
 
     /// The database's file size and the part of it in use. Counting pages
     /// takes a write transaction (redb has no cheaper way), which waits
-    /// for the apply in progress; it is aborted at once.
+    /// for the apply in progress; it is aborted at once. The state lock is
+    /// held meanwhile, as by every writer of the database but apply, so
+    /// that an apply which must not wait (`Store::try_apply_with`) can tell.
     pub fn usage(&self) -> Result<DbUsage, KvError> {
+        let _held = self.read_state();
+        self.count_usage()
+    }
+
+    /// [`Store::usage`], for a caller that holds the state lock.
+    fn count_usage(&self) -> Result<DbUsage, KvError> {
         let counted = self.count_pages_in_use();
         let mut count = self.in_use_count();
         count.counting = false;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use keel::{Command, LogIndex, StateMachine, StateMachineError};
 
 use super::pipe;
-use crate::mvcc::EntryPayload;
+use crate::mvcc::{Applied, EntryPayload};
 use crate::state_machine::KvStateMachine;
 
 /// Wraps the member's [`KvStateMachine`], which the gRPC services share
@@ -39,30 +39,8 @@ impl StateMachine for RaftMachine {
         commands: &[Command],
         applied_through: LogIndex,
     ) -> Result<Vec<Bytes>, StateMachineError> {
-        let mut entries: Vec<(u64, u64, EntryPayload<'_>)> = commands
-            .iter()
-            .map(|c| (c.index.0, c.term.0, EntryPayload::Command(&c.data)))
-            .collect();
-        if let Some(last) = commands.last()
-            && applied_through > last.index
-        {
-            entries.push((applied_through.0, last.term.0, EntryPayload::Other));
-        }
-        let applied = self.sm.apply(&entries)?;
-        // The store skips entries it already holds; the runtime never hands
-        // it those (it replays only after `applied_index`), but an empty
-        // answer keeps the response count right even if it did.
-        let mut applied = applied.into_iter().peekable();
-        Ok(commands
-            .iter()
-            .map(|c| {
-                while applied.next_if(|a| a.index < c.index.0).is_some() {}
-                applied
-                    .next_if(|a| a.index == c.index.0)
-                    .and_then(|a| a.result)
-                    .unwrap_or_default()
-            })
-            .collect())
+        let applied = self.sm.apply(&entries(commands, applied_through))?;
+        Ok(results(commands, applied))
     }
 
     /// The applied index as of opening the store, which is the durable one:
@@ -89,21 +67,74 @@ impl StateMachine for RaftMachine {
         Ok(())
     }
 
-    /// A put of a small value: a few rows written in one store transaction
-    /// that does not sync. A put is the `Command`'s field 1 and prost
-    /// writes fields in number order, so an encoded put's first byte is
-    /// that field's key; anything else (ranges, txns, compactions, lease
-    /// revocations: work that grows with the store) goes to the apply
-    /// thread.
-    fn applies_quickly(&self, command: &[u8]) -> bool {
-        command.len() <= QUICK_PUT_BYTES_MAX && command.first() == Some(&PUT_FIELD_KEY)
+    /// Applies a batch of small puts at once, unless the store is held by
+    /// another thread (`KvStateMachine::try_apply`). A put is a few rows
+    /// written in one store transaction that does not sync; anything else
+    /// (ranges, txns, compactions, lease revocations: work that grows with
+    /// the store) waits for the apply thread.
+    fn try_apply_quickly(
+        &mut self,
+        commands: &[Command],
+        applied_through: LogIndex,
+    ) -> Option<Result<Vec<Bytes>, StateMachineError>> {
+        if !commands.iter().all(|c| is_small_put(&c.data)) {
+            return None;
+        }
+        let applied = self.sm.try_apply(&entries(commands, applied_through))?;
+        Some(
+            applied
+                .map(|applied| results(commands, applied))
+                .map_err(StateMachineError::from),
+        )
     }
+}
+
+/// The store's view of a batch: each command's payload, and past the last
+/// command (leader no-ops and configuration entries never reach the
+/// machine) an entry that only moves the applied index, so that the
+/// persisted applied index never disagrees with the runtime's.
+fn entries(commands: &[Command], applied_through: LogIndex) -> Vec<(u64, u64, EntryPayload<'_>)> {
+    let mut entries: Vec<(u64, u64, EntryPayload<'_>)> = commands
+        .iter()
+        .map(|c| (c.index.0, c.term.0, EntryPayload::Command(&c.data)))
+        .collect();
+    if let Some(last) = commands.last()
+        && applied_through > last.index
+    {
+        entries.push((applied_through.0, last.term.0, EntryPayload::Other));
+    }
+    entries
+}
+
+/// Each command's encoded result, in order. The store skips entries it
+/// already holds; the runtime never hands it those (it replays only after
+/// `applied_index`), but an empty answer keeps the count right even if it
+/// did.
+fn results(commands: &[Command], applied: Vec<Applied>) -> Vec<Bytes> {
+    let mut applied = applied.into_iter().peekable();
+    commands
+        .iter()
+        .map(|c| {
+            while applied.next_if(|a| a.index < c.index.0).is_some() {}
+            applied
+                .next_if(|a| a.index == c.index.0)
+                .and_then(|a| a.result)
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Whether an encoded command is a put of at most [`QUICK_PUT_BYTES_MAX`].
+/// A put is the `Command`'s field 1, and prost writes fields in number
+/// order, so an encoded put's first byte is that field's key.
+fn is_small_put(command: &[u8]) -> bool {
+    command.len() <= QUICK_PUT_BYTES_MAX && command.first() == Some(&PUT_FIELD_KEY)
 }
 
 /// The key of `Command.put` (field 1, length-delimited) on the wire.
 const PUT_FIELD_KEY: u8 = (1 << 3) | 2;
 
-/// The largest put applied on the runtime's driver.
+/// The largest put tried on the runtime's driver.
 const QUICK_PUT_BYTES_MAX: usize = 4096;
 
 #[cfg(test)]
@@ -128,21 +159,20 @@ mod tests {
     }
 
     #[test]
-    fn only_small_puts_apply_quickly() {
-        let machine = RaftMachine::new(KvStateMachine::in_memory().unwrap());
+    fn only_small_puts_are_quick() {
         let small = encode(Op::Put(PutRequest {
             key: b"k".to_vec().into(),
             value: vec![1; 256].into(),
             ..Default::default()
         }));
-        assert!(machine.applies_quickly(&small));
-        assert!(!machine.applies_quickly(&put(1, "k").data), "10 kB value");
+        assert!(is_small_put(&small));
+        assert!(!is_small_put(&put(1, "k").data), "10 kB value");
         let delete = encode(Op::DeleteRange(Default::default()));
-        assert!(!machine.applies_quickly(&delete));
+        assert!(!is_small_put(&delete));
         // An empty `caller` (field 30: key 0xF2 0x01, length 0) written
         // ahead of the put: valid protobuf, but not what prost writes.
         let caller_first = [&[0xF2, 0x01, 0x00][..], &small[..]].concat();
-        assert!(!machine.applies_quickly(&caller_first));
+        assert!(!is_small_put(&caller_first));
     }
 
     /// The simulator's path: the runtime's adapter over a store in memory,
