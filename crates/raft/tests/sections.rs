@@ -467,3 +467,72 @@ fn section_6_4_read_index_is_not_confirmed_without_a_quorum() {
     );
     assert!(leader.ready().reads.is_empty(), "no answer, no index");
 }
+
+/// §5.3: followers learn the commit index from the leader. With nothing
+/// new to send, a leader tells a replicating follower in a `Commit`, which
+/// the follower answers only if it lacks the entry it names, so that the
+/// leader backs off as after a rejected AppendEntries.
+#[test]
+fn section_5_3_a_commit_is_answered_only_by_a_follower_lacking_its_entry() {
+    let (mut leader, mut follower) = committed_in_term();
+    let to_follower: Vec<Message> = leader
+        .ready()
+        .messages
+        .into_iter()
+        .filter(|m| m.to == NodeId(2))
+        .collect();
+    let [commit] = to_follower.as_slice() else {
+        panic!("one message for node 2: {to_follower:?}");
+    };
+    assert!(
+        matches!(
+            commit.body,
+            MessageBody::Commit {
+                prev_log_index: LogIndex(1),
+                leader_commit: LogIndex(1),
+                ..
+            }
+        ),
+        "{commit:?}"
+    );
+    follower.step(commit.clone()).unwrap();
+    let ready = follower.ready();
+    assert!(ready.messages.is_empty() && ready.persisted_messages.is_empty());
+    assert_eq!(follower.status().commit, LogIndex(1));
+
+    let ahead = Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: leader.status().term,
+        body: MessageBody::Commit {
+            prev_log_index: LogIndex(3),
+            prev_log_term: leader.status().term,
+            leader_commit: LogIndex(3),
+        },
+    };
+    follower.step(ahead).unwrap();
+    let ready = follower.ready();
+    let answers: Vec<Message> = ready
+        .messages
+        .into_iter()
+        .chain(ready.persisted_messages)
+        .collect();
+    assert!(
+        matches!(
+            answers.as_slice(),
+            [Message {
+                body: MessageBody::AppendResponse(AppendResult::Conflict {
+                    rejected: LogIndex(3),
+                    ..
+                }),
+                ..
+            }]
+        ),
+        "{answers:?}"
+    );
+    assert_eq!(
+        follower.status().commit,
+        LogIndex(1),
+        "nothing it lacks is committed"
+    );
+}

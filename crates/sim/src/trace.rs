@@ -41,6 +41,15 @@ impl MsgInfo {
                 entries.len() as u64,
                 leader_commit.0,
             ],
+            MessageBody::Commit {
+                prev_log_index,
+                prev_log_term,
+                leader_commit,
+            } => [
+                prev_log_index.0 * 1000 + prev_log_term.0.min(999),
+                0,
+                leader_commit.0,
+            ],
             MessageBody::AppendResponse(AppendResult::Success { match_index }) => {
                 [1, match_index.0, 0]
             }

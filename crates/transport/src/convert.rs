@@ -76,6 +76,15 @@ pub fn encode_message(m: &Message) -> pb::RaftMessage {
             entries: entries.iter().map(encode_entry).collect(),
             leader_commit: leader_commit.0,
         }),
+        MessageBody::Commit {
+            prev_log_index,
+            prev_log_term,
+            leader_commit,
+        } => Body::Commit(pb::Commit {
+            prev_log_index: prev_log_index.0,
+            prev_log_term: prev_log_term.0,
+            leader_commit: leader_commit.0,
+        }),
         MessageBody::AppendResponse(result) => Body::AppendResponse(encode_append_result(*result)),
         MessageBody::Heartbeat { commit, round } => Body::Heartbeat(pb::Heartbeat {
             commit: commit.0,
@@ -146,6 +155,11 @@ pub fn decode_message(m: pb::RaftMessage) -> Result<Message, DecodeError> {
                 leader_commit: LogIndex(a.leader_commit),
             }
         }
+        Body::Commit(c) => MessageBody::Commit {
+            prev_log_index: LogIndex(c.prev_log_index),
+            prev_log_term: Term(c.prev_log_term),
+            leader_commit: LogIndex(c.leader_commit),
+        },
         Body::AppendResponse(r) => MessageBody::AppendResponse(decode_append_result(r)?),
         Body::Heartbeat(h) => MessageBody::Heartbeat {
             commit: LogIndex(h.commit),
@@ -335,6 +349,11 @@ mod tests {
                     },
                 ],
                 leader_commit: LogIndex(5),
+            },
+            MessageBody::Commit {
+                prev_log_index: LogIndex(7),
+                prev_log_term: Term(2),
+                leader_commit: LogIndex(6),
             },
             MessageBody::AppendResponse(AppendResult::Success {
                 match_index: LogIndex(9),

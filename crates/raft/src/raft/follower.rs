@@ -59,6 +59,36 @@ impl Raft {
         );
     }
 
+    /// A Commit: the leader's commit index, up to an entry it believes we
+    /// hold. If we hold it, every entry up to it is the leader's (Log
+    /// Matching), so we may commit that far, and say nothing. If not (an
+    /// AppendEntries before it was lost), we answer as to an AppendEntries
+    /// at the same place, and the leader backs off.
+    pub(super) fn handle_commit(
+        &mut self,
+        from: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        leader_commit: LogIndex,
+    ) {
+        self.debug_assert_following(from);
+        let committed = self.log.committed();
+        if prev_log_index <= committed {
+            // Nothing to learn: we hold and have committed more.
+            return;
+        }
+        if !self.log.matches(prev_log_index, prev_log_term) {
+            let result = self.conflict_hint(prev_log_index);
+            self.reply_append(from, result);
+            return;
+        }
+        self.log.commit_to(leader_commit.min(prev_log_index));
+        debug_assert!(
+            self.log.committed() >= committed,
+            "the commit index never decreases"
+        );
+    }
+
     /// The hint of §5.3: our term at the rejected index and the first index
     /// we hold of that term, or our log's end if it is shorter.
     fn conflict_hint(&self, rejected: LogIndex) -> AppendResult {

@@ -69,8 +69,9 @@ impl Raft {
     }
 
     /// Sends new entries to every follower that can take them; with
-    /// `even_if_empty`, also an empty AppendEntries so followers learn the
-    /// commit index.
+    /// `even_if_empty`, also the commit index to those that have every
+    /// entry (a [`MessageBody::Commit`] to a replicating follower, an
+    /// empty AppendEntries to a probed one, whose answer the probe needs).
     pub(super) fn broadcast_append(&mut self, even_if_empty: bool) {
         let peers: Vec<NodeId> = self.leadership_mut().progress.keys().copied().collect();
         for to in peers {
@@ -110,7 +111,16 @@ impl Raft {
         } else {
             Vec::new()
         };
-        if entries.is_empty() && !even_if_empty && replicating {
+        if entries.is_empty() && replicating {
+            if even_if_empty {
+                let body = MessageBody::Commit {
+                    prev_log_index,
+                    prev_log_term,
+                    leader_commit: self.log.committed(),
+                };
+                self.send(to, body);
+            }
+            // Nothing is in flight for a Commit: the window stays as it is.
             return false;
         }
         let last = entries.last().map_or(prev_log_index, |e| e.index);

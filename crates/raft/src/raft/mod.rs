@@ -527,6 +527,7 @@ impl Raft {
                 granted: true,
             } => {}
             MessageBody::AppendEntries { .. }
+            | MessageBody::Commit { .. }
             | MessageBody::Heartbeat { .. }
             | MessageBody::InstallSnapshot { .. } => self.become_follower(m.term, Some(m.from)),
             _ => self.become_follower(m.term, None),
@@ -539,7 +540,9 @@ impl Raft {
     /// it lost.
     fn answer_stale_term(&mut self, m: &Message) {
         match m.body {
-            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+            MessageBody::AppendEntries { .. }
+            | MessageBody::Commit { .. }
+            | MessageBody::Heartbeat { .. } => {
                 self.send(m.from, MessageBody::HeartbeatResponse { round: 0 });
             }
             MessageBody::VoteRequest { pre_vote: true, .. } => {
@@ -580,6 +583,14 @@ impl Raft {
             } => {
                 self.follow(from);
                 self.handle_append(from, prev_log_index, prev_log_term, &entries, leader_commit);
+            }
+            MessageBody::Commit {
+                prev_log_index,
+                prev_log_term,
+                leader_commit,
+            } => {
+                self.follow(from);
+                self.handle_commit(from, prev_log_index, prev_log_term, leader_commit);
             }
             MessageBody::Heartbeat { commit, round } => {
                 self.follow(from);

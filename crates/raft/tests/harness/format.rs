@@ -57,6 +57,11 @@ pub fn message(m: &Message) -> String {
             "prev={prev_log_index}@{prev_log_term} commit={leader_commit} {}",
             entries(list)
         ),
+        MessageBody::Commit {
+            prev_log_index,
+            prev_log_term,
+            leader_commit,
+        } => format!("prev={prev_log_index}@{prev_log_term} commit={leader_commit}"),
         MessageBody::AppendResponse(AppendResult::Success { match_index }) => {
             format!("match={match_index}")
         }
