@@ -307,26 +307,25 @@ impl<S: StateMachine> ApplyWorker<S> {
         }
     }
 
-    /// Whether `entries` are few enough to try on the driver, with no
-    /// snapshot due after them (taking one flushes the machine, which may
-    /// block).
-    pub(crate) fn is_small(&self, entries: &[Entry]) -> bool {
-        entries.len() <= QUICK_ENTRIES_MAX
-            && entries.last().is_none_or(|last| {
-                last.index
-                    .0
-                    .saturating_sub(self.applier.last_snapshot_index.0)
-                    < self.applier.snapshot_entries
-            })
-    }
-
-    /// Applies `entries` if the machine can at once, and tells whoever
-    /// waits; otherwise hands them back untouched.
+    /// Applies `entries` if they are few, no snapshot is due after them
+    /// (taking one flushes the machine, which may block) and the machine
+    /// can apply them at once, and tells whoever waits; otherwise hands
+    /// them back untouched, as the op to queue.
     pub(crate) fn try_apply_quickly(
         &mut self,
         entries: Vec<Entry>,
         waiters: Vec<(LogIndex, Responder<S::Response>)>,
     ) -> Result<Option<ApplyOp<S>>, StateMachineError> {
+        let small = entries.len() <= QUICK_ENTRIES_MAX
+            && entries.last().is_none_or(|last| {
+                last.index
+                    .0
+                    .saturating_sub(self.applier.last_snapshot_index.0)
+                    < self.applier.snapshot_entries
+            });
+        if !small {
+            return Ok(Some(ApplyOp::Entries { entries, waiters }));
+        }
         match self.applier.try_apply_quickly(entries, waiters)? {
             Quick::Applied(last) => {
                 self.applied(last);

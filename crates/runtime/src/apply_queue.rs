@@ -5,15 +5,14 @@
 //! On a lightly loaded node the apply thread sleeps between writes, and
 //! waking it costs tens of microseconds on a virtual machine — then the
 //! answer it sends wakes the client's task in turn. Applying a batch of a
-//! few quick commands on the driver
-//! saves both hops on the path from commit to answer. The machine decides
-//! (`StateMachine::try_apply_quickly`): it applies only if it need not
-//! wait for anything, and otherwise hands the batch back to be queued. Order is kept by
-//! counting: an op counts as unfinished from when the driver queues it
-//! until the thread is done with it, and the driver applies on its own only
-//! while nothing is unfinished, so everything queued before is already
-//! applied. Under load the thread is busy, batches are large, and every
-//! batch takes the queue as before.
+//! few quick commands on the driver saves both hops on the path from
+//! commit to answer. The machine decides (`StateMachine::try_apply_quickly`):
+//! it applies only if it need not wait for anything, and otherwise hands
+//! the batch back to be queued. Order is kept by counting: an op counts as
+//! unfinished from when the driver queues it until the thread is done with
+//! it, and the driver applies on its own only while nothing is unfinished,
+//! so everything queued before is already applied. Under load the thread
+//! is busy, batches are large, and every batch takes the queue as before.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -86,14 +85,10 @@ impl<S: StateMachine> ApplyQueue<S> {
                 if self.shared.unfinished.load(Ordering::Acquire) == 0 =>
             {
                 let mut worker = self.shared.lock();
-                if !worker.is_small(&entries) {
-                    ApplyOp::Entries { entries, waiters }
-                } else {
-                    match worker.try_apply_quickly(entries, waiters) {
-                        Ok(None) => return Ok(()),
-                        Ok(Some(op)) => op,
-                        Err(e) => return Err(Refused::Failed(worker.fail(e))),
-                    }
+                match worker.try_apply_quickly(entries, waiters) {
+                    Ok(None) => return Ok(()),
+                    Ok(Some(op)) => op,
+                    Err(e) => return Err(Refused::Failed(worker.fail(e))),
                 }
             }
             op => op,
@@ -213,6 +208,16 @@ mod tests {
         ApplyOp::Entries { entries, waiters }
     }
 
+    /// The entries and waiters of [`entries`]' op.
+    fn batch(
+        indexes: std::ops::RangeInclusive<u64>,
+    ) -> (Vec<Entry>, Vec<(LogIndex, Responder<()>)>) {
+        let ApplyOp::Entries { entries, waiters } = entries(indexes) else {
+            unreachable!("entries() makes an Entries op")
+        };
+        (entries, waiters)
+    }
+
     fn indexes(entries: &[Entry]) -> Vec<u64> {
         entries.iter().map(|e| e.index.0).collect()
     }
@@ -228,13 +233,7 @@ mod tests {
         ] {
             tx.try_send(op).ok().unwrap();
         }
-        let ApplyOp::Entries {
-            mut entries,
-            mut waiters,
-        } = super::tests::entries(1..=2)
-        else {
-            unreachable!()
-        };
+        let (mut entries, mut waiters) = batch(1..=2);
         let (next, merged) = take_queued_entries(&mut rx, &mut entries, &mut waiters);
         assert_eq!(merged, 2);
         assert_eq!(indexes(&entries), [1, 2, 3, 4, 5, 6]);
@@ -250,13 +249,7 @@ mod tests {
     #[test]
     fn an_empty_queue_leaves_the_batch_as_it_was() {
         let (_tx, mut rx) = mpsc::channel::<ApplyOp<()>>(1);
-        let ApplyOp::Entries {
-            mut entries,
-            mut waiters,
-        } = super::tests::entries(1..=2)
-        else {
-            unreachable!()
-        };
+        let (mut entries, mut waiters) = batch(1..=2);
         let (next, merged) = take_queued_entries(&mut rx, &mut entries, &mut waiters);
         assert!(next.is_none());
         assert_eq!(merged, 0);
