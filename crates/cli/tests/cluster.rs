@@ -12,15 +12,7 @@ use std::time::Duration;
 use support::*;
 
 fn status_of(cluster: &LocalCluster) -> Status {
-    Status::parse(&keel_ok(&[
-        "cluster",
-        "status",
-        "--data-dir",
-        &cluster.dir_arg(),
-        // A loaded test machine may take longer than the default second.
-        "--timeout",
-        "5s",
-    ]))
+    Status::parse(&cluster.status_text())
 }
 
 /// `keel cluster status`, row by row: name → (role, warning), and the

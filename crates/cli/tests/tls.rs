@@ -207,14 +207,7 @@ fn cluster_up_tls_serves_keel_and_etcdctl_with_its_certificates_only() {
         .chain(tls.iter().copied())
         .collect();
     assert_eq!(keel_ok(&get), "k\nv\n");
-    let status = keel_ok(&[
-        "cluster",
-        "status",
-        "--data-dir",
-        &cluster.dir_arg(),
-        "--timeout",
-        "5s",
-    ]);
+    let status = cluster.status_text();
     assert!(status.contains("3 of 3 members answering"), "{status}");
 
     if !have("etcdctl") {

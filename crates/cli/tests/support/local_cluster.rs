@@ -69,6 +69,20 @@ impl LocalCluster {
         self.path().display().to_string()
     }
 
+    /// What `keel cluster status` prints for this cluster, giving each
+    /// member five seconds: a loaded test machine may take longer than
+    /// the default second.
+    pub fn status_text(&self) -> String {
+        keel_ok(&[
+            "cluster",
+            "status",
+            "--data-dir",
+            &self.dir_arg(),
+            "--timeout",
+            "5s",
+        ])
+    }
+
     pub fn file(&self) -> toml::Table {
         let text = std::fs::read_to_string(self.path().join("cluster.toml")).unwrap();
         text.parse().unwrap()
